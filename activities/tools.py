@@ -1,0 +1,84 @@
+"""Support tools over HTTP. Errors are classified here, at the activity boundary.
+
+2xx -> result; 404 -> OrderNotFound; 409 idempotency_conflict -> IdempotencyConflict;
+other 4xx -> UpstreamRejected (all non-retryable); 429, 5xx, transport -> retried.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from domains.support.tools import REGISTRY, IssueRefundArgs, LookupOrderArgs, SendReplyArgs
+from tether import errors
+from tether.contracts import OrderSnapshot, ToolCall, ToolInvocation, ToolResult
+
+
+def classify(response: httpx.Response) -> dict[str, Any]:
+    """Translate an upstream answer into a result or a named Temporal error."""
+    if response.is_success:
+        return dict(response.json())
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": response.text[:200]}
+    detail = f"{response.request.method} {response.request.url.path} -> {response.status_code}: {body}"
+    code = response.status_code
+    if code == 429 or code >= 500:
+        raise ApplicationError(detail, type=errors.UPSTREAM_UNAVAILABLE)  # retryable
+    if code == 404:
+        raise ApplicationError(detail, type=errors.ORDER_NOT_FOUND, non_retryable=True)
+    if code == 409 and body.get("error") == "idempotency_conflict":
+        raise ApplicationError(detail, type=errors.IDEMPOTENCY_CONFLICT, non_retryable=True)
+    raise ApplicationError(detail, type=errors.UPSTREAM_REJECTED, non_retryable=True)
+
+
+class SupportToolActivities:
+    """One activity per tool, named after it; the workflow dispatches by tool name."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    def _checked(self, call: ToolInvocation) -> None:
+        problems = REGISTRY.check_call(ToolCall(tool=call.tool, arguments=call.arguments))
+        if problems:
+            raise ApplicationError("; ".join(problems), type=errors.UPSTREAM_REJECTED, non_retryable=True)
+
+    async def _post(self, path: str, call: ToolInvocation, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self._http.post(path, json=body, headers={"Idempotency-Key": call.idempotency_key})
+        return classify(response)
+
+    @activity.defn(name="lookup_order")
+    async def lookup_order(self, call: ToolInvocation) -> ToolResult:
+        self._checked(call)
+        args = LookupOrderArgs.model_validate(call.arguments)
+        data = classify(await self._http.get(f"/orders/{args.order_id}"))
+        snapshot = OrderSnapshot.model_validate(data)
+        return ToolResult(
+            tool=call.tool,
+            idempotency_key=call.idempotency_key,
+            arguments=call.arguments,
+            ok=True,
+            output=snapshot.model_dump(mode="json"),
+        )
+
+    @activity.defn(name="issue_refund")
+    async def issue_refund(self, call: ToolInvocation) -> ToolResult:
+        self._checked(call)
+        args = IssueRefundArgs.model_validate(call.arguments)
+        output = await self._post("/refunds", call, args.model_dump())
+        return ToolResult(
+            tool=call.tool, idempotency_key=call.idempotency_key, arguments=call.arguments, ok=True, output=output
+        )
+
+    @activity.defn(name="send_reply")
+    async def send_reply(self, call: ToolInvocation) -> ToolResult:
+        self._checked(call)
+        args = SendReplyArgs.model_validate(call.arguments)
+        output = await self._post("/messages", call, args.model_dump(exclude_none=True))
+        return ToolResult(
+            tool=call.tool, idempotency_key=call.idempotency_key, arguments=call.arguments, ok=True, output=output
+        )

@@ -1,0 +1,238 @@
+"""Northwind's business system: orders, refunds and customer messages over HTTP.
+
+A small real service with its own SQLite database. Every POST must carry an
+``Idempotency-Key``; the key is stored in the same transaction as the effect, so:
+same key + same body -> the original response (``Idempotent-Replayed: true``);
+same key + different body -> 409 ``idempotency_conflict``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    order_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, status TEXT NOT NULL,
+    total_cents INTEGER NOT NULL, refunded_cents INTEGER NOT NULL DEFAULT 0,
+    placed_at TEXT NOT NULL, delivered_at TEXT);
+CREATE TABLE IF NOT EXISTS refunds (
+    refund_id TEXT PRIMARY KEY, order_id TEXT NOT NULL REFERENCES orders(order_id),
+    amount_cents INTEGER NOT NULL, reason TEXT NOT NULL, idempotency_key TEXT NOT NULL,
+    created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    message_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, order_id TEXT, body TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL,
+    response TEXT NOT NULL, created_at TEXT NOT NULL);
+"""
+
+# (order, customer, status, total, days since placed, days since delivered)
+SEED: list[tuple[str, str, str, int, int, int | None]] = [
+    ("ORD-1001", "C-100", "shipped", 8_999, 3, None),
+    ("ORD-1002", "C-101", "delivered", 8_000, 9, 5),
+    ("ORD-1003", "C-102", "delivered", 15_900, 14, 10),
+    ("ORD-1004", "C-103", "placed", 4_500, 1, None),
+    ("ORD-1005", "C-100", "delivered", 6_500, 11, 7),
+    ("ORD-1006", "C-104", "delivered", 12_000, 66, 60),
+    ("ORD-1007", "C-105", "delivered", 45_000, 6, 3),
+    ("ORD-1008", "C-101", "delivered", 2_500, 5, 2),
+    ("ORD-1009", "C-106", "delivered", 19_900, 20, 15),
+    ("ORD-1010", "C-107", "shipped", 3_400, 2, None),
+]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class BusinessDB:
+    """All writes go through one lock and one transaction each: effect and key together."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._lock = threading.Lock()
+        with self._lock:
+            self._conn.executescript(SCHEMA)
+            if self._conn.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 0:
+                self.seed()
+
+    def seed(self) -> None:
+        now = _now()
+        for order_id, customer, status, total, placed, delivered in SEED:
+            self._conn.execute(
+                "INSERT INTO orders VALUES (?, ?, ?, ?, 0, ?, ?)",
+                (
+                    order_id,
+                    customer,
+                    status,
+                    total,
+                    (now - timedelta(days=placed)).isoformat(),
+                    (now - timedelta(days=delivered)).isoformat() if delivered is not None else None,
+                ),
+            )
+
+    def order(self, order_id: str) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT * FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+        return dict(row) if row else None
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        assert table in {"refunds", "messages", "orders"}
+        return [dict(r) for r in self._conn.execute(f"SELECT * FROM {table} ORDER BY rowid")]
+
+    def idempotent(self, key: str, body: dict[str, Any], effect: Any) -> tuple[int, dict[str, Any], bool]:
+        """Run ``effect(conn)`` once per key; returns (status, response, replayed)."""
+        fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute(
+                    "SELECT fingerprint, status, response FROM idempotency WHERE key = ?", (key,)
+                ).fetchone()
+                if row is not None:
+                    self._conn.execute("COMMIT")
+                    if row["fingerprint"] != fingerprint:
+                        return 409, {"error": "idempotency_conflict", "detail": f"key {key} was used with other parameters"}, False
+                    return int(row["status"]), json.loads(row["response"]), True
+                status, response = effect(self._conn)
+                self._conn.execute(
+                    "INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)",
+                    (key, fingerprint, status, json.dumps(response), _now().isoformat()),
+                )
+                self._conn.execute("COMMIT")
+                return status, response, False
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _refund(body: dict[str, Any], key: str) -> Any:
+    def effect(conn: sqlite3.Connection) -> tuple[int, dict[str, Any]]:
+        order = conn.execute("SELECT * FROM orders WHERE order_id = ?", (body["order_id"],)).fetchone()
+        if order is None:
+            return 404, {"error": "order_not_found", "detail": body["order_id"]}
+        amount = int(body["amount_cents"])
+        balance = order["total_cents"] - order["refunded_cents"]
+        if amount <= 0 or amount > balance:
+            return 422, {"error": "exceeds_refundable", "detail": f"{amount} > balance {balance}"}
+        refund_id = f"RF-{uuid.uuid4().hex[:12]}"
+        conn.execute(
+            "INSERT INTO refunds VALUES (?, ?, ?, ?, ?, ?)",
+            (refund_id, order["order_id"], amount, str(body.get("reason", "")), key, _now().isoformat()),
+        )
+        conn.execute(
+            "UPDATE orders SET refunded_cents = refunded_cents + ? WHERE order_id = ?",
+            (amount, order["order_id"]),
+        )
+        return 201, {
+            "refund_id": refund_id,
+            "order_id": order["order_id"],
+            "amount_cents": amount,
+            "refunded_total_cents": order["refunded_cents"] + amount,
+        }
+
+    return effect
+
+
+def _message(body: dict[str, Any], key: str) -> Any:
+    def effect(conn: sqlite3.Connection) -> tuple[int, dict[str, Any]]:
+        message_id = f"MSG-{uuid.uuid4().hex[:12]}"
+        conn.execute(
+            "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)",
+            (message_id, body["customer_id"], body.get("order_id"), body["body"], key, _now().isoformat()),
+        )
+        return 201, {"message_id": message_id, "customer_id": body["customer_id"]}
+
+    return effect
+
+
+def create_app(db: BusinessDB) -> Starlette:
+    async def get_order(request: Request) -> JSONResponse:
+        order = db.order(request.path_params["order_id"])
+        if order is None:
+            return JSONResponse({"error": "order_not_found"}, status_code=404)
+        return JSONResponse(order)
+
+    def writer(make_effect: Any, required: tuple[str, ...]) -> Any:
+        async def handler(request: Request) -> JSONResponse:
+            key = request.headers.get("Idempotency-Key")
+            if not key:
+                return JSONResponse({"error": "idempotency_key_required"}, status_code=400)
+            try:
+                body = await request.json()
+            except ValueError:
+                return JSONResponse({"error": "invalid_json"}, status_code=400)
+            missing = [f for f in required if f not in body]
+            if missing:
+                return JSONResponse({"error": "missing_fields", "detail": missing}, status_code=422)
+            status, response, replayed = db.idempotent(key, body, make_effect(body, key))
+            headers = {"Idempotent-Replayed": "true"} if replayed else {}
+            return JSONResponse(response, status_code=status, headers=headers)
+
+        return handler
+
+    async def list_rows(request: Request) -> JSONResponse:
+        return JSONResponse(db.rows(request.path_params["table"]))
+
+    async def health(_: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    return Starlette(
+        routes=[
+            Route("/healthz", health),
+            Route("/orders/{order_id}", get_order),
+            Route("/refunds", writer(_refund, ("order_id", "amount_cents")), methods=["POST"]),
+            Route("/messages", writer(_message, ("customer_id", "body")), methods=["POST"]),
+            Route("/audit/{table:str}", list_rows),
+        ]
+    )
+
+
+class BusinessServer:
+    """Runs the business system with uvicorn in a background thread (port 0 = any free port)."""
+
+    def __init__(self, db_path: Path, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.db = BusinessDB(db_path)
+        config = uvicorn.Config(create_app(self.db), host=host, port=port, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="business-system", daemon=True)
+        self._host = host
+
+    def start(self, timeout: float = 10.0) -> BusinessServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("business system did not start")
+            time.sleep(0.02)
+        return self
+
+    @property
+    def url(self) -> str:
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        return f"http://{self._host}:{port}"
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self.db.close()

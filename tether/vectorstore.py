@@ -1,0 +1,109 @@
+"""One small vector-store interface; Qdrant local mode by default, a Qdrant server by URL."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from qdrant_client import QdrantClient, models
+
+
+@dataclass(frozen=True)
+class Hit:
+    passage_id: str
+    score: float
+    payload: dict[str, Any]
+    vector: npt.NDArray[np.float32]
+
+
+class VectorStore(Protocol):
+    def upsert(self, ids: list[str], vectors: npt.NDArray[np.float32], payloads: list[dict[str, Any]]) -> None: ...
+    def delete(self, ids: list[str]) -> None: ...
+    def hashes(self) -> dict[str, str]: ...
+    def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[Hit]: ...
+    def close(self) -> None: ...
+
+
+def _point_id(passage_id: str) -> str:
+    # Qdrant ids are UUIDs or integers; derive a stable UUID from the passage id.
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, passage_id))
+
+
+class QdrantStore:
+    """qdrant-client in local mode (a path, one process) or against a server (a URL)."""
+
+    def __init__(self, collection: str, dimensions: int, *, path: Path | None = None, url: str | None = None) -> None:
+        if url:
+            self._client = QdrantClient(url=url)
+        else:
+            assert path is not None, "either a path (local mode) or a url"
+            path.mkdir(parents=True, exist_ok=True)
+            self._client = QdrantClient(path=str(path))
+        self._collection = collection
+        if not self._client.collection_exists(collection):
+            self._client.create_collection(
+                collection,
+                vectors_config=models.VectorParams(size=dimensions, distance=models.Distance.COSINE),
+            )
+            if url:  # local mode has no payload indexes; the server uses them to filter
+                for field in ("doc_id", "status", "source"):
+                    self._client.create_payload_index(collection, field, models.PayloadSchemaType.KEYWORD)
+
+    def upsert(self, ids: list[str], vectors: npt.NDArray[np.float32], payloads: list[dict[str, Any]]) -> None:
+        if not ids:
+            return
+        self._client.upsert(
+            self._collection,
+            points=[
+                models.PointStruct(id=_point_id(pid), vector=vec.tolist(), payload=payload)
+                for pid, vec, payload in zip(ids, vectors, payloads, strict=True)
+            ],
+            wait=True,
+        )
+
+    def delete(self, ids: list[str]) -> None:
+        if ids:
+            self._client.delete(
+                self._collection,
+                points_selector=models.PointIdsList(points=[_point_id(i) for i in ids]),
+                wait=True,
+            )
+
+    def hashes(self) -> dict[str, str]:
+        """passage id -> content hash of everything stored, to embed only what changed."""
+        found: dict[str, str] = {}
+        offset = None
+        while True:
+            points, offset = self._client.scroll(
+                self._collection,
+                limit=512,
+                offset=offset,
+                with_payload=["passage_id", "content_hash"],
+                with_vectors=False,
+            )
+            for point in points:
+                payload = point.payload or {}
+                found[str(payload["passage_id"])] = str(payload["content_hash"])
+            if offset is None:
+                return found
+
+    def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[Hit]:
+        response = self._client.query_points(
+            self._collection, query=vector.tolist(), limit=limit, with_payload=True, with_vectors=True
+        )
+        return [
+            Hit(
+                passage_id=str((p.payload or {})["passage_id"]),
+                score=float(p.score),
+                payload=dict(p.payload or {}),
+                vector=np.asarray(p.vector, dtype=np.float32),
+            )
+            for p in response.points
+        ]
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,119 @@
+"""Worker entry point: which workflows and activities run on which task queue.
+
+Expensive things (embedding model, Qdrant client, HTTP pool, store) are built once here
+and handed to the activity classes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.model import ModelActivities
+from activities.records import RecordActivities
+from activities.retrieval import RetrievalActivities
+from activities.tools import SupportToolActivities
+from activities.verification import VerificationActivities
+from tether.config import Settings
+from tether.embeddings import DIMENSIONS, Embedder
+from tether.localmodel import LocalModel, load_intents
+from tether.providers import ModelProvider
+from tether.store import Store
+from tether.vectorstore import QdrantStore, VectorStore
+from workflows.knowledge import KnowledgeIngestWorkflow
+from workflows.resolution import ResolutionWorkflow
+
+WORKFLOWS = [ResolutionWorkflow, KnowledgeIngestWorkflow]
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    embedder: Embedder
+    vectors: VectorStore
+    store: Store
+    http: httpx.AsyncClient
+    executor: ThreadPoolExecutor
+    _model: ModelProvider | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(cls, settings: Settings, *, embedder: Embedder | None = None) -> Resources:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(
+            settings=settings,
+            embedder=embedder or Embedder(batch_size=settings.embedding_batch_size),
+            vectors=QdrantStore(
+                settings.collection,
+                DIMENSIONS,
+                path=settings.resolved_qdrant_path(),
+                url=settings.qdrant_url,
+            ),
+            store=Store(settings.resolved_store_url()),
+            http=httpx.AsyncClient(base_url=settings.business_url, timeout=httpx.Timeout(10.0)),
+            executor=ThreadPoolExecutor(max_workers=settings.activity_threads),
+        )
+
+    def model(self) -> ModelProvider:
+        if self._model is None:
+            self._model = LocalModel(self.embedder, load_intents(self.settings.intents_path))
+        return self._model
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        self.vectors.close()
+        self.store.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def resolution_worker(client: Client, res: Resources, *, task_queue: str | None = None) -> Worker:
+    """Workflows plus every activity except the model's."""
+    retrieval = RetrievalActivities(res.embedder, res.vectors, res.store, res.settings.retrieval)
+    verification = VerificationActivities(
+        res.embedder, grounding_similarity=res.settings.grounding_similarity
+    )
+    tools = SupportToolActivities(res.http)
+    records = RecordActivities(res.store)
+    return Worker(
+        client,
+        task_queue=task_queue or res.settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=[
+            retrieval.retrieve_evidence,
+            retrieval.ingest_documents,
+            verification.verify_proposal,
+            tools.lookup_order,
+            tools.issue_refund,
+            tools.send_reply,
+            records.record_outcome,
+        ],
+        activity_executor=res.executor,
+    )
+
+
+def model_worker(client: Client, res: Resources, *, task_queue: str | None = None) -> Worker:
+    """The model on its own task queue, so it can be scaled, limited or lost on its own."""
+    return Worker(
+        client,
+        task_queue=task_queue or res.settings.model_queue,
+        activities=[ModelActivities(res.model()).propose_resolution],
+        max_concurrent_activities=4,
+    )
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    """Run both workers until ``stop`` is set."""
+    from tether.client import connect
+
+    client = await connect(settings)
+    res = Resources.build(settings)
+    try:
+        workers = [resolution_worker(client, res), model_worker(client, res)]
+        async with workers[0], workers[1]:
+            await stop.wait()
+    finally:
+        await res.close()

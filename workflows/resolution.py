@@ -1,0 +1,421 @@
+"""ResolutionWorkflow: one governed request, from ticket to recorded outcome.
+
+retrieve -> look up order -> propose (bounded repair) -> verify -> decide (pure policy)
+-> approval (Update/signal, SLA per tier, safe default) -> act (idempotent tools) -> record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.model import ModelActivities
+    from activities.records import RecordActivities
+    from activities.retrieval import RetrievalActivities
+    from activities.verification import VerificationActivities
+    from domains.support import INTENTS
+    from domains.support.tools import REGISTRY
+    from tether import errors, search
+    from tether.approvals import ReviewRefused, authorise_review
+    from tether.config import Retry
+    from tether.contracts import (
+        Decision,
+        DecisionAction,
+        Evidence,
+        Mode,
+        ModelIdentity,
+        OrderSnapshot,
+        Outcome,
+        PendingApproval,
+        Proposal,
+        ProposeInput,
+        ResolutionInput,
+        RetrievalQuery,
+        Review,
+        ReviewReceipt,
+        ReviewRecord,
+        Stage,
+        ToolCall,
+        ToolInvocation,
+        ToolResult,
+        Verification,
+        VerifyInput,
+        WorkflowStatus,
+    )
+    from tether.policy import PolicyInput, decide
+    from tether.tools import ProposalInvalid
+
+
+def workflow_id_for(request_id: str) -> str:
+    """Deterministic id: starting the same request twice runs it once."""
+    return f"resolution-{request_id}"
+
+
+def _retry(r: Retry, *, non_retryable: list[str] | None = None) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=r.initial,
+        backoff_coefficient=r.backoff,
+        maximum_interval=r.maximum_interval,
+        maximum_attempts=r.maximum_attempts,
+        non_retryable_error_types=non_retryable,
+    )
+
+
+@workflow.defn
+class ResolutionWorkflow:
+    @workflow.init
+    def __init__(self, inp: ResolutionInput) -> None:
+        self._inp = inp
+        self._stage = Stage.RECEIVED
+        self._mode = Mode.NORMAL
+        self._intent: str | None = None
+        self._decision: Decision | None = None
+        self._pending: PendingApproval | None = None
+        self._verdict: Review | None = None
+        self._reviews: list[ReviewRecord] = []
+
+    # --- run -------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: ResolutionInput) -> Outcome:
+        started = workflow.now()
+        request, policy = inp.request, inp.policy
+
+        self._set_stage(Stage.RETRIEVING)
+        evidence = await workflow.execute_activity_method(
+            RetrievalActivities.retrieve_evidence,
+            RetrievalQuery(text=request.text, request_id=request.request_id),
+            start_to_close_timeout=inp.timeouts.retrieval,
+            retry_policy=_retry(inp.timeouts.default_retry),
+        )
+        order = await self._lookup_order(request.order_reference())
+
+        self._set_stage(Stage.PROPOSING)
+        proposal, model, mode = await self._propose(evidence, order)
+        self._mode = mode
+        if proposal is not None:
+            self._intent = proposal.intent
+
+        verification: Verification | None = None
+        if proposal is not None:
+            self._set_stage(Stage.VERIFYING)
+            verification = await workflow.execute_activity_method(
+                VerificationActivities.verify_proposal,
+                VerifyInput(request=request, evidence=evidence, order=order, proposal=proposal),
+                start_to_close_timeout=inp.timeouts.verification,
+                retry_policy=_retry(inp.timeouts.default_retry),
+            )
+
+        self._set_stage(Stage.DECIDING)
+        decision = decide(
+            PolicyInput(
+                request=request,
+                mode=mode,
+                proposal=proposal,
+                verification=verification,
+                order=order,
+                freshness=evidence.freshness,
+                now=workflow.now(),
+            ),
+            policy,
+            REGISTRY,
+        )
+        self._decision, self._mode = decision, decision.mode
+
+        approved = decision.action is DecisionAction.AUTO
+        if decision.action is DecisionAction.APPROVAL and proposal is not None:
+            assert verification is not None
+            approved = await self._await_approval(decision, proposal, verification, evidence)
+
+        actions: list[ToolResult] = []
+        if approved and proposal is not None:
+            self._set_stage(Stage.ACTING)
+            actions = await self._act(proposal.tool_calls)
+
+        answer, citations = self._answer(decision, proposal, evidence, approved)
+        outcome = Outcome(
+            request_id=request.request_id,
+            workflow_id=workflow.info().workflow_id,
+            intent=self._intent,
+            decision=decision,
+            mode=self._mode,
+            answer=answer,
+            citations=citations,
+            proposal=proposal,
+            verification=verification,
+            freshness=evidence.freshness,
+            actions=actions,
+            reviews=list(self._reviews),
+            followup_required=not approved or any(not a.ok for a in actions),
+            model=model,
+            started_at=started,
+            finished_at=workflow.now(),
+        )
+        self._set_stage(Stage.RECORDING)
+        await workflow.execute_activity_method(
+            RecordActivities.record_outcome,
+            outcome,
+            start_to_close_timeout=inp.timeouts.record,
+            retry_policy=_retry(inp.timeouts.default_retry),
+        )
+        self._set_stage(Stage.COMPLETED)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return outcome
+
+    # --- stages ----------------------------------------------------------------------
+
+    async def _lookup_order(self, order_id: str | None) -> OrderSnapshot | None:
+        if order_id is None:
+            return None
+        try:
+            result = await self._run_tool(
+                ToolCall(tool="lookup_order", arguments={"order_id": order_id}), step=0
+            )
+        except ActivityError as err:
+            if isinstance(err.cause, ApplicationError) and err.cause.type == errors.ORDER_NOT_FOUND:
+                return None  # policy then refuses any money movement on an unknown order
+            raise
+        return OrderSnapshot.model_validate(result.output)
+
+    async def _propose(
+        self, evidence: Evidence, order: OrderSnapshot | None
+    ) -> tuple[Proposal | None, ModelIdentity | None, Mode]:
+        """Ask the model, validate, repair up to the bound; else change operating mode."""
+        inp = self._inp
+        repair_errors: list[str] = []
+        model: ModelIdentity | None = None
+        for attempt in range(inp.policy.max_repairs + 1):
+            try:
+                raw = await workflow.execute_activity_method(
+                    ModelActivities.propose_resolution,
+                    ProposeInput(
+                        request=inp.request,
+                        evidence=evidence,
+                        order=order,
+                        tool_catalogue=REGISTRY.catalogue(),
+                        repair_errors=repair_errors,
+                        attempt=attempt,
+                    ),
+                    task_queue=inp.model_queue,
+                    schedule_to_start_timeout=inp.timeouts.model_schedule_to_start,
+                    start_to_close_timeout=inp.timeouts.model_start_to_close,
+                    retry_policy=_retry(inp.timeouts.model_retry),
+                    summary=f"propose (attempt {attempt + 1})",
+                )
+            except ActivityError as err:
+                workflow.logger.warning("model unavailable, retrieval-only mode: %s", err.cause)
+                return None, model, Mode.RETRIEVAL_ONLY
+            model = raw.model
+            try:
+                return REGISTRY.validate_proposal(raw.content, intents=INTENTS), model, Mode.NORMAL
+            except ProposalInvalid as invalid:
+                workflow.logger.info("proposal invalid (attempt %d): %s", attempt + 1, invalid)
+                repair_errors = invalid.errors
+        return None, model, Mode.HUMAN_DRAFT
+
+    async def _await_approval(
+        self, decision: Decision, proposal: Proposal, verification: Verification, evidence: Evidence
+    ) -> bool:
+        """Wait for an authorised verdict; on SLA expiry escalate a tier; past the last, no action."""
+        tiers = self._inp.policy.tiers
+        cited = [p for p in evidence.passages if p.passage_id in set(proposal.citations)]
+        tier = decision.tier or 0
+        while tier < len(tiers):
+            spec = tiers[tier]
+            self._verdict = None
+            self._pending = PendingApproval(
+                tier=tier,
+                tier_name=spec.name,
+                role=spec.role,
+                deadline=workflow.now() + spec.sla,
+                proposal_version=1,
+                proposal=proposal,
+                findings=verification.findings,
+                reasons=decision.reasons,
+                citations=cited,
+            )
+            self._set_stage(Stage.AWAITING_APPROVAL, queue=spec.name)
+            try:
+                await workflow.wait_condition(
+                    lambda: self._verdict is not None,
+                    timeout=spec.sla,
+                    timeout_summary=f"approval SLA, tier {spec.name}",
+                )
+            except asyncio.TimeoutError:
+                self._reviews.append(
+                    ReviewRecord(
+                        approver="system",
+                        verdict="expired",
+                        reason=f"SLA of {spec.sla} expired at tier {spec.name}",
+                        tier=tier,
+                        at=workflow.now(),
+                    )
+                )
+                tier += 1
+                continue
+            verdict = self._verdict
+            assert verdict is not None
+            self._pending = None
+            return verdict.verdict == "approve"
+        self._pending = None
+        self._mode = Mode.SAFE_DEFAULT
+        return False
+
+    async def _act(self, calls: list[ToolCall]) -> list[ToolResult]:
+        """Run write tools in order; stop at the first that fails for good."""
+        results: list[ToolResult] = []
+        for step, call in enumerate(calls, start=1):
+            try:
+                results.append(await self._run_tool(call, step=step))
+            except ActivityError as err:
+                cause = err.cause
+                detail = f"{cause.type}: {cause.message}" if isinstance(cause, ApplicationError) else str(cause)
+                results.append(
+                    ToolResult(
+                        tool=call.tool,
+                        idempotency_key=self._key(step, call.tool),
+                        arguments=call.arguments,
+                        ok=False,
+                        error=detail,
+                    )
+                )
+                break
+        return results
+
+    async def _run_tool(self, call: ToolCall, *, step: int) -> ToolResult:
+        timeouts = self._inp.timeouts
+        return await workflow.execute_activity(
+            call.tool,
+            ToolInvocation(
+                tool=call.tool,
+                arguments=call.arguments,
+                idempotency_key=self._key(step, call.tool),
+                request_id=self._inp.request.request_id,
+            ),
+            result_type=ToolResult,
+            start_to_close_timeout=timeouts.tool,
+            retry_policy=_retry(
+                timeouts.tool_retry,
+                non_retryable=[
+                    errors.UPSTREAM_REJECTED,
+                    errors.ORDER_NOT_FOUND,
+                    errors.IDEMPOTENCY_CONFLICT,
+                ],
+            ),
+            summary=f"{call.tool} {call.arguments}"[:200],
+        )
+
+    def _key(self, step: int, tool: str) -> str:
+        """Idempotency key: the same workflow and step always send the same key."""
+        return f"{workflow.info().workflow_id}/{step}/{tool}"
+
+    def _answer(
+        self, decision: Decision, proposal: Proposal | None, evidence: Evidence, approved: bool
+    ) -> tuple[str, list[str]]:
+        if proposal is None:
+            # Retrieval-only: cite the best passages, act on nothing, a human follows up.
+            best = evidence.passages[:2]
+            if not best:
+                return "No answer could be found; a person will follow up.", []
+            quoted = " ".join(p.text for p in best)
+            return f"{quoted} A person from our team will follow up.", [p.passage_id for p in best]
+        if approved:
+            return proposal.answer, proposal.citations
+        if decision.action is DecisionAction.REJECT:
+            return "Not processed: " + "; ".join(r.detail for r in decision.reasons), []
+        last = self._reviews[-1] if self._reviews else None
+        if self._mode is Mode.SAFE_DEFAULT:
+            return "No approver answered in time; no action was taken and a person will follow up.", []
+        who = f"{last.approver}: {last.reason}" if last else "approver"
+        return f"Declined by {who}", []
+
+    def _set_stage(self, stage: Stage, *, queue: str = "none") -> None:
+        self._stage = stage
+        workflow.upsert_search_attributes(
+            [
+                search.STAGE.value_set(stage.value),
+                search.QUEUE.value_set(queue),
+                search.MODE.value_set(self._mode.value),
+                search.INTENT.value_set(self._intent or "unknown"),
+            ]
+        )
+
+    # --- approval messages -----------------------------------------------------------
+
+    @workflow.update
+    async def review(self, review: Review) -> ReviewReceipt:
+        """Approve or reject the pending proposal (validator checks identity and role)."""
+        # Re-checked here: two Updates can both pass validation before either handler runs.
+        try:
+            self._authorise(review)
+        except ReviewRefused as refused:
+            raise ApplicationError(
+                refused.detail, refused.code, type=errors.REVIEW_REFUSED, non_retryable=True
+            ) from None
+        assert self._pending is not None
+        tier = self._pending.tier
+        self._accept(review, tier)
+        return ReviewReceipt(accepted=True, tier=tier, detail=f"{review.verdict} recorded")
+
+    @review.validator
+    def _validate_review(self, review: Review) -> None:
+        try:
+            self._authorise(review)
+        except ReviewRefused as refused:
+            # An exception in a validator rejects the Update without touching history.
+            raise ApplicationError(
+                refused.detail, refused.code, type=errors.REVIEW_REFUSED, non_retryable=True
+            ) from None
+
+    def _authorise(self, review: Review) -> None:
+        if self._verdict is not None:
+            raise ReviewRefused("already_decided", "a verdict was already recorded")
+        authorise_review(review, self._pending, self._inp.request, self._inp.policy)
+
+    @workflow.signal
+    def review_signal(self, review: Review) -> None:
+        """The same verdict for tools that can only signal; the same checks apply here."""
+        try:
+            self._authorise(review)
+        except ReviewRefused as refused:
+            self._reviews.append(
+                ReviewRecord(
+                    approver=review.approver,
+                    verdict="refused",
+                    reason=f"{refused.code}: {refused.detail}",
+                    tier=self._pending.tier if self._pending else -1,
+                    at=workflow.now(),
+                )
+            )
+            return
+        assert self._pending is not None
+        self._accept(review, self._pending.tier)
+
+    def _accept(self, review: Review, tier: int) -> None:
+        self._verdict = review
+        self._reviews.append(
+            ReviewRecord(
+                approver=review.approver,
+                verdict=review.verdict,
+                reason=review.reason,
+                tier=tier,
+                at=workflow.now(),
+            )
+        )
+
+    @workflow.query
+    def status(self) -> WorkflowStatus:
+        return WorkflowStatus(
+            request_id=self._inp.request.request_id,
+            stage=self._stage,
+            mode=self._mode,
+            intent=self._intent,
+            decision=self._decision,
+            pending=self._pending,
+            reviews=list(self._reviews),
+        )
+
+
