@@ -74,7 +74,7 @@ class Tether:
 
     def handle(self, request_id: str) -> WorkflowHandle[ResolutionWorkflow, Outcome]:
         return self.client.get_workflow_handle_for(
-            ResolutionWorkflow.run, workflow_id_for(request_id), result_type=Outcome
+            ResolutionWorkflow.run, workflow_id_for(request_id)
         )
 
     async def submit(

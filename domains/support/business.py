@@ -228,6 +228,10 @@ class BusinessServer:
         return self
 
     @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
     def url(self) -> str:
         port = self._server.servers[0].sockets[0].getsockname()[1]
         return f"http://{self._host}:{port}"

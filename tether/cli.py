@@ -1,0 +1,201 @@
+"""The `tether` command: run the stack, ingest knowledge, ask, review approvals, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import uuid
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tether.config import Settings
+from tether.errors import InvalidRequest, ReviewRejected
+
+app = typer.Typer(no_args_is_help=True, help="Tether: governed AI workflows on Temporal.")
+approvals = typer.Typer(no_args_is_help=True, help="Work waiting for a human.")
+app.add_typer(approvals, name="approvals")
+console = Console()
+T = TypeVar("T")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+async def _until_interrupted() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+@app.command()
+def up() -> None:
+    """Run the embedded stack in the foreground (Temporal + UI, business system, workers)."""
+    from tether.runtime import EmbeddedStack
+
+    async def main() -> None:
+        settings = Settings()
+        async with EmbeddedStack(settings):
+            console.print(f"Temporal {settings.temporal_address}, UI {settings.ui_url}")
+            console.print(f"Business system {settings.business_url}. Ctrl-C stops everything.")
+            await _until_interrupted()
+        console.print("stopped")
+
+    _run(main())
+
+
+@app.command()
+def worker() -> None:
+    """Run the workers against an existing Temporal server (Ctrl-C stops)."""
+    from workers.main import run
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run(Settings(), stop))
+        await _until_interrupted()
+        stop.set()
+        await task
+
+    _run(main())
+
+
+@app.command()
+def ingest(path: Path) -> None:
+    """Index a directory of knowledge documents (runs in the worker that owns the index)."""
+    from tether.client import Tether
+
+    async def main() -> None:
+        tether = await Tether.connect()
+        report = await tether.ingest(str(path.resolve()))
+        console.print(report.model_dump_json(indent=2))
+
+    _run(main())
+
+
+@app.command()
+def ask(
+    text: str,
+    customer: str = typer.Option("C-100", help="customer id"),
+    requester: str | None = typer.Option(None, help="who submits (default: the customer)"),
+    order: str | None = typer.Option(None, help="order id, if not in the text"),
+    request_id: str | None = typer.Option(None, help="idempotent request id (default: new)"),
+) -> None:
+    """Start a request, wait for its outcome, print it."""
+    from tether.client import Tether
+
+    async def main() -> None:
+        tether = await Tether.connect()
+        rid = request_id or f"cli-{uuid.uuid4().hex[:10]}"
+        try:
+            handle = await tether.submit(
+                {
+                    "request_id": rid,
+                    "customer_id": customer,
+                    "requester": requester or customer,
+                    "text": text,
+                    "order_id": order,
+                }
+            )
+        except InvalidRequest as err:
+            console.print(f"[red]{err}[/red]")
+            raise typer.Exit(2) from None
+        console.print(f"started {handle.id}: {tether.ui_link(rid)}")
+        outcome = await handle.result()
+        console.print(outcome.model_dump_json(indent=2))
+
+    _run(main())
+
+
+@approvals.command("list")
+def approvals_list() -> None:
+    """Requests waiting for approval."""
+    from tether.client import Tether
+
+    async def main() -> None:
+        tether = await Tether.connect()
+        table = Table("request", "tier", "role", "deadline", "intent", "reasons")
+        for status in await tether.pending():
+            assert status.pending is not None
+            table.add_row(
+                status.request_id,
+                status.pending.tier_name,
+                status.pending.role,
+                status.pending.deadline.isoformat(timespec="seconds"),
+                status.intent or "",
+                ", ".join(r.code for r in status.pending.reasons),
+            )
+        console.print(table)
+
+    _run(main())
+
+
+@approvals.command("show")
+def approvals_show(request_id: str) -> None:
+    """Everything an approver needs: proposal, evidence, findings, reasons."""
+    from tether.client import Tether
+
+    async def main() -> None:
+        status = await (await Tether.connect()).status(request_id)
+        console.print_json(json.dumps(status.model_dump(mode="json")))
+
+    _run(main())
+
+
+def _review(request_id: str, approver: str, verdict: str, reason: str) -> None:
+    from tether.client import Tether
+
+    async def main() -> None:
+        tether = await Tether.connect()
+        try:
+            receipt = await tether.review(
+                request_id,
+                approver=approver,
+                verdict="approve" if verdict == "approve" else "reject",
+                reason=reason,
+            )
+        except ReviewRejected as err:
+            console.print(f"[red]{err}[/red]")
+            raise typer.Exit(1) from None
+        console.print(f"{verdict} accepted at tier {receipt.tier}: {receipt.detail}")
+
+    _run(main())
+
+
+@approvals.command("approve")
+def approvals_approve(
+    request_id: str,
+    approver: str = typer.Option(..., "--as", help="approver identity"),
+    reason: str = typer.Option("", help="why"),
+) -> None:
+    """Approve a pending request (identity and role are checked by the workflow)."""
+    _review(request_id, approver, "approve", reason)
+
+
+@approvals.command("reject")
+def approvals_reject(
+    request_id: str,
+    approver: str = typer.Option(..., "--as", help="approver identity"),
+    reason: str = typer.Option(..., help="why (required)"),
+) -> None:
+    """Reject a pending request; nothing is executed."""
+    _review(request_id, approver, "reject", reason)
+
+
+@app.command()
+def demo() -> None:
+    """Start the embedded stack, ingest the knowledge base, run scripted tickets, stop."""
+    from tether.demo import run_demo
+
+    _run(run_demo())
+
+
+if __name__ == "__main__":
+    app()
