@@ -42,13 +42,14 @@ class RetrievalActivities:
         store: Store,
         config: RetrievalConfig,
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._embedder = embedder
         self._vectors = vectors
         self._store = store
         self._config = config
-        self._clock = clock
+        as_of = config.freshness_as_of
+        self._clock = clock or (lambda: as_of or datetime.now(UTC))
 
     @activity.defn
     def retrieve_evidence(self, query: RetrievalQuery) -> Evidence:

@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from tether.config import Settings
 from tether.contracts import (
@@ -133,6 +134,10 @@ class Tether:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.details:
                 raise ReviewRejected(str(cause.details[0]), cause.message) from None
+            raise
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:  # finished, or never existed
+                raise ReviewRejected("nothing_pending", f"{request_id}: {err.message}") from None
             raise
 
     async def approve(self, request_id: str, *, approver: str, reason: str = "") -> ReviewReceipt:

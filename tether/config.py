@@ -7,7 +7,7 @@ history records exactly which configuration decided it and replays with it.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -91,6 +91,8 @@ class RetrievalConfig(BaseModel):
     max_passages: int = 4
     max_chars: int = 3_000
     max_index_age: timedelta = timedelta(days=7)
+    # Judge freshness as of this instant instead of now: for tests and shadow replays.
+    freshness_as_of: datetime | None = None
 
 
 class Settings(BaseSettings):

@@ -1,0 +1,109 @@
+"""Shared fixtures: a real Temporal dev server, the business system over HTTP, Qdrant local
+mode and SQLite in a temporary directory, and the real workers with the real local model."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer, Worker
+
+from domains.support.business import BusinessServer
+from tether import search
+from tether.client import Tether
+from tether.config import RetrievalConfig, Settings
+from tether.embeddings import Embedder
+from tether.stack import FAST_DYNAMIC_CONFIG, temporal_binary
+from workers.main import WORKFLOWS, Resources, model_worker, resolution_worker
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+HISTORIES = Path(__file__).parent / "histories"
+FRESHNESS_AS_OF = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tether")
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def business(data_dir: Path) -> Iterator[BusinessServer]:
+    server = BusinessServer(data_dir / "business.db").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path, business: BusinessServer) -> Settings:
+    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    return Settings(
+        data_dir=data_dir,
+        business_url=business.url,
+        task_queue=queue,
+        model_queue=f"{queue}-model",
+        # The handbook's review dates are fixed; judge them as of a fixed day so tests don't rot.
+        retrieval=RetrievalConfig(freshness_as_of=FRESHNESS_AS_OF),
+    )
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        dev_server_extra_args=FAST_DYNAMIC_CONFIG,
+        search_attributes=search.ALL,
+        data_converter=pydantic_data_converter,
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def resources(settings: Settings, embedder: Embedder) -> AsyncIterator[Resources]:
+    res = Resources.build(settings, embedder=embedder)
+    yield res
+    await res.close()
+
+
+@pytest.fixture(scope="session")
+async def workers(temporal_env: WorkflowEnvironment, resources: Resources, settings: Settings) -> AsyncIterator[None]:
+    client = temporal_env.client
+    async with resolution_worker(client, resources), model_worker(client, resources):
+        await Tether(client, settings).ingest(str(settings.kb_path))
+        yield
+
+
+@pytest.fixture(scope="session")
+def tether(temporal_env: WorkflowEnvironment, settings: Settings, workers: None) -> Tether:
+    return Tether(temporal_env.client, settings)
+
+
+def new_id(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+async def replay_and_keep(handle: WorkflowHandle[object, object], name: str) -> None:
+    """Replay a finished history against the current code (fails on non-determinism); with
+    TETHER_RECORD_HISTORIES=1 also keep it under tests/histories for CI to replay later."""
+    history = await handle.fetch_history()
+    await Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter).replay_workflow(history)
+    if os.environ.get("TETHER_RECORD_HISTORIES") == "1":
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+async def start_stand_in_model(client: Client, queue: str, activity: object) -> Worker:
+    """A model worker running a stand-in registered under the real activity name."""
+    return Worker(client, task_queue=queue, activities=[activity])
