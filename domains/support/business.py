@@ -53,6 +53,8 @@ SEED: list[tuple[str, str, str, int, int, int | None]] = [
     ("ORD-1008", "C-101", "delivered", 2_500, 5, 2),
     ("ORD-1009", "C-106", "delivered", 19_900, 20, 15),
     ("ORD-1010", "C-107", "shipped", 3_400, 2, None),
+    ("ORD-1011", "C-108", "shipped", 29_900, 2, None),
+    ("ORD-1012", "C-109", "shipped", 24_900, 1, None),
 ]
 
 

@@ -1,0 +1,66 @@
+"""Determinism: histories recorded from the integration tests replay against today's code.
+
+Re-record after an intended, versioned change with
+``TETHER_RECORD_HISTORIES=1 pytest tests/integration`` and commit tests/histories/.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
+
+from tether.contracts import Outcome, ResolutionInput, RetrievalQuery
+from workers.main import WORKFLOWS
+
+RECORDED = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def load(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
+
+
+def test_every_path_has_a_recorded_history() -> None:
+    names = {p.stem for p in RECORDED}
+    assert {
+        "auto_order_status",
+        "auto_small_refund",
+        "approval_approved",
+        "approval_by_signal",
+        "rejected_by_policy",
+        "degraded_retrieval_only",
+        "sla_safe_default",
+        "sla_escalated_then_approved",
+    } <= names
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
+async def test_recorded_history_replays(path: Path) -> None:
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(load(path))
+
+
+@workflow.defn(name="ResolutionWorkflow", sandboxed=False)
+class ReorderedResolution:
+    """What a careless edit looks like: the same workflow type, its first step changed."""
+
+    @workflow.run
+    async def run(self, inp: ResolutionInput) -> Outcome:
+        await workflow.execute_activity(
+            "verify_proposal",
+            RetrievalQuery(text=inp.request.text, request_id=inp.request.request_id),
+            start_to_close_timeout=timedelta(seconds=5),
+        )
+        raise AssertionError("replay must fail before getting here")
+
+
+async def test_a_change_that_breaks_determinism_fails_replay() -> None:
+    replayer = Replayer(workflows=[ReorderedResolution], data_converter=pydantic_data_converter)
+    with pytest.raises(NondeterminismError):
+        await replayer.replay_workflow(load(RECORDED[0]))

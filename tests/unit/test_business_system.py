@@ -1,0 +1,75 @@
+"""The support domain's business system over real HTTP: Idempotency-Key semantics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from activities.tools import classify
+from domains.support.business import BusinessServer
+from tether import errors
+from temporalio.exceptions import ApplicationError
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[BusinessServer]:
+    srv = BusinessServer(tmp_path / "biz.db").start()
+    yield srv
+    srv.stop()
+
+
+def test_same_key_same_body_returns_the_original(server: BusinessServer) -> None:
+    body = {"order_id": "ORD-1003", "amount_cents": 1_000, "reason": "r"}
+    with httpx.Client(base_url=server.url) as http:
+        first = http.post("/refunds", json=body, headers={"Idempotency-Key": "k-1"})
+        again = http.post("/refunds", json=body, headers={"Idempotency-Key": "k-1"})
+        assert first.status_code == again.status_code == 201
+        assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+        assert http.get("/orders/ORD-1003").json()["refunded_cents"] == 1_000
+    assert len(server.db.rows("refunds")) == 1
+
+
+def test_same_key_other_body_is_a_conflict(server: BusinessServer) -> None:
+    with httpx.Client(base_url=server.url) as http:
+        http.post("/refunds", json={"order_id": "ORD-1003", "amount_cents": 1_000, "reason": "r"}, headers={"Idempotency-Key": "k-2"})
+        clash = http.post("/refunds", json={"order_id": "ORD-1003", "amount_cents": 9_000, "reason": "r"}, headers={"Idempotency-Key": "k-2"})
+    assert clash.status_code == 409 and clash.json()["error"] == "idempotency_conflict"
+    with pytest.raises(ApplicationError) as err:
+        classify(clash)
+    assert err.value.type == errors.IDEMPOTENCY_CONFLICT and err.value.non_retryable
+
+
+def test_writes_without_a_key_are_refused(server: BusinessServer) -> None:
+    with httpx.Client(base_url=server.url) as http:
+        response = http.post("/messages", json={"customer_id": "C-1", "body": "hi"})
+    assert response.status_code == 400 and server.db.rows("messages") == []
+
+
+def test_refund_beyond_balance_is_refused_by_the_system_itself(server: BusinessServer) -> None:
+    with httpx.Client(base_url=server.url) as http:
+        response = http.post("/refunds", json={"order_id": "ORD-1008", "amount_cents": 999_999, "reason": "r"}, headers={"Idempotency-Key": "k-3"})
+    assert response.status_code == 422
+    with pytest.raises(ApplicationError) as err:
+        classify(response)
+    assert err.value.type == errors.UPSTREAM_REJECTED and err.value.non_retryable
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "retryable"),
+    [
+        (404, errors.ORDER_NOT_FOUND, False),
+        (400, errors.UPSTREAM_REJECTED, False),
+        (429, errors.UPSTREAM_UNAVAILABLE, True),
+        (500, errors.UPSTREAM_UNAVAILABLE, True),
+        (503, errors.UPSTREAM_UNAVAILABLE, True),
+    ],
+)
+def test_upstream_errors_are_classified(status: int, kind: str, retryable: bool) -> None:
+    response = httpx.Response(status, json={"error": "x"}, request=httpx.Request("GET", "http://biz/orders/ORD-1"))
+    with pytest.raises(ApplicationError) as err:
+        classify(response)
+    assert err.value.type == kind
+    assert err.value.non_retryable is not retryable

@@ -1,0 +1,92 @@
+"""Contracts: requests refused with clear errors; model output validated against the registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from domains.support import INTENTS
+from domains.support.tools import REGISTRY
+from tether.client import parse_request
+from tether.contracts import Request, find_order_ids
+from tether.errors import InvalidRequest
+from tether.tools import ProposalInvalid
+
+GOOD = {"request_id": "r-1", "customer_id": "C-1", "requester": "C-1", "text": "Where is ORD-1001?"}
+
+
+def test_a_good_request_parses_and_finds_its_order() -> None:
+    request = parse_request(GOOD)
+    assert request.order_reference() == "ORD-1001"
+    assert find_order_ids("ord-12345 and ORD-12345, then ORD-2222") == ["ORD-12345", "ORD-2222"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"request_id": "has spaces"}, "request_id: String should match pattern"),
+        ({"text": "  "}, "text: String should have at least 3 characters"),
+        ({"text": "x" * 4001}, "text: String should have at most 4000 characters"),
+        ({"order_id": "1001"}, "order_id: String should match pattern"),
+        ({"channel": "fax"}, "channel: Input should be 'email', 'chat' or 'api'"),
+        ({"priority": "high"}, "priority: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_requests_name_the_field(change: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        parse_request({**GOOD, **change})
+    assert message in str(err.value)
+
+
+def proposal(**overrides: object) -> str:
+    body: dict[str, object] = {
+        "intent": "refund_request",
+        "answer": "Refunds arrive in 5 to 10 business days.",
+        "citations": ["refund-policy@v3#3"],
+        "tool_calls": [{"tool": "issue_refund", "arguments": {"order_id": "ORD-1001", "amount_cents": "4000", "reason": "r"}}],
+        "confidence": 0.8,
+    }
+    body.update(overrides)
+    return json.dumps(body)
+
+
+def test_valid_output_is_normalised_by_the_tool_contract() -> None:
+    parsed = REGISTRY.validate_proposal(proposal(), intents=INTENTS)
+    assert parsed.tool_calls[0].arguments["amount_cents"] == 4000  # "4000" coerced, typed
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        ("{oops", "not valid JSON"),
+        (proposal(confidence=1.5), "confidence: Input should be less than or equal to 1"),
+        (proposal(intent="hack_the_planet"), "intent: 'hack_the_planet' is not one of"),
+        (proposal(tool_calls=[{"tool": "wire_money", "arguments": {}}]), "unknown tool 'wire_money'"),
+        (
+            proposal(tool_calls=[{"tool": "issue_refund", "arguments": {"order_id": "ORD-1001", "amount_cents": -5, "reason": "r"}}]),
+            "tool_calls.issue_refund.amount_cents: Input should be greater than 0",
+        ),
+        (
+            proposal(tool_calls=[{"tool": "send_reply", "arguments": {"customer_id": "C-1", "body": "x", "cc": "all"}}]),
+            "tool_calls.send_reply.cc: Extra inputs are not permitted",
+        ),
+    ],
+)
+def test_invalid_output_is_refused_with_reasons(content: str, error: str) -> None:
+    with pytest.raises(ProposalInvalid) as invalid:
+        REGISTRY.validate_proposal(content, intents=INTENTS)
+    assert any(error in e for e in invalid.value.errors), invalid.value.errors
+
+
+def test_catalogue_is_rendered_from_the_same_contracts() -> None:
+    catalogue = {t["name"]: t for t in REGISTRY.catalogue()}
+    assert set(catalogue) == {"lookup_order", "issue_refund", "send_reply"}
+    assert catalogue["issue_refund"]["risk"] == "high"
+    assert catalogue["issue_refund"]["parameters"]["properties"]["amount_cents"]["exclusiveMinimum"] == 0
+
+
+def test_request_is_immutable() -> None:
+    request = Request.model_validate(GOOD)
+    with pytest.raises(Exception):
+        request.text = "changed"  # type: ignore[misc]
