@@ -7,6 +7,7 @@ and handed to the activity classes.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -70,7 +71,13 @@ class Resources:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-def resolution_worker(client: Client, res: Resources, *, task_queue: str | None = None) -> Worker:
+def resolution_worker(
+    client: Client,
+    res: Resources,
+    *,
+    task_queue: str | None = None,
+    extra_workflows: Sequence[type] = (),
+) -> Worker:
     """Workflows plus every activity except the model's."""
     retrieval = RetrievalActivities(res.embedder, res.vectors, res.store, res.settings.retrieval)
     verification = VerificationActivities(
@@ -81,7 +88,7 @@ def resolution_worker(client: Client, res: Resources, *, task_queue: str | None 
     return Worker(
         client,
         task_queue=task_queue or res.settings.task_queue,
-        workflows=WORKFLOWS,
+        workflows=[*WORKFLOWS, *extra_workflows],
         activities=[
             retrieval.retrieve_evidence,
             retrieval.ingest_documents,

@@ -1,0 +1,59 @@
+"""The baseline: the same request with no governance (retrieve -> propose -> act)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.model import ModelActivities
+    from activities.retrieval import RetrievalActivities
+    from domains.support.tools import REGISTRY
+    from tether.contracts import (
+        Proposal,
+        ProposeInput,
+        ResolutionInput,
+        RetrievalQuery,
+        ToolInvocation,
+        ToolResult,
+    )
+
+TIMEOUT = timedelta(seconds=30)
+
+
+@workflow.defn
+class UngovernedWorkflow:
+    """What a demo does: trust the model's output and run its tool calls."""
+
+    @workflow.run
+    async def run(self, inp: ResolutionInput) -> list[ToolResult]:
+        request = inp.request
+        evidence = await workflow.execute_activity_method(
+            RetrievalActivities.retrieve_evidence,
+            RetrievalQuery(text=request.text, request_id=request.request_id),
+            start_to_close_timeout=TIMEOUT,
+        )
+        raw = await workflow.execute_activity_method(
+            ModelActivities.propose_resolution,
+            ProposeInput(request=request, evidence=evidence, order=None, tool_catalogue=REGISTRY.catalogue()),
+            task_queue=inp.model_queue,
+            start_to_close_timeout=TIMEOUT,
+        )
+        proposal = Proposal.model_validate_json(raw.content)
+        results = []
+        for step, call in enumerate(proposal.tool_calls, start=1):
+            results.append(
+                await workflow.execute_activity(
+                    call.tool,
+                    ToolInvocation(
+                        tool=call.tool,
+                        arguments=call.arguments,
+                        idempotency_key=f"{workflow.info().workflow_id}/{step}",
+                        request_id=request.request_id,
+                    ),
+                    result_type=ToolResult,
+                    start_to_close_timeout=TIMEOUT,
+                )
+            )
+        return results
