@@ -62,7 +62,9 @@ class RetrievalActivities:
         for hit in self._vectors.search(vector, cfg.top_k):
             reason = self._drop_reason(hit, now, kept, kept_vectors, chars)
             if reason is not None:
-                dropped.append(DroppedPassage(passage_id=hit.passage_id, reason=reason, score=hit.score))
+                dropped.append(
+                    DroppedPassage(passage_id=hit.passage_id, reason=reason, score=hit.score)
+                )
                 continue
             passage = self._passage(hit)
             kept.append(passage)
@@ -82,7 +84,12 @@ class RetrievalActivities:
         )
 
     def _drop_reason(
-        self, hit: Hit, now: datetime, kept: list[Passage], kept_vectors: list[np.ndarray], chars: int
+        self,
+        hit: Hit,
+        now: datetime,
+        kept: list[Passage],
+        kept_vectors: list[np.ndarray],
+        chars: int,
     ) -> DropReason | None:
         cfg, payload = self._config, hit.payload
         if payload.get("status") == "superseded":

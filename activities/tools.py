@@ -25,7 +25,9 @@ def classify(response: httpx.Response) -> dict[str, Any]:
         body = response.json()
     except ValueError:
         body = {"error": response.text[:200]}
-    detail = f"{response.request.method} {response.request.url.path} -> {response.status_code}: {body}"
+    detail = (
+        f"{response.request.method} {response.request.url.path} -> {response.status_code}: {body}"
+    )
     code = response.status_code
     if code == 429 or code >= 500:
         raise ApplicationError(detail, type=errors.UPSTREAM_UNAVAILABLE)  # retryable
@@ -45,10 +47,14 @@ class SupportToolActivities:
     def _checked(self, call: ToolInvocation) -> None:
         problems = REGISTRY.check_call(ToolCall(tool=call.tool, arguments=call.arguments))
         if problems:
-            raise ApplicationError("; ".join(problems), type=errors.UPSTREAM_REJECTED, non_retryable=True)
+            raise ApplicationError(
+                "; ".join(problems), type=errors.UPSTREAM_REJECTED, non_retryable=True
+            )
 
     async def _post(self, path: str, call: ToolInvocation, body: dict[str, Any]) -> dict[str, Any]:
-        response = await self._http.post(path, json=body, headers={"Idempotency-Key": call.idempotency_key})
+        response = await self._http.post(
+            path, json=body, headers={"Idempotency-Key": call.idempotency_key}
+        )
         return classify(response)
 
     @activity.defn(name="lookup_order")
@@ -71,7 +77,11 @@ class SupportToolActivities:
         args = IssueRefundArgs.model_validate(call.arguments)
         output = await self._post("/refunds", call, args.model_dump())
         return ToolResult(
-            tool=call.tool, idempotency_key=call.idempotency_key, arguments=call.arguments, ok=True, output=output
+            tool=call.tool,
+            idempotency_key=call.idempotency_key,
+            arguments=call.arguments,
+            ok=True,
+            output=output,
         )
 
     @activity.defn(name="send_reply")
@@ -80,5 +90,9 @@ class SupportToolActivities:
         args = SendReplyArgs.model_validate(call.arguments)
         output = await self._post("/messages", call, args.model_dump(exclude_none=True))
         return ToolResult(
-            tool=call.tool, idempotency_key=call.idempotency_key, arguments=call.arguments, ok=True, output=output
+            tool=call.tool,
+            idempotency_key=call.idempotency_key,
+            arguments=call.arguments,
+            ok=True,
+            output=output,
         )

@@ -26,7 +26,9 @@ def amounts_in(text: str) -> list[int]:
 def argument_findings(request: Request, calls: list[ToolCall]) -> list[Finding]:
     """Tool arguments must be consistent with what the customer actually asked."""
     findings: list[Finding] = []
-    mentioned = set(find_order_ids(request.text)) | ({request.order_id} if request.order_id else set())
+    mentioned = set(find_order_ids(request.text)) | (
+        {request.order_id} if request.order_id else set()
+    )
     asked = amounts_in(request.text)
     for call in calls:
         args = call.arguments
@@ -77,7 +79,9 @@ class VerificationActivities:
             if c not in sources
         ]
         if not proposal.citations:
-            findings.append(Finding(code="no_citations", severity="warn", detail="answer cites nothing"))
+            findings.append(
+                Finding(code="no_citations", severity="warn", detail="answer cites nothing")
+            )
         sentences = split_sentences(proposal.answer)
         pool = [s for c in proposal.citations if c in sources for s in split_sentences(sources[c])]
         grounded = 0

@@ -23,7 +23,7 @@ from domains.support.business import BusinessServer
 from tether import search
 from tether.client import Tether
 from tether.config import Settings
-from tether.contracts import ResolutionInput, Request
+from tether.contracts import Request, ResolutionInput
 from tether.stack import FAST_DYNAMIC_CONFIG, temporal_binary
 from workers.main import Resources, model_worker, resolution_worker
 
@@ -38,7 +38,12 @@ def _pct(values: list[float], q: float) -> float:
 async def main(rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         business = BusinessServer(Path(tmp) / "business.db").start()
-        settings = Settings(data_dir=Path(tmp), business_url=business.url, task_queue="bench", model_queue="bench-model")
+        settings = Settings(
+            data_dir=Path(tmp),
+            business_url=business.url,
+            task_queue="bench",
+            model_queue="bench-model",
+        )
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=temporal_binary(),
             dev_server_extra_args=FAST_DYNAMIC_CONFIG,
@@ -49,18 +54,31 @@ async def main(rounds: int) -> None:
         client = env.client
         tether = Tether(client, settings)
         try:
-            async with resolution_worker(client, res, extra_workflows=[UngovernedWorkflow]), model_worker(client, res):
+            async with (
+                resolution_worker(client, res, extra_workflows=[UngovernedWorkflow]),
+                model_worker(client, res),
+            ):
                 await tether.ingest(str(settings.kb_path))
                 governed: list[float] = []
                 baseline: list[float] = []
                 for i in range(rounds + 3):  # the first three warm caches and are discarded
-                    request = Request(request_id=f"b-{uuid.uuid4().hex[:8]}", customer_id="C-100", requester="C-100", text=TICKET)
+                    request = Request(
+                        request_id=f"b-{uuid.uuid4().hex[:8]}",
+                        customer_id="C-100",
+                        requester="C-100",
+                        text=TICKET,
+                    )
                     t0 = time.perf_counter()
                     outcome = await tether.resolve(request)
                     t1 = time.perf_counter()
                     await client.execute_workflow(
                         UngovernedWorkflow.run,
-                        ResolutionInput(request=request.model_copy(update={"request_id": request.request_id + "-u"}), model_queue=settings.model_queue),
+                        ResolutionInput(
+                            request=request.model_copy(
+                                update={"request_id": request.request_id + "-u"}
+                            ),
+                            model_queue=settings.model_queue,
+                        ),
                         id=f"ungoverned-{request.request_id}",
                         task_queue=settings.task_queue,
                     )
@@ -77,7 +95,9 @@ async def main(rounds: int) -> None:
     print(f"rounds: {rounds} (same ticket, interleaved, one dev server, 2 cores)")
     print(f"ungoverned  p50 {b50:7.1f} ms   p95 {_pct(baseline, 0.95):7.1f} ms")
     print(f"governed    p50 {g50:7.1f} ms   p95 {_pct(governed, 0.95):7.1f} ms")
-    print(f"ratio governed/ungoverned p50: {g50 / b50:.2f}x   p95: {_pct(governed, 0.95) / _pct(baseline, 0.95):.2f}x")
+    print(
+        f"ratio governed/ungoverned p50: {g50 / b50:.2f}x   p95: {_pct(governed, 0.95) / _pct(baseline, 0.95):.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,9 @@ class UngovernedWorkflow:
         )
         raw = await workflow.execute_activity_method(
             ModelActivities.propose_resolution,
-            ProposeInput(request=request, evidence=evidence, order=None, tool_catalogue=REGISTRY.catalogue()),
+            ProposeInput(
+                request=request, evidence=evidence, order=None, tool_catalogue=REGISTRY.catalogue()
+            ),
             task_queue=inp.model_queue,
             start_to_close_timeout=TIMEOUT,
         )

@@ -4,9 +4,9 @@ mode and SQLite in a temporary directory, and the real workers with the real loc
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -78,7 +78,9 @@ async def resources(settings: Settings, embedder: Embedder) -> AsyncIterator[Res
 
 
 @pytest.fixture(scope="session")
-async def workers(temporal_env: WorkflowEnvironment, resources: Resources, settings: Settings) -> AsyncIterator[None]:
+async def workers(
+    temporal_env: WorkflowEnvironment, resources: Resources, settings: Settings
+) -> AsyncIterator[None]:
     client = temporal_env.client
     async with resolution_worker(client, resources), model_worker(client, resources):
         await Tether(client, settings).ingest(str(settings.kb_path))
@@ -98,7 +100,9 @@ async def replay_and_keep(handle: WorkflowHandle[object, object], name: str) -> 
     """Replay a finished history against the current code (fails on non-determinism); with
     TETHER_RECORD_HISTORIES=1 also keep it under tests/histories for CI to replay later."""
     history = await handle.fetch_history()
-    await Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter).replay_workflow(history)
+    await Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter).replay_workflow(
+        history
+    )
     if os.environ.get("TETHER_RECORD_HISTORIES") == "1":
         HISTORIES.mkdir(exist_ok=True)
         (HISTORIES / f"{name}.json").write_text(history.to_json())

@@ -1,10 +1,10 @@
 """The Python client API: submit requests, await outcomes, review pending approvals.
 
-    async with await Tether.connect() as tether:
-        outcome = await tether.resolve({"request_id": "t-1", "customer_id": "C-100",
-                                        "requester": "C-100", "text": "Where is ORD-1001?"})
-        for item in await tether.pending():
-            await tether.approve(item.request_id, approver="lead@northwind.example")
+async with await Tether.connect() as tether:
+    outcome = await tether.resolve({"request_id": "t-1", "customer_id": "C-100",
+                                    "requester": "C-100", "text": "Where is ORD-1001?"})
+    for item in await tether.pending():
+        await tether.approve(item.request_id, approver="lead@northwind.example")
 """
 
 from __future__ import annotations
@@ -87,7 +87,9 @@ class Tether:
         try:
             return await self.client.start_workflow(
                 ResolutionWorkflow.run,
-                ResolutionInput(request=req, policy=s.policy, timeouts=s.timeouts, model_queue=s.model_queue),
+                ResolutionInput(
+                    request=req, policy=s.policy, timeouts=s.timeouts, model_queue=s.model_queue
+                ),
                 id=workflow_id_for(req.request_id),
                 task_queue=task_queue or s.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -127,7 +129,9 @@ class Tether:
         reason: str = "",
         proposal_version: int | None = None,
     ) -> ReviewReceipt:
-        review = Review(approver=approver, verdict=verdict, reason=reason, proposal_version=proposal_version)
+        review = Review(
+            approver=approver, verdict=verdict, reason=reason, proposal_version=proposal_version
+        )
         try:
             return await self.handle(request_id).execute_update(ResolutionWorkflow.review, review)
         except WorkflowUpdateFailedError as err:

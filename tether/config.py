@@ -65,7 +65,9 @@ class PolicyConfig(BaseModel):
     min_grounding: float = 0.75
     tiers: list[ApprovalTier] = Field(
         default_factory=lambda: [
-            ApprovalTier(name="lead", role="support_lead", limit_cents=20_000, sla=timedelta(hours=4)),
+            ApprovalTier(
+                name="lead", role="support_lead", limit_cents=20_000, sla=timedelta(hours=4)
+            ),
             ApprovalTier(
                 name="manager", role="support_manager", limit_cents=100_000, sla=timedelta(hours=8)
             ),

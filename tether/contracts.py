@@ -69,7 +69,9 @@ class Request(Frozen):
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
-    request_id: str = Field(pattern=_IDENT, description="caller's id; the workflow id derives from it")
+    request_id: str = Field(
+        pattern=_IDENT, description="caller's id; the workflow id derives from it"
+    )
     customer_id: str = Field(pattern=_IDENT)
     requester: str = Field(pattern=_IDENT, description="who submitted it; may never approve it")
     text: str = Field(min_length=3, max_length=4_000)

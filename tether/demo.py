@@ -63,8 +63,13 @@ async def _operator(settings: Settings, *args: str) -> str:
     """
     env = {**os.environ, "TETHER_TEMPORAL_ADDRESS": settings.temporal_address}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tether.cli", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "tether.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
     if proc.returncode != 0:
@@ -98,7 +103,12 @@ async def run_demo() -> None:
         handles = []
         for i, (label, customer, text) in enumerate(TICKETS, start=1):
             rid = f"demo-{run}-{i}"
-            request = {"request_id": rid, "customer_id": customer, "requester": customer, "text": text}
+            request = {
+                "request_id": rid,
+                "customer_id": customer,
+                "requester": customer,
+                "text": text,
+            }
             handles.append((label, rid, await tether.submit(request)))
 
         for label, rid, handle in handles:
@@ -109,7 +119,16 @@ async def run_demo() -> None:
                 console.print(await _operator(settings, "approvals", "list"))
                 console.print(f"[bold]$ tether approvals approve {rid} --as {OPERATOR}[/bold]")
                 console.print(
-                    await _operator(settings, "approvals", "approve", rid, "--as", OPERATOR, "--reason", "fit issue, item returned")
+                    await _operator(
+                        settings,
+                        "approvals",
+                        "approve",
+                        rid,
+                        "--as",
+                        OPERATOR,
+                        "--reason",
+                        "fit issue, item returned",
+                    )
                 )
             results.append((label, rid, await handle.result()))
 

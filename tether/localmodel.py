@@ -68,7 +68,9 @@ class LocalModel:
         for intent in intents:
             digest.update(intent.model_dump_json().encode())
         self._identity = ModelIdentity(
-            provider="local", model=f"nearest-examples/{embedder.name}", fingerprint=digest.hexdigest()[:16]
+            provider="local",
+            model=f"nearest-examples/{embedder.name}",
+            fingerprint=digest.hexdigest()[:16],
         )
 
     def identity(self) -> ModelIdentity:
@@ -104,7 +106,9 @@ class LocalModel:
             }
         )
 
-    def _answer(self, request: Request, order: OrderSnapshot | None, inp: ProposeInput) -> tuple[str, list[str]]:
+    def _answer(
+        self, request: Request, order: OrderSnapshot | None, inp: ProposeInput
+    ) -> tuple[str, list[str]]:
         candidates = [
             (sentence, passage.passage_id)
             for passage in inp.evidence.passages
@@ -137,7 +141,11 @@ class LocalModel:
                 calls.append(
                     {
                         "tool": "issue_refund",
-                        "arguments": {"order_id": order.order_id, "amount_cents": amount, "reason": intent},
+                        "arguments": {
+                            "order_id": order.order_id,
+                            "amount_cents": amount,
+                            "reason": intent,
+                        },
                     }
                 )
             elif tool == "send_reply":

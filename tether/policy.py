@@ -53,7 +53,9 @@ def tier_for_amount(cents: int, config: PolicyConfig) -> int | None:
 
 
 def decide(inp: PolicyInput, config: PolicyConfig, registry: ToolRegistry) -> Decision:
-    def decision(action: DecisionAction, mode: Mode, reasons: list[Reason], tier: int | None = None) -> Decision:
+    def decision(
+        action: DecisionAction, mode: Mode, reasons: list[Reason], tier: int | None = None
+    ) -> Decision:
         return Decision(
             action=action, mode=mode, reasons=reasons, tier=tier, policy_version=config.version
         )
@@ -84,11 +86,16 @@ def decide(inp: PolicyInput, config: PolicyConfig, registry: ToolRegistry) -> De
                 )
             )
         if order is None:
-            rejects.append(Reason(code="order_unknown", detail=f"{tool} names no order we could read"))
+            rejects.append(
+                Reason(code="order_unknown", detail=f"{tool} names no order we could read")
+            )
             continue
         if order.customer_id != inp.request.customer_id:
             rejects.append(
-                Reason(code="order_not_customers", detail=f"{order.order_id} belongs to another customer")
+                Reason(
+                    code="order_not_customers",
+                    detail=f"{order.order_id} belongs to another customer",
+                )
             )
         if cents > order.refundable_cents:
             rejects.append(
@@ -170,7 +177,8 @@ def decide(inp: PolicyInput, config: PolicyConfig, registry: ToolRegistry) -> De
             detail=f"confidence {proposal.confidence:.2f} >= {config.min_auto_confidence:.2f}",
         ),
         Reason(
-            code="grounded", detail=f"grounding {verification.grounding:.2f} >= {config.min_grounding:.2f}"
+            code="grounded",
+            detail=f"grounding {verification.grounding:.2f} >= {config.min_grounding:.2f}",
         ),
     ]
     allowed += [

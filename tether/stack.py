@@ -54,7 +54,9 @@ def free_port() -> int:
 class TemporalDevServer:
     """`temporal server start-dev` with a file database, the UI, and Tether's search attributes."""
 
-    def __init__(self, db_file: Path, *, port: int = 7233, ui_port: int = 8233, log: Path | None = None) -> None:
+    def __init__(
+        self, db_file: Path, *, port: int = 7233, ui_port: int = 8233, log: Path | None = None
+    ) -> None:
         self.port, self.ui_port, self.db_file = port, ui_port, db_file
         self._log = log or db_file.with_suffix(".log")
         self._proc: subprocess.Popen[bytes] | None = None
@@ -68,11 +70,16 @@ class TemporalDevServer:
             temporal_binary(),
             "server",
             "start-dev",
-            "--ip", "127.0.0.1",
-            "--port", str(self.port),
-            "--ui-port", str(self.ui_port),
-            "--db-filename", str(self.db_file),
-            "--log-level", "warn",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--ui-port",
+            str(self.ui_port),
+            "--db-filename",
+            str(self.db_file),
+            "--log-level",
+            "warn",
             *FAST_DYNAMIC_CONFIG,
             *SQLITE_PRAGMAS,
             *search.cli_flags(),
@@ -84,7 +91,9 @@ class TemporalDevServer:
                 raise RuntimeError(f"port {port} is in use: stop what holds it or choose another")
         self.db_file.parent.mkdir(parents=True, exist_ok=True)
         log = self._log.open("ab")
-        self._proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._proc = subprocess.Popen(
+            self.args(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while port_free(self.port):
             if self._proc.poll() is not None:

@@ -107,11 +107,15 @@ class Store:
     def open_followups(self) -> list[tuple[str, str]]:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(followups.c.request_id, followups.c.reason).where(followups.c.status == "open")
+                select(followups.c.request_id, followups.c.reason).where(
+                    followups.c.status == "open"
+                )
             ).all()
         return [(r[0], r[1]) for r in rows]
 
-    def record_refresh(self, source: str, refreshed_at: datetime, documents: int, chunks: int) -> None:
+    def record_refresh(
+        self, source: str, refreshed_at: datetime, documents: int, chunks: int
+    ) -> None:
         with self.engine.begin() as conn:
             conn.execute(index_refreshes.delete().where(index_refreshes.c.source == source))
             conn.execute(
@@ -126,7 +130,7 @@ class Store:
             values = conn.execute(select(index_refreshes.c.refreshed_at)).scalars().all()
         if not values:
             return None
-        oldest = min(values)
+        oldest: datetime = min(values)
         return oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
 
     def close(self) -> None:

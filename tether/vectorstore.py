@@ -21,7 +21,9 @@ class Hit:
 
 
 class VectorStore(Protocol):
-    def upsert(self, ids: list[str], vectors: npt.NDArray[np.float32], payloads: list[dict[str, Any]]) -> None: ...
+    def upsert(
+        self, ids: list[str], vectors: npt.NDArray[np.float32], payloads: list[dict[str, Any]]
+    ) -> None: ...
     def delete(self, ids: list[str]) -> None: ...
     def hashes(self) -> dict[str, str]: ...
     def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[Hit]: ...
@@ -36,7 +38,9 @@ def _point_id(passage_id: str) -> str:
 class QdrantStore:
     """qdrant-client in local mode (a path, one process) or against a server (a URL)."""
 
-    def __init__(self, collection: str, dimensions: int, *, path: Path | None = None, url: str | None = None) -> None:
+    def __init__(
+        self, collection: str, dimensions: int, *, path: Path | None = None, url: str | None = None
+    ) -> None:
         if url:
             self._client = QdrantClient(url=url)
         else:
@@ -47,13 +51,19 @@ class QdrantStore:
         if not self._client.collection_exists(collection):
             self._client.create_collection(
                 collection,
-                vectors_config=models.VectorParams(size=dimensions, distance=models.Distance.COSINE),
+                vectors_config=models.VectorParams(
+                    size=dimensions, distance=models.Distance.COSINE
+                ),
             )
             if url:  # local mode has no payload indexes; the server uses them to filter
                 for field in ("doc_id", "status", "source"):
-                    self._client.create_payload_index(collection, field, models.PayloadSchemaType.KEYWORD)
+                    self._client.create_payload_index(
+                        collection, field, models.PayloadSchemaType.KEYWORD
+                    )
 
-    def upsert(self, ids: list[str], vectors: npt.NDArray[np.float32], payloads: list[dict[str, Any]]) -> None:
+    def upsert(
+        self, ids: list[str], vectors: npt.NDArray[np.float32], payloads: list[dict[str, Any]]
+    ) -> None:
         if not ids:
             return
         self._client.upsert(
@@ -93,7 +103,11 @@ class QdrantStore:
 
     def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[Hit]:
         response = self._client.query_points(
-            self._collection, query=vector.tolist(), limit=limit, with_payload=True, with_vectors=True
+            self._collection,
+            query=vector.tolist(),
+            limit=limit,
+            with_payload=True,
+            with_vectors=True,
         )
         return [
             Hit(

@@ -23,5 +23,7 @@ class KnowledgeIngestWorkflow:
             inp,
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(minutes=2),
-            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["InvalidDocument"]),
+            retry_policy=RetryPolicy(
+                maximum_attempts=3, non_retryable_error_types=["InvalidDocument"]
+            ),
         )

@@ -6,7 +6,6 @@ retrieve -> look up order -> propose (bounded repair) -> verify -> decide (pure 
 
 from __future__ import annotations
 
-import asyncio
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -244,7 +243,7 @@ class ResolutionWorkflow:
                     timeout=spec.sla,
                     timeout_summary=f"approval SLA, tier {spec.name}",
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._reviews.append(
                     ReviewRecord(
                         approver="system",
@@ -272,7 +271,11 @@ class ResolutionWorkflow:
                 results.append(await self._run_tool(call, step=step))
             except ActivityError as err:
                 cause = err.cause
-                detail = f"{cause.type}: {cause.message}" if isinstance(cause, ApplicationError) else str(cause)
+                detail = (
+                    f"{cause.type}: {cause.message}"
+                    if isinstance(cause, ApplicationError)
+                    else str(cause)
+                )
                 results.append(
                     ToolResult(
                         tool=call.tool,
@@ -287,7 +290,7 @@ class ResolutionWorkflow:
 
     async def _run_tool(self, call: ToolCall, *, step: int) -> ToolResult:
         timeouts = self._inp.timeouts
-        return await workflow.execute_activity(
+        result: ToolResult = await workflow.execute_activity(
             call.tool,
             ToolInvocation(
                 tool=call.tool,
@@ -307,6 +310,7 @@ class ResolutionWorkflow:
             ),
             summary=f"{call.tool} {call.arguments}"[:200],
         )
+        return result
 
     def _key(self, step: int, tool: str) -> str:
         """Idempotency key: the same workflow and step always send the same key."""
@@ -328,7 +332,10 @@ class ResolutionWorkflow:
             return "Not processed: " + "; ".join(r.detail for r in decision.reasons), []
         last = self._reviews[-1] if self._reviews else None
         if self._mode is Mode.SAFE_DEFAULT:
-            return "No approver answered in time; no action was taken and a person will follow up.", []
+            return (
+                "No approver answered in time; no action was taken and a person will follow up.",
+                [],
+            )
         who = f"{last.approver}: {last.reason}" if last else "approver"
         return f"Declined by {who}", []
 
@@ -417,5 +424,3 @@ class ResolutionWorkflow:
             pending=self._pending,
             reviews=list(self._reviews),
         )
-
-

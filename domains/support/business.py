@@ -87,7 +87,9 @@ class BusinessDB:
                     status,
                     total,
                     (now - timedelta(days=placed)).isoformat(),
-                    (now - timedelta(days=delivered)).isoformat() if delivered is not None else None,
+                    (now - timedelta(days=delivered)).isoformat()
+                    if delivered is not None
+                    else None,
                 ),
             )
 
@@ -99,7 +101,9 @@ class BusinessDB:
         assert table in {"refunds", "messages", "orders"}
         return [dict(r) for r in self._conn.execute(f"SELECT * FROM {table} ORDER BY rowid")]
 
-    def idempotent(self, key: str, body: dict[str, Any], effect: Any) -> tuple[int, dict[str, Any], bool]:
+    def idempotent(
+        self, key: str, body: dict[str, Any], effect: Any
+    ) -> tuple[int, dict[str, Any], bool]:
         """Run ``effect(conn)`` once per key; returns (status, response, replayed)."""
         fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         with self._lock:
@@ -111,7 +115,14 @@ class BusinessDB:
                 if row is not None:
                     self._conn.execute("COMMIT")
                     if row["fingerprint"] != fingerprint:
-                        return 409, {"error": "idempotency_conflict", "detail": f"key {key} was used with other parameters"}, False
+                        return (
+                            409,
+                            {
+                                "error": "idempotency_conflict",
+                                "detail": f"key {key} was used with other parameters",
+                            },
+                            False,
+                        )
                     return int(row["status"]), json.loads(row["response"]), True
                 status, response = effect(self._conn)
                 self._conn.execute(
@@ -130,7 +141,9 @@ class BusinessDB:
 
 def _refund(body: dict[str, Any], key: str) -> Any:
     def effect(conn: sqlite3.Connection) -> tuple[int, dict[str, Any]]:
-        order = conn.execute("SELECT * FROM orders WHERE order_id = ?", (body["order_id"],)).fetchone()
+        order = conn.execute(
+            "SELECT * FROM orders WHERE order_id = ?", (body["order_id"],)
+        ).fetchone()
         if order is None:
             return 404, {"error": "order_not_found", "detail": body["order_id"]}
         amount = int(body["amount_cents"])
@@ -140,7 +153,14 @@ def _refund(body: dict[str, Any], key: str) -> Any:
         refund_id = f"RF-{uuid.uuid4().hex[:12]}"
         conn.execute(
             "INSERT INTO refunds VALUES (?, ?, ?, ?, ?, ?)",
-            (refund_id, order["order_id"], amount, str(body.get("reason", "")), key, _now().isoformat()),
+            (
+                refund_id,
+                order["order_id"],
+                amount,
+                str(body.get("reason", "")),
+                key,
+                _now().isoformat(),
+            ),
         )
         conn.execute(
             "UPDATE orders SET refunded_cents = refunded_cents + ? WHERE order_id = ?",
@@ -161,7 +181,14 @@ def _message(body: dict[str, Any], key: str) -> Any:
         message_id = f"MSG-{uuid.uuid4().hex[:12]}"
         conn.execute(
             "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)",
-            (message_id, body["customer_id"], body.get("order_id"), body["body"], key, _now().isoformat()),
+            (
+                message_id,
+                body["customer_id"],
+                body.get("order_id"),
+                body["body"],
+                key,
+                _now().isoformat(),
+            ),
         )
         return 201, {"message_id": message_id, "customer_id": body["customer_id"]}
 
@@ -217,7 +244,9 @@ class BusinessServer:
         self.db = BusinessDB(db_path)
         config = uvicorn.Config(create_app(self.db), host=host, port=port, log_level="warning")
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="business-system", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, name="business-system", daemon=True
+        )
         self._host = host
 
     def start(self, timeout: float = 10.0) -> BusinessServer:

@@ -14,14 +14,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from domains.support.business import BusinessServer
+from tests.conftest import new_id, replay_and_keep
+from tests.integration.test_resolution import LEAD, MANAGER, effects, ticket
 from tether import search
 from tether.client import Tether
 from tether.config import Settings
 from tether.contracts import DecisionAction, Mode
 from tether.errors import ReviewRejected
 from tether.stack import time_skipping_binary
-from tests.conftest import new_id, replay_and_keep
-from tests.integration.test_resolution import LEAD, MANAGER, effects, ticket
 from workers.main import Resources, model_worker, resolution_worker
 
 pytestmark = pytest.mark.integration
@@ -42,13 +42,16 @@ async def skipping(resources: Resources, settings: Settings) -> AsyncIterator[Sk
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
             namespace=env.client.namespace,
-            search_attributes={k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in search.ALL},
+            search_attributes={
+                k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in search.ALL
+            },
         )
     )
     queue = new_id("ts")
     local = settings.model_copy(update={"task_queue": queue, "model_queue": f"{queue}-model"})
-    async with resolution_worker(env.client, resources, task_queue=queue), model_worker(
-        env.client, resources, task_queue=f"{queue}-model"
+    async with (
+        resolution_worker(env.client, resources, task_queue=queue),
+        model_worker(env.client, resources, task_queue=f"{queue}-model"),
     ):
         await Tether(env.client, local).ingest(str(local.kb_path))
         yield Skipping(env, Tether(env.client, local))
@@ -75,7 +78,9 @@ async def test_unanswered_approval_escalates_then_takes_the_safe_default(
     await replay_and_keep(handle, "sla_safe_default")
 
 
-async def test_escalated_approval_needs_the_next_tier(skipping: Skipping, business: BusinessServer) -> None:
+async def test_escalated_approval_needs_the_next_tier(
+    skipping: Skipping, business: BusinessServer
+) -> None:
     tether = skipping.tether
     req = ticket("I'd like a refund of $150 for ORD-1011, it is not what I expected.", "C-108")
     rid = req["request_id"]

@@ -11,7 +11,9 @@ from tether.config import PolicyConfig
 from tether.contracts import PendingApproval, Proposal, Request, Review
 
 CONFIG = PolicyConfig()
-REQUEST = Request(request_id="r-1", customer_id="C-1", requester="lead@northwind.example", text="refund please")
+REQUEST = Request(
+    request_id="r-1", customer_id="C-1", requester="lead@northwind.example", text="refund please"
+)
 
 
 def pending(tier: int) -> PendingApproval:
@@ -43,7 +45,9 @@ def pending(tier: int) -> PendingApproval:
         ("manager@northwind.example", "reject", "", 0, None, "reason_required"),
     ],
 )
-def test_authorise_review(approver: str, verdict: str, reason: str, tier: int, version: int | None, expected: str) -> None:
+def test_authorise_review(
+    approver: str, verdict: str, reason: str, tier: int, version: int | None, expected: str
+) -> None:
     review = Review(approver=approver, verdict=verdict, reason=reason, proposal_version=version)  # type: ignore[arg-type]
     try:
         outcome = authorise_review(review, pending(tier), REQUEST, CONFIG)
@@ -55,12 +59,16 @@ def test_authorise_review(approver: str, verdict: str, reason: str, tier: int, v
 def test_lead_cannot_decide_a_manager_tier() -> None:
     other = REQUEST.model_copy(update={"requester": "C-1"})
     with pytest.raises(ReviewRefused) as refused:
-        authorise_review(Review(approver="lead@northwind.example", verdict="approve"), pending(1), other, CONFIG)
+        authorise_review(
+            Review(approver="lead@northwind.example", verdict="approve"), pending(1), other, CONFIG
+        )
     assert refused.value.code == "insufficient_role"
 
 
 def test_the_customer_cannot_approve_their_own_request() -> None:
-    config = CONFIG.model_copy(update={"approvers": {**CONFIG.approvers, "C-1": ["support_manager"]}})
+    config = CONFIG.model_copy(
+        update={"approvers": {**CONFIG.approvers, "C-1": ["support_manager"]}}
+    )
     with pytest.raises(ReviewRefused) as refused:
         authorise_review(Review(approver="C-1", verdict="approve"), pending(0), REQUEST, config)
     assert refused.value.code == "self_approval"
@@ -68,5 +76,7 @@ def test_the_customer_cannot_approve_their_own_request() -> None:
 
 def test_nothing_pending() -> None:
     with pytest.raises(ReviewRefused) as refused:
-        authorise_review(Review(approver="manager@northwind.example", verdict="approve"), None, REQUEST, CONFIG)
+        authorise_review(
+            Review(approver="manager@northwind.example", verdict="approve"), None, REQUEST, CONFIG
+        )
     assert refused.value.code == "nothing_pending"

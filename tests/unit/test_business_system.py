@@ -7,11 +7,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.exceptions import ApplicationError
 
 from activities.tools import classify
 from domains.support.business import BusinessServer
 from tether import errors
-from temporalio.exceptions import ApplicationError
 
 
 @pytest.fixture
@@ -34,8 +34,16 @@ def test_same_key_same_body_returns_the_original(server: BusinessServer) -> None
 
 def test_same_key_other_body_is_a_conflict(server: BusinessServer) -> None:
     with httpx.Client(base_url=server.url) as http:
-        http.post("/refunds", json={"order_id": "ORD-1003", "amount_cents": 1_000, "reason": "r"}, headers={"Idempotency-Key": "k-2"})
-        clash = http.post("/refunds", json={"order_id": "ORD-1003", "amount_cents": 9_000, "reason": "r"}, headers={"Idempotency-Key": "k-2"})
+        http.post(
+            "/refunds",
+            json={"order_id": "ORD-1003", "amount_cents": 1_000, "reason": "r"},
+            headers={"Idempotency-Key": "k-2"},
+        )
+        clash = http.post(
+            "/refunds",
+            json={"order_id": "ORD-1003", "amount_cents": 9_000, "reason": "r"},
+            headers={"Idempotency-Key": "k-2"},
+        )
     assert clash.status_code == 409 and clash.json()["error"] == "idempotency_conflict"
     with pytest.raises(ApplicationError) as err:
         classify(clash)
@@ -50,7 +58,11 @@ def test_writes_without_a_key_are_refused(server: BusinessServer) -> None:
 
 def test_refund_beyond_balance_is_refused_by_the_system_itself(server: BusinessServer) -> None:
     with httpx.Client(base_url=server.url) as http:
-        response = http.post("/refunds", json={"order_id": "ORD-1008", "amount_cents": 999_999, "reason": "r"}, headers={"Idempotency-Key": "k-3"})
+        response = http.post(
+            "/refunds",
+            json={"order_id": "ORD-1008", "amount_cents": 999_999, "reason": "r"},
+            headers={"Idempotency-Key": "k-3"},
+        )
     assert response.status_code == 422
     with pytest.raises(ApplicationError) as err:
         classify(response)
@@ -68,7 +80,9 @@ def test_refund_beyond_balance_is_refused_by_the_system_itself(server: BusinessS
     ],
 )
 def test_upstream_errors_are_classified(status: int, kind: str, retryable: bool) -> None:
-    response = httpx.Response(status, json={"error": "x"}, request=httpx.Request("GET", "http://biz/orders/ORD-1"))
+    response = httpx.Response(
+        status, json={"error": "x"}, request=httpx.Request("GET", "http://biz/orders/ORD-1")
+    )
     with pytest.raises(ApplicationError) as err:
         classify(response)
     assert err.value.type == kind

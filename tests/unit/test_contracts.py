@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from domains.support import INTENTS
 from domains.support.tools import REGISTRY
@@ -44,7 +45,12 @@ def proposal(**overrides: object) -> str:
         "intent": "refund_request",
         "answer": "Refunds arrive in 5 to 10 business days.",
         "citations": ["refund-policy@v3#3"],
-        "tool_calls": [{"tool": "issue_refund", "arguments": {"order_id": "ORD-1001", "amount_cents": "4000", "reason": "r"}}],
+        "tool_calls": [
+            {
+                "tool": "issue_refund",
+                "arguments": {"order_id": "ORD-1001", "amount_cents": "4000", "reason": "r"},
+            }
+        ],
         "confidence": 0.8,
     }
     body.update(overrides)
@@ -62,13 +68,30 @@ def test_valid_output_is_normalised_by_the_tool_contract() -> None:
         ("{oops", "not valid JSON"),
         (proposal(confidence=1.5), "confidence: Input should be less than or equal to 1"),
         (proposal(intent="hack_the_planet"), "intent: 'hack_the_planet' is not one of"),
-        (proposal(tool_calls=[{"tool": "wire_money", "arguments": {}}]), "unknown tool 'wire_money'"),
         (
-            proposal(tool_calls=[{"tool": "issue_refund", "arguments": {"order_id": "ORD-1001", "amount_cents": -5, "reason": "r"}}]),
+            proposal(tool_calls=[{"tool": "wire_money", "arguments": {}}]),
+            "unknown tool 'wire_money'",
+        ),
+        (
+            proposal(
+                tool_calls=[
+                    {
+                        "tool": "issue_refund",
+                        "arguments": {"order_id": "ORD-1001", "amount_cents": -5, "reason": "r"},
+                    }
+                ]
+            ),
             "tool_calls.issue_refund.amount_cents: Input should be greater than 0",
         ),
         (
-            proposal(tool_calls=[{"tool": "send_reply", "arguments": {"customer_id": "C-1", "body": "x", "cc": "all"}}]),
+            proposal(
+                tool_calls=[
+                    {
+                        "tool": "send_reply",
+                        "arguments": {"customer_id": "C-1", "body": "x", "cc": "all"},
+                    }
+                ]
+            ),
             "tool_calls.send_reply.cc: Extra inputs are not permitted",
         ),
     ],
@@ -83,10 +106,13 @@ def test_catalogue_is_rendered_from_the_same_contracts() -> None:
     catalogue = {t["name"]: t for t in REGISTRY.catalogue()}
     assert set(catalogue) == {"lookup_order", "issue_refund", "send_reply"}
     assert catalogue["issue_refund"]["risk"] == "high"
-    assert catalogue["issue_refund"]["parameters"]["properties"]["amount_cents"]["exclusiveMinimum"] == 0
+    assert (
+        catalogue["issue_refund"]["parameters"]["properties"]["amount_cents"]["exclusiveMinimum"]
+        == 0
+    )
 
 
 def test_request_is_immutable() -> None:
     request = Request.model_validate(GOOD)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         request.text = "changed"  # type: ignore[misc]

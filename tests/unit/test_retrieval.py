@@ -12,12 +12,12 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.retrieval import RetrievalActivities
+from tests.conftest import FRESHNESS_AS_OF
 from tether.config import SUPPORT_DOMAIN, RetrievalConfig
 from tether.contracts import IngestInput, RetrievalQuery
 from tether.embeddings import DIMENSIONS, Embedder
 from tether.store import Store
 from tether.vectorstore import QdrantStore
-from tests.conftest import FRESHNESS_AS_OF
 
 DUPLICATE = """---
 doc_id: {doc_id}
@@ -51,7 +51,9 @@ def parts(tmp_path: Path) -> Iterator[tuple[QdrantStore, Store]]:
     store.close()
 
 
-def activities(parts: tuple[QdrantStore, Store], embedder: Embedder, **config: object) -> RetrievalActivities:
+def activities(
+    parts: tuple[QdrantStore, Store], embedder: Embedder, **config: object
+) -> RetrievalActivities:
     cfg = RetrievalConfig(freshness_as_of=FRESHNESS_AS_OF).model_copy(update=config)
     return RetrievalActivities(embedder, parts[0], parts[1], cfg)
 
@@ -60,18 +62,28 @@ def ingest(acts: RetrievalActivities, path: Path):  # type: ignore[no-untyped-de
     return ActivityEnvironment().run(acts.ingest_documents, IngestInput(path=str(path)))
 
 
-def test_superseded_and_stale_passages_are_dropped_and_reported(parts, embedder: Embedder, kb: Path) -> None:  # type: ignore[no-untyped-def]
+def test_superseded_and_stale_passages_are_dropped_and_reported(
+    parts, embedder: Embedder, kb: Path
+) -> None:  # type: ignore[no-untyped-def]
     acts = activities(parts, embedder, top_k=12)
     ingest(acts, kb)
-    evidence = acts.retrieve_evidence(RetrievalQuery(text="How many days do I have to ask for a refund?", request_id="r"))
+    evidence = acts.retrieve_evidence(
+        RetrievalQuery(text="How many days do I have to ask for a refund?", request_id="r")
+    )
     assert all(p.doc_id != "refund-policy-v2" for p in evidence.passages)
     assert "refund-policy" in {p.doc_id for p in evidence.passages}
     dropped = {d.passage_id.split("@")[0]: d.reason for d in evidence.freshness.dropped}
     assert dropped.get("refund-policy-v2") == "superseded"
 
-    shipping = acts.retrieve_evidence(RetrievalQuery(text="Do you ship internationally to Canada?", request_id="r"))
+    shipping = acts.retrieve_evidence(
+        RetrievalQuery(text="Do you ship internationally to Canada?", request_id="r")
+    )
     assert all(p.doc_id != "international-shipping" for p in shipping.passages)  # past its max age
-    assert "stale" in {d.reason for d in shipping.freshness.dropped if d.passage_id.startswith("international-shipping")}
+    assert "stale" in {
+        d.reason
+        for d in shipping.freshness.dropped
+        if d.passage_id.startswith("international-shipping")
+    }
     assert not shipping.freshness.stale_index
 
 
@@ -80,14 +92,18 @@ def test_duplicates_collapse_and_budget_is_enforced(parts, embedder: Embedder, k
         (kb / f"{name}.md").write_text(DUPLICATE.format(doc_id=name))
     acts = activities(parts, embedder, max_passages=2)
     ingest(acts, kb)
-    evidence = acts.retrieve_evidence(RetrievalQuery(text="When will my refund arrive on my card?", request_id="r"))
+    evidence = acts.retrieve_evidence(
+        RetrievalQuery(text="When will my refund arrive on my card?", request_id="r")
+    )
     texts = [p.text for p in evidence.passages]
     assert len(texts) == len(set(texts)) and len(texts) <= 2
     reasons = {d.reason for d in evidence.freshness.dropped}
     assert {"duplicate", "budget"} <= reasons
 
 
-def test_reingest_embeds_only_changes_and_deletes_removed_documents(parts, embedder: Embedder, kb: Path) -> None:  # type: ignore[no-untyped-def]
+def test_reingest_embeds_only_changes_and_deletes_removed_documents(
+    parts, embedder: Embedder, kb: Path
+) -> None:  # type: ignore[no-untyped-def]
     acts = activities(parts, embedder)
     first = ingest(acts, kb)
     assert first.embedded == first.chunks > 0
@@ -96,7 +112,9 @@ def test_reingest_embeds_only_changes_and_deletes_removed_documents(parts, embed
     (kb / "warranty.md").unlink()
     third = ingest(acts, kb)
     assert third.removed > 0 and third.embedded == 0
-    evidence = acts.retrieve_evidence(RetrievalQuery(text="How long is the warranty on tents?", request_id="r"))
+    evidence = acts.retrieve_evidence(
+        RetrievalQuery(text="How long is the warranty on tents?", request_id="r")
+    )
     assert all(p.doc_id != "warranty" for p in evidence.passages)
 
 

@@ -15,7 +15,9 @@ from tether.config import PolicyConfig
 from tether.contracts import Decision, DecisionAction, FreshnessReport, Mode, Outcome, Reason
 from tether.store import Store
 
-POSTGRES = os.environ.get("TETHER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES = os.environ.get(
+    "TETHER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 
 def outcome(request_id: str, *, followup: bool) -> Outcome:
