@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sys
 import uuid
 from collections.abc import Coroutine
 from pathlib import Path
@@ -20,7 +21,7 @@ from tether.errors import InvalidRequest, ReviewRejected
 app = typer.Typer(no_args_is_help=True, help="Tether: governed AI workflows on Temporal.")
 approvals = typer.Typer(no_args_is_help=True, help="Work waiting for a human.")
 app.add_typer(approvals, name="approvals")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 150)
 T = TypeVar("T")
 
 
