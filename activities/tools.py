@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -71,11 +72,8 @@ class SupportToolActivities:
             output=snapshot.model_dump(mode="json"),
         )
 
-    @activity.defn(name="issue_refund")
-    async def issue_refund(self, call: ToolInvocation) -> ToolResult:
-        self._checked(call)
-        args = IssueRefundArgs.model_validate(call.arguments)
-        output = await self._post("/refunds", call, args.model_dump())
+    async def _write(self, call: ToolInvocation, path: str, args: BaseModel) -> ToolResult:
+        output = await self._post(path, call, args.model_dump(exclude_none=True))
         return ToolResult(
             tool=call.tool,
             idempotency_key=call.idempotency_key,
@@ -84,15 +82,12 @@ class SupportToolActivities:
             output=output,
         )
 
+    @activity.defn(name="issue_refund")
+    async def issue_refund(self, call: ToolInvocation) -> ToolResult:
+        self._checked(call)
+        return await self._write(call, "/refunds", IssueRefundArgs.model_validate(call.arguments))
+
     @activity.defn(name="send_reply")
     async def send_reply(self, call: ToolInvocation) -> ToolResult:
         self._checked(call)
-        args = SendReplyArgs.model_validate(call.arguments)
-        output = await self._post("/messages", call, args.model_dump(exclude_none=True))
-        return ToolResult(
-            tool=call.tool,
-            idempotency_key=call.idempotency_key,
-            arguments=call.arguments,
-            ok=True,
-            output=output,
-        )
+        return await self._write(call, "/messages", SendReplyArgs.model_validate(call.arguments))

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 from temporalio import activity
 
 from tether.contracts import Finding, Request, ToolCall, Verification, VerifyInput, find_order_ids
 from tether.embeddings import Embedder
-
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
-_AMOUNT = re.compile(r"\$\s?(\d{1,7}(?:,\d{3})*(?:\.\d{1,2})?)")
-
-
-def split_sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE.split(text) if len(s.strip()) > 2]
-
-
-def amounts_in(text: str) -> list[int]:
-    """Dollar amounts mentioned in text, in cents."""
-    return [round(float(m.replace(",", "")) * 100) for m in _AMOUNT.findall(text)]
+from tether.text import amounts_in, split_sentences
 
 
 def argument_findings(request: Request, calls: list[ToolCall]) -> list[Finding]:

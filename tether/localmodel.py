@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,8 @@ from pydantic import BaseModel
 
 from tether.contracts import ModelIdentity, OrderSnapshot, ProposeInput, RawProposal, Request
 from tether.embeddings import Embedder
+from tether.text import amounts_in, split_sentences
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
-_AMOUNT = re.compile(r"\$\s?(\d{1,7}(?:,\d{3})*(?:\.\d{1,2})?)")
 ORDER_INTENTS = {"order_status", "refund_request", "damaged_item", "cancel_order"}
 
 
@@ -41,8 +39,8 @@ def load_intents(path: Path) -> list[Intent]:
 
 
 def requested_amount_cents(text: str) -> int | None:
-    match = _AMOUNT.search(text)
-    return round(float(match.group(1).replace(",", "")) * 100) if match else None
+    amounts = amounts_in(text)
+    return amounts[0] if amounts else None
 
 
 class LocalModel:
@@ -112,8 +110,7 @@ class LocalModel:
         candidates = [
             (sentence, passage.passage_id)
             for passage in inp.evidence.passages
-            for sentence in _SENTENCE.split(passage.text)
-            if len(sentence) > 20
+            for sentence in split_sentences(passage.text, min_length=20)
         ]
         chosen: list[tuple[int, str, str]] = []
         if candidates:

@@ -356,12 +356,7 @@ class ResolutionWorkflow:
     async def review(self, review: Review) -> ReviewReceipt:
         """Approve or reject the pending proposal (validator checks identity and role)."""
         # Re-checked here: two Updates can both pass validation before either handler runs.
-        try:
-            self._authorise(review)
-        except ReviewRefused as refused:
-            raise ApplicationError(
-                refused.detail, refused.code, type=errors.REVIEW_REFUSED, non_retryable=True
-            ) from None
+        self._validate_review(review)
         assert self._pending is not None
         tier = self._pending.tier
         self._accept(review, tier)
