@@ -42,6 +42,8 @@ class Timeouts(BaseModel):
     tool: timedelta = timedelta(seconds=15)
     tool_retry: Retry = Retry(maximum_attempts=8)
     record: timedelta = timedelta(seconds=15)
+    # An outcome must never be lost: keep trying (0 = no limit); a stuck record shows in the UI.
+    record_retry: Retry = Retry(maximum_attempts=0, maximum_interval=timedelta(minutes=1))
     default_retry: Retry = Retry()
 
 

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         Decision,
         DecisionAction,
         Evidence,
+        FreshnessReport,
         Mode,
         ModelIdentity,
         OrderSnapshot,
@@ -84,12 +85,7 @@ class ResolutionWorkflow:
         request, policy = inp.request, inp.policy
 
         self._set_stage(Stage.RETRIEVING)
-        evidence = await workflow.execute_activity_method(
-            RetrievalActivities.retrieve_evidence,
-            RetrievalQuery(text=request.text, request_id=request.request_id),
-            start_to_close_timeout=inp.timeouts.retrieval,
-            retry_policy=_retry(inp.timeouts.default_retry),
-        )
+        evidence = await self._retrieve()
         order = await self._lookup_order(request.order_reference())
 
         self._set_stage(Stage.PROPOSING)
@@ -158,7 +154,7 @@ class ResolutionWorkflow:
             RecordActivities.record_outcome,
             outcome,
             start_to_close_timeout=inp.timeouts.record,
-            retry_policy=_retry(inp.timeouts.default_retry),
+            retry_policy=_retry(inp.timeouts.record_retry),
         )
         self._set_stage(Stage.COMPLETED)
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -166,7 +162,30 @@ class ResolutionWorkflow:
 
     # --- stages ----------------------------------------------------------------------
 
+    async def _retrieve(self) -> Evidence:
+        """Evidence, or (when retrieval fails for good) none at all, flagged as stale so that
+        policy lets nothing write without a human."""
+        inp = self._inp
+        try:
+            return await workflow.execute_activity_method(
+                RetrievalActivities.retrieve_evidence,
+                RetrievalQuery(text=inp.request.text, request_id=inp.request.request_id),
+                start_to_close_timeout=inp.timeouts.retrieval,
+                retry_policy=_retry(inp.timeouts.default_retry),
+            )
+        except ActivityError as err:
+            workflow.logger.warning("retrieval failed, continuing without evidence: %s", err.cause)
+            return Evidence(
+                query=inp.request.text,
+                passages=[],
+                freshness=FreshnessReport(
+                    index_refreshed_at=None, index_age_seconds=None, stale_index=True
+                ),
+            )
+
     async def _lookup_order(self, order_id: str | None) -> OrderSnapshot | None:
+        """The order, or None if it does not exist or cannot be read: policy then refuses
+        any money movement against it (order_unknown)."""
         if order_id is None:
             return None
         try:
@@ -174,9 +193,10 @@ class ResolutionWorkflow:
                 ToolCall(tool="lookup_order", arguments={"order_id": order_id}), step=0
             )
         except ActivityError as err:
-            if isinstance(err.cause, ApplicationError) and err.cause.type == errors.ORDER_NOT_FOUND:
-                return None  # policy then refuses any money movement on an unknown order
-            raise
+            cause = err.cause
+            if not (isinstance(cause, ApplicationError) and cause.type == errors.ORDER_NOT_FOUND):
+                workflow.logger.warning("order %s unreadable: %s", order_id, cause)
+            return None
         return OrderSnapshot.model_validate(result.output)
 
     async def _propose(

@@ -325,3 +325,15 @@ async def test_ambiguous_ticket_is_routed_to_a_human_not_guessed(
     assert effects(business, "messages", req["request_id"]) == []
     await handle.terminate("test done")
     assert (await handle.describe()).status is WorkflowExecutionStatus.TERMINATED
+
+
+async def test_refund_against_an_unknown_order_moves_no_money(
+    tether: Tether, business: BusinessServer
+) -> None:
+    req = ticket("Please refund $30 on order ORD-9999, it never came.", "C-100")
+    outcome = await tether.resolve(req)
+    # Nothing to read, so nothing to refund against: the proposal carries no refund at all
+    # (and policy would refuse one as order_unknown; see the policy table).
+    assert outcome.proposal is not None
+    assert [c.tool for c in outcome.proposal.tool_calls] == ["send_reply"]
+    assert effects(business, "refunds", req["request_id"]) == []
