@@ -1,7 +1,8 @@
 """Support tools over HTTP. Errors are classified here, at the activity boundary.
 
-2xx -> result; 404 -> OrderNotFound; 409 idempotency_conflict -> IdempotencyConflict;
-other 4xx -> UpstreamRejected (all non-retryable); 429, 5xx, transport -> retried.
+2xx with a JSON object -> result, else UpstreamMalformed; 404 order_not_found -> OrderNotFound;
+409 idempotency_conflict -> IdempotencyConflict; other 4xx -> UpstreamRejected (all
+non-retryable); 408, 429, 5xx and transport errors -> retried by the retry policy.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -20,21 +21,23 @@ from tether.contracts import OrderSnapshot, ToolCall, ToolInvocation, ToolResult
 
 def classify(response: httpx.Response) -> dict[str, Any]:
     """Translate an upstream answer into a result or a named Temporal error."""
-    if response.is_success:
-        return dict(response.json())
     try:
         body = response.json()
     except ValueError:
-        body = {"error": response.text[:200]}
-    detail = (
-        f"{response.request.method} {response.request.url.path} -> {response.status_code}: {body}"
-    )
+        body = None
+    shown = body if body is not None else response.text[:200]
+    detail = f"{response.request.method} {response.request.url.path} -> {response.status_code}: {shown!r}"
     code = response.status_code
-    if code == 429 or code >= 500:
+    if response.is_success:
+        if not isinstance(body, dict):
+            raise ApplicationError(detail, type=errors.UPSTREAM_MALFORMED, non_retryable=True)
+        return body
+    error = body.get("error") if isinstance(body, dict) else None
+    if code in (408, 429) or code >= 500:
         raise ApplicationError(detail, type=errors.UPSTREAM_UNAVAILABLE)  # retryable
-    if code == 404:
+    if code == 404 and error == "order_not_found":
         raise ApplicationError(detail, type=errors.ORDER_NOT_FOUND, non_retryable=True)
-    if code == 409 and body.get("error") == "idempotency_conflict":
+    if code == 409 and error == "idempotency_conflict":
         raise ApplicationError(detail, type=errors.IDEMPOTENCY_CONFLICT, non_retryable=True)
     raise ApplicationError(detail, type=errors.UPSTREAM_REJECTED, non_retryable=True)
 
@@ -63,7 +66,14 @@ class SupportToolActivities:
         self._checked(call)
         args = LookupOrderArgs.model_validate(call.arguments)
         data = classify(await self._http.get(f"/orders/{args.order_id}"))
-        snapshot = OrderSnapshot.model_validate(data)
+        try:
+            snapshot = OrderSnapshot.model_validate(data)
+        except ValidationError as err:
+            raise ApplicationError(
+                f"order record failed its contract: {err}",
+                type=errors.UPSTREAM_MALFORMED,
+                non_retryable=True,
+            ) from None
         return ToolResult(
             tool=call.tool,
             idempotency_key=call.idempotency_key,

@@ -12,6 +12,7 @@ Inside Temporal (``ApplicationError.type``; non-retryable unless noted)::
     UpstreamRejected       the business system answered 4xx to a tool call
     OrderNotFound          lookup_order: the business system has no such order
     IdempotencyConflict    same Idempotency-Key, different parameters
+    UpstreamMalformed      a 2xx whose body breaks its contract
     UpstreamUnavailable    5xx, 429 or a transport error: retryable, left to the retry policy
 """
 
@@ -21,6 +22,7 @@ REVIEW_REFUSED = "ReviewRefused"
 UPSTREAM_REJECTED = "UpstreamRejected"
 ORDER_NOT_FOUND = "OrderNotFound"
 IDEMPOTENCY_CONFLICT = "IdempotencyConflict"
+UPSTREAM_MALFORMED = "UpstreamMalformed"
 UPSTREAM_UNAVAILABLE = "UpstreamUnavailable"
 
 

@@ -52,6 +52,38 @@ def tier_for_amount(cents: int, config: PolicyConfig) -> int | None:
     return None
 
 
+def _order_rules(
+    inp: PolicyInput, order: OrderSnapshot, total: int, config: PolicyConfig
+) -> list[Reason]:
+    """Money against an order: the customer's own, within its balance and refund window."""
+    reasons = []
+    if order.customer_id != inp.request.customer_id:
+        reasons.append(
+            Reason(
+                code="order_not_customers", detail=f"{order.order_id} belongs to another customer"
+            )
+        )
+    if total > order.refundable_cents:
+        reasons.append(
+            Reason(
+                code="amount_exceeds_balance",
+                detail=f"refunds of {_usd(total)} exceed the refundable balance "
+                f"{_usd(order.refundable_cents)} of {order.order_id}",
+            )
+        )
+    if order.delivered_at is not None:
+        window_end = order.delivered_at + timedelta(days=config.refund_window_days)
+        if inp.now > window_end:
+            reasons.append(
+                Reason(
+                    code="outside_refund_window",
+                    detail=f"delivered {order.delivered_at.date()}, window of "
+                    f"{config.refund_window_days} days ended {window_end.date()}",
+                )
+            )
+    return reasons
+
+
 def decide(inp: PolicyInput, config: PolicyConfig, registry: ToolRegistry) -> Decision:
     def decision(
         action: DecisionAction, mode: Mode, reasons: list[Reason], tier: int | None = None
@@ -70,51 +102,40 @@ def decide(inp: PolicyInput, config: PolicyConfig, registry: ToolRegistry) -> De
         )
 
     writes = [c for c in proposal.tool_calls if registry.get(c.tool).writes]
-    money = [
-        (c.tool, int(c.arguments[MONEY_ARGUMENT])) for c in writes if MONEY_ARGUMENT in c.arguments
-    ]
+    # Limits apply to the total: splitting a refund into parts must not slip under them.
+    total = sum(int(c.arguments[MONEY_ARGUMENT]) for c in writes if MONEY_ARGUMENT in c.arguments)
+    order = inp.order
     rejects: list[Reason] = [
         Reason(code=f"verifier:{f.code}", detail=f.detail) for f in verification.blocking
     ]
-    for tool, cents in money:
-        order = inp.order
-        if cents > config.max_refund_cents:
+    for call in writes:
+        named = call.arguments.get("order_id")
+        if named is None:
+            continue
+        if order is None:
+            rejects.append(
+                Reason(
+                    code="order_unknown",
+                    detail=f"{call.tool} names {named}, which we could not read",
+                )
+            )
+        elif named != order.order_id:
+            rejects.append(
+                Reason(
+                    code="order_mismatch",
+                    detail=f"{call.tool} names {named}; the order checked for this request is {order.order_id}",
+                )
+            )
+    if total:
+        if total > config.max_refund_cents:
             rejects.append(
                 Reason(
                     code="amount_above_hard_limit",
-                    detail=f"{tool} {_usd(cents)} exceeds the hard limit {_usd(config.max_refund_cents)}",
+                    detail=f"refunds of {_usd(total)} exceed the hard limit {_usd(config.max_refund_cents)}",
                 )
             )
-        if order is None:
-            rejects.append(
-                Reason(code="order_unknown", detail=f"{tool} names no order we could read")
-            )
-            continue
-        if order.customer_id != inp.request.customer_id:
-            rejects.append(
-                Reason(
-                    code="order_not_customers",
-                    detail=f"{order.order_id} belongs to another customer",
-                )
-            )
-        if cents > order.refundable_cents:
-            rejects.append(
-                Reason(
-                    code="amount_exceeds_balance",
-                    detail=f"{tool} {_usd(cents)} exceeds the refundable balance "
-                    f"{_usd(order.refundable_cents)} of {order.order_id}",
-                )
-            )
-        if order.delivered_at is not None:
-            window_end = order.delivered_at + timedelta(days=config.refund_window_days)
-            if inp.now > window_end:
-                rejects.append(
-                    Reason(
-                        code="outside_refund_window",
-                        detail=f"delivered {order.delivered_at.date()}, window of "
-                        f"{config.refund_window_days} days ended {window_end.date()}",
-                    )
-                )
+        if order is not None:
+            rejects += _order_rules(inp, order, total, config)
     if rejects:
         return decision(DecisionAction.REJECT, Mode.NORMAL, rejects)
 
@@ -148,25 +169,24 @@ def decide(inp: PolicyInput, config: PolicyConfig, registry: ToolRegistry) -> De
     for finding in verification.findings:
         if finding.severity == "warn":
             escalations.append((0, Reason(code=f"verifier:{finding.code}", detail=finding.detail)))
-    for tool, cents in money:
-        if cents > config.auto_refund_limit_cents:
-            tier = tier_for_amount(cents, config)
-            if tier is None:  # unreachable while max_refund <= last tier's limit; stay safe
-                return decision(
-                    DecisionAction.REJECT,
-                    Mode.NORMAL,
-                    [Reason(code="no_tier_may_approve", detail=f"{tool} {_usd(cents)}")],
-                )
-            escalations.append(
-                (
-                    tier,
-                    Reason(
-                        code="amount_above_auto_limit",
-                        detail=f"{tool} {_usd(cents)} > auto limit "
-                        f"{_usd(config.auto_refund_limit_cents)}: {config.tiers[tier].name} approves",
-                    ),
-                )
+    if total > config.auto_refund_limit_cents:
+        tier = tier_for_amount(total, config)
+        if tier is None:  # unreachable while max_refund <= last tier's limit; stay safe
+            return decision(
+                DecisionAction.REJECT,
+                Mode.NORMAL,
+                [Reason(code="no_tier_may_approve", detail=f"refunds of {_usd(total)}")],
             )
+        escalations.append(
+            (
+                tier,
+                Reason(
+                    code="amount_above_auto_limit",
+                    detail=f"refunds of {_usd(total)} > auto limit "
+                    f"{_usd(config.auto_refund_limit_cents)}: {config.tiers[tier].name} approves",
+                ),
+            )
+        )
     if escalations:
         tier = max(t for t, _ in escalations)
         return decision(DecisionAction.APPROVAL, mode, [r for _, r in escalations], tier)
@@ -181,13 +201,13 @@ def decide(inp: PolicyInput, config: PolicyConfig, registry: ToolRegistry) -> De
             detail=f"grounding {verification.grounding:.2f} >= {config.min_grounding:.2f}",
         ),
     ]
-    allowed += [
-        Reason(
-            code="within_auto_limit",
-            detail=f"{tool} {_usd(cents)} <= {_usd(config.auto_refund_limit_cents)}",
+    if total:
+        allowed.append(
+            Reason(
+                code="within_auto_limit",
+                detail=f"refunds of {_usd(total)} <= {_usd(config.auto_refund_limit_cents)}",
+            )
         )
-        for tool, cents in money
-    ]
     if not writes:
         allowed.append(Reason(code="no_writes", detail="answer only"))
     return decision(DecisionAction.AUTO, Mode.NORMAL, allowed)

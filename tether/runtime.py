@@ -54,6 +54,8 @@ class EmbeddedStack:
     async def start_model_worker(self) -> None:
         assert self._client is not None and self._resources is not None
         if "model" not in self._tasks:
+            # Loading the model is CPU work: keep it off the loop the other worker runs on.
+            await asyncio.to_thread(self._resources.model)
             self._run("model", model_worker(self._client, self._resources))
 
     async def stop_model_worker(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,8 @@ class QdrantStore:
             path.mkdir(parents=True, exist_ok=True)
             self._client = QdrantClient(path=str(path))
         self._collection = collection
+        # Local mode is one in-process engine shared by the activity threads: serialise access.
+        self._lock = threading.RLock()
         if not self._client.collection_exists(collection):
             self._client.create_collection(
                 collection,
@@ -66,35 +69,33 @@ class QdrantStore:
     ) -> None:
         if not ids:
             return
-        self._client.upsert(
-            self._collection,
-            points=[
-                models.PointStruct(id=_point_id(pid), vector=vec.tolist(), payload=payload)
-                for pid, vec, payload in zip(ids, vectors, payloads, strict=True)
-            ],
-            wait=True,
-        )
+        points = [
+            models.PointStruct(id=_point_id(pid), vector=vec.tolist(), payload=payload)
+            for pid, vec, payload in zip(ids, vectors, payloads, strict=True)
+        ]
+        with self._lock:
+            self._client.upsert(self._collection, points=points, wait=True)
 
     def delete(self, ids: list[str]) -> None:
-        if ids:
-            self._client.delete(
-                self._collection,
-                points_selector=models.PointIdsList(points=[_point_id(i) for i in ids]),
-                wait=True,
-            )
+        if not ids:
+            return
+        selector = models.PointIdsList(points=[_point_id(i) for i in ids])
+        with self._lock:
+            self._client.delete(self._collection, points_selector=selector, wait=True)
 
     def hashes(self) -> dict[str, str]:
         """passage id -> content hash of everything stored, to embed only what changed."""
         found: dict[str, str] = {}
         offset = None
         while True:
-            points, offset = self._client.scroll(
-                self._collection,
-                limit=512,
-                offset=offset,
-                with_payload=["passage_id", "content_hash"],
-                with_vectors=False,
-            )
+            with self._lock:
+                points, offset = self._client.scroll(
+                    self._collection,
+                    limit=512,
+                    offset=offset,
+                    with_payload=["passage_id", "content_hash"],
+                    with_vectors=False,
+                )
             for point in points:
                 payload = point.payload or {}
                 found[str(payload["passage_id"])] = str(payload["content_hash"])
@@ -102,13 +103,14 @@ class QdrantStore:
                 return found
 
     def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[Hit]:
-        response = self._client.query_points(
-            self._collection,
-            query=vector.tolist(),
-            limit=limit,
-            with_payload=True,
-            with_vectors=True,
-        )
+        with self._lock:
+            response = self._client.query_points(
+                self._collection,
+                query=vector.tolist(),
+                limit=limit,
+                with_payload=True,
+                with_vectors=True,
+            )
         return [
             Hit(
                 passage_id=str((p.payload or {})["passage_id"]),
@@ -120,4 +122,5 @@ class QdrantStore:
         ]
 
     def close(self) -> None:
-        self._client.close()
+        with self._lock:
+            self._client.close()

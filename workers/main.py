@@ -99,6 +99,9 @@ def resolution_worker(
             records.record_outcome,
         ],
         activity_executor=res.executor,
+        # No more activities than threads: a sync activity queued for a thread would burn
+        # its start-to-close time waiting.
+        max_concurrent_activities=res.settings.activity_threads,
     )
 
 

@@ -49,6 +49,9 @@ with workflow.unsafe.imports_passed_through():
     from tether.tools import ProposalInvalid
 
 
+MAX_REFUSED_SIGNALS = 20
+
+
 def workflow_id_for(request_id: str) -> str:
     """Deterministic id: starting the same request twice runs it once."""
     return f"resolution-{request_id}"
@@ -264,6 +267,8 @@ class ResolutionWorkflow:
                     timeout_summary=f"approval SLA, tier {spec.name}",
                 )
             except TimeoutError:
+                if self._verdict is not None:
+                    break  # a verdict accepted in the same task as the deadline still counts
                 self._reviews.append(
                     ReviewRecord(
                         approver="system",
@@ -275,13 +280,12 @@ class ResolutionWorkflow:
                 )
                 tier += 1
                 continue
-            verdict = self._verdict
-            assert verdict is not None
-            self._pending = None
-            return verdict.verdict == "approve"
+            break
         self._pending = None
-        self._mode = Mode.SAFE_DEFAULT
-        return False
+        if self._verdict is None:
+            self._mode = Mode.SAFE_DEFAULT
+            return False
+        return self._verdict.verdict == "approve"
 
     async def _act(self, calls: list[ToolCall]) -> list[ToolResult]:
         """Run write tools in order; stop at the first that fails for good."""
@@ -326,6 +330,7 @@ class ResolutionWorkflow:
                     errors.UPSTREAM_REJECTED,
                     errors.ORDER_NOT_FOUND,
                     errors.IDEMPOTENCY_CONFLICT,
+                    errors.UPSTREAM_MALFORMED,
                 ],
             ),
             summary=f"{call.tool} {call.arguments}"[:200],
@@ -350,14 +355,12 @@ class ResolutionWorkflow:
             return proposal.answer, proposal.citations
         if decision.action is DecisionAction.REJECT:
             return "Not processed: " + "; ".join(r.detail for r in decision.reasons), []
-        last = self._reviews[-1] if self._reviews else None
-        if self._mode is Mode.SAFE_DEFAULT:
+        if self._mode is Mode.SAFE_DEFAULT or self._verdict is None:
             return (
                 "No approver answered in time; no action was taken and a person will follow up.",
                 [],
             )
-        who = f"{last.approver}: {last.reason}" if last else "approver"
-        return f"Declined by {who}", []
+        return f"Declined by {self._verdict.approver}: {self._verdict.reason}", []
 
     def _set_stage(self, stage: Stage, *, queue: str = "none") -> None:
         self._stage = stage
@@ -403,6 +406,9 @@ class ResolutionWorkflow:
         try:
             self._authorise(review)
         except ReviewRefused as refused:
+            refused_so_far = sum(1 for r in self._reviews if r.verdict == "refused")
+            if refused_so_far >= MAX_REFUSED_SIGNALS:
+                return  # a flood of bad signals must not grow the outcome without bound
             self._reviews.append(
                 ReviewRecord(
                     approver=review.approver,

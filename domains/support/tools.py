@@ -20,7 +20,7 @@ class LookupOrderArgs(_Args):
 
 class IssueRefundArgs(_Args):
     order_id: str = Field(pattern=rf"^{ORDER_ID_PATTERN}$")
-    amount_cents: int = Field(gt=0, le=100_000_000)
+    amount_cents: int = Field(gt=0, le=100_000_000, strict=True)  # no True, "40" or 40.0
     reason: str = Field(min_length=1, max_length=200)
 
 

@@ -70,19 +70,33 @@ def test_refund_beyond_balance_is_refused_by_the_system_itself(server: BusinessS
 
 
 @pytest.mark.parametrize(
-    ("status", "kind", "retryable"),
+    ("status", "body", "kind", "retryable"),
     [
-        (404, errors.ORDER_NOT_FOUND, False),
-        (400, errors.UPSTREAM_REJECTED, False),
-        (429, errors.UPSTREAM_UNAVAILABLE, True),
-        (500, errors.UPSTREAM_UNAVAILABLE, True),
-        (503, errors.UPSTREAM_UNAVAILABLE, True),
+        (404, {"error": "order_not_found"}, errors.ORDER_NOT_FOUND, False),
+        (
+            404,
+            {"detail": "Not Found"},
+            errors.UPSTREAM_REJECTED,
+            False,
+        ),  # a wrong URL says nothing of the order
+        (400, {"error": "x"}, errors.UPSTREAM_REJECTED, False),
+        (409, ["not", "a", "dict"], errors.UPSTREAM_REJECTED, False),
+        (408, {"error": "x"}, errors.UPSTREAM_UNAVAILABLE, True),
+        (429, {"error": "x"}, errors.UPSTREAM_UNAVAILABLE, True),
+        (500, {"error": "x"}, errors.UPSTREAM_UNAVAILABLE, True),
+        (503, None, errors.UPSTREAM_UNAVAILABLE, True),
+        (200, ["a list"], errors.UPSTREAM_MALFORMED, False),
+        (200, None, errors.UPSTREAM_MALFORMED, False),
     ],
 )
-def test_upstream_errors_are_classified(status: int, kind: str, retryable: bool) -> None:
-    response = httpx.Response(
-        status, json={"error": "x"}, request=httpx.Request("GET", "http://biz/orders/ORD-1")
-    )
+def test_upstream_errors_are_classified(
+    status: int, body: object, kind: str, retryable: bool
+) -> None:
+    request = httpx.Request("GET", "http://biz/orders/ORD-1")
+    if body is None:
+        response = httpx.Response(status, text="<html>oops</html>", request=request)
+    else:
+        response = httpx.Response(status, json=body, request=request)
     with pytest.raises(ApplicationError) as err:
         classify(response)
     assert err.value.type == kind

@@ -48,7 +48,7 @@ def proposal(**overrides: object) -> str:
         "tool_calls": [
             {
                 "tool": "issue_refund",
-                "arguments": {"order_id": "ORD-1001", "amount_cents": "4000", "reason": "r"},
+                "arguments": {"order_id": "ORD-1001", "amount_cents": 4000, "reason": "r"},
             }
         ],
         "confidence": 0.8,
@@ -57,9 +57,24 @@ def proposal(**overrides: object) -> str:
     return json.dumps(body)
 
 
-def test_valid_output_is_normalised_by_the_tool_contract() -> None:
+def test_valid_output_passes_with_typed_arguments() -> None:
     parsed = REGISTRY.validate_proposal(proposal(), intents=INTENTS)
-    assert parsed.tool_calls[0].arguments["amount_cents"] == 4000  # "4000" coerced, typed
+    assert parsed.tool_calls[0].arguments == {
+        "order_id": "ORD-1001",
+        "amount_cents": 4000,
+        "reason": "r",
+    }
+
+
+@pytest.mark.parametrize("amount", ["4000", 4000.0, True])
+def test_money_is_never_coerced(amount: object) -> None:
+    call = {
+        "tool": "issue_refund",
+        "arguments": {"order_id": "ORD-1001", "amount_cents": amount, "reason": "r"},
+    }
+    with pytest.raises(ProposalInvalid) as invalid:
+        REGISTRY.validate_proposal(proposal(tool_calls=[call]), intents=INTENTS)
+    assert any("amount_cents: Input should be a valid integer" in e for e in invalid.value.errors)
 
 
 @pytest.mark.parametrize(
