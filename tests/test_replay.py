@@ -37,6 +37,7 @@ def test_every_path_has_a_recorded_history() -> None:
         "degraded_retrieval_only",
         "sla_safe_default",
         "sla_escalated_then_approved",
+        "approval_then_recheck_rejects",  # recorded after the recheck patch; the others before it
     } <= names
 
 

@@ -127,6 +127,27 @@ class ResolutionWorkflow:
         if decision.action is DecisionAction.APPROVAL and proposal is not None:
             assert verification is not None
             approved = await self._await_approval(decision, proposal, verification, evidence)
+            # Hours may pass while a human looks: decide again on a fresh read before acting.
+            # Patched, so histories recorded before this step keep replaying.
+            if approved and workflow.patched("recheck-policy-after-approval"):
+                order = await self._lookup_order(request.order_reference())
+                recheck = decide(
+                    PolicyInput(
+                        request=request,
+                        mode=mode,
+                        proposal=proposal,
+                        verification=verification,
+                        order=order,
+                        freshness=evidence.freshness,
+                        now=workflow.now(),
+                    ),
+                    policy,
+                    REGISTRY,
+                )
+                if recheck.action is DecisionAction.REJECT:
+                    approved = False
+                    decision = recheck
+                    self._decision = recheck
 
         actions: list[ToolResult] = []
         if approved and proposal is not None:

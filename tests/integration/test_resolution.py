@@ -337,3 +337,26 @@ async def test_refund_against_an_unknown_order_moves_no_money(
     assert outcome.proposal is not None
     assert [c.tool for c in outcome.proposal.tool_calls] == ["send_reply"]
     assert effects(business, "refunds", req["request_id"]) == []
+
+
+async def test_policy_is_checked_again_after_approval(
+    tether: Tether, business: BusinessServer
+) -> None:
+    """Two approvals against one order: the second no longer fits once the first has paid out."""
+    first = ticket("Please refund $150 on ORD-1009, the tent leaks.", "C-106")
+    second = ticket("I also want $120 back on ORD-1009 for the poles.", "C-106")
+    handles = [await tether.submit(first), await tether.submit(second)]
+    for req in (first, second):
+        await wait_pending(tether, req["request_id"])  # both fit the balance when decided
+
+    await tether.approve(first["request_id"], approver=LEAD, reason="leak confirmed")
+    assert [a.tool for a in (await handles[0].result()).actions] == ["issue_refund", "send_reply"]
+
+    await tether.approve(second["request_id"], approver=LEAD, reason="poles bent")
+    outcome = await handles[1].result()
+    assert outcome.decision.action is DecisionAction.REJECT
+    assert "amount_exceeds_balance" in outcome.decision.codes()
+    assert outcome.actions == [] and outcome.followup_required
+    assert effects(business, "refunds", second["request_id"]) == []
+    assert business.db.order("ORD-1009")["refunded_cents"] == 15_000  # type: ignore[index]
+    await replay_and_keep(handles[1], "approval_then_recheck_rejects")
