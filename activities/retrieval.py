@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from temporalio import activity
@@ -24,7 +25,10 @@ from tether.contracts import (
 from tether.embeddings import Embedder
 from tether.knowledge import DocumentError, load_directory
 from tether.store import Store
-from tether.vectorstore import Hit, VectorStore
+
+if TYPE_CHECKING:
+    # Types only: the client imports this module (through the workflow) and needs no Qdrant.
+    from tether.vectorstore import Hit, VectorStore
 
 
 def _utc(text: str) -> datetime:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 import uuid
@@ -198,5 +199,19 @@ def demo() -> None:
     _run(run_demo())
 
 
+def main() -> None:
+    """The `tether` command. Once it has finished, the process leaves without interpreter
+    teardown: the Temporal client's Rust threads can abort a short-lived process there
+    (temporalio/sdk-python#300), and an operator's script must see the real exit code."""
+    code = 0
+    try:
+        app()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    app()
+    main()
