@@ -37,14 +37,17 @@ class Timeouts(BaseModel):
     # How long a proposal may wait for a model worker before the model counts as down.
     model_schedule_to_start: timedelta = timedelta(seconds=20)
     model_start_to_close: timedelta = timedelta(seconds=60)
-    model_retry: Retry = Retry(maximum_attempts=3)
+    # A crashed worker costs an attempt, not a verdict on the model: several attempts, bounded
+    # in time by model_budget, before the workflow falls back to retrieval-only.
+    model_retry: Retry = Retry(maximum_attempts=6)
+    model_budget: timedelta = timedelta(minutes=3)
     verification: timedelta = timedelta(seconds=30)
     tool: timedelta = timedelta(seconds=15)
     tool_retry: Retry = Retry(maximum_attempts=8)
     record: timedelta = timedelta(seconds=15)
     # An outcome must never be lost: keep trying (0 = no limit); a stuck record shows in the UI.
     record_retry: Retry = Retry(maximum_attempts=0, maximum_interval=timedelta(minutes=1))
-    default_retry: Retry = Retry()
+    default_retry: Retry = Retry(maximum_attempts=8)
 
 
 class ApprovalTier(BaseModel):

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         Decision,
         DecisionAction,
         Evidence,
+        Finding,
         FreshnessReport,
         Mode,
         ModelIdentity,
@@ -100,11 +101,8 @@ class ResolutionWorkflow:
         verification: Verification | None = None
         if proposal is not None:
             self._set_stage(Stage.VERIFYING)
-            verification = await workflow.execute_activity_method(
-                VerificationActivities.verify_proposal,
-                VerifyInput(request=request, evidence=evidence, order=order, proposal=proposal),
-                start_to_close_timeout=inp.timeouts.verification,
-                retry_policy=_retry(inp.timeouts.default_retry),
+            verification = await self._verify(
+                VerifyInput(request=request, evidence=evidence, order=order, proposal=proposal)
             )
 
         self._set_stage(Stage.DECIDING)
@@ -207,6 +205,26 @@ class ResolutionWorkflow:
                 ),
             )
 
+    async def _verify(self, inp: VerifyInput) -> Verification:
+        """The verifier's findings, or, when it cannot run, a finding that says so (which
+        sends the proposal to a human: nothing unverified acts on its own)."""
+        try:
+            return await workflow.execute_activity_method(
+                VerificationActivities.verify_proposal,
+                inp,
+                start_to_close_timeout=self._inp.timeouts.verification,
+                retry_policy=_retry(self._inp.timeouts.default_retry),
+            )
+        except ActivityError as err:
+            workflow.logger.warning("verifier unavailable: %s", err.cause)
+            return Verification(
+                grounding=0.0,
+                sentences=0,
+                findings=[
+                    Finding(code="verifier_unavailable", severity="warn", detail=str(err.cause))
+                ],
+            )
+
     async def _lookup_order(self, order_id: str | None) -> OrderSnapshot | None:
         """The order, or None if it does not exist or cannot be read: policy then refuses
         any money movement against it (order_unknown)."""
@@ -245,6 +263,7 @@ class ResolutionWorkflow:
                     task_queue=inp.model_queue,
                     schedule_to_start_timeout=inp.timeouts.model_schedule_to_start,
                     start_to_close_timeout=inp.timeouts.model_start_to_close,
+                    schedule_to_close_timeout=inp.timeouts.model_budget,
                     retry_policy=_retry(inp.timeouts.model_retry),
                     summary=f"propose (attempt {attempt + 1})",
                 )
