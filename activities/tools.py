@@ -55,12 +55,6 @@ class SupportToolActivities:
                 "; ".join(problems), type=errors.UPSTREAM_REJECTED, non_retryable=True
             )
 
-    async def _post(self, path: str, call: ToolInvocation, body: dict[str, Any]) -> dict[str, Any]:
-        response = await self._http.post(
-            path, json=body, headers={"Idempotency-Key": call.idempotency_key}
-        )
-        return classify(response)
-
     @activity.defn(name="lookup_order")
     async def lookup_order(self, call: ToolInvocation) -> ToolResult:
         self._checked(call)
@@ -82,22 +76,75 @@ class SupportToolActivities:
             output=snapshot.model_dump(mode="json"),
         )
 
-    async def _write(self, call: ToolInvocation, path: str, args: BaseModel) -> ToolResult:
-        output = await self._post(path, call, args.model_dump(exclude_none=True))
+    async def _read(self, path: str) -> dict[str, Any]:
+        return classify(await self._http.get(path))
+
+    async def _act(
+        self, path: str, call: ToolInvocation, args: BaseModel
+    ) -> tuple[dict[str, Any], bool]:
+        """POST with the idempotency key; (response, whether the target replayed it)."""
+        response = await self._http.post(
+            path,
+            json=args.model_dump(exclude_none=True),
+            headers={"Idempotency-Key": call.idempotency_key},
+        )
+        return classify(response), response.headers.get("Idempotent-Replayed") == "true"
+
+    @staticmethod
+    def _postcondition(
+        call: ToolInvocation, record: dict[str, Any], expected: dict[str, Any]
+    ) -> None:
+        """The target's own record must show exactly the effect we asked for, under our key."""
+        wrong = {
+            k: (record.get(k), v)
+            for k, v in {**expected, "idempotency_key": call.idempotency_key}.items()
+            if record.get(k) != v
+        }
+        if wrong:
+            raise ApplicationError(
+                f"{call.tool}: the target's record differs from the request: {wrong}",
+                type=errors.POSTCONDITION_FAILED,
+                non_retryable=True,
+            )
+
+    @activity.defn(name="issue_refund")
+    async def issue_refund(self, call: ToolInvocation) -> ToolResult:
+        self._checked(call)
+        args = IssueRefundArgs.model_validate(call.arguments)
+        before = await self._read(f"/orders/{args.order_id}")
+        output, replayed = await self._act("/refunds", call, args)
+        refund = await self._read(f"/refunds/{output['refund_id']}")
+        self._postcondition(
+            call, refund, {"order_id": args.order_id, "amount_cents": args.amount_cents}
+        )
+        after = await self._read(f"/orders/{args.order_id}")
         return ToolResult(
             tool=call.tool,
             idempotency_key=call.idempotency_key,
             arguments=call.arguments,
             ok=True,
             output=output,
+            before={"refunded_cents": before["refunded_cents"]},
+            after={"refunded_cents": after["refunded_cents"]},
+            postcondition=f"refund {refund['refund_id']} of {args.amount_cents} cents on {args.order_id} "
+            "is in the business system under this key",
+            replayed=replayed,
         )
-
-    @activity.defn(name="issue_refund")
-    async def issue_refund(self, call: ToolInvocation) -> ToolResult:
-        self._checked(call)
-        return await self._write(call, "/refunds", IssueRefundArgs.model_validate(call.arguments))
 
     @activity.defn(name="send_reply")
     async def send_reply(self, call: ToolInvocation) -> ToolResult:
         self._checked(call)
-        return await self._write(call, "/messages", SendReplyArgs.model_validate(call.arguments))
+        args = SendReplyArgs.model_validate(call.arguments)
+        output, replayed = await self._act("/messages", call, args)
+        message = await self._read(f"/messages/{output['message_id']}")
+        self._postcondition(call, message, {"customer_id": args.customer_id, "body": args.body})
+        return ToolResult(
+            tool=call.tool,
+            idempotency_key=call.idempotency_key,
+            arguments=call.arguments,
+            ok=True,
+            output=output,
+            after={"message_id": message["message_id"], "customer_id": message["customer_id"]},
+            postcondition=f"message {message['message_id']} to {args.customer_id} is stored under this key",
+            replayed=replayed,
+        )

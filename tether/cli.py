@@ -191,6 +191,31 @@ def approvals_reject(
     _review(request_id, approver, "reject", reason)
 
 
+@app.command("audit")
+def audit_command(request_id: str) -> None:
+    """What each side effect of a request attempted, why it was allowed, and what changed."""
+    from tether.client import Tether
+
+    async def main() -> None:
+        tether = await Tether.connect()
+        table = Table(
+            "step", "attempted", "allowed because", "changed (target system)", show_lines=True
+        )
+        for e in await tether.audit(request_id):
+            attempted = f"{e.tool} {json.dumps(e.arguments)}\nkey {e.idempotency_key}"
+            allowed = "\n".join([*e.allowed_because, f"policy {e.policy_version}"])
+            if e.approved_by:
+                allowed += "\napproved by " + ", ".join(e.approved_by)
+            changes = [f"{k}: {v['before']} -> {v['after']}" for k, v in e.changed.items()]
+            changes.append(e.postcondition or (e.error or ""))
+            if e.replayed:
+                changes.append("(answered from the target's idempotency record)")
+            table.add_row(str(e.step), attempted, allowed, "\n".join(changes))
+        console.print(table)
+
+    _run(main())
+
+
 @app.command()
 def demo() -> None:
     """Start the embedded stack, ingest the knowledge base, run scripted tickets, stop."""

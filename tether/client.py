@@ -20,6 +20,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from tether.audit import AuditEntry, audit
 from tether.config import Settings
 from tether.contracts import (
     IngestInput,
@@ -104,6 +105,10 @@ class Tether:
 
     async def outcome(self, request_id: str) -> Outcome:
         return await self.handle(request_id).result()
+
+    async def audit(self, request_id: str) -> list[AuditEntry]:
+        """Per side effect of a finished request: attempted, allowed because, changed."""
+        return audit(await self.outcome(request_id))
 
     async def status(self, request_id: str) -> WorkflowStatus:
         return await self.handle(request_id).query(ResolutionWorkflow.status)

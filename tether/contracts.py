@@ -306,6 +306,13 @@ class ToolResult(Frozen):
     ok: bool
     output: dict[str, Any] = {}
     error: str | None = None
+    # What exactly changed, read from the target system, not taken from the tool's answer.
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    postcondition: str | None = Field(default=None, description="what was checked after acting")
+    replayed: bool = Field(
+        default=False, description="the target answered from its idempotency record"
+    )
 
 
 # --- workflow in/out ------------------------------------------------------------------

@@ -13,6 +13,7 @@ Inside Temporal (``ApplicationError.type``; non-retryable unless noted)::
     OrderNotFound          lookup_order: the business system has no such order
     IdempotencyConflict    same Idempotency-Key, different parameters
     UpstreamMalformed      a 2xx whose body breaks its contract
+    PostconditionFailed    after acting, the target's own record differs from the request
     UpstreamUnavailable    5xx, 429 or a transport error: retryable, left to the retry policy
 """
 
@@ -23,6 +24,7 @@ UPSTREAM_REJECTED = "UpstreamRejected"
 ORDER_NOT_FOUND = "OrderNotFound"
 IDEMPOTENCY_CONFLICT = "IdempotencyConflict"
 UPSTREAM_MALFORMED = "UpstreamMalformed"
+POSTCONDITION_FAILED = "PostconditionFailed"
 UPSTREAM_UNAVAILABLE = "UpstreamUnavailable"
 
 

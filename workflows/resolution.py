@@ -371,6 +371,7 @@ class ResolutionWorkflow:
                     errors.ORDER_NOT_FOUND,
                     errors.IDEMPOTENCY_CONFLICT,
                     errors.UPSTREAM_MALFORMED,
+                    errors.POSTCONDITION_FAILED,
                 ],
             ),
             summary=f"{call.tool} {call.arguments}"[:200],

@@ -97,6 +97,11 @@ class BusinessDB:
         row = self._conn.execute("SELECT * FROM orders WHERE order_id = ?", (order_id,)).fetchone()
         return dict(row) if row else None
 
+    def record(self, table: str, key: str, value: str) -> dict[str, Any] | None:
+        assert (table, key) in {("refunds", "refund_id"), ("messages", "message_id")}
+        row = self._conn.execute(f"SELECT * FROM {table} WHERE {key} = ?", (value,)).fetchone()
+        return dict(row) if row else None
+
     def rows(self, table: str) -> list[dict[str, Any]]:
         assert table in {"refunds", "messages", "orders"}
         return [dict(r) for r in self._conn.execute(f"SELECT * FROM {table} ORDER BY rowid")]
@@ -220,6 +225,15 @@ def create_app(db: BusinessDB) -> Starlette:
 
         return handler
 
+    def reader(table: str, key: str) -> Any:
+        async def handler(request: Request) -> JSONResponse:
+            found = db.record(table, key, request.path_params[key])
+            if found is None:
+                return JSONResponse({"error": f"{key}_not_found"}, status_code=404)
+            return JSONResponse(found)
+
+        return handler
+
     async def list_rows(request: Request) -> JSONResponse:
         return JSONResponse(db.rows(request.path_params["table"]))
 
@@ -232,6 +246,8 @@ def create_app(db: BusinessDB) -> Starlette:
             Route("/orders/{order_id}", get_order),
             Route("/refunds", writer(_refund, ("order_id", "amount_cents")), methods=["POST"]),
             Route("/messages", writer(_message, ("customer_id", "body")), methods=["POST"]),
+            Route("/refunds/{refund_id}", reader("refunds", "refund_id")),
+            Route("/messages/{message_id}", reader("messages", "message_id")),
             Route("/audit/{table:str}", list_rows),
         ]
     )

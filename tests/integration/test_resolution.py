@@ -92,6 +92,14 @@ async def test_small_refund_is_issued_automatically_once(
     [refund] = effects(business, "refunds", req["request_id"])
     assert refund["amount_cents"] == 4_000 and refund["order_id"] == "ORD-1005"
     assert outcome.actions[0].idempotency_key == refund["idempotency_key"]
+
+    # The audit answer: attempted, allowed because, changed (read from the business system).
+    refund_entry, reply_entry = await tether.audit(req["request_id"])
+    assert refund_entry.tool == "issue_refund" and refund_entry.arguments["amount_cents"] == 4_000
+    assert any("within_auto_limit" in why for why in refund_entry.allowed_because)
+    assert refund_entry.changed == {"refunded_cents": {"before": 0, "after": 4_000}}
+    assert refund_entry.postcondition and refund["refund_id"] in refund_entry.postcondition
+    assert not refund_entry.replayed and reply_entry.tool == "send_reply" and reply_entry.ok
     await replay_and_keep(handle, "auto_small_refund")
 
 
@@ -140,6 +148,7 @@ async def test_refund_over_the_auto_limit_waits_for_an_authorised_approver(
     assert [r.approver for r in outcome.reviews] == [MANAGER]
     [refund] = effects(business, "refunds", rid)
     assert refund["amount_cents"] == 12_000
+    assert (await tether.audit(rid))[0].approved_by == [MANAGER]
 
     with pytest.raises(ReviewRejected) as late:
         await tether.approve(rid, approver=MANAGER)

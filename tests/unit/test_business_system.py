@@ -9,9 +9,10 @@ import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.tools import classify
+from activities.tools import SupportToolActivities, classify
 from domains.support.business import BusinessServer
 from tether import errors
+from tether.contracts import ToolInvocation
 
 
 @pytest.fixture
@@ -101,3 +102,30 @@ def test_upstream_errors_are_classified(
         classify(response)
     assert err.value.type == kind
     assert err.value.non_retryable is not retryable
+
+
+def test_created_records_can_be_read_back(server: BusinessServer) -> None:
+    with httpx.Client(base_url=server.url) as http:
+        made = http.post(
+            "/refunds",
+            json={"order_id": "ORD-1003", "amount_cents": 500, "reason": "r"},
+            headers={"Idempotency-Key": "k-9"},
+        )
+        record = http.get(f"/refunds/{made.json()['refund_id']}").json()
+        missing = http.get("/refunds/RF-nope")
+    assert record["idempotency_key"] == "k-9" and record["amount_cents"] == 500
+    assert missing.status_code == 404 and missing.json()["error"] == "refund_id_not_found"
+
+
+def test_postcondition_compares_the_targets_own_record() -> None:
+    call = ToolInvocation(
+        tool="issue_refund", arguments={}, idempotency_key="wf/1/issue_refund", request_id="r"
+    )
+    good = {"order_id": "ORD-1", "amount_cents": 500, "idempotency_key": "wf/1/issue_refund"}
+    SupportToolActivities._postcondition(call, good, {"order_id": "ORD-1", "amount_cents": 500})
+    with pytest.raises(ApplicationError) as err:
+        SupportToolActivities._postcondition(
+            call, {**good, "amount_cents": 5_000}, {"order_id": "ORD-1", "amount_cents": 500}
+        )
+    assert err.value.type == errors.POSTCONDITION_FAILED and err.value.non_retryable
+    assert "amount_cents" in err.value.message
