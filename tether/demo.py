@@ -156,5 +156,8 @@ async def run_demo() -> None:
         console.print(table)
         for label, rid, _ in results:
             console.print(f"{label:>13}: {tether.ui_link(rid)}")
+        approved = next(rid for label, rid, _ in results if label == "large refund")
+        console.print(f"\n[bold]$ tether audit {approved}[/bold]")
+        console.print(await _operator(settings, "audit", approved))
         console.print("stopping the stack")
     console.print("done")
