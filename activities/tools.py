@@ -14,7 +14,13 @@ from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from domains.support.tools import REGISTRY, IssueRefundArgs, LookupOrderArgs, SendReplyArgs
+from domains.support.tools import (
+    REGISTRY,
+    IssueRefundArgs,
+    LookupOrderArgs,
+    ReverseRefundArgs,
+    SendReplyArgs,
+)
 from tether import errors
 from tether.contracts import OrderSnapshot, ToolCall, ToolInvocation, ToolResult
 
@@ -146,5 +152,30 @@ class SupportToolActivities:
             output=output,
             after={"message_id": message["message_id"], "customer_id": message["customer_id"]},
             postcondition=f"message {message['message_id']} to {args.customer_id} is stored under this key",
+            replayed=replayed,
+        )
+
+    @activity.defn(name="reverse_refund")
+    async def reverse_refund(self, call: ToolInvocation) -> ToolResult:
+        """Compensation for issue_refund: the order's refunded total goes back down."""
+        self._checked(call)
+        args = ReverseRefundArgs.model_validate(call.arguments)
+        refund = await self._read(f"/refunds/{args.refund_id}")
+        before = await self._read(f"/orders/{refund['order_id']}")
+        output, replayed = await self._act("/reversals", call, args)
+        reversal = await self._read(f"/reversals/{output['reversal_id']}")
+        self._postcondition(
+            call, reversal, {"refund_id": args.refund_id, "amount_cents": refund["amount_cents"]}
+        )
+        after = await self._read(f"/orders/{refund['order_id']}")
+        return ToolResult(
+            tool=call.tool,
+            idempotency_key=call.idempotency_key,
+            arguments=call.arguments,
+            ok=True,
+            output=output,
+            before={"refunded_cents": before["refunded_cents"]},
+            after={"refunded_cents": after["refunded_cents"]},
+            postcondition=f"reversal {reversal['reversal_id']} of {args.refund_id} is in the business system",
             replayed=replayed,
         )

@@ -38,6 +38,7 @@ def test_every_path_has_a_recorded_history() -> None:
         "sla_safe_default",
         "sla_escalated_then_approved",
         "approval_then_recheck_rejects",  # recorded after the recheck patch; the others before it
+        "saga_compensated",  # recorded after the saga patch
     } <= names
 
 

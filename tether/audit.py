@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tether.contracts import Frozen, Outcome
+from pydantic import Field
+
+from tether.contracts import Frozen, Outcome, ToolResult
 
 
 class AuditEntry(Frozen):
@@ -20,33 +22,43 @@ class AuditEntry(Frozen):
     postcondition: str | None
     replayed: bool
     error: str | None = None
+    compensates: int | None = Field(default=None, description="the step this entry undid (saga)")
 
 
 def audit(outcome: Outcome) -> list[AuditEntry]:
     decision = outcome.decision
     approvers = [r.approver for r in outcome.reviews if r.verdict == "approve"]
-    entries = []
-    for step, action in enumerate(outcome.actions, start=1):
+    why = [f"{decision.action.value}: {r.code} ({r.detail})" for r in decision.reasons]
+
+    def entry(
+        step: int, action: ToolResult, allowed: list[str], compensates: int | None = None
+    ) -> AuditEntry:
         before, after = action.before or {}, action.after or {}
-        changed = {
-            k: {"before": before.get(k), "after": after.get(k)} for k in sorted({*before, *after})
-        }
-        entries.append(
-            AuditEntry(
-                step=step,
-                tool=action.tool,
-                arguments=action.arguments,
-                idempotency_key=action.idempotency_key,
-                allowed_because=[
-                    f"{decision.action.value}: {r.code} ({r.detail})" for r in decision.reasons
-                ],
-                policy_version=decision.policy_version,
-                approved_by=approvers,
-                ok=action.ok,
-                changed=changed,
-                postcondition=action.postcondition,
-                replayed=action.replayed,
-                error=action.error,
-            )
+        return AuditEntry(
+            step=step,
+            tool=action.tool,
+            arguments=action.arguments,
+            idempotency_key=action.idempotency_key,
+            allowed_because=allowed,
+            policy_version=decision.policy_version,
+            approved_by=approvers,
+            ok=action.ok,
+            changed={
+                k: {"before": before.get(k), "after": after.get(k)}
+                for k in sorted({*before, *after})
+            },
+            postcondition=action.postcondition,
+            replayed=action.replayed,
+            error=action.error,
+            compensates=compensates,
         )
+
+    entries = [entry(step, action, why) for step, action in enumerate(outcome.actions, start=1)]
+    failed = next((e.step for e in entries if not e.ok), None)
+    for offset, action in enumerate(outcome.compensations, start=1):
+        undone = int(
+            action.idempotency_key.rsplit("/", 2)[-2]
+        )  # <workflow>/compensate/<step>/<tool>
+        allowed = [f"saga: step {failed} failed for good, so step {undone} is undone"]
+        entries.append(entry(len(outcome.actions) + offset, action, allowed, compensates=undone))
     return entries

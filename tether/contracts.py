@@ -339,6 +339,7 @@ class Outcome(Frozen):
     verification: Verification | None
     freshness: FreshnessReport
     actions: list[ToolResult]
+    compensations: list[ToolResult] = Field(default=[], description="saga: undone in reverse order")
     reviews: list[ReviewRecord]
     followup_required: bool
     model: ModelIdentity | None

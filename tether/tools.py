@@ -8,13 +8,13 @@ side effect, with the reason recorded.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from tether.contracts import Proposal, ToolCall
+from tether.contracts import Proposal, ToolCall, ToolResult
 
 Risk = Literal["read", "low", "high"]
 
@@ -26,6 +26,10 @@ class ToolSpec:
     input_model: type[BaseModel]
     output_model: type[BaseModel]
     risk: Risk
+    # The call that undoes a completed effect of this tool, for sagas; None = irreversible.
+    compensation: Callable[[ToolResult], ToolCall] | None = None
+    # False for tools only the runtime may call (compensations): never offered to the model.
+    proposable: bool = True
 
     @property
     def writes(self) -> bool:
@@ -63,6 +67,7 @@ class ToolRegistry:
                 "parameters": spec.input_model.model_json_schema(),
             }
             for spec in self._specs.values()
+            if spec.proposable
         ]
 
     def check_call(self, call: ToolCall) -> list[str]:
@@ -100,6 +105,9 @@ class ToolRegistry:
         if proposal.intent not in known:
             errors.append(f"intent: {proposal.intent!r} is not one of {sorted(known)}")
         for call in proposal.tool_calls:
+            if call.tool in self._specs and not self._specs[call.tool].proposable:
+                errors.append(f"tool_calls: {call.tool!r} is not available to the model")
+                continue
             errors.extend(self.check_call(call))
         if errors:
             raise ProposalInvalid(errors)

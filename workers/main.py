@@ -96,6 +96,7 @@ def resolution_worker(
             tools.lookup_order,
             tools.issue_refund,
             tools.send_reply,
+            tools.reverse_refund,
             records.record_outcome,
         ],
         activity_executor=res.executor,

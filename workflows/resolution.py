@@ -80,6 +80,7 @@ class ResolutionWorkflow:
         self._pending: PendingApproval | None = None
         self._verdict: Review | None = None
         self._reviews: list[ReviewRecord] = []
+        self._compensations: list[ToolResult] = []
 
     # --- run -------------------------------------------------------------------------
 
@@ -165,6 +166,7 @@ class ResolutionWorkflow:
             verification=verification,
             freshness=evidence.freshness,
             actions=actions,
+            compensations=list(self._compensations),
             reviews=list(self._reviews),
             followup_required=not approved or any(not a.ok for a in actions),
             model=model,
@@ -232,7 +234,8 @@ class ResolutionWorkflow:
             return None
         try:
             result = await self._run_tool(
-                ToolCall(tool="lookup_order", arguments={"order_id": order_id}), step=0
+                ToolCall(tool="lookup_order", arguments={"order_id": order_id}),
+                key=self._key(0, "lookup_order"),
             )
         except ActivityError as err:
             cause = err.cause
@@ -328,38 +331,56 @@ class ResolutionWorkflow:
         return self._verdict.verdict == "approve"
 
     async def _act(self, calls: list[ToolCall]) -> list[ToolResult]:
-        """Run write tools in order; stop at the first that fails for good."""
+        """Run write tools in order. If one fails for good, stop, and (saga) compensate the
+        completed steps in reverse; the compensations are recorded on the outcome."""
         results: list[ToolResult] = []
         for step, call in enumerate(calls, start=1):
-            try:
-                results.append(await self._run_tool(call, step=step))
-            except ActivityError as err:
-                cause = err.cause
-                detail = (
-                    f"{cause.type}: {cause.message}"
-                    if isinstance(cause, ApplicationError)
-                    else str(cause)
-                )
-                results.append(
-                    ToolResult(
-                        tool=call.tool,
-                        idempotency_key=self._key(step, call.tool),
-                        arguments=call.arguments,
-                        ok=False,
-                        error=detail,
-                    )
-                )
+            result = await self._try_tool(call, key=self._key(step, call.tool))
+            results.append(result)
+            if not result.ok:
+                # Patched: histories of failed plans recorded before sagas keep replaying.
+                if workflow.patched("saga-compensation"):
+                    await self._compensate(results[:-1])
                 break
         return results
 
-    async def _run_tool(self, call: ToolCall, *, step: int) -> ToolResult:
+    async def _compensate(self, done: list[ToolResult]) -> None:
+        for step in range(len(done), 0, -1):
+            result = done[step - 1]
+            undo = REGISTRY.get(result.tool).compensation
+            if undo is None or not result.ok:
+                continue  # irreversible (a message sent) or nothing happened: nothing to undo
+            call = undo(result)
+            key = f"{workflow.info().workflow_id}/compensate/{step}/{call.tool}"
+            self._compensations.append(await self._try_tool(call, key=key))
+
+    async def _try_tool(self, call: ToolCall, *, key: str) -> ToolResult:
+        """The tool's result, or a failed result that says why (after retries)."""
+        try:
+            return await self._run_tool(call, key=key)
+        except ActivityError as err:
+            cause = err.cause
+            detail = (
+                f"{cause.type}: {cause.message}"
+                if isinstance(cause, ApplicationError)
+                else str(cause)
+            )
+            return ToolResult(
+                tool=call.tool,
+                idempotency_key=key,
+                arguments=call.arguments,
+                ok=False,
+                error=detail,
+            )
+
+    async def _run_tool(self, call: ToolCall, *, key: str) -> ToolResult:
         timeouts = self._inp.timeouts
         result: ToolResult = await workflow.execute_activity(
             call.tool,
             ToolInvocation(
                 tool=call.tool,
                 arguments=call.arguments,
-                idempotency_key=self._key(step, call.tool),
+                idempotency_key=key,
                 request_id=self._inp.request.request_id,
             ),
             result_type=ToolResult,

@@ -36,6 +36,10 @@ CREATE TABLE IF NOT EXISTS refunds (
 CREATE TABLE IF NOT EXISTS messages (
     message_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, order_id TEXT, body TEXT NOT NULL,
     idempotency_key TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS reversals (
+    reversal_id TEXT PRIMARY KEY, refund_id TEXT NOT NULL UNIQUE REFERENCES refunds(refund_id),
+    amount_cents INTEGER NOT NULL, reason TEXT NOT NULL, idempotency_key TEXT NOT NULL,
+    created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL,
     response TEXT NOT NULL, created_at TEXT NOT NULL);
@@ -71,6 +75,8 @@ class BusinessDB:
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._lock = threading.Lock()
+        # Test hook: path -> statuses to answer instead of acting (consumed one per request).
+        self.faults: dict[str, list[int]] = {}
         with self._lock:
             self._conn.executescript(SCHEMA)
             if self._conn.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 0:
@@ -98,12 +104,16 @@ class BusinessDB:
         return dict(row) if row else None
 
     def record(self, table: str, key: str, value: str) -> dict[str, Any] | None:
-        assert (table, key) in {("refunds", "refund_id"), ("messages", "message_id")}
+        assert (table, key) in {
+            ("refunds", "refund_id"),
+            ("messages", "message_id"),
+            ("reversals", "reversal_id"),
+        }
         row = self._conn.execute(f"SELECT * FROM {table} WHERE {key} = ?", (value,)).fetchone()
         return dict(row) if row else None
 
     def rows(self, table: str) -> list[dict[str, Any]]:
-        assert table in {"refunds", "messages", "orders"}
+        assert table in {"refunds", "messages", "orders", "reversals"}
         return [dict(r) for r in self._conn.execute(f"SELECT * FROM {table} ORDER BY rowid")]
 
     def idempotent(
@@ -200,6 +210,43 @@ def _message(body: dict[str, Any], key: str) -> Any:
     return effect
 
 
+def _reversal(body: dict[str, Any], key: str) -> Any:
+    def effect(conn: sqlite3.Connection) -> tuple[int, dict[str, Any]]:
+        refund = conn.execute(
+            "SELECT * FROM refunds WHERE refund_id = ?", (body["refund_id"],)
+        ).fetchone()
+        if refund is None:
+            return 404, {"error": "refund_not_found", "detail": body["refund_id"]}
+        done = conn.execute(
+            "SELECT * FROM reversals WHERE refund_id = ?", (refund["refund_id"],)
+        ).fetchone()
+        if done is not None:
+            return 422, {"error": "already_reversed", "detail": done["reversal_id"]}
+        reversal_id = f"RV-{uuid.uuid4().hex[:12]}"
+        conn.execute(
+            "INSERT INTO reversals VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                reversal_id,
+                refund["refund_id"],
+                refund["amount_cents"],
+                str(body.get("reason", "")),
+                key,
+                _now().isoformat(),
+            ),
+        )
+        conn.execute(
+            "UPDATE orders SET refunded_cents = refunded_cents - ? WHERE order_id = ?",
+            (refund["amount_cents"], refund["order_id"]),
+        )
+        return 201, {
+            "reversal_id": reversal_id,
+            "refund_id": refund["refund_id"],
+            "order_id": refund["order_id"],
+        }
+
+    return effect
+
+
 def create_app(db: BusinessDB) -> Starlette:
     async def get_order(request: Request) -> JSONResponse:
         order = db.order(request.path_params["order_id"])
@@ -219,6 +266,9 @@ def create_app(db: BusinessDB) -> Starlette:
             missing = [f for f in required if f not in body]
             if missing:
                 return JSONResponse({"error": "missing_fields", "detail": missing}, status_code=422)
+            queued = db.faults.get(request.url.path)
+            if queued:
+                return JSONResponse({"error": "injected_fault"}, status_code=queued.pop(0))
             status, response, replayed = db.idempotent(key, body, make_effect(body, key))
             headers = {"Idempotent-Replayed": "true"} if replayed else {}
             return JSONResponse(response, status_code=status, headers=headers)
@@ -234,6 +284,13 @@ def create_app(db: BusinessDB) -> Starlette:
 
         return handler
 
+    async def inject_fault(request: Request) -> JSONResponse:
+        body = await request.json()
+        db.faults.setdefault(str(body["path"]), []).extend(
+            [int(body["status"])] * int(body.get("count", 1))
+        )
+        return JSONResponse({"queued": db.faults[str(body["path"])]})
+
     async def list_rows(request: Request) -> JSONResponse:
         return JSONResponse(db.rows(request.path_params["table"]))
 
@@ -248,6 +305,9 @@ def create_app(db: BusinessDB) -> Starlette:
             Route("/messages", writer(_message, ("customer_id", "body")), methods=["POST"]),
             Route("/refunds/{refund_id}", reader("refunds", "refund_id")),
             Route("/messages/{message_id}", reader("messages", "message_id")),
+            Route("/reversals", writer(_reversal, ("refund_id",)), methods=["POST"]),
+            Route("/reversals/{reversal_id}", reader("reversals", "reversal_id")),
+            Route("/_faults", inject_fault, methods=["POST"]),  # for tests: fail the next writes
             Route("/audit/{table:str}", list_rows),
         ]
     )

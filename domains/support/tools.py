@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tether.contracts import ORDER_ID_PATTERN, OrderSnapshot
+from tether.contracts import ORDER_ID_PATTERN, OrderSnapshot, ToolCall, ToolResult
 from tether.tools import ToolRegistry, ToolSpec
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
@@ -30,6 +30,17 @@ class SendReplyArgs(_Args):
     order_id: str | None = Field(default=None, pattern=rf"^{ORDER_ID_PATTERN}$")
 
 
+class ReverseRefundArgs(_Args):
+    refund_id: str = Field(pattern=r"^RF-[0-9a-f]{6,32}$")
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class ReversalReceipt(BaseModel):
+    reversal_id: str
+    refund_id: str
+    order_id: str
+
+
 class RefundReceipt(BaseModel):
     refund_id: str
     order_id: str
@@ -49,12 +60,33 @@ LOOKUP_ORDER = ToolSpec(
     output_model=OrderSnapshot,
     risk="read",
 )
+
+
+def _reverse(result: ToolResult) -> ToolCall:
+    return ToolCall(
+        tool="reverse_refund",
+        arguments={
+            "refund_id": result.output["refund_id"],
+            "reason": "compensation: plan failed later",
+        },
+    )
+
+
 ISSUE_REFUND = ToolSpec(
     name="issue_refund",
     description="Refund part or all of an order to the original payment method.",
     input_model=IssueRefundArgs,
     output_model=RefundReceipt,
     risk="high",
+    compensation=_reverse,
+)
+REVERSE_REFUND = ToolSpec(
+    name="reverse_refund",
+    description="Undo a refund issued by this system (compensation only).",
+    input_model=ReverseRefundArgs,
+    output_model=ReversalReceipt,
+    risk="high",
+    proposable=False,
 )
 SEND_REPLY = ToolSpec(
     name="send_reply",
@@ -64,4 +96,4 @@ SEND_REPLY = ToolSpec(
     risk="low",
 )
 
-REGISTRY = ToolRegistry([LOOKUP_ORDER, ISSUE_REFUND, SEND_REPLY])
+REGISTRY = ToolRegistry([LOOKUP_ORDER, ISSUE_REFUND, SEND_REPLY, REVERSE_REFUND])

@@ -369,3 +369,35 @@ async def test_policy_is_checked_again_after_approval(
     assert effects(business, "refunds", second["request_id"]) == []
     assert business.db.order("ORD-1009")["refunded_cents"] == 15_000  # type: ignore[index]
     await replay_and_keep(handles[1], "approval_then_recheck_rejects")
+
+
+async def test_a_step_failing_for_good_undoes_the_completed_ones(
+    tether: Tether, business: BusinessServer
+) -> None:
+    """Saga: the refund (step 1) is reversed when the reply (step 2) is refused for good."""
+    before = business.db.order("ORD-1010")["refunded_cents"]  # type: ignore[index]
+    business.db.faults["/messages"] = [422]  # the next message is refused: non-retryable
+    req = ticket("Please refund $5 on ORD-1010, the strap was missing.", "C-107")
+    handle = await tether.submit(req)
+    outcome = await handle.result()
+
+    assert [(a.tool, a.ok) for a in outcome.actions] == [
+        ("issue_refund", True),
+        ("send_reply", False),
+    ]
+    assert "UpstreamRejected" in (outcome.actions[1].error or "")
+    [undo] = outcome.compensations
+    assert undo.tool == "reverse_refund" and undo.ok
+    assert undo.arguments["refund_id"] == outcome.actions[0].output["refund_id"]
+    assert business.db.order("ORD-1010")["refunded_cents"] == before  # type: ignore[index]
+    assert outcome.followup_required
+
+    entries = await tether.audit(req["request_id"])
+    assert [(e.tool, e.ok, e.compensates) for e in entries] == [
+        ("issue_refund", True, None),
+        ("send_reply", False, None),
+        ("reverse_refund", True, 1),
+    ]
+    assert entries[2].changed == {"refunded_cents": {"before": before + 500, "after": before}}
+    assert entries[2].allowed_because == ["saga: step 2 failed for good, so step 1 is undone"]
+    await replay_and_keep(handle, "saga_compensated")

@@ -117,6 +117,13 @@ def test_invalid_output_is_refused_with_reasons(content: str, error: str) -> Non
     assert any(error in e for e in invalid.value.errors), invalid.value.errors
 
 
+def test_compensations_are_never_offered_to_or_accepted_from_the_model() -> None:
+    call = {"tool": "reverse_refund", "arguments": {"refund_id": "RF-abcdef", "reason": "r"}}
+    with pytest.raises(ProposalInvalid) as invalid:
+        REGISTRY.validate_proposal(proposal(tool_calls=[call]), intents=INTENTS)
+    assert invalid.value.errors == ["tool_calls: 'reverse_refund' is not available to the model"]
+
+
 def test_catalogue_is_rendered_from_the_same_contracts() -> None:
     catalogue = {t["name"]: t for t in REGISTRY.catalogue()}
     assert set(catalogue) == {"lookup_order", "issue_refund", "send_reply"}
