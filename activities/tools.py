@@ -7,6 +7,9 @@ non-retryable); 408, 429, 5xx and transport errors -> retried by the retry polic
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -23,6 +26,7 @@ from domains.support.tools import (
 )
 from tether import errors
 from tether.contracts import OrderSnapshot, ToolCall, ToolInvocation, ToolResult
+from tether.ledger import Ledger
 
 
 def classify(response: httpx.Response) -> dict[str, Any]:
@@ -51,8 +55,42 @@ def classify(response: httpx.Response) -> dict[str, Any]:
 class SupportToolActivities:
     """One activity per tool, named after it; the workflow dispatches by tool name."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, ledger: Ledger | None = None) -> None:
         self._http = http
+        self._ledger = ledger
+
+    async def _once(
+        self, call: ToolInvocation, act: Callable[[], Awaitable[ToolResult]]
+    ) -> ToolResult:
+        """Act at most once per idempotency key, as recorded in the ledger (see tether.ledger)."""
+        if self._ledger is None:
+            return await act()
+        lease = activity.info().start_to_close_timeout or timedelta(seconds=30)
+        key = call.idempotency_key
+        claim = await asyncio.to_thread(
+            self._ledger.claim, key, call.tool, call.request_id, call.arguments, lease=lease
+        )
+        if claim.outcome == "settled" and claim.result is not None:
+            return ToolResult.model_validate_json(claim.result).model_copy(
+                update={"replayed": True}
+            )
+        if claim.outcome == "conflict":
+            raise ApplicationError(
+                f"{key} was used with other arguments",
+                type=errors.IDEMPOTENCY_CONFLICT,
+                non_retryable=True,
+            )
+        if claim.outcome == "in_progress":
+            raise ApplicationError(
+                f"{key} is being acted on by another delivery", type=errors.IN_PROGRESS
+            )
+        try:
+            result = await act()
+        except Exception:
+            await asyncio.to_thread(self._ledger.release, key)
+            raise
+        await asyncio.to_thread(self._ledger.settle, key, result.model_dump_json())
+        return result
 
     def _checked(self, call: ToolInvocation) -> None:
         problems = REGISTRY.check_call(ToolCall(tool=call.tool, arguments=call.arguments))
@@ -116,6 +154,9 @@ class SupportToolActivities:
     @activity.defn(name="issue_refund")
     async def issue_refund(self, call: ToolInvocation) -> ToolResult:
         self._checked(call)
+        return await self._once(call, lambda: self._issue_refund(call))
+
+    async def _issue_refund(self, call: ToolInvocation) -> ToolResult:
         args = IssueRefundArgs.model_validate(call.arguments)
         before = await self._read(f"/orders/{args.order_id}")
         output, replayed = await self._act("/refunds", call, args)
@@ -140,6 +181,9 @@ class SupportToolActivities:
     @activity.defn(name="send_reply")
     async def send_reply(self, call: ToolInvocation) -> ToolResult:
         self._checked(call)
+        return await self._once(call, lambda: self._send_reply(call))
+
+    async def _send_reply(self, call: ToolInvocation) -> ToolResult:
         args = SendReplyArgs.model_validate(call.arguments)
         output, replayed = await self._act("/messages", call, args)
         message = await self._read(f"/messages/{output['message_id']}")
@@ -159,6 +203,9 @@ class SupportToolActivities:
     async def reverse_refund(self, call: ToolInvocation) -> ToolResult:
         """Compensation for issue_refund: the order's refunded total goes back down."""
         self._checked(call)
+        return await self._once(call, lambda: self._reverse_refund(call))
+
+    async def _reverse_refund(self, call: ToolInvocation) -> ToolResult:
         args = ReverseRefundArgs.model_validate(call.arguments)
         refund = await self._read(f"/refunds/{args.refund_id}")
         before = await self._read(f"/orders/{refund['order_id']}")

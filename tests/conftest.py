@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -90,6 +91,41 @@ async def workers(
 @pytest.fixture(scope="session")
 def tether(temporal_env: WorkflowEnvironment, settings: Settings, workers: None) -> Tether:
     return Tether(temporal_env.client, settings)
+
+
+POSTGRES = os.environ.get(
+    "TETHER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database: a SQLite file, or a throwaway schema on PostgreSQL (127.0.0.1:5432)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'records.db'}"
+    else:
+        yield from _postgres_schema()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from _postgres_schema()
+
+
+def _postgres_schema() -> Iterator[str]:
+    schema = f"tether_test_{uuid.uuid4().hex[:8]}"
+    engine = sqlalchemy.create_engine(POSTGRES)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    except sqlalchemy.exc.OperationalError as err:
+        if os.environ.get("CI"):
+            raise  # CI starts PostgreSQL: not reaching it is a failure there
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES} (outside CI): {err.orig}")
+    yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()
 
 
 def new_id(prefix: str = "t") -> str:

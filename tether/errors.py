@@ -14,7 +14,8 @@ Inside Temporal (``ApplicationError.type``; non-retryable unless noted)::
     IdempotencyConflict    same Idempotency-Key, different parameters
     UpstreamMalformed      a 2xx whose body breaks its contract
     PostconditionFailed    after acting, the target's own record differs from the request
-    UpstreamUnavailable    5xx, 429 or a transport error: retryable, left to the retry policy
+    UpstreamUnavailable    5xx, 408, 429 or a transport error: retryable, left to the retry policy
+    InProgress             another delivery holds the ledger claim on this key: retryable
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ IDEMPOTENCY_CONFLICT = "IdempotencyConflict"
 UPSTREAM_MALFORMED = "UpstreamMalformed"
 POSTCONDITION_FAILED = "PostconditionFailed"
 UPSTREAM_UNAVAILABLE = "UpstreamUnavailable"
+IN_PROGRESS = "InProgress"
 
 
 class TetherError(Exception):

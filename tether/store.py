@@ -15,13 +15,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
     select,
 )
 from sqlalchemy.engine import Engine
 
 from tether.contracts import Outcome
+from tether.db import make_engine
 
 metadata = MetaData()
 
@@ -57,18 +56,9 @@ index_refreshes = Table(
 )
 
 
-def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
-
-
 class Store:
     def __init__(self, url: str) -> None:
-        self.engine: Engine = create_engine(url, future=True)
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.engine: Engine = make_engine(url)
         metadata.create_all(self.engine)
 
     def record_outcome(self, outcome: Outcome) -> None:

@@ -22,6 +22,7 @@ from activities.tools import SupportToolActivities
 from activities.verification import VerificationActivities
 from tether.config import Settings
 from tether.embeddings import DIMENSIONS, Embedder
+from tether.ledger import Ledger
 from tether.localmodel import LocalModel, load_intents
 from tether.providers import ModelProvider
 from tether.store import Store
@@ -38,6 +39,7 @@ class Resources:
     embedder: Embedder
     vectors: VectorStore
     store: Store
+    ledger: Ledger
     http: httpx.AsyncClient
     executor: ThreadPoolExecutor
     _model: ModelProvider | None = field(default=None, repr=False)
@@ -55,6 +57,7 @@ class Resources:
                 url=settings.qdrant_url,
             ),
             store=Store(settings.resolved_store_url()),
+            ledger=Ledger(settings.resolved_store_url()),
             http=httpx.AsyncClient(base_url=settings.business_url, timeout=httpx.Timeout(10.0)),
             executor=ThreadPoolExecutor(max_workers=settings.activity_threads),
         )
@@ -68,6 +71,7 @@ class Resources:
         await self.http.aclose()
         self.vectors.close()
         self.store.close()
+        self.ledger.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
@@ -83,7 +87,7 @@ def resolution_worker(
     verification = VerificationActivities(
         res.embedder, grounding_similarity=res.settings.grounding_similarity
     )
-    tools = SupportToolActivities(res.http)
+    tools = SupportToolActivities(res.http, res.ledger)
     records = RecordActivities(res.store)
     return Worker(
         client,

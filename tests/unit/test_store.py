@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-import sqlalchemy
 
 from tether.config import PolicyConfig
 from tether.contracts import Decision, DecisionAction, FreshnessReport, Mode, Outcome, Reason
 from tether.store import Store
-
-POSTGRES = os.environ.get(
-    "TETHER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 
 
 def outcome(request_id: str, *, followup: bool) -> Outcome:
@@ -47,33 +39,11 @@ def outcome(request_id: str, *, followup: bool) -> Outcome:
     )
 
 
-def _postgres_schema() -> Iterator[str]:
-    schema = f"tether_test_{uuid.uuid4().hex[:8]}"
-    engine = sqlalchemy.create_engine(POSTGRES)
-    try:
-        with engine.begin() as conn:
-            conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
-    except sqlalchemy.exc.OperationalError as err:
-        if os.environ.get("CI"):
-            raise  # CI starts PostgreSQL: not reaching it is a failure there
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES} (outside CI): {err.orig}")
-    yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
-    engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        s = Store(f"sqlite:///{tmp_path / 'store.db'}")
-        yield s
-        s.close()
-        return
-    for url in _postgres_schema():
-        s = Store(url)
-        yield s
-        s.close()
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    s = Store(database_url)
+    yield s
+    s.close()
 
 
 def test_outcome_round_trip_and_idempotent_rewrite(store: Store) -> None:
