@@ -158,13 +158,24 @@ class SupportToolActivities:
 
     async def _issue_refund(self, call: ToolInvocation) -> ToolResult:
         args = IssueRefundArgs.model_validate(call.arguments)
-        before = await self._read(f"/orders/{args.order_id}")
-        output, replayed = await self._act("/refunds", call, args)
-        refund = await self._read(f"/refunds/{output['refund_id']}")
-        self._postcondition(
-            call, refund, {"order_id": args.order_id, "amount_cents": args.amount_cents}
-        )
-        after = await self._read(f"/orders/{args.order_id}")
+        expected = {"order_id": args.order_id, "amount_cents": args.amount_cents}
+        return await self._move_money(call, args, "/refunds", "refund_id", args.order_id, expected)
+
+    async def _move_money(
+        self,
+        call: ToolInvocation,
+        args: BaseModel,
+        path: str,
+        record_key: str,
+        order_id: str,
+        expected: dict[str, Any],
+    ) -> ToolResult:
+        """Read the order, act, check the target's own new record, read the order again."""
+        before = await self._read(f"/orders/{order_id}")
+        output, replayed = await self._act(path, call, args)
+        record = await self._read(f"{path}/{output[record_key]}")
+        self._postcondition(call, record, expected)
+        after = await self._read(f"/orders/{order_id}")
         return ToolResult(
             tool=call.tool,
             idempotency_key=call.idempotency_key,
@@ -173,8 +184,7 @@ class SupportToolActivities:
             output=output,
             before={"refunded_cents": before["refunded_cents"]},
             after={"refunded_cents": after["refunded_cents"]},
-            postcondition=f"refund {refund['refund_id']} of {args.amount_cents} cents on {args.order_id} "
-            "is in the business system under this key",
+            postcondition=f"{output[record_key]} matching {expected} is in the business system under this key",
             replayed=replayed,
         )
 
@@ -208,21 +218,7 @@ class SupportToolActivities:
     async def _reverse_refund(self, call: ToolInvocation) -> ToolResult:
         args = ReverseRefundArgs.model_validate(call.arguments)
         refund = await self._read(f"/refunds/{args.refund_id}")
-        before = await self._read(f"/orders/{refund['order_id']}")
-        output, replayed = await self._act("/reversals", call, args)
-        reversal = await self._read(f"/reversals/{output['reversal_id']}")
-        self._postcondition(
-            call, reversal, {"refund_id": args.refund_id, "amount_cents": refund["amount_cents"]}
-        )
-        after = await self._read(f"/orders/{refund['order_id']}")
-        return ToolResult(
-            tool=call.tool,
-            idempotency_key=call.idempotency_key,
-            arguments=call.arguments,
-            ok=True,
-            output=output,
-            before={"refunded_cents": before["refunded_cents"]},
-            after={"refunded_cents": after["refunded_cents"]},
-            postcondition=f"reversal {reversal['reversal_id']} of {args.refund_id} is in the business system",
-            replayed=replayed,
+        expected = {"refund_id": args.refund_id, "amount_cents": refund["amount_cents"]}
+        return await self._move_money(
+            call, args, "/reversals", "reversal_id", refund["order_id"], expected
         )

@@ -106,9 +106,8 @@ class ResolutionWorkflow:
                 VerifyInput(request=request, evidence=evidence, order=order, proposal=proposal)
             )
 
-        self._set_stage(Stage.DECIDING)
-        decision = decide(
-            PolicyInput(
+        def decide_now(order: OrderSnapshot | None) -> Decision:
+            facts = PolicyInput(
                 request=request,
                 mode=mode,
                 proposal=proposal,
@@ -116,10 +115,11 @@ class ResolutionWorkflow:
                 order=order,
                 freshness=evidence.freshness,
                 now=workflow.now(),
-            ),
-            policy,
-            REGISTRY,
-        )
+            )
+            return decide(facts, policy, REGISTRY)
+
+        self._set_stage(Stage.DECIDING)
+        decision = decide_now(order)
         self._decision, self._mode = decision, decision.mode
 
         approved = decision.action is DecisionAction.AUTO
@@ -129,20 +129,7 @@ class ResolutionWorkflow:
             # Hours may pass while a human looks: decide again on a fresh read before acting.
             # Patched, so histories recorded before this step keep replaying.
             if approved and workflow.patched("recheck-policy-after-approval"):
-                order = await self._lookup_order(request.order_reference())
-                recheck = decide(
-                    PolicyInput(
-                        request=request,
-                        mode=mode,
-                        proposal=proposal,
-                        verification=verification,
-                        order=order,
-                        freshness=evidence.freshness,
-                        now=workflow.now(),
-                    ),
-                    policy,
-                    REGISTRY,
-                )
+                recheck = decide_now(await self._lookup_order(request.order_reference()))
                 if recheck.action is DecisionAction.REJECT:
                     approved = False
                     decision = recheck
