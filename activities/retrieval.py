@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,19 +44,18 @@ class RetrievalActivities:
         vectors: VectorStore,
         store: Store,
         config: RetrievalConfig,
-        *,
-        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._embedder = embedder
         self._vectors = vectors
         self._store = store
         self._config = config
-        as_of = config.freshness_as_of
-        self._clock = clock or (lambda: as_of or datetime.now(UTC))
+
+    def _now(self) -> datetime:
+        return self._config.freshness_as_of or datetime.now(UTC)
 
     @activity.defn
     def retrieve_evidence(self, query: RetrievalQuery) -> Evidence:
-        cfg, now = self._config, self._clock()
+        cfg, now = self._config, self._now()
         vector = self._embedder.encode([query.text])[0]
         kept: list[Passage] = []
         kept_vectors: list[np.ndarray] = []
@@ -130,7 +128,7 @@ class RetrievalActivities:
     @activity.defn
     def ingest_documents(self, inp: IngestInput) -> IngestReport:
         """Embed only new or changed chunks; delete chunks whose documents disappeared."""
-        now = self._clock()
+        now = self._now()
         try:
             documents = load_directory(Path(inp.path), fetched_at=now)
         except DocumentError as err:

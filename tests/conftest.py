@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer
 
 from domains.support.business import BusinessServer
 from tether import search
@@ -142,8 +142,3 @@ async def replay_and_keep(handle: WorkflowHandle[object, object], name: str) -> 
     if os.environ.get("TETHER_RECORD_HISTORIES") == "1":
         HISTORIES.mkdir(exist_ok=True)
         (HISTORIES / f"{name}.json").write_text(history.to_json())
-
-
-async def start_stand_in_model(client: Client, queue: str, activity: object) -> Worker:
-    """A model worker running a stand-in registered under the real activity name."""
-    return Worker(client, task_queue=queue, activities=[activity])

@@ -128,9 +128,6 @@ class Evidence(Frozen):
     passages: list[Passage]
     freshness: FreshnessReport
 
-    def passage_ids(self) -> set[str]:
-        return {p.passage_id for p in self.passages}
-
 
 class OrderSnapshot(Frozen):
     """The business system's record of an order, as read before proposing."""

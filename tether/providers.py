@@ -7,10 +7,6 @@ from typing import Protocol
 from tether.contracts import ModelIdentity, ProposeInput, RawProposal
 
 
-class ModelUnavailable(Exception):
-    """The provider cannot answer now (down, throttled, circuit open): retryable."""
-
-
 class ModelProvider(Protocol):
     def identity(self) -> ModelIdentity: ...
 

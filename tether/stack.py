@@ -90,10 +90,10 @@ class TemporalDevServer:
             if not port_free(port):
                 raise RuntimeError(f"port {port} is in use: stop what holds it or choose another")
         self.db_file.parent.mkdir(parents=True, exist_ok=True)
-        log = self._log.open("ab")
-        self._proc = subprocess.Popen(
-            self.args(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        with self._log.open("ab") as log:  # the child keeps its own descriptor
+            self._proc = subprocess.Popen(
+                self.args(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while port_free(self.port):
             if self._proc.poll() is not None:

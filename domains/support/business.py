@@ -75,7 +75,8 @@ class BusinessDB:
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._lock = threading.Lock()
-        # Test hook: path -> statuses to answer instead of acting (consumed one per request).
+        # In-process test hook, not reachable over HTTP: path -> statuses to answer instead of
+        # acting, consumed one per request.
         self.faults: dict[str, list[int]] = {}
         with self._lock:
             self._conn.executescript(SCHEMA)
@@ -284,13 +285,6 @@ def create_app(db: BusinessDB) -> Starlette:
 
         return handler
 
-    async def inject_fault(request: Request) -> JSONResponse:
-        body = await request.json()
-        db.faults.setdefault(str(body["path"]), []).extend(
-            [int(body["status"])] * int(body.get("count", 1))
-        )
-        return JSONResponse({"queued": db.faults[str(body["path"])]})
-
     async def list_rows(request: Request) -> JSONResponse:
         return JSONResponse(db.rows(request.path_params["table"]))
 
@@ -307,7 +301,6 @@ def create_app(db: BusinessDB) -> Starlette:
             Route("/messages/{message_id}", reader("messages", "message_id")),
             Route("/reversals", writer(_reversal, ("refund_id",)), methods=["POST"]),
             Route("/reversals/{reversal_id}", reader("reversals", "reversal_id")),
-            Route("/_faults", inject_fault, methods=["POST"]),  # for tests: fail the next writes
             Route("/audit/{table:str}", list_rows),
         ]
     )
