@@ -1,8 +1,12 @@
-"""Support tools over HTTP. Errors are classified here, at the activity boundary.
+"""Tool execution: every call goes through its ToolSpec contract, over HTTP.
 
-2xx with a JSON object -> result, else UpstreamMalformed; 404 order_not_found -> OrderNotFound;
-409 idempotency_conflict -> IdempotencyConflict; other 4xx -> UpstreamRejected (all
-non-retryable); 408, 429, 5xx and transport errors -> retried by the retry policy.
+For a write: permission granted? -> ledger claim -> precondition (on the target) -> state
+before -> POST with the Idempotency-Key -> output contract -> postcondition (the target's
+own record, read back) -> state after -> ledger settle. Errors are classified here, at the
+activity boundary: 2xx with a JSON object -> result, else UpstreamMalformed; 404
+order_not_found -> OrderNotFound; 409 idempotency_conflict -> IdempotencyConflict; 409
+idempotency_in_progress -> InProgress (retryable); other 4xx -> UpstreamRejected
+(non-retryable); 408, 429, 5xx and transport errors -> retried by the retry policy.
 """
 
 from __future__ import annotations
@@ -17,16 +21,10 @@ from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from domains.support.tools import (
-    REGISTRY,
-    IssueRefundArgs,
-    LookupOrderArgs,
-    ReverseRefundArgs,
-    SendReplyArgs,
-)
 from tether import errors
-from tether.contracts import OrderSnapshot, ToolCall, ToolInvocation, ToolResult
+from tether.contracts import ToolCall, ToolInvocation, ToolResult
 from tether.ledger import Ledger
+from tether.tools import ConditionFailed, ToolRegistry, ToolSpec
 
 
 def classify(response: httpx.Response) -> dict[str, Any]:
@@ -49,22 +47,133 @@ def classify(response: httpx.Response) -> dict[str, Any]:
         raise ApplicationError(detail, type=errors.ORDER_NOT_FOUND, non_retryable=True)
     if code == 409 and error == "idempotency_conflict":
         raise ApplicationError(detail, type=errors.IDEMPOTENCY_CONFLICT, non_retryable=True)
+    if code == 409 and error == "idempotency_in_progress":
+        raise ApplicationError(detail, type=errors.IN_PROGRESS)  # retryable: the first finishes
     raise ApplicationError(detail, type=errors.UPSTREAM_REJECTED, non_retryable=True)
 
 
-class SupportToolActivities:
-    """One activity per tool, named after it; the workflow dispatches by tool name."""
+def _refuse(message: str, kind: str) -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)
 
-    def __init__(self, http: httpx.AsyncClient, ledger: Ledger | None = None) -> None:
+
+class HttpTarget:
+    """The business system as tools and their conditions see it."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
         self._http = http
+
+    async def read(self, path: str) -> dict[str, Any]:
+        return classify(await self._http.get(path))
+
+    async def write(self, path: str, body: dict[str, Any], key: str) -> tuple[dict[str, Any], bool]:
+        """POST with the idempotency key; (response, whether the target replayed it)."""
+        response = await self._http.post(path, json=body, headers={"Idempotency-Key": key})
+        return classify(response), response.headers.get("Idempotent-Replayed") == "true"
+
+
+class ToolActivities:
+    """One activity per tool in the registry, named after it; the workflow calls by name."""
+
+    def __init__(
+        self, registry: ToolRegistry, http: httpx.AsyncClient, ledger: Ledger | None = None
+    ) -> None:
+        self._registry = registry
+        self._target = HttpTarget(http)
         self._ledger = ledger
 
-    async def _once(
-        self, call: ToolInvocation, act: Callable[[], Awaitable[ToolResult]]
+    def activities(self) -> list[Callable[[ToolInvocation], Awaitable[ToolResult]]]:
+        def bind(name: str) -> Callable[[ToolInvocation], Awaitable[ToolResult]]:
+            async def run(call: ToolInvocation) -> ToolResult:
+                return await self.execute(call)
+
+            return activity.defn(name=name)(run)
+
+        return [bind(spec.name) for spec in self._registry]
+
+    async def execute(self, call: ToolInvocation) -> ToolResult:
+        spec = self._checked(call)
+        args = spec.input_model.model_validate(call.arguments)
+        if not spec.writes:
+            path = spec.path.format(**args.model_dump())
+            output = self._output(spec, await self._target.read(path))
+            return self._result(call, output=output)
+        return await self._once(call, lambda first: self._write(spec, call, args, first=first))
+
+    def _checked(self, call: ToolInvocation) -> ToolSpec:
+        """Refused before anything is read or written: unknown tool, bad arguments, no grant."""
+        problems = self._registry.check_call(ToolCall(tool=call.tool, arguments=call.arguments))
+        if problems:
+            raise _refuse("; ".join(problems), errors.INVALID_TOOL_CALL)
+        spec = self._registry.get(call.tool)
+        if spec.permission not in call.granted:
+            raise _refuse(
+                f"{call.tool} needs permission {spec.permission!r}; granted: {call.granted}",
+                errors.PERMISSION_DENIED,
+            )
+        return spec
+
+    async def _write(
+        self, spec: ToolSpec, call: ToolInvocation, args: BaseModel, *, first: bool
     ) -> ToolResult:
-        """Act at most once per idempotency key, as recorded in the ledger (see tether.ledger)."""
+        key = call.idempotency_key
+        precondition = None
+        if spec.precondition is not None:
+            try:
+                precondition = await spec.precondition(self._target, args)
+            except ConditionFailed as failed:
+                if first:
+                    raise _refuse(f"{call.tool}: {failed}", errors.PRECONDITION_FAILED) from None
+                # An earlier delivery may have acted and changed what the precondition reads:
+                # the target's idempotency record decides (replay, or its own refusal).
+                precondition = f"not re-checked on a retry ({failed}); the target decided"
+        before = await spec.state(self._target, args) if spec.state else None
+        body, replayed = await self._target.write(
+            spec.path, args.model_dump(exclude_none=True), key
+        )
+        output = self._output(spec, body)
+        assert spec.postcondition is not None  # ToolSpec guarantees it for writes
+        try:
+            evidence = await spec.postcondition(self._target, args, output, key)
+        except ConditionFailed as failed:
+            raise _refuse(f"{call.tool}: {failed}", errors.POSTCONDITION_FAILED) from None
+        after = await spec.state(self._target, args) if spec.state else None
+        return self._result(
+            call,
+            output=output,
+            before=before,
+            after=after,
+            precondition=precondition,
+            postcondition=evidence,
+            replayed=replayed,
+        )
+
+    @staticmethod
+    def _output(spec: ToolSpec, body: dict[str, Any]) -> BaseModel:
+        try:
+            return spec.output_model.model_validate(body)
+        except ValidationError as err:
+            raise _refuse(
+                f"{spec.name}: the answer failed its contract: {err}", errors.UPSTREAM_MALFORMED
+            ) from None
+
+    @staticmethod
+    def _result(call: ToolInvocation, *, output: BaseModel, **evidence: Any) -> ToolResult:
+        return ToolResult(
+            tool=call.tool,
+            idempotency_key=call.idempotency_key,
+            arguments=call.arguments,
+            ok=True,
+            output=output.model_dump(mode="json"),
+            **evidence,
+        )
+
+    async def _once(
+        self, call: ToolInvocation, act: Callable[[bool], Awaitable[ToolResult]]
+    ) -> ToolResult:
+        """Act at most once per idempotency key, as recorded in the ledger (see tether.ledger).
+        ``act(first)``: first is False when an earlier delivery may already have acted."""
         if self._ledger is None:
-            return await act()
+            return await act(activity.info().attempt == 1)
         lease = activity.info().start_to_close_timeout or timedelta(seconds=30)
         key = call.idempotency_key
         claim = await asyncio.to_thread(
@@ -75,150 +184,15 @@ class SupportToolActivities:
                 update={"replayed": True}
             )
         if claim.outcome == "conflict":
-            raise ApplicationError(
-                f"{key} was used with other arguments",
-                type=errors.IDEMPOTENCY_CONFLICT,
-                non_retryable=True,
-            )
+            raise _refuse(f"{key} was used with other arguments", errors.IDEMPOTENCY_CONFLICT)
         if claim.outcome == "in_progress":
             raise ApplicationError(
                 f"{key} is being acted on by another delivery", type=errors.IN_PROGRESS
             )
         try:
-            result = await act()
+            result = await act(claim.claims == 1)
         except Exception:
             await asyncio.to_thread(self._ledger.release, key)
             raise
         await asyncio.to_thread(self._ledger.settle, key, result.model_dump_json())
         return result
-
-    def _checked(self, call: ToolInvocation) -> None:
-        problems = REGISTRY.check_call(ToolCall(tool=call.tool, arguments=call.arguments))
-        if problems:
-            raise ApplicationError(
-                "; ".join(problems), type=errors.UPSTREAM_REJECTED, non_retryable=True
-            )
-
-    @activity.defn(name="lookup_order")
-    async def lookup_order(self, call: ToolInvocation) -> ToolResult:
-        self._checked(call)
-        args = LookupOrderArgs.model_validate(call.arguments)
-        data = classify(await self._http.get(f"/orders/{args.order_id}"))
-        try:
-            snapshot = OrderSnapshot.model_validate(data)
-        except ValidationError as err:
-            raise ApplicationError(
-                f"order record failed its contract: {err}",
-                type=errors.UPSTREAM_MALFORMED,
-                non_retryable=True,
-            ) from None
-        return ToolResult(
-            tool=call.tool,
-            idempotency_key=call.idempotency_key,
-            arguments=call.arguments,
-            ok=True,
-            output=snapshot.model_dump(mode="json"),
-        )
-
-    async def _read(self, path: str) -> dict[str, Any]:
-        return classify(await self._http.get(path))
-
-    async def _act(
-        self, path: str, call: ToolInvocation, args: BaseModel
-    ) -> tuple[dict[str, Any], bool]:
-        """POST with the idempotency key; (response, whether the target replayed it)."""
-        response = await self._http.post(
-            path,
-            json=args.model_dump(exclude_none=True),
-            headers={"Idempotency-Key": call.idempotency_key},
-        )
-        return classify(response), response.headers.get("Idempotent-Replayed") == "true"
-
-    @staticmethod
-    def _postcondition(
-        call: ToolInvocation, record: dict[str, Any], expected: dict[str, Any]
-    ) -> None:
-        """The target's own record must show exactly the effect we asked for, under our key."""
-        wrong = {
-            k: (record.get(k), v)
-            for k, v in {**expected, "idempotency_key": call.idempotency_key}.items()
-            if record.get(k) != v
-        }
-        if wrong:
-            raise ApplicationError(
-                f"{call.tool}: the target's record differs from the request: {wrong}",
-                type=errors.POSTCONDITION_FAILED,
-                non_retryable=True,
-            )
-
-    @activity.defn(name="issue_refund")
-    async def issue_refund(self, call: ToolInvocation) -> ToolResult:
-        self._checked(call)
-        return await self._once(call, lambda: self._issue_refund(call))
-
-    async def _issue_refund(self, call: ToolInvocation) -> ToolResult:
-        args = IssueRefundArgs.model_validate(call.arguments)
-        expected = {"order_id": args.order_id, "amount_cents": args.amount_cents}
-        return await self._move_money(call, args, "/refunds", "refund_id", args.order_id, expected)
-
-    async def _move_money(
-        self,
-        call: ToolInvocation,
-        args: BaseModel,
-        path: str,
-        record_key: str,
-        order_id: str,
-        expected: dict[str, Any],
-    ) -> ToolResult:
-        """Read the order, act, check the target's own new record, read the order again."""
-        before = await self._read(f"/orders/{order_id}")
-        output, replayed = await self._act(path, call, args)
-        record = await self._read(f"{path}/{output[record_key]}")
-        self._postcondition(call, record, expected)
-        after = await self._read(f"/orders/{order_id}")
-        return ToolResult(
-            tool=call.tool,
-            idempotency_key=call.idempotency_key,
-            arguments=call.arguments,
-            ok=True,
-            output=output,
-            before={"refunded_cents": before["refunded_cents"]},
-            after={"refunded_cents": after["refunded_cents"]},
-            postcondition=f"{output[record_key]} matching {expected} is in the business system under this key",
-            replayed=replayed,
-        )
-
-    @activity.defn(name="send_reply")
-    async def send_reply(self, call: ToolInvocation) -> ToolResult:
-        self._checked(call)
-        return await self._once(call, lambda: self._send_reply(call))
-
-    async def _send_reply(self, call: ToolInvocation) -> ToolResult:
-        args = SendReplyArgs.model_validate(call.arguments)
-        output, replayed = await self._act("/messages", call, args)
-        message = await self._read(f"/messages/{output['message_id']}")
-        self._postcondition(call, message, {"customer_id": args.customer_id, "body": args.body})
-        return ToolResult(
-            tool=call.tool,
-            idempotency_key=call.idempotency_key,
-            arguments=call.arguments,
-            ok=True,
-            output=output,
-            after={"message_id": message["message_id"], "customer_id": message["customer_id"]},
-            postcondition=f"message {message['message_id']} to {args.customer_id} is stored under this key",
-            replayed=replayed,
-        )
-
-    @activity.defn(name="reverse_refund")
-    async def reverse_refund(self, call: ToolInvocation) -> ToolResult:
-        """Compensation for issue_refund: the order's refunded total goes back down."""
-        self._checked(call)
-        return await self._once(call, lambda: self._reverse_refund(call))
-
-    async def _reverse_refund(self, call: ToolInvocation) -> ToolResult:
-        args = ReverseRefundArgs.model_validate(call.arguments)
-        refund = await self._read(f"/refunds/{args.refund_id}")
-        expected = {"refund_id": args.refund_id, "amount_cents": refund["amount_cents"]}
-        return await self._move_money(
-            call, args, "/reversals", "reversal_id", refund["order_id"], expected
-        )

@@ -15,10 +15,12 @@ class AuditEntry(Frozen):
     arguments: dict[str, Any]
     idempotency_key: str
     allowed_because: list[str]
+    permissions: list[str]
     policy_version: str
     approved_by: list[str]
     ok: bool
     changed: dict[str, Any]
+    precondition: str | None
     postcondition: str | None
     replayed: bool
     error: str | None = None
@@ -31,7 +33,11 @@ def audit(outcome: Outcome) -> list[AuditEntry]:
     why = [f"{decision.action.value}: {r.code} ({r.detail})" for r in decision.reasons]
 
     def entry(
-        step: int, action: ToolResult, allowed: list[str], compensates: int | None = None
+        step: int,
+        action: ToolResult,
+        allowed: list[str],
+        permissions: list[str],
+        compensates: int | None = None,
     ) -> AuditEntry:
         before, after = action.before or {}, action.after or {}
         return AuditEntry(
@@ -40,25 +46,34 @@ def audit(outcome: Outcome) -> list[AuditEntry]:
             arguments=action.arguments,
             idempotency_key=action.idempotency_key,
             allowed_because=allowed,
+            permissions=permissions,
             policy_version=decision.policy_version,
             approved_by=approvers,
             ok=action.ok,
             changed={
                 k: {"before": before.get(k), "after": after.get(k)}
                 for k in sorted({*before, *after})
+                if before.get(k) != after.get(k)
             },
+            precondition=action.precondition,
             postcondition=action.postcondition,
             replayed=action.replayed,
             error=action.error,
             compensates=compensates,
         )
 
-    entries = [entry(step, action, why) for step, action in enumerate(outcome.actions, start=1)]
+    entries = [
+        entry(step, action, why, decision.permissions)
+        for step, action in enumerate(outcome.actions, start=1)
+    ]
     failed = next((e.step for e in entries if not e.ok), None)
     for offset, action in enumerate(outcome.compensations, start=1):
         undone = int(
             action.idempotency_key.rsplit("/", 2)[-2]
         )  # <workflow>/compensate/<step>/<tool>
         allowed = [f"saga: step {failed} failed for good, so step {undone} is undone"]
-        entries.append(entry(len(outcome.actions) + offset, action, allowed, compensates=undone))
+        granted = ["granted by the runtime to undo its own step"]
+        entries.append(
+            entry(len(outcome.actions) + offset, action, allowed, granted, compensates=undone)
+        )
     return entries

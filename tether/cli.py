@@ -203,7 +203,15 @@ def audit_command(request_id: str) -> None:
         )
         for e in await tether.audit(request_id):
             attempted = f"{e.tool} {json.dumps(e.arguments)}\nkey {e.idempotency_key}"
-            allowed = "\n".join([*e.allowed_because, f"policy {e.policy_version}"])
+            allowed = "\n".join(
+                [
+                    *e.allowed_because,
+                    "permissions: " + ", ".join(e.permissions),
+                    f"policy {e.policy_version}",
+                ]
+            )
+            if e.precondition:
+                allowed += f"\nprecondition: {e.precondition}"
             if e.approved_by:
                 allowed += "\napproved by " + ", ".join(e.approved_by)
             changes = [f"{k}: {v['before']} -> {v['after']}" for k, v in e.changed.items()]

@@ -87,6 +87,10 @@ class PolicyConfig(BaseModel):
         }
     )
     max_repairs: int = 2
+    # Permissions the system may exercise without a person; any other needs an approval.
+    autonomous_permissions: list[str] = Field(
+        default_factory=lambda: ["orders:read", "messages:send", "refunds:issue"]
+    )
 
 
 class RetrievalConfig(BaseModel):

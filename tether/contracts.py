@@ -237,6 +237,9 @@ class Decision(Frozen):
     reasons: list[Reason]
     tier: int | None = Field(default=None, description="index into PolicyConfig.tiers")
     policy_version: str
+    permissions: list[str] = Field(
+        default=[], description="what acting on the proposal needs; granted on auto or approval"
+    )
 
     def codes(self) -> list[str]:
         return [r.code for r in self.reasons]
@@ -294,6 +297,9 @@ class ToolInvocation(Frozen):
     arguments: dict[str, Any]
     idempotency_key: str
     request_id: str
+    granted: list[str] = Field(
+        default=[], description="permissions the decision (or the runtime) granted this call"
+    )
 
 
 class ToolResult(Frozen):
@@ -306,6 +312,7 @@ class ToolResult(Frozen):
     # What exactly changed, read from the target system, not taken from the tool's answer.
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
+    precondition: str | None = Field(default=None, description="what was checked before acting")
     postcondition: str | None = Field(default=None, description="what was checked after acting")
     replayed: bool = Field(
         default=False, description="the target answered from its idempotency record"

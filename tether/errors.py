@@ -9,18 +9,25 @@ Client side (Python exceptions)::
 Inside Temporal (``ApplicationError.type``; non-retryable unless noted)::
 
     ReviewRefused          an Update validator refused a review (code in details[0])
+    InvalidToolCall        unknown tool or arguments that break its input model
+    PermissionDenied       the decision did not grant the permission the tool needs
+    PreconditionFailed     before acting, the target showed the call cannot succeed
     UpstreamRejected       the business system answered 4xx to a tool call
     OrderNotFound          lookup_order: the business system has no such order
     IdempotencyConflict    same Idempotency-Key, different parameters
     UpstreamMalformed      a 2xx whose body breaks its contract
     PostconditionFailed    after acting, the target's own record differs from the request
     UpstreamUnavailable    5xx, 408, 429 or a transport error: retryable, left to the retry policy
-    InProgress             another delivery holds the ledger claim on this key: retryable
+    InProgress             another delivery holds this key (ledger claim, or the target
+                           answered idempotency_in_progress): retryable
 """
 
 from __future__ import annotations
 
 REVIEW_REFUSED = "ReviewRefused"
+INVALID_TOOL_CALL = "InvalidToolCall"
+PERMISSION_DENIED = "PermissionDenied"
+PRECONDITION_FAILED = "PreconditionFailed"
 UPSTREAM_REJECTED = "UpstreamRejected"
 ORDER_NOT_FOUND = "OrderNotFound"
 IDEMPOTENCY_CONFLICT = "IdempotencyConflict"

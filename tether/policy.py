@@ -85,11 +85,18 @@ def _order_rules(
 
 
 def decide(inp: PolicyInput, config: PolicyConfig, registry: ToolRegistry) -> Decision:
+    permissions: list[str] = []
+
     def decision(
         action: DecisionAction, mode: Mode, reasons: list[Reason], tier: int | None = None
     ) -> Decision:
         return Decision(
-            action=action, mode=mode, reasons=reasons, tier=tier, policy_version=config.version
+            action=action,
+            mode=mode,
+            reasons=reasons,
+            tier=tier,
+            policy_version=config.version,
+            permissions=permissions,
         )
 
     proposal, verification = inp.proposal, inp.verification
@@ -102,6 +109,7 @@ def decide(inp: PolicyInput, config: PolicyConfig, registry: ToolRegistry) -> De
         )
 
     writes = [c for c in proposal.tool_calls if registry.get(c.tool).writes]
+    permissions = sorted({registry.get(c.tool).permission for c in proposal.tool_calls})
     # Limits apply to the total: splitting a refund into parts must not slip under them.
     total = sum(int(c.arguments[MONEY_ARGUMENT]) for c in writes if MONEY_ARGUMENT in c.arguments)
     order = inp.order
@@ -166,6 +174,17 @@ def decide(inp: PolicyInput, config: PolicyConfig, registry: ToolRegistry) -> De
                 ),
             )
         )
+    for permission in permissions:
+        if permission not in config.autonomous_permissions:
+            escalations.append(
+                (
+                    0,
+                    Reason(
+                        code="permission_needs_human",
+                        detail=f"{permission} is not exercised without a person",
+                    ),
+                )
+            )
     for finding in verification.findings:
         if finding.severity == "warn":
             escalations.append((0, Reason(code=f"verifier:{finding.code}", detail=finding.detail)))

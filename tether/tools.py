@@ -1,22 +1,47 @@
 """Tool contracts and the registry that validates model output against them.
 
-The catalogue the model sees and the checks applied to what it proposes come from the same
-definitions, so a tool the model invents or an argument it mistypes is refused before any
-side effect, with the reason recorded.
+Every side effect goes through a ToolSpec: typed input and output, a risk tier, the
+permission it needs, a precondition checked against the target before acting, a
+postcondition checked against the target after acting (never against the tool's own
+answer), the state it changes (read before and after) and the call that undoes it.
+The catalogue the model sees and the checks applied to what it proposes come from the
+same definitions, so a tool the model invents or an argument it mistypes is refused
+before any side effect, with the reason recorded.
+
+This module is imported by workflows: it holds definitions only; the hooks are called by
+the tool activities (activities/tools.py), never inside a workflow.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ValidationError
 
 from tether.contracts import Proposal, ToolCall, ToolResult
 
 Risk = Literal["read", "low", "high"]
+
+
+class Target(Protocol):
+    """The system a tool acts on, as its conditions see it: reads only."""
+
+    async def read(self, path: str) -> dict[str, Any]: ...
+
+
+class ConditionFailed(Exception):
+    """A pre- or postcondition does not hold; the message says what the target showed."""
+
+
+# (target, arguments) -> evidence that the precondition holds; raises ConditionFailed.
+Precondition = Callable[[Target, Any], Awaitable[str]]
+# (target, arguments, validated output, idempotency key) -> evidence of the effect.
+Postcondition = Callable[[Target, Any, Any, str], Awaitable[str]]
+# (target, arguments) -> the part of the target's state the tool changes.
+State = Callable[[Target, Any], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -26,10 +51,21 @@ class ToolSpec:
     input_model: type[BaseModel]
     output_model: type[BaseModel]
     risk: Risk
+    # What a decision must grant before this tool runs (see PolicyConfig.autonomous_permissions).
+    permission: str
+    # Reads: GET path.format(**arguments). Writes: POST path with the arguments as body.
+    path: str
+    precondition: Precondition | None = None
+    postcondition: Postcondition | None = None
+    state: State | None = None
     # The call that undoes a completed effect of this tool, for sagas; None = irreversible.
     compensation: Callable[[ToolResult], ToolCall] | None = None
     # False for tools only the runtime may call (compensations): never offered to the model.
     proposable: bool = True
+
+    def __post_init__(self) -> None:
+        if self.writes and self.postcondition is None:
+            raise ValueError(f"{self.name}: a tool with side effects needs a postcondition")
 
     @property
     def writes(self) -> bool:
@@ -51,6 +87,9 @@ class ToolRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._specs
 
+    def __iter__(self) -> Iterator[ToolSpec]:
+        return iter(self._specs.values())
+
     def get(self, name: str) -> ToolSpec:
         try:
             return self._specs[name]
@@ -64,6 +103,7 @@ class ToolRegistry:
                 "name": spec.name,
                 "description": spec.description,
                 "risk": spec.risk,
+                "permission": spec.permission,
                 "parameters": spec.input_model.model_json_schema(),
             }
             for spec in self._specs.values()

@@ -18,8 +18,9 @@ from temporalio.worker import Worker
 from activities.model import ModelActivities
 from activities.records import RecordActivities
 from activities.retrieval import RetrievalActivities
-from activities.tools import SupportToolActivities
+from activities.tools import ToolActivities
 from activities.verification import VerificationActivities
+from domains.support.tools import REGISTRY
 from tether.config import Settings
 from tether.embeddings import DIMENSIONS, Embedder
 from tether.ledger import Ledger
@@ -87,7 +88,7 @@ def resolution_worker(
     verification = VerificationActivities(
         res.embedder, grounding_similarity=res.settings.grounding_similarity
     )
-    tools = SupportToolActivities(res.http, res.ledger)
+    tools = ToolActivities(REGISTRY, res.http, res.ledger)
     records = RecordActivities(res.store)
     return Worker(
         client,
@@ -97,10 +98,7 @@ def resolution_worker(
             retrieval.retrieve_evidence,
             retrieval.ingest_documents,
             verification.verify_proposal,
-            tools.lookup_order,
-            tools.issue_refund,
-            tools.send_reply,
-            tools.reverse_refund,
+            *tools.activities(),
             records.record_outcome,
         ],
         activity_executor=res.executor,

@@ -138,7 +138,7 @@ class ResolutionWorkflow:
         actions: list[ToolResult] = []
         if approved and proposal is not None:
             self._set_stage(Stage.ACTING)
-            actions = await self._act(proposal.tool_calls)
+            actions = await self._act(proposal.tool_calls, granted=decision.permissions)
 
         answer, citations = self._answer(decision, proposal, evidence, approved)
         outcome = Outcome(
@@ -223,6 +223,7 @@ class ResolutionWorkflow:
             result = await self._run_tool(
                 ToolCall(tool="lookup_order", arguments={"order_id": order_id}),
                 key=self._key(0, "lookup_order"),
+                granted=[REGISTRY.get("lookup_order").permission],  # the runtime's own read
             )
         except ActivityError as err:
             cause = err.cause
@@ -317,12 +318,16 @@ class ResolutionWorkflow:
             return False
         return self._verdict.verdict == "approve"
 
-    async def _act(self, calls: list[ToolCall]) -> list[ToolResult]:
+    async def _act(self, calls: list[ToolCall], *, granted: list[str]) -> list[ToolResult]:
         """Run write tools in order. If one fails for good, stop, and (saga) compensate the
         completed steps in reverse; the compensations are recorded on the outcome."""
+        if workflow.patched("saga-irreversible-last"):
+            # Steps that can be undone first, irreversible ones (a message sent) last: a
+            # failure then never strands an effect that no compensation can take back.
+            calls = sorted(calls, key=lambda c: REGISTRY.get(c.tool).compensation is None)
         results: list[ToolResult] = []
         for step, call in enumerate(calls, start=1):
-            result = await self._try_tool(call, key=self._key(step, call.tool))
+            result = await self._try_tool(call, key=self._key(step, call.tool), granted=granted)
             results.append(result)
             if not result.ok:
                 # Patched: histories of failed plans recorded before sagas keep replaying.
@@ -339,12 +344,14 @@ class ResolutionWorkflow:
                 continue  # irreversible (a message sent) or nothing happened: nothing to undo
             call = undo(result)
             key = f"{workflow.info().workflow_id}/compensate/{step}/{call.tool}"
-            self._compensations.append(await self._try_tool(call, key=key))
+            # The runtime grants a compensation the permission to undo what it was allowed to do.
+            grant = [REGISTRY.get(call.tool).permission]
+            self._compensations.append(await self._try_tool(call, key=key, granted=grant))
 
-    async def _try_tool(self, call: ToolCall, *, key: str) -> ToolResult:
+    async def _try_tool(self, call: ToolCall, *, key: str, granted: list[str]) -> ToolResult:
         """The tool's result, or a failed result that says why (after retries)."""
         try:
-            return await self._run_tool(call, key=key)
+            return await self._run_tool(call, key=key, granted=granted)
         except ActivityError as err:
             cause = err.cause
             detail = (
@@ -360,7 +367,7 @@ class ResolutionWorkflow:
                 error=detail,
             )
 
-    async def _run_tool(self, call: ToolCall, *, key: str) -> ToolResult:
+    async def _run_tool(self, call: ToolCall, *, key: str, granted: list[str]) -> ToolResult:
         timeouts = self._inp.timeouts
         result: ToolResult = await workflow.execute_activity(
             call.tool,
@@ -369,12 +376,16 @@ class ResolutionWorkflow:
                 arguments=call.arguments,
                 idempotency_key=key,
                 request_id=self._inp.request.request_id,
+                granted=granted,
             ),
             result_type=ToolResult,
             start_to_close_timeout=timeouts.tool,
             retry_policy=_retry(
                 timeouts.tool_retry,
                 non_retryable=[
+                    errors.INVALID_TOOL_CALL,
+                    errors.PERMISSION_DENIED,
+                    errors.PRECONDITION_FAILED,
                     errors.UPSTREAM_REJECTED,
                     errors.ORDER_NOT_FOUND,
                     errors.IDEMPOTENCY_CONFLICT,
@@ -382,7 +393,7 @@ class ResolutionWorkflow:
                     errors.POSTCONDITION_FAILED,
                 ],
             ),
-            summary=f"{call.tool} {call.arguments}"[:200],
+            summary=f"{call.tool} {call.arguments} granted {granted}"[:300],
         )
         return result
 

@@ -15,8 +15,9 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.tools import SupportToolActivities
+from activities.tools import ToolActivities
 from domains.support.business import BusinessServer
+from domains.support.tools import REGISTRY
 from tether import errors
 from tether.contracts import ToolInvocation, ToolResult
 from tether.ledger import Ledger
@@ -68,13 +69,13 @@ def business(tmp_path: Path) -> Iterator[BusinessServer]:
     server.stop()
 
 
-async def deliver(worker: SupportToolActivities, call: ToolInvocation) -> ToolResult:
+async def deliver(worker: ToolActivities, call: ToolInvocation) -> ToolResult:
     """One delivery, retried on InProgress as Temporal's retry policy would."""
     env = ActivityEnvironment()
     env.info = dataclasses.replace(env.info, start_to_close_timeout=LEASE)
     for _ in range(100):
         try:
-            return await env.run(worker.issue_refund, call)
+            return await env.run(worker.execute, call)
         except ApplicationError as err:
             if err.type != errors.IN_PROGRESS:
                 raise
@@ -90,13 +91,16 @@ async def test_duplicate_deliveries_to_two_workers_act_once(
         httpx.AsyncClient(base_url=business.url) as h1,
         httpx.AsyncClient(base_url=business.url) as h2,
     ):
-        workers = [SupportToolActivities(h1, ledgers[0]), SupportToolActivities(h2, ledgers[1])]
+        workers = [
+            ToolActivities(REGISTRY, h, book) for h, book in zip((h1, h2), ledgers, strict=True)
+        ]
         calls = [
             ToolInvocation(
                 tool="issue_refund",
                 arguments={"order_id": "ORD-1007", "amount_cents": 100, "reason": "r"},
                 idempotency_key=f"wf-{i}/1/issue_refund",
                 request_id=f"r-{i}",
+                granted=["refunds:issue"],
             )
             for i in range(20)
         ]

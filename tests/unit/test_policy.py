@@ -307,3 +307,16 @@ def test_tiers_come_from_config() -> None:
     assert tier_for_amount(100_001, CONFIG) is None
     strict = CONFIG.model_copy(update={"auto_refund_limit_cents": 0})
     assert run(CASES[1], strict).action is DecisionAction.APPROVAL
+
+
+def test_decisions_name_the_permissions_acting_needs() -> None:
+    assert run(CASES[1]).permissions == ["messages:send", "refunds:issue"]
+    assert run(CASES[0]).permissions == ["messages:send"]
+
+
+def test_a_permission_outside_the_autonomous_set_needs_a_person() -> None:
+    cautious = CONFIG.model_copy(update={"autonomous_permissions": ["messages:send"]})
+    decision = run(CASES[1], cautious)  # a $40 refund: automatic under the default config
+    assert decision.action is DecisionAction.APPROVAL and decision.tier == 0
+    assert "permission_needs_human" in decision.codes()
+    assert run(CASES[0], cautious).action is DecisionAction.AUTO  # a reply alone still is
