@@ -1,22 +1,35 @@
 """Northwind's business system: orders, refunds and customer messages over HTTP.
 
 A small real service with its own SQLite database. Every POST must carry an
-``Idempotency-Key``; the key is stored in the same transaction as the effect, so:
-same key + same body -> the original response (``Idempotent-Replayed: true``);
-same key + different body -> 409 ``idempotency_conflict``.
+``Idempotency-Key`` and is answered as payment APIs do (Stripe; IETF draft "The
+Idempotency-Key HTTP Header Field"):
+
+- same key + same body, completed -> the original response (``Idempotent-Replayed: true``);
+- same key + different body -> 409 ``idempotency_conflict``, final;
+- same key + same body while the first is still processing -> 409
+  ``idempotency_in_progress`` with ``Retry-After: 1``; a retry after it completes replays.
+
+A request first reserves its key (a ``processing`` row with a lease), does its slow part
+outside the lock, then applies the effect and completes the key in one transaction. So a
+``processing`` row never has an effect behind it: when its lease has expired (the process
+died) the next request with the same key and body takes it over.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import uvicorn
 from starlette.applications import Starlette
@@ -40,10 +53,24 @@ CREATE TABLE IF NOT EXISTS reversals (
     reversal_id TEXT PRIMARY KEY, refund_id TEXT NOT NULL UNIQUE REFERENCES refunds(refund_id),
     amount_cents INTEGER NOT NULL, reason TEXT NOT NULL, idempotency_key TEXT NOT NULL,
     created_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS idempotency (
-    key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL,
-    response TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('processing', 'completed')),
+    status INTEGER, response TEXT,  -- the HTTP answer, set on completion
+    owner TEXT, locked_until TEXT,  -- the reservation's fencing token and lease
+    created_at TEXT NOT NULL);
 """
+
+# A new table rather than ALTER TABLE on the old ``idempotency``: SQLite cannot drop its NOT
+# NULL on status and response, which a processing row must leave empty. Old keys move over as
+# completed, so a retry after the upgrade still replays instead of acting a second time.
+MIGRATE_OLD_KEYS = """
+INSERT OR IGNORE INTO idempotency_keys (key, fingerprint, state, status, response, created_at)
+SELECT key, fingerprint, 'completed', status, response, created_at FROM idempotency
+"""
+
+RESERVATION_LEASE = timedelta(seconds=30)
+RETRY_AFTER_SECONDS = 1
 
 # (order, customer, status, total, days since placed, days since delivered)
 SEED: list[tuple[str, str, str, int, int, int | None]] = [
@@ -62,26 +89,83 @@ SEED: list[tuple[str, str, str, int, int, int | None]] = [
 ]
 
 
+Effect = Callable[[sqlite3.Connection], tuple[int, dict[str, Any]]]
+
+
+class Answer(NamedTuple):
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A key held in ``processing``; ``owner`` fences off a holder whose lease was taken over."""
+
+    key: str
+    fingerprint: str
+    owner: str
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class BusinessDB:
-    """All writes go through one lock and one transaction each: effect and key together."""
+def fingerprint(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
-    def __init__(self, path: Path) -> None:
+
+def _answer_for(row: sqlite3.Row | None, held: Reservation) -> Answer:
+    """What a request gets when the key is not (or no longer) its own to act on."""
+    if row is not None and row["fingerprint"] != held.fingerprint:
+        detail = f"key {held.key} was used with other parameters"
+        return Answer(409, {"error": "idempotency_conflict", "detail": detail}, {})
+    if row is not None and row["state"] == "completed":
+        return Answer(row["status"], json.loads(row["response"]), {"Idempotent-Replayed": "true"})
+    detail = f"key {held.key} is still being processed; retry"
+    return Answer(
+        409,
+        {"error": "idempotency_in_progress", "detail": detail},
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+class BusinessDB:
+    """Writes reserve their key, work outside the lock, then act and complete in one transaction."""
+
+    def __init__(self, path: Path, *, lease: timedelta = RESERVATION_LEASE) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._lock = threading.Lock()
-        # In-process test hook, not reachable over HTTP: path -> statuses to answer instead of
-        # acting, consumed one per request.
+        self._lease = lease
+        # In-process test hooks, not reachable over HTTP. faults: path -> statuses to answer
+        # instead of acting, one per POST that reaches the writer; 0 acts normally. delays:
+        # path -> seconds a slow processor takes, one per request that wins the reservation
+        # (so which of two overlapping requests arrives first does not matter).
         self.faults: dict[str, list[int]] = {}
+        self.delays: dict[str, list[float]] = {}
         with self._lock:
             self._conn.executescript(SCHEMA)
             if self._conn.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 0:
                 self.seed()
+        with self._write() as conn:
+            old = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'idempotency'"
+            if conn.execute(old).fetchone():
+                conn.execute(MIGRATE_OLD_KEYS)
+                conn.execute("DROP TABLE idempotency")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
 
     def seed(self) -> None:
         now = _now()
@@ -117,45 +201,77 @@ class BusinessDB:
         assert table in {"refunds", "messages", "orders", "reversals"}
         return [dict(r) for r in self._conn.execute(f"SELECT * FROM {table} ORDER BY rowid")]
 
-    def idempotent(
-        self, key: str, body: dict[str, Any], effect: Any
-    ) -> tuple[int, dict[str, Any], bool]:
-        """Run ``effect(conn)`` once per key; returns (status, response, replayed)."""
-        fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._conn.execute(
-                    "SELECT fingerprint, status, response FROM idempotency WHERE key = ?", (key,)
-                ).fetchone()
-                if row is not None:
-                    self._conn.execute("COMMIT")
-                    if row["fingerprint"] != fingerprint:
-                        return (
-                            409,
-                            {
-                                "error": "idempotency_conflict",
-                                "detail": f"key {key} was used with other parameters",
-                            },
-                            False,
-                        )
-                    return int(row["status"]), json.loads(row["response"]), True
-                status, response = effect(self._conn)
-                self._conn.execute(
-                    "INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)",
-                    (key, fingerprint, status, json.dumps(response), _now().isoformat()),
-                )
-                self._conn.execute("COMMIT")
-                return status, response, False
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+    async def idempotent(
+        self, key: str, body: dict[str, Any], effect: Effect, *, path: str = ""
+    ) -> Answer:
+        """Run ``effect`` at most once per key; ``path`` selects the test delay."""
+        held = self.reserve(key, body)
+        if isinstance(held, Answer):
+            return held
+        try:
+            queued = self.delays.get(path)
+            if queued:
+                await asyncio.sleep(queued.pop(0))
+            return self.complete(held, effect)
+        except BaseException:
+            self.release(held)  # nothing happened: the key is free again
+            raise
+
+    def reserve(self, key: str, body: dict[str, Any]) -> Reservation | Answer:
+        """Hold ``key`` as ``processing``, or answer with what it already holds."""
+        held = Reservation(key, fingerprint(body), uuid.uuid4().hex)
+        now = _now()
+        with self._write() as conn:
+            row = conn.execute("SELECT * FROM idempotency_keys WHERE key = ?", (key,)).fetchone()
+            stale = (
+                row is not None
+                and row["fingerprint"] == held.fingerprint
+                and row["state"] == "processing"
+                and datetime.fromisoformat(row["locked_until"]) <= now
+            )
+            if row is not None and not stale:
+                return _answer_for(row, held)
+            conn.execute(
+                "INSERT OR REPLACE INTO idempotency_keys VALUES "
+                "(?, ?, 'processing', NULL, NULL, ?, ?, ?)",
+                (
+                    key,
+                    held.fingerprint,
+                    held.owner,
+                    (now + self._lease).isoformat(),
+                    now.isoformat(),
+                ),
+            )
+        return held
+
+    def complete(self, held: Reservation, effect: Effect) -> Answer:
+        """Apply ``effect`` and store its answer in one transaction, if the key is still ours."""
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT * FROM idempotency_keys WHERE key = ?", (held.key,)
+            ).fetchone()
+            if row is None or row["state"] != "processing" or row["owner"] != held.owner:
+                return _answer_for(row, held)  # our lease ran out and another request took over
+            status, response = effect(conn)
+            conn.execute(
+                "UPDATE idempotency_keys SET state = 'completed', status = ?, response = ? "
+                "WHERE key = ?",
+                (status, json.dumps(response), held.key),
+            )
+        return Answer(status, response, {})
+
+    def release(self, held: Reservation) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "DELETE FROM idempotency_keys WHERE key = ? AND owner = ? AND state = 'processing'",
+                (held.key, held.owner),
+            )
 
     def close(self) -> None:
         self._conn.close()
 
 
-def _refund(body: dict[str, Any], key: str) -> Any:
+def _refund(body: dict[str, Any], key: str) -> Effect:
     def effect(conn: sqlite3.Connection) -> tuple[int, dict[str, Any]]:
         order = conn.execute(
             "SELECT * FROM orders WHERE order_id = ?", (body["order_id"],)
@@ -192,7 +308,7 @@ def _refund(body: dict[str, Any], key: str) -> Any:
     return effect
 
 
-def _message(body: dict[str, Any], key: str) -> Any:
+def _message(body: dict[str, Any], key: str) -> Effect:
     def effect(conn: sqlite3.Connection) -> tuple[int, dict[str, Any]]:
         message_id = f"MSG-{uuid.uuid4().hex[:12]}"
         conn.execute(
@@ -211,7 +327,7 @@ def _message(body: dict[str, Any], key: str) -> Any:
     return effect
 
 
-def _reversal(body: dict[str, Any], key: str) -> Any:
+def _reversal(body: dict[str, Any], key: str) -> Effect:
     def effect(conn: sqlite3.Connection) -> tuple[int, dict[str, Any]]:
         refund = conn.execute(
             "SELECT * FROM refunds WHERE refund_id = ?", (body["refund_id"],)
@@ -255,7 +371,9 @@ def create_app(db: BusinessDB) -> Starlette:
             return JSONResponse({"error": "order_not_found"}, status_code=404)
         return JSONResponse(order)
 
-    def writer(make_effect: Any, required: tuple[str, ...]) -> Any:
+    def writer(
+        make_effect: Callable[[dict[str, Any], str], Effect], required: tuple[str, ...]
+    ) -> Callable[[Request], Awaitable[JSONResponse]]:
         async def handler(request: Request) -> JSONResponse:
             key = request.headers.get("Idempotency-Key")
             if not key:
@@ -268,11 +386,11 @@ def create_app(db: BusinessDB) -> Starlette:
             if missing:
                 return JSONResponse({"error": "missing_fields", "detail": missing}, status_code=422)
             queued = db.faults.get(request.url.path)
-            if queued:
-                return JSONResponse({"error": "injected_fault"}, status_code=queued.pop(0))
-            status, response, replayed = db.idempotent(key, body, make_effect(body, key))
-            headers = {"Idempotent-Replayed": "true"} if replayed else {}
-            return JSONResponse(response, status_code=status, headers=headers)
+            fault = queued.pop(0) if queued else 0
+            if fault:
+                return JSONResponse({"error": "injected_fault"}, status_code=fault)
+            answer = await db.idempotent(key, body, make_effect(body, key), path=request.url.path)
+            return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
         return handler
 
@@ -309,8 +427,15 @@ def create_app(db: BusinessDB) -> Starlette:
 class BusinessServer:
     """Runs the business system with uvicorn in a background thread (port 0 = any free port)."""
 
-    def __init__(self, db_path: Path, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.db = BusinessDB(db_path)
+    def __init__(
+        self,
+        db_path: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        lease: timedelta = RESERVATION_LEASE,
+    ) -> None:
+        self.db = BusinessDB(db_path, lease=lease)
         config = uvicorn.Config(create_app(self.db), host=host, port=port, log_level="warning")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

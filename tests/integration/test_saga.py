@@ -1,0 +1,124 @@
+"""Sagas: a failure injected at step k of an n-step plan leaves the business system as it was
+before the plan, the completed steps are undone in reverse, and the audit says so."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from temporalio import activity
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from domains.support.business import BusinessServer
+from tests.conftest import new_id, replay_and_keep
+from tether.client import Tether
+from tether.config import Settings
+from tether.contracts import DecisionAction, ModelIdentity, ProposeInput, RawProposal
+
+pytestmark = pytest.mark.integration
+
+ORDER, CUSTOMER = "ORD-1012", "C-109"
+PARTS = [400, 500, 600]  # three partial refunds, $15.00 in all: within the auto limit
+TEXT = f"Please refund $4 for the strap, $5 for the buckle and $6 for the case on {ORDER}."
+STEPS = len(PARTS) + 1  # the refunds, then the reply (irreversible, so it runs last)
+
+
+@activity.defn(name="propose_resolution")
+async def plan_of_four(inp: ProposeInput) -> RawProposal:
+    """Stand-in model: the local model plans one refund per ticket; this one plans three,
+    and lists the reply first to show the runtime puts the irreversible step last."""
+    best = inp.evidence.passages[0]
+    refunds = [
+        {
+            "tool": "issue_refund",
+            "arguments": {"order_id": ORDER, "amount_cents": cents, "reason": f"part {i}"},
+        }
+        for i, cents in enumerate(PARTS, start=1)
+    ]
+    reply = {
+        "tool": "send_reply",
+        "arguments": {
+            "customer_id": CUSTOMER,
+            "order_id": ORDER,
+            "body": "Refunds are on the way.",
+        },
+    }
+    content = json.dumps(
+        {
+            "intent": "refund_request",
+            "answer": best.text.split(". ")[0] + ".",
+            "citations": [best.passage_id],
+            "tool_calls": [reply, *refunds],
+            "confidence": 0.9,
+        }
+    )
+    return RawProposal(
+        content=content, model=ModelIdentity(provider="test", model="planner", fingerprint="0")
+    )
+
+
+@pytest.mark.parametrize("k", range(1, STEPS + 1))
+async def test_failure_at_step_k_restores_the_business_system(
+    k: int,
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    workers: None,
+    business: BusinessServer,
+) -> None:
+    db = business.db
+    before = (db.order(ORDER), len(db.rows("refunds")), len(db.rows("messages")))
+    # Steps before k act normally (0), step k is refused for good (422).
+    if k < STEPS:
+        db.faults["/refunds"] = [0] * (k - 1) + [422]
+    else:
+        db.faults["/messages"] = [422]
+    db.faults["/reversals"] = [503]  # and one compensation meets a transient outage: retried
+    queue = new_id("planner")
+    client = temporal_env.client
+    tether = Tether(client, settings.model_copy(update={"model_queue": queue}))
+    request = {
+        "request_id": new_id("saga"),
+        "customer_id": CUSTOMER,
+        "requester": CUSTOMER,
+        "text": TEXT,
+    }
+    try:
+        async with Worker(client, task_queue=queue, activities=[plan_of_four]):
+            handle = await tether.submit(request)
+            outcome = await handle.result()
+    finally:
+        faults_left = {path: q for path, q in db.faults.items() if q}
+        db.faults.clear()
+
+    assert outcome.decision.action is DecisionAction.AUTO, outcome.decision.reasons
+    plan = ["issue_refund"] * len(PARTS) + ["send_reply"]
+    assert [(a.tool, a.ok) for a in outcome.actions] == [
+        (tool, step < k) for step, tool in enumerate(plan[:k], start=1)
+    ]
+    assert "UpstreamRejected" in (outcome.actions[-1].error or "")
+    # Completed refunds undone newest first; each undo recorded and successful.
+    undone = [a.output["refund_id"] for a in reversed(outcome.actions[: k - 1])]
+    assert [c.arguments["refund_id"] for c in outcome.compensations] == undone
+    assert all(c.ok and c.tool == "reverse_refund" for c in outcome.compensations)
+    # The business system is as it was before the plan: balance, no reply sent.
+    after = (db.order(ORDER), len(db.rows("refunds")), len(db.rows("messages")))
+    assert after[0] == before[0] and after[2] == before[2]
+    assert after[1] == before[1] + k - 1  # refund rows stay, each with its reversal
+    assert faults_left == ({"/reversals": [503]} if k == 1 else {})
+
+    entries = await tether.audit(request["request_id"])
+    assert [(e.step, e.ok, e.compensates) for e in entries] == [
+        *((step, step < k, None) for step in range(1, k + 1)),
+        *((k + i, True, step) for i, step in enumerate(range(k - 1, 0, -1), start=1)),
+    ]
+    paid = before[0]["refunded_cents"] + sum(PARTS[: k - 1])  # type: ignore[index]
+    for entry in entries[k:]:
+        cents = PARTS[entry.compensates - 1]  # type: ignore[operator]
+        assert entry.changed == {"refunded_cents": {"before": paid, "after": paid - cents}}
+        assert entry.allowed_because == [
+            f"saga: step {k} failed for good, so step {entry.compensates} is undone"
+        ]
+        paid -= cents
+    if k == STEPS:
+        await replay_and_keep(handle, "saga_four_steps_reply_refused")
