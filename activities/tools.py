@@ -179,6 +179,8 @@ class ToolActivities:
         claim = await asyncio.to_thread(
             self._ledger.claim, key, call.tool, call.request_id, call.arguments, lease=lease
         )
+        # Which delivery did what, per process: the trail for a duplicate-delivery incident.
+        activity.logger.info("ledger %s: %s (claim %d)", key, claim.outcome, claim.claims)
         if claim.outcome == "settled" and claim.result is not None:
             return ToolResult.model_validate_json(claim.result).model_copy(
                 update={"replayed": True}

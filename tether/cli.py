@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -58,6 +59,11 @@ def up() -> None:
 def worker() -> None:
     """Run the workers against an existing Temporal server (Ctrl-C stops)."""
     from workers.main import run
+
+    logging.basicConfig(
+        level=os.environ.get("TETHER_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
+    )
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -5,11 +5,7 @@ complete and the business system must hold exactly one effect per intended effec
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -20,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from domains.support.business import BusinessServer
-from tests.conftest import FRESHNESS_AS_OF, new_id
+from tests.conftest import new_id
+from tests.processes import WorkerProcess
 from tether.client import Tether, connect
 from tether.config import Settings, Timeouts
 from tether.contracts import DecisionAction, Mode, Outcome
@@ -68,47 +65,6 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     yield Rig(settings, business, temporal, tmp_path / "worker.log")
     temporal.stop()
     business.stop()
-
-
-class WorkerProcess:
-    """`tether worker` in its own process, as it runs in production."""
-
-    def __init__(self, rig: Rig) -> None:
-        s = rig.settings
-        self._env = {
-            **os.environ,
-            "HF_HUB_OFFLINE": "1",
-            "TETHER_TEMPORAL_ADDRESS": s.temporal_address,
-            "TETHER_BUSINESS_URL": s.business_url,
-            "TETHER_DATA_DIR": str(s.data_dir),
-            "TETHER_TASK_QUEUE": s.task_queue,
-            "TETHER_MODEL_QUEUE": s.model_queue,
-            "TETHER_RETRIEVAL__FRESHNESS_AS_OF": FRESHNESS_AS_OF.isoformat(),
-        }
-        self._log = rig.log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self._log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tether.cli", "worker"],
-                env=self._env,
-                stdout=log,
-                stderr=log,
-            )
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def ticket(i: int) -> dict[str, str]:
@@ -165,7 +121,7 @@ async def submit_all(rig: Rig) -> tuple[Tether, list[dict[str, str]], list[async
 async def test_worker_killed_mid_flight_never_acts_twice(rig: Rig) -> None:
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
-    worker = WorkerProcess(rig)
+    worker = WorkerProcess(rig.settings, rig.log)
     worker.start()
     try:
         _, requests, results = await submit_all(rig)
@@ -188,7 +144,7 @@ async def test_worker_killed_mid_flight_never_acts_twice(rig: Rig) -> None:
 
 
 async def test_temporal_server_restarted_mid_run(rig: Rig) -> None:
-    worker = WorkerProcess(rig)
+    worker = WorkerProcess(rig.settings, rig.log)
     worker.start()
     try:
         _, requests, results = await submit_all(rig)
