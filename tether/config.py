@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Task queues, in one place.
@@ -106,6 +107,35 @@ class RetrievalConfig(BaseModel):
     freshness_as_of: datetime | None = None
 
 
+class LLMConfig(BaseModel):
+    """Which model proposes, and how its endpoint is protected. ``local`` needs nothing else;
+    ``openai`` speaks chat completions to any OpenAI-compatible server (OpenAI, vLLM,
+    Ollama, llama.cpp) by configuration alone."""
+
+    provider: Literal["local", "openai"] = "local"
+    base_url: str = "https://api.openai.com/v1"
+    model: str = "gpt-4o-mini"
+    api_key: SecretStr | None = None
+    # json_schema: the Proposal schema is enforced by the server (OpenAI, vLLM, Ollama,
+    # llama.cpp); json_object: JSON only; none: the prompt alone. Tether validates either way.
+    response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
+    temperature: float = 0.0
+    max_tokens: int = 1_000
+    # Per phase, in seconds: a slow first byte and a dead socket are different failures.
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    write_timeout: float = 10.0
+    pool_timeout: float = 5.0
+    # Protection of the endpoint: at most this many proposals per second leave the model task
+    # queue (Temporal enforces it across all model workers), and this many at once per worker.
+    rate_limit_per_second: float | None = None
+    max_concurrent: int = 4
+    # The circuit opens after this many consecutive failures and lets one trial through after
+    # breaker_reset; while open, proposals fail fast and workflows answer retrieval-only.
+    breaker_failures: int = 5
+    breaker_reset: timedelta = timedelta(seconds=30)
+
+
 class Settings(BaseSettings):
     """Process settings, read from TETHER_* environment variables."""
 
@@ -131,6 +161,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalConfig = RetrievalConfig()
     policy: PolicyConfig = PolicyConfig()
     timeouts: Timeouts = Timeouts()
+    llm: LLMConfig = LLMConfig()
 
     @property
     def ui_url(self) -> str:

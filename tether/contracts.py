@@ -186,6 +186,7 @@ class ProposeInput(Frozen):
     evidence: Evidence
     order: OrderSnapshot | None
     tool_catalogue: list[dict[str, Any]]
+    intents: list[str] = []
     repair_errors: list[str] = []
     attempt: int = 0
 
@@ -195,6 +196,9 @@ class RawProposal(Frozen):
 
     content: str
     model: ModelIdentity
+    response_id: str | None = None
+    usage: dict[str, int] = {}
+    latency_ms: float | None = None
 
 
 # --- verification --------------------------------------------------------------------

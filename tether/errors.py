@@ -18,6 +18,10 @@ Inside Temporal (``ApplicationError.type``; non-retryable unless noted)::
     UpstreamMalformed      a 2xx whose body breaks its contract
     PostconditionFailed    after acting, the target's own record differs from the request
     UpstreamUnavailable    5xx, 408, 429 or a transport error: retryable, left to the retry policy
+    ModelRejected          the model endpoint refused the request (4xx other than 429)
+    CircuitOpen            the model endpoint failed too often lately: not called
+    ModelUnavailable       5xx, timeout, transport error or unreadable answer: retryable
+    ModelRateLimited       429: retryable after the endpoint's Retry-After
     InProgress             another delivery holds this key (ledger claim, or the target
                            answered idempotency_in_progress): retryable
 """
@@ -35,6 +39,10 @@ UPSTREAM_MALFORMED = "UpstreamMalformed"
 POSTCONDITION_FAILED = "PostconditionFailed"
 UPSTREAM_UNAVAILABLE = "UpstreamUnavailable"
 IN_PROGRESS = "InProgress"
+MODEL_REJECTED = "ModelRejected"
+CIRCUIT_OPEN = "CircuitOpen"
+MODEL_UNAVAILABLE = "ModelUnavailable"
+MODEL_RATE_LIMITED = "ModelRateLimited"
 
 
 class TetherError(Exception):

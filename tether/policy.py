@@ -38,6 +38,8 @@ class PolicyInput(Frozen):
     order: OrderSnapshot | None
     freshness: FreshnessReport
     now: datetime
+    # Why no proposal came, when the workflow knows (e.g. circuit_open); recorded as the reason.
+    model_failure: Reason | None = None
 
 
 def _usd(cents: int) -> str:
@@ -102,10 +104,13 @@ def decide(inp: PolicyInput, config: PolicyConfig, registry: ToolRegistry) -> De
     proposal, verification = inp.proposal, inp.verification
     if inp.mode is Mode.RETRIEVAL_ONLY or proposal is None or verification is None:
         code = "model_unavailable" if inp.mode is Mode.RETRIEVAL_ONLY else "invalid_model_output"
+        why = inp.model_failure or Reason(
+            code=code, detail="no valid proposal; answering without actions"
+        )
         return decision(
             DecisionAction.DEGRADED,
             inp.mode if inp.mode is not Mode.NORMAL else Mode.HUMAN_DRAFT,
-            [Reason(code=code, detail="no valid proposal; answering without actions")],
+            [why],
         )
 
     writes = [c for c in proposal.tool_calls if registry.get(c.tool).writes]

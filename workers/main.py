@@ -25,6 +25,7 @@ from tether.config import Settings
 from tether.embeddings import DIMENSIONS, Embedder
 from tether.ledger import Ledger
 from tether.localmodel import LocalModel, load_intents
+from tether.openai_compat import OpenAICompatible
 from tether.providers import ModelProvider
 from tether.store import Store
 from tether.vectorstore import QdrantStore, VectorStore
@@ -64,11 +65,18 @@ class Resources:
         )
 
     def model(self) -> ModelProvider:
+        """The configured provider, built once: the local model, or an OpenAI-compatible
+        endpoint (its circuit breaker lives as long as this worker)."""
         if self._model is None:
-            self._model = LocalModel(self.embedder, load_intents(self.settings.intents_path))
+            if self.settings.llm.provider == "openai":
+                self._model = OpenAICompatible(self.settings.llm)
+            else:
+                self._model = LocalModel(self.embedder, load_intents(self.settings.intents_path))
         return self._model
 
     async def close(self) -> None:
+        if isinstance(self._model, OpenAICompatible):
+            await self._model.close()
         await self.http.aclose()
         self.vectors.close()
         self.store.close()
@@ -110,11 +118,14 @@ def resolution_worker(
 
 def model_worker(client: Client, res: Resources, *, task_queue: str | None = None) -> Worker:
     """The model on its own task queue, so it can be scaled, limited or lost on its own."""
+    llm = res.settings.llm
     return Worker(
         client,
         task_queue=task_queue or res.settings.model_queue,
         activities=[ModelActivities(res.model()).propose_resolution],
-        max_concurrent_activities=4,
+        max_concurrent_activities=llm.max_concurrent,
+        # Enforced by the Temporal server for the whole queue, across every model worker.
+        max_task_queue_activities_per_second=llm.rate_limit_per_second,
     )
 
 

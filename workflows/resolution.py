@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         PendingApproval,
         Proposal,
         ProposeInput,
+        Reason,
         ResolutionInput,
         RetrievalQuery,
         Review,
@@ -81,6 +82,7 @@ class ResolutionWorkflow:
         self._verdict: Review | None = None
         self._reviews: list[ReviewRecord] = []
         self._compensations: list[ToolResult] = []
+        self._model_failure: Reason | None = None
 
     # --- run -------------------------------------------------------------------------
 
@@ -115,6 +117,7 @@ class ResolutionWorkflow:
                 order=order,
                 freshness=evidence.freshness,
                 now=workflow.now(),
+                model_failure=self._model_failure,
             )
             return decide(facts, policy, REGISTRY)
 
@@ -248,6 +251,7 @@ class ResolutionWorkflow:
                         evidence=evidence,
                         order=order,
                         tool_catalogue=REGISTRY.catalogue(),
+                        intents=list(INTENTS),
                         repair_errors=repair_errors,
                         attempt=attempt,
                     ),
@@ -259,7 +263,13 @@ class ResolutionWorkflow:
                     summary=f"propose (attempt {attempt + 1})",
                 )
             except ActivityError as err:
-                workflow.logger.warning("model unavailable, retrieval-only mode: %s", err.cause)
+                cause = err.cause
+                workflow.logger.warning("model unavailable, retrieval-only mode: %s", cause)
+                circuit = isinstance(cause, ApplicationError) and cause.type == errors.CIRCUIT_OPEN
+                self._model_failure = Reason(
+                    code="circuit_open" if circuit else "model_unavailable",
+                    detail=f"no proposal, answering from passages only: {cause}"[:300],
+                )
                 return None, model, Mode.RETRIEVAL_ONLY
             model = raw.model
             try:

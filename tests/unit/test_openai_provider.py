@@ -1,0 +1,186 @@
+"""The OpenAI-compatible provider against the fault-injecting server over real HTTP: what it
+sends, what it records, and how each failure is classified for Temporal's retry policy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from domains.support import INTENTS
+from domains.support.tools import REGISTRY
+from tests.fault_model import FaultModelServer
+from tether import errors
+from tether.config import SUPPORT_DOMAIN, LLMConfig
+from tether.contracts import (
+    Evidence,
+    FreshnessReport,
+    OrderSnapshot,
+    Passage,
+    ProposeInput,
+    Request,
+)
+from tether.embeddings import Embedder
+from tether.localmodel import LocalModel, load_intents
+from tether.openai_compat import OpenAICompatible
+from tether.tools import ProposalInvalid
+
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
+PASSAGE = Passage(
+    passage_id="refund-policy#0",
+    doc_id="refund-policy",
+    title="Refund policy",
+    source="kb",
+    version=3,
+    effective_date=date(2026, 10, 1),
+    updated_at=NOW,
+    fetched_at=NOW,
+    content_hash="h",
+    text="Refunds of up to $50.00 are issued automatically. Larger refunds need a lead's approval.",
+    score=0.8,
+)
+INPUT = ProposeInput(
+    request=Request(
+        request_id="r-1",
+        customer_id="C-102",
+        requester="C-102",
+        text="Please refund $20 on ORD-1003, the zip broke.",
+    ),
+    evidence=Evidence(
+        query="refund",
+        passages=[PASSAGE],
+        freshness=FreshnessReport(index_refreshed_at=NOW, index_age_seconds=1, stale_index=False),
+    ),
+    order=OrderSnapshot(
+        order_id="ORD-1003",
+        customer_id="C-102",
+        status="delivered",
+        total_cents=15_900,
+        refunded_cents=0,
+        placed_at=NOW - timedelta(days=14),
+        delivered_at=NOW - timedelta(days=10),
+    ),
+    tool_catalogue=REGISTRY.catalogue(),
+    intents=list(INTENTS),
+)
+
+
+@pytest.fixture(scope="module")
+def local_model(embedder: Embedder) -> LocalModel:
+    return LocalModel(embedder, load_intents(SUPPORT_DOMAIN / "intents.yaml"))
+
+
+@pytest.fixture
+async def server(local_model: LocalModel) -> AsyncIterator[FaultModelServer]:
+    srv = await FaultModelServer(local_model, latency=1.0).start()
+    yield srv
+    await srv.stop()
+
+
+def provider(server: FaultModelServer, **config: object) -> OpenAICompatible:
+    return OpenAICompatible(
+        LLMConfig.model_validate(
+            {"provider": "openai", "base_url": server.url, "model": "m", "read_timeout": 0.5}
+            | config
+        )
+    )
+
+
+async def test_a_healthy_answer_is_a_valid_proposal_with_its_provenance(
+    server: FaultModelServer,
+) -> None:
+    raw = await provider(server, api_key="sk-test").propose(INPUT)
+    proposal = REGISTRY.validate_proposal(raw.content, intents=INTENTS)
+    assert proposal.intent == "refund_request" and proposal.tool_calls
+    assert raw.model.model == "fault-model-1" and raw.model.fingerprint == "fp_fault_1"
+    assert raw.usage["total_tokens"] == 150 and raw.response_id and raw.latency_ms
+    sent = server.bodies[0]
+    schema = sent["response_format"]["json_schema"]["schema"]
+    assert schema["$defs"]["ToolCall"]["properties"]["tool"]["enum"] == [
+        "lookup_order",
+        "issue_refund",
+        "send_reply",
+    ]
+    assert schema["properties"]["intent"]["enum"] == list(INTENTS)
+    assert sent["model"] == "m" and sent["temperature"] == 0.0
+    assert "refund_request" in sent["messages"][0]["content"]  # the intents are in the prompt
+    assert (
+        json.loads(sent["messages"][1]["content"].split("\n", 1)[1])["passages"][0]["passage_id"]
+        == PASSAGE.passage_id
+    )
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "retryable"),
+    [
+        ("rate_limited", errors.MODEL_RATE_LIMITED, True),
+        ("server_error", errors.MODEL_UNAVAILABLE, True),
+        ("cut", errors.MODEL_UNAVAILABLE, True),
+        ("latency", errors.MODEL_UNAVAILABLE, True),  # 1 s answer, 0.5 s read timeout
+        ("malformed", errors.MODEL_UNAVAILABLE, True),
+    ],
+)
+async def test_failures_are_classified_for_the_retry_policy(
+    server: FaultModelServer, fault: str, kind: str, retryable: bool
+) -> None:
+    server.script = [fault]
+    with pytest.raises(ApplicationError) as err:
+        await provider(server).propose(INPUT)
+    assert err.value.type == kind and err.value.non_retryable is not retryable
+    if fault == "rate_limited":
+        assert err.value.next_retry_delay == timedelta(seconds=1)  # the server's Retry-After
+
+
+async def test_a_client_error_is_not_retried(server: FaultModelServer) -> None:
+    """A 4xx other than 429 (bad request, bad key, no quota) will not pass on a retry."""
+    server.script = ["bad_request"]
+    with pytest.raises(ApplicationError) as err:
+        await provider(server).propose(INPUT)
+    assert err.value.type == errors.MODEL_REJECTED and err.value.non_retryable
+    assert "400" in err.value.message
+
+
+async def test_an_unreachable_endpoint_is_transient() -> None:
+    model = OpenAICompatible(
+        LLMConfig(provider="openai", base_url="http://127.0.0.1:9/v1", connect_timeout=0.5)
+    )
+    with pytest.raises(ApplicationError) as err:
+        await model.propose(INPUT)
+    assert err.value.type == errors.MODEL_UNAVAILABLE and not err.value.non_retryable
+
+
+@pytest.mark.parametrize("fault", ["schema_invalid", "invented_tool"])
+async def test_wrong_content_is_returned_for_the_workflow_to_refuse(
+    server: FaultModelServer, fault: str
+) -> None:
+    server.script = [fault]
+    raw = await provider(server).propose(INPUT)
+    with pytest.raises(ProposalInvalid):
+        REGISTRY.validate_proposal(raw.content, intents=INTENTS)
+
+
+async def test_the_circuit_opens_fails_fast_and_closes_after_a_good_trial(
+    server: FaultModelServer,
+) -> None:
+    model = provider(server, breaker_failures=3, breaker_reset=timedelta(seconds=0.3))
+    server.script = ["server_error"] * 3
+    for _ in range(3):
+        with pytest.raises(ApplicationError):
+            await model.propose(INPUT)
+    calls = len(server.bodies)
+    with pytest.raises(ApplicationError) as err:
+        await model.propose(INPUT)
+    assert err.value.type == errors.CIRCUIT_OPEN and err.value.non_retryable
+    assert len(server.bodies) == calls  # failed fast: the endpoint was not called
+    await asyncio.sleep(0.35)
+    await model.propose(INPUT)  # the trial succeeds
+    assert model.breaker.state == "closed"
+    assert model.breaker.transitions == [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ]
