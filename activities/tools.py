@@ -65,6 +65,13 @@ class HttpTarget:
     async def read(self, path: str) -> dict[str, Any]:
         return classify(await self._http.get(path))
 
+    async def recorded(self, key: str) -> dict[str, Any] | None:
+        """What the target holds under ``key`` (state, status, response), or None."""
+        response = await self._http.get("/idempotency", params={"key": key})
+        if response.status_code == 404:
+            return None
+        return classify(response)
+
     async def write(self, path: str, body: dict[str, Any], key: str) -> tuple[dict[str, Any], bool]:
         """POST with the idempotency key; (response, whether the target replayed it)."""
         response = await self._http.post(path, json=body, headers={"Idempotency-Key": key})
@@ -88,7 +95,32 @@ class ToolActivities:
 
             return activity.defn(name=name)(run)
 
-        return [bind(spec.name) for spec in self._registry]
+        return [*(bind(spec.name) for spec in self._registry), self.reconcile_tool]
+
+    @activity.defn(name="reconcile_tool")
+    async def reconcile_tool(self, call: ToolInvocation) -> ToolResult:
+        """After a write failed without a clear answer: did the target act under its key?
+        A completed 2xx comes back as ``unconfirmed_effect`` (the saga then undoes it);
+        a request still processing is retried until it settles."""
+        record = await self._target.recorded(call.idempotency_key)
+        if record is not None and record["state"] == "processing":
+            raise ApplicationError(
+                f"{call.idempotency_key} is still processing at the target", type=errors.IN_PROGRESS
+            )
+        made = record is not None and 200 <= int(record["status"]) < 300
+        return ToolResult(
+            tool=call.tool,
+            idempotency_key=call.idempotency_key,
+            arguments=call.arguments,
+            ok=False,
+            output=record["response"] if made and record else {},
+            unconfirmed_effect=made,
+            postcondition=(
+                f"reconciled by key: the target completed it ({record['status']})"
+                if made and record
+                else "reconciled by key: the target holds no effect under it"
+            ),
+        )
 
     async def execute(self, call: ToolInvocation) -> ToolResult:
         spec = self._checked(call)
@@ -96,8 +128,8 @@ class ToolActivities:
         if not spec.writes:
             path = spec.path.format(**args.model_dump())
             output = self._output(spec, await self._target.read(path))
-            return self._result(call, output=output)
-        return await self._once(call, lambda first: self._write(spec, call, args, first=first))
+            return self._result(call, spec, output=output)
+        return await self._once(call, lambda: self._write(spec, call, args))
 
     def _checked(self, call: ToolInvocation) -> ToolSpec:
         """Refused before anything is read or written: unknown tool, bad arguments, no grant."""
@@ -112,33 +144,40 @@ class ToolActivities:
             )
         return spec
 
-    async def _write(
-        self, spec: ToolSpec, call: ToolInvocation, args: BaseModel, *, first: bool
-    ) -> ToolResult:
+    async def _write(self, spec: ToolSpec, call: ToolInvocation, args: BaseModel) -> ToolResult:
         key = call.idempotency_key
         precondition = None
         if spec.precondition is not None:
             try:
                 precondition = await spec.precondition(self._target, args)
             except ConditionFailed as failed:
-                if first:
+                # False now may be our own earlier delivery's doing (it acted, then died):
+                # only if the target holds this key does its recorded answer stand.
+                held = await self._target.recorded(key)
+                if held is None:
                     raise _refuse(f"{call.tool}: {failed}", errors.PRECONDITION_FAILED) from None
-                # An earlier delivery may have acted and changed what the precondition reads:
-                # the target's idempotency record decides (replay, or its own refusal).
-                precondition = f"not re-checked on a retry ({failed}); the target decided"
+                precondition = (
+                    f"false now ({failed}), but the target already holds this key "
+                    f"({held['state']}): its answer stands"
+                )
         before = await spec.state(self._target, args) if spec.state else None
         body, replayed = await self._target.write(
             spec.path, args.model_dump(exclude_none=True), key
         )
+        # From here on an effect exists: a failure carries the target's answer (details[0]),
+        # so the saga can undo what was done.
         output = self._output(spec, body)
         assert spec.postcondition is not None  # ToolSpec guarantees it for writes
         try:
             evidence = await spec.postcondition(self._target, args, output, key)
         except ConditionFailed as failed:
-            raise _refuse(f"{call.tool}: {failed}", errors.POSTCONDITION_FAILED) from None
+            raise ApplicationError(
+                f"{call.tool}: {failed}", body, type=errors.POSTCONDITION_FAILED, non_retryable=True
+            ) from None
         after = await spec.state(self._target, args) if spec.state else None
         return self._result(
             call,
+            spec,
             output=output,
             before=before,
             after=after,
@@ -152,28 +191,33 @@ class ToolActivities:
         try:
             return spec.output_model.model_validate(body)
         except ValidationError as err:
-            raise _refuse(
-                f"{spec.name}: the answer failed its contract: {err}", errors.UPSTREAM_MALFORMED
+            raise ApplicationError(
+                f"{spec.name}: the answer failed its contract: {err}",
+                body,
+                type=errors.UPSTREAM_MALFORMED,
+                non_retryable=True,
             ) from None
 
     @staticmethod
-    def _result(call: ToolInvocation, *, output: BaseModel, **evidence: Any) -> ToolResult:
+    def _result(
+        call: ToolInvocation, spec: ToolSpec, *, output: BaseModel, **evidence: Any
+    ) -> ToolResult:
         return ToolResult(
             tool=call.tool,
             idempotency_key=call.idempotency_key,
             arguments=call.arguments,
             ok=True,
             output=output.model_dump(mode="json"),
+            permission=spec.permission,
             **evidence,
         )
 
     async def _once(
-        self, call: ToolInvocation, act: Callable[[bool], Awaitable[ToolResult]]
+        self, call: ToolInvocation, act: Callable[[], Awaitable[ToolResult]]
     ) -> ToolResult:
-        """Act at most once per idempotency key, as recorded in the ledger (see tether.ledger).
-        ``act(first)``: first is False when an earlier delivery may already have acted."""
+        """Act at most once per idempotency key, as recorded in the ledger (see tether.ledger)."""
         if self._ledger is None:
-            return await act(activity.info().attempt == 1)
+            return await act()
         lease = activity.info().start_to_close_timeout or timedelta(seconds=30)
         key = call.idempotency_key
         claim = await asyncio.to_thread(
@@ -192,9 +236,9 @@ class ToolActivities:
                 f"{key} is being acted on by another delivery", type=errors.IN_PROGRESS
             )
         try:
-            result = await act(claim.claims == 1)
+            result = await act()
         except Exception:
-            await asyncio.to_thread(self._ledger.release, key)
+            await asyncio.to_thread(self._ledger.release, key, claim.claims)
             raise
         await asyncio.to_thread(self._ledger.settle, key, result.model_dump_json())
         return result

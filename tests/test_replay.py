@@ -39,6 +39,8 @@ def test_every_path_has_a_recorded_history() -> None:
         "sla_escalated_then_approved",
         "approval_then_recheck_rejects",  # recorded after the recheck patch; the others before it
         "saga_compensated",  # recorded after the saga patch
+        "saga_four_steps_reply_refused",  # after the irreversible-last patch
+        "saga_answer_lost_reconciled",  # after the reconciliation patch
     } <= names
 
 

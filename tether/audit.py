@@ -19,6 +19,9 @@ class AuditEntry(Frozen):
     policy_version: str
     approved_by: list[str]
     ok: bool
+    unconfirmed_effect: bool = Field(
+        default=False, description="failed, but the target holds an effect under its key"
+    )
     changed: dict[str, Any]
     precondition: str | None
     postcondition: str | None
@@ -50,10 +53,10 @@ def audit(outcome: Outcome) -> list[AuditEntry]:
             policy_version=decision.policy_version,
             approved_by=approvers,
             ok=action.ok,
+            unconfirmed_effect=action.unconfirmed_effect,
             changed={
                 k: {"before": before.get(k), "after": after.get(k)}
                 for k in sorted({*before, *after})
-                if before.get(k) != after.get(k)
             },
             precondition=action.precondition,
             postcondition=action.postcondition,
@@ -63,7 +66,7 @@ def audit(outcome: Outcome) -> list[AuditEntry]:
         )
 
     entries = [
-        entry(step, action, why, decision.permissions)
+        entry(step, action, why, [action.permission] if action.permission else [])
         for step, action in enumerate(outcome.actions, start=1)
     ]
     failed = next((e.step for e in entries if not e.ok), None)
@@ -72,7 +75,9 @@ def audit(outcome: Outcome) -> list[AuditEntry]:
             action.idempotency_key.rsplit("/", 2)[-2]
         )  # <workflow>/compensate/<step>/<tool>
         allowed = [f"saga: step {failed} failed for good, so step {undone} is undone"]
-        granted = ["granted by the runtime to undo its own step"]
+        granted = [
+            f"{action.permission or action.tool}: granted by the runtime to undo step {undone}"
+        ]
         entries.append(
             entry(len(outcome.actions) + offset, action, allowed, granted, compensates=undone)
         )

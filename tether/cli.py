@@ -224,6 +224,8 @@ def audit_command(request_id: str) -> None:
             changes.append(e.postcondition or (e.error or ""))
             if e.replayed:
                 changes.append("(answered from the target's idempotency record)")
+            if e.unconfirmed_effect:
+                changes.append("(failed, but the target holds its effect: undone by the saga)")
             table.add_row(str(e.step), attempted, allowed, "\n".join(changes))
         console.print(table)
 

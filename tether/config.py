@@ -44,7 +44,12 @@ class Timeouts(BaseModel):
     model_budget: timedelta = timedelta(minutes=3)
     verification: timedelta = timedelta(seconds=30)
     tool: timedelta = timedelta(seconds=15)
-    tool_retry: Retry = Retry(maximum_attempts=8)
+    # Attempts are not counted (a target answering "in progress" is not failing); the step's
+    # time is: past tool_budget the effect is reconciled by key and the plan compensated.
+    tool_retry: Retry = Retry(maximum_attempts=0)
+    tool_budget: timedelta = timedelta(minutes=2)
+    # Compensations and reconciliation never give up: money may have moved.
+    compensation_retry: Retry = Retry(maximum_attempts=0, maximum_interval=timedelta(minutes=1))
     record: timedelta = timedelta(seconds=15)
     # An outcome must never be lost: keep trying (0 = no limit); a stuck record shows in the UI.
     record_retry: Retry = Retry(maximum_attempts=0, maximum_interval=timedelta(minutes=1))

@@ -321,6 +321,11 @@ class ToolResult(Frozen):
     replayed: bool = Field(
         default=False, description="the target answered from its idempotency record"
     )
+    permission: str | None = Field(default=None, description="the permission the call used")
+    unconfirmed_effect: bool = Field(
+        default=False,
+        description="the step failed, but reconciliation found an effect under its key",
+    )
 
 
 # --- workflow in/out ------------------------------------------------------------------

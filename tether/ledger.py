@@ -124,12 +124,13 @@ class Ledger:
                 .values(status="settled", result=result, settled_at=datetime.now(UTC))
             )
 
-    def release(self, key: str) -> None:
-        """The act failed before any effect was confirmed: let the next delivery act at once."""
+    def release(self, key: str, claims: int) -> None:
+        """The act failed before any effect was confirmed: let the next delivery act at once.
+        Fenced by ``claims``: a delivery whose claim was taken over cannot free the new one."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(ledger)
-                .where(ledger.c.key == key, ledger.c.status == "claimed")
+                .where(ledger.c.key == key, ledger.c.status == "claimed", ledger.c.claims == claims)
                 .values(lease_until=datetime(1970, 1, 1, tzinfo=UTC))
             )
 

@@ -54,6 +54,35 @@ with workflow.unsafe.imports_passed_through():
 MAX_REFUSED_SIGNALS = 20
 
 
+# Failures that mean the target made no change: refused before acting, or refused by it.
+NO_EFFECT = frozenset(
+    {
+        errors.INVALID_TOOL_CALL,
+        errors.PERMISSION_DENIED,
+        errors.PRECONDITION_FAILED,
+        errors.UPSTREAM_REJECTED,
+        errors.ORDER_NOT_FOUND,
+        errors.IDEMPOTENCY_CONFLICT,
+    }
+)
+
+
+def _failure(cause: BaseException | None) -> tuple[str, str]:
+    """(kind, detail) of an activity failure: the outer error's type, and the chain down to
+    the last attempt's own error (a timeout says little without it)."""
+    kinds: list[str] = []
+    parts: list[str] = []
+    while cause is not None:
+        if isinstance(cause, ApplicationError):
+            kinds.append(cause.type or "ApplicationError")
+            parts.append(f"{kinds[-1]}: {cause.message}")
+        else:
+            kinds.append(type(cause).__name__)
+            parts.append(f"{kinds[-1]}: {cause}")
+        cause = cause.__cause__
+    return (kinds[0] if kinds else "unknown"), " <- ".join(parts)
+
+
 def workflow_id_for(request_id: str) -> str:
     """Deterministic id: starting the same request twice runs it once."""
     return f"resolution-{request_id}"
@@ -141,7 +170,7 @@ class ResolutionWorkflow:
         actions: list[ToolResult] = []
         if approved and proposal is not None:
             self._set_stage(Stage.ACTING)
-            actions = await self._act(proposal.tool_calls, granted=decision.permissions)
+            actions = await self._act(proposal.tool_calls, decision)
 
         answer, citations = self._answer(decision, proposal, evidence, approved)
         outcome = Outcome(
@@ -227,6 +256,7 @@ class ResolutionWorkflow:
                 ToolCall(tool="lookup_order", arguments={"order_id": order_id}),
                 key=self._key(0, "lookup_order"),
                 granted=[REGISTRY.get("lookup_order").permission],  # the runtime's own read
+                why="the runtime reads the order named in the request",
             )
         except ActivityError as err:
             cause = err.cause
@@ -328,82 +358,101 @@ class ResolutionWorkflow:
             return False
         return self._verdict.verdict == "approve"
 
-    async def _act(self, calls: list[ToolCall], *, granted: list[str]) -> list[ToolResult]:
+    async def _act(self, calls: list[ToolCall], decision: Decision) -> list[ToolResult]:
         """Run write tools in order. If one fails for good, stop, and (saga) compensate the
         completed steps in reverse; the compensations are recorded on the outcome."""
         if workflow.patched("saga-irreversible-last"):
             # Steps that can be undone first, irreversible ones (a message sent) last: a
             # failure then never strands an effect that no compensation can take back.
             calls = sorted(calls, key=lambda c: REGISTRY.get(c.tool).compensation is None)
+        why = f"{decision.action.value}: {', '.join(decision.codes())}"
         results: list[ToolResult] = []
         for step, call in enumerate(calls, start=1):
-            result = await self._try_tool(call, key=self._key(step, call.tool), granted=granted)
+            key = self._key(step, call.tool)
+            result = await self._try_tool(call, key=key, granted=decision.permissions, why=why)
             results.append(result)
             if not result.ok:
                 # Patched: histories of failed plans recorded before sagas keep replaying.
                 if workflow.patched("saga-compensation"):
-                    await self._compensate(results[:-1])
+                    await self._compensate(results)
                 break
         return results
 
     async def _compensate(self, done: list[ToolResult]) -> None:
+        """Undo, newest first, every step that changed the target: completed ones, and a
+        failed one whose effect reconciliation found."""
         for step in range(len(done), 0, -1):
             result = done[step - 1]
             undo = REGISTRY.get(result.tool).compensation
-            if undo is None or not result.ok:
+            if undo is None or not (result.ok or result.unconfirmed_effect):
                 continue  # irreversible (a message sent) or nothing happened: nothing to undo
             call = undo(result)
             key = f"{workflow.info().workflow_id}/compensate/{step}/{call.tool}"
             # The runtime grants a compensation the permission to undo what it was allowed to do.
             grant = [REGISTRY.get(call.tool).permission]
-            self._compensations.append(await self._try_tool(call, key=key, granted=grant))
-
-    async def _try_tool(self, call: ToolCall, *, key: str, granted: list[str]) -> ToolResult:
-        """The tool's result, or a failed result that says why (after retries)."""
-        try:
-            return await self._run_tool(call, key=key, granted=granted)
-        except ActivityError as err:
-            cause = err.cause
-            detail = (
-                f"{cause.type}: {cause.message}"
-                if isinstance(cause, ApplicationError)
-                else str(cause)
+            self._compensations.append(
+                await self._try_tool(
+                    call, key=key, granted=grant, why=f"saga: compensates step {step}", undo=True
+                )
             )
-            return ToolResult(
+
+    async def _try_tool(
+        self, call: ToolCall, *, key: str, granted: list[str], why: str, undo: bool = False
+    ) -> ToolResult:
+        """The tool's result, or a failed result that says why (after retries). When the
+        failure leaves the effect unknown, the target is asked by key (reconciliation)."""
+        try:
+            return await self._run_tool(call, key=key, granted=granted, why=why, undo=undo)
+        except ActivityError as err:
+            kind, detail = _failure(err.cause)
+            failed = ToolResult(
                 tool=call.tool,
                 idempotency_key=key,
                 arguments=call.arguments,
                 ok=False,
                 error=detail,
             )
+            if kind in NO_EFFECT or not workflow.patched("reconcile-unknown-effects"):
+                return failed
+            found: ToolResult = await workflow.execute_activity(
+                "reconcile_tool",
+                self._invocation(call, key, granted),
+                result_type=ToolResult,
+                start_to_close_timeout=self._inp.timeouts.tool,
+                # Money may have moved: keep asking until the target answers.
+                retry_policy=_retry(self._inp.timeouts.compensation_retry),
+                summary=f"reconcile {key} after {kind}",
+            )
+            return found.model_copy(update={"error": detail})
 
-    async def _run_tool(self, call: ToolCall, *, key: str, granted: list[str]) -> ToolResult:
+    def _invocation(self, call: ToolCall, key: str, granted: list[str]) -> ToolInvocation:
+        return ToolInvocation(
+            tool=call.tool,
+            arguments=call.arguments,
+            idempotency_key=key,
+            request_id=self._inp.request.request_id,
+            granted=granted,
+        )
+
+    async def _run_tool(
+        self, call: ToolCall, *, key: str, granted: list[str], why: str, undo: bool = False
+    ) -> ToolResult:
         timeouts = self._inp.timeouts
         result: ToolResult = await workflow.execute_activity(
             call.tool,
-            ToolInvocation(
-                tool=call.tool,
-                arguments=call.arguments,
-                idempotency_key=key,
-                request_id=self._inp.request.request_id,
-                granted=granted,
-            ),
+            self._invocation(call, key, granted),
             result_type=ToolResult,
             start_to_close_timeout=timeouts.tool,
+            # A compensation must not give up: the business system has to end as it began.
+            schedule_to_close_timeout=None if undo else timeouts.tool_budget,
             retry_policy=_retry(
-                timeouts.tool_retry,
-                non_retryable=[
-                    errors.INVALID_TOOL_CALL,
-                    errors.PERMISSION_DENIED,
-                    errors.PRECONDITION_FAILED,
-                    errors.UPSTREAM_REJECTED,
-                    errors.ORDER_NOT_FOUND,
-                    errors.IDEMPOTENCY_CONFLICT,
-                    errors.UPSTREAM_MALFORMED,
-                    errors.POSTCONDITION_FAILED,
-                ],
+                timeouts.compensation_retry if undo else timeouts.tool_retry,
+                non_retryable=sorted(
+                    NO_EFFECT | {errors.UPSTREAM_MALFORMED, errors.POSTCONDITION_FAILED}
+                ),
             ),
-            summary=f"{call.tool} {call.arguments} granted {granted}"[:300],
+            # The audit's story, readable in the Temporal UI's event list.
+            summary=f"{call.tool} {call.arguments} · key {key} · {why}"[:400],
         )
         return result
 

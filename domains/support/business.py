@@ -24,6 +24,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -146,6 +147,11 @@ class BusinessDB:
         # (so which of two overlapping requests arrives first does not matter).
         self.faults: dict[str, list[int]] = {}
         self.delays: dict[str, list[float]] = {}
+        # How writes were answered: processed, replayed, idempotency_in_progress, ...
+        self.answered: Counter[str] = Counter()
+        # lost_answers: path -> flags, one per POST after it is processed; 1 answers 503 in
+        # place of the real answer, as if the response was lost on the way back.
+        self.lost_answers: dict[str, list[int]] = {}
         with self._lock:
             self._conn.executescript(SCHEMA)
             if self._conn.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 0:
@@ -207,15 +213,18 @@ class BusinessDB:
         """Run ``effect`` at most once per key; ``path`` selects the test delay."""
         held = self.reserve(key, body)
         if isinstance(held, Answer):
+            self.answered[str(held.body.get("error") or "replayed")] += 1
             return held
         try:
             queued = self.delays.get(path)
             if queued:
                 await asyncio.sleep(queued.pop(0))
-            return self.complete(held, effect)
+            answer = self.complete(held, effect)
         except BaseException:
             self.release(held)  # nothing happened: the key is free again
             raise
+        self.answered["processed"] += 1
+        return answer
 
     def reserve(self, key: str, body: dict[str, Any]) -> Reservation | Answer:
         """Hold ``key`` as ``processing``, or answer with what it already holds."""
@@ -266,6 +275,15 @@ class BusinessDB:
                 "DELETE FROM idempotency_keys WHERE key = ? AND owner = ? AND state = 'processing'",
                 (held.key, held.owner),
             )
+
+    def key_record(self, key: str) -> dict[str, Any] | None:
+        row = self._conn.execute(
+            "SELECT key, state, status, response FROM idempotency_keys WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        response = json.loads(row["response"]) if row["response"] is not None else None
+        return {"key": key, "state": row["state"], "status": row["status"], "response": response}
 
     def close(self) -> None:
         self._conn.close()
@@ -390,6 +408,9 @@ def create_app(db: BusinessDB) -> Starlette:
             if fault:
                 return JSONResponse({"error": "injected_fault"}, status_code=fault)
             answer = await db.idempotent(key, body, make_effect(body, key), path=request.url.path)
+            lost = db.lost_answers.get(request.url.path)
+            if lost and lost.pop(0):  # acted (or replayed), but the caller never hears so
+                return JSONResponse({"error": "answer_lost"}, status_code=503)
             return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
         return handler
@@ -406,6 +427,14 @@ def create_app(db: BusinessDB) -> Starlette:
     async def list_rows(request: Request) -> JSONResponse:
         return JSONResponse(db.rows(request.path_params["table"]))
 
+    async def key_record(request: Request) -> JSONResponse:
+        """What the system holds under an Idempotency-Key: how a caller that lost an answer
+        learns whether its request took effect, without sending it again."""
+        found = db.key_record(request.query_params.get("key", ""))
+        if found is None:
+            return JSONResponse({"error": "key_not_found"}, status_code=404)
+        return JSONResponse(found)
+
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
 
@@ -419,6 +448,7 @@ def create_app(db: BusinessDB) -> Starlette:
             Route("/messages/{message_id}", reader("messages", "message_id")),
             Route("/reversals", writer(_reversal, ("refund_id",)), methods=["POST"]),
             Route("/reversals/{reversal_id}", reader("reversals", "reversal_id")),
+            Route("/idempotency", key_record),
             Route("/audit/{table:str}", list_rows),
         ]
     )

@@ -92,7 +92,7 @@ async def _refund_recorded(
 
 async def _order_refunds(target: Target, args: IssueRefundArgs) -> dict[str, Any]:
     order = await target.read(f"/orders/{args.order_id}")
-    return {"order_id": order["order_id"], "refunded_cents": order["refunded_cents"]}
+    return {"refunded_cents": order["refunded_cents"]}
 
 
 async def _reversible(target: Target, args: ReverseRefundArgs) -> str:
@@ -118,7 +118,7 @@ async def _reversal_recorded(
 async def _refund_order_refunds(target: Target, args: ReverseRefundArgs) -> dict[str, Any]:
     refund = await target.read(f"/refunds/{args.refund_id}")
     order = await target.read(f"/orders/{refund['order_id']}")
-    return {"order_id": order["order_id"], "refunded_cents": order["refunded_cents"]}
+    return {"refunded_cents": order["refunded_cents"]}
 
 
 async def _addressee_owns_order(target: Target, args: SendReplyArgs) -> str:

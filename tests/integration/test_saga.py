@@ -4,6 +4,7 @@ before the plan, the completed steps are undone in reverse, and the audit says s
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from temporalio import activity
@@ -13,7 +14,7 @@ from temporalio.worker import Worker
 from domains.support.business import BusinessServer
 from tests.conftest import new_id, replay_and_keep
 from tether.client import Tether
-from tether.config import Settings
+from tether.config import Settings, Timeouts
 from tether.contracts import DecisionAction, ModelIdentity, ProposeInput, RawProposal
 
 pytestmark = pytest.mark.integration
@@ -122,3 +123,51 @@ async def test_failure_at_step_k_restores_the_business_system(
         paid -= cents
     if k == STEPS:
         await replay_and_keep(handle, "saga_four_steps_reply_refused")
+
+
+async def test_an_effect_whose_answer_was_lost_is_found_and_undone(
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    workers: None,
+    business: BusinessServer,
+) -> None:
+    """Step 2's refund happens, but every answer to it is lost on the way back: past its time
+    budget the workflow asks the business system by key, finds the refund, and undoes it
+    along with step 1. Nothing is left half-done and nothing is reported wrongly."""
+    db = business.db
+    before = db.order(ORDER)
+    db.lost_answers["/refunds"] = [0] + [1] * 100
+    queue = new_id("planner")
+    client = temporal_env.client
+    tight = Timeouts(tool_budget=timedelta(seconds=3))
+    tether = Tether(client, settings.model_copy(update={"model_queue": queue, "timeouts": tight}))
+    request = {
+        "request_id": new_id("lost"),
+        "customer_id": CUSTOMER,
+        "requester": CUSTOMER,
+        "text": TEXT,
+    }
+    try:
+        async with Worker(client, task_queue=queue, activities=[plan_of_four]):
+            handle = await tether.submit(request)
+            outcome = await handle.result()
+    finally:
+        db.lost_answers.clear()
+
+    first, second = outcome.actions
+    assert first.ok and not second.ok and second.unconfirmed_effect
+    assert "UpstreamUnavailable" in (second.error or "") and second.output["refund_id"]
+    assert [c.arguments["refund_id"] for c in outcome.compensations] == [
+        second.output["refund_id"],
+        first.output["refund_id"],
+    ]
+    assert all(c.ok for c in outcome.compensations)
+    assert db.order(ORDER) == before and outcome.followup_required
+    entries = await tether.audit(request["request_id"])
+    assert [(e.step, e.ok, e.unconfirmed_effect, e.compensates) for e in entries] == [
+        (1, True, False, None),
+        (2, False, True, None),
+        (3, True, False, 2),
+        (4, True, False, 1),
+    ]
+    await replay_and_keep(handle, "saga_answer_lost_reconciled")

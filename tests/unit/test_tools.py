@@ -21,7 +21,6 @@ from domains.support.tools import REGISTRY
 from tether import errors
 from tether.contracts import ToolInvocation, ToolResult
 from tether.ledger import Ledger
-from tether.tools import ToolSpec
 
 ORDER = "ORD-1003"  # delivered, $159.00
 
@@ -51,11 +50,12 @@ def refund(cents: int, *, key: str = "wf/1/issue_refund", **extra: Any) -> ToolI
     )
 
 
-async def run(tools: ToolActivities, call: ToolInvocation, attempt: int = 1) -> ToolResult:
+LEASE = timedelta(seconds=30)
+
+
+async def run(tools: ToolActivities, call: ToolInvocation) -> ToolResult:
     env = ActivityEnvironment()
-    env.info = dataclasses.replace(
-        env.info, start_to_close_timeout=timedelta(seconds=30), attempt=attempt
-    )
+    env.info = dataclasses.replace(env.info, start_to_close_timeout=LEASE)
     return await env.run(tools.execute, call)
 
 
@@ -71,8 +71,7 @@ async def test_a_write_records_before_after_and_both_conditions(
 ) -> None:
     result = await run(tools, refund(1_500))
     assert result.ok and not result.replayed
-    assert result.before == {"order_id": ORDER, "refunded_cents": 0}
-    assert result.after == {"order_id": ORDER, "refunded_cents": 1_500}
+    assert result.before == {"refunded_cents": 0} and result.after == {"refunded_cents": 1_500}
     assert result.precondition == f"{ORDER} had $159.00 refundable >= $15.00"
     assert result.postcondition and result.output["refund_id"] in result.postcondition
     assert server.db.order(ORDER)["refunded_cents"] == 1_500  # type: ignore[index]
@@ -133,10 +132,47 @@ async def test_a_retry_after_the_effect_replays_even_though_the_precondition_now
         first = http.post(
             "/refunds", json=call.arguments, headers={"Idempotency-Key": call.idempotency_key}
         ).json()
-    result = await run(tools, call, attempt=2)
+    result = await run(tools, call)
     assert result.ok and result.replayed and result.output["refund_id"] == first["refund_id"]
-    assert result.precondition and result.precondition.startswith("not re-checked on a retry")
+    assert result.precondition and "the target already holds this key" in result.precondition
     assert len(server.db.rows("refunds")) == 1
+
+
+async def test_a_retry_without_an_earlier_effect_still_enforces_the_precondition(
+    tools: ToolActivities, server: BusinessServer, tmp_path: Path
+) -> None:
+    """A delivery claimed the key and died before sending anything; meanwhile the balance
+    went elsewhere. The takeover must refuse, not act on the strength of being a retry."""
+    call = refund(15_900)
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    claim = ledger.claim(call.idempotency_key, call.tool, "r-1", call.arguments, lease=LEASE)
+    ledger.release(call.idempotency_key, claim.claims)
+    ledger.close()
+    with httpx.Client(base_url=server.url) as http:  # another request takes the balance
+        http.post(
+            "/refunds",
+            json={**call.arguments, "amount_cents": 100},
+            headers={"Idempotency-Key": "other"},
+        )
+    err = await refused(tools, call)
+    assert err.type == errors.PRECONDITION_FAILED
+    assert len(server.db.rows("refunds")) == 1  # only the other request's
+
+
+async def test_reconciliation_finds_an_effect_whose_answer_was_lost(
+    tools: ToolActivities, server: BusinessServer
+) -> None:
+    call = refund(2_000, key="wf/9/issue_refund")
+    env = ActivityEnvironment()
+    nothing = await env.run(tools.reconcile_tool, call)
+    assert not nothing.unconfirmed_effect and nothing.output == {}
+    with httpx.Client(base_url=server.url) as http:  # acted; the caller never heard back
+        made = http.post(
+            "/refunds", json=call.arguments, headers={"Idempotency-Key": call.idempotency_key}
+        ).json()
+    found = await env.run(tools.reconcile_tool, call)
+    assert found.unconfirmed_effect and not found.ok
+    assert found.output["refund_id"] == made["refund_id"]
 
 
 class _Lying(BaseModel):
@@ -211,4 +247,3 @@ def test_every_write_declares_its_conditions_and_permission() -> None:
         "issue_refund": "refunds:issue",
         "send_reply": "messages:send",
     }  # reverse_refund is the runtime's, never offered to the model
-    assert isinstance(REGISTRY.get("issue_refund"), ToolSpec)
