@@ -19,8 +19,9 @@ from temporalio.worker import Replayer
 from domains.support.business import BusinessServer
 from tether import search
 from tether.client import Tether
-from tether.config import RetrievalConfig, Settings
+from tether.config import SUPPORT_DOMAIN, RetrievalConfig, Settings
 from tether.embeddings import Embedder
+from tether.localmodel import LocalModel, load_intents
 from tether.stack import FAST_DYNAMIC_CONFIG, temporal_binary
 from workers.main import WORKFLOWS, Resources, model_worker, resolution_worker
 
@@ -37,6 +38,11 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
     return Embedder()
+
+
+@pytest.fixture(scope="session")
+def local_model(embedder: Embedder) -> LocalModel:
+    return LocalModel(embedder, load_intents(SUPPORT_DOMAIN / "intents.yaml"))
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
 """A fault-injecting OpenAI-compatible chat-completions server on loopback.
 
 Healthy answers come from the local model (the ticket, order and passages are read back out
-of the prompt), so a good answer here is a real proposal. Each request draws a fault from a
-seeded mix, or takes the next one from ``script``:
+of the prompt), so a good answer here is a real proposal. Each request takes the next fault
+from ``script``, else from a seeded mix with exactly ``fault_rate`` faults per ten requests:
 
 ok, latency (sleeps past the client's read timeout, then answers), rate_limited (429 with
 Retry-After), server_error (500), cut (closes the connection without answering), malformed
@@ -53,7 +53,10 @@ class FaultModelServer:
         self.name = name
         self.script: list[str] = []  # forced faults, one per request, before the mix
         self.served: Counter[str] = Counter()
+        self._deck: list[str] = []
+        self._next_fault = 0
         self.bodies: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []  # loop time of each request
         self._server: asyncio.Server | None = None
 
     async def start(self) -> FaultModelServer:
@@ -71,11 +74,18 @@ class FaultModelServer:
             await self._server.wait_closed()
 
     def _draw(self) -> str:
+        """Scripted faults first; then decks of ten requests holding exactly
+        round(10 * fault_rate) faults, cycling through every kind, in a seeded order."""
         if self.script:
             return self.script.pop(0)
-        if self._rng.random() < self.fault_rate:
-            return self._rng.choice(FAULTS)
-        return "ok"
+        if not self._deck:
+            faults = round(10 * self.fault_rate)
+            for _ in range(faults):
+                self._deck.append(FAULTS[self._next_fault % len(FAULTS)])
+                self._next_fault += 1
+            self._deck += ["ok"] * (10 - faults)
+            self._rng.shuffle(self._deck)
+        return self._deck.pop()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -83,6 +93,7 @@ class FaultModelServer:
             length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
             body = json.loads(await reader.readexactly(length))
             self.bodies.append(body)
+            self.arrivals.append(asyncio.get_running_loop().time())
             fault = self._draw()
             self.served[fault] += 1
             if fault == "cut":

@@ -160,6 +160,9 @@ def decide(inp: PolicyInput, config: PolicyConfig, registry: ToolRegistry) -> De
             (0, Reason(code="stale_index", detail="knowledge index is stale: no autonomous writes"))
         )
     if proposal.confidence < config.min_auto_confidence:
+        # The model is unsure: what it wrote goes to a person as a draft, not as a decision.
+        if mode is Mode.NORMAL:
+            mode = Mode.HUMAN_DRAFT
         escalations.append(
             (
                 0,
@@ -170,6 +173,8 @@ def decide(inp: PolicyInput, config: PolicyConfig, registry: ToolRegistry) -> De
             )
         )
     if verification.grounding < config.min_grounding:
+        if writes:  # evidence that does not support the answer cannot justify an action
+            mode = Mode.READ_ONLY
         escalations.append(
             (
                 0,

@@ -21,7 +21,7 @@ from activities.retrieval import RetrievalActivities
 from activities.tools import ToolActivities
 from activities.verification import VerificationActivities
 from domains.support.tools import REGISTRY
-from tether.config import Settings
+from tether.config import LLMConfig, Settings
 from tether.embeddings import DIMENSIONS, Embedder
 from tether.ledger import Ledger
 from tether.localmodel import LocalModel, load_intents
@@ -118,11 +118,18 @@ def resolution_worker(
 
 def model_worker(client: Client, res: Resources, *, task_queue: str | None = None) -> Worker:
     """The model on its own task queue, so it can be scaled, limited or lost on its own."""
-    llm = res.settings.llm
+    return model_worker_for(
+        client, res.model(), res.settings.llm, task_queue or res.settings.model_queue
+    )
+
+
+def model_worker_for(
+    client: Client, provider: ModelProvider, llm: LLMConfig, task_queue: str
+) -> Worker:
     return Worker(
         client,
-        task_queue=task_queue or res.settings.model_queue,
-        activities=[ModelActivities(res.model()).propose_resolution],
+        task_queue=task_queue,
+        activities=[ModelActivities(provider).propose_resolution],
         max_concurrent_activities=llm.max_concurrent,
         # Enforced by the Temporal server for the whole queue, across every model worker.
         max_task_queue_activities_per_second=llm.rate_limit_per_second,

@@ -15,7 +15,7 @@ from domains.support import INTENTS
 from domains.support.tools import REGISTRY
 from tests.fault_model import FaultModelServer
 from tether import errors
-from tether.config import SUPPORT_DOMAIN, LLMConfig
+from tether.config import LLMConfig
 from tether.contracts import (
     Evidence,
     FreshnessReport,
@@ -24,8 +24,7 @@ from tether.contracts import (
     ProposeInput,
     Request,
 )
-from tether.embeddings import Embedder
-from tether.localmodel import LocalModel, load_intents
+from tether.localmodel import LocalModel
 from tether.openai_compat import OpenAICompatible
 from tether.tools import ProposalInvalid
 
@@ -67,11 +66,6 @@ INPUT = ProposeInput(
     tool_catalogue=REGISTRY.catalogue(),
     intents=list(INTENTS),
 )
-
-
-@pytest.fixture(scope="module")
-def local_model(embedder: Embedder) -> LocalModel:
-    return LocalModel(embedder, load_intents(SUPPORT_DOMAIN / "intents.yaml"))
 
 
 @pytest.fixture

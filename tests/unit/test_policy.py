@@ -140,6 +140,7 @@ CASES = [
         action=DecisionAction.APPROVAL,
         codes={"low_confidence"},
         tier=0,
+        expect_mode=Mode.HUMAN_DRAFT,  # the proposal goes to a person as a draft
     ),
     Case(
         "weak grounding",
@@ -147,6 +148,7 @@ CASES = [
         action=DecisionAction.APPROVAL,
         codes={"weak_grounding"},
         tier=0,
+        expect_mode=Mode.READ_ONLY,  # unverifiable evidence: no autonomous writes
     ),
     Case(
         "verifier warning",
