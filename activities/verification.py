@@ -9,6 +9,9 @@ from tether.contracts import Finding, Request, ToolCall, Verification, VerifyInp
 from tether.embeddings import Embedder
 from tether.text import amounts_in, split_sentences
 
+# The findings argument_findings produces: recomputed when an approver edits the tool calls.
+ARGUMENT_CODES = frozenset({"order_not_in_request", "customer_mismatch", "amount_not_requested"})
+
 
 def argument_findings(request: Request, calls: list[ToolCall]) -> list[Finding]:
     """Tool arguments must be consistent with what the customer actually asked."""

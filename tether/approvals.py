@@ -42,3 +42,9 @@ def authorise_review(
     if review.verdict == "reject" and not review.reason:
         raise ReviewRefused("reason_required", "a rejection must say why")
     return role
+
+
+def approval_limit(approver: str, config: PolicyConfig) -> int:
+    """The largest refund ``approver`` may approve: the highest limit among their tiers."""
+    roles = config.approvers.get(approver, [])
+    return max((t.limit_cents for t in config.tiers if t.role in roles), default=0)

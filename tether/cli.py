@@ -123,14 +123,23 @@ def ask(
 
 
 @approvals.command("list")
-def approvals_list() -> None:
-    """Requests waiting for approval."""
+def approvals_list(
+    queue: str | None = typer.Option(None, help="approval tier: lead, manager"),
+    intent: str | None = typer.Option(None, help="e.g. refund_request"),
+    mode: str | None = typer.Option(None, help="e.g. human_draft, read_only"),
+) -> None:
+    """Requests waiting for approval (filtered through search attributes)."""
     from tether.client import Tether
 
     async def main() -> None:
         tether = await Tether.connect()
         table = Table("request", "tier", "role", "deadline", "intent", "reasons")
-        for status in await tether.pending():
+        try:
+            waiting = await tether.pending(queue=queue, intent=intent, mode=mode)
+        except InvalidRequest as err:
+            console.print(f"[red]{err}[/red]")
+            raise typer.Exit(2) from None
+        for status in waiting:
             assert status.pending is not None
             table.add_row(
                 status.request_id,
@@ -195,6 +204,62 @@ def approvals_reject(
 ) -> None:
     """Reject a pending request; nothing is executed."""
     _review(request_id, approver, "reject", reason)
+
+
+@approvals.command("edit")
+def approvals_edit(
+    request_id: str,
+    approver: str = typer.Option(..., "--as", help="approver identity"),
+    reason: str = typer.Option(..., help="why the change (required; kept as feedback)"),
+    answer: str | None = typer.Option(None, help="the answer the customer gets instead"),
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        help="TOOL.ARGUMENT=VALUE on the pending tool call (VALUE as JSON if it parses)",
+    ),
+) -> None:
+    """Approve a changed answer or tool arguments; checked like the model's proposal, and
+    against the editor's own limit."""
+    from tether.client import Tether
+
+    async def main() -> None:
+        tether = await Tether.connect()
+        status = await tether.status(request_id)
+        if status.pending is None:
+            console.print(f"[red]{request_id}: nothing is pending[/red]")
+            raise typer.Exit(1)
+        calls = [c.model_dump(mode="json") for c in status.pending.proposal.tool_calls]
+        for item in set_:
+            target, _, raw = item.partition("=")
+            tool, _, argument = target.partition(".")
+            call = next((c for c in calls if c["tool"] == tool), None)
+            if not raw or not argument or call is None:
+                console.print(
+                    f"[red]--set {item!r}: expected TOOL.ARGUMENT=VALUE for a pending call[/red]"
+                )
+                raise typer.Exit(2)
+            try:
+                call["arguments"][argument] = json.loads(raw)
+            except ValueError:
+                call["arguments"][argument] = raw
+        try:
+            receipt = await tether.edit(
+                request_id,
+                approver=approver,
+                reason=reason,
+                answer=answer,
+                tool_calls=calls if set_ else None,
+                proposal_version=status.pending.proposal_version,
+            )
+        except InvalidRequest as err:
+            console.print(f"[red]{err}[/red]")
+            raise typer.Exit(2) from None
+        except ReviewRejected as err:
+            console.print(f"[red]{err}[/red]")
+            raise typer.Exit(1) from None
+        console.print(f"edit accepted at tier {receipt.tier}: {receipt.detail}")
+
+    _run(main())
 
 
 @app.command("audit")

@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from tether.audit import AuditEntry, audit
 from tether.config import Settings
 from tether.contracts import (
+    Edit,
     IngestInput,
     IngestReport,
     Outcome,
@@ -31,6 +32,7 @@ from tether.contracts import (
     Review,
     ReviewReceipt,
     Stage,
+    ToolCall,
     WorkflowStatus,
 )
 from tether.errors import InvalidRequest, ReviewRejected
@@ -113,9 +115,25 @@ class Tether:
     async def status(self, request_id: str) -> WorkflowStatus:
         return await self.handle(request_id).query(ResolutionWorkflow.status)
 
-    async def pending(self) -> list[WorkflowStatus]:
-        """Requests waiting for a human, found through search attributes."""
-        query = f"TetherStage = '{Stage.AWAITING_APPROVAL.value}' AND ExecutionStatus = 'Running'"
+    async def pending(
+        self, *, queue: str | None = None, intent: str | None = None, mode: str | None = None
+    ) -> list[WorkflowStatus]:
+        """Requests waiting for a human, found through search attributes; ``queue`` is the
+        approval tier's name (lead, manager), ``intent`` and ``mode`` as recorded."""
+        clauses = [
+            f"TetherStage = '{Stage.AWAITING_APPROVAL.value}'",
+            "ExecutionStatus = 'Running'",
+        ]
+        for attribute, value in (
+            ("TetherQueue", queue),
+            ("TetherIntent", intent),
+            ("TetherMode", mode),
+        ):
+            if value is not None:
+                if not value.replace("_", "").isalnum():
+                    raise InvalidRequest([f"{attribute}: {value!r} is not a plain name"])
+                clauses.append(f"{attribute} = '{value}'")
+        query = " AND ".join(clauses)
         found = []
         async for execution in self.client.list_workflows(query):
             status = await self.client.get_workflow_handle(execution.id).query(
@@ -137,12 +155,45 @@ class Tether:
         review = Review(
             approver=approver, verdict=verdict, reason=reason, proposal_version=proposal_version
         )
+        return await self._decide(request_id, ResolutionWorkflow.review, review)
+
+    async def edit(
+        self,
+        request_id: str,
+        *,
+        approver: str,
+        reason: str,
+        answer: str | None = None,
+        tool_calls: list[ToolCall] | list[dict[str, Any]] | None = None,
+        proposal_version: int | None = None,
+    ) -> ReviewReceipt:
+        """Approve a changed answer and/or tool calls; refused like a review, and also when
+        the edit breaks a contract, fails policy or exceeds the editor's limit."""
         try:
-            return await self.handle(request_id).execute_update(ResolutionWorkflow.review, review)
+            edit = Edit.model_validate(
+                {
+                    "approver": approver,
+                    "reason": reason,
+                    "answer": answer,
+                    "tool_calls": tool_calls,
+                    "proposal_version": proposal_version,
+                }
+            )
+        except ValidationError as err:
+            raise InvalidRequest(
+                [f"{'.'.join(map(str, e['loc'])) or 'edit'}: {e['msg']}" for e in err.errors()]
+            ) from None
+        return await self._decide(request_id, ResolutionWorkflow.edit, edit)
+
+    async def _decide(self, request_id: str, update: Any, message: Review | Edit) -> ReviewReceipt:
+        try:
+            receipt: ReviewReceipt = await self.handle(request_id).execute_update(update, message)
+            return receipt
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.details:
-                raise ReviewRejected(str(cause.details[0]), cause.message) from None
+                code = str(cause.details[0])
+                raise ReviewRejected(code, cause.message.removeprefix(f"{code}: ")) from None
             raise
         except RPCError as err:
             if err.status is RPCStatusCode.NOT_FOUND:  # finished, or never existed

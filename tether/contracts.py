@@ -11,7 +11,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tether.config import MODEL_QUEUE, PolicyConfig, Timeouts
 
@@ -277,6 +277,35 @@ class Review(Frozen):
         return value.strip()
 
 
+class Edit(Frozen):
+    """An approver's changed version of the pending proposal: a new answer, new tool calls,
+    or both. Checked against the same contracts and policy as the model's, and against the
+    editor's own limits; accepted, it is approved and executed as edited."""
+
+    approver: str = Field(pattern=_IDENT)
+    reason: str = Field(min_length=1, max_length=2_000)
+    proposal_version: int | None = None
+    answer: str | None = Field(default=None, min_length=1, max_length=4_000)
+    tool_calls: list[ToolCall] | None = Field(default=None, max_length=8)
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> Edit:
+        if self.answer is None and self.tool_calls is None:
+            raise ValueError("an edit changes the answer, the tool calls, or both")
+        return self
+
+
+class EditRecord(Frozen):
+    """Both versions, kept as feedback for evaluation."""
+
+    approver: str
+    reason: str
+    tier: int
+    original: Proposal
+    edited: Proposal
+    at: datetime
+
+
 class ReviewRecord(Frozen):
     approver: str
     verdict: Literal["approve", "reject", "expired", "refused"]
@@ -354,6 +383,7 @@ class Outcome(Frozen):
     actions: list[ToolResult]
     compensations: list[ToolResult] = Field(default=[], description="saga: undone in reverse order")
     reviews: list[ReviewRecord]
+    edits: list[EditRecord] = []
     followup_required: bool
     model: ModelIdentity | None
     started_at: datetime

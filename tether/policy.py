@@ -46,6 +46,16 @@ def _usd(cents: int) -> str:
     return f"${cents / 100:,.2f}"
 
 
+def refund_total(proposal: Proposal, registry: ToolRegistry) -> int:
+    """Money the proposal moves. Limits apply to the total: splitting a refund into parts must
+    not slip under them."""
+    return sum(
+        int(c.arguments[MONEY_ARGUMENT])
+        for c in proposal.tool_calls
+        if registry.get(c.tool).writes and MONEY_ARGUMENT in c.arguments
+    )
+
+
 def tier_for_amount(cents: int, config: PolicyConfig) -> int | None:
     """The lowest approval tier allowed to approve this amount, or None if none may."""
     for index, tier in enumerate(config.tiers):
@@ -115,8 +125,7 @@ def decide(inp: PolicyInput, config: PolicyConfig, registry: ToolRegistry) -> De
 
     writes = [c for c in proposal.tool_calls if registry.get(c.tool).writes]
     permissions = sorted({registry.get(c.tool).permission for c in proposal.tool_calls})
-    # Limits apply to the total: splitting a refund into parts must not slip under them.
-    total = sum(int(c.arguments[MONEY_ARGUMENT]) for c in writes if MONEY_ARGUMENT in c.arguments)
+    total = refund_total(proposal, registry)
     order = inp.order
     rejects: list[Reason] = [
         Reason(code=f"verifier:{f.code}", detail=f.detail) for f in verification.blocking

@@ -6,6 +6,7 @@ SQLite by default; any SQLAlchemy URL (PostgreSQL included) by configuration.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -46,6 +47,19 @@ followups = Table(
     Column("status", String(16), nullable=False, default="open"),
 )
 
+# An approver's edit next to the model's original: labelled data for evaluation.
+feedback = Table(
+    "tether_feedback",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("approver", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("original", Text, nullable=False),
+    Column("edited", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
 index_refreshes = Table(
     "tether_index_refreshes",
     metadata,
@@ -76,6 +90,19 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(outcomes.delete().where(outcomes.c.request_id == outcome.request_id))
             conn.execute(outcomes.insert().values(**row))
+            conn.execute(feedback.delete().where(feedback.c.request_id == outcome.request_id))
+            for seq, edit in enumerate(outcome.edits):
+                conn.execute(
+                    feedback.insert().values(
+                        request_id=outcome.request_id,
+                        seq=seq,
+                        approver=edit.approver,
+                        reason=edit.reason,
+                        original=edit.original.model_dump_json(),
+                        edited=edit.edited.model_dump_json(),
+                        at=edit.at,
+                    )
+                )
             if outcome.followup_required:
                 conn.execute(followups.delete().where(followups.c.request_id == outcome.request_id))
                 conn.execute(
@@ -93,6 +120,14 @@ class Store:
                 select(outcomes.c.body).where(outcomes.c.request_id == request_id)
             ).scalar_one_or_none()
         return Outcome.model_validate_json(body) if body else None
+
+    def feedback(self, request_id: str | None = None) -> list[dict[str, Any]]:
+        """Edits as (original, edited) pairs, newest last."""
+        query = select(feedback).order_by(feedback.c.at, feedback.c.seq)
+        if request_id is not None:
+            query = query.where(feedback.c.request_id == request_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     def open_followups(self) -> list[tuple[str, str]]:
         with self.engine.connect() as conn:

@@ -6,6 +6,8 @@ retrieve -> look up order -> propose (bounded repair) -> verify -> decide (pure 
 
 from __future__ import annotations
 
+import json
+
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -14,15 +16,17 @@ with workflow.unsafe.imports_passed_through():
     from activities.model import ModelActivities
     from activities.records import RecordActivities
     from activities.retrieval import RetrievalActivities
-    from activities.verification import VerificationActivities
+    from activities.verification import ARGUMENT_CODES, VerificationActivities, argument_findings
     from domains.support import INTENTS
     from domains.support.tools import REGISTRY
     from tether import errors, search
-    from tether.approvals import ReviewRefused, authorise_review
+    from tether.approvals import ReviewRefused, approval_limit, authorise_review
     from tether.config import Retry
     from tether.contracts import (
         Decision,
         DecisionAction,
+        Edit,
+        EditRecord,
         Evidence,
         Finding,
         FreshnessReport,
@@ -47,7 +51,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyInput,
         WorkflowStatus,
     )
-    from tether.policy import PolicyInput, decide
+    from tether.policy import PolicyInput, decide, refund_total
     from tether.tools import ProposalInvalid
 
 
@@ -112,6 +116,10 @@ class ResolutionWorkflow:
         self._reviews: list[ReviewRecord] = []
         self._compensations: list[ToolResult] = []
         self._model_failure: Reason | None = None
+        # (mode, evidence, order, verification) as first decided: what an edit is judged by.
+        self._facts: tuple[Mode, Evidence, OrderSnapshot | None, Verification | None]
+        self._edited: tuple[Proposal, Verification] | None = None
+        self._edits: list[EditRecord] = []
 
     # --- run -------------------------------------------------------------------------
 
@@ -137,18 +145,10 @@ class ResolutionWorkflow:
                 VerifyInput(request=request, evidence=evidence, order=order, proposal=proposal)
             )
 
+        self._facts = (mode, evidence, order, verification)
+
         def decide_now(order: OrderSnapshot | None) -> Decision:
-            facts = PolicyInput(
-                request=request,
-                mode=mode,
-                proposal=proposal,
-                verification=verification,
-                order=order,
-                freshness=evidence.freshness,
-                now=workflow.now(),
-                model_failure=self._model_failure,
-            )
-            return decide(facts, policy, REGISTRY)
+            return decide(self._policy_input(proposal, verification, order), policy, REGISTRY)
 
         self._set_stage(Stage.DECIDING)
         decision = decide_now(order)
@@ -158,6 +158,9 @@ class ResolutionWorkflow:
         if decision.action is DecisionAction.APPROVAL and proposal is not None:
             assert verification is not None
             approved = await self._await_approval(decision, proposal, verification, evidence)
+            if approved and self._edited is not None:
+                # An approver's edit replaces the proposal; its own checks already passed.
+                proposal, verification = self._edited
             # Hours may pass while a human looks: decide again on a fresh read before acting.
             # Patched, so histories recorded before this step keep replaying.
             if approved and workflow.patched("recheck-policy-after-approval"):
@@ -187,6 +190,7 @@ class ResolutionWorkflow:
             actions=actions,
             compensations=list(self._compensations),
             reviews=list(self._reviews),
+            edits=list(self._edits),
             followup_required=not approved or any(not a.ok for a in actions),
             model=model,
             started_at=started,
@@ -204,6 +208,24 @@ class ResolutionWorkflow:
         return outcome
 
     # --- stages ----------------------------------------------------------------------
+
+    def _policy_input(
+        self,
+        proposal: Proposal | None,
+        verification: Verification | None,
+        order: OrderSnapshot | None,
+    ) -> PolicyInput:
+        mode, evidence, _, _ = self._facts
+        return PolicyInput(
+            request=self._inp.request,
+            mode=mode,
+            proposal=proposal,
+            verification=verification,
+            order=order,
+            freshness=evidence.freshness,
+            now=workflow.now(),
+            model_failure=self._model_failure,
+        )
 
     async def _retrieve(self) -> Evidence:
         """Evidence, or (when retrieval fails for good) none at all, flagged as stale so that
@@ -511,7 +533,7 @@ class ResolutionWorkflow:
         except ReviewRefused as refused:
             # An exception in a validator rejects the Update without touching history.
             raise ApplicationError(
-                refused.detail, refused.code, type=errors.REVIEW_REFUSED, non_retryable=True
+                str(refused), refused.code, type=errors.REVIEW_REFUSED, non_retryable=True
             ) from None
 
     def _authorise(self, review: Review) -> None:
@@ -525,21 +547,116 @@ class ResolutionWorkflow:
         try:
             self._authorise(review)
         except ReviewRefused as refused:
-            refused_so_far = sum(1 for r in self._reviews if r.verdict == "refused")
-            if refused_so_far >= MAX_REFUSED_SIGNALS:
-                return  # a flood of bad signals must not grow the outcome without bound
-            self._reviews.append(
-                ReviewRecord(
-                    approver=review.approver,
-                    verdict="refused",
-                    reason=f"{refused.code}: {refused.detail}",
-                    tier=self._pending.tier if self._pending else -1,
-                    at=workflow.now(),
-                )
-            )
+            self._record_refusal(review.approver, refused)
             return
         assert self._pending is not None
         self._accept(review, self._pending.tier)
+
+    def _record_refusal(self, approver: str, refused: ReviewRefused) -> None:
+        refused_so_far = sum(1 for r in self._reviews if r.verdict == "refused")
+        if refused_so_far >= MAX_REFUSED_SIGNALS:
+            return  # a flood of bad signals must not grow the outcome without bound
+        self._reviews.append(
+            ReviewRecord(
+                approver=approver,
+                verdict="refused",
+                reason=f"{refused.code}: {refused.detail}",
+                tier=self._pending.tier if self._pending else -1,
+                at=workflow.now(),
+            )
+        )
+
+    @workflow.update
+    async def edit(self, edit: Edit) -> ReviewReceipt:
+        """Approve a changed version of the pending proposal (validator: the same identity
+        checks as a review, the same contracts and policy, and the editor's own limit)."""
+        edited = self._check_edit(edit)
+        assert self._pending is not None
+        self._accept_edit(edit, edited, self._pending.tier)
+        return ReviewReceipt(accepted=True, tier=self._pending.tier, detail="edit approved")
+
+    @edit.validator
+    def _validate_edit(self, edit: Edit) -> None:
+        self._check_edit(edit)
+
+    @workflow.signal
+    def edit_signal(self, edit: Edit) -> None:
+        """The same edit for tools that can only signal; refused ones are recorded."""
+        try:
+            edited = self._checked_edit(edit)
+        except ReviewRefused as refused:
+            self._record_refusal(edit.approver, refused)
+            return
+        assert self._pending is not None
+        self._accept_edit(edit, edited, self._pending.tier)
+
+    def _check_edit(self, edit: Edit) -> tuple[Proposal, Verification]:
+        try:
+            return self._checked_edit(edit)
+        except ReviewRefused as refused:
+            raise ApplicationError(
+                str(refused), refused.code, type=errors.REVIEW_REFUSED, non_retryable=True
+            ) from None
+
+    def _checked_edit(self, edit: Edit) -> tuple[Proposal, Verification]:
+        """The edited proposal and its verification, or ReviewRefused. Pure: also a validator."""
+        as_review = Review(
+            approver=edit.approver,
+            verdict="approve",
+            reason=edit.reason,
+            proposal_version=edit.proposal_version,
+        )
+        self._authorise(as_review)
+        assert self._pending is not None
+        original = self._pending.proposal
+        changed = original.model_dump(mode="json")
+        if edit.answer is not None:
+            changed["answer"] = edit.answer
+        if edit.tool_calls is not None:
+            changed["tool_calls"] = [c.model_dump(mode="json") for c in edit.tool_calls]
+        try:
+            edited = REGISTRY.validate_proposal(json.dumps(changed), intents=INTENTS)
+        except ProposalInvalid as invalid:
+            raise ReviewRefused("edit_invalid", "; ".join(invalid.errors)) from None
+        _, _, order, verification = self._facts
+        assert verification is not None
+        # The tool arguments are checked against the request again; the grounding stays the
+        # model's (an operator's words are theirs to answer for).
+        checked = verification.model_copy(
+            update={
+                "findings": [f for f in verification.findings if f.code not in ARGUMENT_CODES]
+                + argument_findings(self._inp.request, edited.tool_calls)
+            }
+        )
+        decision = decide(self._policy_input(edited, checked, order), self._inp.policy, REGISTRY)
+        if decision.action is DecisionAction.REJECT:
+            raise ReviewRefused(
+                "edit_rejected_by_policy", "; ".join(r.detail for r in decision.reasons)
+            )
+        total = refund_total(edited, REGISTRY)
+        limit = approval_limit(edit.approver, self._inp.policy)
+        if total > limit:
+            raise ReviewRefused(
+                "edit_exceeds_limit",
+                f"the edit refunds {total / 100:.2f}, {edit.approver} may approve up to "
+                f"{limit / 100:.2f}",
+            )
+        return edited, checked
+
+    def _accept_edit(self, edit: Edit, edited: tuple[Proposal, Verification], tier: int) -> None:
+        assert self._pending is not None
+        self._edited = edited
+        self._edits.append(
+            EditRecord(
+                approver=edit.approver,
+                reason=edit.reason,
+                tier=tier,
+                original=self._pending.proposal,
+                edited=edited[0],
+                at=workflow.now(),
+            )
+        )
+        self._accept(Review(approver=edit.approver, verdict="approve", reason=edit.reason), tier)
 
     def _accept(self, review: Review, tier: int) -> None:
         self._verdict = review

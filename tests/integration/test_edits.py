@@ -1,0 +1,195 @@
+"""Approvers' edits and the official `temporal` CLI, on the real dev server: an edit is held
+to the same contracts and policy as the model, and to the editor's own limit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from domains.support.business import BusinessServer
+from tests.conftest import new_id, replay_and_keep
+from tether.client import Tether
+from tether.contracts import DecisionAction, Mode, Stage
+from tether.errors import InvalidRequest, ReviewRejected
+from tether.stack import temporal_binary
+from workflows.resolution import workflow_id_for
+
+pytestmark = pytest.mark.integration
+
+LEAD = "lead@northwind.example"  # may approve up to $200
+MANAGER = "manager@northwind.example"
+
+
+async def pending(tether: Tether, customer: str, order: str, dollars: int) -> str:
+    rid = new_id("edit")
+    await tether.submit(
+        {
+            "request_id": rid,
+            "customer_id": customer,
+            "requester": customer,
+            "text": f"Please refund ${dollars}.00 on {order}, the tent pole snapped on the first night.",
+        }
+    )
+    for _ in range(200):
+        status = await tether.status(rid)
+        if status.pending is not None:
+            assert status.stage is Stage.AWAITING_APPROVAL
+            return rid
+        await asyncio.sleep(0.05)
+    raise AssertionError("never pending")
+
+
+def refund(order: str, cents: int) -> dict[str, object]:
+    return {
+        "tool": "issue_refund",
+        "arguments": {"order_id": order, "amount_cents": cents, "reason": "edited by lead"},
+    }
+
+
+async def test_an_edit_within_limits_is_executed_and_kept_as_feedback(
+    tether: Tether, business: BusinessServer, resources: object
+) -> None:
+    rid = await pending(tether, "C-108", "ORD-1011", 120)
+    status = await tether.status(rid)
+    assert status.pending is not None
+    reply = status.pending.proposal.tool_calls[-1]
+    receipt = await tether.edit(
+        rid,
+        approver=LEAD,
+        reason="half the kit was returned; refund the pole only",
+        answer="We have refunded $100.00 for the broken pole.",
+        tool_calls=[refund("ORD-1011", 10_000), reply.model_dump()],
+        proposal_version=status.pending.proposal_version,
+    )
+    assert receipt.accepted
+    outcome = await tether.handle(rid).result()
+    assert outcome.decision.action is DecisionAction.APPROVAL
+    assert outcome.answer == "We have refunded $100.00 for the broken pole."
+    assert [(a.tool, a.ok) for a in outcome.actions] == [
+        ("issue_refund", True),
+        ("send_reply", True),
+    ]
+    assert outcome.actions[0].arguments["amount_cents"] == 10_000
+    [edit] = outcome.edits
+    assert edit.original.tool_calls[0].arguments["amount_cents"] == 12_000
+    assert edit.edited.tool_calls[0].arguments["amount_cents"] == 10_000
+    assert [(r.approver, r.verdict) for r in outcome.reviews] == [(LEAD, "approve")]
+    refunds = [
+        r
+        for r in business.db.rows("refunds")
+        if str(r["idempotency_key"]).startswith(workflow_id_for(rid))
+    ]
+    assert [r["amount_cents"] for r in refunds] == [10_000]
+    [row] = resources.store.feedback(rid)  # type: ignore[attr-defined]
+    assert json.loads(row["edited"])["answer"] == outcome.answer
+    assert json.loads(row["original"])["tool_calls"][0]["arguments"]["amount_cents"] == 12_000
+    await replay_and_keep(tether.handle(rid), "approval_edited")
+
+
+async def test_edits_are_refused_by_the_same_checks(
+    tether: Tether, business: BusinessServer
+) -> None:
+    rid = await pending(tether, "C-105", "ORD-1007", 150)
+    cases = [
+        ({"tool_calls": [refund("ORD-1007", 25_000)]}, LEAD, "edit_exceeds_limit"),  # lead: $200
+        (
+            {"tool_calls": [refund("ORD-1007", 50_000)]},
+            MANAGER,
+            "edit_rejected_by_policy",
+        ),  # > balance
+        (
+            {"tool_calls": [refund("ORD-1001", 1_000)]},
+            LEAD,
+            "edit_rejected_by_policy",
+        ),  # other order
+        ({"tool_calls": [{"tool": "wire_money", "arguments": {}}]}, LEAD, "edit_invalid"),
+        ({"answer": "ok", "proposal_version": 7}, LEAD, "stale_proposal"),
+        ({"answer": "ok"}, "C-105", "unknown_approver"),
+        ({"answer": "ok"}, "agent@northwind.example", "insufficient_role"),
+    ]
+    for change, approver, code in cases:
+        with pytest.raises(ReviewRejected) as refused:
+            await tether.edit(rid, approver=approver, reason="try", **change)  # type: ignore[arg-type]
+        assert refused.value.code == code, (change, refused.value)
+    with pytest.raises(InvalidRequest, match="changes the answer"):
+        await tether.edit(rid, approver=LEAD, reason="nothing changed")
+    # A manager's larger edit is within *their* limit.
+    await tether.edit(
+        rid, approver=MANAGER, reason="goodwill", tool_calls=[refund("ORD-1007", 25_000)]
+    )
+    outcome = await tether.handle(rid).result()
+    assert [a.arguments.get("amount_cents") for a in outcome.actions] == [25_000]
+    assert outcome.mode is not Mode.SAFE_DEFAULT
+
+
+def temporal_cli(env: WorkflowEnvironment, *args: str) -> subprocess.CompletedProcess[str]:
+    address = env.client.service_client.config.target_host
+    return subprocess.run(
+        [temporal_binary(), "workflow", *args, "--address", address, "--namespace", "default"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+async def test_the_official_temporal_cli_approves_and_is_checked(
+    tether: Tether, temporal_env: WorkflowEnvironment
+) -> None:
+    rid = await pending(tether, "C-102", "ORD-1003", 120)
+    wid = workflow_id_for(rid)
+    agent = json.dumps({"approver": "agent@northwind.example", "verdict": "approve"})
+    refused = await asyncio.to_thread(
+        temporal_cli,
+        temporal_env,
+        "update",
+        "execute",
+        "--workflow-id",
+        wid,
+        "--name",
+        "review",
+        "--input",
+        agent,
+    )
+    assert refused.returncode != 0 and "insufficient_role" in refused.stderr + refused.stdout
+    lead = json.dumps({"approver": LEAD, "verdict": "approve", "reason": "photo of the pole"})
+    approved = await asyncio.to_thread(
+        temporal_cli,
+        temporal_env,
+        "update",
+        "execute",
+        "--workflow-id",
+        wid,
+        "--name",
+        "review",
+        "--input",
+        lead,
+    )
+    assert approved.returncode == 0, approved.stderr
+    outcome = await tether.handle(rid).result()
+    assert [(r.approver, r.verdict) for r in outcome.reviews] == [(LEAD, "approve")]
+    assert all(a.ok for a in outcome.actions) and outcome.actions
+
+
+async def test_the_official_temporal_cli_signals_a_rejection(
+    tether: Tether, temporal_env: WorkflowEnvironment
+) -> None:
+    rid = await pending(tether, "C-106", "ORD-1009", 150)
+    reject = json.dumps({"approver": MANAGER, "verdict": "reject", "reason": "duplicate claim"})
+    sent = await asyncio.to_thread(
+        temporal_cli,
+        temporal_env,
+        "signal",
+        "--workflow-id",
+        workflow_id_for(rid),
+        "--name",
+        "review_signal",
+        "--input",
+        reject,
+    )
+    assert sent.returncode == 0, sent.stderr
+    outcome = await tether.handle(rid).result()
+    assert outcome.actions == [] and outcome.answer.startswith("Declined by " + MANAGER)
