@@ -212,8 +212,8 @@ def approvals_edit(
     approver: str = typer.Option(..., "--as", help="approver identity"),
     reason: str = typer.Option(..., help="why the change (required; kept as feedback)"),
     answer: str | None = typer.Option(None, help="the answer the customer gets instead"),
-    set_: list[str] = typer.Option(
-        [],
+    set_: list[str] | None = typer.Option(
+        None,
         "--set",
         help="TOOL.ARGUMENT=VALUE on the pending tool call (VALUE as JSON if it parses)",
     ),
@@ -229,7 +229,7 @@ def approvals_edit(
             console.print(f"[red]{request_id}: nothing is pending[/red]")
             raise typer.Exit(1)
         calls = [c.model_dump(mode="json") for c in status.pending.proposal.tool_calls]
-        for item in set_:
+        for item in set_ or []:
             target, _, raw = item.partition("=")
             tool, _, argument = target.partition(".")
             call = next((c for c in calls if c["tool"] == tool), None)
