@@ -262,6 +262,29 @@ def approvals_edit(
     _run(main())
 
 
+@app.command("console")
+def console_command(
+    port: int | None = typer.Option(None, help="default: TETHER_CONSOLE__PORT (8300)"),
+) -> None:
+    """Serve the web operator console (approval queue, details, approve/reject/edit)."""
+    import uvicorn
+
+    from tether.console import create_app
+
+    settings = Settings()
+    if not settings.console.tokens and not settings.console.identity_header:
+        console.print(
+            "[yellow]no TETHER_CONSOLE__TOKENS or TETHER_CONSOLE__IDENTITY_HEADER: nobody can "
+            "sign in[/yellow]"
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.console.host,
+        port=port or settings.console.port,
+        log_level="warning",
+    )
+
+
 @app.command("audit")
 def audit_command(request_id: str) -> None:
     """What each side effect of a request attempted, why it was allowed, and what changed."""

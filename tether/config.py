@@ -141,6 +141,18 @@ class LLMConfig(BaseModel):
     breaker_reset: timedelta = timedelta(seconds=30)
 
 
+class ConsoleConfig(BaseModel):
+    """The web operator console. Identity comes from a header set by an authenticating proxy
+    in front of it, or from a token an operator signs in with (token -> approver id)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8300
+    identity_header: str | None = None  # e.g. X-Forwarded-User, only behind such a proxy
+    tokens: dict[str, str] = Field(default_factory=dict)
+    # Signs the forms (CSRF); a random one per process when unset.
+    secret: SecretStr | None = None
+
+
 class Settings(BaseSettings):
     """Process settings, read from TETHER_* environment variables."""
 
@@ -167,6 +179,7 @@ class Settings(BaseSettings):
     policy: PolicyConfig = PolicyConfig()
     timeouts: Timeouts = Timeouts()
     llm: LLMConfig = LLMConfig()
+    console: ConsoleConfig = ConsoleConfig()
 
     @property
     def ui_url(self) -> str:

@@ -402,6 +402,7 @@ class WorkflowStatus(Frozen):
     decision: Decision | None
     pending: PendingApproval | None
     reviews: list[ReviewRecord]
+    request: Request | None = None  # the ticket, for the approver to read
 
 
 # --- knowledge ingest -----------------------------------------------------------------

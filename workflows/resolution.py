@@ -680,4 +680,5 @@ class ResolutionWorkflow:
             decision=self._decision,
             pending=self._pending,
             reviews=list(self._reviews),
+            request=self._inp.request,
         )

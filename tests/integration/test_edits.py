@@ -139,7 +139,7 @@ def temporal_cli(env: WorkflowEnvironment, *args: str) -> subprocess.CompletedPr
 async def test_the_official_temporal_cli_approves_and_is_checked(
     tether: Tether, temporal_env: WorkflowEnvironment
 ) -> None:
-    rid = await pending(tether, "C-102", "ORD-1003", 120)
+    rid = await pending(tether, "C-105", "ORD-1007", 120)
     wid = workflow_id_for(rid)
     agent = json.dumps({"approver": "agent@northwind.example", "verdict": "approve"})
     refused = await asyncio.to_thread(

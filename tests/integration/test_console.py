@@ -1,0 +1,143 @@
+"""The web operator console, driven end to end in headless Chromium (Debian's package):
+sign in, open the queue, open an item, approve it, see the workflow complete."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from temporalio.testing import WorkflowEnvironment
+
+from tests.conftest import new_id
+from tether.client import Tether
+from tether.config import ConsoleConfig, Settings
+from tether.console import create_app
+from tether.stack import free_port
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console-queue.png"
+LEAD = "lead@northwind.example"
+TOKENS = {"lead-token": LEAD, "agent-token": "agent@northwind.example"}
+
+
+@pytest.fixture
+def console_url(
+    temporal_env: WorkflowEnvironment, settings: Settings, workers: None
+) -> Iterator[str]:
+    """The console in its own thread and event loop, with its own Temporal client."""
+    configured = settings.model_copy(
+        update={
+            "temporal_address": temporal_env.client.service_client.config.target_host,
+            "console": ConsoleConfig(tokens=TOKENS, identity_header="X-Test-User"),
+        }
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(configured), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "console did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+async def submit_large_refund(tether: Tether) -> str:
+    rid = new_id("console")
+    await tether.submit(
+        {
+            "request_id": rid,
+            "customer_id": "C-108",
+            "requester": "C-108",
+            "text": "Please refund $120.00 on ORD-1011, the tent pole snapped on the first night.",
+        }
+    )
+    for _ in range(200):
+        if (await tether.status(rid)).pending is not None:
+            return rid
+        await asyncio.sleep(0.05)
+    raise AssertionError("never pending")
+
+
+async def test_identity_and_forms_are_checked(console_url: str, tether: Tether) -> None:
+    rid = await submit_large_refund(tether)
+    async with httpx.AsyncClient(base_url=console_url) as http:
+        assert (await http.get("/")).status_code == 401  # nobody
+        assert (await http.get("/login", params={"token": "guess"})).status_code == 401
+        forged = await http.post(
+            f"/requests/{rid}/approve", data={"csrf": "x"}, headers={"X-Test-User": LEAD}
+        )
+        assert forged.status_code == 403  # a form not signed for this identity
+        page = await http.get(
+            f"/requests/{rid}", headers={"X-Test-User": "agent@northwind.example"}
+        )
+        csrf = page.text.split("name='csrf' value='")[1].split("'")[0]
+        refused = await http.post(
+            f"/requests/{rid}/approve",
+            data={"csrf": csrf, "version": "1"},
+            headers={"X-Test-User": "agent@northwind.example"},
+        )
+        assert refused.status_code == 409 and "insufficient_role" in refused.text
+    assert (await tether.status(rid)).pending is not None  # still waiting
+    await tether.reject(rid, approver=LEAD, reason="test over")
+
+
+@pytest.mark.skipif(
+    not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
+    reason="Debian's chromium is not installed (.ci/run installs it)",
+)
+async def test_an_operator_approves_in_the_browser(console_url: str, tether: Tether) -> None:
+    from playwright.async_api import async_playwright
+
+    rid = await submit_large_refund(tether)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        page = await browser.new_page(viewport={"width": 1200, "height": 700})
+        await page.goto(f"{console_url}/login?token=lead-token")  # sets the cookie, shows the queue
+        for _ in range(100):  # the queue comes from visibility, which is eventually consistent
+            if await page.locator(f"a[href='/requests/{rid}']").count():
+                break
+            await asyncio.sleep(0.1)
+            await page.reload()
+        await page.screenshot(path=str(SCREENSHOT))
+        await page.click(f"a[href='/requests/{rid}']")
+        assert "amount_above_auto_limit" in await page.inner_text("#reasons")
+        assert "tent pole" in await page.inner_text("#ticket")
+        assert await page.locator("#evidence tr").count() >= 1
+        await page.fill("form[action$='/approve'] input[name='reason']", "photo of the pole")
+        await page.click("#approve")
+        await page.wait_for_selector("#completed", timeout=30_000)  # reloads until done
+        text = await page.inner_text("#completed")
+        await browser.close()
+    assert "approval" in text and f"approve by {LEAD}" in text
+    outcome = await tether.outcome(rid)
+    assert [(a.tool, a.ok) for a in outcome.actions] == [
+        ("issue_refund", True),
+        ("send_reply", True),
+    ]
+    assert outcome.reviews[0].approver == LEAD and outcome.reviews[0].reason == "photo of the pole"
