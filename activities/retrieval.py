@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import hashlib
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import numpy as np
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -22,12 +25,22 @@ from tether.contracts import (
     RetrievalQuery,
 )
 from tether.embeddings import Embedder
-from tether.knowledge import DocumentError, load_directory
+from tether.knowledge import (
+    Chunk,
+    DocumentError,
+    DocumentMeta,
+    chunk_document,
+    load_directory,
+    read_document,
+)
 from tether.store import Store
 
 if TYPE_CHECKING:
     # Types only: the client imports this module (through the workflow) and needs no Qdrant.
     from tether.vectorstore import Hit, VectorStore
+
+
+EMBED_BATCH = 64  # chunks per encode call: large enough to keep the CPU busy
 
 
 def _utc(text: str) -> datetime:
@@ -61,8 +74,14 @@ class RetrievalActivities:
         kept_vectors: list[np.ndarray] = []
         dropped: list[DroppedPassage] = []
         chars = 0
-        for hit in self._vectors.search(vector, cfg.top_k):
-            reason = self._drop_reason(hit, now, kept, kept_vectors, chars)
+        hits = self._vectors.search(vector, cfg.top_k)
+        # A document mid-update may show two versions; readers only ever use the newest.
+        newest: dict[str, int] = {}
+        for hit in hits:
+            doc = str(hit.payload["doc_id"])
+            newest[doc] = max(newest.get(doc, 0), int(hit.payload["version"]))
+        for hit in hits:
+            reason = self._drop_reason(hit, now, kept, kept_vectors, chars, newest)
             if reason is not None:
                 dropped.append(
                     DroppedPassage(passage_id=hit.passage_id, reason=reason, score=hit.score)
@@ -72,16 +91,19 @@ class RetrievalActivities:
             kept.append(passage)
             kept_vectors.append(hit.vector)
             chars += len(passage.text)
-        refreshed = self._store.last_refresh()
-        age = (now - refreshed).total_seconds() if refreshed else None
+        ages = {
+            source: (now - at).total_seconds() for source, at in self._store.refreshes().items()
+        }
+        oldest = max(ages.values()) if ages else None
         return Evidence(
             query=query.text,
             passages=kept,
             freshness=FreshnessReport(
-                index_refreshed_at=refreshed,
-                index_age_seconds=age,
-                stale_index=age is None or age > cfg.max_index_age.total_seconds(),
+                index_refreshed_at=now - timedelta(seconds=oldest) if oldest is not None else None,
+                index_age_seconds=oldest,
+                stale_index=oldest is None or oldest > cfg.max_index_age.total_seconds(),
                 dropped=dropped,
+                sources=ages,
             ),
         )
 
@@ -92,9 +114,12 @@ class RetrievalActivities:
         kept: list[Passage],
         kept_vectors: list[np.ndarray],
         chars: int,
+        newest: dict[str, int],
     ) -> DropReason | None:
         cfg, payload = self._config, hit.payload
-        if payload.get("status") == "superseded":
+        if payload.get("status") == "superseded" or int(payload["version"]) < newest.get(
+            str(payload["doc_id"]), 0
+        ):
             return "superseded"
         if _utc(str(payload["stale_at"])) < now:
             return "stale"
@@ -127,29 +152,151 @@ class RetrievalActivities:
 
     @activity.defn
     def ingest_documents(self, inp: IngestInput) -> IngestReport:
-        """Embed only new or changed chunks; delete chunks whose documents disappeared."""
+        """Refresh one source: embed only new or changed chunks, in batches; swap each
+        document's new chunks in and its old ones out together; delete chunks of documents
+        the source no longer has. An interrupted run resumes where it stopped: what was
+        written is found by its hash and not embedded again."""
         now = self._now()
         try:
-            documents = load_directory(Path(inp.path), fetched_at=now)
+            documents, fetched = self._read_source(inp, now)
         except DocumentError as err:
             raise ApplicationError(str(err), type="InvalidDocument", non_retryable=True) from err
+        if documents is None:  # 304: the source is as it was
+            self._store.record_refresh(inp.source, now, 0, 0)
+            return IngestReport(
+                documents=0,
+                chunks=0,
+                embedded=0,
+                removed=0,
+                refreshed_at=now,
+                source=inp.source,
+                not_modified=True,
+            )
+        stored = self._vectors.hashes(inp.source)
         chunks = [c for _, doc_chunks in documents for c in doc_chunks]
-        stored = self._vectors.hashes()
-        changed = [c for c in chunks if stored.get(c.passage_id) != c.content_hash]
-        batch = 64
-        for start in range(0, len(changed), batch):
-            part = changed[start : start + batch]
-            vectors = self._embedder.encode([c.embed_text for c in part])
-            self._vectors.upsert([c.passage_id for c in part], vectors, [c.payload for c in part])
-            activity.heartbeat(start + len(part))
         current = {c.passage_id for c in chunks}
+        embedded = 0
+        pending: list[tuple[DocumentMeta, list[Chunk]]] = []
+        for meta, doc_chunks in documents:
+            changed = [c for c in doc_chunks if stored.get(c.passage_id) != c.content_hash]
+            pending.append((meta, changed))
+            if sum(len(c) for _, c in pending) >= EMBED_BATCH:
+                embedded += self._commit(pending, stored, current, inp.source)
+                pending = []
+                activity.heartbeat(embedded)
+        embedded += self._commit(pending, stored, current, inp.source)
         removed = [pid for pid in stored if pid not in current]
         self._vectors.delete(removed)
+        if fetched is not None:  # only now: a crash before this re-fetches in full next time
+            self._store.record_fetch(**fetched)
         self._store.record_refresh(inp.source, now, len(documents), len(chunks))
         return IngestReport(
             documents=len(documents),
             chunks=len(chunks),
-            embedded=len(changed),
+            embedded=embedded,
             removed=len(removed),
             refreshed_at=now,
+            source=inp.source,
         )
+
+    def _commit(
+        self,
+        documents: list[tuple[DocumentMeta, list[Chunk]]],
+        stored: dict[str, str],
+        current: set[str],
+        origin: str,
+    ) -> int:
+        """Embed the changed chunks of these documents in one batch, then swap each document."""
+        changed = [c for _, doc_chunks in documents for c in doc_chunks]
+        vectors = self._embedder.encode([c.embed_text for c in changed]) if changed else None
+        at = 0
+        for meta, doc_chunks in documents:
+            old = [
+                pid for pid in stored if pid.startswith(f"{meta.doc_id}@") and pid not in current
+            ]
+            if not doc_chunks and not old:
+                continue
+            part = vectors[at : at + len(doc_chunks)] if vectors is not None else None
+            at += len(doc_chunks)
+            self._vectors.replace(
+                [c.passage_id for c in doc_chunks],
+                part if part is not None else np.zeros((0, 0), dtype=np.float32),
+                [{**c.payload, "origin": origin} for c in doc_chunks],
+                old,
+            )
+            for pid in old:
+                stored.pop(pid, None)  # gone with its document's new version
+        return len(changed)
+
+    def _read_source(
+        self, inp: IngestInput, now: datetime
+    ) -> tuple[list[tuple[DocumentMeta, list[Chunk]]] | None, dict[str, Any] | None]:
+        """(documents or None when not modified, the fetch to record once they are indexed)."""
+        if inp.path is not None:
+            documents = load_directory(
+                Path(inp.path),
+                fetched_at=now,
+                source=inp.source,
+                max_age_days=inp.max_age_days,
+                valid_until=inp.valid_until,
+            )
+            return documents, None
+        assert inp.url is not None
+        return self._fetch(inp, inp.url, now)
+
+    def _fetch(
+        self, inp: IngestInput, url: str, now: datetime
+    ) -> tuple[list[tuple[DocumentMeta, list[Chunk]]] | None, dict[str, Any] | None]:
+        """A conditional GET: 304 -> None (nothing to do); 404/410 -> no documents (its chunks
+        are deleted); 2xx -> the document, a new version if its content changed."""
+        known = self._store.fetched(url)
+        headers = {}
+        if known and known["etag"]:
+            headers["If-None-Match"] = known["etag"]
+        if known and known["last_modified"]:
+            headers["If-Modified-Since"] = known["last_modified"]
+        try:
+            response = httpx.get(url, headers=headers, timeout=30.0, follow_redirects=True)
+        except httpx.HTTPError as err:
+            raise ApplicationError(f"{url}: {err!r}", type="SourceUnavailable") from err
+        if response.status_code == 304 and known:
+            return None, None
+        if response.status_code in (404, 410):
+            return [], None
+        if response.status_code >= 500 or response.status_code in (408, 429):
+            raise ApplicationError(f"{url} -> {response.status_code}", type="SourceUnavailable")
+        if not response.is_success:
+            raise DocumentError(f"{url} -> {response.status_code}")
+        digest = hashlib.sha256(response.content).hexdigest()
+        version = (known["version"] if known else 0) + (
+            0 if known and known["content_hash"] == digest else 1
+        )
+        modified = response.headers.get("Last-Modified")
+        updated = parsedate_to_datetime(modified) if modified else now
+        content_type = response.headers.get("Content-Type", "")
+        kind = (
+            "html"
+            if "html" in content_type
+            else "markdown"
+            if "markdown" in content_type or url.endswith(".md")
+            else "text"
+        )
+        name = httpx.URL(url).path.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] or inp.source
+        meta, body = read_document(
+            name,
+            response.text,
+            kind=kind,
+            source=inp.source,
+            updated_at=updated,
+            max_age_days=inp.max_age_days,
+            valid_until=inp.valid_until,
+            version=version,
+        )
+        record = {
+            "url": url,
+            "etag": response.headers.get("ETag"),
+            "last_modified": modified,
+            "content_hash": digest,
+            "version": version,
+        }
+        return [(meta, chunk_document(meta, body, fetched_at=now))], record

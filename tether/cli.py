@@ -10,7 +10,7 @@ import signal
 import sys
 import uuid
 from collections.abc import Coroutine
-from pathlib import Path
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import typer
@@ -76,16 +76,55 @@ def worker() -> None:
 
 
 @app.command()
-def ingest(path: Path) -> None:
-    """Index a directory of knowledge documents (runs in the worker that owns the index)."""
+def ingest(
+    locations: list[str] = typer.Argument(..., help="directories or http(s) URLs"),
+    source: str | None = typer.Option(None, help="source name (default: kb, or the URL's host)"),
+    max_age_days: int = typer.Option(30, help="freshness rule for documents without their own"),
+    every: str | None = typer.Option(
+        None, help="also refresh on a Temporal Schedule, e.g. 30m, 6h, 1d"
+    ),
+) -> None:
+    """Index knowledge sources now (in the worker that owns the index), and optionally on a
+    schedule. Re-indexing embeds only what changed; a URL answering 304 costs nothing."""
     from tether.client import Tether
 
     async def main() -> None:
         tether = await Tether.connect()
-        report = await tether.ingest(str(path.resolve()))
-        console.print(report.model_dump_json(indent=2))
+        sources = []
+        for location in locations:
+            name = source or (httpx_host(location) if "://" in location else "kb")
+            try:
+                sources.append(tether.source(location, source=name, max_age_days=max_age_days))
+            except InvalidRequest as err:
+                console.print(f"[red]{err}[/red]")
+                raise typer.Exit(2) from None
+        for inp in sources:
+            with console.status(f"indexing {inp.path or inp.url} …"):
+                report = await tether.ingest(
+                    inp.path or inp.url or "", source=inp.source, max_age_days=max_age_days
+                )
+            console.print(report.model_dump_json(indent=2))
+        if every:
+            interval = parse_interval(every)
+            schedule = await tether.schedule_refresh(sources, interval)
+            console.print(f"refreshing every {interval} (schedule {schedule})")
 
     _run(main())
+
+
+def httpx_host(url: str) -> str:
+    import httpx
+
+    return httpx.URL(url).host.replace(".", "-") or "web"
+
+
+def parse_interval(text: str) -> timedelta:
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit() or int(number) == 0:
+        console.print(f"[red]--every {text!r}: expected a number and s, m, h or d[/red]")
+        raise typer.Exit(2)
+    return timedelta(**{units[unit]: int(number)})
 
 
 @app.command()

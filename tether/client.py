@@ -11,10 +11,23 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -27,6 +40,7 @@ from tether.contracts import (
     IngestInput,
     IngestReport,
     Outcome,
+    RefreshInput,
     Request,
     ResolutionInput,
     Review,
@@ -36,7 +50,7 @@ from tether.contracts import (
     WorkflowStatus,
 )
 from tether.errors import InvalidRequest, ReviewRejected
-from workflows.knowledge import KnowledgeIngestWorkflow
+from workflows.knowledge import KnowledgeIngestWorkflow, KnowledgeRefreshWorkflow
 from workflows.resolution import ResolutionWorkflow, workflow_id_for
 
 
@@ -46,6 +60,9 @@ async def connect(settings: Settings) -> Client:
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
     )
+
+
+REFRESH_SCHEDULE = "tether-knowledge-refresh"
 
 
 def parse_request(data: Request | Mapping[str, Any]) -> Request:
@@ -206,15 +223,75 @@ class Tether:
     async def reject(self, request_id: str, *, approver: str, reason: str) -> ReviewReceipt:
         return await self.review(request_id, approver=approver, verdict="reject", reason=reason)
 
-    async def ingest(self, path: str, *, source: str = "kb") -> IngestReport:
-        digest = hashlib.sha256(path.encode()).hexdigest()[:12]
+    async def ingest(
+        self,
+        location: str,
+        *,
+        source: str = "kb",
+        max_age_days: int = 30,
+        valid_until: datetime | None = None,
+    ) -> IngestReport:
+        """Index a directory or an HTTP(S) URL now, and wait for the report."""
+        inp = self.source(
+            location, source=source, max_age_days=max_age_days, valid_until=valid_until
+        )
+        digest = hashlib.sha256(location.encode()).hexdigest()[:12]
         return await self.client.execute_workflow(
             KnowledgeIngestWorkflow.run,
-            IngestInput(path=path, source=source),
+            inp,
             id=f"knowledge-ingest-{source}-{digest}",
             task_queue=self.settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
+
+    @staticmethod
+    def source(
+        location: str,
+        *,
+        source: str = "kb",
+        max_age_days: int = 30,
+        valid_until: datetime | None = None,
+    ) -> IngestInput:
+        where = (
+            {"url": location}
+            if location.startswith(("http://", "https://"))
+            else {"path": location}
+        )
+        try:
+            return IngestInput.model_validate(
+                {
+                    "source": source,
+                    "max_age_days": max_age_days,
+                    "valid_until": valid_until,
+                    **where,
+                }
+            )
+        except ValidationError as err:
+            raise InvalidRequest(
+                [f"{'.'.join(map(str, e['loc'])) or 'source'}: {e['msg']}" for e in err.errors()]
+            ) from None
+
+    async def schedule_refresh(self, sources: list[IngestInput], every: timedelta) -> str:
+        """Refresh these sources every ``every`` on a Temporal Schedule (created or updated);
+        overlapping runs are skipped. Returns the schedule id."""
+        action = ScheduleActionStartWorkflow(
+            KnowledgeRefreshWorkflow.run,
+            RefreshInput(sources=sources),
+            id="knowledge-refresh",
+            task_queue=self.settings.task_queue,
+        )
+        schedule = Schedule(
+            action=action,
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        )
+        try:
+            await self.client.create_schedule(REFRESH_SCHEDULE, schedule)
+        except ScheduleAlreadyRunningError:
+            await self.client.get_schedule_handle(REFRESH_SCHEDULE).update(
+                lambda _: ScheduleUpdate(schedule=schedule)
+            )
+        return REFRESH_SCHEDULE
 
     def ui_link(self, request_id: str) -> str:
         return (

@@ -116,6 +116,9 @@ class FreshnessReport(Frozen):
     index_age_seconds: float | None
     stale_index: bool
     dropped: list[DroppedPassage] = []
+    # Seconds since each source's last successful refresh: the index is as fresh as its
+    # stalest source.
+    sources: dict[str, float] = {}
 
 
 class RetrievalQuery(Frozen):
@@ -409,8 +412,24 @@ class WorkflowStatus(Frozen):
 
 
 class IngestInput(Frozen):
-    path: str
-    source: str = "kb"
+    """One knowledge source: a directory (markdown, text, HTML) or an HTTP URL, with the
+    freshness rule for documents that carry none of their own."""
+
+    source: str = Field(default="kb", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    path: str | None = None
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    max_age_days: int = Field(default=30, gt=0)
+    valid_until: datetime | None = None
+
+    @model_validator(mode="after")
+    def _one_location(self) -> IngestInput:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("a source is a directory path or a URL, exactly one")
+        return self
+
+
+class RefreshInput(Frozen):
+    sources: list[IngestInput] = Field(min_length=1)
 
 
 class IngestReport(Frozen):
@@ -419,3 +438,6 @@ class IngestReport(Frozen):
     embedded: int
     removed: int
     refreshed_at: datetime
+    source: str = "kb"
+    not_modified: bool = Field(default=False, description="the source answered 304")
+    error: str | None = None

@@ -1,4 +1,5 @@
-"""Knowledge-base documents: front matter with provenance, split into citable chunks."""
+"""Knowledge documents: provenance (front matter, or the source's rule and HTTP headers), read
+from markdown, text or HTML, and split into citable chunks."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +29,12 @@ class DocumentMeta(BaseModel):
     superseded_by: str | None = None
     source: str
     max_age_days: int
+    # A hard end of validity (a promotion, a temporary policy), besides the maximum age.
+    valid_until: datetime | None = None
 
     def stale_at(self) -> datetime:
-        return self.updated_at + timedelta(days=self.max_age_days)
+        aged = self.updated_at + timedelta(days=self.max_age_days)
+        return min(aged, self.valid_until) if self.valid_until else aged
 
 
 @dataclass(frozen=True)
@@ -46,15 +51,103 @@ class DocumentError(ValueError):
 
 
 def parse_document(path: Path) -> tuple[DocumentMeta, str]:
-    raw = path.read_text(encoding="utf-8")
+    return parse_front_matter(str(path), path.read_text(encoding="utf-8"))
+
+
+def parse_front_matter(name: str, raw: str) -> tuple[DocumentMeta, str]:
     parts = raw.split("---", 2)
     if not raw.startswith("---") or len(parts) < 3:
-        raise DocumentError(f"{path}: missing YAML front matter between '---' lines")
+        raise DocumentError(f"{name}: missing YAML front matter between '---' lines")
     try:
         meta = DocumentMeta.model_validate(yaml.safe_load(parts[1]))
     except Exception as err:
-        raise DocumentError(f"{path}: bad front matter: {err}") from err
+        raise DocumentError(f"{name}: bad front matter: {err}") from err
     return meta, parts[2].strip()
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80] or "document"
+
+
+class _HtmlText(HTMLParser):
+    """An HTML page as markdown-ish text: its title, '## ' for headings, paragraphs kept."""
+
+    SKIP = frozenset({"script", "style", "nav", "header", "footer", "noscript"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.title = ""
+        self.lines: list[str] = []
+        self._skipping = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.SKIP:
+            self._skipping += 1
+        elif tag == "title":
+            self._in_title = True
+        elif tag in ("h1", "h2", "h3"):
+            self.lines.append("\n## ")
+        elif tag in ("p", "li", "br", "div", "tr"):
+            self.lines.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.SKIP:
+            self._skipping = max(0, self._skipping - 1)
+        elif tag == "title":
+            self._in_title = False
+        elif tag in ("h1", "h2", "h3"):
+            self.lines.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+        elif not self._skipping:
+            self.lines.append(data)
+
+
+def html_to_text(html: str) -> tuple[str, str]:
+    """(title, body with '## ' section headings) of an HTML page."""
+    parser = _HtmlText()
+    parser.feed(html)
+    body = "".join(parser.lines)
+    lines = [" ".join(line.split()) for line in body.splitlines()]
+    text = "\n".join(line for line in lines if line and line != "##")
+    return " ".join(parser.title.split()), text
+
+
+def read_document(
+    name: str,
+    raw: str,
+    *,
+    kind: str,
+    source: str,
+    updated_at: datetime,
+    max_age_days: int,
+    valid_until: datetime | None = None,
+    version: int = 1,
+) -> tuple[DocumentMeta, str]:
+    """A document's provenance and body. Markdown with front matter speaks for itself; other
+    documents get the source's freshness rule, and ``updated_at`` (Last-Modified, mtime)."""
+    if kind == "markdown" and raw.startswith("---"):
+        return parse_front_matter(name, raw)
+    if kind == "html":
+        title, body = html_to_text(raw)
+    else:  # the first line is the title
+        first, _, body = raw.strip().partition("\n")
+        title = first.lstrip("# ").strip()
+    title = title or name
+    meta = DocumentMeta(
+        doc_id=slug(name),
+        title=title[:200],
+        version=version,
+        effective_date=updated_at.date(),
+        updated_at=updated_at,
+        source=source,
+        max_age_days=max_age_days,
+        valid_until=valid_until,
+    )
+    return meta, body.strip()
 
 
 def chunk_document(meta: DocumentMeta, body: str, *, fetched_at: datetime) -> list[Chunk]:
@@ -90,6 +183,8 @@ def chunk_document(meta: DocumentMeta, body: str, *, fetched_at: datetime) -> li
                     "effective_date": meta.effective_date.isoformat(),
                     "updated_at": meta.updated_at.isoformat(),
                     "stale_at": meta.stale_at().isoformat(),
+                    "valid_until": meta.valid_until.isoformat() if meta.valid_until else None,
+                    "max_age_days": meta.max_age_days,
                     "fetched_at": fetched_at.isoformat(),
                     "content_hash": digest,
                     "text": text,
@@ -99,11 +194,37 @@ def chunk_document(meta: DocumentMeta, body: str, *, fetched_at: datetime) -> li
     return chunks
 
 
-def load_directory(path: Path, *, fetched_at: datetime) -> list[tuple[DocumentMeta, list[Chunk]]]:
+KINDS = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".html": "html",
+    ".htm": "html",
+}
+
+
+def load_directory(
+    path: Path,
+    *,
+    fetched_at: datetime,
+    source: str = "kb",
+    max_age_days: int = 30,
+    valid_until: datetime | None = None,
+) -> list[tuple[DocumentMeta, list[Chunk]]]:
+    """Every markdown, text and HTML file; files without front matter get the source's rule."""
     if not path.is_dir():
         raise DocumentError(f"{path}: not a directory")
     documents = []
-    for file in sorted(path.glob("*.md")):
-        meta, body = parse_document(file)
+    for file in sorted(f for f in path.iterdir() if f.suffix.lower() in KINDS):
+        modified = datetime.fromtimestamp(file.stat().st_mtime, tz=fetched_at.tzinfo)
+        meta, body = read_document(
+            file.stem,
+            file.read_text(encoding="utf-8"),
+            kind=KINDS[file.suffix.lower()],
+            source=source,
+            updated_at=modified,
+            max_age_days=max_age_days,
+            valid_until=valid_until,
+        )
         documents.append((meta, chunk_document(meta, body, fetched_at=fetched_at)))
     return documents

@@ -60,6 +60,17 @@ feedback = Table(
     Column("at", DateTime(timezone=True), nullable=False),
 )
 
+# What an HTTP source last answered, for conditional requests, and its document's version.
+fetched = Table(
+    "tether_fetched",
+    metadata,
+    Column("url", String(2000), primary_key=True),
+    Column("etag", String(500)),
+    Column("last_modified", String(100)),
+    Column("content_hash", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+)
+
 index_refreshes = Table(
     "tether_index_refreshes",
     metadata,
@@ -148,6 +159,40 @@ class Store:
                     source=source, refreshed_at=refreshed_at, documents=documents, chunks=chunks
                 )
             )
+
+    def fetched(self, url: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(fetched).where(fetched.c.url == url)).one_or_none()
+        return dict(row._mapping) if row else None
+
+    def record_fetch(
+        self,
+        url: str,
+        *,
+        etag: str | None,
+        last_modified: str | None,
+        content_hash: str,
+        version: int,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(fetched.delete().where(fetched.c.url == url))
+            conn.execute(
+                fetched.insert().values(
+                    url=url,
+                    etag=etag,
+                    last_modified=last_modified,
+                    content_hash=content_hash,
+                    version=version,
+                )
+            )
+
+    def refreshes(self) -> dict[str, datetime]:
+        """Each source's last successful refresh."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(index_refreshes.c.source, index_refreshes.c.refreshed_at))
+            return {
+                source: at if at.tzinfo else at.replace(tzinfo=UTC) for source, at in rows.all()
+            }
 
     def last_refresh(self) -> datetime | None:
         """The oldest of the sources' last refreshes: the index is as fresh as its stalest source."""

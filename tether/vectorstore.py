@@ -26,7 +26,14 @@ class VectorStore(Protocol):
         self, ids: list[str], vectors: npt.NDArray[np.float32], payloads: list[dict[str, Any]]
     ) -> None: ...
     def delete(self, ids: list[str]) -> None: ...
-    def hashes(self) -> dict[str, str]: ...
+    def replace(
+        self,
+        ids: list[str],
+        vectors: npt.NDArray[np.float32],
+        payloads: list[dict[str, Any]],
+        delete: list[str],
+    ) -> None: ...
+    def hashes(self, origin: str | None = None) -> dict[str, str]: ...
     def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[Hit]: ...
     def close(self) -> None: ...
 
@@ -59,7 +66,7 @@ class QdrantStore:
                 ),
             )
             if url:  # local mode has no payload indexes; the server uses them to filter
-                for field in ("doc_id", "status", "source"):
+                for field in ("doc_id", "status", "source", "origin"):
                     self._client.create_payload_index(
                         collection, field, models.PayloadSchemaType.KEYWORD
                     )
@@ -83,8 +90,35 @@ class QdrantStore:
         with self._lock:
             self._client.delete(self._collection, points_selector=selector, wait=True)
 
-    def hashes(self) -> dict[str, str]:
-        """passage id -> content hash of everything stored, to embed only what changed."""
+    def replace(
+        self,
+        ids: list[str],
+        vectors: npt.NDArray[np.float32],
+        payloads: list[dict[str, Any]],
+        delete: list[str],
+    ) -> None:
+        """A document's new chunks in and its old ones out, as one batch: readers of this
+        store never see a document half replaced (and versions are compared at query time)."""
+        operations: list[Any] = []
+        if ids:
+            points = [
+                models.PointStruct(id=_point_id(pid), vector=vec.tolist(), payload=payload)
+                for pid, vec, payload in zip(ids, vectors, payloads, strict=True)
+            ]
+            operations.append(models.UpsertOperation(upsert=models.PointsList(points=points)))
+        if delete:
+            operations.append(
+                models.DeleteOperation(
+                    delete=models.PointIdsList(points=[_point_id(i) for i in delete])
+                )
+            )
+        if operations:
+            with self._lock:
+                self._client.batch_update_points(self._collection, operations, wait=True)
+
+    def hashes(self, origin: str | None = None) -> dict[str, str]:
+        """passage id -> content hash of what ``origin`` (a source) stored, or of everything:
+        to embed only what changed, and to delete only that source's removed chunks."""
         found: dict[str, str] = {}
         offset = None
         while True:
@@ -93,12 +127,18 @@ class QdrantStore:
                     self._collection,
                     limit=512,
                     offset=offset,
-                    with_payload=["passage_id", "content_hash"],
+                    with_payload=["passage_id", "content_hash", "origin"],
                     with_vectors=False,
                 )
             for point in points:
                 payload = point.payload or {}
-                found[str(payload["passage_id"])] = str(payload["content_hash"])
+                # Chunks indexed before sources were named belong to whichever source
+                # refreshes next; their hash is withheld so they are written again, named.
+                owner = payload.get("origin")
+                if origin is None or owner == origin:
+                    found[str(payload["passage_id"])] = str(payload["content_hash"])
+                elif owner is None:
+                    found[str(payload["passage_id"])] = ""
             if offset is None:
                 return found
 

@@ -29,10 +29,10 @@ from tether.openai_compat import OpenAICompatible
 from tether.providers import ModelProvider
 from tether.store import Store
 from tether.vectorstore import QdrantStore, VectorStore
-from workflows.knowledge import KnowledgeIngestWorkflow
+from workflows.knowledge import KnowledgeIngestWorkflow, KnowledgeRefreshWorkflow
 from workflows.resolution import ResolutionWorkflow
 
-WORKFLOWS = [ResolutionWorkflow, KnowledgeIngestWorkflow]
+WORKFLOWS = [ResolutionWorkflow, KnowledgeIngestWorkflow, KnowledgeRefreshWorkflow]
 
 
 @dataclass

@@ -1,4 +1,6 @@
-"""KnowledgeIngestWorkflow: (re)index a knowledge directory in the worker that owns the index."""
+"""Knowledge workflows: index one source now, or refresh every configured source on a Temporal
+Schedule. Qdrant local mode allows one process per index, so indexing runs as an activity in
+the worker that already holds it, not in the CLI."""
 
 from __future__ import annotations
 
@@ -6,24 +8,56 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.retrieval import RetrievalActivities
-    from tether.contracts import IngestInput, IngestReport
+    from tether.contracts import IngestInput, IngestReport, RefreshInput
+
+
+async def _ingest(source: IngestInput) -> IngestReport:
+    return await workflow.execute_activity_method(
+        RetrievalActivities.ingest_documents,
+        source,
+        start_to_close_timeout=timedelta(minutes=30),
+        # Heartbeats carry progress; a killed worker's ingest is retried within minutes and
+        # resumes from what it had written.
+        heartbeat_timeout=timedelta(minutes=2),
+        retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["InvalidDocument"]),
+        summary=f"refresh {source.source}: {source.path or source.url}"[:200],
+    )
 
 
 @workflow.defn
 class KnowledgeIngestWorkflow:
+    """One source, now (`tether ingest`); fails if the source cannot be read."""
+
     @workflow.run
     async def run(self, inp: IngestInput) -> IngestReport:
-        # Qdrant local mode allows one process per index, so ingest runs as an activity in
-        # the worker that already holds it, not in the CLI.
-        return await workflow.execute_activity_method(
-            RetrievalActivities.ingest_documents,
-            inp,
-            start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(minutes=2),
-            retry_policy=RetryPolicy(
-                maximum_attempts=3, non_retryable_error_types=["InvalidDocument"]
-            ),
-        )
+        return await _ingest(inp)
+
+
+@workflow.defn
+class KnowledgeRefreshWorkflow:
+    """Every source, one after the other; a source that fails is reported, the rest go on
+    (its chunks stay, and its age shows in the evidence until a refresh succeeds)."""
+
+    @workflow.run
+    async def run(self, inp: RefreshInput) -> list[IngestReport]:
+        reports = []
+        for source in inp.sources:
+            try:
+                reports.append(await _ingest(source))
+            except ActivityError as err:
+                reports.append(
+                    IngestReport(
+                        documents=0,
+                        chunks=0,
+                        embedded=0,
+                        removed=0,
+                        refreshed_at=workflow.now(),
+                        source=source.source,
+                        error=str(err.cause)[:500],
+                    )
+                )
+        return reports

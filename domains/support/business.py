@@ -87,6 +87,12 @@ SEED: list[tuple[str, str, str, int, int, int | None]] = [
     ("ORD-1010", "C-107", "shipped", 3_400, 2, None),
     ("ORD-1011", "C-108", "shipped", 29_900, 2, None),
     ("ORD-1012", "C-109", "shipped", 24_900, 1, None),
+    # Orders of their own for tests that move money concurrently in one session.
+    ("ORD-1013", "C-110", "delivered", 30_000, 6, 3),
+    ("ORD-1014", "C-111", "delivered", 45_000, 6, 3),
+    ("ORD-1015", "C-112", "delivered", 50_000, 6, 3),
+    ("ORD-1016", "C-113", "delivered", 30_000, 6, 3),
+    ("ORD-1017", "C-114", "delivered", 30_000, 6, 3),
 ]
 
 

@@ -53,7 +53,7 @@ def refund(order: str, cents: int) -> dict[str, object]:
 async def test_an_edit_within_limits_is_executed_and_kept_as_feedback(
     tether: Tether, business: BusinessServer, resources: object
 ) -> None:
-    rid = await pending(tether, "C-108", "ORD-1011", 120)
+    rid = await pending(tether, "C-111", "ORD-1014", 120)
     status = await tether.status(rid)
     assert status.pending is not None
     reply = status.pending.proposal.tool_calls[-1]
@@ -62,7 +62,7 @@ async def test_an_edit_within_limits_is_executed_and_kept_as_feedback(
         approver=LEAD,
         reason="half the kit was returned; refund the pole only",
         answer="We have refunded $100.00 for the broken pole.",
-        tool_calls=[refund("ORD-1011", 10_000), reply.model_dump()],
+        tool_calls=[refund("ORD-1014", 10_000), reply.model_dump()],
         proposal_version=status.pending.proposal_version,
     )
     assert receipt.accepted
@@ -93,11 +93,11 @@ async def test_an_edit_within_limits_is_executed_and_kept_as_feedback(
 async def test_edits_are_refused_by_the_same_checks(
     tether: Tether, business: BusinessServer
 ) -> None:
-    rid = await pending(tether, "C-105", "ORD-1007", 150)
+    rid = await pending(tether, "C-112", "ORD-1015", 150)
     cases = [
-        ({"tool_calls": [refund("ORD-1007", 25_000)]}, LEAD, "edit_exceeds_limit"),  # lead: $200
+        ({"tool_calls": [refund("ORD-1015", 25_000)]}, LEAD, "edit_exceeds_limit"),  # lead: $200
         (
-            {"tool_calls": [refund("ORD-1007", 50_000)]},
+            {"tool_calls": [refund("ORD-1015", 60_000)]},
             MANAGER,
             "edit_rejected_by_policy",
         ),  # > balance
@@ -119,7 +119,7 @@ async def test_edits_are_refused_by_the_same_checks(
         await tether.edit(rid, approver=LEAD, reason="nothing changed")
     # A manager's larger edit is within *their* limit.
     await tether.edit(
-        rid, approver=MANAGER, reason="goodwill", tool_calls=[refund("ORD-1007", 25_000)]
+        rid, approver=MANAGER, reason="goodwill", tool_calls=[refund("ORD-1015", 25_000)]
     )
     outcome = await tether.handle(rid).result()
     assert [a.arguments.get("amount_cents") for a in outcome.actions] == [25_000]
@@ -139,7 +139,7 @@ def temporal_cli(env: WorkflowEnvironment, *args: str) -> subprocess.CompletedPr
 async def test_the_official_temporal_cli_approves_and_is_checked(
     tether: Tether, temporal_env: WorkflowEnvironment
 ) -> None:
-    rid = await pending(tether, "C-105", "ORD-1007", 120)
+    rid = await pending(tether, "C-113", "ORD-1016", 120)
     wid = workflow_id_for(rid)
     agent = json.dumps({"approver": "agent@northwind.example", "verdict": "approve"})
     refused = await asyncio.to_thread(
@@ -177,7 +177,7 @@ async def test_the_official_temporal_cli_approves_and_is_checked(
 async def test_the_official_temporal_cli_signals_a_rejection(
     tether: Tether, temporal_env: WorkflowEnvironment
 ) -> None:
-    rid = await pending(tether, "C-106", "ORD-1009", 150)
+    rid = await pending(tether, "C-114", "ORD-1017", 150)
     reject = json.dumps({"approver": MANAGER, "verdict": "reject", "reason": "duplicate claim"})
     sent = await asyncio.to_thread(
         temporal_cli,
