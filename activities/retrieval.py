@@ -175,15 +175,19 @@ class RetrievalActivities:
         stored = self._vectors.hashes(inp.source)
         chunks = [c for _, doc_chunks in documents for c in doc_chunks]
         current = {c.passage_id for c in chunks}
+        work = [
+            (meta, [c for c in doc_chunks if stored.get(c.passage_id) != c.content_hash])
+            for meta, doc_chunks in documents
+        ]
+        total = sum(len(changed) for _, changed in work)
         embedded = 0
         pending: list[tuple[DocumentMeta, list[Chunk]]] = []
-        for meta, doc_chunks in documents:
-            changed = [c for c in doc_chunks if stored.get(c.passage_id) != c.content_hash]
+        for meta, changed in work:
             pending.append((meta, changed))
             if sum(len(c) for _, c in pending) >= EMBED_BATCH:
                 embedded += self._commit(pending, stored, current, inp.source)
                 pending = []
-                activity.heartbeat(embedded)
+                activity.heartbeat(embedded, total)  # progress, shown by `tether ingest`
         embedded += self._commit(pending, stored, current, inp.source)
         removed = [pid for pid in stored if pid not in current]
         self._vectors.delete(removed)

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from tether.config import Settings
@@ -99,11 +100,18 @@ def ingest(
                 console.print(f"[red]{err}[/red]")
                 raise typer.Exit(2) from None
         for inp in sources:
-            with console.status(f"indexing {inp.path or inp.url} …"):
-                report = await tether.ingest(
-                    inp.path or inp.url or "", source=inp.source, max_age_days=max_age_days
-                )
-            console.print(report.model_dump_json(indent=2))
+            handle = await tether.start_ingest(
+                inp.path or inp.url or "", source=inp.source, max_age_days=max_age_days
+            )
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task(f"indexing {inp.path or inp.url}", total=None)
+                waiting = asyncio.ensure_future(handle.result())
+                while not waiting.done():
+                    seen = await tether.ingest_progress(handle)
+                    if seen is not None:
+                        progress.update(task, completed=seen[0], total=seen[1])
+                    await asyncio.wait([waiting], timeout=0.5)
+            console.print(waiting.result().model_dump_json(indent=2))
         if every:
             interval = parse_interval(every)
             schedule = await tether.schedule_refresh(sources, interval)

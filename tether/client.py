@@ -232,17 +232,40 @@ class Tether:
         valid_until: datetime | None = None,
     ) -> IngestReport:
         """Index a directory or an HTTP(S) URL now, and wait for the report."""
+        handle = await self.start_ingest(
+            location, source=source, max_age_days=max_age_days, valid_until=valid_until
+        )
+        return await handle.result()
+
+    async def start_ingest(
+        self,
+        location: str,
+        *,
+        source: str = "kb",
+        max_age_days: int = 30,
+        valid_until: datetime | None = None,
+    ) -> WorkflowHandle[KnowledgeIngestWorkflow, IngestReport]:
         inp = self.source(
             location, source=source, max_age_days=max_age_days, valid_until=valid_until
         )
         digest = hashlib.sha256(location.encode()).hexdigest()[:12]
-        return await self.client.execute_workflow(
+        return await self.client.start_workflow(
             KnowledgeIngestWorkflow.run,
             inp,
             id=f"knowledge-ingest-{source}-{digest}",
             task_queue=self.settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
+
+    async def ingest_progress(self, handle: WorkflowHandle[Any, Any]) -> tuple[int, int] | None:
+        """(chunks embedded, chunks to embed) from the running ingest's last heartbeat."""
+        described = await handle.describe()
+        for pending in described.raw_description.pending_activities:
+            details = pending.heartbeat_details.payloads
+            if len(details) == 2:
+                done, total = await self.client.data_converter.decode(details, [int, int])
+                return int(done), int(total)
+        return None
 
     @staticmethod
     def source(
