@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
+import numpy.typing as npt
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -212,7 +213,7 @@ class RetrievalActivities:
     ) -> int:
         """Embed the changed chunks of these documents in one batch, then swap each document."""
         changed = [c for _, doc_chunks in documents for c in doc_chunks]
-        vectors = self._embedder.encode([c.embed_text for c in changed]) if changed else None
+        vectors = self._encode_once([c.embed_text for c in changed]) if changed else None
         at = 0
         for meta, doc_chunks in documents:
             old = [
@@ -231,6 +232,13 @@ class RetrievalActivities:
             for pid in old:
                 stored.pop(pid, None)  # gone with its document's new version
         return len(changed)
+
+    def _encode_once(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        """Each distinct text is embedded once (the same paragraph in many documents)."""
+        distinct = list(dict.fromkeys(texts))
+        vectors = self._embedder.encode(distinct)
+        row = {text: i for i, text in enumerate(distinct)}
+        return vectors[[row[t] for t in texts]]
 
     def _read_source(
         self, inp: IngestInput, now: datetime

@@ -1,0 +1,167 @@
+"""Ingest throughput and re-ingest cost, each against its baseline in the same run.
+
+1. A fresh ingest of N chunks through Tether's ingest activity (read, chunk, hash, embed in
+   batches, write to Qdrant local mode, record the refresh) against raw
+   ``SentenceTransformer.encode`` over exactly the same chunk texts, same batch size.
+   Target: at least 0.9 of raw.
+2. Re-ingest of the unchanged corpus against that first ingest. Target: at least 20x faster.
+3. The ONNX backend of sentence-transformers, when it can be loaded here: its throughput and
+   whether its vectors agree with torch's (cosine), so a faster backend that changes the
+   vectors is not taken for a free win.
+
+Run: .venv/bin/python -m bench.ingest_throughput [--docs 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results" / "ingest_throughput.json"
+KB = Path(__file__).resolve().parent.parent / "domains" / "support" / "kb"
+
+
+def write_corpus(target: Path, documents: int) -> None:
+    """Documents of three sections each, built from the handbook's sentences: real text,
+    every chunk distinct."""
+    from tether.knowledge import load_directory
+    from tether.text import split_sentences
+
+    now = datetime.now(UTC)
+    sentences = [
+        s
+        for _, chunks in load_directory(KB, fetched_at=now)
+        for c in chunks
+        for s in split_sentences(c.text, min_length=30)
+    ]
+    for d in range(documents):
+        parts = []
+        for j in range(3):
+            picked = [sentences[(d * 7 + j * 13 + k * 31) % len(sentences)] for k in range(3)]
+            parts.append(f"## Part {j} of item {d}\n\n" + " ".join(picked) + f" Reference {d}-{j}.")
+        (target / f"doc-{d:04d}.md").write_text(f"# Item {d}\n\n" + "\n\n".join(parts) + "\n")
+
+
+def tether_ingest(corpus: Path, workdir: Path) -> tuple[float, Any, Any]:
+    """(seconds, report, activities) for one ingest into a fresh index."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.retrieval import RetrievalActivities
+    from tether.config import RetrievalConfig
+    from tether.contracts import IngestInput
+    from tether.embeddings import DIMENSIONS
+    from tether.store import Store
+    from tether.vectorstore import QdrantStore
+
+    acts = RetrievalActivities(
+        EMBEDDER,
+        QdrantStore("bench", DIMENSIONS, path=workdir / "qdrant"),
+        Store(f"sqlite:///{workdir / 'store.db'}"),
+        RetrievalConfig(),
+    )
+    started = time.perf_counter()
+    report = ActivityEnvironment().run(
+        acts.ingest_documents, IngestInput(source="bench", path=str(corpus))
+    )
+    return time.perf_counter() - started, report, acts
+
+
+def raw_encode(texts: list[str]) -> float:
+    model = EMBEDDER._load()
+    started = time.perf_counter()
+    model.encode(texts, batch_size=EMBEDDER._batch_size, normalize_embeddings=True)
+    return time.perf_counter() - started
+
+
+def onnx_check(texts: list[str]) -> dict[str, Any]:
+    try:
+        from sentence_transformers import SentenceTransformer
+
+        from tether.embeddings import bundled_model_path
+
+        onnx = SentenceTransformer(str(bundled_model_path()), device="cpu", backend="onnx")
+    except Exception as err:  # not installed, or the model has no ONNX export here
+        return {"available": False, "why": f"{type(err).__name__}: {err}"[:300]}
+    sample = texts[:512]
+    started = time.perf_counter()
+    fast = onnx.encode(sample, batch_size=EMBEDDER._batch_size, normalize_embeddings=True)
+    onnx_seconds = time.perf_counter() - started
+    torch_seconds = raw_encode(sample)
+    reference = EMBEDDER.encode(sample)
+    agreement = np.sum(np.asarray(fast) * reference, axis=1)
+    return {
+        "available": True,
+        "speedup_vs_torch": round(torch_seconds / onnx_seconds, 2),
+        "min_cosine_vs_torch": round(float(agreement.min()), 5),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--docs", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+
+    from temporalio.testing import ActivityEnvironment
+
+    from tether.contracts import IngestInput
+    from tether.knowledge import load_directory
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus"
+        corpus.mkdir()
+        write_corpus(corpus, args.docs)
+        texts = [
+            c.embed_text
+            for _, chunks in load_directory(corpus, fetched_at=datetime.now(UTC))
+            for c in chunks
+        ]
+        EMBEDDER.encode(texts[:64])  # load the model and warm up outside the timings
+        raw, fresh, again = [], [], []
+        for r in range(args.rounds):  # interleaved, so both sides see the same machine
+            raw.append(raw_encode(texts))
+            seconds, report, acts = tether_ingest(corpus, Path(tmp) / f"index-{r}")
+            assert report.embedded == len(texts), report
+            fresh.append(seconds)
+            started = time.perf_counter()
+            repeat = ActivityEnvironment().run(
+                acts.ingest_documents, IngestInput(source="bench", path=str(corpus))
+            )
+            again.append(time.perf_counter() - started)
+            assert repeat.embedded == 0, repeat
+            acts._vectors.close()
+            acts._store.close()
+        onnx = onnx_check(texts)
+
+    chunks = len(texts)
+    result = {
+        "chunks": chunks,
+        "raw_chunks_per_s": round(chunks / statistics.median(raw), 1),
+        "tether_chunks_per_s": round(chunks / statistics.median(fresh), 1),
+        "throughput_vs_raw": round(statistics.median(raw) / statistics.median(fresh), 3),
+        "first_ingest_s": round(statistics.median(fresh), 2),
+        "reingest_s": round(statistics.median(again), 3),
+        "reingest_speedup": round(statistics.median(fresh) / statistics.median(again), 1),
+        "onnx": onnx,
+        "cpus": os.cpu_count(),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from tether.embeddings import Embedder
+
+    EMBEDDER = Embedder()
+    main()
