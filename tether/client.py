@@ -65,6 +65,13 @@ async def connect(settings: Settings) -> Client:
 REFRESH_SCHEDULE = "tether-knowledge-refresh"
 
 
+def invalid(err: ValidationError, what: str) -> InvalidRequest:
+    """Every field error of ``err``, as 'field: message' (``what`` when the whole is wrong)."""
+    return InvalidRequest(
+        [f"{'.'.join(map(str, e['loc'])) or what}: {e['msg']}" for e in err.errors()]
+    )
+
+
 def parse_request(data: Request | Mapping[str, Any]) -> Request:
     """Validate before anything starts; every problem is named with its field."""
     if isinstance(data, Request):
@@ -72,9 +79,7 @@ def parse_request(data: Request | Mapping[str, Any]) -> Request:
     try:
         return Request.model_validate(data)
     except ValidationError as err:
-        raise InvalidRequest(
-            [f"{'.'.join(map(str, e['loc'])) or 'request'}: {e['msg']}" for e in err.errors()]
-        ) from None
+        raise invalid(err, "request") from None
 
 
 class Tether:
@@ -197,9 +202,7 @@ class Tether:
                 }
             )
         except ValidationError as err:
-            raise InvalidRequest(
-                [f"{'.'.join(map(str, e['loc'])) or 'edit'}: {e['msg']}" for e in err.errors()]
-            ) from None
+            raise invalid(err, "edit") from None
         return await self._decide(request_id, ResolutionWorkflow.edit, edit)
 
     async def _decide(self, request_id: str, update: Any, message: Review | Edit) -> ReviewReceipt:
@@ -290,9 +293,7 @@ class Tether:
                 }
             )
         except ValidationError as err:
-            raise InvalidRequest(
-                [f"{'.'.join(map(str, e['loc'])) or 'source'}: {e['msg']}" for e in err.errors()]
-            ) from None
+            raise invalid(err, "source") from None
 
     async def schedule_refresh(self, sources: list[IngestInput], every: timedelta) -> str:
         """Refresh these sources every ``every`` on a Temporal Schedule (created or updated);
