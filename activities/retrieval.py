@@ -75,6 +75,7 @@ class RetrievalActivities:
         kept_vectors: list[np.ndarray] = []
         dropped: list[DroppedPassage] = []
         chars = 0
+        stale_kept: list[str] = []
         hits = self._vectors.search(vector, cfg.top_k)
         # A document mid-update may show two versions; readers only ever use the newest.
         newest: dict[str, int] = {}
@@ -83,6 +84,9 @@ class RetrievalActivities:
             newest[doc] = max(newest.get(doc, 0), int(hit.payload["version"]))
         for hit in hits:
             reason = self._drop_reason(hit, now, kept, kept_vectors, chars, newest)
+            if reason == "stale" and cfg.keep_stale:
+                stale_kept.append(hit.passage_id)
+                reason = self._drop_reason(hit, None, kept, kept_vectors, chars, newest)
             if reason is not None:
                 dropped.append(
                     DroppedPassage(passage_id=hit.passage_id, reason=reason, score=hit.score)
@@ -105,13 +109,14 @@ class RetrievalActivities:
                 stale_index=oldest is None or oldest > cfg.max_index_age.total_seconds(),
                 dropped=dropped,
                 sources=ages,
+                stale_kept=stale_kept,
             ),
         )
 
     def _drop_reason(
         self,
         hit: Hit,
-        now: datetime,
+        now: datetime | None,
         kept: list[Passage],
         kept_vectors: list[np.ndarray],
         chars: int,
@@ -122,7 +127,7 @@ class RetrievalActivities:
             str(payload["doc_id"]), 0
         ):
             return "superseded"
-        if _utc(str(payload["stale_at"])) < now:
+        if now is not None and _utc(str(payload["stale_at"])) < now:
             return "stale"
         if hit.score < cfg.min_score:
             return "low_score"

@@ -108,6 +108,9 @@ class RetrievalConfig(BaseModel):
     max_passages: int = 4
     max_chars: int = 3_000
     max_index_age: timedelta = timedelta(days=7)
+    # Stale passages are dropped; with keep_stale they are kept, flagged, and policy allows
+    # no autonomous write that cites one.
+    keep_stale: bool = False
     # Judge freshness as of this instant instead of now: for tests and shadow replays.
     freshness_as_of: datetime | None = None
 

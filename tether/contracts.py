@@ -119,6 +119,7 @@ class FreshnessReport(Frozen):
     # Seconds since each source's last successful refresh: the index is as fresh as its
     # stalest source.
     sources: dict[str, float] = {}
+    stale_kept: list[str] = Field(default=[], description="stale passages kept (keep_stale)")
 
 
 class RetrievalQuery(Frozen):

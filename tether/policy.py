@@ -168,6 +168,18 @@ def decide(inp: PolicyInput, config: PolicyConfig, registry: ToolRegistry) -> De
         escalations.append(
             (0, Reason(code="stale_index", detail="knowledge index is stale: no autonomous writes"))
         )
+    stale_cited = sorted(set(proposal.citations) & set(inp.freshness.stale_kept))
+    if writes and stale_cited:
+        mode = Mode.READ_ONLY
+        escalations.append(
+            (
+                0,
+                Reason(
+                    code="stale_evidence",
+                    detail=f"cites passages past their freshness rule: {', '.join(stale_cited)}",
+                ),
+            )
+        )
     if proposal.confidence < config.min_auto_confidence:
         # The model is unsure: what it wrote goes to a person as a draft, not as a decision.
         if mode is Mode.NORMAL:

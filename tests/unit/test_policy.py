@@ -242,6 +242,15 @@ CASES = [
         action=DecisionAction.REJECT,
         codes={"amount_above_hard_limit", "amount_exceeds_balance"},
     ),
+    Case(
+        "a write citing a stale passage kept by keep_stale",
+        calls=[refund(4_000), REPLY],
+        freshness=FRESH.model_copy(update={"stale_kept": ["p"]}),
+        action=DecisionAction.APPROVAL,
+        codes={"stale_evidence"},
+        tier=0,
+        expect_mode=Mode.READ_ONLY,
+    ),
 ]
 
 

@@ -124,3 +124,14 @@ def test_index_not_refreshed_in_time_is_reported_stale(parts, embedder: Embedder
     evidence = later.retrieve_evidence(RetrievalQuery(text="refund", request_id="r"))
     assert evidence.freshness.stale_index
     assert evidence.freshness.index_age_seconds == pytest.approx(timedelta(days=8).total_seconds())
+
+
+def test_stale_passages_can_be_kept_and_flagged(parts, embedder: Embedder, kb: Path) -> None:  # type: ignore[no-untyped-def]
+    acts = activities(parts, embedder, keep_stale=True)
+    ingest(acts, kb)
+    shipping = acts.retrieve_evidence(
+        RetrievalQuery(text="Do you ship internationally to Canada?", request_id="r")
+    )
+    flagged = [p for p in shipping.freshness.stale_kept if p.startswith("international-shipping")]
+    assert flagged and flagged[0] in {p.passage_id for p in shipping.passages}
+    assert "stale" not in {d.reason for d in shipping.freshness.dropped}
