@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from tether.vectorstore import Hit, VectorStore
 
 
-EMBED_BATCH = 64  # chunks per encode call: large enough to keep the CPU busy
+EMBED_BATCH = 256  # chunks per commit: encode sorts by length within a call, so bigger pads less
 
 
 def _utc(text: str) -> datetime:
@@ -187,16 +188,28 @@ class RetrievalActivities:
         ]
         total = sum(len(changed) for _, changed in work)
         embedded = 0
-        pending: list[tuple[DocumentMeta, list[Chunk]]] = []
+        groups: list[list[tuple[DocumentMeta, list[Chunk]]]] = [[]]
         for meta, changed in work:
-            pending.append((meta, changed))
-            if sum(len(c) for _, c in pending) >= EMBED_BATCH:
-                embedded += self._commit(pending, stored, current, inp.source)
-                pending = []
-                activity.heartbeat(embedded, total)  # progress, shown by `tether ingest`
-        embedded += self._commit(pending, stored, current, inp.source)
+            if sum(len(c) for _, c in groups[-1]) >= EMBED_BATCH:
+                groups.append([])
+            groups[-1].append((meta, changed))
+        # One writer thread: a group is written while the next one is embedded, in order.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer:
+            writing: Future[None] | None = None
+            for group in groups:
+                batch = self._prepare(group, stored, current, inp.source)
+                if writing is not None:
+                    writing.result()
+                    activity.heartbeat(embedded, total)  # progress, shown by `tether ingest`
+                if batch is not None:
+                    writing = writer.submit(self._vectors.replace, *batch)
+                    embedded += len(batch[0])
+            if writing is not None:
+                writing.result()
         removed = [pid for pid in stored if pid not in current]
         self._vectors.delete(removed)
+        if embedded or removed:
+            self._vectors.optimize()
         if fetched is not None:  # only now: a crash before this re-fetches in full next time
             self._store.record_fetch(**fetched)
         self._store.record_refresh(inp.source, now, len(documents), len(chunks))
@@ -209,34 +222,33 @@ class RetrievalActivities:
             source=inp.source,
         )
 
-    def _commit(
+    def _prepare(
         self,
         documents: list[tuple[DocumentMeta, list[Chunk]]],
         stored: dict[str, str],
         current: set[str],
         origin: str,
-    ) -> int:
-        """Embed the changed chunks of these documents in one batch, then swap each document."""
+    ) -> tuple[list[str], npt.NDArray[np.float32], list[dict[str, Any]], list[str]] | None:
+        """Embed these documents' changed chunks; with their documents' outdated chunks, the
+        arguments of one store replace: each document is swapped whole."""
         changed = [c for _, doc_chunks in documents for c in doc_chunks]
-        vectors = self._encode_once([c.embed_text for c in changed]) if changed else None
-        at = 0
-        for meta, doc_chunks in documents:
-            old = [
-                pid for pid in stored if pid.startswith(f"{meta.doc_id}@") and pid not in current
-            ]
-            if not doc_chunks and not old:
-                continue
-            part = vectors[at : at + len(doc_chunks)] if vectors is not None else None
-            at += len(doc_chunks)
-            self._vectors.replace(
-                [c.passage_id for c in doc_chunks],
-                part if part is not None else np.zeros((0, 0), dtype=np.float32),
-                [{**c.payload, "origin": origin} for c in doc_chunks],
-                old,
-            )
-            for pid in old:
-                stored.pop(pid, None)  # gone with its document's new version
-        return len(changed)
+        docs = {f"{meta.doc_id}@" for meta, _ in documents}
+        old = [pid for pid in stored if pid not in current and pid.split("@", 1)[0] + "@" in docs]
+        if not changed and not old:
+            return None
+        vectors = (
+            self._encode_once([c.embed_text for c in changed])
+            if changed
+            else np.zeros((0, 0), dtype=np.float32)
+        )
+        for pid in old:
+            stored.pop(pid, None)  # gone with its document's new version
+        return (
+            [c.passage_id for c in changed],
+            vectors,
+            [{**c.payload, "origin": origin} for c in changed],
+            old,
+        )
 
     def _encode_once(self, texts: list[str]) -> npt.NDArray[np.float32]:
         """Each distinct text is embedded once (the same paragraph in many documents)."""

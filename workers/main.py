@@ -28,11 +28,19 @@ from tether.localmodel import LocalModel, load_intents
 from tether.openai_compat import OpenAICompatible
 from tether.providers import ModelProvider
 from tether.store import Store
-from tether.vectorstore import QdrantStore, VectorStore
+from tether.vectorstore import EdgeStore, QdrantStore, VectorStore
 from workflows.knowledge import KnowledgeIngestWorkflow, KnowledgeRefreshWorkflow
 from workflows.resolution import ResolutionWorkflow
 
 WORKFLOWS = [ResolutionWorkflow, KnowledgeIngestWorkflow, KnowledgeRefreshWorkflow]
+
+
+def vector_store(settings: Settings) -> VectorStore:
+    if settings.qdrant_url:
+        return QdrantStore(settings.collection, DIMENSIONS, url=settings.qdrant_url)
+    if settings.vector_backend == "local":
+        return QdrantStore(settings.collection, DIMENSIONS, path=settings.resolved_qdrant_path())
+    return EdgeStore(DIMENSIONS, settings.resolved_qdrant_path())
 
 
 @dataclass
@@ -51,13 +59,11 @@ class Resources:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         return cls(
             settings=settings,
-            embedder=embedder or Embedder(batch_size=settings.embedding_batch_size),
-            vectors=QdrantStore(
-                settings.collection,
-                DIMENSIONS,
-                path=settings.resolved_qdrant_path(),
-                url=settings.qdrant_url,
+            embedder=embedder
+            or Embedder(
+                batch_size=settings.embedding_batch_size, backend=settings.embedding_backend
             ),
+            vectors=vector_store(settings),
             store=Store(settings.resolved_store_url()),
             ledger=Ledger(settings.resolved_store_url()),
             http=httpx.AsyncClient(base_url=settings.business_url, timeout=httpx.Timeout(10.0)),

@@ -35,8 +35,8 @@ PAYMENT_TAKES = 4.0  # seconds: longer than the tool timeout, so every refund is
 
 
 async def ingest_once(settings: Settings, embedder: Embedder, env: WorkflowEnvironment) -> None:
-    """Index the handbook into the first worker's Qdrant directory (local mode is one process
-    per directory), then release it."""
+    """Index the handbook into the first worker's vector store (the embedded store is one
+    process per directory), then release it."""
     res = Resources.build(settings, embedder=embedder)
     try:
         async with resolution_worker(env.client, res):
@@ -71,8 +71,8 @@ async def test_two_workers_duplicate_deliveries_act_once(
         timeouts=Timeouts(tool=TOOL_TIMEOUT),
     )
     await ingest_once(settings, embedder, temporal_env)
-    shutil.copytree(settings.data_dir / "qdrant", tmp_path / "worker-b" / "qdrant")
     second = settings.model_copy(update={"data_dir": tmp_path / "worker-b"})
+    shutil.copytree(settings.resolved_qdrant_path(), second.resolved_qdrant_path())
     workers = [
         WorkerProcess(s, tmp_path / f"{name}.log", TETHER_STORE_URL=postgres_url)
         for name, s in (("a", settings), ("b", second))

@@ -17,7 +17,7 @@ from tether.config import SUPPORT_DOMAIN, RetrievalConfig
 from tether.contracts import IngestInput, RetrievalQuery
 from tether.embeddings import DIMENSIONS, Embedder
 from tether.store import Store
-from tether.vectorstore import QdrantStore
+from tether.vectorstore import EdgeStore, QdrantStore, VectorStore
 
 DUPLICATE = """---
 doc_id: {doc_id}
@@ -42,9 +42,14 @@ def kb(tmp_path: Path) -> Path:
     return target
 
 
-@pytest.fixture
-def parts(tmp_path: Path) -> Iterator[tuple[QdrantStore, Store]]:
-    vectors = QdrantStore("kb", DIMENSIONS, path=tmp_path / "qdrant")
+@pytest.fixture(params=["edge", "local"])
+def parts(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[VectorStore, Store]]:
+    """Each retrieval rule on both embedded backends."""
+    vectors: VectorStore = (
+        EdgeStore(DIMENSIONS, tmp_path / "edge")
+        if request.param == "edge"
+        else QdrantStore("kb", DIMENSIONS, path=tmp_path / "qdrant")
+    )
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     yield vectors, store
     vectors.close()
@@ -52,7 +57,7 @@ def parts(tmp_path: Path) -> Iterator[tuple[QdrantStore, Store]]:
 
 
 def activities(
-    parts: tuple[QdrantStore, Store], embedder: Embedder, **config: object
+    parts: tuple[VectorStore, Store], embedder: Embedder, **config: object
 ) -> RetrievalActivities:
     cfg = RetrievalConfig(freshness_as_of=FRESHNESS_AS_OF).model_copy(update=config)
     return RetrievalActivities(embedder, parts[0], parts[1], cfg)

@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 from temporalio.testing import ActivityEnvironment
 
+from activities import retrieval
 from activities.retrieval import RetrievalActivities
 from tests.conftest import FRESHNESS_AS_OF
 from tether.config import RetrievalConfig
 from tether.contracts import IngestInput, IngestReport, RetrievalQuery
 from tether.embeddings import DIMENSIONS, Embedder
 from tether.store import Store
-from tether.vectorstore import QdrantStore
+from tether.vectorstore import EdgeStore
 
 PAGE = """<html><head><title>Gift cards</title></head><body><nav>Home | Shop</nav>
 <h2>Using a gift card</h2><p>Gift cards can be used online and in every Northwind store.</p>
@@ -79,7 +80,7 @@ def site() -> Iterator[tuple[Site, str]]:
 
 @pytest.fixture
 def acts(tmp_path: Path, embedder: Embedder) -> Iterator[RetrievalActivities]:
-    vectors = QdrantStore("kb", DIMENSIONS, path=tmp_path / "qdrant")
+    vectors = EdgeStore(DIMENSIONS, tmp_path / "edge")
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     yield RetrievalActivities(
         embedder, vectors, store, RetrievalConfig(freshness_as_of=FRESHNESS_AS_OF)
@@ -173,8 +174,9 @@ class FailingEmbedder:
 
 
 def test_an_interrupted_ingest_resumes_without_duplicates(
-    acts: RetrievalActivities, embedder: Embedder, tmp_path: Path
+    acts: RetrievalActivities, embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(retrieval, "EMBED_BATCH", 64)
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for i in range(60):  # 60 documents x 3 sections = 180 chunks: three batches of 64
