@@ -180,8 +180,8 @@ class Settings(BaseSettings):
     kb_path: Path = SUPPORT_DOMAIN / "kb"
     intents_path: Path = SUPPORT_DOMAIN / "intents.yaml"
     embedding_batch_size: int = 32
-    # onnx: the same vectors on ONNX Runtime, faster on CPU; needs the project's `onnx` extra.
-    embedding_backend: Literal["torch", "onnx"] = "torch"
+    # onnx: the same vectors as torch, faster on CPU (bench/ingest_throughput.py).
+    embedding_backend: Literal["torch", "onnx"] = "onnx"
     activity_threads: int = 8
     retrieval: RetrievalConfig = RetrievalConfig()
     policy: PolicyConfig = PolicyConfig()
