@@ -239,20 +239,22 @@ class EdgeStore:
         """As QdrantStore.hashes: passage id -> content hash, of one source or of all."""
         found: dict[str, str] = {}
         offset = None
+        edge = self._edge
+        only = (  # through the payload index; every point Edge holds carries its origin
+            edge.Filter(must=[edge.FieldCondition(key="origin", match=edge.MatchValue(origin))])
+            if origin is not None
+            else None
+        )
         while True:
             with self._lock:
                 records, offset = self._shard.scroll(
-                    self._edge.ScrollRequest(
-                        offset=offset, limit=512, with_payload=True, with_vector=False
+                    edge.ScrollRequest(
+                        offset=offset, limit=512, filter=only, with_payload=True, with_vector=False
                     )
                 )
             for record in records:
                 payload = record.payload or {}
-                owner = payload.get("origin")
-                if origin is None or owner == origin:
-                    found[str(payload["passage_id"])] = str(payload["content_hash"])
-                elif owner is None:
-                    found[str(payload["passage_id"])] = ""
+                found[str(payload["passage_id"])] = str(payload["content_hash"])
             if offset is None:
                 return found
 

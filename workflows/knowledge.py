@@ -20,9 +20,9 @@ async def _ingest(source: IngestInput) -> IngestReport:
         RetrievalActivities.ingest_documents,
         source,
         start_to_close_timeout=timedelta(minutes=30),
-        # Heartbeats carry progress; a killed worker's ingest is retried within minutes and
-        # resumes from what it had written.
-        heartbeat_timeout=timedelta(minutes=2),
+        # Heartbeats carry progress (one per group of chunks, seconds apart); a killed worker's
+        # ingest is retried after this long and resumes from what it had written.
+        heartbeat_timeout=timedelta(seconds=30),
         retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["InvalidDocument"]),
         summary=f"refresh {source.source}: {source.path or source.url}"[:200],
     )
