@@ -332,6 +332,29 @@ def console_command(
     )
 
 
+@app.command("replay")
+def replay_command(
+    query: str = typer.Option(
+        "ExecutionStatus != 'Running'", help="which executions (Temporal visibility query)"
+    ),
+    limit: int = typer.Option(100, help="at most this many histories"),
+) -> None:
+    """Replay recent histories from the server against this code; exit 1 on any divergence."""
+    from tether.client import connect
+    from tether.replay import replay_recent
+    from workers.main import WORKFLOWS
+
+    async def main() -> None:
+        report = await replay_recent(await connect(Settings()), WORKFLOWS, query=query, limit=limit)
+        for workflow_id, why in report.failures.items():
+            console.print(f"[red]{workflow_id}: {why}[/red]")
+        console.print(f"replayed {report.replayed}, {len(report.failures)} diverged")
+        if report.failures:
+            raise typer.Exit(1)
+
+    _run(main())
+
+
 @app.command("audit")
 def audit_command(request_id: str) -> None:
     """What each side effect of a request attempted, why it was allowed, and what changed."""
