@@ -355,6 +355,41 @@ def replay_command(
     _run(main())
 
 
+@app.command("drift")
+def drift_command(
+    window_hours: int = typer.Option(24, help="the current window, ending now"),
+    baseline_days: int = typer.Option(7, help="the baseline: this long before the window"),
+    webhook: str | None = typer.Option(None, help="POST the report here when a signal fires"),
+) -> None:
+    """Compare the latest outcomes with a baseline (PSI per signal, model fingerprints)."""
+    from datetime import UTC, datetime
+
+    from tether.drift import DriftConfig, alert, detect
+    from tether.store import Store
+
+    settings = Settings()
+    store = Store(settings.resolved_store_url())
+    now = datetime.now(UTC)
+    start = now - timedelta(hours=window_hours)
+    report = detect(
+        store.outcomes_between(start - timedelta(days=baseline_days), start),
+        store.outcomes_between(start, now),
+        DriftConfig(),
+    )
+    store.close()
+    table = Table("signal", "PSI", "fired")
+    for metric in report.metrics:
+        table.add_row(metric.name, f"{metric.psi:.3f}", "yes" if metric.fired else "")
+    console.print(table)
+    if report.fingerprints_new:
+        console.print(f"new model fingerprints: {', '.join(report.fingerprints_new)}")
+    if report.insufficient:
+        console.print("too few outcomes in a window to compare distributions")
+    alert(report, webhook)
+    if report.fired:
+        raise typer.Exit(1)
+
+
 @app.command("audit")
 def audit_command(request_id: str) -> None:
     """What each side effect of a request attempted, why it was allowed, and what changed."""

@@ -388,6 +388,8 @@ class Outcome(Frozen):
     compensations: list[ToolResult] = Field(default=[], description="saga: undone in reverse order")
     reviews: list[ReviewRecord]
     edits: list[EditRecord] = []
+    # The best retrieval score seen (None without evidence): watched for drift.
+    top_score: float | None = None
     followup_required: bool
     model: ModelIdentity | None
     started_at: datetime

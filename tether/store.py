@@ -132,6 +132,16 @@ class Store:
             ).scalar_one_or_none()
         return Outcome.model_validate_json(body) if body else None
 
+    def outcomes_between(self, start: datetime, end: datetime) -> list[Outcome]:
+        """Outcomes that finished in [start, end), oldest first: a window for drift."""
+        query = (
+            select(outcomes.c.body)
+            .where(outcomes.c.finished_at >= start, outcomes.c.finished_at < end)
+            .order_by(outcomes.c.finished_at)
+        )
+        with self.engine.connect() as conn:
+            return [Outcome.model_validate_json(b) for b in conn.execute(query).scalars()]
+
     def feedback(self, request_id: str | None = None) -> list[dict[str, Any]]:
         """Edits as (original, edited) pairs, newest last."""
         query = select(feedback).order_by(feedback.c.at, feedback.c.seq)

@@ -191,6 +191,7 @@ class ResolutionWorkflow:
             compensations=list(self._compensations),
             reviews=list(self._reviews),
             edits=list(self._edits),
+            top_score=max((p.score for p in evidence.passages), default=None),
             followup_required=not approved or any(not a.ok for a in actions),
             model=model,
             started_at=started,
