@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from temporalio import activity
+from datetime import UTC, datetime
 
-from tether.contracts import Outcome
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from tether.contracts import LaterFeedback, Outcome
 from tether.store import Store
 
 
@@ -15,3 +18,12 @@ class RecordActivities:
     @activity.defn
     def record_outcome(self, outcome: Outcome) -> None:
         self._store.record_outcome(outcome)
+
+    @activity.defn
+    def attach_feedback(self, item: LaterFeedback) -> None:
+        if not self._store.attach_feedback(item, datetime.now(UTC)):
+            raise ApplicationError(
+                f"no outcome for request {item.request_id}",
+                type="UnknownRequest",
+                non_retryable=True,
+            )

@@ -355,6 +355,28 @@ def replay_command(
     _run(main())
 
 
+@app.command("feedback")
+def feedback_command(
+    request_id: str,
+    kind: str = typer.Option(..., help="complaint, reversal, clawback, confirmation or correction"),
+    detail: str = typer.Option(..., help="what happened"),
+    source: str = typer.Option("cli", help="where it came from"),
+) -> None:
+    """Attach what happened later to a request's outcome (used by evaluation)."""
+    from tether.client import Tether
+
+    async def main() -> None:
+        tether = await Tether.connect()
+        try:
+            await tether.feedback(request_id, kind=kind, detail=detail, source=source)
+        except InvalidRequest as err:
+            console.print(f"[red]{err}[/red]")
+            raise typer.Exit(2) from None
+        console.print(f"{kind} attached to {request_id}")
+
+    _run(main())
+
+
 @app.command("drift")
 def drift_command(
     window_hours: int = typer.Option(24, help="the current window, ending now"),

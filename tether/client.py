@@ -25,12 +25,13 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleSpec,
     ScheduleUpdate,
+    WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from tether.audit import AuditEntry, audit
@@ -39,6 +40,7 @@ from tether.contracts import (
     Edit,
     IngestInput,
     IngestReport,
+    LaterFeedback,
     Outcome,
     RefreshInput,
     Request,
@@ -50,6 +52,7 @@ from tether.contracts import (
     WorkflowStatus,
 )
 from tether.errors import InvalidRequest, ReviewRejected
+from workflows.feedback import FeedbackWorkflow
 from workflows.knowledge import KnowledgeIngestWorkflow, KnowledgeRefreshWorkflow
 from workflows.resolution import ResolutionWorkflow, workflow_id_for
 
@@ -316,6 +319,44 @@ class Tether:
                 lambda _: ScheduleUpdate(schedule=schedule)
             )
         return REFRESH_SCHEDULE
+
+    async def feedback(
+        self,
+        request_id: str,
+        *,
+        kind: str,
+        detail: str,
+        source: str = "api",
+        at: datetime | None = None,
+    ) -> None:
+        """Attach what happened later (a complaint, a reversal, a clawback) to the outcome of
+        ``request_id``; sending the same feedback again is harmless."""
+        try:
+            item = LaterFeedback.model_validate(
+                {
+                    "request_id": request_id,
+                    "kind": kind,
+                    "detail": detail,
+                    "source": source,
+                    "at": at,
+                }
+            )
+        except ValidationError as err:
+            raise invalid(err, "feedback") from None
+        digest = hashlib.sha256(item.model_dump_json().encode()).hexdigest()[:16]
+        try:
+            await self.client.execute_workflow(
+                FeedbackWorkflow.run,
+                item,
+                id=f"feedback-{request_id}-{digest}",
+                task_queue=self.settings.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            )
+        except WorkflowFailureError as err:
+            cause = err.cause.cause if isinstance(err.cause, ActivityError) else err.cause
+            if isinstance(cause, ApplicationError) and cause.type == "UnknownRequest":
+                raise InvalidRequest([f"request_id: {cause.message}"]) from None
+            raise
 
     def ui_link(self, request_id: str) -> str:
         return (

@@ -444,3 +444,16 @@ class IngestReport(Frozen):
     source: str = "kb"
     not_modified: bool = Field(default=False, description="the source answered 304")
     error: str | None = None
+
+
+# --- feedback that arrives later ------------------------------------------------------
+
+
+class LaterFeedback(Frozen):
+    """What happened after the outcome: a complaint, a reversal, a clawed-back refund."""
+
+    request_id: str = Field(pattern=_IDENT)
+    kind: Literal["complaint", "reversal", "clawback", "confirmation", "correction"]
+    detail: str = Field(min_length=1, max_length=2_000)
+    source: str = Field(default="api", max_length=64)
+    at: datetime | None = None  # when it happened; default: when it is recorded

@@ -5,6 +5,7 @@ SQLite by default; any SQLAlchemy URL (PostgreSQL included) by configuration.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-from tether.contracts import Outcome
+from tether.contracts import LaterFeedback, Outcome
 from tether.db import make_engine
 
 metadata = MetaData()
@@ -69,6 +70,19 @@ fetched = Table(
     Column("last_modified", String(100)),
     Column("content_hash", String(64), nullable=False),
     Column("version", Integer, nullable=False),
+)
+
+# Feedback that arrives after the outcome, attached to it by request id.
+later_feedback = Table(
+    "tether_later_feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(128), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("at", DateTime(timezone=True), nullable=False),
 )
 
 index_refreshes = Table(
@@ -147,6 +161,41 @@ class Store:
         query = select(feedback).order_by(feedback.c.at, feedback.c.seq)
         if request_id is not None:
             query = query.where(feedback.c.request_id == request_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def attach_feedback(self, item: LaterFeedback, at: datetime) -> bool:
+        """Attach to its outcome; False when no outcome has that request id. Idempotent: the
+        same feedback sent twice is kept once."""
+        digest = hashlib.sha256(item.model_dump_json(exclude={"at"}).encode()).hexdigest()
+        with self.engine.begin() as conn:
+            known = conn.execute(
+                select(outcomes.c.request_id).where(outcomes.c.request_id == item.request_id)
+            ).first()
+            if known is None:
+                return False
+            seen = conn.execute(
+                select(later_feedback.c.id).where(later_feedback.c.digest == digest)
+            ).first()
+            if seen is None:
+                conn.execute(
+                    later_feedback.insert().values(
+                        request_id=item.request_id,
+                        kind=item.kind,
+                        detail=item.detail,
+                        source=item.source,
+                        digest=digest,
+                        at=item.at or at,
+                    )
+                )
+        return True
+
+    def later(self, request_id: str) -> list[dict[str, Any]]:
+        query = (
+            select(later_feedback)
+            .where(later_feedback.c.request_id == request_id)
+            .order_by(later_feedback.c.at, later_feedback.c.id)
+        )
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 

@@ -29,10 +29,16 @@ from tether.openai_compat import OpenAICompatible
 from tether.providers import ModelProvider
 from tether.store import Store
 from tether.vectorstore import EdgeStore, QdrantStore, VectorStore
+from workflows.feedback import FeedbackWorkflow
 from workflows.knowledge import KnowledgeIngestWorkflow, KnowledgeRefreshWorkflow
 from workflows.resolution import ResolutionWorkflow
 
-WORKFLOWS = [ResolutionWorkflow, KnowledgeIngestWorkflow, KnowledgeRefreshWorkflow]
+WORKFLOWS = [
+    ResolutionWorkflow,
+    KnowledgeIngestWorkflow,
+    KnowledgeRefreshWorkflow,
+    FeedbackWorkflow,
+]
 
 
 def vector_store(settings: Settings) -> VectorStore:
@@ -114,6 +120,7 @@ def resolution_worker(
             verification.verify_proposal,
             *tools.activities(),
             records.record_outcome,
+            records.attach_feedback,
         ],
         activity_executor=res.executor,
         # No more activities than threads: a sync activity queued for a thread would burn

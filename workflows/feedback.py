@@ -1,0 +1,26 @@
+"""FeedbackWorkflow: attach later feedback to its outcome, in the worker that owns the store."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.records import RecordActivities
+    from tether.contracts import LaterFeedback
+
+
+@workflow.defn
+class FeedbackWorkflow:
+    @workflow.run
+    async def run(self, item: LaterFeedback) -> None:
+        await workflow.execute_activity_method(
+            RecordActivities.attach_feedback,
+            item,
+            start_to_close_timeout=timedelta(seconds=15),
+            retry_policy=RetryPolicy(
+                maximum_attempts=0, non_retryable_error_types=["UnknownRequest"]
+            ),
+        )
