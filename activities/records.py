@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from tether import metrics
 from tether.contracts import LaterFeedback, Outcome
 from tether.store import Store
 
@@ -18,6 +19,8 @@ class RecordActivities:
     @activity.defn
     def record_outcome(self, outcome: Outcome) -> None:
         self._store.record_outcome(outcome)
+        if activity.info().attempt == 1:  # count an outcome once, however often it is written
+            metrics.record(outcome, activity.metric_meter())
 
     @activity.defn
     def attach_feedback(self, item: LaterFeedback) -> None:

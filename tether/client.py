@@ -52,6 +52,7 @@ from tether.contracts import (
     WorkflowStatus,
 )
 from tether.errors import InvalidRequest, ReviewRejected
+from tether.metrics import runtime_for
 from workflows.feedback import FeedbackWorkflow
 from workflows.knowledge import KnowledgeIngestWorkflow, KnowledgeRefreshWorkflow
 from workflows.resolution import ResolutionWorkflow, workflow_id_for
@@ -62,6 +63,7 @@ async def connect(settings: Settings) -> Client:
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        runtime=runtime_for(settings.metrics_address),
     )
 
 

@@ -183,6 +183,8 @@ class Settings(BaseSettings):
     # onnx: the same vectors as torch, faster on CPU (bench/ingest_throughput.py).
     embedding_backend: Literal["torch", "onnx"] = "onnx"
     activity_threads: int = 8
+    # Serve Prometheus metrics (Temporal's and Tether's) on host:port, e.g. 127.0.0.1:9464.
+    metrics_address: str | None = None
     retrieval: RetrievalConfig = RetrievalConfig()
     policy: PolicyConfig = PolicyConfig()
     timeouts: Timeouts = Timeouts()
