@@ -53,6 +53,7 @@ from tether.contracts import (
 )
 from tether.errors import InvalidRequest, ReviewRejected
 from tether.metrics import runtime_for
+from tether.tracing import interceptors
 from workflows.feedback import FeedbackWorkflow
 from workflows.knowledge import KnowledgeIngestWorkflow, KnowledgeRefreshWorkflow
 from workflows.resolution import ResolutionWorkflow, workflow_id_for
@@ -64,6 +65,7 @@ async def connect(settings: Settings) -> Client:
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
         runtime=runtime_for(settings.metrics_address),
+        interceptors=interceptors(settings.tracing),
     )
 
 
