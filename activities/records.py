@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from tether import metrics
 from tether.contracts import LaterFeedback, Outcome
+from tether.evaluation import EvaluationInput, EvaluationReport, evaluate
 from tether.store import Store
 
 
@@ -21,6 +22,20 @@ class RecordActivities:
         self._store.record_outcome(outcome)
         if activity.info().attempt == 1:  # count an outcome once, however often it is written
             metrics.record(outcome, activity.metric_meter())
+
+    @activity.defn
+    def evaluate_recent(self, inp: EvaluationInput) -> EvaluationReport:
+        """Score the sampled share of the last ``since_hours`` of outcomes; keep the scores."""
+        now = datetime.now(UTC)
+        window = self._store.outcomes_between(now - timedelta(hours=inp.since_hours), now)
+        scores, report = evaluate(window, self._store.later, inp.config)
+        self._store.record_scores(scores, now)
+        meter = activity.metric_meter()
+        for budget in report.budgets:
+            meter.create_gauge_float(
+                "tether_quality_burn_rate", "Quality budget burn rate (1 = on budget)"
+            ).set(budget.burn_rate, {"scorer": budget.scorer})
+        return report
 
     @activity.defn
     def attach_feedback(self, item: LaterFeedback) -> None:

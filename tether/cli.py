@@ -23,6 +23,10 @@ from tether.errors import InvalidRequest, ReviewRejected
 
 app = typer.Typer(no_args_is_help=True, help="Tether: governed AI workflows on Temporal.")
 approvals = typer.Typer(no_args_is_help=True, help="Work waiting for a human.")
+evaluation_app = typer.Typer(
+    no_args_is_help=True, help="Live evaluation: sampled outcomes scored, quality budgets."
+)
+app.add_typer(evaluation_app, name="eval")
 app.add_typer(approvals, name="approvals")
 console = Console(width=None if sys.stdout.isatty() else 150)
 T = TypeVar("T")
@@ -373,6 +377,48 @@ def feedback_command(
             console.print(f"[red]{err}[/red]")
             raise typer.Exit(2) from None
         console.print(f"{kind} attached to {request_id}")
+
+    _run(main())
+
+
+@evaluation_app.command("run")
+def eval_run(
+    since_hours: float = typer.Option(24, help="outcomes finished this recently"),
+    sample_rate: float = typer.Option(0.2, help="share of them to score"),
+    every: str | None = typer.Option(None, help="also on a Temporal Schedule, e.g. 1h"),
+) -> None:
+    """Score sampled recent outcomes now (and on a schedule); exit 1 if a budget burns."""
+    from tether.client import Tether
+    from tether.evaluation import EvaluationConfig, EvaluationInput
+
+    async def main() -> None:
+        tether = await Tether.connect()
+        inp = EvaluationInput(
+            since_hours=since_hours, config=EvaluationConfig(sample_rate=sample_rate)
+        )
+        report = await tether.evaluate(inp)
+        table = Table("scorer", "mean", "budget target", "good", "burn rate")
+        budgets = {b.scorer: b for b in report.budgets}
+        for name, mean in report.means.items():
+            b = budgets.get(name)
+            table.add_row(
+                name,
+                f"{mean:.3f}",
+                f"{b.target:.1%}" if b else "",
+                f"{b.good_share:.1%}" if b else "",
+                f"[red]{b.burn_rate:.1f}x[/red]"
+                if b and b.fired
+                else f"{b.burn_rate:.1f}x"
+                if b
+                else "",
+            )
+        console.print(f"{report.sampled} of {report.outcomes} outcomes scored")
+        console.print(table)
+        if every:
+            schedule = await tether.schedule_evaluation(inp, parse_interval(every))
+            console.print(f"evaluating every {every} (schedule {schedule})")
+        if report.fired:
+            raise typer.Exit(1)
 
     _run(main())
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -52,8 +52,10 @@ from tether.contracts import (
     WorkflowStatus,
 )
 from tether.errors import InvalidRequest, ReviewRejected
+from tether.evaluation import EvaluationInput, EvaluationReport
 from tether.metrics import runtime_for
 from tether.tracing import interceptors
+from workflows.evaluation import LiveEvaluationWorkflow
 from workflows.feedback import FeedbackWorkflow
 from workflows.knowledge import KnowledgeIngestWorkflow, KnowledgeRefreshWorkflow
 from workflows.resolution import ResolutionWorkflow, workflow_id_for
@@ -70,6 +72,7 @@ async def connect(settings: Settings) -> Client:
 
 
 REFRESH_SCHEDULE = "tether-knowledge-refresh"
+EVALUATION_SCHEDULE = "tether-live-evaluation"
 
 
 def invalid(err: ValidationError, what: str) -> InvalidRequest:
@@ -311,18 +314,42 @@ class Tether:
             id="knowledge-refresh",
             task_queue=self.settings.task_queue,
         )
+        return await self._schedule(REFRESH_SCHEDULE, action, every)
+
+    async def evaluate(self, inp: EvaluationInput | None = None) -> EvaluationReport:
+        """Score the sampled share of recent outcomes now; returns the window's report."""
+        return await self.client.execute_workflow(
+            LiveEvaluationWorkflow.run,
+            inp or EvaluationInput(),
+            id=f"live-evaluation-{datetime.now(UTC):%Y%m%dT%H%M%S%f}",
+            task_queue=self.settings.task_queue,
+        )
+
+    async def schedule_evaluation(self, inp: EvaluationInput, every: timedelta) -> str:
+        action = ScheduleActionStartWorkflow(
+            LiveEvaluationWorkflow.run,
+            inp,
+            id="live-evaluation",
+            task_queue=self.settings.task_queue,
+        )
+        return await self._schedule(EVALUATION_SCHEDULE, action, every)
+
+    async def _schedule(
+        self, schedule_id: str, action: ScheduleActionStartWorkflow, every: timedelta
+    ) -> str:
+        """Create the schedule, or update it in place; overlapping runs are skipped."""
         schedule = Schedule(
             action=action,
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
             policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
         )
         try:
-            await self.client.create_schedule(REFRESH_SCHEDULE, schedule)
+            await self.client.create_schedule(schedule_id, schedule)
         except ScheduleAlreadyRunningError:
-            await self.client.get_schedule_handle(REFRESH_SCHEDULE).update(
+            await self.client.get_schedule_handle(schedule_id).update(
                 lambda _: ScheduleUpdate(schedule=schedule)
             )
-        return REFRESH_SCHEDULE
+        return schedule_id
 
     async def feedback(
         self,

@@ -6,6 +6,7 @@ SQLite by default; any SQLAlchemy URL (PostgreSQL included) by configuration.
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,6 +84,15 @@ later_feedback = Table(
     Column("source", String(64), nullable=False),
     Column("digest", String(64), nullable=False, unique=True),
     Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# Live evaluation: the scores of each sampled outcome.
+evaluations = Table(
+    "tether_evaluations",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("scores", Text, nullable=False),
+    Column("evaluated_at", DateTime(timezone=True), nullable=False),
 )
 
 index_refreshes = Table(
@@ -198,6 +208,24 @@ class Store:
         )
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    def record_scores(self, scores: dict[str, dict[str, float]], at: datetime) -> None:
+        """Idempotent by request id: a re-evaluation replaces the earlier scores."""
+        with self.engine.begin() as conn:
+            for request_id, values in scores.items():
+                conn.execute(evaluations.delete().where(evaluations.c.request_id == request_id))
+                conn.execute(
+                    evaluations.insert().values(
+                        request_id=request_id, scores=json.dumps(values), evaluated_at=at
+                    )
+                )
+
+    def scores(self, request_id: str) -> dict[str, float] | None:
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(evaluations.c.scores).where(evaluations.c.request_id == request_id)
+            ).scalar_one_or_none()
+        return dict(json.loads(found)) if found else None
 
     def open_followups(self) -> list[tuple[str, str]]:
         with self.engine.connect() as conn:

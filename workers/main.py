@@ -29,6 +29,7 @@ from tether.openai_compat import OpenAICompatible
 from tether.providers import ModelProvider
 from tether.store import Store
 from tether.vectorstore import EdgeStore, QdrantStore, VectorStore
+from workflows.evaluation import LiveEvaluationWorkflow
 from workflows.feedback import FeedbackWorkflow
 from workflows.knowledge import KnowledgeIngestWorkflow, KnowledgeRefreshWorkflow
 from workflows.resolution import ResolutionWorkflow
@@ -38,6 +39,7 @@ WORKFLOWS = [
     KnowledgeIngestWorkflow,
     KnowledgeRefreshWorkflow,
     FeedbackWorkflow,
+    LiveEvaluationWorkflow,
 ]
 
 
@@ -121,6 +123,7 @@ def resolution_worker(
             *tools.activities(),
             records.record_outcome,
             records.attach_feedback,
+            records.evaluate_recent,
         ],
         activity_executor=res.executor,
         # No more activities than threads: a sync activity queued for a thread would burn

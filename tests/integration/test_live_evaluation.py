@@ -1,0 +1,37 @@
+"""LiveEvaluationWorkflow on the dev server: recent outcomes scored, later feedback counted."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import new_id
+from tether.client import Tether
+from tether.evaluation import EvaluationConfig, EvaluationInput
+from workers.main import Resources
+
+pytestmark = pytest.mark.integration
+
+
+async def test_recent_outcomes_are_scored_with_their_later_feedback(
+    tether: Tether, resources: Resources
+) -> None:
+    rids = [new_id("eval"), new_id("eval")]
+    for rid in rids:
+        await tether.resolve(
+            {
+                "request_id": rid,
+                "customer_id": "C-100",
+                "requester": "C-100",
+                "text": "Where is ORD-1001?",
+            }
+        )
+    await tether.feedback(rids[1], kind="complaint", detail="the answer was wrong")
+    report = await tether.evaluate(
+        EvaluationInput(since_hours=1, config=EvaluationConfig(sample_rate=1.0))
+    )
+    assert report.sampled >= 2 and report.outcomes >= 2
+    fine, complained = (resources.store.scores(r) for r in rids)
+    assert fine is not None and complained is not None
+    assert fine["resolved_without_reversal"] == 1.0 and fine["policy_compliant"] == 1.0
+    assert complained["resolved_without_reversal"] == 0.0
+    assert {b.scorer for b in report.budgets} >= {"grounded", "policy_compliant"}

@@ -1,0 +1,35 @@
+"""LiveEvaluationWorkflow: score sampled recent outcomes (run on a Temporal Schedule), and
+raise the quality budgets that burn too fast."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.records import RecordActivities
+    from tether.evaluation import EvaluationInput, EvaluationReport
+
+
+@workflow.defn
+class LiveEvaluationWorkflow:
+    @workflow.run
+    async def run(self, inp: EvaluationInput) -> EvaluationReport:
+        report = await workflow.execute_activity_method(
+            RecordActivities.evaluate_recent,
+            inp,
+            start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=RetryPolicy(maximum_attempts=5),
+        )
+        for budget in report.budgets:
+            if budget.fired:  # the alert: in the workflow's log and the metric above
+                workflow.logger.warning(
+                    "quality budget %s burning at %.1fx (good %.1f%% < target %.1f%%)",
+                    budget.scorer,
+                    budget.burn_rate,
+                    budget.good_share * 100,
+                    budget.target * 100,
+                )
+        return report
