@@ -9,7 +9,9 @@ from temporalio.exceptions import ApplicationError
 
 from tether import metrics
 from tether.contracts import LaterFeedback, Outcome
+from tether.datasets import carve
 from tether.evaluation import EvaluationInput, EvaluationReport, evaluate
+from tether.shadow import DatasetCases, DatasetRef
 from tether.store import Store
 
 
@@ -36,6 +38,22 @@ class RecordActivities:
                 "tether_quality_burn_rate", "Quality budget burn rate (1 = on budget)"
             ).set(budget.burn_rate, {"scorer": budget.scorer})
         return report
+
+    @activity.defn
+    def carve_datasets(self, inp: EvaluationInput) -> dict[str, int]:
+        """Refresh the failure-history datasets from the window; name -> current version."""
+        now = datetime.now(UTC)
+        window = self._store.outcomes_between(now - timedelta(hours=inp.since_hours), now)
+        sets = carve(window, self._store.later, slo_ms=inp.config.latency_slo_ms)
+        return {name: self._store.save_dataset(name, cases, now) for name, cases in sets.items()}
+
+    @activity.defn
+    def load_dataset(self, ref: DatasetRef) -> DatasetCases:
+        try:
+            version, cases = self._store.dataset(ref.name, ref.version)
+        except KeyError as err:
+            raise ApplicationError(str(err), type="NoDataset", non_retryable=True) from None
+        return DatasetCases(name=ref.name, version=version, cases=cases)
 
     @activity.defn
     def attach_feedback(self, item: LaterFeedback) -> None:

@@ -423,6 +423,62 @@ def eval_run(
     _run(main())
 
 
+@evaluation_app.command("datasets")
+def eval_datasets() -> None:
+    """The datasets carved from failure history (each `eval run` refreshes them)."""
+    from tether.store import Store
+
+    store = Store(Settings().resolved_store_url())
+    table = Table("dataset", "version", "cases", "created")
+    for row in store.datasets():
+        table.add_row(
+            row["name"], str(row["version"]), str(row["cases"]), str(row["created_at"])[:19]
+        )
+    store.close()
+    console.print(table)
+
+
+@evaluation_app.command("replay")
+def eval_replay(
+    dataset: str = typer.Option(..., help="escalations, reversals, edits, complaints or slow"),
+    candidate: Path = typer.Option(..., help="JSON: name, policy, model_queue, retrieve_again"),
+    version: int | None = typer.Option(None, help="default: the latest"),
+) -> None:
+    """Replay a dataset against a candidate in shadow mode (no side effects); what changed."""
+    from pydantic import ValidationError
+
+    from tether.client import Tether
+    from tether.shadow import Candidate
+
+    try:
+        chosen = Candidate.model_validate_json(candidate.read_text())
+    except (OSError, ValidationError) as err:
+        console.print(f"[red]{candidate}: {err}[/red]")
+        raise typer.Exit(2) from None
+
+    async def main() -> None:
+        report = await (await Tether.connect()).shadow(dataset, chosen, version=version)
+        table = Table("request", "recorded", "candidate", "human", "grounding", "reasons now")
+        for case in report.cases:
+            if not case.changed:
+                continue
+            table.add_row(
+                case.request_id,
+                case.recorded,
+                case.candidate,
+                case.human or "",
+                f"{case.grounding_recorded} -> {case.grounding_candidate}",
+                ", ".join(case.candidate_reasons),
+            )
+        console.print(
+            f"{report.dataset} v{report.version} against {report.candidate}: "
+            f"{len(report.changed)} of {len(report.cases)} cases decided differently"
+        )
+        console.print(table)
+
+    _run(main())
+
+
 @app.command("drift")
 def drift_command(
     window_hours: int = typer.Option(24, help="the current window, ending now"),

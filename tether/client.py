@@ -54,11 +54,13 @@ from tether.contracts import (
 from tether.errors import InvalidRequest, ReviewRejected
 from tether.evaluation import EvaluationInput, EvaluationReport
 from tether.metrics import runtime_for
+from tether.shadow import Candidate, DatasetRef, ShadowInput, ShadowReport
 from tether.tracing import interceptors
 from workflows.evaluation import LiveEvaluationWorkflow
 from workflows.feedback import FeedbackWorkflow
 from workflows.knowledge import KnowledgeIngestWorkflow, KnowledgeRefreshWorkflow
 from workflows.resolution import ResolutionWorkflow, workflow_id_for
+from workflows.shadow import ShadowEvaluationWorkflow
 
 
 async def connect(settings: Settings) -> Client:
@@ -322,6 +324,23 @@ class Tether:
             LiveEvaluationWorkflow.run,
             inp or EvaluationInput(),
             id=f"live-evaluation-{datetime.now(UTC):%Y%m%dT%H%M%S%f}",
+            task_queue=self.settings.task_queue,
+        )
+
+    async def shadow(
+        self, dataset: str, candidate: Candidate, *, version: int | None = None
+    ) -> ShadowReport:
+        """Replay a dataset against a candidate, with no side effects; what changed."""
+        return await self.client.execute_workflow(
+            ShadowEvaluationWorkflow.run,
+            ShadowInput(
+                dataset=DatasetRef(name=dataset, version=version),
+                candidate=candidate,
+                model_queue=self.settings.model_queue,
+                policy=self.settings.policy,
+                timeouts=self.settings.timeouts,
+            ),
+            id=f"shadow-{dataset}-{candidate.name}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}",
             task_queue=self.settings.task_queue,
         )
 

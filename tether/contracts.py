@@ -390,6 +390,11 @@ class Outcome(Frozen):
     edits: list[EditRecord] = []
     # The best retrieval score seen (None without evidence): watched for drift.
     top_score: float | None = None
+    # The evidence and the order as they were when decided: evaluation datasets replay
+    # candidates against them.
+    evidence: Evidence | None = None
+    order: OrderSnapshot | None = None
+    request: Request | None = None
     followup_required: bool
     model: ModelIdentity | None
     started_at: datetime

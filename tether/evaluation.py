@@ -167,6 +167,7 @@ class EvaluationReport(BaseModel):
     sampled: int
     means: dict[str, float]
     budgets: list[BudgetStatus]
+    datasets: dict[str, int] = Field(default={}, description="name -> version carved")
 
     @property
     def fired(self) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from tether.contracts import LaterFeedback, Outcome
+from tether.datasets import Case, digest
 from tether.db import make_engine
 
 metadata = MetaData()
@@ -93,6 +95,26 @@ evaluations = Table(
     Column("request_id", String(128), primary_key=True),
     Column("scores", Text, nullable=False),
     Column("evaluated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Evaluation datasets carved from failure history: named, versioned, each case one row.
+datasets = Table(
+    "tether_datasets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("cases", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+dataset_cases = Table(
+    "tether_dataset_cases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("request_id", String(128), nullable=False),
+    Column("body", Text, nullable=False),
 )
 
 index_refreshes = Table(
@@ -226,6 +248,61 @@ class Store:
                 select(evaluations.c.scores).where(evaluations.c.request_id == request_id)
             ).scalar_one_or_none()
         return dict(json.loads(found)) if found else None
+
+    def save_dataset(self, name: str, cases: Sequence[Case], at: datetime) -> int:
+        """Store ``cases`` as the next version of ``name``, unless they are the latest already;
+        returns the version that holds them."""
+        content = digest(cases)
+        with self.engine.begin() as conn:
+            latest = conn.execute(
+                select(datasets.c.version, datasets.c.digest)
+                .where(datasets.c.name == name)
+                .order_by(datasets.c.version.desc())
+                .limit(1)
+            ).first()
+            if latest is not None and latest.digest == content:
+                return int(latest.version)
+            version = (latest.version if latest else 0) + 1
+            conn.execute(
+                datasets.insert().values(
+                    name=name, version=version, digest=content, cases=len(cases), created_at=at
+                )
+            )
+            for seq, case in enumerate(cases):
+                conn.execute(
+                    dataset_cases.insert().values(
+                        name=name,
+                        version=version,
+                        seq=seq,
+                        request_id=case.request_id,
+                        body=case.model_dump_json(),
+                    )
+                )
+        return version
+
+    def datasets(self) -> list[dict[str, Any]]:
+        query = select(datasets).order_by(datasets.c.name, datasets.c.version)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def dataset(self, name: str, version: int | None = None) -> tuple[int, list[Case]]:
+        """(version, cases) of ``name``: the latest version unless one is given."""
+        with self.engine.connect() as conn:
+            if version is None:
+                version = conn.execute(
+                    select(datasets.c.version)
+                    .where(datasets.c.name == name)
+                    .order_by(datasets.c.version.desc())
+                    .limit(1)
+                ).scalar_one_or_none()
+            if version is None:
+                raise KeyError(f"no dataset {name!r}")
+            bodies = conn.execute(
+                select(dataset_cases.c.body)
+                .where(dataset_cases.c.name == name, dataset_cases.c.version == version)
+                .order_by(dataset_cases.c.seq)
+            ).scalars()
+            return version, [Case.model_validate_json(b) for b in bodies]
 
     def open_followups(self) -> list[tuple[str, str]]:
         with self.engine.connect() as conn:

@@ -33,6 +33,7 @@ from workflows.evaluation import LiveEvaluationWorkflow
 from workflows.feedback import FeedbackWorkflow
 from workflows.knowledge import KnowledgeIngestWorkflow, KnowledgeRefreshWorkflow
 from workflows.resolution import ResolutionWorkflow
+from workflows.shadow import ShadowEvaluationWorkflow
 
 WORKFLOWS = [
     ResolutionWorkflow,
@@ -40,6 +41,7 @@ WORKFLOWS = [
     KnowledgeRefreshWorkflow,
     FeedbackWorkflow,
     LiveEvaluationWorkflow,
+    ShadowEvaluationWorkflow,
 ]
 
 
@@ -124,6 +126,8 @@ def resolution_worker(
             records.record_outcome,
             records.attach_feedback,
             records.evaluate_recent,
+            records.carve_datasets,
+            records.load_dataset,
         ],
         activity_executor=res.executor,
         # No more activities than threads: a sync activity queued for a thread would burn

@@ -23,6 +23,12 @@ class LiveEvaluationWorkflow:
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=RetryPolicy(maximum_attempts=5),
         )
+        report.datasets = await workflow.execute_activity_method(
+            RecordActivities.carve_datasets,
+            inp,
+            start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=RetryPolicy(maximum_attempts=5),
+        )
         for budget in report.budgets:
             if budget.fired:  # the alert: in the workflow's log and the metric above
                 workflow.logger.warning(
