@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import Coroutine
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
