@@ -480,6 +480,26 @@ def eval_replay(
     _run(main())
 
 
+@app.command("report")
+def report_command(
+    days: float = typer.Option(7, help="outcomes finished this recently"),
+    out: Path = typer.Option(Path("tether-report.html"), help="where to write the HTML"),
+) -> None:
+    """Render outcomes over time (decisions, modes, escalations, quality, latency) as HTML."""
+    from datetime import UTC, datetime
+
+    from tether.report import render
+    from tether.store import Store
+
+    store = Store(Settings().resolved_store_url())
+    now = datetime.now(UTC)
+    outcomes = store.outcomes_between(now - timedelta(days=days), now)
+    scores = {o.request_id: s for o in outcomes if (s := store.scores(o.request_id))}
+    store.close()
+    out.write_text(render(outcomes, scores, generated=now), encoding="utf-8")
+    console.print(f"{len(outcomes)} outcomes -> {out.resolve()}")
+
+
 @app.command("drift")
 def drift_command(
     window_hours: int = typer.Option(24, help="the current window, ending now"),
