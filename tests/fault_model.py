@@ -24,6 +24,11 @@ from typing import Any
 from tether.contracts import Evidence, OrderSnapshot, Passage, ProposeInput, Request
 from tether.localmodel import LocalModel
 
+UNGROUNDED = (
+    "Every Northwind order ships free by drone within two hours. "
+    "Refunds are paid in gift vouchers worth double the price."
+)
+
 FAULTS = (
     "latency",
     "rate_limited",
@@ -163,6 +168,15 @@ class FaultModelServer:
                     ],
                 }
             )
+        elif fault == "ungrounded":  # only by script: a candidate that writes its own facts
+            proposal = json.loads(
+                await asyncio.to_thread(self._model.propose_sync, _propose_input(context))
+            )
+            proposal["answer"] = UNGROUNDED
+            for call in proposal["tool_calls"]:
+                if call["tool"] == "send_reply":
+                    call["arguments"]["body"] = UNGROUNDED
+            content = json.dumps(proposal)
         else:
             content = await asyncio.to_thread(self._model.propose_sync, _propose_input(context))
         return (
