@@ -10,6 +10,7 @@ from temporalio.exceptions import ApplicationError
 from tether import metrics
 from tether.contracts import LaterFeedback, Outcome
 from tether.datasets import carve
+from tether.drift import alert, detect
 from tether.evaluation import EvaluationInput, EvaluationReport, evaluate
 from tether.shadow import DatasetCases, DatasetRef
 from tether.store import Store
@@ -32,11 +33,22 @@ class RecordActivities:
         window = self._store.outcomes_between(now - timedelta(hours=inp.since_hours), now)
         scores, report = evaluate(window, self._store.later, inp.config)
         self._store.record_scores(scores, now)
+        start = now - timedelta(hours=inp.since_hours)
+        baseline = self._store.outcomes_between(start - timedelta(days=inp.baseline_days), start)
+        report.drift = detect(baseline, window, inp.drift)
         meter = activity.metric_meter()
         for budget in report.budgets:
             meter.create_gauge_float(
                 "tether_quality_burn_rate", "Quality budget burn rate (1 = on budget)"
             ).set(budget.burn_rate, {"scorer": budget.scorer})
+        for metric in report.drift.metrics:
+            meter.create_gauge_float(
+                "tether_drift_psi", "Population stability index against the baseline window"
+            ).set(metric.psi, {"signal": metric.name})
+        meter.create_gauge("tether_drift_new_fingerprints", "Model builds new this window").set(
+            len(report.drift.fingerprints_new)
+        )
+        alert(report.drift, inp.webhook)
         return report
 
     @activity.defn

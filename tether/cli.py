@@ -395,7 +395,9 @@ def eval_run(
     async def main() -> None:
         tether = await Tether.connect()
         inp = EvaluationInput(
-            since_hours=since_hours, config=EvaluationConfig(sample_rate=sample_rate)
+            since_hours=since_hours,
+            config=EvaluationConfig(sample_rate=sample_rate),
+            webhook=Settings().alert_webhook,
         )
         report = await tether.evaluate(inp)
         table = Table("scorer", "mean", "budget target", "good", "burn rate")
@@ -415,6 +417,8 @@ def eval_run(
             )
         console.print(f"{report.sampled} of {report.outcomes} outcomes scored")
         console.print(table)
+        if report.drift is not None and report.drift.fired:
+            console.print(f"[red]drift: {', '.join(report.drift.fired)}[/red]")
         if every:
             schedule = await tether.schedule_evaluation(inp, parse_interval(every))
             console.print(f"evaluating every {every} (schedule {schedule})")
@@ -504,7 +508,9 @@ def report_command(
 def drift_command(
     window_hours: int = typer.Option(24, help="the current window, ending now"),
     baseline_days: int = typer.Option(7, help="the baseline: this long before the window"),
-    webhook: str | None = typer.Option(None, help="POST the report here when a signal fires"),
+    webhook: str | None = typer.Option(
+        None, help="POST the report here when a signal fires (default TETHER_ALERT_WEBHOOK)"
+    ),
 ) -> None:
     """Compare the latest outcomes with a baseline (PSI per signal, model fingerprints)."""
     from datetime import UTC, datetime
@@ -530,7 +536,7 @@ def drift_command(
         console.print(f"new model fingerprints: {', '.join(report.fingerprints_new)}")
     if report.insufficient:
         console.print("too few outcomes in a window to compare distributions")
-    alert(report, webhook)
+    alert(report, webhook or settings.alert_webhook)
     if report.fired:
         raise typer.Exit(1)
 

@@ -185,6 +185,8 @@ class Settings(BaseSettings):
     activity_threads: int = 8
     # Serve Prometheus metrics (Temporal's and Tether's) on host:port, e.g. 127.0.0.1:9464.
     metrics_address: str | None = None
+    # Where drift alerts are POSTed, besides the log and the metrics.
+    alert_webhook: str | None = None
     # OpenTelemetry spans across client, workflows and activities; exported by OTLP/HTTP to
     # OTEL_EXPORTER_OTLP_ENDPOINT when that is set, else to whatever provider is installed.
     tracing: bool = False

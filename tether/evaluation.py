@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tether.contracts import DecisionAction, Mode, Outcome
+from tether.drift import DriftConfig, DriftReport
 
 BAD_NEWS = frozenset({"complaint", "reversal", "clawback"})
 
@@ -160,6 +161,10 @@ def burn(scored: Sequence[dict[str, float]], config: EvaluationConfig) -> list[B
 class EvaluationInput(BaseModel):
     since_hours: float = Field(default=24, gt=0)
     config: EvaluationConfig = EvaluationConfig()
+    # Drift: this window against the baseline_days before it; alerts also to the webhook.
+    baseline_days: float = Field(default=7, gt=0)
+    drift: DriftConfig = DriftConfig()
+    webhook: str | None = None
 
 
 class EvaluationReport(BaseModel):
@@ -168,10 +173,12 @@ class EvaluationReport(BaseModel):
     means: dict[str, float]
     budgets: list[BudgetStatus]
     datasets: dict[str, int] = Field(default={}, description="name -> version carved")
+    drift: DriftReport | None = None
 
     @property
     def fired(self) -> list[str]:
-        return [b.scorer for b in self.budgets if b.fired]
+        budgets = [b.scorer for b in self.budgets if b.fired]
+        return budgets + [f"drift:{name}" for name in (self.drift.fired if self.drift else [])]
 
 
 def evaluate(

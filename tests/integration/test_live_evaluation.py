@@ -35,3 +35,5 @@ async def test_recent_outcomes_are_scored_with_their_later_feedback(
     assert fine["resolved_without_reversal"] == 1.0 and fine["policy_compliant"] == 1.0
     assert complained["resolved_without_reversal"] == 0.0
     assert {b.scorer for b in report.budgets} >= {"grounded", "policy_compliant"}
+    assert report.drift is not None  # judged against the window before (empty here: too few)
+    assert report.datasets.keys() == {"escalations", "reversals", "edits", "complaints", "slow"}
