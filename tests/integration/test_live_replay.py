@@ -4,35 +4,19 @@ a change that breaks determinism is reported, not deployed."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 import pytest
-from temporalio import workflow
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import new_id
+from tests.test_replay import ReorderedResolution
 from tether.client import Tether
-from tether.contracts import Outcome, ResolutionInput, RetrievalQuery
 from tether.replay import replay_recent
 from workers.main import WORKFLOWS
 
 pytestmark = pytest.mark.integration
 
 QUERY = "WorkflowType = 'ResolutionWorkflow' AND ExecutionStatus = 'Completed'"
-
-
-@workflow.defn(name="ResolutionWorkflow", sandboxed=False)
-class Reordered:
-    """The same workflow type with its first step changed: what a careless edit looks like."""
-
-    @workflow.run
-    async def run(self, inp: ResolutionInput) -> Outcome:
-        await workflow.execute_activity(
-            "verify_proposal",
-            RetrievalQuery(text=inp.request.text, request_id=inp.request.request_id),
-            start_to_close_timeout=timedelta(seconds=5),
-        )
-        raise AssertionError("replay must diverge before this")
 
 
 async def test_recent_histories_replay_and_a_breaking_change_is_caught(
@@ -58,6 +42,6 @@ async def test_recent_histories_replay_and_a_breaking_change_is_caught(
         await asyncio.sleep(0.1)
     today = await replay_recent(client, WORKFLOWS, query=QUERY, limit=20)
     assert today.replayed >= 1 and today.failures == {}
-    broken = await replay_recent(client, [Reordered], query=QUERY, limit=20)
+    broken = await replay_recent(client, [ReorderedResolution], query=QUERY, limit=20)
     assert broken.replayed == today.replayed and len(broken.failures) == broken.replayed
     assert all("Nondeterminism" in why for why in broken.failures.values())
