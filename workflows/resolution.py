@@ -159,8 +159,13 @@ class ResolutionWorkflow:
             assert verification is not None
             approved = await self._await_approval(decision, proposal, verification, evidence)
             if approved and self._edited is not None:
-                # An approver's edit replaces the proposal; its own checks already passed.
+                # An approver's edit replaces the proposal; its own checks already passed, and
+                # the approval grants what the edited calls need.
                 proposal, verification = self._edited
+                decision = decision.model_copy(
+                    update={"permissions": decide_now(order).permissions}
+                )
+                self._decision = decision
             # Hours may pass while a human looks: decide again on a fresh read before acting.
             # Patched, so histories recorded before this step keep replaying.
             if approved and workflow.patched("recheck-policy-after-approval"):
@@ -622,6 +627,8 @@ class ResolutionWorkflow:
             edited = REGISTRY.validate_proposal(json.dumps(changed), intents=INTENTS)
         except ProposalInvalid as invalid:
             raise ReviewRefused("edit_invalid", "; ".join(invalid.errors)) from None
+        if edited == original:
+            raise ReviewRefused("edit_changes_nothing", "approve instead: the edit is the proposal")
         _, _, order, verification = self._facts
         assert verification is not None
         # The tool arguments are checked against the request again; the grounding stays the

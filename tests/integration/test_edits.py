@@ -8,12 +8,15 @@ import json
 import subprocess
 
 import pytest
+from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from domains.support.business import BusinessServer
 from tests.conftest import new_id, replay_and_keep
 from tether.client import Tether
-from tether.contracts import DecisionAction, Mode, Stage
+from tether.config import Settings
+from tether.contracts import DecisionAction, Mode, ModelIdentity, ProposeInput, RawProposal, Stage
 from tether.errors import InvalidRequest, ReviewRejected
 from tether.stack import temporal_binary
 from workflows.resolution import workflow_id_for
@@ -193,3 +196,50 @@ async def test_the_official_temporal_cli_signals_a_rejection(
     assert sent.returncode == 0, sent.stderr
     outcome = await tether.handle(rid).result()
     assert outcome.actions == [] and outcome.answer.startswith("Declined by " + MANAGER)
+
+
+@activity.defn(name="propose_resolution")
+async def unsure_reply(inp: ProposeInput) -> RawProposal:
+    """Stand-in model: a reply only, and unsure of itself, so a person gets it as a draft."""
+    best = inp.evidence.passages[0]
+    reply = {"customer_id": inp.request.customer_id, "body": "We are looking into it."}
+    content = json.dumps(
+        {
+            "intent": "complaint",
+            "answer": best.text.split(". ")[0] + ".",
+            "citations": [best.passage_id],
+            "tool_calls": [{"tool": "send_reply", "arguments": reply}],
+            "confidence": 0.2,
+        }
+    )
+    return RawProposal(
+        content=content, model=ModelIdentity(provider="test", model="unsure", fingerprint="0")
+    )
+
+
+async def test_an_edit_may_add_an_action_the_draft_lacked(
+    temporal_env: WorkflowEnvironment, settings: Settings, workers: None, business: BusinessServer
+) -> None:
+    """The draft only replies; the lead adds a goodwill refund. The approval grants what the
+    edited calls need, so the refund runs."""
+    queue = new_id("unsure")
+    client = temporal_env.client
+    tether = Tether(client, settings.model_copy(update={"model_queue": queue}))
+    async with Worker(client, task_queue=queue, activities=[unsure_reply]):
+        rid = await pending(tether, "C-113", "ORD-1016", 10)
+        status = await tether.status(rid)
+        assert status.pending is not None
+        draft = [c.model_dump() for c in status.pending.proposal.tool_calls]
+        assert [c["tool"] for c in draft] == ["send_reply"]
+        await tether.edit(
+            rid,
+            approver=LEAD,
+            reason="goodwill for the trouble",
+            tool_calls=[refund("ORD-1016", 1_000), *draft],
+        )
+        outcome = await tether.handle(rid).result()
+    assert [(a.tool, a.ok) for a in outcome.actions] == [
+        ("issue_refund", True),
+        ("send_reply", True),
+    ]
+    assert outcome.decision.permissions == ["messages:send", "refunds:issue"]
