@@ -211,7 +211,10 @@ class RetrievalActivities:
         if embedded or removed:
             self._vectors.optimize()
         if fetched is not None:  # only now: a crash before this re-fetches in full next time
-            self._store.record_fetch(**fetched)
+            if fetched.pop("gone", False):
+                self._store.forget_fetch(fetched["url"])  # if it returns, fetch it in full
+            else:
+                self._store.record_fetch(**fetched)
         self._store.record_refresh(inp.source, now, len(documents), len(chunks))
         return IngestReport(
             documents=len(documents),
@@ -291,7 +294,7 @@ class RetrievalActivities:
         if response.status_code == 304 and known:
             return None, None
         if response.status_code in (404, 410):
-            return [], None
+            return [], {"url": url, "gone": True}
         if response.status_code >= 500 or response.status_code in (408, 429):
             raise ApplicationError(f"{url} -> {response.status_code}", type="SourceUnavailable")
         if not response.is_success:

@@ -95,10 +95,14 @@ def ingest(
     from tether.client import Tether
 
     async def main() -> None:
+        if source and len(locations) > 1:
+            # A source owns its chunks: two locations under one name would delete each other's.
+            console.print("[red]--source names one location; omit it to name each by its own[/red]")
+            raise typer.Exit(2)
         tether = await Tether.connect()
         sources = []
         for location in locations:
-            name = source or (httpx_host(location) if "://" in location else "kb")
+            name = source or source_name(location)
             try:
                 sources.append(tether.source(location, source=name, max_age_days=max_age_days))
             except InvalidRequest as err:
@@ -125,10 +129,16 @@ def ingest(
     _run(main())
 
 
-def httpx_host(url: str) -> str:
-    import httpx
+def source_name(location: str) -> str:
+    """A directory by its own name (domains/support/kb -> kb); a URL by host and path."""
+    from tether.knowledge import slug
 
-    return httpx.URL(url).host.replace(".", "-") or "web"
+    if "://" in location:
+        import httpx
+
+        url = httpx.URL(location)
+        return slug(f"{url.host}{url.path}")[:64]
+    return slug(Path(location).resolve().name)[:64]
 
 
 def parse_interval(text: str) -> timedelta:
@@ -339,9 +349,7 @@ def console_command(
 
 @app.command("replay")
 def replay_command(
-    query: str = typer.Option(
-        "ExecutionStatus != 'Running'", help="which executions (Temporal visibility query)"
-    ),
+    query: str = typer.Option("", help="which executions (Temporal visibility query; all)"),
     limit: int = typer.Option(100, help="at most this many histories"),
 ) -> None:
     """Replay recent histories from the server against this code; exit 1 on any divergence."""

@@ -63,12 +63,13 @@ from workflows.resolution import ResolutionWorkflow, workflow_id_for
 from workflows.shadow import ShadowEvaluationWorkflow
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, *, serve_metrics: bool = False) -> Client:
+    """``serve_metrics``: workers only; one process serves TETHER_METRICS_ADDRESS."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
-        runtime=runtime_for(settings.metrics_address),
+        runtime=runtime_for(settings.metrics_address) if serve_metrics else None,
         interceptors=interceptors(settings.tracing),
     )
 

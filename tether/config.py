@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Task queues, in one place.
@@ -131,7 +131,7 @@ class LLMConfig(BaseModel):
     max_tokens: int = 1_000
     # Per phase, in seconds: a slow first byte and a dead socket are different failures.
     connect_timeout: float = 5.0
-    read_timeout: float = 60.0
+    read_timeout: float = 50.0
     write_timeout: float = 10.0
     pool_timeout: float = 5.0
     # Protection of the endpoint: at most this many proposals per second leave the model task
@@ -195,6 +195,18 @@ class Settings(BaseSettings):
     timeouts: Timeouts = Timeouts()
     llm: LLMConfig = LLMConfig()
     console: ConsoleConfig = ConsoleConfig()
+
+    @model_validator(mode="after")
+    def _model_calls_end_before_temporal_gives_up(self) -> Settings:
+        """A hanging endpoint must time out in the provider (and count against the circuit),
+        not be cancelled by Temporal first (which counts for nothing)."""
+        llm, limit = self.llm, self.timeouts.model_start_to_close.total_seconds()
+        if llm.provider == "openai" and llm.connect_timeout + llm.read_timeout >= limit:
+            raise ValueError(
+                f"llm connect_timeout + read_timeout ({llm.connect_timeout + llm.read_timeout} s)"
+                f" must be below timeouts.model_start_to_close ({limit} s)"
+            )
+        return self
 
     @property
     def ui_url(self) -> str:

@@ -2,7 +2,8 @@
 and edit. Server-rendered HTML over the same client API as the CLI; every decision is still
 checked by the workflow (identity, role, version, contracts, policy, limits).
 
-Identity: the configured header (set by an authenticating proxy in front of the console), or
+Identity: the configured header (set by an authenticating proxy in front of the console; only
+configure it when that proxy is the one way in and strips the header from clients), or
 a token an operator signs in with at ``/login?token=...`` (kept in an HttpOnly, SameSite
 cookie). Forms carry an HMAC of the identity, so another site cannot post in its name.
 """
@@ -57,7 +58,11 @@ button.reject{background:#a32020;color:#fff;border-color:#a32020}
 def _page(title: str, identity: str | None, body: str, status: int = 200) -> HTMLResponse:
     who = f"signed in as <b>{escape(identity)}</b>" if identity else "not signed in"
     return HTMLResponse(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)} · Tether</title>"
+        headers={  # never inside another site's frame: the forms carry valid tokens
+            "X-Frame-Options": "DENY",
+            "Content-Security-Policy": "frame-ancestors 'none'",
+        },
+        content=f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)} · Tether</title>"
         f"<style>{STYLE}</style></head><body><header><a href='/'>Tether · approvals</a>"
         f"<span>{who}</span></header><main>{body}</main></body></html>",
         status_code=status,
@@ -109,7 +114,8 @@ class Console:
         if token not in self.config.tokens:
             return _page("Sign in", None, "<p class='error'>Unknown token.</p>", 401)
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        secure = request.url.scheme == "https"
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=secure)
         return response
 
     async def queue(self, request: Request, identity: str) -> Response:

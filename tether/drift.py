@@ -94,9 +94,10 @@ def detect(
 ) -> DriftReport:
     report = DriftReport(baseline_outcomes=len(baseline), current_outcomes=len(current))
     seen = {o.model.fingerprint for o in baseline if o.model}
-    report.fingerprints_new = sorted(
-        {o.model.fingerprint for o in current if o.model and o.model.fingerprint not in seen}
-    )
+    if seen:  # with nothing to compare against, nothing is new
+        report.fingerprints_new = sorted(
+            {o.model.fingerprint for o in current if o.model and o.model.fingerprint not in seen}
+        )
     if min(len(baseline), len(current)) < config.min_outcomes:
         report.insufficient = True
         return report
@@ -125,6 +126,8 @@ def alert(report: DriftReport, webhook: str | None = None) -> None:
         log.warning("drift: %s shifted against the baseline", name)
     if report.fired and webhook:
         try:
-            httpx.post(webhook, json=report.model_dump(mode="json"), timeout=10.0)
+            httpx.post(
+                webhook, json=report.model_dump(mode="json"), timeout=10.0
+            ).raise_for_status()
         except httpx.HTTPError as err:  # an unreachable hook must not hide the alert
             log.error("drift webhook %s failed: %r", webhook, err)

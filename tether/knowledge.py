@@ -138,7 +138,7 @@ def read_document(
         title = first.lstrip("# ").strip()
     title = title or name
     meta = DocumentMeta(
-        doc_id=slug(name),
+        doc_id=slug(f"{source}-{name}"),  # unique across sources, as ids must be
         title=title[:200],
         version=version,
         effective_date=updated_at.date(),
@@ -218,7 +218,7 @@ def load_directory(
     for file in sorted(f for f in path.iterdir() if f.suffix.lower() in KINDS):
         modified = datetime.fromtimestamp(file.stat().st_mtime, tz=fetched_at.tzinfo)
         meta, body = read_document(
-            file.stem,
+            file.name,  # with its extension: x.md and x.html are two documents
             file.read_text(encoding="utf-8"),
             kind=KINDS[file.suffix.lower()],
             source=source,

@@ -21,10 +21,11 @@ async def replay_recent(
     client: Client,
     workflows: Sequence[type],
     *,
-    query: str = "ExecutionStatus != 'Running'",
+    query: str = "",
     limit: int = 100,
 ) -> ReplayReport:
-    """Replay up to ``limit`` closed executions matching the visibility ``query``."""
+    """Replay up to ``limit`` executions matching the visibility ``query`` (default: all,
+    running ones included: those are what a deploy would break)."""
     report = ReplayReport()
     names = {w.__temporal_workflow_definition.name for w in workflows}  # type: ignore[attr-defined]
     ids: dict[str, str] = {}  # run id -> workflow id, to name failures

@@ -183,7 +183,7 @@ class Store:
         query = (
             select(outcomes.c.body)
             .where(outcomes.c.finished_at >= start, outcomes.c.finished_at < end)
-            .order_by(outcomes.c.finished_at)
+            .order_by(outcomes.c.finished_at, outcomes.c.request_id)
         )
         with self.engine.connect() as conn:
             return [Outcome.model_validate_json(b) for b in conn.execute(query).scalars()]
@@ -349,6 +349,10 @@ class Store:
                     version=version,
                 )
             )
+
+    def forget_fetch(self, url: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(fetched.delete().where(fetched.c.url == url))
 
     def refreshes(self) -> dict[str, datetime]:
         """Each source's last successful refresh."""

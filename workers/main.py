@@ -160,7 +160,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     """Run both workers until ``stop`` is set."""
     from tether.client import connect
 
-    client = await connect(settings)
+    client = await connect(settings, serve_metrics=True)
     res = Resources.build(settings)
     try:
         workers = [resolution_worker(client, res), model_worker(client, res)]

@@ -53,7 +53,12 @@ class ShadowEvaluationWorkflow:
             start_to_close_timeout=inp.timeouts.record,
             retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["NoDataset"]),
         )
-        cases = [await self._replay(inp, case.outcome) for case in dataset.cases]
+        # Outcomes recorded before they carried their request cannot be replayed: skipped.
+        cases = [
+            await self._replay(inp, case.outcome)
+            for case in dataset.cases
+            if case.outcome.request is not None
+        ]
         return ShadowReport(
             dataset=dataset.name,
             version=dataset.version,
@@ -63,8 +68,8 @@ class ShadowEvaluationWorkflow:
 
     async def _replay(self, inp: ShadowInput, recorded: Outcome) -> ShadowCase:
         timeouts, candidate = inp.timeouts, inp.candidate
-        assert recorded.request is not None, "cases are carved from outcomes that hold it"
         request = recorded.request
+        assert request is not None  # filtered in run()
         evidence = recorded.evidence
         if candidate.retrieve_again or evidence is None:
             evidence = await workflow.execute_activity_method(

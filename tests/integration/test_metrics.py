@@ -30,7 +30,7 @@ async def test_the_worker_serves_tethers_and_temporals_metrics(
             "model_queue": f"{queue}-model",
         }
     )
-    client = await connect(local)
+    client = await connect(local, serve_metrics=True)
     tether = Tether(client, local)
     async with (
         resolution_worker(client, resources, task_queue=queue),

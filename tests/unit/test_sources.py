@@ -117,14 +117,18 @@ def test_a_url_is_fetched_conditionally_and_follows_its_source(
     assert "Gift cards expire after five years." in texts
     assert "Gift cards never expire." not in texts
     assert sorted(acts._vectors.hashes("help-site")) == [
-        "gift-cards@v2#0",
-        "gift-cards@v2#1",
+        "help-site-gift-cards@v2#0",
+        "help-site-gift-cards@v2#1",
     ]  # the old version is gone, not just outranked
 
     state.body = None  # removed at the source
     gone = ingest(acts, source="help-site", url=url, max_age_days=7)
     assert gone.removed == 2 and acts._vectors.hashes("help-site") == {}
     assert not any("Gift cards" in t for t in ask(acts, "Do gift cards expire?"))
+
+    state.body = PAGE.format(expiry="expire after five years")  # back, as it was
+    back = ingest(acts, source="help-site", url=url, max_age_days=7)
+    assert back.embedded == 2 and not back.not_modified  # fetched in full, not a stale 304
 
 
 def test_sources_keep_their_own_chunks_and_rules(
