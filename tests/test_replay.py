@@ -41,6 +41,7 @@ def test_every_path_has_a_recorded_history() -> None:
         "saga_compensated",  # recorded after the saga patch
         "saga_four_steps_reply_refused",  # after the irreversible-last patch
         "saga_answer_lost_reconciled",  # after the reconciliation patch
+        "approval_edited",  # an approver's edit, by Update
     } <= names
 
 
