@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
@@ -18,3 +20,8 @@ def make_engine(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def utc(value: datetime) -> datetime:
+    """A stored time as aware UTC: SQLite hands timezone-aware columns back naive."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

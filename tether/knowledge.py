@@ -50,10 +50,6 @@ class DocumentError(ValueError):
     """A document that cannot be ingested, with the file it came from."""
 
 
-def parse_document(path: Path) -> tuple[DocumentMeta, str]:
-    return parse_front_matter(str(path), path.read_text(encoding="utf-8"))
-
-
 def parse_front_matter(name: str, raw: str) -> tuple[DocumentMeta, str]:
     parts = raw.split("---", 2)
     if not raw.startswith("---") or len(parts) < 3:

@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from tether.db import make_engine
+from tether.db import make_engine, utc
 
 metadata = MetaData()
 
@@ -55,10 +55,6 @@ ledger = Table(
 
 def args_hash(arguments: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(arguments, sort_keys=True).encode()).hexdigest()
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -101,7 +97,7 @@ class Ledger:
                 return Claim("conflict")
             if row.status == "settled":
                 return Claim("settled", result=row.result, claims=row.claims)
-            if _utc(row.lease_until) > now:
+            if utc(row.lease_until) > now:
                 return Claim("in_progress", claims=row.claims)
             taken = conn.execute(
                 update(ledger)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from html import escape
 
@@ -95,12 +95,10 @@ def render(
     fmt = "%H:00" if span <= timedelta(days=2) else "%m-%d"
     labels = [k.strftime(fmt) for k in keys]
 
-    def per_bucket(values: dict[str, Counter[str]]) -> dict[str, list[int]]:
-        names = sorted({n for c in values.values() for n in c})
-        return {n: [values[k.isoformat()][n] for k in keys] for n in names}
-
-    actions = {k.isoformat(): Counter(o.decision.action.value for o in buckets[k]) for k in keys}
-    modes = {k.isoformat(): Counter(o.mode.value for o in buckets[k]) for k in keys}
+    def counts(label: Callable[[Outcome], str]) -> dict[str, list[int]]:
+        """Per label, how many outcomes of each bucket carry it."""
+        per = [Counter(label(o) for o in buckets[k]) for k in keys]
+        return {n: [c[n] for c in per] for n in sorted({n for c in per for n in c})}
 
     def mean(values: list[float]) -> float | None:
         return round(statistics.fmean(values), 4) if values else None
@@ -126,8 +124,8 @@ def render(
         for n in scorers
     }
     charts = [
-        stacked_bars("Decisions", labels, per_bucket(actions)),
-        stacked_bars("Operating modes", labels, per_bucket(modes)),
+        stacked_bars("Decisions", labels, counts(lambda o: o.decision.action.value)),
+        stacked_bars("Operating modes", labels, counts(lambda o: o.mode.value)),
         line_chart("Escalation rate (share sent to a person)", labels, {"escalated": escalation}),
         line_chart(
             "Grounding and confidence (means)",

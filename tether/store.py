@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 
 from tether.contracts import LaterFeedback, Outcome
 from tether.datasets import Case, digest
-from tether.db import make_engine
+from tether.db import make_engine, utc
 
 metadata = MetaData()
 
@@ -358,18 +358,7 @@ class Store:
         """Each source's last successful refresh."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(index_refreshes.c.source, index_refreshes.c.refreshed_at))
-            return {
-                source: at if at.tzinfo else at.replace(tzinfo=UTC) for source, at in rows.all()
-            }
-
-    def last_refresh(self) -> datetime | None:
-        """The oldest of the sources' last refreshes: the index is as fresh as its stalest source."""
-        with self.engine.connect() as conn:
-            values = conn.execute(select(index_refreshes.c.refreshed_at)).scalars().all()
-        if not values:
-            return None
-        oldest: datetime = min(values)
-        return oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+            return {source: utc(at) for source, at in rows.all()}
 
     def close(self) -> None:
         self.engine.dispose()

@@ -23,9 +23,6 @@ class Hit:
 
 
 class VectorStore(Protocol):
-    def upsert(
-        self, ids: list[str], vectors: npt.NDArray[np.float32], payloads: list[dict[str, Any]]
-    ) -> None: ...
     def delete(self, ids: list[str]) -> None: ...
     def replace(
         self,
@@ -73,24 +70,8 @@ class QdrantStore:
                         collection, field, models.PayloadSchemaType.KEYWORD
                     )
 
-    def upsert(
-        self, ids: list[str], vectors: npt.NDArray[np.float32], payloads: list[dict[str, Any]]
-    ) -> None:
-        if not ids:
-            return
-        points = [
-            models.PointStruct(id=_point_id(pid), vector=vec.tolist(), payload=payload)
-            for pid, vec, payload in zip(ids, vectors, payloads, strict=True)
-        ]
-        with self._lock:
-            self._client.upsert(self._collection, points=points, wait=True)
-
     def delete(self, ids: list[str]) -> None:
-        if not ids:
-            return
-        selector = models.PointIdsList(points=[_point_id(i) for i in ids])
-        with self._lock:
-            self._client.delete(self._collection, points_selector=selector, wait=True)
+        self.replace([], np.zeros((0, 0), dtype=np.float32), [], ids)
 
     def replace(
         self,
@@ -208,11 +189,6 @@ class EdgeStore:
             self._edge.Point(_point_id(pid), vec.tolist(), payload)
             for pid, vec, payload in zip(ids, vectors, payloads, strict=True)
         ]
-
-    def upsert(
-        self, ids: list[str], vectors: npt.NDArray[np.float32], payloads: list[dict[str, Any]]
-    ) -> None:
-        self.replace(ids, vectors, payloads, [])
 
     def delete(self, ids: list[str]) -> None:
         self.replace([], np.zeros((0, 0), dtype=np.float32), [], ids)
