@@ -30,7 +30,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy tether workflows activities workers domains
+	$(BIN)/mypy tether
 
 bench: setup
 	$(BIN)/python -m bench.governance_overhead

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -51,12 +52,14 @@ def _utc(text: str) -> datetime:
 
 
 class RetrievalActivities:
-    """Sync activities: embedding is CPU-bound and runs in the worker's thread pool."""
+    """Sync activities: embedding is CPU-bound and runs in the worker's thread pool. Each
+    domain's knowledge is a vector store of its own (``vectors(domain)``): one business never
+    retrieves another's documents."""
 
     def __init__(
         self,
         embedder: Embedder,
-        vectors: VectorStore,
+        vectors: Callable[[str], VectorStore],
         store: Store,
         config: RetrievalConfig,
     ) -> None:
@@ -77,7 +80,7 @@ class RetrievalActivities:
         dropped: list[DroppedPassage] = []
         chars = 0
         stale_kept: list[str] = []
-        hits = self._vectors.search(vector, cfg.top_k)
+        hits = self._vectors(query.domain).search(vector, cfg.top_k)
         # A document mid-update may show two versions; readers only ever use the newest.
         newest: dict[str, int] = {}
         for hit in hits:
@@ -98,7 +101,8 @@ class RetrievalActivities:
             kept_vectors.append(hit.vector)
             chars += len(passage.text)
         ages = {
-            source: (now - at).total_seconds() for source, at in self._store.refreshes().items()
+            source: (now - at).total_seconds()
+            for source, at in self._store.refreshes(query.domain).items()
         }
         oldest = max(ages.values()) if ages else None
         return Evidence(
@@ -169,8 +173,9 @@ class RetrievalActivities:
         except DocumentError as err:
             raise ApplicationError(str(err), type="InvalidDocument", non_retryable=True) from err
         if documents is None:  # 304: the source is as it was
-            self._store.record_refresh(inp.source, now, 0, 0)
+            self._store.record_refresh(inp.domain, inp.source, now, 0, 0)
             return IngestReport(
+                domain=inp.domain,
                 documents=0,
                 chunks=0,
                 embedded=0,
@@ -179,7 +184,8 @@ class RetrievalActivities:
                 source=inp.source,
                 not_modified=True,
             )
-        stored = self._vectors.hashes(inp.source)
+        vectors = self._vectors(inp.domain)
+        stored = vectors.hashes(inp.source)
         chunks = [c for _, doc_chunks in documents for c in doc_chunks]
         current = {c.passage_id for c in chunks}
         work = [
@@ -202,21 +208,24 @@ class RetrievalActivities:
                     writing.result()
                     activity.heartbeat(embedded, total)  # progress, shown by `tether ingest`
                 if batch is not None:
-                    writing = writer.submit(self._vectors.replace, *batch)
+                    writing = writer.submit(vectors.replace, *batch)
                     embedded += len(batch[0])
             if writing is not None:
                 writing.result()
         removed = [pid for pid in stored if pid not in current]
-        self._vectors.delete(removed)
+        vectors.delete(removed)
         if embedded or removed:
-            self._vectors.optimize()
+            vectors.optimize()
         if fetched is not None:  # only now: a crash before this re-fetches in full next time
             if fetched.pop("gone", False):
-                self._store.forget_fetch(fetched["url"])  # if it returns, fetch it in full
+                self._store.forget_fetch(
+                    fetched["domain"], fetched["url"]
+                )  # if it returns: in full
             else:
                 self._store.record_fetch(**fetched)
-        self._store.record_refresh(inp.source, now, len(documents), len(chunks))
+        self._store.record_refresh(inp.domain, inp.source, now, len(documents), len(chunks))
         return IngestReport(
+            domain=inp.domain,
             documents=len(documents),
             chunks=len(chunks),
             embedded=embedded,
@@ -281,7 +290,7 @@ class RetrievalActivities:
     ) -> tuple[list[tuple[DocumentMeta, list[Chunk]]] | None, dict[str, Any] | None]:
         """A conditional GET: 304 -> None (nothing to do); 404/410 -> no documents (its chunks
         are deleted); 2xx -> the document, a new version if its content changed."""
-        known = self._store.fetched(url)
+        known = self._store.fetched(inp.domain, url)
         headers = {}
         if known and known["etag"]:
             headers["If-None-Match"] = known["etag"]
@@ -294,7 +303,7 @@ class RetrievalActivities:
         if response.status_code == 304 and known:
             return None, None
         if response.status_code in (404, 410):
-            return [], {"url": url, "gone": True}
+            return [], {"domain": inp.domain, "url": url, "gone": True}
         if response.status_code >= 500 or response.status_code in (408, 429):
             raise ApplicationError(f"{url} -> {response.status_code}", type="SourceUnavailable")
         if not response.is_success:
@@ -325,6 +334,7 @@ class RetrievalActivities:
             version=version,
         )
         record = {
+            "domain": inp.domain,
             "url": url,
             "etag": response.headers.get("ETag"),
             "last_modified": modified,

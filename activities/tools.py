@@ -1,18 +1,19 @@
-"""Tool execution: every call goes through its ToolSpec contract, over HTTP.
+"""Tool execution: every call goes through its ToolSpec contract, over HTTP, to the business
+system the tool names. One activity per tool of every pack served, named ``<domain>.<tool>``.
 
 For a write: permission granted? -> ledger claim -> precondition (on the target) -> state
 before -> POST with the Idempotency-Key -> output contract -> postcondition (the target's
 own record, read back) -> state after -> ledger settle. Errors are classified here, at the
-activity boundary: 2xx with a JSON object -> result, else UpstreamMalformed; 404
-order_not_found -> OrderNotFound; 409 idempotency_conflict -> IdempotencyConflict; 409
-idempotency_in_progress -> InProgress (retryable); other 4xx -> UpstreamRejected
-(non-retryable); 408, 429, 5xx and transport errors -> retried by the retry policy.
+activity boundary: 2xx with a JSON object -> result, else UpstreamMalformed; 404 on a read ->
+NotFound; 409 idempotency_conflict -> IdempotencyConflict; 409 idempotency_in_progress ->
+InProgress (retryable); other 4xx -> UpstreamRejected (non-retryable); 408, 429, 5xx and
+transport errors -> retried by the retry policy.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -21,10 +22,11 @@ from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from tether import errors
+from tether import errors, names
 from tether.contracts import ToolCall, ToolInvocation, ToolResult
+from tether.domain import DomainPack
 from tether.ledger import Ledger
-from tether.tools import ConditionFailed, ToolRegistry, ToolSpec
+from tether.tools import ConditionFailed, ToolSpec
 
 
 def classify(response: httpx.Response) -> dict[str, Any]:
@@ -43,8 +45,8 @@ def classify(response: httpx.Response) -> dict[str, Any]:
     error = body.get("error") if isinstance(body, dict) else None
     if code in (408, 429) or code >= 500:
         raise ApplicationError(detail, type=errors.UPSTREAM_UNAVAILABLE)  # retryable
-    if code == 404 and error == "order_not_found":
-        raise ApplicationError(detail, type=errors.ORDER_NOT_FOUND, non_retryable=True)
+    if code == 404 and response.request.method == "GET":
+        raise ApplicationError(detail, type=errors.NOT_FOUND, non_retryable=True)
     if code == 409 and error == "idempotency_conflict":
         raise ApplicationError(detail, type=errors.IDEMPOTENCY_CONFLICT, non_retryable=True)
     if code == 409 and error == "idempotency_in_progress":
@@ -79,13 +81,17 @@ class HttpTarget:
 
 
 class ToolActivities:
-    """One activity per tool in the registry, named after it; the workflow calls by name."""
+    """One activity per tool of every pack, named ``<domain>.<tool>``; the workflow calls by
+    name. ``systems`` holds an HTTP client per business system, by name."""
 
     def __init__(
-        self, registry: ToolRegistry, http: httpx.AsyncClient, ledger: Ledger | None = None
+        self,
+        packs: Sequence[DomainPack],
+        systems: Mapping[str, httpx.AsyncClient],
+        ledger: Ledger | None = None,
     ) -> None:
-        self._registry = registry
-        self._target = HttpTarget(http)
+        self._packs = {pack.name: pack for pack in packs}
+        self._targets = {name: HttpTarget(http) for name, http in systems.items()}
         self._ledger = ledger
 
     def activities(self) -> list[Callable[[ToolInvocation], Awaitable[ToolResult]]]:
@@ -95,14 +101,28 @@ class ToolActivities:
 
             return activity.defn(name=name)(run)
 
-        return [*(bind(spec.name) for spec in self._registry), self.reconcile_tool]
+        return [
+            *(
+                bind(names.tool_activity(pack.name, spec.name))
+                for pack in self._packs.values()
+                for spec in pack.tools
+            ),
+            self.reconcile_tool,
+        ]
 
-    @activity.defn(name="reconcile_tool")
+    def _target(self, call: ToolInvocation, spec: ToolSpec) -> HttpTarget:
+        target = self._targets.get(spec.system)
+        if target is None:  # a deployment error: retrying will not bring the system
+            raise _refuse(f"no address for system {spec.system!r}", errors.UPSTREAM_REJECTED)
+        return target
+
+    @activity.defn(name=names.RECONCILE)
     async def reconcile_tool(self, call: ToolInvocation) -> ToolResult:
         """After a write failed without a clear answer: did the target act under its key?
         A completed 2xx comes back as ``unconfirmed_effect`` (the saga then undoes it);
         a request still processing is retried until it settles."""
-        record = await self._target.recorded(call.idempotency_key)
+        spec = self._pack(call).tools.get(call.tool)
+        record = await self._target(call, spec).recorded(call.idempotency_key)
         if record is not None and record["state"] == "processing":
             raise ApplicationError(
                 f"{call.idempotency_key} is still processing at the target", type=errors.IN_PROGRESS
@@ -125,18 +145,26 @@ class ToolActivities:
     async def execute(self, call: ToolInvocation) -> ToolResult:
         spec = self._checked(call)
         args = spec.input_model.model_validate(call.arguments)
+        target = self._target(call, spec)
         if not spec.writes:
             path = spec.path.format(**args.model_dump())
-            output = self._output(spec, await self._target.read(path))
+            output = self._output(spec, await target.read(path))
             return self._result(call, spec, output=output)
-        return await self._once(call, lambda: self._write(spec, call, args))
+        return await self._once(call, lambda: self._write(spec, call, args, target))
+
+    def _pack(self, call: ToolInvocation) -> DomainPack:
+        pack = self._packs.get(call.domain)
+        if pack is None:
+            raise _refuse(f"this worker serves no domain {call.domain!r}", errors.UNKNOWN_DOMAIN)
+        return pack
 
     def _checked(self, call: ToolInvocation) -> ToolSpec:
         """Refused before anything is read or written: unknown tool, bad arguments, no grant."""
-        problems = self._registry.check_call(ToolCall(tool=call.tool, arguments=call.arguments))
+        registry = self._pack(call).tools
+        problems = registry.check_call(ToolCall(tool=call.tool, arguments=call.arguments))
         if problems:
             raise _refuse("; ".join(problems), errors.INVALID_TOOL_CALL)
-        spec = self._registry.get(call.tool)
+        spec = registry.get(call.tool)
         if spec.permission not in call.granted:
             raise _refuse(
                 f"{call.tool} needs permission {spec.permission!r}; granted: {call.granted}",
@@ -144,37 +172,37 @@ class ToolActivities:
             )
         return spec
 
-    async def _write(self, spec: ToolSpec, call: ToolInvocation, args: BaseModel) -> ToolResult:
+    async def _write(
+        self, spec: ToolSpec, call: ToolInvocation, args: BaseModel, target: HttpTarget
+    ) -> ToolResult:
         key = call.idempotency_key
         precondition = None
         if spec.precondition is not None:
             try:
-                precondition = await spec.precondition(self._target, args)
+                precondition = await spec.precondition(target, args)
             except ConditionFailed as failed:
                 # False now may be our own earlier delivery's doing (it acted, then died):
                 # only if the target holds this key does its recorded answer stand.
-                held = await self._target.recorded(key)
+                held = await target.recorded(key)
                 if held is None:
                     raise _refuse(f"{call.tool}: {failed}", errors.PRECONDITION_FAILED) from None
                 precondition = (
                     f"false now ({failed}), but the target already holds this key "
                     f"({held['state']}): its answer stands"
                 )
-        before = await spec.state(self._target, args) if spec.state else None
-        body, replayed = await self._target.write(
-            spec.path, args.model_dump(exclude_none=True), key
-        )
+        before = await spec.state(target, args) if spec.state else None
+        body, replayed = await target.write(spec.path, args.model_dump(exclude_none=True), key)
         # From here on an effect exists: a failure carries the target's answer (details[0]),
         # so the saga can undo what was done.
         output = self._output(spec, body)
         assert spec.postcondition is not None  # ToolSpec guarantees it for writes
         try:
-            evidence = await spec.postcondition(self._target, args, output, key)
+            evidence = await spec.postcondition(target, args, output, key)
         except ConditionFailed as failed:
             raise ApplicationError(
                 f"{call.tool}: {failed}", body, type=errors.POSTCONDITION_FAILED, non_retryable=True
             ) from None
-        after = await spec.state(self._target, args) if spec.state else None
+        after = await spec.state(target, args) if spec.state else None
         return self._result(
             call,
             spec,

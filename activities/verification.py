@@ -1,68 +1,79 @@
-"""The second signal: challenges a proposal independently of the model that made it."""
+"""The second signal: challenges a proposal independently of the model that made it.
+
+The answer must be grounded, sentence by sentence, in the passages or context records it
+cites; citations must point at what was retrieved or read; tool arguments must agree with the
+request (the records they name mentioned in it, the subject the request's), and with the
+pack's own argument checks; the context read must belong to the request's subject.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from tether.contracts import Finding, Request, ToolCall, Verification, VerifyInput, find_order_ids
+from tether import errors
+from tether.contracts import Finding, Request, ToolCall, Verification, VerifyInput
+from tether.domain import DomainPack
 from tether.embeddings import Embedder
-from tether.text import amounts_in, split_sentences
-
-# The findings argument_findings produces: recomputed when an approver edits the tool calls.
-ARGUMENT_CODES = frozenset({"order_not_in_request", "customer_mismatch", "amount_not_requested"})
+from tether.text import split_sentences
 
 
-def argument_findings(request: Request, calls: list[ToolCall]) -> list[Finding]:
-    """Tool arguments must be consistent with what the customer actually asked."""
+def argument_findings(pack: DomainPack, request: Request, calls: list[ToolCall]) -> list[Finding]:
+    """Tool arguments must be consistent with what the request actually said. Pure: the
+    workflow runs it again on an approver's edit."""
     findings: list[Finding] = []
-    mentioned = set(find_order_ids(request.text)) | (
-        {request.order_id} if request.order_id else set()
-    )
-    asked = amounts_in(request.text)
+    mentioned = pack.references_of(request)
     for call in calls:
-        args = call.arguments
-        order_id = args.get("order_id")
-        if order_id is not None and order_id not in mentioned:
+        if call.tool not in pack.tools:
+            continue  # refused as an invalid call before this runs
+        spec = pack.tools.get(call.tool)
+        for argument, kind, ident in spec.referenced(call.arguments):
+            if ident not in mentioned.get(kind, []):
+                findings.append(
+                    Finding(
+                        code="reference_not_in_request",
+                        severity="block",
+                        detail=f"{call.tool}.{argument} names {kind} {ident}, which the request "
+                        "never mentions",
+                        about="arguments",
+                    )
+                )
+        addressee = call.arguments.get(spec.subject_argument) if spec.subject_argument else None
+        if addressee is not None and addressee != request.subject:
             findings.append(
                 Finding(
-                    code="order_not_in_request",
+                    code="subject_mismatch",
                     severity="block",
-                    detail=f"{call.tool} names {order_id}, which the request never mentions",
+                    detail=f"{call.tool} addresses {addressee}, the request is for {request.subject}",
+                    about="arguments",
                 )
             )
-        customer = args.get("customer_id")
-        if customer is not None and customer != request.customer_id:
-            findings.append(
-                Finding(
-                    code="customer_mismatch",
-                    severity="block",
-                    detail=f"{call.tool} addresses {customer}, the request came from {request.customer_id}",
-                )
-            )
-        amount = args.get("amount_cents")
-        if amount is not None and asked and int(amount) not in asked:
-            findings.append(
-                Finding(
-                    code="amount_not_requested",
-                    severity="warn",
-                    detail=f"{call.tool} amount {int(amount)} cents differs from the amounts asked {asked}",
-                )
-            )
-    return findings
+    return findings + pack.check_arguments(request, calls)
 
 
 class VerificationActivities:
-    def __init__(self, embedder: Embedder, *, grounding_similarity: float = 0.7) -> None:
+    def __init__(
+        self, embedder: Embedder, packs: Sequence[DomainPack], *, grounding_similarity: float = 0.7
+    ) -> None:
         self._embedder = embedder
+        self._packs = {pack.name: pack for pack in packs}
         self._threshold = grounding_similarity
 
     @activity.defn
     def verify_proposal(self, inp: VerifyInput) -> Verification:
+        pack = self._packs.get(inp.domain)
+        if pack is None:
+            raise ApplicationError(
+                f"this worker serves no domain {inp.domain!r}",
+                type=errors.UNKNOWN_DOMAIN,
+                non_retryable=True,
+            )
         proposal = inp.proposal
         sources = {p.passage_id: p.text for p in inp.evidence.passages}
-        if inp.order is not None:
-            sources[inp.order.citation_id] = inp.order.as_text()
+        sources.update({r.citation_id: r.text for r in inp.context})
         findings = [
             Finding(code="citation_unknown", severity="block", detail=f"{c} was not retrieved")
             for c in proposal.citations
@@ -89,15 +100,17 @@ class VerificationActivities:
                             detail=f"{score:.2f}: {sentence[:120]}",
                         )
                     )
-        findings += argument_findings(inp.request, proposal.tool_calls)
-        if inp.order is not None and inp.order.customer_id != inp.request.customer_id:
-            findings.append(
-                Finding(
-                    code="order_not_customers",
-                    severity="block",
-                    detail=f"{inp.order.order_id} belongs to another customer",
-                )
+        findings += argument_findings(pack, inp.request, proposal.tool_calls)
+        findings += [
+            Finding(
+                code="not_subjects_record",
+                severity="block",
+                detail=f"{r.kind} {r.id} belongs to another subject than {inp.request.subject}",
+                about="context",
             )
+            for r in inp.context
+            if r.owner is not None and r.owner != inp.request.subject
+        ]
         return Verification(
             grounding=grounded / len(sentences) if sentences else 0.0,
             sentences=len(sentences),

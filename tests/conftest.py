@@ -16,18 +16,24 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from domains.support.business import BusinessServer
 from tether import search
 from tether.client import Tether
-from tether.config import SUPPORT_DOMAIN, RetrievalConfig, Settings
+from tether.config import RetrievalConfig, Settings
+from tether.domains.support import PACK as SUPPORT
+from tether.domains.support.business import BusinessServer
 from tether.embeddings import Embedder
-from tether.localmodel import LocalModel, load_intents
+from tether.localmodel import LocalModel
+from tether.sandbox import workflow_runner
 from tether.stack import FAST_DYNAMIC_CONFIG, temporal_binary
-from workers.main import WORKFLOWS, Resources, model_worker, resolution_worker
+from tether.workers.main import WORKFLOWS, Resources, model_worker, resolution_worker
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HISTORIES = Path(__file__).parent / "histories"
 FRESHNESS_AS_OF = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+SUPPORT_KB = Path(str(SUPPORT.knowledge[0].location))
+# The session's workers serve the reference pack and a pack that lives only in the test tree.
+ROOMS = "tests.packs.rooms:PACK"
+DOMAINS = ["support", ROOMS]
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +48,7 @@ def embedder() -> Embedder:
 
 @pytest.fixture(scope="session")
 def local_model(embedder: Embedder) -> LocalModel:
-    return LocalModel(embedder, load_intents(SUPPORT_DOMAIN / "intents.yaml"))
+    return LocalModel(embedder, [SUPPORT])
 
 
 @pytest.fixture(scope="session")
@@ -53,11 +59,23 @@ def business(data_dir: Path) -> Iterator[BusinessServer]:
 
 
 @pytest.fixture(scope="session")
-def settings(data_dir: Path, business: BusinessServer) -> Settings:
+def facilities(data_dir: Path) -> Iterator[object]:
+    """The test pack's own business system (tests/packs/rooms)."""
+    from tests.packs.rooms.system import RoomsServer
+
+    server = RoomsServer(data_dir / "rooms.db").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path, business: BusinessServer, facilities: object) -> Settings:
     queue = f"tq-{uuid.uuid4().hex[:8]}"
     return Settings(
         data_dir=data_dir,
-        business_url=business.url,
+        domains=DOMAINS,
+        default_domain="support",
+        systems={"shop": business.url, "rooms": facilities.url},  # type: ignore[attr-defined]
         task_queue=queue,
         model_queue=f"{queue}-model",
         # The handbook's review dates are fixed; judge them as of a fixed day so tests don't rot.
@@ -90,7 +108,9 @@ async def workers(
 ) -> AsyncIterator[None]:
     client = temporal_env.client
     async with resolution_worker(client, resources), model_worker(client, resources):
-        await Tether(client, settings).ingest(str(settings.kb_path))
+        tether = Tether(client, settings)
+        for pack in resources.packs:
+            await tether.ingest_pack(pack.name)
         yield
 
 
@@ -138,13 +158,24 @@ def new_id(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+def ticket(
+    text: str, subject: str, *, requester: str | None = None, rid: str | None = None
+) -> dict[str, str]:
+    return {
+        "request_id": rid or new_id(),
+        "subject": subject,
+        "requester": requester or subject,
+        "text": text,
+    }
+
+
 async def replay_and_keep(handle: WorkflowHandle[object, object], name: str) -> None:
     """Replay a finished history against the current code (fails on non-determinism); with
     TETHER_RECORD_HISTORIES=1 also keep it under tests/histories for CI to replay later."""
     history = await handle.fetch_history()
-    await Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter).replay_workflow(
-        history
-    )
+    await Replayer(
+        workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
+    ).replay_workflow(history)
     if os.environ.get("TETHER_RECORD_HISTORIES") == "1":
         HISTORIES.mkdir(exist_ok=True)
         (HISTORIES / f"{name}.json").write_text(history.to_json())

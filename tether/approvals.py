@@ -24,7 +24,7 @@ def authorise_review(
     roles = config.approvers.get(review.approver)
     if roles is None:
         raise ReviewRefused("unknown_approver", f"{review.approver} is not a configured approver")
-    if review.approver in (request.requester, request.customer_id):
+    if review.approver in (request.requester, request.subject):
         raise ReviewRefused("self_approval", f"{review.approver} submitted this request")
     # A tier may be decided by its own role or by any higher tier's role.
     acceptable = [t.role for t in config.tiers[pending.tier :]]
@@ -42,9 +42,3 @@ def authorise_review(
     if review.verdict == "reject" and not review.reason:
         raise ReviewRefused("reason_required", "a rejection must say why")
     return role
-
-
-def approval_limit(approver: str, config: PolicyConfig) -> int:
-    """The largest refund ``approver`` may approve: the highest limit among their tiers."""
-    roles = config.approvers.get(approver, [])
-    return max((t.limit_cents for t in config.tiers if t.role in roles), default=0)

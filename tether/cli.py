@@ -47,14 +47,16 @@ async def _until_interrupted() -> None:
 
 @app.command()
 def up() -> None:
-    """Run the embedded stack in the foreground (Temporal + UI, business system, workers)."""
-    from tether.runtime import EmbeddedStack
+    """Run the embedded stack in the foreground (Temporal + UI, business systems, workers)."""
+    from tether.workers.stack import EmbeddedStack
 
     async def main() -> None:
         settings = Settings()
-        async with EmbeddedStack(settings):
+        async with EmbeddedStack(settings) as stack:
             console.print(f"Temporal {settings.temporal_address}, UI {settings.ui_url}")
-            console.print(f"Business system {settings.business_url}. Ctrl-C stops everything.")
+            for name, system in stack.systems.items():
+                console.print(f"Business system {name}: {getattr(system, 'url', '')}")
+            console.print("Ctrl-C stops everything.")
             await _until_interrupted()
         console.print("stopped")
 
@@ -62,9 +64,26 @@ def up() -> None:
 
 
 @app.command()
+def domains() -> None:
+    """The domain packs this installation serves: what each one governs."""
+    from tether import packs
+
+    table = Table("domain", "what", "tools", "intents", "tiers")
+    for pack in packs.load(Settings().domains):
+        table.add_row(
+            pack.name,
+            pack.title,
+            ", ".join(t.name for t in pack.tools if t.proposable),
+            ", ".join(pack.intents),
+            ", ".join(t.name for t in pack.policy.tiers),
+        )
+    console.print(table)
+
+
+@app.command()
 def worker() -> None:
     """Run the workers against an existing Temporal server (Ctrl-C stops)."""
-    from workers.main import run
+    from tether.workers.main import run
 
     logging.basicConfig(
         level=os.environ.get("TETHER_LOG_LEVEL", "INFO").upper(),
@@ -83,7 +102,10 @@ def worker() -> None:
 
 @app.command()
 def ingest(
-    locations: list[str] = typer.Argument(..., help="directories or http(s) URLs"),
+    locations: list[str] = typer.Argument(
+        None, help="directories or http(s) URLs (default: the pack's own knowledge)"
+    ),
+    domain: str | None = typer.Option(None, help="whose knowledge (default: the only pack)"),
     source: str | None = typer.Option(None, help="source name (default: kb, or the URL's host)"),
     max_age_days: int = typer.Option(30, help="freshness rule for documents without their own"),
     every: str | None = typer.Option(
@@ -100,17 +122,24 @@ def ingest(
             console.print("[red]--source names one location; omit it to name each by its own[/red]")
             raise typer.Exit(2)
         tether = await Tether.connect()
-        sources = []
-        for location in locations:
-            name = source or source_name(location)
-            try:
-                sources.append(tether.source(location, source=name, max_age_days=max_age_days))
-            except InvalidRequest as err:
-                console.print(f"[red]{err}[/red]")
-                raise typer.Exit(2) from None
+        try:
+            pack = tether.pack(domain)
+            wanted = [(str(k.location), k.source) for k in pack.knowledge]
+            if locations:
+                wanted = [(loc, source or source_name(loc)) for loc in locations]
+            sources = [
+                tether.source(loc, domain=pack.name, source=name, max_age_days=max_age_days)
+                for loc, name in wanted
+            ]
+        except InvalidRequest as err:
+            console.print(f"[red]{err}[/red]")
+            raise typer.Exit(2) from None
         for inp in sources:
             handle = await tether.start_ingest(
-                inp.path or inp.url or "", source=inp.source, max_age_days=max_age_days
+                inp.path or inp.url or "",
+                domain=inp.domain,
+                source=inp.source,
+                max_age_days=max_age_days,
             )
             with Progress(console=console, transient=True) as progress:
                 task = progress.add_task(f"indexing {inp.path or inp.url}", total=None)
@@ -153,13 +182,26 @@ def parse_interval(text: str) -> timedelta:
 @app.command()
 def ask(
     text: str,
-    customer: str = typer.Option("C-100", help="customer id"),
-    requester: str | None = typer.Option(None, help="who submits (default: the customer)"),
-    order: str | None = typer.Option(None, help="order id, if not in the text"),
+    subject: str = typer.Option(
+        ..., help="on whose behalf: the pack's subject (see tether domains)"
+    ),
+    requester: str | None = typer.Option(None, help="who submits (default: the subject)"),
+    ref: list[str] | None = typer.Option(
+        None, help="KIND=ID, a record the request points at, if not in the text (repeatable)"
+    ),
+    domain: str | None = typer.Option(None, help="which pack governs it (default: the only one)"),
     request_id: str | None = typer.Option(None, help="idempotent request id (default: new)"),
 ) -> None:
     """Start a request, wait for its outcome, print it."""
     from tether.client import Tether
+
+    references: dict[str, list[str]] = {}
+    for item in ref or []:
+        kind, _, ident = item.partition("=")
+        if not kind or not ident:
+            console.print(f"[red]--ref {item!r}: expected KIND=ID[/red]")
+            raise typer.Exit(2)
+        references.setdefault(kind, []).append(ident)
 
     async def main() -> None:
         tether = await Tether.connect()
@@ -168,11 +210,12 @@ def ask(
             handle = await tether.submit(
                 {
                     "request_id": rid,
-                    "customer_id": customer,
-                    "requester": requester or customer,
+                    "subject": subject,
+                    "requester": requester or subject,
                     "text": text,
-                    "order_id": order,
-                }
+                    "references": references,
+                },
+                domain=domain,
             )
         except InvalidRequest as err:
             console.print(f"[red]{err}[/red]")
@@ -186,18 +229,19 @@ def ask(
 
 @approvals.command("list")
 def approvals_list(
-    queue: str | None = typer.Option(None, help="approval tier: lead, manager"),
-    intent: str | None = typer.Option(None, help="e.g. refund_request"),
+    queue: str | None = typer.Option(None, help="approval tier, by name"),
+    intent: str | None = typer.Option(None, help="an intent of the pack"),
     mode: str | None = typer.Option(None, help="e.g. human_draft, read_only"),
+    domain: str | None = typer.Option(None, help="one pack's requests only"),
 ) -> None:
     """Requests waiting for approval (filtered through search attributes)."""
     from tether.client import Tether
 
     async def main() -> None:
         tether = await Tether.connect()
-        table = Table("request", "tier", "role", "deadline", "intent", "reasons")
+        table = Table("request", "domain", "tier", "role", "deadline", "intent", "reasons")
         try:
-            waiting = await tether.pending(queue=queue, intent=intent, mode=mode)
+            waiting = await tether.pending(queue=queue, intent=intent, mode=mode, domain=domain)
         except InvalidRequest as err:
             console.print(f"[red]{err}[/red]")
             raise typer.Exit(2) from None
@@ -205,6 +249,7 @@ def approvals_list(
             assert status.pending is not None
             table.add_row(
                 status.request_id,
+                status.domain,
                 status.pending.tier_name,
                 status.pending.role,
                 status.pending.deadline.isoformat(timespec="seconds"),
@@ -273,7 +318,7 @@ def approvals_edit(
     request_id: str,
     approver: str = typer.Option(..., "--as", help="approver identity"),
     reason: str = typer.Option(..., help="why the change (required; kept as feedback)"),
-    answer: str | None = typer.Option(None, help="the answer the customer gets instead"),
+    answer: str | None = typer.Option(None, help="the answer the requester gets instead"),
     set_: list[str] | None = typer.Option(
         None,
         "--set",
@@ -353,9 +398,12 @@ def replay_command(
     limit: int = typer.Option(100, help="at most this many histories"),
 ) -> None:
     """Replay recent histories from the server against this code; exit 1 on any divergence."""
+    from tether import packs
     from tether.client import connect
     from tether.replay import replay_recent
-    from workers.main import WORKFLOWS
+    from tether.workers.main import WORKFLOWS
+
+    packs.load(Settings().domains)  # the workflows decide with the packs' rules
 
     async def main() -> None:
         report = await replay_recent(await connect(Settings()), WORKFLOWS, query=query, limit=limit)
@@ -454,7 +502,10 @@ def eval_datasets() -> None:
 @evaluation_app.command("replay")
 def eval_replay(
     dataset: str = typer.Option(..., help="escalations, reversals, edits, complaints or slow"),
-    candidate: Path = typer.Option(..., help="JSON: name, policy, model_queue, retrieve_again"),
+    candidate: Path = typer.Option(
+        ..., help="JSON: name, policy (fields changed), model_queue, retrieve_again"
+    ),
+    domain: str | None = typer.Option(None, help="whose cases (default: the only pack)"),
     version: int | None = typer.Option(None, help="default: the latest"),
 ) -> None:
     """Replay a dataset against a candidate in shadow mode (no side effects); what changed."""
@@ -470,7 +521,12 @@ def eval_replay(
         raise typer.Exit(2) from None
 
     async def main() -> None:
-        report = await (await Tether.connect()).shadow(dataset, chosen, version=version)
+        tether = await Tether.connect()
+        try:
+            report = await tether.shadow(dataset, chosen, domain=domain, version=version)
+        except InvalidRequest as err:
+            console.print(f"[red]{err}[/red]")
+            raise typer.Exit(2) from None
         table = Table("request", "recorded", "candidate", "human", "grounding", "reasons now")
         for case in report.cases:
             if not case.changed:
@@ -587,7 +643,7 @@ def audit_command(request_id: str) -> None:
 @app.command()
 def demo() -> None:
     """Start the embedded stack, ingest the knowledge base, run scripted tickets, stop."""
-    from tether.demo import run_demo
+    from tether.workers.demo import run_demo
 
     _run(run_demo())
 

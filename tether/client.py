@@ -1,10 +1,15 @@
 """The Python client API: submit requests, await outcomes, review pending approvals.
 
 async with await Tether.connect() as tether:
-    outcome = await tether.resolve({"request_id": "t-1", "customer_id": "C-100",
-                                    "requester": "C-100", "text": "Where is ORD-1001?"})
+    outcome = await tether.resolve(
+        {"request_id": "t-1", "subject": "C-100", "requester": "C-100", "text": "..."},
+        domain="support",
+    )
     for item in await tether.pending():
-        await tether.approve(item.request_id, approver="lead@northwind.example")
+        await tether.approve(item.request_id, approver="lead@example.com")
+
+It starts and messages workflows by name (tether.names), so it needs no workflow code; it
+loads the domain packs it validates requests with (Settings.domains) from their modules.
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from tether import names, packs
 from tether.audit import AuditEntry, audit
-from tether.config import Settings
+from tether.config import PolicyConfig, Settings
 from tether.contracts import (
     Edit,
     IngestInput,
@@ -51,16 +57,13 @@ from tether.contracts import (
     ToolCall,
     WorkflowStatus,
 )
+from tether.domain import DomainPack
 from tether.errors import InvalidRequest, ReviewRejected
 from tether.evaluation import EvaluationInput, EvaluationReport
 from tether.metrics import runtime_for
+from tether.names import workflow_id_for
 from tether.shadow import Candidate, DatasetRef, ShadowInput, ShadowReport
 from tether.tracing import interceptors
-from workflows.evaluation import LiveEvaluationWorkflow
-from workflows.feedback import FeedbackWorkflow
-from workflows.knowledge import KnowledgeIngestWorkflow, KnowledgeRefreshWorkflow
-from workflows.resolution import ResolutionWorkflow, workflow_id_for
-from workflows.shadow import ShadowEvaluationWorkflow
 
 
 async def connect(settings: Settings, *, serve_metrics: bool = False) -> Client:
@@ -85,20 +88,40 @@ def invalid(err: ValidationError, what: str) -> InvalidRequest:
     )
 
 
-def parse_request(data: Request | Mapping[str, Any]) -> Request:
-    """Validate before anything starts; every problem is named with its field."""
+def parse_request(data: Request | Mapping[str, Any], pack: DomainPack) -> Request:
+    """Validate before anything starts, as the core and as the pack see it; every problem is
+    named with its field."""
     if isinstance(data, Request):
-        return data
-    try:
-        return Request.model_validate(data)
-    except ValidationError as err:
-        raise invalid(err, "request") from None
+        request = data
+    else:
+        try:
+            request = Request.model_validate(data)
+        except ValidationError as err:
+            raise invalid(err, "request") from None
+    problems = pack.problems(request)
+    if problems:
+        raise InvalidRequest(problems)
+    return request
 
 
 class Tether:
     def __init__(self, client: Client, settings: Settings | None = None) -> None:
         self.client = client
         self.settings = settings or Settings()
+        self.packs = packs.load(self.settings.domains)
+
+    def pack(self, domain: str | None = None) -> DomainPack:
+        """The pack ``domain`` names, else the default one; InvalidRequest if there is none."""
+        try:
+            return packs.resolve(domain, self.settings.default_domain)
+        except packs.UnknownDomain as err:
+            served = sorted(p.name for p in self.packs)
+            raise InvalidRequest([f"domain: {err.name!r} is not one of {served}"]) from None
+
+    def policy(self, pack: DomainPack) -> PolicyConfig:
+        """The pack's policy with this deployment's overrides (Settings.policies)."""
+        overrides = self.settings.policies.get(pack.name)
+        return pack.policy.merged(overrides) if overrides else pack.policy
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> Tether:
@@ -111,34 +134,45 @@ class Tether:
     async def __aexit__(self, *_: object) -> None:
         return None
 
-    def handle(self, request_id: str) -> WorkflowHandle[ResolutionWorkflow, Outcome]:
-        return self.client.get_workflow_handle_for(
-            ResolutionWorkflow.run, workflow_id_for(request_id)
-        )
+    def handle(self, request_id: str) -> WorkflowHandle[Any, Outcome]:
+        return self.client.get_workflow_handle(workflow_id_for(request_id), result_type=Outcome)
 
     async def submit(
-        self, request: Request | Mapping[str, Any], *, task_queue: str | None = None
-    ) -> WorkflowHandle[ResolutionWorkflow, Outcome]:
-        """Start the request's workflow, or attach to it if it already exists (never twice)."""
-        req = parse_request(request)
+        self,
+        request: Request | Mapping[str, Any],
+        *,
+        domain: str | None = None,
+        task_queue: str | None = None,
+    ) -> WorkflowHandle[Any, Outcome]:
+        """Start the request's workflow under its domain's pack, or attach to it if it already
+        exists (never twice)."""
+        pack = self.pack(domain)
+        req = parse_request(request, pack)
         s = self.settings
         try:
             return await self.client.start_workflow(
-                ResolutionWorkflow.run,
+                names.RESOLUTION,
                 ResolutionInput(
-                    request=req, policy=s.policy, timeouts=s.timeouts, model_queue=s.model_queue
+                    domain=pack.name,
+                    request=req,
+                    policy=self.policy(pack),
+                    timeouts=s.timeouts,
+                    model_queue=s.model_queue,
                 ),
                 id=workflow_id_for(req.request_id),
                 task_queue=task_queue or s.task_queue,
+                result_type=Outcome,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                static_summary=f"{req.customer_id}: {req.text[:80]}",
+                static_summary=f"{pack.name} · {req.subject}: {req.text[:80]}",
             )
         except WorkflowAlreadyStartedError:
             return self.handle(req.request_id)  # already finished: same request, same outcome
 
-    async def resolve(self, request: Request | Mapping[str, Any]) -> Outcome:
-        return await (await self.submit(request)).result()
+    async def resolve(
+        self, request: Request | Mapping[str, Any], *, domain: str | None = None
+    ) -> Outcome:
+        return await (await self.submit(request, domain=domain)).result()
 
     async def outcome(self, request_id: str) -> Outcome:
         return await self.handle(request_id).result()
@@ -148,13 +182,21 @@ class Tether:
         return audit(await self.outcome(request_id))
 
     async def status(self, request_id: str) -> WorkflowStatus:
-        return await self.handle(request_id).query(ResolutionWorkflow.status)
+        status: WorkflowStatus = await self.handle(request_id).query(
+            names.STATUS, result_type=WorkflowStatus
+        )
+        return status
 
     async def pending(
-        self, *, queue: str | None = None, intent: str | None = None, mode: str | None = None
+        self,
+        *,
+        queue: str | None = None,
+        intent: str | None = None,
+        mode: str | None = None,
+        domain: str | None = None,
     ) -> list[WorkflowStatus]:
         """Requests waiting for a human, found through search attributes; ``queue`` is the
-        approval tier's name (lead, manager), ``intent`` and ``mode`` as recorded."""
+        approval tier's name, ``intent``, ``mode`` and ``domain`` as recorded."""
         clauses = [
             f"TetherStage = '{Stage.AWAITING_APPROVAL.value}'",
             "ExecutionStatus = 'Running'",
@@ -163,6 +205,7 @@ class Tether:
             ("TetherQueue", queue),
             ("TetherIntent", intent),
             ("TetherMode", mode),
+            ("TetherDomain", domain),
         ):
             if value is not None:
                 if not value.replace("_", "").isalnum():
@@ -172,7 +215,7 @@ class Tether:
         found = []
         async for execution in self.client.list_workflows(query):
             status = await self.client.get_workflow_handle(execution.id).query(
-                ResolutionWorkflow.status
+                names.STATUS, result_type=WorkflowStatus
             )
             if status.pending is not None:
                 found.append(status)
@@ -190,7 +233,7 @@ class Tether:
         review = Review(
             approver=approver, verdict=verdict, reason=reason, proposal_version=proposal_version
         )
-        return await self._decide(request_id, ResolutionWorkflow.review, review)
+        return await self._decide(request_id, names.REVIEW, review)
 
     async def edit(
         self,
@@ -216,11 +259,13 @@ class Tether:
             )
         except ValidationError as err:
             raise invalid(err, "edit") from None
-        return await self._decide(request_id, ResolutionWorkflow.edit, edit)
+        return await self._decide(request_id, names.EDIT, edit)
 
-    async def _decide(self, request_id: str, update: Any, message: Review | Edit) -> ReviewReceipt:
+    async def _decide(self, request_id: str, update: str, message: Review | Edit) -> ReviewReceipt:
         try:
-            receipt: ReviewReceipt = await self.handle(request_id).execute_update(update, message)
+            receipt: ReviewReceipt = await self.handle(request_id).execute_update(
+                update, message, result_type=ReviewReceipt
+            )
             return receipt
         except WorkflowUpdateFailedError as err:
             cause = err.cause
@@ -243,33 +288,54 @@ class Tether:
         self,
         location: str,
         *,
+        domain: str | None = None,
         source: str = "kb",
         max_age_days: int = 30,
         valid_until: datetime | None = None,
     ) -> IngestReport:
-        """Index a directory or an HTTP(S) URL now, and wait for the report."""
+        """Index a directory or an HTTP(S) URL into a domain's knowledge now; the report."""
         handle = await self.start_ingest(
-            location, source=source, max_age_days=max_age_days, valid_until=valid_until
+            location,
+            domain=domain,
+            source=source,
+            max_age_days=max_age_days,
+            valid_until=valid_until,
         )
         return await handle.result()
+
+    async def ingest_pack(self, domain: str | None = None) -> list[IngestReport]:
+        """Index every knowledge source the pack ships."""
+        pack = self.pack(domain)
+        return [
+            await self.ingest(
+                str(k.location), domain=pack.name, source=k.source, max_age_days=k.max_age_days
+            )
+            for k in pack.knowledge
+        ]
 
     async def start_ingest(
         self,
         location: str,
         *,
+        domain: str | None = None,
         source: str = "kb",
         max_age_days: int = 30,
         valid_until: datetime | None = None,
-    ) -> WorkflowHandle[KnowledgeIngestWorkflow, IngestReport]:
+    ) -> WorkflowHandle[Any, IngestReport]:
         inp = self.source(
-            location, source=source, max_age_days=max_age_days, valid_until=valid_until
+            location,
+            domain=self.pack(domain).name,
+            source=source,
+            max_age_days=max_age_days,
+            valid_until=valid_until,
         )
         digest = hashlib.sha256(location.encode()).hexdigest()[:12]
         return await self.client.start_workflow(
-            KnowledgeIngestWorkflow.run,
+            names.KNOWLEDGE_INGEST,
             inp,
-            id=f"knowledge-ingest-{source}-{digest}",
+            id=f"knowledge-ingest-{inp.domain}-{source}-{digest}",
             task_queue=self.settings.task_queue,
+            result_type=IngestReport,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
 
@@ -287,6 +353,7 @@ class Tether:
     def source(
         location: str,
         *,
+        domain: str,
         source: str = "kb",
         max_age_days: int = 30,
         valid_until: datetime | None = None,
@@ -299,6 +366,7 @@ class Tether:
         try:
             return IngestInput.model_validate(
                 {
+                    "domain": domain,
                     "source": source,
                     "max_age_days": max_age_days,
                     "valid_until": valid_until,
@@ -312,7 +380,7 @@ class Tether:
         """Refresh these sources every ``every`` on a Temporal Schedule (created or updated);
         overlapping runs are skipped. Returns the schedule id."""
         action = ScheduleActionStartWorkflow(
-            KnowledgeRefreshWorkflow.run,
+            names.KNOWLEDGE_REFRESH,
             RefreshInput(sources=sources),
             id="knowledge-refresh",
             task_queue=self.settings.task_queue,
@@ -321,33 +389,45 @@ class Tether:
 
     async def evaluate(self, inp: EvaluationInput | None = None) -> EvaluationReport:
         """Score the sampled share of recent outcomes now; returns the window's report."""
-        return await self.client.execute_workflow(
-            LiveEvaluationWorkflow.run,
+        report: EvaluationReport = await self.client.execute_workflow(
+            names.LIVE_EVALUATION,
             inp or EvaluationInput(),
             id=f"live-evaluation-{datetime.now(UTC):%Y%m%dT%H%M%S%f}",
             task_queue=self.settings.task_queue,
+            result_type=EvaluationReport,
         )
+        return report
 
     async def shadow(
-        self, dataset: str, candidate: Candidate, *, version: int | None = None
+        self,
+        dataset: str,
+        candidate: Candidate,
+        *,
+        domain: str | None = None,
+        version: int | None = None,
     ) -> ShadowReport:
-        """Replay a dataset against a candidate, with no side effects; what changed."""
-        return await self.client.execute_workflow(
-            ShadowEvaluationWorkflow.run,
+        """Replay a dataset's cases of one domain against a candidate, with no side effects;
+        what changed."""
+        pack = self.pack(domain)
+        report: ShadowReport = await self.client.execute_workflow(
+            names.SHADOW_EVALUATION,
             ShadowInput(
+                domain=pack.name,
                 dataset=DatasetRef(name=dataset, version=version),
                 candidate=candidate,
                 model_queue=self.settings.model_queue,
-                policy=self.settings.policy,
+                policy=self.policy(pack),
                 timeouts=self.settings.timeouts,
             ),
-            id=f"shadow-{dataset}-{candidate.name}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}",
+            id=f"shadow-{pack.name}-{dataset}-{candidate.name}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}",
             task_queue=self.settings.task_queue,
+            result_type=ShadowReport,
         )
+        return report
 
     async def schedule_evaluation(self, inp: EvaluationInput, every: timedelta) -> str:
         action = ScheduleActionStartWorkflow(
-            LiveEvaluationWorkflow.run,
+            names.LIVE_EVALUATION,
             inp,
             id="live-evaluation",
             task_queue=self.settings.task_queue,
@@ -380,7 +460,7 @@ class Tether:
         source: str = "api",
         at: datetime | None = None,
     ) -> None:
-        """Attach what happened later (a complaint, a reversal, a clawback) to the outcome of
+        """Attach what happened later (a complaint, a reversal, a correction) to the outcome of
         ``request_id``; sending the same feedback again is harmless."""
         try:
             item = LaterFeedback.model_validate(
@@ -397,7 +477,7 @@ class Tether:
         digest = hashlib.sha256(item.model_dump_json().encode()).hexdigest()[:16]
         try:
             await self.client.execute_workflow(
-                FeedbackWorkflow.run,
+                names.FEEDBACK,
                 item,
                 id=f"feedback-{request_id}-{digest}",
                 task_queue=self.settings.task_queue,

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from temporalio.common import RetryPolicy
 
-# Task queues, in one place.
-RESOLUTION_QUEUE = "tether-resolution"
-MODEL_QUEUE = "tether-model"
-
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-SUPPORT_DOMAIN = PACKAGE_ROOT / "domains" / "support"
+from tether.names import MODEL_QUEUE, RESOLUTION_QUEUE
 
 
 class Retry(BaseModel):
@@ -29,6 +25,15 @@ class Retry(BaseModel):
     backoff: float = 2.0
     maximum_interval: timedelta = timedelta(seconds=10)
     maximum_attempts: int = 5
+
+    def policy(self, *, non_retryable: list[str] | None = None) -> RetryPolicy:
+        return RetryPolicy(
+            initial_interval=self.initial,
+            backoff_coefficient=self.backoff,
+            maximum_interval=self.maximum_interval,
+            maximum_attempts=self.maximum_attempts,
+            non_retryable_error_types=non_retryable,
+        )
 
 
 class Timeouts(BaseModel):
@@ -57,46 +62,53 @@ class Timeouts(BaseModel):
 
 
 class ApprovalTier(BaseModel):
-    """One rung of the escalation ladder."""
+    """One rung of the escalation ladder: who decides, and how long they have. What a tier
+    may approve is the domain pack's to say (its rules escalate to a tier by name)."""
 
-    name: str
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     role: str
-    limit_cents: int = Field(ge=0, description="largest refund this tier may approve")
     sla: timedelta
 
 
 class PolicyConfig(BaseModel):
-    """Deterministic policy thresholds. Nothing a user, document or model says can change them."""
+    """Deterministic policy for one domain. Nothing a user, document or model says can change
+    it. The core's gates read the thresholds; the pack's rules read ``rules`` (validated by
+    the pack's own settings model)."""
 
-    version: str = "support-policy/2026-11-01"
-    auto_refund_limit_cents: int = 5_000
-    max_refund_cents: int = 100_000
-    refund_window_days: int = 30
+    version: str = Field(min_length=1, max_length=64)
     min_auto_confidence: float = 0.55
     min_grounding: float = 0.75
-    tiers: list[ApprovalTier] = Field(
-        default_factory=lambda: [
-            ApprovalTier(
-                name="lead", role="support_lead", limit_cents=20_000, sla=timedelta(hours=4)
-            ),
-            ApprovalTier(
-                name="manager", role="support_manager", limit_cents=100_000, sla=timedelta(hours=8)
-            ),
-        ]
-    )
+    tiers: list[ApprovalTier] = Field(min_length=1)
     # approver id -> roles. Kept in the workflow input so validators are deterministic.
-    approvers: dict[str, list[str]] = Field(
-        default_factory=lambda: {
-            "lead@northwind.example": ["support_lead"],
-            "manager@northwind.example": ["support_manager", "support_lead"],
-            "agent@northwind.example": ["support_agent"],
-        }
-    )
+    approvers: dict[str, list[str]] = {}
     max_repairs: int = 2
     # Permissions the system may exercise without a person; any other needs an approval.
-    autonomous_permissions: list[str] = Field(
-        default_factory=lambda: ["orders:read", "messages:send", "refunds:issue"]
-    )
+    autonomous_permissions: list[str] = []
+    rules: dict[str, Any] = Field(default={}, description="the pack's rule settings")
+
+    def tier_index(self, name: str) -> int | None:
+        return next((i for i, t in enumerate(self.tiers) if t.name == name), None)
+
+    def reach(self, approver: str) -> int | None:
+        """The highest tier ``approver`` may decide (a tier's role decides it and every tier
+        below it), or None when they hold no tier's role."""
+        roles = self.approvers.get(approver, [])
+        held = [i for i, t in enumerate(self.tiers) if t.role in roles]
+        return max(held) if held else None
+
+    def merged(self, overrides: dict[str, Any]) -> PolicyConfig:
+        """This policy with ``overrides`` applied (nested dicts merged key by key)."""
+        return PolicyConfig.model_validate(_merge(self.model_dump(), overrides))
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 class RetrievalConfig(BaseModel):
@@ -162,6 +174,16 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TETHER_", env_nested_delimiter="__")
 
     data_dir: Path = Path(".tether")
+    # The domain packs this process serves: entry-point names (the ``tether.domains`` group,
+    # where this distribution registers its reference pack) or ``module:ATTRIBUTE`` paths.
+    # None: every installed pack.
+    domains: list[str] | None = None
+    # The pack a request names when it names none (else: the only pack, if there is one).
+    default_domain: str | None = None
+    # Per domain, fields merged over the pack's own policy (thresholds, tiers, approvers).
+    policies: dict[str, dict[str, Any]] = {}
+    # Business systems by name (each pack declares its own and their default URLs).
+    systems: dict[str, str] = {}
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_ui_port: int = 8233
@@ -174,11 +196,8 @@ class Settings(BaseSettings):
     vector_backend: Literal["edge", "local"] = "edge"
     qdrant_path: Path | None = None  # default: data_dir / "edge" (or "qdrant" for local)
     qdrant_url: str | None = None  # a Qdrant server instead of local mode
-    collection: str = "support_kb"
-    business_url: str = "http://127.0.0.1:8765"
-    business_db: Path | None = None  # default: data_dir / "business.db"
-    kb_path: Path = SUPPORT_DOMAIN / "kb"
-    intents_path: Path = SUPPORT_DOMAIN / "intents.yaml"
+    # Each domain's knowledge is a collection of its own: <prefix>_<domain>.
+    collection_prefix: str = "tether"
     embedding_batch_size: int = 32
     # onnx: the same vectors as torch, faster on CPU (bench/ingest_throughput.py).
     embedding_backend: Literal["torch", "onnx"] = "onnx"
@@ -191,7 +210,6 @@ class Settings(BaseSettings):
     # OTEL_EXPORTER_OTLP_ENDPOINT when that is set, else to whatever provider is installed.
     tracing: bool = False
     retrieval: RetrievalConfig = RetrievalConfig()
-    policy: PolicyConfig = PolicyConfig()
     timeouts: Timeouts = Timeouts()
     llm: LLMConfig = LLMConfig()
     console: ConsoleConfig = ConsoleConfig()
@@ -216,9 +234,9 @@ class Settings(BaseSettings):
     def resolved_store_url(self) -> str:
         return self.store_url or f"sqlite:///{(self.data_dir / 'tether.db').resolve()}"
 
-    def resolved_qdrant_path(self) -> Path:
+    def resolved_qdrant_path(self, domain: str) -> Path:
         default = "edge" if self.vector_backend == "edge" else "qdrant"
-        return self.qdrant_path or self.data_dir / default
+        return (self.qdrant_path or self.data_dir / default) / domain
 
-    def resolved_business_db(self) -> Path:
-        return self.business_db or self.data_dir / "business.db"
+    def collection(self, domain: str) -> str:
+        return f"{self.collection_prefix}_{domain}"

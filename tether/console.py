@@ -73,10 +73,6 @@ def _tags(codes: list[str], cls: str = "") -> str:
     return "".join(f"<span class='tag {cls}'>{escape(c)}</span>" for c in codes)
 
 
-def _usd(cents: Any) -> str:
-    return f"${cents / 100:,.2f}" if isinstance(cents, int) else ""
-
-
 class Console:
     def __init__(self, settings: Settings, tether: Tether | None = None) -> None:
         self.settings = settings
@@ -129,10 +125,13 @@ class Console:
         )
         rows = "".join(self._queue_row(s) for s in waiting)
         empty = "" if rows else "<tr><td colspan='6'>Nothing is waiting for a person.</td></tr>"
+        tiers = dict.fromkeys(
+            t.name for p in self.tether.packs for t in self.tether.policy(p).tiers
+        )
         options = "".join(
-            f"<option value='{escape(t.name)}'{' selected' if filters['queue'] == t.name else ''}>"
-            f"{escape(t.name)}</option>"
-            for t in self.settings.policy.tiers
+            f"<option value='{escape(t)}'{' selected' if filters['queue'] == t else ''}>"
+            f"{escape(t)}</option>"
+            for t in tiers
         )
         body = (
             f"<h1>Waiting for a decision ({len(waiting)})</h1>"
@@ -185,9 +184,10 @@ class Console:
         pending = status.pending
         assert pending is not None
         proposal, ticket = pending.proposal, status.request
+        pack = self.tether.pack(status.domain)
         calls = "".join(
             f"<tr><td>{escape(c.tool)}</td><td class='code'>{escape(json.dumps(c.arguments, indent=1))}"
-            f"</td><td>{_usd(c.arguments.get('amount_cents'))}</td></tr>"
+            f"</td><td>{escape(pack.describe(c))}</td></tr>"
             for c in proposal.tool_calls
         )
         evidence = (
@@ -217,7 +217,8 @@ class Console:
             json.dumps([c.model_dump(mode="json") for c in proposal.tool_calls], indent=1)
         )
         who = (
-            f"{escape(ticket.customer_id)} (submitted by {escape(ticket.requester)})"
+            f"{escape(pack.subject_label)} {escape(ticket.subject)} "
+            f"(submitted by {escape(ticket.requester)})"
             if ticket
             else ""
         )
@@ -229,7 +230,7 @@ class Console:
 intent {escape(proposal.intent)}; confidence {proposal.confidence:.2f}.</p></section>
 <section><h2>Why a person decides</h2><table id='reasons'>{reasons}</table></section>
 <section><h2>Proposed answer</h2><p id='answer'>{escape(proposal.answer)}</p>
-<h2>Proposed actions</h2><table><tr><th>tool</th><th>arguments</th><th>amount</th></tr>{calls}</table></section>
+<h2>Proposed actions</h2><table><tr><th>tool</th><th>arguments</th><th>in short</th></tr>{calls}</table></section>
 <section><h2>Evidence cited</h2><table id='evidence'>{evidence}</table></section>
 <section><h2>Verifier findings</h2><table id='findings'>{findings}</table></section>
 <section><h2>Decide</h2>

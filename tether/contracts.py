@@ -9,23 +9,17 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tether.config import MODEL_QUEUE, PolicyConfig, Timeouts
+from tether.config import PolicyConfig, Timeouts
+from tether.names import MODEL_QUEUE
 
-ORDER_ID_PATTERN = r"ORD-\d{4,8}"
-_ORDER_ID = re.compile(rf"\b({ORDER_ID_PATTERN})\b", re.IGNORECASE)
-_IDENT = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
-
-
-def find_order_ids(text: str) -> list[str]:
-    """Order ids mentioned in free text, normalised and in order of first mention."""
-    seen: dict[str, None] = {}
-    for match in _ORDER_ID.finditer(text):
-        seen.setdefault(match.group(1).upper(), None)
-    return list(seen)
+IDENT = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+KIND = r"^[a-z][a-z0-9_]{0,31}$"
+DOMAIN = r"^[a-z][a-z0-9_-]{0,31}$"
+M = TypeVar("M", bound=BaseModel)
 
 
 class Stage(StrEnum):
@@ -65,24 +59,37 @@ class Frozen(BaseModel):
 
 
 class Request(Frozen):
-    """A customer's ticket. Validated before any workflow starts."""
+    """A ticket: who asks, on whose behalf, what they wrote and which records it points at.
+    The core checks its shape; the domain pack checks its references (DomainPack.problems)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     request_id: str = Field(
-        pattern=_IDENT, description="caller's id; the workflow id derives from it"
+        pattern=IDENT, description="caller's id; the workflow id derives from it"
     )
-    customer_id: str = Field(pattern=_IDENT)
-    requester: str = Field(pattern=_IDENT, description="who submitted it; may never approve it")
+    subject: str = Field(pattern=IDENT, description="on whose behalf: whose records these are")
+    requester: str = Field(pattern=IDENT, description="who submitted it; may never approve it")
     text: str = Field(min_length=3, max_length=4_000)
     channel: Literal["email", "chat", "api"] = "api"
-    order_id: str | None = Field(default=None, pattern=rf"^{ORDER_ID_PATTERN}$")
+    # kind -> ids (kinds are the pack's); the text may name more, which the pack finds.
+    references: dict[str, list[str]] = Field(default={}, max_length=8)
 
-    def order_reference(self) -> str | None:
-        if self.order_id:
-            return self.order_id
-        mentioned = find_order_ids(self.text)
-        return mentioned[0] if mentioned else None
+    @field_validator("references", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    @field_validator("references")
+    @classmethod
+    def _plain_names(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for kind, ids in value.items():
+            if not re.fullmatch(KIND[1:-1], kind):
+                raise ValueError(f"{kind!r} is not a reference kind (lower-case name)")
+            if not 1 <= len(ids) <= 16 or not all(re.fullmatch(IDENT[1:-1], i) for i in ids):
+                raise ValueError(f"{kind}: 1 to 16 plain ids")
+        return value
 
 
 # --- retrieval -----------------------------------------------------------------------
@@ -123,6 +130,7 @@ class FreshnessReport(Frozen):
 
 
 class RetrievalQuery(Frozen):
+    domain: str
     text: str
     request_id: str
 
@@ -133,32 +141,24 @@ class Evidence(Frozen):
     freshness: FreshnessReport
 
 
-class OrderSnapshot(Frozen):
-    """The business system's record of an order, as read before proposing."""
+class ContextRecord(Frozen):
+    """A record read from a business system before proposing (the pack's lookup tool's
+    answer): the model reads it, the verifier accepts it as a citation, policy and the audit
+    see it as it was. ``data`` is the lookup tool's typed output, dumped."""
 
-    order_id: str
-    customer_id: str
-    status: Literal["placed", "shipped", "delivered", "cancelled"]
-    total_cents: int
-    refunded_cents: int
-    placed_at: datetime
-    delivered_at: datetime | None = None
-
-    @property
-    def refundable_cents(self) -> int:
-        return self.total_cents - self.refunded_cents
+    kind: str
+    id: str
+    data: dict[str, Any]
+    text: str = Field(description="the record in words: quoted to the model, cited by it")
+    owner: str | None = Field(default=None, description="the subject it belongs to, if any")
 
     @property
     def citation_id(self) -> str:
-        return f"order:{self.order_id}"
+        return f"{self.kind}:{self.id}"
 
-    def as_text(self) -> str:
-        delivered = self.delivered_at.date().isoformat() if self.delivered_at else "not yet"
-        return (
-            f"Order {self.order_id} is {self.status}. It was placed on "
-            f"{self.placed_at.date().isoformat()} and delivered {delivered}. "
-            f"The order total is ${self.total_cents / 100:.2f}."
-        )
+    def typed(self, model: type[M]) -> M:
+        """The record as the pack's own model."""
+        return model.model_validate(self.data)
 
 
 # --- model proposal ------------------------------------------------------------------
@@ -186,11 +186,13 @@ class ModelIdentity(Frozen):
 
 
 class ProposeInput(Frozen):
+    domain: str
     request: Request
     evidence: Evidence
-    order: OrderSnapshot | None
+    context: list[ContextRecord] = []
     tool_catalogue: list[dict[str, Any]]
     intents: list[str] = []
+    instructions: str = Field(default="", description="the pack's words for the model")
     repair_errors: list[str] = []
     attempt: int = 0
 
@@ -212,12 +214,16 @@ class Finding(Frozen):
     code: str
     severity: Literal["info", "warn", "block"]
     detail: str
+    # What was checked: the answer's grounding, the tool arguments against the request (checked
+    # again when an approver edits them), or the context records.
+    about: Literal["answer", "arguments", "context"] = "answer"
 
 
 class VerifyInput(Frozen):
+    domain: str
     request: Request
     evidence: Evidence
-    order: OrderSnapshot | None
+    context: list[ContextRecord] = []
     proposal: Proposal
 
 
@@ -270,7 +276,7 @@ class PendingApproval(Frozen):
 class Review(Frozen):
     """An approver's verdict, sent as an Update (or a signal, for tools that can only signal)."""
 
-    approver: str = Field(pattern=_IDENT)
+    approver: str = Field(pattern=IDENT)
     verdict: Literal["approve", "reject"]
     reason: str = Field(default="", max_length=2_000)
     proposal_version: int | None = None
@@ -286,7 +292,7 @@ class Edit(Frozen):
     or both. Checked against the same contracts and policy as the model's, and against the
     editor's own limits; accepted, it is approved and executed as edited."""
 
-    approver: str = Field(pattern=_IDENT)
+    approver: str = Field(pattern=IDENT)
     reason: str = Field(min_length=1, max_length=2_000)
     proposal_version: int | None = None
     answer: str | None = Field(default=None, min_length=1, max_length=4_000)
@@ -330,6 +336,7 @@ class ReviewReceipt(Frozen):
 class ToolInvocation(Frozen):
     """One tool call as executed: the idempotency key travels to the target system."""
 
+    domain: str
     tool: str
     arguments: dict[str, Any]
     idempotency_key: str
@@ -365,15 +372,41 @@ class ToolResult(Frozen):
 
 
 class ResolutionInput(Frozen):
+    domain: str = Field(pattern=DOMAIN, description="the pack that governs the request")
     request: Request
-    policy: PolicyConfig = PolicyConfig()
+    policy: PolicyConfig
     timeouts: Timeouts = Timeouts()
     model_queue: str = MODEL_QUEUE
+
+
+class Facts(Frozen):
+    """What a decision is made on, gathered and judged once: the request, the evidence, the
+    context records, what the model proposed (or why it did not) and what the verifier found.
+    Policy rules, the approval gate, the audit and shadow replays all read this one model."""
+
+    domain: str
+    request: Request
+    evidence: Evidence
+    context: list[ContextRecord] = []
+    mode: Mode = Mode.NORMAL
+    proposal: Proposal | None = None
+    verification: Verification | None = None
+    model: ModelIdentity | None = None
+    # Why no proposal came, when known (e.g. circuit_open); recorded as the reason.
+    model_failure: Reason | None = None
+
+    def records(self, kind: str) -> list[ContextRecord]:
+        return [r for r in self.context if r.kind == kind]
+
+    def record(self, kind: str, id: str | None = None) -> ContextRecord | None:
+        """The record of ``kind`` (with ``id``, if given) that was read, or None."""
+        return next((r for r in self.records(kind) if id is None or r.id == id), None)
 
 
 class Outcome(Frozen):
     """Every outcome answers: what was attempted, why it was allowed, what changed."""
 
+    domain: str
     request_id: str
     workflow_id: str
     intent: str | None
@@ -385,15 +418,15 @@ class Outcome(Frozen):
     verification: Verification | None
     freshness: FreshnessReport
     actions: list[ToolResult]
-    compensations: list[ToolResult] = Field(default=[], description="saga: undone in reverse order")
+    compensations: list[ToolResult] = Field(default=[], description="saga: undone newest first")
     reviews: list[ReviewRecord]
     edits: list[EditRecord] = []
     # The best retrieval score seen (None without evidence): watched for drift.
     top_score: float | None = None
-    # The evidence and the order as they were when decided: evaluation datasets replay
+    # The evidence and the context as they were when decided: evaluation datasets replay
     # candidates against them.
     evidence: Evidence | None = None
-    order: OrderSnapshot | None = None
+    context: list[ContextRecord] = []
     request: Request | None = None
     followup_required: bool
     model: ModelIdentity | None
@@ -406,6 +439,7 @@ class Outcome(Frozen):
 
 
 class WorkflowStatus(Frozen):
+    domain: str
     request_id: str
     stage: Stage
     mode: Mode
@@ -423,6 +457,7 @@ class IngestInput(Frozen):
     """One knowledge source: a directory (markdown, text, HTML) or an HTTP URL, with the
     freshness rule for documents that carry none of their own."""
 
+    domain: str = Field(pattern=DOMAIN)
     source: str = Field(default="kb", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     path: str | None = None
     url: str | None = Field(default=None, pattern=r"^https?://")
@@ -441,6 +476,7 @@ class RefreshInput(Frozen):
 
 
 class IngestReport(Frozen):
+    domain: str
     documents: int
     chunks: int
     embedded: int
@@ -455,9 +491,9 @@ class IngestReport(Frozen):
 
 
 class LaterFeedback(Frozen):
-    """What happened after the outcome: a complaint, a reversal, a clawed-back refund."""
+    """What happened after the outcome: a complaint, a reversal, a correction."""
 
-    request_id: str = Field(pattern=_IDENT)
+    request_id: str = Field(pattern=IDENT)
     kind: Literal["complaint", "reversal", "clawback", "confirmation", "correction"]
     detail: str = Field(min_length=1, max_length=2_000)
     source: str = Field(default="api", max_length=64)

@@ -8,12 +8,13 @@ Client side (Python exceptions)::
 
 Inside Temporal (``ApplicationError.type``; non-retryable unless noted)::
 
+    UnknownDomain          the workflow names a domain pack this worker does not serve
     ReviewRefused          an Update validator refused a review (code in details[0])
     InvalidToolCall        unknown tool or arguments that break its input model
     PermissionDenied       the decision did not grant the permission the tool needs
     PreconditionFailed     before acting, the target showed the call cannot succeed
     UpstreamRejected       the business system answered 4xx to a tool call
-    OrderNotFound          lookup_order: the business system has no such order
+    NotFound               a read tool: the business system has no such record (404)
     IdempotencyConflict    same Idempotency-Key, different parameters
     UpstreamMalformed      a 2xx whose body breaks its contract
     PostconditionFailed    after acting, the target's own record differs from the request
@@ -28,12 +29,13 @@ Inside Temporal (``ApplicationError.type``; non-retryable unless noted)::
 
 from __future__ import annotations
 
+UNKNOWN_DOMAIN = "UnknownDomain"
 REVIEW_REFUSED = "ReviewRefused"
 INVALID_TOOL_CALL = "InvalidToolCall"
 PERMISSION_DENIED = "PermissionDenied"
 PRECONDITION_FAILED = "PreconditionFailed"
 UPSTREAM_REJECTED = "UpstreamRejected"
-ORDER_NOT_FOUND = "OrderNotFound"
+NOT_FOUND = "NotFound"
 IDEMPOTENCY_CONFLICT = "IdempotencyConflict"
 UPSTREAM_MALFORMED = "UpstreamMalformed"
 POSTCONDITION_FAILED = "PostconditionFailed"

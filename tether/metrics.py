@@ -26,6 +26,7 @@ def runtime_for(address: str | None) -> Runtime | None:
 def record(outcome: Outcome, meter: MetricMeter) -> None:
     decision = outcome.decision
     labels = {
+        "domain": outcome.domain,
         "action": decision.action.value,
         "mode": outcome.mode.value,
         "intent": outcome.intent or "none",
@@ -35,7 +36,7 @@ def record(outcome: Outcome, meter: MetricMeter) -> None:
         meter.create_counter("tether_followups", "Outcomes a person must follow up").add(1, labels)
     tools = meter.create_counter("tether_tool_calls", "Tool calls by tool and result")
     for action in [*outcome.actions, *outcome.compensations]:
-        tools.add(1, {"tool": action.tool, "ok": str(action.ok).lower()})
+        tools.add(1, {"domain": outcome.domain, "tool": action.tool, "ok": str(action.ok).lower()})
     meter.create_histogram_timedelta(
         "tether_request_latency", "From request to recorded outcome", "ms"
     ).record(outcome.finished_at - outcome.started_at, labels)

@@ -1,102 +1,119 @@
-"""The policy gate: a pure function from typed facts to a Decision with reasons.
+"""The policy gate: a pure function from Facts to a Decision with reasons.
 
 It runs inside the workflow, so it must stay deterministic: no I/O, no clock (``now`` is
 passed in), no randomness. Only fields computed by deterministic code are consulted; text a
-customer, a document or the model wrote can never widen what policy allows.
+requester, a document or the model wrote can never widen what policy allows.
 
-Order of rules: degraded modes, then hard limits (reject), then escalation (approval at
-the highest tier any rule needs), else automatic. Every branch says why.
+Sequence: degraded modes; then rejects (the verifier's blocks, the core's reference and
+subject gates, the pack's rules); then escalations (stale index or evidence, low confidence,
+weak grounding, permissions outside the autonomous set, the verifier's warnings, the pack's
+rules), to the highest tier any of them needs; else automatic. Every branch says why.
+
+A domain pack adds rules: pure functions of (facts, the pack's rule settings, now) returning
+verdicts: ``Reject``, ``Escalate`` to a tier by name, or ``Allow`` (a reason shown when the
+decision is automatic). A rule sees every tool call at once, so totals across calls (one
+payment split in three) are as easy to limit as a single call.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from tether.config import PolicyConfig
-from tether.contracts import (
-    Decision,
-    DecisionAction,
-    FreshnessReport,
-    Frozen,
-    Mode,
-    OrderSnapshot,
-    Proposal,
-    Reason,
-    Request,
-    Verification,
-)
+from tether.contracts import Decision, DecisionAction, Facts, Mode, Reason, ToolCall
 from tether.tools import ToolRegistry
 
-MONEY_ARGUMENT = "amount_cents"
+if TYPE_CHECKING:
+    from tether.domain import DomainPack
 
 
-class PolicyInput(Frozen):
-    request: Request
-    mode: Mode
-    proposal: Proposal | None
-    verification: Verification | None
-    order: OrderSnapshot | None
-    freshness: FreshnessReport
-    now: datetime
-    # Why no proposal came, when the workflow knows (e.g. circuit_open); recorded as the reason.
-    model_failure: Reason | None = None
+@dataclass(frozen=True)
+class Reject:
+    code: str
+    detail: str
 
 
-def _usd(cents: int) -> str:
-    return f"${cents / 100:,.2f}"
+@dataclass(frozen=True)
+class Escalate:
+    code: str
+    detail: str
+    tier: str | None = None  # a tier's name; None: the first tier
 
 
-def refund_total(proposal: Proposal, registry: ToolRegistry) -> int:
-    """Money the proposal moves. Limits apply to the total: splitting a refund into parts must
-    not slip under them."""
+@dataclass(frozen=True)
+class Allow:
+    code: str
+    detail: str
+
+
+Verdict = Reject | Escalate | Allow
+# (facts, the pack's rule settings as its own model, the decision's time) -> verdicts
+Rule = Callable[[Facts, Any, datetime], Iterable[Verdict]]
+
+
+def writes_of(facts: Facts, registry: ToolRegistry) -> list[ToolCall]:
+    calls = facts.proposal.tool_calls if facts.proposal else []
+    return [c for c in calls if registry.get(c.tool).writes]
+
+
+def argument_total(calls: Iterable[ToolCall], registry: ToolRegistry, argument: str) -> int:
+    """The sum of an integer argument over the write calls that carry it: a limit on the
+    total cannot be slipped under by splitting one action into several."""
     return sum(
-        int(c.arguments[MONEY_ARGUMENT])
-        for c in proposal.tool_calls
-        if registry.get(c.tool).writes and MONEY_ARGUMENT in c.arguments
+        int(c.arguments[argument])
+        for c in calls
+        if registry.get(c.tool).writes and argument in c.arguments
     )
 
 
-def tier_for_amount(cents: int, config: PolicyConfig) -> int | None:
-    """The lowest approval tier allowed to approve this amount, or None if none may."""
-    for index, tier in enumerate(config.tiers):
-        if cents <= tier.limit_cents:
-            return index
-    return None
-
-
-def _order_rules(
-    inp: PolicyInput, order: OrderSnapshot, total: int, config: PolicyConfig
-) -> list[Reason]:
-    """Money against an order: the customer's own, within its balance and refund window."""
-    reasons = []
-    if order.customer_id != inp.request.customer_id:
-        reasons.append(
-            Reason(
-                code="order_not_customers", detail=f"{order.order_id} belongs to another customer"
-            )
-        )
-    if total > order.refundable_cents:
-        reasons.append(
-            Reason(
-                code="amount_exceeds_balance",
-                detail=f"refunds of {_usd(total)} exceed the refundable balance "
-                f"{_usd(order.refundable_cents)} of {order.order_id}",
-            )
-        )
-    if order.delivered_at is not None:
-        window_end = order.delivered_at + timedelta(days=config.refund_window_days)
-        if inp.now > window_end:
-            reasons.append(
+def _reference_gates(facts: Facts, registry: ToolRegistry) -> list[Reason]:
+    """A write may only name records read for this request, belonging to its subject, and
+    address only the request's subject."""
+    subject = facts.request.subject
+    rejects: list[Reason] = []
+    for call in writes_of(facts, registry):
+        spec = registry.get(call.tool)
+        addressee = call.arguments.get(spec.subject_argument) if spec.subject_argument else None
+        if addressee is not None and addressee != subject:
+            rejects.append(
                 Reason(
-                    code="outside_refund_window",
-                    detail=f"delivered {order.delivered_at.date()}, window of "
-                    f"{config.refund_window_days} days ended {window_end.date()}",
+                    code="subject_mismatch",
+                    detail=f"{call.tool} addresses {addressee}; the request is for {subject}",
                 )
             )
-    return reasons
+        for _, kind, ident in spec.referenced(call.arguments):
+            record = facts.record(kind, ident)
+            read = [r.id for r in facts.records(kind)]
+            if record is None and read:
+                rejects.append(
+                    Reason(
+                        code="reference_mismatch",
+                        detail=f"{call.tool} names {kind} {ident}; the {kind} read for this "
+                        f"request is {', '.join(read)}",
+                    )
+                )
+            elif record is None:
+                rejects.append(
+                    Reason(
+                        code="reference_unknown",
+                        detail=f"{call.tool} names {kind} {ident}, which could not be read",
+                    )
+                )
+            elif record.owner is not None and record.owner != subject:
+                rejects.append(
+                    Reason(
+                        code="not_subjects_record",
+                        detail=f"{kind} {ident} belongs to another subject than {subject}",
+                    )
+                )
+    return rejects
 
 
-def decide(inp: PolicyInput, config: PolicyConfig, registry: ToolRegistry) -> Decision:
+def decide(facts: Facts, config: PolicyConfig, pack: DomainPack, now: datetime) -> Decision:
+    registry = pack.tools
     permissions: list[str] = []
 
     def decision(
@@ -111,64 +128,46 @@ def decide(inp: PolicyInput, config: PolicyConfig, registry: ToolRegistry) -> De
             permissions=permissions,
         )
 
-    proposal, verification = inp.proposal, inp.verification
-    if inp.mode is Mode.RETRIEVAL_ONLY or proposal is None or verification is None:
-        code = "model_unavailable" if inp.mode is Mode.RETRIEVAL_ONLY else "invalid_model_output"
-        why = inp.model_failure or Reason(
+    proposal, verification = facts.proposal, facts.verification
+    if facts.mode is Mode.RETRIEVAL_ONLY or proposal is None or verification is None:
+        code = "model_unavailable" if facts.mode is Mode.RETRIEVAL_ONLY else "invalid_model_output"
+        why = facts.model_failure or Reason(
             code=code, detail="no valid proposal; answering without actions"
         )
         return decision(
             DecisionAction.DEGRADED,
-            inp.mode if inp.mode is not Mode.NORMAL else Mode.HUMAN_DRAFT,
+            facts.mode if facts.mode is not Mode.NORMAL else Mode.HUMAN_DRAFT,
             [why],
         )
 
-    writes = [c for c in proposal.tool_calls if registry.get(c.tool).writes]
+    writes = writes_of(facts, registry)
     permissions = sorted({registry.get(c.tool).permission for c in proposal.tool_calls})
-    total = refund_total(proposal, registry)
-    order = inp.order
-    rejects: list[Reason] = [
-        Reason(code=f"verifier:{f.code}", detail=f.detail) for f in verification.blocking
-    ]
-    for call in writes:
-        named = call.arguments.get("order_id")
-        if named is None:
-            continue
-        if order is None:
-            rejects.append(
-                Reason(
-                    code="order_unknown",
-                    detail=f"{call.tool} names {named}, which we could not read",
+    verdicts = list(pack.judge(facts, config, now))
+    rejects = [Reason(code=f"verifier:{f.code}", detail=f.detail) for f in verification.blocking]
+    rejects += _reference_gates(facts, registry)
+    rejects += [Reason(code=v.code, detail=v.detail) for v in verdicts if isinstance(v, Reject)]
+    escalated: list[tuple[int, Reason]] = []  # the pack's; after the core's below
+    for v in verdicts:
+        if isinstance(v, Escalate):
+            tier = 0 if v.tier is None else config.tier_index(v.tier)
+            if tier is None:  # the pack names a tier this policy lacks: nobody may approve
+                rejects.append(
+                    Reason(code="no_tier_may_approve", detail=f"{v.code}: no tier {v.tier!r}")
                 )
-            )
-        elif named != order.order_id:
-            rejects.append(
-                Reason(
-                    code="order_mismatch",
-                    detail=f"{call.tool} names {named}; the order checked for this request is {order.order_id}",
-                )
-            )
-    if total:
-        if total > config.max_refund_cents:
-            rejects.append(
-                Reason(
-                    code="amount_above_hard_limit",
-                    detail=f"refunds of {_usd(total)} exceed the hard limit {_usd(config.max_refund_cents)}",
-                )
-            )
-        if order is not None:
-            rejects += _order_rules(inp, order, total, config)
+                continue
+            detail = f"{v.detail}: {config.tiers[tier].name} approves"
+            escalated.append((tier, Reason(code=v.code, detail=detail)))
     if rejects:
         return decision(DecisionAction.REJECT, Mode.NORMAL, rejects)
 
     escalations: list[tuple[int, Reason]] = []
     mode = Mode.NORMAL
-    if writes and inp.freshness.stale_index:
+    if writes and facts.evidence.freshness.stale_index:
         mode = Mode.READ_ONLY
         escalations.append(
             (0, Reason(code="stale_index", detail="knowledge index is stale: no autonomous writes"))
         )
-    stale_cited = sorted(set(proposal.citations) & set(inp.freshness.stale_kept))
+    stale_cited = sorted(set(proposal.citations) & set(facts.evidence.freshness.stale_kept))
     if writes and stale_cited:
         mode = Mode.READ_ONLY
         escalations.append(
@@ -219,24 +218,7 @@ def decide(inp: PolicyInput, config: PolicyConfig, registry: ToolRegistry) -> De
     for finding in verification.findings:
         if finding.severity == "warn":
             escalations.append((0, Reason(code=f"verifier:{finding.code}", detail=finding.detail)))
-    if total > config.auto_refund_limit_cents:
-        tier = tier_for_amount(total, config)
-        if tier is None:  # unreachable while max_refund <= last tier's limit; stay safe
-            return decision(
-                DecisionAction.REJECT,
-                Mode.NORMAL,
-                [Reason(code="no_tier_may_approve", detail=f"refunds of {_usd(total)}")],
-            )
-        escalations.append(
-            (
-                tier,
-                Reason(
-                    code="amount_above_auto_limit",
-                    detail=f"refunds of {_usd(total)} > auto limit "
-                    f"{_usd(config.auto_refund_limit_cents)}: {config.tiers[tier].name} approves",
-                ),
-            )
-        )
+    escalations += escalated
     if escalations:
         tier = max(t for t, _ in escalations)
         return decision(DecisionAction.APPROVAL, mode, [r for _, r in escalations], tier)
@@ -251,13 +233,7 @@ def decide(inp: PolicyInput, config: PolicyConfig, registry: ToolRegistry) -> De
             detail=f"grounding {verification.grounding:.2f} >= {config.min_grounding:.2f}",
         ),
     ]
-    if total:
-        allowed.append(
-            Reason(
-                code="within_auto_limit",
-                detail=f"refunds of {_usd(total)} <= {_usd(config.auto_refund_limit_cents)}",
-            )
-        )
+    allowed += [Reason(code=v.code, detail=v.detail) for v in verdicts if isinstance(v, Allow)]
     if not writes:
         allowed.append(Reason(code="no_writes", detail="answer only"))
     return decision(DecisionAction.AUTO, Mode.NORMAL, allowed)

@@ -10,6 +10,8 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tether.sandbox import workflow_runner
+
 
 @dataclass
 class ReplayReport:
@@ -40,7 +42,11 @@ async def replay_recent(
                 execution.id, run_id=execution.run_id
             ).fetch_history()
 
-    replayer = Replayer(workflows=workflows, data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=workflows,
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
     results = await replayer.replay_workflows(histories(), raise_on_replay_failure=False)
     for run_id, failure in results.replay_failures.items():
         report.failures[ids.get(run_id, run_id)] = f"{type(failure).__name__}: {failure}"[:500]

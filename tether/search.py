@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from temporalio.common import SearchAttributeKey
 
+DOMAIN = SearchAttributeKey.for_keyword("TetherDomain")  # the pack that governs it
 STAGE = SearchAttributeKey.for_keyword("TetherStage")
 QUEUE = SearchAttributeKey.for_keyword("TetherQueue")  # approval tier waiting, or "none"
 INTENT = SearchAttributeKey.for_keyword("TetherIntent")
 MODE = SearchAttributeKey.for_keyword("TetherMode")
 
-ALL = (STAGE, QUEUE, INTENT, MODE)
+ALL = (DOMAIN, STAGE, QUEUE, INTENT, MODE)
 
 
 def cli_flags() -> list[str]:

@@ -3,17 +3,22 @@ side effects, and compared with what the system and the humans decided."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
-from tether.config import MODEL_QUEUE, PolicyConfig, Timeouts
+from tether.config import PolicyConfig, Timeouts
+from tether.contracts import DOMAIN
 from tether.datasets import Case
+from tether.names import MODEL_QUEUE
 
 
 class Candidate(BaseModel):
     """What changes; everything left unset is as recorded."""
 
     name: str = Field(default="candidate", max_length=64)
-    policy: PolicyConfig | None = None
+    # Fields merged over the policy in force, e.g. {"min_auto_confidence": 0.4, "rules": {...}}.
+    policy: dict[str, Any] | None = None
     model_queue: str | None = None  # a worker serving the candidate model
     retrieve_again: bool = True  # today's index; False replays the evidence as it was
 
@@ -30,10 +35,11 @@ class DatasetCases(BaseModel):
 
 
 class ShadowInput(BaseModel):
+    domain: str = Field(pattern=DOMAIN)  # the cases of this domain are replayed
     dataset: DatasetRef
     candidate: Candidate
+    policy: PolicyConfig  # the policy in force, which the candidate's changes apply to
     model_queue: str = MODEL_QUEUE  # the recorded model's queue, when the candidate has none
-    policy: PolicyConfig = PolicyConfig()  # the policy in force, when the candidate has none
     timeouts: Timeouts = Timeouts()
 
 

@@ -33,6 +33,7 @@ outcomes = Table(
     "tether_outcomes",
     metadata,
     Column("request_id", String(128), primary_key=True),
+    Column("domain", String(32), nullable=False, index=True),
     Column("workflow_id", String(200), nullable=False),
     Column("action", String(32), nullable=False),
     Column("mode", String(32), nullable=False),
@@ -68,6 +69,7 @@ feedback = Table(
 fetched = Table(
     "tether_fetched",
     metadata,
+    Column("domain", String(32), primary_key=True),
     Column("url", String(2000), primary_key=True),
     Column("etag", String(500)),
     Column("last_modified", String(100)),
@@ -120,6 +122,7 @@ dataset_cases = Table(
 index_refreshes = Table(
     "tether_index_refreshes",
     metadata,
+    Column("domain", String(32), primary_key=True),
     Column("source", String(200), primary_key=True),
     Column("refreshed_at", DateTime(timezone=True), nullable=False),
     Column("documents", Integer, nullable=False),
@@ -136,6 +139,7 @@ class Store:
         """Idempotent by request id: a retried activity rewrites the same row."""
         row = {
             "request_id": outcome.request_id,
+            "domain": outcome.domain,
             "workflow_id": outcome.workflow_id,
             "action": outcome.decision.action.value,
             "mode": outcome.mode.value,
@@ -178,13 +182,18 @@ class Store:
             ).scalar_one_or_none()
         return Outcome.model_validate_json(body) if body else None
 
-    def outcomes_between(self, start: datetime, end: datetime) -> list[Outcome]:
-        """Outcomes that finished in [start, end), oldest first: a window for drift."""
+    def outcomes_between(
+        self, start: datetime, end: datetime, *, domain: str | None = None
+    ) -> list[Outcome]:
+        """Outcomes that finished in [start, end), oldest first: a window for drift. All
+        domains', or one's."""
         query = (
             select(outcomes.c.body)
             .where(outcomes.c.finished_at >= start, outcomes.c.finished_at < end)
             .order_by(outcomes.c.finished_at, outcomes.c.request_id)
         )
+        if domain is not None:
+            query = query.where(outcomes.c.domain == domain)
         with self.engine.connect() as conn:
             return [Outcome.model_validate_json(b) for b in conn.execute(query).scalars()]
 
@@ -314,23 +323,30 @@ class Store:
         return [(r[0], r[1]) for r in rows]
 
     def record_refresh(
-        self, source: str, refreshed_at: datetime, documents: int, chunks: int
+        self, domain: str, source: str, refreshed_at: datetime, documents: int, chunks: int
     ) -> None:
+        row = (index_refreshes.c.domain == domain) & (index_refreshes.c.source == source)
         with self.engine.begin() as conn:
-            conn.execute(index_refreshes.delete().where(index_refreshes.c.source == source))
+            conn.execute(index_refreshes.delete().where(row))
             conn.execute(
                 index_refreshes.insert().values(
-                    source=source, refreshed_at=refreshed_at, documents=documents, chunks=chunks
+                    domain=domain,
+                    source=source,
+                    refreshed_at=refreshed_at,
+                    documents=documents,
+                    chunks=chunks,
                 )
             )
 
-    def fetched(self, url: str) -> dict[str, Any] | None:
+    def fetched(self, domain: str, url: str) -> dict[str, Any] | None:
+        row = (fetched.c.domain == domain) & (fetched.c.url == url)
         with self.engine.connect() as conn:
-            row = conn.execute(select(fetched).where(fetched.c.url == url)).one_or_none()
-        return dict(row._mapping) if row else None
+            found = conn.execute(select(fetched).where(row)).one_or_none()
+        return dict(found._mapping) if found else None
 
     def record_fetch(
         self,
+        domain: str,
         url: str,
         *,
         etag: str | None,
@@ -339,9 +355,12 @@ class Store:
         version: int,
     ) -> None:
         with self.engine.begin() as conn:
-            conn.execute(fetched.delete().where(fetched.c.url == url))
+            conn.execute(
+                fetched.delete().where((fetched.c.domain == domain) & (fetched.c.url == url))
+            )
             conn.execute(
                 fetched.insert().values(
+                    domain=domain,
                     url=url,
                     etag=etag,
                     last_modified=last_modified,
@@ -350,15 +369,19 @@ class Store:
                 )
             )
 
-    def forget_fetch(self, url: str) -> None:
+    def forget_fetch(self, domain: str, url: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(fetched.delete().where(fetched.c.url == url))
+            conn.execute(
+                fetched.delete().where((fetched.c.domain == domain) & (fetched.c.url == url))
+            )
 
-    def refreshes(self) -> dict[str, datetime]:
-        """Each source's last successful refresh."""
+    def refreshes(self, domain: str) -> dict[str, datetime]:
+        """Each of the domain's sources' last successful refresh."""
+        query = select(index_refreshes.c.source, index_refreshes.c.refreshed_at).where(
+            index_refreshes.c.domain == domain
+        )
         with self.engine.connect() as conn:
-            rows = conn.execute(select(index_refreshes.c.source, index_refreshes.c.refreshed_at))
-            return {source: utc(at) for source, at in rows.all()}
+            return {source: utc(at) for source, at in conn.execute(query).all()}
 
     def close(self) -> None:
         self.engine.dispose()

@@ -15,8 +15,8 @@ the tool activities (activities/tools.py), never inside a workflow.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ValidationError
@@ -55,6 +55,13 @@ class ToolSpec:
     permission: str
     # Reads: GET path.format(**arguments). Writes: POST path with the arguments as body.
     path: str
+    # The business system it acts on, by name (the pack declares its systems).
+    system: str = "default"
+    # Arguments that name a record of the request's references (argument -> reference kind):
+    # the verifier wants them mentioned in the request, policy wants them read beforehand.
+    references: Mapping[str, str] = field(default_factory=dict)
+    # The argument that names the subject (e.g. the addressee): it must be the request's.
+    subject_argument: str | None = None
     precondition: Precondition | None = None
     postcondition: Postcondition | None = None
     state: State | None = None
@@ -66,6 +73,19 @@ class ToolSpec:
     def __post_init__(self) -> None:
         if self.writes and self.postcondition is None:
             raise ValueError(f"{self.name}: a tool with side effects needs a postcondition")
+        fields = self.input_model.model_fields
+        checked = [*self.references, *([self.subject_argument] if self.subject_argument else [])]
+        for argument in checked:
+            if argument not in fields:
+                raise ValueError(f"{self.name}: no argument {argument!r} to check")
+
+    def referenced(self, arguments: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+        """(argument, kind, id) for each argument of ``arguments`` naming a record."""
+        return [
+            (argument, kind, str(arguments[argument]))
+            for argument, kind in self.references.items()
+            if arguments.get(argument) is not None
+        ]
 
     @property
     def writes(self) -> bool:

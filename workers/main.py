@@ -1,39 +1,44 @@
-"""Worker entry point: which workflows and activities run on which task queue.
+"""Worker entry point: which workflows and activities run on which task queue, for every
+domain pack this deployment serves.
 
-Expensive things (embedding model, Qdrant client, HTTP pool, store) are built once here
-and handed to the activity classes.
+Expensive things (embedding model, vector stores, HTTP pools, store) are built once here and
+handed to the activity classes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from activities.model import ModelActivities
-from activities.records import RecordActivities
-from activities.retrieval import RetrievalActivities
-from activities.tools import ToolActivities
-from activities.verification import VerificationActivities
-from domains.support.tools import REGISTRY
+from tether import errors, packs
+from tether.activities.model import ModelActivities
+from tether.activities.records import RecordActivities
+from tether.activities.retrieval import RetrievalActivities
+from tether.activities.tools import ToolActivities
+from tether.activities.verification import VerificationActivities
 from tether.config import LLMConfig, Settings
+from tether.domain import DomainPack
 from tether.embeddings import DIMENSIONS, Embedder
 from tether.ledger import Ledger
-from tether.localmodel import LocalModel, load_intents
+from tether.localmodel import LocalModel
 from tether.openai_compat import OpenAICompatible
 from tether.providers import ModelProvider
+from tether.sandbox import workflow_runner
 from tether.store import Store
 from tether.vectorstore import EdgeStore, QdrantStore, VectorStore
-from workflows.evaluation import LiveEvaluationWorkflow
-from workflows.feedback import FeedbackWorkflow
-from workflows.knowledge import KnowledgeIngestWorkflow, KnowledgeRefreshWorkflow
-from workflows.resolution import ResolutionWorkflow
-from workflows.shadow import ShadowEvaluationWorkflow
+from tether.workflows.evaluation import LiveEvaluationWorkflow
+from tether.workflows.feedback import FeedbackWorkflow
+from tether.workflows.knowledge import KnowledgeIngestWorkflow, KnowledgeRefreshWorkflow
+from tether.workflows.resolution import ResolutionWorkflow
+from tether.workflows.shadow import ShadowEvaluationWorkflow
 
 WORKFLOWS = [
     ResolutionWorkflow,
@@ -45,40 +50,70 @@ WORKFLOWS = [
 ]
 
 
-def vector_store(settings: Settings) -> VectorStore:
+def vector_store(settings: Settings, domain: str) -> VectorStore:
+    """One domain's knowledge: a collection (or an Edge shard) of its own."""
     if settings.qdrant_url:
-        return QdrantStore(settings.collection, DIMENSIONS, url=settings.qdrant_url)
+        return QdrantStore(settings.collection(domain), DIMENSIONS, url=settings.qdrant_url)
+    path = settings.resolved_qdrant_path(domain)
     if settings.vector_backend == "local":
-        return QdrantStore(settings.collection, DIMENSIONS, path=settings.resolved_qdrant_path())
-    return EdgeStore(DIMENSIONS, settings.resolved_qdrant_path())
+        return QdrantStore(settings.collection(domain), DIMENSIONS, path=path)
+    return EdgeStore(DIMENSIONS, path)
+
+
+def system_urls(settings: Settings, served: Sequence[DomainPack]) -> dict[str, str]:
+    """Every business system the packs name, at its configured address or its default."""
+    urls: dict[str, str] = {}
+    for pack in served:
+        for system in pack.systems:
+            urls[system.name] = settings.systems.get(system.name, system.url)
+    return urls
 
 
 @dataclass
 class Resources:
     settings: Settings
+    packs: list[DomainPack]
     embedder: Embedder
-    vectors: VectorStore
     store: Store
     ledger: Ledger
-    http: httpx.AsyncClient
+    systems: dict[str, httpx.AsyncClient]
     executor: ThreadPoolExecutor
+    _vectors: dict[str, VectorStore] = field(default_factory=dict, repr=False)
+    _vectors_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _model: ModelProvider | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, *, embedder: Embedder | None = None) -> Resources:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        served = packs.load(settings.domains)
         return cls(
             settings=settings,
+            packs=served,
             embedder=embedder
             or Embedder(
                 batch_size=settings.embedding_batch_size, backend=settings.embedding_backend
             ),
-            vectors=vector_store(settings),
             store=Store(settings.resolved_store_url()),
             ledger=Ledger(settings.resolved_store_url()),
-            http=httpx.AsyncClient(base_url=settings.business_url, timeout=httpx.Timeout(10.0)),
+            systems={
+                name: httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(10.0))
+                for name, url in system_urls(settings, served).items()
+            },
             executor=ThreadPoolExecutor(max_workers=settings.activity_threads),
         )
+
+    def vectors(self, domain: str) -> VectorStore:
+        """The domain's vector store, opened on first use (by this process only)."""
+        if domain not in {p.name for p in self.packs}:
+            raise ApplicationError(
+                f"this worker serves no domain {domain!r}",
+                type=errors.UNKNOWN_DOMAIN,
+                non_retryable=True,
+            )
+        with self._vectors_lock:
+            if domain not in self._vectors:
+                self._vectors[domain] = vector_store(self.settings, domain)
+            return self._vectors[domain]
 
     def model(self) -> ModelProvider:
         """The configured provider, built once: the local model, or an OpenAI-compatible
@@ -87,14 +122,16 @@ class Resources:
             if self.settings.llm.provider == "openai":
                 self._model = OpenAICompatible(self.settings.llm)
             else:
-                self._model = LocalModel(self.embedder, load_intents(self.settings.intents_path))
+                self._model = LocalModel(self.embedder, self.packs)
         return self._model
 
     async def close(self) -> None:
         if isinstance(self._model, OpenAICompatible):
             await self._model.close()
-        await self.http.aclose()
-        self.vectors.close()
+        for http in self.systems.values():
+            await http.aclose()
+        for vectors in self._vectors.values():
+            vectors.close()
         self.store.close()
         self.ledger.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -110,14 +147,15 @@ def resolution_worker(
     """Workflows plus every activity except the model's."""
     retrieval = RetrievalActivities(res.embedder, res.vectors, res.store, res.settings.retrieval)
     verification = VerificationActivities(
-        res.embedder, grounding_similarity=res.settings.grounding_similarity
+        res.embedder, res.packs, grounding_similarity=res.settings.grounding_similarity
     )
-    tools = ToolActivities(REGISTRY, res.http, res.ledger)
+    tools = ToolActivities(res.packs, res.systems, res.ledger)
     records = RecordActivities(res.store)
     return Worker(
         client,
         task_queue=task_queue or res.settings.task_queue,
         workflows=[*WORKFLOWS, *extra_workflows],
+        workflow_runner=workflow_runner(),
         activities=[
             retrieval.retrieve_evidence,
             retrieval.ingest_documents,

@@ -9,11 +9,12 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.records import RecordActivities
+    from tether import names
+    from tether.activities.records import RecordActivities
     from tether.evaluation import EvaluationInput, EvaluationReport
 
 
-@workflow.defn
+@workflow.defn(name=names.LIVE_EVALUATION)
 class LiveEvaluationWorkflow:
     @workflow.run
     async def run(self, inp: EvaluationInput) -> EvaluationReport:

@@ -8,11 +8,12 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.records import RecordActivities
+    from tether import names
+    from tether.activities.records import RecordActivities
     from tether.contracts import LaterFeedback
 
 
-@workflow.defn
+@workflow.defn(name=names.FEEDBACK)
 class FeedbackWorkflow:
     @workflow.run
     async def run(self, item: LaterFeedback) -> None:

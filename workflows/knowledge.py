@@ -11,7 +11,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.retrieval import RetrievalActivities
+    from tether import names
+    from tether.activities.retrieval import RetrievalActivities
     from tether.contracts import IngestInput, IngestReport, RefreshInput
 
 
@@ -23,12 +24,14 @@ async def _ingest(source: IngestInput) -> IngestReport:
         # Heartbeats carry progress (one per group of chunks, seconds apart); a killed worker's
         # ingest is retried after this long and resumes from what it had written.
         heartbeat_timeout=timedelta(seconds=30),
-        retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["InvalidDocument"]),
-        summary=f"refresh {source.source}: {source.path or source.url}"[:200],
+        retry_policy=RetryPolicy(
+            maximum_attempts=5, non_retryable_error_types=["InvalidDocument", "UnknownDomain"]
+        ),
+        summary=f"refresh {source.domain}/{source.source}: {source.path or source.url}"[:200],
     )
 
 
-@workflow.defn
+@workflow.defn(name=names.KNOWLEDGE_INGEST)
 class KnowledgeIngestWorkflow:
     """One source, now (`tether ingest`); fails if the source cannot be read."""
 
@@ -37,7 +40,7 @@ class KnowledgeIngestWorkflow:
         return await _ingest(inp)
 
 
-@workflow.defn
+@workflow.defn(name=names.KNOWLEDGE_REFRESH)
 class KnowledgeRefreshWorkflow:
     """Every source, one after the other; a source that fails is reported, the rest go on
     (its chunks stay, and its age shows in the evidence until a refresh succeeds)."""
@@ -51,6 +54,7 @@ class KnowledgeRefreshWorkflow:
             except ActivityError as err:
                 reports.append(
                     IngestReport(
+                        domain=source.domain,
                         documents=0,
                         chunks=0,
                         embedded=0,

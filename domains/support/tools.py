@@ -7,10 +7,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tether.contracts import ORDER_ID_PATTERN, OrderSnapshot, ToolCall, ToolResult
+from tether.contracts import IDENT, ToolCall, ToolResult
 from tether.tools import ConditionFailed, Target, ToolRegistry, ToolSpec
 
-_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+from .money import usd as _usd
+from .records import ORDER_ID, OrderSnapshot
+
+SHOP = "shop"  # the business system: orders, refunds, messages
+ORDER_ID_PATTERN = ORDER_ID
+_ID = IDENT
 
 
 class _Args(BaseModel):
@@ -54,10 +59,6 @@ class RefundReceipt(BaseModel):
 class MessageReceipt(BaseModel):
     message_id: str
     customer_id: str
-
-
-def _usd(cents: int) -> str:
-    return f"${cents / 100:,.2f}"
 
 
 def _matches(what: str, record: dict[str, Any], expected: dict[str, Any], key: str) -> str:
@@ -158,6 +159,8 @@ LOOKUP_ORDER = ToolSpec(
     risk="read",
     permission="orders:read",
     path="/orders/{order_id}",
+    system=SHOP,
+    references={"order_id": "order"},
 )
 ISSUE_REFUND = ToolSpec(
     name="issue_refund",
@@ -167,6 +170,8 @@ ISSUE_REFUND = ToolSpec(
     risk="high",
     permission="refunds:issue",
     path="/refunds",
+    system=SHOP,
+    references={"order_id": "order"},
     precondition=_refundable,
     postcondition=_refund_recorded,
     state=_order_refunds,
@@ -180,6 +185,7 @@ REVERSE_REFUND = ToolSpec(
     risk="high",
     permission="refunds:reverse",
     path="/reversals",
+    system=SHOP,
     precondition=_reversible,
     postcondition=_reversal_recorded,
     state=_refund_order_refunds,
@@ -193,6 +199,9 @@ SEND_REPLY = ToolSpec(
     risk="low",
     permission="messages:send",
     path="/messages",
+    system=SHOP,
+    references={"order_id": "order"},
+    subject_argument="customer_id",
     precondition=_addressee_owns_order,
     postcondition=_message_recorded,
 )

@@ -12,8 +12,8 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from domains.support.business import BusinessServer
-from tests.conftest import new_id, replay_and_keep
+from tests.conftest import new_id, replay_and_keep, ticket
+from tether import names
 from tether.client import Tether
 from tether.config import Settings, Timeouts
 from tether.contracts import (
@@ -25,26 +25,16 @@ from tether.contracts import (
     Review,
     Stage,
 )
+from tether.domains.support.business import BusinessServer
 from tether.errors import InvalidRequest, ReviewRejected
+from tether.names import workflow_id_for
 from tether.store import Store
-from workflows.resolution import ResolutionWorkflow, workflow_id_for
 
 pytestmark = pytest.mark.integration
 
 LEAD = "lead@northwind.example"
 MANAGER = "manager@northwind.example"
 AGENT = "agent@northwind.example"
-
-
-def ticket(
-    text: str, customer: str, *, requester: str | None = None, rid: str | None = None
-) -> dict[str, str]:
-    return {
-        "request_id": rid or new_id(),
-        "customer_id": customer,
-        "requester": requester or customer,
-        "text": text,
-    }
 
 
 async def wait_pending(tether: Tether, request_id: str) -> None:
@@ -181,8 +171,8 @@ async def test_signal_path_applies_the_same_checks(
     handle = tether.handle(rid)
     await tether.submit(req)
     await wait_pending(tether, rid)
-    await handle.signal(ResolutionWorkflow.review_signal, Review(approver=AGENT, verdict="approve"))
-    await handle.signal(ResolutionWorkflow.review_signal, Review(approver=LEAD, verdict="approve"))
+    await handle.signal(names.REVIEW_SIGNAL, Review(approver=AGENT, verdict="approve"))
+    await handle.signal(names.REVIEW_SIGNAL, Review(approver=LEAD, verdict="approve"))
     outcome = await handle.result()
     assert [(r.approver, r.verdict) for r in outcome.reviews] == [
         (AGENT, "refused"),
@@ -227,7 +217,7 @@ async def test_malformed_request_is_refused_before_any_workflow_starts(tether: T
     rid = new_id("bad")
     with pytest.raises(InvalidRequest) as err:
         await tether.submit(
-            {"request_id": rid, "customer_id": "C-100", "text": "", "colour": "red"}
+            {"request_id": rid, "subject": "C-100", "text": "", "colour": "red"}
         )
     message = str(err.value)
     assert "requester: Field required" in message
@@ -342,7 +332,7 @@ async def test_refund_against_an_unknown_order_moves_no_money(
     req = ticket("Please refund $30 on order ORD-9999, it never came.", "C-100")
     outcome = await tether.resolve(req)
     # Nothing to read, so nothing to refund against: the proposal carries no refund at all
-    # (and policy would refuse one as order_unknown; see the policy table).
+    # (and policy would refuse one as reference_unknown; see the policy table).
     assert outcome.proposal is not None
     assert [c.tool for c in outcome.proposal.tool_calls] == ["send_reply"]
     assert effects(business, "refunds", req["request_id"]) == []

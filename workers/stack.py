@@ -1,5 +1,6 @@
 """EmbeddedStack: everything `tether up` and `tether demo` run on one machine, started and
-stopped in order (Temporal dev server, business system, workers)."""
+stopped in order: the Temporal dev server, a local copy of every business system the packs
+name (where they have one and its address is on this machine), and the workers."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from urllib.parse import urlsplit
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from domains.support.business import BusinessServer
+from tether import packs
 from tether.client import Tether, connect
 from tether.config import Settings
+from tether.domain import EmbeddedSystem
 from tether.stack import TemporalDevServer
-from workers.main import Resources, model_worker, resolution_worker
+from tether.workers.main import Resources, model_worker, resolution_worker, system_urls
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 class EmbeddedStack:
@@ -24,8 +28,15 @@ class EmbeddedStack:
             port=int(settings.temporal_address.rsplit(":", 1)[1]),
             ui_port=settings.temporal_ui_port,
         )
-        port = urlsplit(settings.business_url).port or 80
-        self.business = BusinessServer(settings.resolved_business_db(), port=port)
+        served = packs.load(settings.domains)
+        urls = system_urls(settings, served)
+        self.systems: dict[str, EmbeddedSystem] = {}
+        for pack in served:
+            for system in pack.systems:
+                url = urlsplit(urls[system.name])
+                if system.embedded is not None and url.hostname in LOCAL_HOSTS:
+                    db = settings.data_dir / f"{system.name}.db"
+                    self.systems[system.name] = system.embedded(db, url.port or 80)
         self._client: Client | None = None
         self._resources: Resources | None = None
         self._tasks: dict[str, tuple[Worker, asyncio.Task[None]]] = {}
@@ -38,7 +49,8 @@ class EmbeddedStack:
     async def __aenter__(self) -> EmbeddedStack:
         try:
             await self.temporal.start()
-            self.business.start()
+            for system in self.systems.values():
+                system.start()
             self._client = await connect(self.settings)
             self._resources = Resources.build(self.settings)
             self._run("resolution", resolution_worker(self._client, self._resources))
@@ -74,6 +86,7 @@ class EmbeddedStack:
             await self._stop(name)
         if self._resources is not None:
             await self._resources.close()
-        if self.business.running:
-            self.business.stop()
+        for system in self.systems.values():
+            if system.running:
+                system.stop()
         self.temporal.stop()

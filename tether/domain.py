@@ -1,0 +1,251 @@
+"""Domain packs: the seam between Tether's runtime and one business.
+
+The runtime (contracts, policy gates, workflows, activities) speaks of subjects, references,
+context records, tools, rules and tiers. A pack says what those are for one business, in one
+folder (``domains/NAME/``, or any importable module) that exposes a ``DomainPack``:
+
+- **references**: the kinds of record a request can point at, how to find their ids in the
+  text, which read tool looks each one up as context, and which field names its owner;
+- **tools**: a ToolRegistry of ToolSpecs, each naming the business system it acts on;
+- **intents** the model may propose, with examples and plans for the local model
+  (``intents_file``) and ``fillers`` that give each planned tool its arguments;
+- **rules**: pure functions from Facts to verdicts (tether.policy: Reject, Escalate, Allow),
+  reading thresholds from ``policy.rules`` through the pack's ``rule_settings`` model;
+- **checks**: the verifier's argument checks that only this business knows;
+- **instructions**: the model prompt's words about the business;
+- **knowledge** sources, **systems** (with an embedded copy for one machine), a default
+  **policy** (tiers, approvers, thresholds) and **demo** tickets.
+
+Everything a workflow calls on a pack (rules, checks, validation, describing) is pure: it
+runs in the workflow sandbox and must decide the same way on replay.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ValidationError
+
+from tether.config import PolicyConfig
+from tether.contracts import DOMAIN, ContextRecord, Facts, Finding, Request, ToolCall
+from tether.policy import Rule, Verdict
+from tether.tools import ToolRegistry
+
+
+@dataclass(frozen=True)
+class ReferenceKind:
+    """A kind of record a request can point at: a host, a booking, a parcel, an invoice."""
+
+    name: str
+    pattern: str  # one id, unanchored: matched whole when given, searched for in the text
+    lookup: str | None = None  # the read tool that fetches it as a context record
+    owner: str | None = None  # the looked-up record's field that names its subject
+    max_lookups: int = 1  # records of this kind read per request, first mentioned first
+    ignore_case: bool = False  # matched in any case, written upper-case
+    describe: Callable[[dict[str, Any]], str] | None = None  # the record in words
+
+    def _regex(self) -> re.Pattern[str]:
+        return re.compile(rf"\b({self.pattern})\b", re.IGNORECASE if self.ignore_case else 0)
+
+    def normalise(self, ident: str) -> str:
+        return ident.upper() if self.ignore_case else ident
+
+    def valid(self, ident: str) -> bool:
+        return (
+            re.fullmatch(self.pattern, ident, re.IGNORECASE if self.ignore_case else 0) is not None
+        )
+
+    def find(self, text: str) -> list[str]:
+        """Ids mentioned in ``text``, normalised, first mention first."""
+        seen: dict[str, None] = {}
+        for match in self._regex().finditer(text):
+            seen.setdefault(self.normalise(match.group(1)), None)
+        return list(seen)
+
+
+@dataclass(frozen=True)
+class KnowledgeSource:
+    """A directory (or http(s) URL) the pack's knowledge comes from."""
+
+    location: str | Path
+    source: str = "kb"
+    max_age_days: int = 30
+
+
+class EmbeddedSystem(Protocol):
+    """A local copy of a business system, started by the embedded stack."""
+
+    @property
+    def running(self) -> bool: ...
+
+    def start(self) -> Any: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """A business system the pack's tools act on, by name; ``url`` is its default address
+    (Settings.systems overrides it). ``embedded`` builds a local copy from (database file,
+    port) for the one-machine stack."""
+
+    name: str
+    url: str
+    embedded: Callable[[Path, int], EmbeddedSystem] | None = None
+
+
+@dataclass(frozen=True)
+class DemoTicket:
+    """One row of `tether demo`."""
+
+    label: str
+    subject: str
+    text: str
+    approve_as: str | None = None  # an operator approves it with `tether approvals approve`
+    reason: str = ""
+    model_down: bool = False  # runs after the model worker is taken away
+
+
+# (request, context, the answer, the intent) -> the tool's arguments, or None to leave it out
+Filler = Callable[[Request, list[ContextRecord], str, str], dict[str, Any] | None]
+# (request, tool calls) -> findings: argument checks only this business knows
+ArgumentCheck = Callable[[Request, list[ToolCall]], Iterable[Finding]]
+
+
+@dataclass(frozen=True)
+class DomainPack:
+    name: str
+    title: str
+    tools: ToolRegistry
+    intents: tuple[str, ...]
+    intents_file: Path
+    policy: PolicyConfig
+    subject_label: str = "subject"  # what the business calls a subject (employee, patient)
+    references: tuple[ReferenceKind, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    rule_settings: type[BaseModel] | None = None
+    checks: tuple[ArgumentCheck, ...] = ()
+    fillers: Mapping[str, Filler] = field(default_factory=dict)
+    instructions: str = ""
+    knowledge: tuple[KnowledgeSource, ...] = ()
+    systems: tuple[SystemSpec, ...] = ()
+    describe_call: Callable[[ToolCall], str] | None = None
+    demo: tuple[DemoTicket, ...] = ()
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not re.fullmatch(DOMAIN[1:-1], self.name):
+            problems.append(f"name {self.name!r} must be a lower-case word")
+        systems = {s.name for s in self.systems}
+        for spec in self.tools:
+            if spec.system not in systems:
+                problems.append(f"tool {spec.name} acts on unknown system {spec.system!r}")
+            for kind in spec.references.values():
+                if kind not in {r.name for r in self.references}:
+                    problems.append(f"tool {spec.name} names unknown reference kind {kind!r}")
+        for ref in self.references:
+            if ref.lookup is None:
+                continue
+            if ref.lookup not in self.tools or self.tools.get(ref.lookup).writes:
+                problems.append(f"reference {ref.name}: lookup {ref.lookup!r} is no read tool")
+            elif ref.name not in self.tools.get(ref.lookup).references.values():
+                problems.append(f"reference {ref.name}: {ref.lookup} takes no {ref.name} id")
+        for tool in self.fillers:
+            if tool not in self.tools:
+                problems.append(f"filler for unknown tool {tool!r}")
+        try:
+            self.settings(self.policy)
+        except ValueError as err:
+            problems.append(f"default policy: {err}")
+        if problems:
+            raise ValueError(f"domain pack {self.name}: " + "; ".join(problems))
+
+    # --- requests --------------------------------------------------------------------
+
+    def reference(self, kind: str) -> ReferenceKind:
+        for ref in self.references:
+            if ref.name == kind:
+                return ref
+        raise KeyError(f"{self.name} has no reference kind {kind!r}")
+
+    def problems(self, request: Request) -> list[str]:
+        """What is wrong with ``request`` for this business, as 'field: message'."""
+        known = {r.name: r for r in self.references}
+        found = []
+        for kind, ids in request.references.items():
+            ref = known.get(kind)
+            if ref is None:
+                found.append(
+                    f"references.{kind}: not a kind of record here; known: {sorted(known)}"
+                )
+                continue
+            bad = [i for i in ids if not ref.valid(i)]
+            if bad:
+                found.append(f"references.{kind}: {bad} do not match {ref.pattern}")
+        return found
+
+    def references_of(self, request: Request) -> dict[str, list[str]]:
+        """Every record the request points at: given ones first, then those its text names."""
+        found: dict[str, list[str]] = {}
+        for ref in self.references:
+            given = [ref.normalise(i) for i in request.references.get(ref.name, [])]
+            ids = list(dict.fromkeys([*given, *ref.find(request.text)]))
+            if ids:
+                found[ref.name] = ids
+        return found
+
+    def lookups(self, request: Request) -> list[tuple[ReferenceKind, str]]:
+        """(kind, id) of each record to read before proposing."""
+        mentioned = self.references_of(request)
+        return [
+            (ref, ident)
+            for ref in self.references
+            if ref.lookup is not None
+            for ident in mentioned.get(ref.name, [])[: ref.max_lookups]
+        ]
+
+    def lookup_call(self, ref: ReferenceKind, ident: str) -> ToolCall:
+        assert ref.lookup is not None
+        spec = self.tools.get(ref.lookup)
+        argument = next(a for a, kind in spec.references.items() if kind == ref.name)
+        return ToolCall(tool=ref.lookup, arguments={argument: ident})
+
+    def context_record(self, ref: ReferenceKind, ident: str, data: dict[str, Any]) -> ContextRecord:
+        text = ref.describe(data) if ref.describe else f"{ref.name} {ident}: {data}"
+        owner = data.get(ref.owner) if ref.owner else None
+        return ContextRecord(
+            kind=ref.name,
+            id=ident,
+            data=data,
+            text=text,
+            owner=None if owner is None else str(owner),
+        )
+
+    # --- policy ----------------------------------------------------------------------
+
+    def settings(self, policy: PolicyConfig) -> Any:
+        """``policy.rules`` as the pack's settings model (None if it has none)."""
+        if self.rule_settings is None:
+            return None
+        try:
+            return self.rule_settings.model_validate(policy.rules)
+        except ValidationError as err:
+            raise ValueError(f"rules for {self.name}: {err}") from None
+
+    def judge(self, facts: Facts, policy: PolicyConfig, now: datetime) -> list[Verdict]:
+        settings = self.settings(policy)
+        return [verdict for rule in self.rules for verdict in rule(facts, settings, now)]
+
+    def check_arguments(self, request: Request, calls: list[ToolCall]) -> list[Finding]:
+        """The pack's own argument checks (the core's run beside them)."""
+        found = [f for check in self.checks for f in check(request, calls)]
+        return [f.model_copy(update={"about": "arguments"}) for f in found]
+
+    def describe(self, call: ToolCall) -> str:
+        """A tool call in a few words, for tables and the console."""
+        return self.describe_call(call) if self.describe_call else call.tool

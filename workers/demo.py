@@ -1,0 +1,191 @@
+"""`tether demo`: the embedded stack, each pack's knowledge, and each pack's demo tickets, one
+per path: auto-resolved, sent for approval and approved by an operator command (`tether
+approvals approve`, in its own process), rejected by policy, and degraded (the model worker
+is taken away).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import time
+from datetime import timedelta
+
+from rich.console import Console
+from rich.table import Table
+
+from tether import packs
+from tether.config import Settings, Timeouts
+from tether.contracts import Outcome, ToolCall
+from tether.domain import DemoTicket, DomainPack
+from tether.stack import free_port, port_free
+from tether.workers.stack import EmbeddedStack
+
+console = Console(width=None if sys.stdout.isatty() else 150)
+
+
+def _settings() -> Settings:
+    base = Settings()
+    temporal = 7233 if port_free(7233) and port_free(8233) else free_port()
+    ui = 8233 if temporal == 7233 else free_port()
+    systems = {  # each pack's system on its default port when free, else on another
+        system.name: system.url
+        if port_free(int(system.url.rsplit(":", 1)[1]))
+        else f"http://127.0.0.1:{free_port()}"
+        for pack in packs.load(base.domains)
+        for system in pack.systems
+        if system.name not in base.systems
+    }
+    return base.model_copy(
+        update={
+            "data_dir": base.data_dir / "demo",
+            "temporal_address": f"127.0.0.1:{temporal}",
+            "temporal_ui_port": ui,
+            "systems": {**base.systems, **systems},
+            # An outage is noticed after 3 s instead of 20 s, so the demo stays short.
+            "timeouts": Timeouts(model_schedule_to_start=timedelta(seconds=3)),
+        }
+    )
+
+
+async def _operator(settings: Settings, *args: str) -> str:
+    """Run a `tether` CLI command as an operator would, in its own process.
+
+    Asynchronously: the workers answering its query live on this process's event loop.
+    """
+    env = {**os.environ, "TETHER_TEMPORAL_ADDRESS": settings.temporal_address}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tether.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"tether {' '.join(args)} failed: {out.decode()}")
+    return out.decode()
+
+
+def _actions(pack: DomainPack, outcome: Outcome) -> str:
+    parts = []
+    for action in outcome.actions:
+        mark = "ok" if action.ok else "FAILED"
+        call = ToolCall(tool=action.tool, arguments=action.arguments)
+        parts.append(f"{pack.describe(call)} {mark}")
+    if outcome.followup_required:
+        parts.append("follow-up queued")
+    return "\n".join(parts) or "none"
+
+
+async def run_demo() -> None:
+    settings = _settings()
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
+    console.print(f"[bold]Tether demo[/bold]: data in {settings.data_dir}, UI {settings.ui_url}")
+    results: list[tuple[DomainPack, DemoTicket, str, Outcome]] = []
+    run = time.strftime("%H%M%S")
+    async with EmbeddedStack(settings) as stack:
+        tether = stack.tether
+        served = packs.load(settings.domains)
+        for pack in served:
+            for source in pack.knowledge:
+                report = await tether.ingest(
+                    str(source.location), domain=pack.name, source=source.source
+                )
+                console.print(
+                    f"{pack.name}: ingested {report.documents} documents, {report.chunks} chunks"
+                )
+        tickets = [
+            (pack, ticket, f"demo-{run}-{pack.name}-{i}")
+            for pack in served
+            for i, ticket in enumerate(pack.demo, start=1)
+        ]
+
+        handles = []
+        for pack, ticket, rid in tickets:
+            if not ticket.model_down:
+                handles.append(
+                    (
+                        pack,
+                        ticket,
+                        rid,
+                        await tether.submit(_request(ticket, rid), domain=pack.name),
+                    )
+                )
+        listed = False
+        for pack, ticket, rid, handle in handles:
+            if ticket.approve_as:
+                while (await tether.status(rid)).pending is None:
+                    await asyncio.sleep(0.2)
+                if not listed:
+                    console.print("\n[bold]$ tether approvals list[/bold]")
+                    console.print(await _operator(settings, "approvals", "list"))
+                    listed = True
+                console.print(
+                    f"[bold]$ tether approvals approve {rid} --as {ticket.approve_as}[/bold]"
+                )
+                console.print(
+                    await _operator(
+                        settings,
+                        "approvals",
+                        "approve",
+                        rid,
+                        "--as",
+                        ticket.approve_as,
+                        "--reason",
+                        ticket.reason or "approved in the demo",
+                    )
+                )
+            results.append((pack, ticket, rid, await handle.result()))
+
+        await stack.stop_model_worker()
+        for pack, ticket, rid in tickets:
+            if ticket.model_down:
+                outcome = await tether.resolve(_request(ticket, rid), domain=pack.name)
+                results.append((pack, ticket, rid, outcome))
+        await stack.start_model_worker()
+
+        several = len(served) > 1
+        table = Table(title="Tether demo: one ticket per path", show_lines=True)
+        columns = ("domain",) * several + (
+            "ticket",
+            "decision",
+            "reasons",
+            "mode",
+            "actions",
+            "latency",
+        )
+        for column in columns:
+            table.add_column(column)
+        for pack, ticket, _, outcome in results:
+            table.add_row(
+                *(pack.name,) * several,
+                ticket.label,
+                outcome.decision.action.value,
+                "\n".join(outcome.decision.codes()),
+                outcome.mode.value,
+                _actions(pack, outcome),
+                f"{outcome.latency_ms:,.0f} ms",
+            )
+        console.print(table)
+        for _, ticket, rid, _ in results:
+            console.print(f"{ticket.label:>13}: {tether.ui_link(rid)}")
+        approved = next((rid for _, ticket, rid, _ in results if ticket.approve_as), None)
+        if approved is not None:
+            console.print(f"\n[bold]$ tether audit {approved}[/bold]")
+            console.print(await _operator(settings, "audit", approved))
+        console.print("stopping the stack")
+    console.print("done")
+
+
+def _request(ticket: DemoTicket, rid: str) -> dict[str, str]:
+    return {
+        "request_id": rid,
+        "subject": ticket.subject,
+        "requester": ticket.subject,
+        "text": ticket.text,
+    }

@@ -1,0 +1,207 @@
+"""The approval gate of one workflow: what a person sees, who may decide it, the SLA ladder
+(each tier's SLA, then the next tier, then the safe default), and edits.
+
+The workflow's update and signal handlers delegate here. The checks are pure (an Update
+validator must be), so the same code refuses an Update at the door and records a refused
+signal on the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from tether import errors
+    from tether.approvals import ReviewRefused, authorise_review
+    from tether.config import PolicyConfig
+    from tether.contracts import (
+        Decision,
+        DecisionAction,
+        Edit,
+        EditRecord,
+        Facts,
+        PendingApproval,
+        Proposal,
+        Request,
+        Review,
+        ReviewReceipt,
+        ReviewRecord,
+    )
+    from tether.domain import DomainPack
+    from tether.tools import ProposalInvalid
+
+MAX_REFUSED_SIGNALS = 20
+
+# An edited proposal, judged again: its facts (arguments re-verified) and its decision.
+Assess = Callable[[Proposal], tuple[Facts, Decision]]
+
+
+def refused_update(refused: ReviewRefused) -> ApplicationError:
+    """A refusal as an Update validator raises it: the code in the message and details, so
+    the official CLI shows it too, and non-retryable (the same message is refused again)."""
+    return ApplicationError(
+        str(refused), refused.code, type=errors.REVIEW_REFUSED, non_retryable=True
+    )
+
+
+class ApprovalGate:
+    def __init__(self, request: Request, policy: PolicyConfig, pack: DomainPack | None) -> None:
+        self._request = request
+        self._policy = policy
+        self._pack = pack
+        self.pending: PendingApproval | None = None
+        self.verdict: Review | None = None
+        self.reviews: list[ReviewRecord] = []
+        self.edits: list[EditRecord] = []
+        self.edited: Facts | None = None  # an accepted edit's facts
+        self.tier: int | None = None  # the tier a verdict was given at
+        self.expired = False  # every tier's SLA ran out without a verdict
+
+    async def wait(
+        self, decision: Decision, facts: Facts, on_tier: Callable[[str], None]
+    ) -> Review | None:
+        """The verdict of an authorised person, or None when every tier's SLA ran out."""
+        assert facts.proposal is not None and facts.verification is not None
+        tiers = self._policy.tiers
+        cited = [
+            p for p in facts.evidence.passages if p.passage_id in set(facts.proposal.citations)
+        ]
+        tier = decision.tier or 0
+        while tier < len(tiers) and self.verdict is None:
+            spec = tiers[tier]
+            self.pending = PendingApproval(
+                tier=tier,
+                tier_name=spec.name,
+                role=spec.role,
+                deadline=workflow.now() + spec.sla,
+                proposal_version=1,
+                proposal=facts.proposal,
+                findings=facts.verification.findings,
+                reasons=decision.reasons,
+                citations=cited,
+            )
+            on_tier(spec.name)
+            try:
+                await workflow.wait_condition(
+                    lambda: self.verdict is not None,
+                    timeout=spec.sla,
+                    timeout_summary=f"approval SLA, tier {spec.name}",
+                )
+            except TimeoutError:
+                if self.verdict is not None:
+                    break  # a verdict accepted in the same task as the deadline still counts
+                self.reviews.append(
+                    ReviewRecord(
+                        approver="system",
+                        verdict="expired",
+                        reason=f"SLA of {spec.sla} expired at tier {spec.name}",
+                        tier=tier,
+                        at=workflow.now(),
+                    )
+                )
+                tier += 1
+        self.pending = None
+        self.expired = self.verdict is None
+        return self.verdict
+
+    # --- reviews ------------------------------------------------------------------------
+
+    def check_review(self, review: Review) -> None:
+        """Raises ReviewRefused when ``review`` must not count."""
+        if self.verdict is not None:
+            raise ReviewRefused("already_decided", "a verdict was already recorded")
+        authorise_review(review, self.pending, self._request, self._policy)
+
+    def accept(self, review: Review) -> ReviewReceipt:
+        assert self.pending is not None
+        self.tier = self.pending.tier
+        self.verdict = review
+        self.reviews.append(
+            ReviewRecord(
+                approver=review.approver,
+                verdict=review.verdict,
+                reason=review.reason,
+                tier=self.tier,
+                at=workflow.now(),
+            )
+        )
+        return ReviewReceipt(accepted=True, tier=self.tier, detail=f"{review.verdict} recorded")
+
+    def record_refusal(self, approver: str, refused: ReviewRefused) -> None:
+        if sum(1 for r in self.reviews if r.verdict == "refused") >= MAX_REFUSED_SIGNALS:
+            return  # a flood of bad signals must not grow the outcome without bound
+        self.reviews.append(
+            ReviewRecord(
+                approver=approver,
+                verdict="refused",
+                reason=f"{refused.code}: {refused.detail}",
+                tier=self.pending.tier if self.pending else -1,
+                at=workflow.now(),
+            )
+        )
+
+    # --- edits --------------------------------------------------------------------------
+
+    def check_edit(self, edit: Edit, assess: Assess) -> Facts:
+        """The edited facts, or ReviewRefused. In order: the review's checks, the tools'
+        contracts, policy on the edited proposal, and the editor's own reach: an edit that
+        needs a higher tier than any the editor holds is theirs to propose, not to approve."""
+        self.check_review(
+            Review(
+                approver=edit.approver,
+                verdict="approve",
+                reason=edit.reason,
+                proposal_version=edit.proposal_version,
+            )
+        )
+        assert self.pending is not None and self._pack is not None
+        original = self.pending.proposal
+        changed = original.model_dump(mode="json")
+        if edit.answer is not None:
+            changed["answer"] = edit.answer
+        if edit.tool_calls is not None:
+            changed["tool_calls"] = [c.model_dump(mode="json") for c in edit.tool_calls]
+        try:
+            edited = self._pack.tools.validate_proposal(
+                json.dumps(changed), intents=self._pack.intents
+            )
+        except ProposalInvalid as invalid:
+            raise ReviewRefused("edit_invalid", "; ".join(invalid.errors)) from None
+        if edited == original:
+            raise ReviewRefused("edit_changes_nothing", "approve instead: the edit is the proposal")
+        facts, decision = assess(edited)
+        if decision.action is DecisionAction.REJECT:
+            raise ReviewRefused(
+                "edit_rejected_by_policy", "; ".join(r.detail for r in decision.reasons)
+            )
+        needed = decision.tier if decision.action is DecisionAction.APPROVAL else None
+        reach = self._policy.reach(edit.approver)
+        if needed is not None and (reach is None or needed > reach):
+            held = self._policy.tiers[reach].name if reach is not None else "none"
+            raise ReviewRefused(
+                "edit_exceeds_limit",
+                f"the edit needs tier {self._policy.tiers[needed].name} ("
+                + "; ".join(r.detail for r in decision.reasons)
+                + f"); {edit.approver} decides up to tier {held}",
+            )
+        return facts
+
+    def accept_edit(self, edit: Edit, edited: Facts) -> ReviewReceipt:
+        assert self.pending is not None and edited.proposal is not None
+        self.edited = edited
+        self.edits.append(
+            EditRecord(
+                approver=edit.approver,
+                reason=edit.reason,
+                tier=self.pending.tier,
+                original=self.pending.proposal,
+                edited=edited.proposal,
+                at=workflow.now(),
+            )
+        )
+        self.accept(Review(approver=edit.approver, verdict="approve", reason=edit.reason))
+        return ReviewReceipt(accepted=True, tier=self.edits[-1].tier, detail="edit approved")

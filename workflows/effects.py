@@ -1,0 +1,162 @@
+"""The effects runner of one workflow: tool calls as activities, each with a deterministic
+idempotency key, bounded in time, reconciled by key when their fate is unknown, and undone
+newest first (saga) when a later step fails for good.
+
+Keys: ``<workflow id>/<step>/<tool>`` for the plan, ``<workflow id>/0/<tool>`` for the
+runtime's reads, ``<workflow id>/compensate/<step>/<tool>`` for the undo of step ``step``.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from tether import errors, names
+    from tether.config import Timeouts
+    from tether.contracts import Decision, ToolCall, ToolInvocation, ToolResult
+    from tether.tools import ToolRegistry
+
+
+# Failures that mean the target made no change: refused before acting, or refused by it.
+NO_EFFECT = frozenset(
+    {
+        errors.INVALID_TOOL_CALL,
+        errors.PERMISSION_DENIED,
+        errors.PRECONDITION_FAILED,
+        errors.UPSTREAM_REJECTED,
+        errors.NOT_FOUND,
+        errors.IDEMPOTENCY_CONFLICT,
+        errors.UNKNOWN_DOMAIN,
+    }
+)
+
+
+def failure(cause: BaseException | None) -> tuple[str, str]:
+    """(kind, detail) of an activity failure: the outer error's type, and the chain down to
+    the last attempt's own error (a timeout says little without it)."""
+    kinds: list[str] = []
+    parts: list[str] = []
+    while cause is not None:
+        if isinstance(cause, ApplicationError):
+            kinds.append(cause.type or "ApplicationError")
+            parts.append(f"{kinds[-1]}: {cause.message}")
+        else:
+            kinds.append(type(cause).__name__)
+            parts.append(f"{kinds[-1]}: {cause}")
+        cause = cause.__cause__
+    return (kinds[0] if kinds else "unknown"), " <- ".join(parts)
+
+
+class Effects:
+    def __init__(self, domain: str, registry: ToolRegistry, timeouts: Timeouts, request_id: str):
+        self._domain = domain
+        self._registry = registry
+        self._timeouts = timeouts
+        self._request_id = request_id
+        self.compensations: list[ToolResult] = []
+
+    async def read(self, call: ToolCall, *, why: str) -> ToolResult:
+        """The runtime's own read (context lookups), granted its permission; raises the
+        activity's failure."""
+        grant = [self._registry.get(call.tool).permission]
+        return await self._run(call, key=self._key(0, call.tool), granted=grant, why=why)
+
+    async def act(self, calls: list[ToolCall], decision: Decision) -> list[ToolResult]:
+        """Run the plan in sequence. Steps that can be undone run first and irreversible ones
+        (a message sent) last, so a failure never strands an effect nothing can take back. If
+        a step fails for good, stop and undo the completed steps (``compensations``)."""
+        calls = sorted(calls, key=lambda c: self._registry.get(c.tool).compensation is None)
+        why = f"{decision.action.value}: {', '.join(decision.codes())}"
+        results: list[ToolResult] = []
+        for step, call in enumerate(calls, start=1):
+            key = self._key(step, call.tool)
+            result = await self._try(call, key=key, granted=decision.permissions, why=why)
+            results.append(result)
+            if not result.ok:
+                await self._compensate(results)
+                break
+        return results
+
+    async def _compensate(self, done: list[ToolResult]) -> None:
+        """Undo, newest first, every step that changed the target: completed ones, and a
+        failed one whose effect reconciliation found."""
+        for step in range(len(done), 0, -1):
+            result = done[step - 1]
+            undo = self._registry.get(result.tool).compensation
+            if undo is None or not (result.ok or result.unconfirmed_effect):
+                continue  # irreversible (a message sent) or nothing happened: nothing to undo
+            call = undo(result)
+            key = f"{workflow.info().workflow_id}/compensate/{step}/{call.tool}"
+            # The runtime grants a compensation the permission to undo what it was allowed to do.
+            grant = [self._registry.get(call.tool).permission]
+            self.compensations.append(
+                await self._try(
+                    call, key=key, granted=grant, why=f"saga: compensates step {step}", undo=True
+                )
+            )
+
+    async def _try(
+        self, call: ToolCall, *, key: str, granted: list[str], why: str, undo: bool = False
+    ) -> ToolResult:
+        """The tool's result, or a failed result that says why (after retries). When the
+        failure leaves the effect unknown, the target is asked by key (reconciliation)."""
+        try:
+            return await self._run(call, key=key, granted=granted, why=why, undo=undo)
+        except ActivityError as err:
+            kind, detail = failure(err.cause)
+            failed = ToolResult(
+                tool=call.tool,
+                idempotency_key=key,
+                arguments=call.arguments,
+                ok=False,
+                error=detail,
+            )
+            if kind in NO_EFFECT:
+                return failed
+            found: ToolResult = await workflow.execute_activity(
+                names.RECONCILE,
+                self._invocation(call, key, granted),
+                result_type=ToolResult,
+                start_to_close_timeout=self._timeouts.tool,
+                # Money or access may have moved: keep asking until the target answers.
+                retry_policy=self._timeouts.compensation_retry.policy(),
+                summary=f"reconcile {key} after {kind}",
+            )
+            return found.model_copy(update={"error": detail})
+
+    def _invocation(self, call: ToolCall, key: str, granted: list[str]) -> ToolInvocation:
+        return ToolInvocation(
+            domain=self._domain,
+            tool=call.tool,
+            arguments=call.arguments,
+            idempotency_key=key,
+            request_id=self._request_id,
+            granted=granted,
+        )
+
+    async def _run(
+        self, call: ToolCall, *, key: str, granted: list[str], why: str, undo: bool = False
+    ) -> ToolResult:
+        timeouts = self._timeouts
+        result: ToolResult = await workflow.execute_activity(
+            names.tool_activity(self._domain, call.tool),
+            self._invocation(call, key, granted),
+            result_type=ToolResult,
+            start_to_close_timeout=timeouts.tool,
+            # A compensation must not give up: the business system has to end as it began.
+            schedule_to_close_timeout=None if undo else timeouts.tool_budget,
+            retry_policy=(timeouts.compensation_retry if undo else timeouts.tool_retry).policy(
+                non_retryable=sorted(
+                    NO_EFFECT | {errors.UPSTREAM_MALFORMED, errors.POSTCONDITION_FAILED}
+                )
+            ),
+            # The audit's story, readable in the Temporal UI's event list.
+            summary=f"{call.tool} {call.arguments} · key {key} · {why}"[:400],
+        )
+        return result
+
+    @staticmethod
+    def _key(step: int, tool: str) -> str:
+        """Idempotency key: the same workflow and step always send the same key."""
+        return f"{workflow.info().workflow_id}/{step}/{tool}"

@@ -1,0 +1,145 @@
+"""The steps every governed run shares: retrieve, propose (with the bounded repair), verify.
+ResolutionWorkflow and ShadowEvaluationWorkflow call these same functions (and the same
+``tether.policy.decide``), so production and shadow cannot drift apart. Every activity here
+has a timeout and a bounded retry policy; what cannot be had becomes a fact (no evidence, no
+proposal, no verification) that policy then answers for.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from tether import errors, names
+    from tether.activities.retrieval import RetrievalActivities
+    from tether.activities.verification import VerificationActivities
+    from tether.config import PolicyConfig, Timeouts
+    from tether.contracts import (
+        Evidence,
+        Facts,
+        Finding,
+        FreshnessReport,
+        Mode,
+        ProposeInput,
+        RawProposal,
+        Reason,
+        Request,
+        RetrievalQuery,
+        Verification,
+        VerifyInput,
+    )
+    from tether.domain import DomainPack
+    from tether.tools import ProposalInvalid
+
+
+def no_evidence(request: Request) -> Evidence:
+    """Evidence when retrieval could not run: none at all, flagged as stale so that policy
+    lets nothing write without a human."""
+    return Evidence(
+        query=request.text,
+        passages=[],
+        freshness=FreshnessReport(
+            index_refreshed_at=None, index_age_seconds=None, stale_index=True
+        ),
+    )
+
+
+async def retrieve(domain: str, request: Request, timeouts: Timeouts) -> Evidence:
+    try:
+        return await workflow.execute_activity_method(
+            RetrievalActivities.retrieve_evidence,
+            RetrievalQuery(domain=domain, text=request.text, request_id=request.request_id),
+            start_to_close_timeout=timeouts.retrieval,
+            retry_policy=timeouts.default_retry.policy(non_retryable=[errors.UNKNOWN_DOMAIN]),
+        )
+    except ActivityError as err:
+        workflow.logger.warning("retrieval failed, continuing without evidence: %s", err.cause)
+        return no_evidence(request)
+
+
+def _model_failure(cause: BaseException | None) -> Reason:
+    kind = cause.type if isinstance(cause, ApplicationError) else None
+    code = {
+        errors.CIRCUIT_OPEN: "circuit_open",
+        errors.MODEL_REJECTED: "model_rejected",
+    }.get(kind or "", "model_unavailable")
+    return Reason(code=code, detail=f"no proposal, answering from passages only: {cause}"[:300])
+
+
+async def propose(
+    facts: Facts, pack: DomainPack, policy: PolicyConfig, timeouts: Timeouts, model_queue: str
+) -> Facts:
+    """Ask the model, validate, repair up to the bound; else change operating mode: no
+    model -> retrieval-only, no valid proposal after the repairs -> human draft."""
+    repair_errors: list[str] = []
+    model = None
+    for attempt in range(policy.max_repairs + 1):
+        try:
+            raw: RawProposal = await workflow.execute_activity(
+                names.PROPOSE,
+                ProposeInput(
+                    domain=facts.domain,
+                    request=facts.request,
+                    evidence=facts.evidence,
+                    context=facts.context,
+                    tool_catalogue=pack.tools.catalogue(),
+                    intents=list(pack.intents),
+                    instructions=pack.instructions,
+                    repair_errors=repair_errors,
+                    attempt=attempt,
+                ),
+                result_type=RawProposal,
+                task_queue=model_queue,
+                schedule_to_start_timeout=timeouts.model_schedule_to_start,
+                start_to_close_timeout=timeouts.model_start_to_close,
+                schedule_to_close_timeout=timeouts.model_budget,
+                retry_policy=timeouts.model_retry.policy(),
+                summary=f"propose (attempt {attempt + 1})",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("model unavailable, retrieval-only mode: %s", err.cause)
+            return facts.model_copy(
+                update={
+                    "mode": Mode.RETRIEVAL_ONLY,
+                    "model": model,
+                    "model_failure": _model_failure(err.cause),
+                }
+            )
+        model = raw.model
+        try:
+            proposal = pack.tools.validate_proposal(raw.content, intents=pack.intents)
+        except ProposalInvalid as invalid:
+            workflow.logger.info("proposal invalid (attempt %d): %s", attempt + 1, invalid)
+            repair_errors = invalid.errors
+            continue
+        return facts.model_copy(update={"mode": Mode.NORMAL, "model": model, "proposal": proposal})
+    return facts.model_copy(update={"mode": Mode.HUMAN_DRAFT, "model": model})
+
+
+async def verify(facts: Facts, timeouts: Timeouts) -> Facts:
+    """The verifier's findings, or, when it cannot run, a finding that says so (which sends
+    the proposal to a human: nothing unverified acts on its own)."""
+    if facts.proposal is None:
+        return facts
+    try:
+        verification = await workflow.execute_activity_method(
+            VerificationActivities.verify_proposal,
+            VerifyInput(
+                domain=facts.domain,
+                request=facts.request,
+                evidence=facts.evidence,
+                context=facts.context,
+                proposal=facts.proposal,
+            ),
+            start_to_close_timeout=timeouts.verification,
+            retry_policy=timeouts.default_retry.policy(non_retryable=[errors.UNKNOWN_DOMAIN]),
+        )
+    except ActivityError as err:
+        workflow.logger.warning("verifier unavailable: %s", err.cause)
+        verification = Verification(
+            grounding=0.0,
+            sentences=0,
+            findings=[Finding(code="verifier_unavailable", severity="warn", detail=str(err.cause))],
+        )
+    return facts.model_copy(update={"verification": verification})
