@@ -4,10 +4,10 @@ system the tool names. One activity per tool of every pack served, named ``<doma
 For a write: permission granted? -> ledger claim -> precondition (on the target) -> state
 before -> POST with the Idempotency-Key -> output contract -> postcondition (the target's
 own record, read back) -> state after -> ledger settle. Errors are classified here, at the
-activity boundary: 2xx with a JSON object -> result, else UpstreamMalformed; 404 on a read ->
-NotFound; 409 idempotency_conflict -> IdempotencyConflict; 409 idempotency_in_progress ->
-InProgress (retryable); other 4xx -> UpstreamRejected (non-retryable); 408, 429, 5xx and
-transport errors -> retried by the retry policy.
+activity boundary: 2xx with a JSON object -> result, else UpstreamMalformed; 404 on a read,
+with an ``error`` in its body -> NotFound; 409 idempotency_conflict -> IdempotencyConflict;
+409 idempotency_in_progress -> InProgress (retryable); other 4xx -> UpstreamRejected
+(non-retryable); 408, 429, 5xx and transport errors -> retried by the retry policy.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def classify(response: httpx.Response) -> dict[str, Any]:
     error = body.get("error") if isinstance(body, dict) else None
     if code in (408, 429) or code >= 500:
         raise ApplicationError(detail, type=errors.UPSTREAM_UNAVAILABLE)  # retryable
-    if code == 404 and response.request.method == "GET":
+    if code == 404 and response.request.method == "GET" and error:
+        # The system says which record is missing; a bare 404 (no such route) says nothing
+        # of the record and is a rejected call, like any other 4xx.
         raise ApplicationError(detail, type=errors.NOT_FOUND, non_retryable=True)
     if code == 409 and error == "idempotency_conflict":
         raise ApplicationError(detail, type=errors.IDEMPOTENCY_CONFLICT, non_retryable=True)

@@ -19,13 +19,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bench.ungoverned import UngovernedWorkflow
-from domains.support.business import BusinessServer
 from tether import search
 from tether.client import Tether
 from tether.config import Settings
 from tether.contracts import Request, ResolutionInput
+from tether.domains.support.business import BusinessServer
 from tether.stack import FAST_DYNAMIC_CONFIG, temporal_binary
-from workers.main import Resources, model_worker, resolution_worker
+from tether.workers.main import Resources, model_worker, resolution_worker
 
 TICKET = "Where is my order ORD-1001? It has not arrived."
 
@@ -40,7 +40,7 @@ async def main(rounds: int) -> None:
         business = BusinessServer(Path(tmp) / "business.db").start()
         settings = Settings(
             data_dir=Path(tmp),
-            business_url=business.url,
+            systems={"shop": business.url},
             task_queue="bench",
             model_queue="bench-model",
         )
@@ -58,13 +58,13 @@ async def main(rounds: int) -> None:
                 resolution_worker(client, res, extra_workflows=[UngovernedWorkflow]),
                 model_worker(client, res),
             ):
-                await tether.ingest(str(settings.kb_path))
+                await tether.ingest_pack("support")
                 governed: list[float] = []
                 baseline: list[float] = []
                 for i in range(rounds + 3):  # the first three warm caches and are discarded
                     request = Request(
                         request_id=f"b-{uuid.uuid4().hex[:8]}",
-                        customer_id="C-100",
+                        subject="C-100",
                         requester="C-100",
                         text=TICKET,
                     )
@@ -74,6 +74,8 @@ async def main(rounds: int) -> None:
                     await client.execute_workflow(
                         UngovernedWorkflow.run,
                         ResolutionInput(
+                            domain="support",
+                            policy=tether.policy(tether.pack("support")),
                             request=request.model_copy(
                                 update={"request_id": request.request_id + "-u"}
                             ),

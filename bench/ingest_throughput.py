@@ -62,15 +62,16 @@ def tether_ingest(corpus: Path, workdir: Path, embedder: Any = None) -> tuple[fl
     from tether.store import Store
     from tether.vectorstore import EdgeStore
 
+    vectors = EdgeStore(DIMENSIONS, workdir / "edge")  # the default embedded store
     acts = RetrievalActivities(
         embedder or EMBEDDER,
-        EdgeStore(DIMENSIONS, workdir / "edge"),  # the default embedded store
+        lambda _: vectors,
         Store(f"sqlite:///{workdir / 'store.db'}"),
         RetrievalConfig(),
     )
     started = time.perf_counter()
     report = ActivityEnvironment().run(
-        acts.ingest_documents, IngestInput(source="bench", path=str(corpus))
+        acts.ingest_documents, IngestInput(domain="support", source="bench", path=str(corpus))
     )
     return time.perf_counter() - started, report, acts
 
@@ -96,7 +97,7 @@ def onnx_check(corpus: Path, texts: list[str], workdir: Path) -> dict[str, Any]:
     torch_seconds = raw_encode(texts)
     seconds, report, acts = tether_ingest(corpus, workdir / "onnx-index", onnx)
     assert report.embedded == len(texts), report
-    acts._vectors.close()
+    acts._vectors("support").close()
     acts._store.close()
     return {
         "available": True,
@@ -135,11 +136,12 @@ def main() -> None:
             fresh.append(seconds)
             started = time.perf_counter()
             repeat = ActivityEnvironment().run(
-                acts.ingest_documents, IngestInput(source="bench", path=str(corpus))
+                acts.ingest_documents,
+                IngestInput(domain="support", source="bench", path=str(corpus)),
             )
             again.append(time.perf_counter() - started)
             assert repeat.embedded == 0, repeat
-            acts._vectors.close()
+            acts._vectors("support").close()
             acts._store.close()
         onnx = onnx_check(corpus, texts, Path(tmp))
 

@@ -7,12 +7,12 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.model import ModelActivities
-    from activities.retrieval import RetrievalActivities
-    from domains.support.tools import REGISTRY
+    from tether import names, packs
+    from tether.activities.retrieval import RetrievalActivities
     from tether.contracts import (
         Proposal,
         ProposeInput,
+        RawProposal,
         ResolutionInput,
         RetrievalQuery,
         ToolInvocation,
@@ -28,17 +28,21 @@ class UngovernedWorkflow:
 
     @workflow.run
     async def run(self, inp: ResolutionInput) -> list[ToolResult]:
-        request = inp.request
+        request, pack = inp.request, packs.get(inp.domain)
         evidence = await workflow.execute_activity_method(
             RetrievalActivities.retrieve_evidence,
-            RetrievalQuery(text=request.text, request_id=request.request_id),
+            RetrievalQuery(domain=inp.domain, text=request.text, request_id=request.request_id),
             start_to_close_timeout=TIMEOUT,
         )
-        raw = await workflow.execute_activity_method(
-            ModelActivities.propose_resolution,
+        raw = await workflow.execute_activity(
+            names.PROPOSE,
             ProposeInput(
-                request=request, evidence=evidence, order=None, tool_catalogue=REGISTRY.catalogue()
+                domain=inp.domain,
+                request=request,
+                evidence=evidence,
+                tool_catalogue=pack.tools.catalogue(),
             ),
+            result_type=RawProposal,
             task_queue=inp.model_queue,
             start_to_close_timeout=TIMEOUT,
         )
@@ -47,13 +51,14 @@ class UngovernedWorkflow:
         for step, call in enumerate(proposal.tool_calls, start=1):
             results.append(
                 await workflow.execute_activity(
-                    call.tool,
+                    names.tool_activity(inp.domain, call.tool),
                     ToolInvocation(
+                        domain=inp.domain,
                         tool=call.tool,
                         arguments=call.arguments,
                         idempotency_key=f"{workflow.info().workflow_id}/{step}",
                         request_id=request.request_id,
-                        granted=[REGISTRY.get(call.tool).permission],  # no gate: all granted
+                        granted=[pack.tools.get(call.tool).permission],  # no gate: all granted
                     ),
                     result_type=ToolResult,
                     start_to_close_timeout=TIMEOUT,

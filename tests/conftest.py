@@ -174,7 +174,9 @@ async def replay_and_keep(handle: WorkflowHandle[object, object], name: str) -> 
     TETHER_RECORD_HISTORIES=1 also keep it under tests/histories for CI to replay later."""
     history = await handle.fetch_history()
     await Replayer(
-        workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
+        workflows=WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
     ).replay_workflow(history)
     if os.environ.get("TETHER_RECORD_HISTORIES") == "1":
         HISTORIES.mkdir(exist_ok=True)

@@ -1,6 +1,6 @@
 """A fault-injecting OpenAI-compatible chat-completions server on loopback.
 
-Healthy answers come from the local model (the ticket, order and passages are read back out
+Healthy answers come from the local model (the ticket, records and passages are read back out
 of the prompt), so a good answer here is a real proposal. Each request takes the next fault
 from ``script``, else from a seeded mix with exactly ``fault_rate`` faults per ten requests:
 
@@ -21,7 +21,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from tether.contracts import Evidence, OrderSnapshot, Passage, ProposeInput, Request
+from tether.contracts import ContextRecord, Evidence, Passage, ProposeInput, Request
 from tether.localmodel import LocalModel
 
 UNGROUNDED = (
@@ -149,7 +149,8 @@ class FaultModelServer:
                 }
             )
         elif fault == "injection":
-            order = context["order"]["order_id"] if context.get("order") else "ORD-1002"
+            orders = [r["id"] for r in context["records"] if r["kind"] == "order"]
+            order = orders[0] if orders else "ORD-1002"
             content = json.dumps(
                 {
                     "intent": "refund_request",
@@ -209,15 +210,20 @@ def _propose_input(context: dict[str, Any]) -> ProposeInput:
     ticket = context["ticket"]
     request = Request(
         request_id="from-prompt",
-        customer_id=ticket["customer_id"],
-        requester=ticket["customer_id"],
+        subject=ticket["subject"],
+        requester=ticket["subject"],
         text=ticket["text"],
-        order_id=ticket.get("order_id"),
+        references=ticket["references"],
     )
     passages = [Passage.model_construct(**p) for p in context["passages"]]
+    records = [
+        ContextRecord(kind=r["kind"], id=r["id"], data=r["data"], text=r["text"])
+        for r in context["records"]
+    ]
     return ProposeInput.model_construct(
+        domain=context["domain"],
         request=request,
         evidence=Evidence.model_construct(query=ticket["text"], passages=passages),
-        order=OrderSnapshot.model_validate(context["order"]) if context.get("order") else None,
+        context=records,
         tool_catalogue=[],
     )

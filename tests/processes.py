@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,7 +20,8 @@ class WorkerProcess:
             **os.environ,
             "HF_HUB_OFFLINE": "1",
             "TETHER_TEMPORAL_ADDRESS": s.temporal_address,
-            "TETHER_BUSINESS_URL": s.business_url,
+            "TETHER_SYSTEMS": json.dumps(s.systems),
+            **({"TETHER_DOMAINS": json.dumps(s.domains)} if s.domains is not None else {}),
             "TETHER_DATA_DIR": str(s.data_dir),
             "TETHER_TASK_QUEUE": s.task_queue,
             "TETHER_MODEL_QUEUE": s.model_queue,

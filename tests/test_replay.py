@@ -16,10 +16,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
+from tests.conftest import DOMAINS
+from tether import packs
 from tether.contracts import Outcome, ResolutionInput, RetrievalQuery
-from workers.main import WORKFLOWS
+from tether.sandbox import workflow_runner
+from tether.workers.main import WORKFLOWS
 
 RECORDED = sorted((Path(__file__).parent / "histories").glob("*.json"))
+packs.load(DOMAINS)  # the workflows decide with the packs' rules, on replay as live
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -37,17 +41,22 @@ def test_every_path_has_a_recorded_history() -> None:
         "degraded_retrieval_only",
         "sla_safe_default",
         "sla_escalated_then_approved",
-        "approval_then_recheck_rejects",  # recorded after the recheck patch; the others before it
-        "saga_compensated",  # recorded after the saga patch
-        "saga_four_steps_reply_refused",  # after the irreversible-last patch
-        "saga_answer_lost_reconciled",  # after the reconciliation patch
+        "approval_then_recheck_rejects",
+        "saga_compensated",
+        "saga_four_steps_reply_refused",
+        "saga_answer_lost_reconciled",
         "approval_edited",  # an approver's edit, by Update
+        "rooms_auto_booking",  # a pack from the test tree, on the same workflow
     } <= names
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
 async def test_recorded_history_replays(path: Path) -> None:
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
     await replayer.replay_workflow(load(path))
 
 
@@ -59,7 +68,9 @@ class ReorderedResolution:
     async def run(self, inp: ResolutionInput) -> Outcome:
         await workflow.execute_activity(
             "verify_proposal",
-            RetrievalQuery(text=inp.request.text, request_id=inp.request.request_id),
+            RetrievalQuery(
+                domain=inp.domain, text=inp.request.text, request_id=inp.request.request_id
+            ),
             start_to_close_timeout=timedelta(seconds=5),
         )
         raise AssertionError("replay must fail before getting here")

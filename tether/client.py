@@ -111,12 +111,17 @@ class Tether:
         self.packs = packs.load(self.settings.domains)
 
     def pack(self, domain: str | None = None) -> DomainPack:
-        """The pack ``domain`` names, else the default one; InvalidRequest if there is none."""
-        try:
-            return packs.resolve(domain, self.settings.default_domain)
-        except packs.UnknownDomain as err:
-            served = sorted(p.name for p in self.packs)
-            raise InvalidRequest([f"domain: {err.name!r} is not one of {served}"]) from None
+        """The pack ``domain`` names, else the default one, else the only one this client
+        serves; InvalidRequest if there is none."""
+        served = {p.name: p for p in self.packs}
+        name = domain or self.settings.default_domain
+        if name is None and len(served) == 1:
+            return next(iter(served.values()))
+        if name is None:
+            raise InvalidRequest([f"domain: name one of {sorted(served)}"])
+        if name not in served:
+            raise InvalidRequest([f"domain: {name!r} is not one of {sorted(served)}"])
+        return served[name]
 
     def policy(self, pack: DomainPack) -> PolicyConfig:
         """The pack's policy with this deployment's overrides (Settings.policies)."""

@@ -97,18 +97,12 @@ class PolicyConfig(BaseModel):
         return max(held) if held else None
 
     def merged(self, overrides: dict[str, Any]) -> PolicyConfig:
-        """This policy with ``overrides`` applied (nested dicts merged key by key)."""
-        return PolicyConfig.model_validate(_merge(self.model_dump(), overrides))
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+        """This policy with ``overrides`` applied: each field replaced whole (an approver
+        directory given is the whole directory), except ``rules``, where each setting given
+        replaces that setting."""
+        base = self.model_dump()
+        rules = {**base["rules"], **overrides.get("rules", {})}
+        return PolicyConfig.model_validate({**base, **overrides, "rules": rules})
 
 
 class RetrievalConfig(BaseModel):

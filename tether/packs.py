@@ -71,13 +71,3 @@ def load(specs: Iterable[str] | None = None) -> list[DomainPack]:
             raise UnknownDomain(spec)
         packs.append(register(_import(where)))
     return packs
-
-
-def resolve(name: str | None, default: str | None = None) -> DomainPack:
-    """The pack a request names, else the default one, else the only one loaded."""
-    chosen = name or default
-    if chosen is None:
-        if len(_PACKS) != 1:
-            raise UnknownDomain("(none named)")
-        return next(iter(_PACKS.values()))
-    return get(chosen)

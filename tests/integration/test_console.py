@@ -61,7 +61,7 @@ async def submit_large_refund(tether: Tether) -> str:
     await tether.submit(
         {
             "request_id": rid,
-            "customer_id": "C-110",
+            "subject": "C-110",
             "requester": "C-110",
             "text": "Please refund $120.00 on ORD-1013, the tent pole snapped on the first night.",
         }

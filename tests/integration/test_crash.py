@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from domains.support.business import BusinessServer
 from tests.conftest import new_id
 from tests.processes import WorkerProcess
 from tether.client import Tether, connect
 from tether.config import Settings, Timeouts
 from tether.contracts import DecisionAction, Mode, Outcome
+from tether.domains.support.business import BusinessServer
 from tether.stack import TemporalDevServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     settings = Settings(
         data_dir=tmp_path / "data",
         temporal_address=temporal.address,
-        business_url=business.url,
+        systems={"shop": business.url},
         task_queue=queue,
         model_queue=f"{queue}-model",
         # Short activity timeouts: a killed worker's activities are retried within seconds.
@@ -70,7 +70,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 def ticket(i: int) -> dict[str, str]:
     return {
         "request_id": f"crash-{i:03d}-{new_id()}",
-        "customer_id": CUSTOMER,
+        "subject": CUSTOMER,
         "requester": CUSTOMER,
         "text": f"Please refund $1.00 on {ORDER}, item {i} was missing from the box.",
     }
@@ -112,7 +112,7 @@ def assert_exactly_once(business: BusinessServer, outcomes: list[Outcome]) -> tu
 
 async def submit_all(rig: Rig) -> tuple[Tether, list[dict[str, str]], list[asyncio.Task[Outcome]]]:
     tether = Tether(await connect(rig.settings), rig.settings)
-    await tether.ingest(str(rig.settings.kb_path))
+    await tether.ingest_pack("support")
     requests = [ticket(i) for i in range(REQUESTS)]
     handles = [await tether.submit(r) for r in requests]
     return tether, requests, [asyncio.create_task(h.result()) for h in handles]

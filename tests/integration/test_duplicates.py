@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from domains.support.business import BusinessServer
 from tests.conftest import FRESHNESS_AS_OF, new_id
 from tests.processes import WorkerProcess
 from tether.client import Tether
 from tether.config import RetrievalConfig, Settings, Timeouts
 from tether.contracts import DecisionAction
+from tether.domains.support.business import BusinessServer
 from tether.embeddings import Embedder
 from tether.ledger import Ledger
-from workers.main import Resources, resolution_worker
+from tether.workers.main import Resources, resolution_worker
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ async def ingest_once(settings: Settings, embedder: Embedder, env: WorkflowEnvir
     res = Resources.build(settings, embedder=embedder)
     try:
         async with resolution_worker(env.client, res):
-            await Tether(env.client, settings).ingest(str(settings.kb_path))
+            await Tether(env.client, settings).ingest_pack("support")
     finally:
         await res.close()
 
@@ -63,7 +63,7 @@ async def test_two_workers_duplicate_deliveries_act_once(
     settings = Settings(
         data_dir=tmp_path / "worker-a",
         temporal_address=temporal_env.client.service_client.config.target_host,
-        business_url=business.url,
+        systems={"shop": business.url},
         task_queue=queue,
         model_queue=f"{queue}-model",
         store_url=postgres_url,  # outcomes and the side-effect ledger, shared by both workers
@@ -72,7 +72,9 @@ async def test_two_workers_duplicate_deliveries_act_once(
     )
     await ingest_once(settings, embedder, temporal_env)
     second = settings.model_copy(update={"data_dir": tmp_path / "worker-b"})
-    shutil.copytree(settings.resolved_qdrant_path(), second.resolved_qdrant_path())
+    shutil.copytree(
+        settings.resolved_qdrant_path("support"), second.resolved_qdrant_path("support")
+    )
     workers = [
         WorkerProcess(s, tmp_path / f"{name}.log", TETHER_STORE_URL=postgres_url)
         for name, s in (("a", settings), ("b", second))
@@ -85,7 +87,7 @@ async def test_two_workers_duplicate_deliveries_act_once(
         requests = [
             {
                 "request_id": new_id(f"dup{i}"),
-                "customer_id": CUSTOMER,
+                "subject": CUSTOMER,
                 "requester": CUSTOMER,
                 "text": f"Please refund $1.00 on {ORDER}, part {i} arrived broken.",
             }

@@ -12,14 +12,14 @@ from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from domains.support.business import BusinessServer
 from tests.conftest import new_id, replay_and_keep
 from tether.client import Tether
 from tether.config import Settings
 from tether.contracts import DecisionAction, Mode, ModelIdentity, ProposeInput, RawProposal, Stage
+from tether.domains.support.business import BusinessServer
 from tether.errors import InvalidRequest, ReviewRejected
+from tether.names import workflow_id_for
 from tether.stack import temporal_binary
-from workflows.resolution import workflow_id_for
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ async def pending(tether: Tether, customer: str, order: str, dollars: int) -> st
     await tether.submit(
         {
             "request_id": rid,
-            "customer_id": customer,
+            "subject": customer,
             "requester": customer,
             "text": f"Please refund ${dollars}.00 on {order}, the tent pole snapped on the first night.",
         }
@@ -202,7 +202,7 @@ async def test_the_official_temporal_cli_signals_a_rejection(
 async def unsure_reply(inp: ProposeInput) -> RawProposal:
     """Stand-in model: a reply only, and unsure of itself, so a person gets it as a draft."""
     best = inp.evidence.passages[0]
-    reply = {"customer_id": inp.request.customer_id, "body": "We are looking into it."}
+    reply = {"customer_id": inp.request.subject, "body": "We are looking into it."}
     content = json.dumps(
         {
             "intent": "complaint",

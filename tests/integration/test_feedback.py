@@ -7,7 +7,7 @@ import pytest
 from tests.conftest import new_id
 from tether.client import Tether
 from tether.errors import InvalidRequest
-from workers.main import Resources
+from tether.workers.main import Resources
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,7 @@ async def test_later_feedback_is_attached_to_its_outcome(
     await tether.resolve(
         {
             "request_id": rid,
-            "customer_id": "C-100",
+            "subject": "C-100",
             "requester": "C-100",
             "text": "Where is ORD-1001?",
         }

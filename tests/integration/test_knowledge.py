@@ -11,13 +11,13 @@ import pytest
 from temporalio.client import ScheduleActionExecutionStartWorkflow
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import new_id
+from tests.conftest import SUPPORT_KB, new_id
 from tests.processes import WorkerProcess
 from tether.client import Tether
 from tether.config import Settings
+from tether.contracts import IngestReport
 from tether.embeddings import DIMENSIONS
 from tether.vectorstore import EdgeStore
-from workflows.knowledge import KnowledgeRefreshWorkflow
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 async def test_sources_are_refreshed_on_a_schedule(
     tether: Tether, temporal_env: WorkflowEnvironment, settings: Settings
 ) -> None:
-    kb = tether.source(str(settings.kb_path), source="kb")
+    kb = tether.source(str(SUPPORT_KB), domain="support", source="kb")
     schedule_id = await tether.schedule_refresh([kb], timedelta(seconds=2))
     schedule = temporal_env.client.get_schedule_handle(schedule_id)
     try:
@@ -38,8 +38,8 @@ async def test_sources_are_refreshed_on_a_schedule(
             raise AssertionError("the schedule never started a refresh")
         started = recent[0].action
         assert isinstance(started, ScheduleActionExecutionStartWorkflow)
-        handle = temporal_env.client.get_workflow_handle_for(
-            KnowledgeRefreshWorkflow.run, started.workflow_id
+        handle = temporal_env.client.get_workflow_handle(
+            started.workflow_id, result_type=list[IngestReport]
         )
         reports = await handle.result()
         [report] = reports
@@ -100,7 +100,7 @@ async def test_an_ingest_killed_with_its_worker_resumes_without_duplicates(
     finally:
         worker.stop()
     assert report.chunks == chunks and 0 < report.embedded < chunks  # not all of it again
-    store = EdgeStore(DIMENSIONS, local.resolved_qdrant_path())
+    store = EdgeStore(DIMENSIONS, local.resolved_qdrant_path("support"))
     try:
         stored = store.hashes("corpus")
     finally:

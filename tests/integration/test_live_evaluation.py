@@ -7,7 +7,7 @@ import pytest
 from tests.conftest import new_id
 from tether.client import Tether
 from tether.evaluation import EvaluationConfig, EvaluationInput
-from workers.main import Resources
+from tether.workers.main import Resources
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ async def test_recent_outcomes_are_scored_with_their_later_feedback(
         await tether.resolve(
             {
                 "request_id": rid,
-                "customer_id": "C-100",
+                "subject": "C-100",
                 "requester": "C-100",
                 "text": "Where is ORD-1001?",
             }

@@ -12,7 +12,7 @@ from tests.conftest import new_id
 from tests.test_replay import ReorderedResolution
 from tether.client import Tether
 from tether.replay import replay_recent
-from workers.main import WORKFLOWS
+from tether.workers.main import WORKFLOWS
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ async def test_recent_histories_replay_and_a_breaking_change_is_caught(
     await tether.resolve(
         {
             "request_id": rid,
-            "customer_id": "C-100",
+            "subject": "C-100",
             "requester": "C-100",
             "text": "Where is ORD-1001?",
         }

@@ -12,7 +12,7 @@ from tests.conftest import new_id
 from tether.client import Tether, connect
 from tether.config import Settings
 from tether.stack import free_port
-from workers.main import Resources, model_worker, resolution_worker
+from tether.workers.main import Resources, model_worker, resolution_worker
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ async def test_the_worker_serves_tethers_and_temporals_metrics(
         await tether.resolve(
             {
                 "request_id": new_id("m"),
-                "customer_id": "C-100",
+                "subject": "C-100",
                 "requester": "C-100",
                 "text": "Where is ORD-1001?",
             }

@@ -14,16 +14,16 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from domains.support.business import BusinessServer
 from tests.conftest import new_id
 from tests.fault_model import FAULTS, FaultModelServer
 from tether.client import Tether
 from tether.config import LLMConfig, Retry, Settings, Timeouts
 from tether.contracts import DecisionAction, Mode, Outcome
+from tether.domains.support.business import BusinessServer
 from tether.localmodel import LocalModel
+from tether.names import workflow_id_for
 from tether.openai_compat import OpenAICompatible
-from workers.main import model_worker_for
-from workflows.resolution import workflow_id_for
+from tether.workers.main import model_worker_for
 
 pytestmark = pytest.mark.integration
 
@@ -112,7 +112,7 @@ async def test_a_faulty_model_endpoint_never_leaves_a_workflow_undefined(
     llm = llm_for(fault_server, breaker_failures=1_000)  # the breaker has its own test
     provider = OpenAICompatible(llm)
     requests = [
-        {"request_id": new_id(f"fault{i}"), "customer_id": c, "requester": c, "text": t}
+        {"request_id": new_id(f"fault{i}"), "subject": c, "requester": c, "text": t}
         for i, (c, t) in enumerate(TICKETS[i % len(TICKETS)] for i in range(REQUESTS))
     ]
     async with model_worker_for(client, provider, llm, queue):
@@ -168,7 +168,7 @@ async def test_a_faulty_model_endpoint_never_leaves_a_workflow_undefined(
 
 async def run_one(tether: Tether, text: str = TICKETS[3][1]) -> Outcome:
     return await tether.resolve(
-        {"request_id": new_id("cb"), "customer_id": "C-101", "requester": "C-101", "text": text}
+        {"request_id": new_id("cb"), "subject": "C-101", "requester": "C-101", "text": text}
     )
 
 

@@ -12,19 +12,19 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from domains.support.business import BusinessServer
 from tests.conftest import new_id
 from tests.fault_model import FaultModelServer
 from tether.client import Tether
 from tether.config import LLMConfig, Settings
 from tether.contracts import Outcome
 from tether.datasets import Case
+from tether.domains.support.business import BusinessServer
 from tether.drift import DriftConfig, detect
 from tether.evaluation import EvaluationConfig, evaluate
 from tether.localmodel import LocalModel
 from tether.openai_compat import OpenAICompatible
 from tether.shadow import Candidate
-from workers.main import Resources, model_worker_for
+from tether.workers.main import Resources, model_worker_for
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ async def traffic(tether: Tether, tag: str) -> list[Outcome]:
         customer, text = TICKETS[i % len(TICKETS)]
         rid = new_id(tag)
         handle = await tether.submit(
-            {"request_id": rid, "customer_id": customer, "requester": customer, "text": text}
+            {"request_id": rid, "subject": customer, "requester": customer, "text": text}
         )
         while (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
             if (await tether.status(rid)).pending is not None:

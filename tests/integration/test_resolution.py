@@ -216,9 +216,7 @@ async def test_same_request_id_runs_once(tether: Tether, business: BusinessServe
 async def test_malformed_request_is_refused_before_any_workflow_starts(tether: Tether) -> None:
     rid = new_id("bad")
     with pytest.raises(InvalidRequest) as err:
-        await tether.submit(
-            {"request_id": rid, "subject": "C-100", "text": "", "colour": "red"}
-        )
+        await tether.submit({"request_id": rid, "subject": "C-100", "text": "", "colour": "red"})
     message = str(err.value)
     assert "requester: Field required" in message
     assert "text: String should have at least 3 characters" in message

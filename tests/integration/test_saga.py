@@ -11,11 +11,11 @@ from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from domains.support.business import BusinessServer
 from tests.conftest import new_id, replay_and_keep
 from tether.client import Tether
 from tether.config import Settings, Timeouts
 from tether.contracts import DecisionAction, ModelIdentity, ProposeInput, RawProposal
+from tether.domains.support.business import BusinessServer
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +80,7 @@ async def test_failure_at_step_k_restores_the_business_system(
     tether = Tether(client, settings.model_copy(update={"model_queue": queue}))
     request = {
         "request_id": new_id("saga"),
-        "customer_id": CUSTOMER,
+        "subject": CUSTOMER,
         "requester": CUSTOMER,
         "text": TEXT,
     }
@@ -143,7 +143,7 @@ async def test_an_effect_whose_answer_was_lost_is_found_and_undone(
     tether = Tether(client, settings.model_copy(update={"model_queue": queue, "timeouts": tight}))
     request = {
         "request_id": new_id("lost"),
-        "customer_id": CUSTOMER,
+        "subject": CUSTOMER,
         "requester": CUSTOMER,
         "text": TEXT,
     }

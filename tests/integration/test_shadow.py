@@ -7,13 +7,12 @@ import asyncio
 
 import pytest
 
-from domains.support.business import BusinessServer
 from tests.conftest import new_id
 from tether.client import Tether
-from tether.config import PolicyConfig
+from tether.domains.support.business import BusinessServer
 from tether.evaluation import EvaluationConfig, EvaluationInput
 from tether.shadow import Candidate
-from workers.main import Resources
+from tether.workers.main import Resources
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +33,7 @@ async def test_escalations_replay_against_a_candidate_policy_without_side_effect
         await tether.submit(
             {
                 "request_id": rid,
-                "customer_id": "C-114",
+                "subject": "C-114",
                 "requester": "C-114",
                 "text": "Please refund $120.00 on ORD-1017, the tent pole snapped on the first night.",
             }
@@ -62,7 +61,7 @@ async def test_escalations_replay_against_a_candidate_policy_without_side_effect
         "escalations",
         Candidate(
             name="lenient",  # pays up to $500 alone, and trusts a model far less sure of itself
-            policy=PolicyConfig(auto_refund_limit_cents=50_000, min_auto_confidence=0.05),
+            policy={"rules": {"auto_limit_cents": 50_000}, "min_auto_confidence": 0.05},
         ),
         version=version,
     )

@@ -13,16 +13,16 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from domains.support.business import BusinessServer
-from tests.conftest import new_id, replay_and_keep
-from tests.integration.test_resolution import LEAD, MANAGER, effects, ticket
+from tests.conftest import new_id, replay_and_keep, ticket
+from tests.integration.test_resolution import LEAD, MANAGER, effects
 from tether import search
 from tether.client import Tether
 from tether.config import Settings
 from tether.contracts import DecisionAction, Mode
+from tether.domains.support.business import BusinessServer
 from tether.errors import ReviewRejected
 from tether.stack import time_skipping_binary
-from workers.main import Resources, model_worker, resolution_worker
+from tether.workers.main import Resources, model_worker, resolution_worker
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,9 @@ async def skipping(resources: Resources, settings: Settings) -> AsyncIterator[Sk
         resolution_worker(env.client, resources, task_queue=queue),
         model_worker(env.client, resources, task_queue=f"{queue}-model"),
     ):
-        await Tether(env.client, local).ingest(str(local.kb_path))
+        tether = Tether(env.client, local)
+        for pack in resources.packs:
+            await tether.ingest_pack(pack.name)
         yield Skipping(env, Tether(env.client, local))
     await env.shutdown()
 

@@ -12,7 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 from tests.conftest import new_id
 from tether.client import Tether, connect
 from tether.config import Settings
-from workers.main import Resources, model_worker, resolution_worker
+from tether.workers.main import Resources, model_worker, resolution_worker
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ async def test_a_request_is_one_trace_across_client_workflow_and_activities(
         await Tether(client, local).resolve(
             {
                 "request_id": new_id("t"),
-                "customer_id": "C-100",
+                "subject": "C-100",
                 "requester": "C-100",
                 "text": "Where is ORD-1001?",
             }
@@ -53,7 +53,7 @@ async def test_a_request_is_one_trace_across_client_workflow_and_activities(
         "RunWorkflow:ResolutionWorkflow",
         "RunActivity:retrieve_evidence",
         "RunActivity:propose_resolution",
-        "RunActivity:send_reply",
+        "RunActivity:support.send_reply",
         "RunActivity:record_outcome",
     ):
         assert expected in names, sorted(names)

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 import pytest
 
 from tether.approvals import ReviewRefused, authorise_review
-from tether.config import PolicyConfig
 from tether.contracts import PendingApproval, Proposal, Request, Review
+from tether.domains.support import POLICY
 
-CONFIG = PolicyConfig()
+CONFIG = POLICY
 REQUEST = Request(
-    request_id="r-1", customer_id="C-1", requester="lead@northwind.example", text="refund please"
+    request_id="r-1", subject="C-1", requester="lead@northwind.example", text="refund please"
 )
 
 
@@ -80,3 +80,16 @@ def test_nothing_pending() -> None:
             Review(approver="manager@northwind.example", verdict="approve"), None, REQUEST, CONFIG
         )
     assert refused.value.code == "nothing_pending"
+
+
+@pytest.mark.parametrize(
+    ("approver", "reach"),
+    [
+        ("lead@northwind.example", 0),
+        ("manager@northwind.example", 1),
+        ("agent@northwind.example", None),
+        ("stranger@example.com", None),
+    ],
+)
+def test_an_approvers_reach_is_their_highest_tier(approver: str, reach: int | None) -> None:
+    assert CONFIG.reach(approver) == reach

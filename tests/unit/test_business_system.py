@@ -16,9 +16,15 @@ import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.tools import classify
-from domains.support.business import Answer, BusinessDB, BusinessServer, Reservation, fingerprint
 from tether import errors
+from tether.activities.tools import classify
+from tether.domains.support.business import (
+    Answer,
+    BusinessDB,
+    BusinessServer,
+    Reservation,
+    fingerprint,
+)
 
 
 @pytest.fixture
@@ -215,13 +221,13 @@ def test_refund_beyond_balance_is_refused_by_the_system_itself(server: BusinessS
 @pytest.mark.parametrize(
     ("status", "body", "kind", "retryable"),
     [
-        (404, {"error": "order_not_found"}, errors.ORDER_NOT_FOUND, False),
+        (404, {"error": "order_not_found"}, errors.NOT_FOUND, False),
         (
             404,
             {"detail": "Not Found"},
             errors.UPSTREAM_REJECTED,
             False,
-        ),  # a wrong URL says nothing of the order
+        ),  # a wrong URL says nothing of the record
         (400, {"error": "x"}, errors.UPSTREAM_REJECTED, False),
         (409, ["not", "a", "dict"], errors.UPSTREAM_REJECTED, False),
         (408, {"error": "x"}, errors.UPSTREAM_UNAVAILABLE, True),

@@ -7,20 +7,26 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from domains.support import INTENTS
-from domains.support.tools import REGISTRY
 from tether.client import parse_request
-from tether.contracts import Request, find_order_ids
+from tether.contracts import Request
+from tether.domains.support import INTENTS, PACK
+from tether.domains.support.tools import REGISTRY
 from tether.errors import InvalidRequest
 from tether.tools import ProposalInvalid
 
-GOOD = {"request_id": "r-1", "customer_id": "C-1", "requester": "C-1", "text": "Where is ORD-1001?"}
+GOOD = {"request_id": "r-1", "subject": "C-1", "requester": "C-1", "text": "Where is ORD-1001?"}
 
 
-def test_a_good_request_parses_and_finds_its_order() -> None:
-    request = parse_request(GOOD)
-    assert request.order_reference() == "ORD-1001"
-    assert find_order_ids("ord-12345 and ORD-12345, then ORD-2222") == ["ORD-12345", "ORD-2222"]
+def test_a_good_request_parses_and_the_pack_finds_its_records() -> None:
+    request = parse_request(GOOD, PACK)
+    assert PACK.references_of(request) == {"order": ["ORD-1001"]}
+    orders = PACK.reference("order")
+    assert orders.find("ord-12345 and ORD-12345, then ORD-2222") == ["ORD-12345", "ORD-2222"]
+    given = parse_request({**GOOD, "references": {"order": "ord-2222"}}, PACK)
+    assert given.references == {"order": ["ord-2222"]}
+    assert PACK.references_of(given) == {"order": ["ORD-2222", "ORD-1001"]}  # given ones first
+    [(kind, ident)] = PACK.lookups(given)  # one order is read as context
+    assert (kind.name, ident) == ("order", "ORD-2222")
 
 
 @pytest.mark.parametrize(
@@ -29,14 +35,17 @@ def test_a_good_request_parses_and_finds_its_order() -> None:
         ({"request_id": "has spaces"}, "request_id: String should match pattern"),
         ({"text": "  "}, "text: String should have at least 3 characters"),
         ({"text": "x" * 4001}, "text: String should have at most 4000 characters"),
-        ({"order_id": "1001"}, "order_id: String should match pattern"),
+        ({"references": {"order": "1001"}}, "references.order: ['1001'] do not match"),
+        ({"references": {"parcel": "P-1"}}, "references.parcel: not a kind of record here"),
+        ({"references": {"Order!": "x"}}, "references: Value error, 'Order!' is not a reference"),
+        ({"subject": "C 1"}, "subject: String should match pattern"),
         ({"channel": "fax"}, "channel: Input should be 'email', 'chat' or 'api'"),
         ({"priority": "high"}, "priority: Extra inputs are not permitted"),
     ],
 )
 def test_bad_requests_name_the_field(change: dict[str, str], message: str) -> None:
     with pytest.raises(InvalidRequest) as err:
-        parse_request({**GOOD, **change})
+        parse_request({**GOOD, **change}, PACK)
     assert message in str(err.value)
 
 

@@ -38,6 +38,7 @@ def outcome(
     at: datetime = NOW,
 ) -> Outcome:
     return Outcome(
+        domain="support",
         request_id=f"r-{i}-{fingerprint}-{at.timestamp()}",
         workflow_id=f"resolution-r-{i}",
         intent=intent,

@@ -15,11 +15,11 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.tools import ToolActivities
-from domains.support.business import BusinessServer
-from domains.support.tools import REGISTRY
 from tether import errors
+from tether.activities.tools import ToolActivities
 from tether.contracts import ToolInvocation, ToolResult
+from tether.domains.support import PACK
+from tether.domains.support.business import BusinessServer
 from tether.ledger import Ledger
 
 LEASE = timedelta(seconds=30)
@@ -92,10 +92,12 @@ async def test_duplicate_deliveries_to_two_workers_act_once(
         httpx.AsyncClient(base_url=business.url) as h2,
     ):
         workers = [
-            ToolActivities(REGISTRY, h, book) for h, book in zip((h1, h2), ledgers, strict=True)
+            ToolActivities([PACK], {"shop": h}, book)
+            for h, book in zip((h1, h2), ledgers, strict=True)
         ]
         calls = [
             ToolInvocation(
+                domain="support",
                 tool="issue_refund",
                 arguments={"order_id": "ORD-1007", "amount_cents": 100, "reason": "r"},
                 idempotency_key=f"wf-{i}/1/issue_refund",

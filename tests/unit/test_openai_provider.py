@@ -11,19 +11,19 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from domains.support import INTENTS
-from domains.support.tools import REGISTRY
 from tests.fault_model import FaultModelServer
 from tether import errors
 from tether.config import LLMConfig
 from tether.contracts import (
     Evidence,
     FreshnessReport,
-    OrderSnapshot,
     Passage,
     ProposeInput,
     Request,
 )
+from tether.domains.support import INTENTS, PACK
+from tether.domains.support.records import OrderSnapshot
+from tether.domains.support.tools import REGISTRY
 from tether.localmodel import LocalModel
 from tether.openai_compat import OpenAICompatible
 from tether.tools import ProposalInvalid
@@ -42,10 +42,20 @@ PASSAGE = Passage(
     text="Refunds of up to $50.00 are issued automatically. Larger refunds need a lead's approval.",
     score=0.8,
 )
+ORDER = OrderSnapshot(
+    order_id="ORD-1003",
+    customer_id="C-102",
+    status="delivered",
+    total_cents=15_900,
+    refunded_cents=0,
+    placed_at=NOW - timedelta(days=14),
+    delivered_at=NOW - timedelta(days=10),
+)
 INPUT = ProposeInput(
+    domain="support",
     request=Request(
         request_id="r-1",
-        customer_id="C-102",
+        subject="C-102",
         requester="C-102",
         text="Please refund $20 on ORD-1003, the zip broke.",
     ),
@@ -54,17 +64,12 @@ INPUT = ProposeInput(
         passages=[PASSAGE],
         freshness=FreshnessReport(index_refreshed_at=NOW, index_age_seconds=1, stale_index=False),
     ),
-    order=OrderSnapshot(
-        order_id="ORD-1003",
-        customer_id="C-102",
-        status="delivered",
-        total_cents=15_900,
-        refunded_cents=0,
-        placed_at=NOW - timedelta(days=14),
-        delivered_at=NOW - timedelta(days=10),
-    ),
+    context=[
+        PACK.context_record(PACK.reference("order"), "ORD-1003", ORDER.model_dump(mode="json"))
+    ],
     tool_catalogue=REGISTRY.catalogue(),
     intents=list(INTENTS),
+    instructions=PACK.instructions,
 )
 
 

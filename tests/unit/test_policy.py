@@ -8,23 +8,27 @@ from typing import Any
 
 import pytest
 
-from domains.support.tools import REGISTRY
 from tether.config import PolicyConfig
 from tether.contracts import (
+    ContextRecord,
     DecisionAction,
+    Evidence,
+    Facts,
     Finding,
     FreshnessReport,
     Mode,
-    OrderSnapshot,
     Proposal,
     Request,
     ToolCall,
     Verification,
 )
-from tether.policy import PolicyInput, decide, tier_for_amount
+from tether.domains.support import PACK
+from tether.domains.support.records import OrderSnapshot
+from tether.domains.support.rules import RefundRules
+from tether.policy import decide
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
-CONFIG = PolicyConfig()
+CONFIG = PACK.policy
 FRESH = FreshnessReport(index_refreshed_at=NOW, index_age_seconds=60, stale_index=False)
 STALE = FreshnessReport(
     index_refreshed_at=NOW - timedelta(days=30), index_age_seconds=2.6e6, stale_index=True
@@ -112,14 +116,14 @@ CASES = [
         calls=[refund(1_000)],
         order=order(customer="C-2"),
         action=DecisionAction.REJECT,
-        codes={"order_not_customers"},
+        codes={"not_subjects_record"},
     ),
     Case(
         "no order read",
         calls=[refund(1_000)],
         order=None,
         action=DecisionAction.REJECT,
-        codes={"order_unknown"},
+        codes={"reference_unknown"},
     ),
     Case(
         "outside the refund window",
@@ -159,9 +163,9 @@ CASES = [
     ),
     Case(
         "verifier block",
-        findings=[Finding(code="order_not_in_request", severity="block", detail="d")],
+        findings=[Finding(code="reference_not_in_request", severity="block", detail="d")],
         action=DecisionAction.REJECT,
-        codes={"verifier:order_not_in_request"},
+        codes={"verifier:reference_not_in_request"},
     ),
     Case(
         "stale index blocks autonomous writes",
@@ -207,7 +211,7 @@ CASES = [
         ],
         text="Refund $10 on ORD-1234. Also ORD-7777 please.",
         action=DecisionAction.REJECT,
-        codes={"order_mismatch"},
+        codes={"reference_mismatch"},
     ),
     Case(
         "reply about another order than the one looked up",
@@ -218,7 +222,7 @@ CASES = [
             )
         ],
         action=DecisionAction.REJECT,
-        codes={"order_mismatch"},
+        codes={"reference_mismatch"},
     ),
     Case(
         "refunds split to slip under the auto limit",
@@ -271,17 +275,22 @@ def run(case: Case, config: PolicyConfig = CONFIG) -> Any:
         if case.proposal
         else None
     )
-    request = Request(request_id="r-1", customer_id="C-1", requester="C-1", text=case.text)
-    facts = PolicyInput(
+    request = Request(request_id="r-1", subject="C-1", requester="C-1", text=case.text)
+    facts = Facts(
+        domain="support",
         request=request,
+        evidence=Evidence(query=case.text, passages=[], freshness=case.freshness),
+        context=[record(case.order)] if case.order else [],
         mode=case.mode,
         proposal=proposal,
         verification=verification,
-        order=case.order,
-        freshness=case.freshness,
-        now=NOW,
     )
-    return decide(facts, config, REGISTRY)
+    return decide(facts, config, PACK, NOW)
+
+
+def record(snapshot: OrderSnapshot) -> ContextRecord:
+    data = snapshot.model_dump(mode="json")
+    return PACK.context_record(PACK.reference("order"), snapshot.order_id, data)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -313,11 +322,25 @@ def test_the_request_text_cannot_change_the_decision() -> None:
 
 
 def test_tiers_come_from_config() -> None:
-    assert tier_for_amount(20_000, CONFIG) == 0
-    assert tier_for_amount(20_001, CONFIG) == 1
-    assert tier_for_amount(100_001, CONFIG) is None
-    strict = CONFIG.model_copy(update={"auto_refund_limit_cents": 0})
+    rules = RefundRules.model_validate(CONFIG.rules)
+    assert rules.tier_for(20_000) == "lead"
+    assert rules.tier_for(20_001) == "manager"
+    assert rules.tier_for(100_001) is None
+    strict = CONFIG.merged({"rules": {"auto_limit_cents": 0}})
     assert run(CASES[1], strict).action is DecisionAction.APPROVAL
+    assert run(CASES[1], strict).tier == 0
+
+
+def test_a_tier_the_policy_lacks_approves_nothing() -> None:
+    renamed = CONFIG.merged({"rules": {"approval_limits_cents": {"chief": 100_000}}})
+    decision = run(CASES[4], renamed)  # $200: the rules name tier "chief", the policy has none
+    assert decision.action is DecisionAction.REJECT
+    assert decision.codes() == ["no_tier_may_approve"]
+
+
+def test_the_packs_rule_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="max_refund_cents"):
+        PACK.settings(CONFIG.merged({"rules": {"max_refund_cents": 10**9}}))
 
 
 def test_decisions_name_the_permissions_acting_needs() -> None:
@@ -326,7 +349,7 @@ def test_decisions_name_the_permissions_acting_needs() -> None:
 
 
 def test_a_permission_outside_the_autonomous_set_needs_a_person() -> None:
-    cautious = CONFIG.model_copy(update={"autonomous_permissions": ["messages:send"]})
+    cautious = CONFIG.merged({"autonomous_permissions": ["messages:send"]})
     decision = run(CASES[1], cautious)  # a $40 refund: automatic under the default config
     assert decision.action is DecisionAction.APPROVAL and decision.tier == 0
     assert "permission_needs_human" in decision.codes()

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.retrieval import RetrievalActivities
-from tests.conftest import FRESHNESS_AS_OF
-from tether.config import SUPPORT_DOMAIN, RetrievalConfig
+from tests.conftest import FRESHNESS_AS_OF, SUPPORT_KB
+from tether.activities.retrieval import RetrievalActivities
+from tether.config import RetrievalConfig
 from tether.contracts import IngestInput, RetrievalQuery
 from tether.embeddings import DIMENSIONS, Embedder
 from tether.store import Store
@@ -38,7 +38,7 @@ Refunds to the original payment method arrive within 5 to 10 business days after
 @pytest.fixture
 def kb(tmp_path: Path) -> Path:
     target = tmp_path / "kb"
-    shutil.copytree(SUPPORT_DOMAIN / "kb", target)
+    shutil.copytree(SUPPORT_KB, target)
     return target
 
 
@@ -60,11 +60,13 @@ def activities(
     parts: tuple[VectorStore, Store], embedder: Embedder, **config: object
 ) -> RetrievalActivities:
     cfg = RetrievalConfig(freshness_as_of=FRESHNESS_AS_OF).model_copy(update=config)
-    return RetrievalActivities(embedder, parts[0], parts[1], cfg)
+    return RetrievalActivities(embedder, lambda _: parts[0], parts[1], cfg)
 
 
 def ingest(acts: RetrievalActivities, path: Path):  # type: ignore[no-untyped-def]
-    return ActivityEnvironment().run(acts.ingest_documents, IngestInput(path=str(path)))
+    return ActivityEnvironment().run(
+        acts.ingest_documents, IngestInput(domain="support", path=str(path))
+    )
 
 
 def test_superseded_and_stale_passages_are_dropped_and_reported(
@@ -73,7 +75,9 @@ def test_superseded_and_stale_passages_are_dropped_and_reported(
     acts = activities(parts, embedder, top_k=12)
     ingest(acts, kb)
     evidence = acts.retrieve_evidence(
-        RetrievalQuery(text="How many days do I have to ask for a refund?", request_id="r")
+        RetrievalQuery(
+            domain="support", text="How many days do I have to ask for a refund?", request_id="r"
+        )
     )
     assert all(p.doc_id != "refund-policy-v2" for p in evidence.passages)
     assert "refund-policy" in {p.doc_id for p in evidence.passages}
@@ -81,7 +85,9 @@ def test_superseded_and_stale_passages_are_dropped_and_reported(
     assert dropped.get("refund-policy-v2") == "superseded"
 
     shipping = acts.retrieve_evidence(
-        RetrievalQuery(text="Do you ship internationally to Canada?", request_id="r")
+        RetrievalQuery(
+            domain="support", text="Do you ship internationally to Canada?", request_id="r"
+        )
     )
     assert all(p.doc_id != "international-shipping" for p in shipping.passages)  # past its max age
     assert "stale" in {
@@ -98,7 +104,9 @@ def test_duplicates_collapse_and_budget_is_enforced(parts, embedder: Embedder, k
     acts = activities(parts, embedder, max_passages=2)
     ingest(acts, kb)
     evidence = acts.retrieve_evidence(
-        RetrievalQuery(text="When will my refund arrive on my card?", request_id="r")
+        RetrievalQuery(
+            domain="support", text="When will my refund arrive on my card?", request_id="r"
+        )
     )
     texts = [p.text for p in evidence.passages]
     assert len(texts) == len(set(texts)) and len(texts) <= 2
@@ -118,7 +126,7 @@ def test_reingest_embeds_only_changes_and_deletes_removed_documents(
     third = ingest(acts, kb)
     assert third.removed > 0 and third.embedded == 0
     evidence = acts.retrieve_evidence(
-        RetrievalQuery(text="How long is the warranty on tents?", request_id="r")
+        RetrievalQuery(domain="support", text="How long is the warranty on tents?", request_id="r")
     )
     assert all(p.doc_id != "warranty" for p in evidence.passages)
 
@@ -126,7 +134,9 @@ def test_reingest_embeds_only_changes_and_deletes_removed_documents(
 def test_index_not_refreshed_in_time_is_reported_stale(parts, embedder: Embedder, kb: Path) -> None:  # type: ignore[no-untyped-def]
     ingest(activities(parts, embedder), kb)
     later = activities(parts, embedder, freshness_as_of=FRESHNESS_AS_OF + timedelta(days=8))
-    evidence = later.retrieve_evidence(RetrievalQuery(text="refund", request_id="r"))
+    evidence = later.retrieve_evidence(
+        RetrievalQuery(domain="support", text="refund", request_id="r")
+    )
     assert evidence.freshness.stale_index
     assert evidence.freshness.index_age_seconds == pytest.approx(timedelta(days=8).total_seconds())
 
@@ -135,7 +145,9 @@ def test_stale_passages_can_be_kept_and_flagged(parts, embedder: Embedder, kb: P
     acts = activities(parts, embedder, keep_stale=True)
     ingest(acts, kb)
     shipping = acts.retrieve_evidence(
-        RetrievalQuery(text="Do you ship internationally to Canada?", request_id="r")
+        RetrievalQuery(
+            domain="support", text="Do you ship internationally to Canada?", request_id="r"
+        )
     )
     flagged = [p for p in shipping.freshness.stale_kept if p.startswith("international-shipping")]
     assert flagged and flagged[0] in {p.passage_id for p in shipping.passages}

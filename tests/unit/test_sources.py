@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities import retrieval
-from activities.retrieval import RetrievalActivities
 from tests.conftest import FRESHNESS_AS_OF
+from tether.activities import retrieval
+from tether.activities.retrieval import RetrievalActivities
 from tether.config import RetrievalConfig
 from tether.contracts import IngestInput, IngestReport, RetrievalQuery
 from tether.embeddings import DIMENSIONS, Embedder
@@ -83,18 +83,18 @@ def acts(tmp_path: Path, embedder: Embedder) -> Iterator[RetrievalActivities]:
     vectors = EdgeStore(DIMENSIONS, tmp_path / "edge")
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     yield RetrievalActivities(
-        embedder, vectors, store, RetrievalConfig(freshness_as_of=FRESHNESS_AS_OF)
+        embedder, lambda _: vectors, store, RetrievalConfig(freshness_as_of=FRESHNESS_AS_OF)
     )
     vectors.close()
     store.close()
 
 
 def ingest(acts: RetrievalActivities, **source: Any) -> IngestReport:
-    return ActivityEnvironment().run(acts.ingest_documents, IngestInput(**source))
+    return ActivityEnvironment().run(acts.ingest_documents, IngestInput(domain="support", **source))
 
 
 def ask(acts: RetrievalActivities, text: str) -> list[str]:
-    evidence = acts.retrieve_evidence(RetrievalQuery(text=text, request_id="r"))
+    evidence = acts.retrieve_evidence(RetrievalQuery(domain="support", text=text, request_id="r"))
     return [p.text for p in evidence.passages]
 
 
@@ -116,14 +116,14 @@ def test_a_url_is_fetched_conditionally_and_follows_its_source(
     texts = ask(acts, "Do gift cards expire?")
     assert "Gift cards expire after five years." in texts
     assert "Gift cards never expire." not in texts
-    assert sorted(acts._vectors.hashes("help-site")) == [
+    assert sorted(acts._vectors("support").hashes("help-site")) == [
         "help-site-gift-cards@v2#0",
         "help-site-gift-cards@v2#1",
     ]  # the old version is gone, not just outranked
 
     state.body = None  # removed at the source
     gone = ingest(acts, source="help-site", url=url, max_age_days=7)
-    assert gone.removed == 2 and acts._vectors.hashes("help-site") == {}
+    assert gone.removed == 2 and acts._vectors("support").hashes("help-site") == {}
     assert not any("Gift cards" in t for t in ask(acts, "Do gift cards expire?"))
 
     state.body = PAGE.format(expiry="expire after five years")  # back, as it was
@@ -147,8 +147,10 @@ def test_sources_keep_their_own_chunks_and_rules(
     notes = ingest(acts, source="notes", path=str(docs), max_age_days=3650)
     assert notes.documents == 2 and notes.embedded == 2
     assert ingest(acts, source="help-site", url=url).removed == 0  # refreshing one source ...
-    assert len(acts._vectors.hashes("notes")) == 2  # ... leaves the other's chunks alone
-    evidence = acts.retrieve_evidence(RetrievalQuery(text="When do stores open?", request_id="r"))
+    assert len(acts._vectors("support").hashes("notes")) == 2  # ... leaves the other's chunks alone
+    evidence = acts.retrieve_evidence(
+        RetrievalQuery(domain="support", text="When do stores open?", request_id="r")
+    )
     assert evidence.passages[0].text.startswith("Northwind stores open at nine")
     assert set(evidence.freshness.sources) == {"help-site", "notes"}
 
@@ -159,7 +161,9 @@ def test_sources_keep_their_own_chunks_and_rules(
         acts._store,
         RetrievalConfig(freshness_as_of=FRESHNESS_AS_OF + timedelta(days=4018)),
     )
-    old = later.retrieve_evidence(RetrievalQuery(text="When do stores open?", request_id="r"))
+    old = later.retrieve_evidence(
+        RetrievalQuery(domain="support", text="When do stores open?", request_id="r")
+    )
     assert not any("open at nine" in p.text for p in old.passages)
     assert old.freshness.stale_index
 
@@ -194,9 +198,9 @@ def test_an_interrupted_ingest_resumes_without_duplicates(
     )  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="worker killed"):
         ingest(dying, source="corpus", path=str(corpus))
-    written = len(acts._vectors.hashes("corpus"))
+    written = len(acts._vectors("support").hashes("corpus"))
     assert 0 < written < 180
     resumed = ingest(acts, source="corpus", path=str(corpus))
     assert resumed.chunks == 180 and resumed.embedded == 180 - written  # not a second time
-    stored = acts._vectors.hashes("corpus")
+    stored = acts._vectors("support").hashes("corpus")
     assert len(stored) == 180 and len(set(stored)) == 180

@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tether.config import PolicyConfig
 from tether.contracts import Decision, DecisionAction, FreshnessReport, Mode, Outcome, Reason
 from tether.store import Store
 
 
-def outcome(request_id: str, *, followup: bool) -> Outcome:
+def outcome(request_id: str, *, followup: bool, domain: str = "support") -> Outcome:
     now = datetime(2026, 11, 25, 12, tzinfo=UTC)
     return Outcome(
+        domain=domain,
         request_id=request_id,
         workflow_id=f"resolution-{request_id}",
         intent="refund_request",
@@ -22,7 +22,7 @@ def outcome(request_id: str, *, followup: bool) -> Outcome:
             action=DecisionAction.REJECT,
             mode=Mode.NORMAL,
             reasons=[Reason(code="amount_exceeds_balance", detail="d")],
-            policy_version=PolicyConfig().version,
+            policy_version="p/1",
         ),
         mode=Mode.NORMAL,
         answer="Not processed",
@@ -57,9 +57,19 @@ def test_outcome_round_trip_and_idempotent_rewrite(store: Store) -> None:
     assert store.outcome("missing") is None
 
 
-def test_each_sources_latest_refresh_is_kept(store: Store) -> None:
+def test_each_sources_latest_refresh_is_kept_per_domain(store: Store) -> None:
     t0 = datetime(2026, 11, 1, tzinfo=UTC)
-    store.record_refresh("kb", t0 + timedelta(days=2), 16, 64)
-    store.record_refresh("faq", t0, 3, 9)
-    store.record_refresh("kb", t0 + timedelta(days=3), 16, 64)
-    assert store.refreshes() == {"kb": t0 + timedelta(days=3), "faq": t0}
+    store.record_refresh("support", "kb", t0 + timedelta(days=2), 16, 64)
+    store.record_refresh("support", "faq", t0, 3, 9)
+    store.record_refresh("support", "kb", t0 + timedelta(days=3), 16, 64)
+    store.record_refresh("rooms", "kb", t0, 3, 9)  # another domain's source of the same name
+    assert store.refreshes("support") == {"kb": t0 + timedelta(days=3), "faq": t0}
+    assert store.refreshes("rooms") == {"kb": t0}
+
+
+def test_outcomes_are_listed_per_domain(store: Store) -> None:
+    store.record_outcome(outcome("r-1", followup=False))
+    store.record_outcome(outcome("r-2", followup=False, domain="rooms"))
+    start, end = datetime(2026, 11, 25, tzinfo=UTC), datetime(2026, 11, 26, tzinfo=UTC)
+    assert [o.request_id for o in store.outcomes_between(start, end)] == ["r-1", "r-2"]
+    assert [o.request_id for o in store.outcomes_between(start, end, domain="rooms")] == ["r-2"]

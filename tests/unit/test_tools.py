@@ -15,11 +15,12 @@ from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.tools import ToolActivities
-from domains.support.business import BusinessServer
-from domains.support.tools import REGISTRY
 from tether import errors
+from tether.activities.tools import ToolActivities
 from tether.contracts import ToolInvocation, ToolResult
+from tether.domains.support import PACK
+from tether.domains.support.business import BusinessServer
+from tether.domains.support.tools import REGISTRY
 from tether.ledger import Ledger
 
 ORDER = "ORD-1003"  # delivered, $159.00
@@ -36,12 +37,13 @@ def server(tmp_path: Path) -> Iterator[BusinessServer]:
 async def tools(server: BusinessServer, tmp_path: Path) -> AsyncIterator[ToolActivities]:
     ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
     async with httpx.AsyncClient(base_url=server.url) as http:
-        yield ToolActivities(REGISTRY, http, ledger)
+        yield ToolActivities([PACK], {"shop": http}, ledger)
     ledger.close()
 
 
 def refund(cents: int, *, key: str = "wf/1/issue_refund", **extra: Any) -> ToolInvocation:
     return ToolInvocation(
+        domain="support",
         tool="issue_refund",
         arguments={"order_id": ORDER, "amount_cents": cents, "reason": "damaged", **extra},
         idempotency_key=key,
@@ -108,6 +110,7 @@ async def test_a_reply_to_someone_elses_order_is_refused(
     tools: ToolActivities, server: BusinessServer
 ) -> None:
     call = ToolInvocation(
+        domain="support",
         tool="send_reply",
         arguments={"customer_id": "C-999", "body": "Your refund is on its way.", "order_id": ORDER},
         idempotency_key="wf/2/send_reply",
@@ -231,7 +234,7 @@ RECEIPT = {
 )
 async def test_the_tools_answer_is_not_taken_for_the_effect(lie: _Lying, kind: str) -> None:
     async with lying_target(lie) as http:
-        err = await refused(ToolActivities(REGISTRY, http), refund(1_500))
+        err = await refused(ToolActivities([PACK], {"shop": http}), refund(1_500))
     assert err.type == kind
 
 

@@ -78,7 +78,11 @@ async def _open(target: Target, args: BookRoom) -> str:
 
 async def _booked(target: Target, args: BookRoom, out: Booking, key: str) -> str:
     record = await target.read(f"/bookings/{out.booking_id}")
-    if (record["room_id"], record["people"], record["idempotency_key"]) != (args.room_id, args.people, key):
+    if (record["room_id"], record["people"], record["idempotency_key"]) != (
+        args.room_id,
+        args.people,
+        key,
+    ):
         raise ConditionFailed(f"booking {out.booking_id} differs: {record}")
     return f"booking {out.booking_id} of {args.room_id} for {args.people} is recorded"
 
@@ -191,14 +195,18 @@ def people_as_asked(request: Request, calls: list[ToolCall]) -> Iterator[Finding
             yield Finding(code="people_not_asked", severity="warn", detail=f"asked for {asked}")
 
 
-def _book(request: Request, context: list[ContextRecord], answer: str, intent: str) -> dict[str, Any] | None:
+def _book(
+    request: Request, context: list[ContextRecord], answer: str, intent: str
+) -> dict[str, Any] | None:
     room = next((r for r in context if r.kind == "room"), None)
     if room is None:
         return None
     return {"room_id": room.id, "employee_id": request.subject, "people": people(request.text) or 1}
 
 
-def _note(request: Request, context: list[ContextRecord], answer: str, intent: str) -> dict[str, Any]:
+def _note(
+    request: Request, context: list[ContextRecord], answer: str, intent: str
+) -> dict[str, Any]:
     return {"employee_id": request.subject, "body": answer}
 
 
@@ -222,7 +230,9 @@ PACK = DomainPack(
         rules=RoomRules().model_dump(),
     ),
     references=(
-        ReferenceKind("room", ROOM_ID, lookup="lookup_room", ignore_case=True, describe=_describe_room),
+        ReferenceKind(
+            "room", ROOM_ID, lookup="lookup_room", ignore_case=True, describe=_describe_room
+        ),
     ),
     rules=(room_rules,),
     rule_settings=RoomRules,

@@ -102,7 +102,9 @@ def _book(body: dict[str, Any], key: str) -> Any:
 
 def _cancel(body: dict[str, Any], key: str) -> Any:
     def act(conn: sqlite3.Connection) -> tuple[int, dict[str, Any]]:
-        found = conn.execute("UPDATE bookings SET cancelled = 1 WHERE booking_id = ?", (body["booking_id"],))
+        found = conn.execute(
+            "UPDATE bookings SET cancelled = 1 WHERE booking_id = ?", (body["booking_id"],)
+        )
         if found.rowcount == 0:
             return 404, {"error": "booking_not_found"}
         return 200, {"booking_id": body["booking_id"], "cancelled": True}
@@ -167,7 +169,9 @@ class RoomsServer:
 
     def __init__(self, db_path: Path, *, port: int = 0) -> None:
         self.db = RoomsDB(db_path)
-        config = uvicorn.Config(create_app(self.db), host="127.0.0.1", port=port, log_level="warning")
+        config = uvicorn.Config(
+            create_app(self.db), host="127.0.0.1", port=port, log_level="warning"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="rooms", daemon=True)
 
