@@ -83,13 +83,13 @@ def refund_rules(facts: Facts, rules: RefundRules, now: datetime) -> Iterator[Ve
         yield Allow(
             "within_auto_limit", f"refunds of {usd(total)} <= {usd(rules.auto_limit_cents)}"
         )
-        return
-    tier = rules.tier_for(total)
-    if tier is None:
-        yield Reject("no_tier_may_approve", f"refunds of {usd(total)}")
-        return
-    yield Escalate(
-        "amount_above_auto_limit",
-        f"refunds of {usd(total)} > auto limit {usd(rules.auto_limit_cents)}",
-        tier=tier,
-    )
+    elif total <= rules.max_refund_cents:  # above it, the hard limit has refused already
+        tier = rules.tier_for(total)
+        if tier is None:  # unreachable while a tier covers max_refund_cents; stay safe
+            yield Reject("no_tier_may_approve", f"refunds of {usd(total)}")
+        else:
+            yield Escalate(
+                "amount_above_auto_limit",
+                f"refunds of {usd(total)} > auto limit {usd(rules.auto_limit_cents)}",
+                tier=tier,
+            )
