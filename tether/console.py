@@ -184,10 +184,10 @@ class Console:
         pending = status.pending
         assert pending is not None
         proposal, ticket = pending.proposal, status.request
-        pack = self.tether.pack(status.domain)
+        pack = next((p for p in self.tether.packs if p.name == status.domain), None)
         calls = "".join(
             f"<tr><td>{escape(c.tool)}</td><td class='code'>{escape(json.dumps(c.arguments, indent=1))}"
-            f"</td><td>{escape(pack.describe(c))}</td></tr>"
+            f"</td><td>{escape(pack.describe(c) if pack else c.tool)}</td></tr>"
             for c in proposal.tool_calls
         )
         evidence = (
@@ -216,9 +216,9 @@ class Console:
         calls_json = escape(
             json.dumps([c.model_dump(mode="json") for c in proposal.tool_calls], indent=1)
         )
+        label = pack.subject_label if pack else "subject"
         who = (
-            f"{escape(pack.subject_label)} {escape(ticket.subject)} "
-            f"(submitted by {escape(ticket.requester)})"
+            f"{escape(label)} {escape(ticket.subject)} (submitted by {escape(ticket.requester)})"
             if ticket
             else ""
         )

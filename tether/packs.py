@@ -20,8 +20,8 @@ _PACKS: dict[str, DomainPack] = {}
 
 
 class UnknownDomain(LookupError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no domain pack {name!r}; loaded: {sorted(_PACKS) or 'none'}")
+    def __init__(self, name: str, detail: str = "") -> None:
+        super().__init__(f"no domain pack {name!r}{detail}; loaded: {sorted(_PACKS) or 'none'}")
         self.name = name
 
 
@@ -68,6 +68,8 @@ def load(specs: Iterable[str] | None = None) -> list[DomainPack]:
     for spec in chosen:
         where = available.get(spec, spec)
         if ":" not in where and "." not in where:
-            raise UnknownDomain(spec)
+            raise UnknownDomain(
+                spec, f" installed (installed: {sorted(available)}; or name module:ATTRIBUTE)"
+            )
         packs.append(register(_import(where)))
     return packs

@@ -7,8 +7,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any, Self
 
 from tether import search
 
@@ -110,3 +112,39 @@ class TemporalDevServer:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+
+
+class AppServer:
+    """An ASGI app served by uvicorn in a background thread: how the embedded stack and the
+    tests run a business system on this machine (port 0: any free port)."""
+
+    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, name: str = "app"):
+        import uvicorn
+
+        self._host = host
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning")
+        )
+        self._thread = threading.Thread(target=self._server.run, name=name, daemon=True)
+
+    def start(self, timeout: float = 10.0) -> Self:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"{self._thread.name} did not start")
+            time.sleep(0.02)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def url(self) -> str:
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        return f"http://{self._host}:{port}"
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)

@@ -22,7 +22,6 @@ import hashlib
 import json
 import sqlite3
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -32,11 +31,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from tether.stack import AppServer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -460,8 +460,8 @@ def create_app(db: BusinessDB) -> Starlette:
     )
 
 
-class BusinessServer:
-    """Runs the business system with uvicorn in a background thread (port 0 = any free port)."""
+class BusinessServer(AppServer):
+    """The business system on this machine, with its database."""
 
     def __init__(
         self,
@@ -472,32 +472,8 @@ class BusinessServer:
         lease: timedelta = RESERVATION_LEASE,
     ) -> None:
         self.db = BusinessDB(db_path, lease=lease)
-        config = uvicorn.Config(create_app(self.db), host=host, port=port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, name="business-system", daemon=True
-        )
-        self._host = host
-
-    def start(self, timeout: float = 10.0) -> BusinessServer:
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("business system did not start")
-            time.sleep(0.02)
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    @property
-    def url(self) -> str:
-        port = self._server.servers[0].sockets[0].getsockname()[1]
-        return f"http://{self._host}:{port}"
+        super().__init__(create_app(self.db), host=host, port=port, name="business-system")
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        super().stop()
         self.db.close()

@@ -10,16 +10,16 @@ import hashlib
 import json
 import sqlite3
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from tether.stack import AppServer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (room_id TEXT PRIMARY KEY, name TEXT NOT NULL,
@@ -164,34 +164,7 @@ def create_app(db: RoomsDB) -> Starlette:
     )
 
 
-class RoomsServer:
-    """uvicorn in a background thread (port 0 = any free port)."""
-
+class RoomsServer(AppServer):
     def __init__(self, db_path: Path, *, port: int = 0) -> None:
         self.db = RoomsDB(db_path)
-        config = uvicorn.Config(
-            create_app(self.db), host="127.0.0.1", port=port, log_level="warning"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="rooms", daemon=True)
-
-    def start(self) -> RoomsServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("rooms system did not start")
-            time.sleep(0.02)
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.servers[0].sockets[0].getsockname()[1]}"
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        super().__init__(create_app(self.db), port=port, name="rooms")
