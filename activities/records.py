@@ -30,23 +30,26 @@ class RecordActivities:
     def evaluate_recent(self, inp: EvaluationInput) -> EvaluationReport:
         """Score the sampled share of the last ``since_hours`` of outcomes; keep the scores."""
         now = datetime.now(UTC)
-        window = self._store.outcomes_between(now - timedelta(hours=inp.since_hours), now)
+        start = now - timedelta(hours=inp.since_hours)
+        window = self._store.outcomes_between(start, now, domain=inp.domain)
         scores, report = evaluate(window, self._store.later, inp.config)
         self._store.record_scores(scores, now)
-        start = now - timedelta(hours=inp.since_hours)
-        baseline = self._store.outcomes_between(start - timedelta(days=inp.baseline_days), start)
+        baseline = self._store.outcomes_between(
+            start - timedelta(days=inp.baseline_days), start, domain=inp.domain
+        )
         report.drift = detect(baseline, window, inp.drift)
         meter = activity.metric_meter()
+        domain = {"domain": inp.domain or "all"}
         for budget in report.budgets:
             meter.create_gauge_float(
                 "tether_quality_burn_rate", "Quality budget burn rate (1 = on budget)"
-            ).set(budget.burn_rate, {"scorer": budget.scorer})
+            ).set(budget.burn_rate, {"scorer": budget.scorer, **domain})
         for metric in report.drift.metrics:
             meter.create_gauge_float(
                 "tether_drift_psi", "Population stability index against the baseline window"
-            ).set(metric.psi, {"signal": metric.name})
+            ).set(metric.psi, {"signal": metric.name, **domain})
         meter.create_gauge("tether_drift_new_fingerprints", "Model builds new this window").set(
-            len(report.drift.fingerprints_new)
+            len(report.drift.fingerprints_new), domain
         )
         alert(report.drift, inp.webhook)
         return report
@@ -55,7 +58,8 @@ class RecordActivities:
     def carve_datasets(self, inp: EvaluationInput) -> dict[str, int]:
         """Refresh the failure-history datasets from the window; name -> current version."""
         now = datetime.now(UTC)
-        window = self._store.outcomes_between(now - timedelta(hours=inp.since_hours), now)
+        start = now - timedelta(hours=inp.since_hours)
+        window = self._store.outcomes_between(start, now, domain=inp.domain)
         sets = carve(window, self._store.later, slo_ms=inp.config.latency_slo_ms)
         return {name: self._store.save_dataset(name, cases, now) for name, cases in sets.items()}
 

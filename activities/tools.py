@@ -84,38 +84,43 @@ class HttpTarget:
 
 class ToolActivities:
     """One activity per tool of every pack, named ``<domain>.<tool>``; the workflow calls by
-    name. ``systems`` holds an HTTP client per business system, by name."""
+    name. ``systems`` holds an HTTP client per (domain, system): two packs that both name a
+    system ``crm`` reach their own."""
 
     def __init__(
         self,
         packs: Sequence[DomainPack],
-        systems: Mapping[str, httpx.AsyncClient],
+        systems: Mapping[tuple[str, str], httpx.AsyncClient],
         ledger: Ledger | None = None,
     ) -> None:
         self._packs = {pack.name: pack for pack in packs}
-        self._targets = {name: HttpTarget(http) for name, http in systems.items()}
+        self._targets = {key: HttpTarget(http) for key, http in systems.items()}
         self._ledger = ledger
 
     def activities(self) -> list[Callable[[ToolInvocation], Awaitable[ToolResult]]]:
-        def bind(name: str) -> Callable[[ToolInvocation], Awaitable[ToolResult]]:
+        def bind(domain: str, tool: str) -> Callable[[ToolInvocation], Awaitable[ToolResult]]:
             async def run(call: ToolInvocation) -> ToolResult:
+                if (call.domain, call.tool) != (domain, tool):  # the call is what it is named
+                    raise _refuse(
+                        f"{names.tool_activity(domain, tool)} got a call of "
+                        f"{names.tool_activity(call.domain, call.tool)}",
+                        errors.INVALID_TOOL_CALL,
+                    )
                 return await self.execute(call)
 
-            return activity.defn(name=name)(run)
+            return activity.defn(name=names.tool_activity(domain, tool))(run)
 
         return [
-            *(
-                bind(names.tool_activity(pack.name, spec.name))
-                for pack in self._packs.values()
-                for spec in pack.tools
-            ),
+            *(bind(pack.name, spec.name) for pack in self._packs.values() for spec in pack.tools),
             self.reconcile_tool,
         ]
 
     def _target(self, call: ToolInvocation, spec: ToolSpec) -> HttpTarget:
-        target = self._targets.get(spec.system)
+        target = self._targets.get((call.domain, spec.system))
         if target is None:  # a deployment error: retrying will not bring the system
-            raise _refuse(f"no address for system {spec.system!r}", errors.UPSTREAM_REJECTED)
+            raise _refuse(
+                f"no address for {call.domain}'s system {spec.system!r}", errors.UPSTREAM_REJECTED
+            )
         return target
 
     @activity.defn(name=names.RECONCILE)
@@ -123,8 +128,10 @@ class ToolActivities:
         """After a write failed without a clear answer: did the target act under its key?
         A completed 2xx comes back as ``unconfirmed_effect`` (the saga then undoes it);
         a request still processing is retried until it settles."""
-        spec = self._pack(call).tools.get(call.tool)
-        record = await self._target(call, spec).recorded(call.idempotency_key)
+        registry = self._pack(call).tools
+        if call.tool not in registry:
+            raise _refuse(f"unknown tool {call.tool!r}", errors.INVALID_TOOL_CALL)
+        record = await self._target(call, registry.get(call.tool)).recorded(call.idempotency_key)
         if record is not None and record["state"] == "processing":
             raise ApplicationError(
                 f"{call.idempotency_key} is still processing at the target", type=errors.IN_PROGRESS

@@ -20,7 +20,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from tether.config import Settings
-from tether.errors import InvalidRequest, ReviewRejected
+from tether.errors import ConfigurationError, InvalidRequest, ReviewRejected
 
 app = typer.Typer(no_args_is_help=True, help="Tether: governed AI workflows on Temporal.")
 approvals = typer.Typer(no_args_is_help=True, help="Work waiting for a human.")
@@ -34,7 +34,11 @@ T = TypeVar("T")
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+    try:
+        return asyncio.run(coro)
+    except ConfigurationError as err:  # no command can do anything useful with these settings
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from None
 
 
 async def _until_interrupted() -> None:
@@ -440,6 +444,7 @@ def feedback_command(
 
 @evaluation_app.command("run")
 def eval_run(
+    domain: str | None = typer.Option(None, help="one pack's outcomes (default: every pack's)"),
     since_hours: float = typer.Option(24, help="outcomes finished this recently"),
     sample_rate: float = typer.Option(0.2, help="share of them to score"),
     every: str | None = typer.Option(None, help="also on a Temporal Schedule, e.g. 1h"),
@@ -451,6 +456,7 @@ def eval_run(
     async def main() -> None:
         tether = await Tether.connect()
         inp = EvaluationInput(
+            domain=domain,
             since_hours=since_hours,
             config=EvaluationConfig(sample_rate=sample_rate),
             webhook=Settings().alert_webhook,
@@ -550,6 +556,7 @@ def eval_replay(
 
 @app.command("report")
 def report_command(
+    domain: str | None = typer.Option(None, help="one pack's outcomes (default: every pack's)"),
     days: float = typer.Option(7, help="outcomes finished this recently"),
     out: Path = typer.Option(Path("tether-report.html"), help="where to write the HTML"),
 ) -> None:
@@ -561,7 +568,7 @@ def report_command(
 
     store = Store(Settings().resolved_store_url())
     now = datetime.now(UTC)
-    outcomes = store.outcomes_between(now - timedelta(days=days), now)
+    outcomes = store.outcomes_between(now - timedelta(days=days), now, domain=domain)
     scores = {o.request_id: s for o in outcomes if (s := store.scores(o.request_id))}
     store.close()
     out.write_text(render(outcomes, scores, generated=now), encoding="utf-8")
@@ -570,6 +577,7 @@ def report_command(
 
 @app.command("drift")
 def drift_command(
+    domain: str | None = typer.Option(None, help="one pack's outcomes (default: every pack's)"),
     window_hours: int = typer.Option(24, help="the current window, ending now"),
     baseline_days: int = typer.Option(7, help="the baseline: this long before the window"),
     webhook: str | None = typer.Option(
@@ -587,8 +595,8 @@ def drift_command(
     now = datetime.now(UTC)
     start = now - timedelta(hours=window_hours)
     report = detect(
-        store.outcomes_between(start - timedelta(days=baseline_days), start),
-        store.outcomes_between(start, now),
+        store.outcomes_between(start - timedelta(days=baseline_days), start, domain=domain),
+        store.outcomes_between(start, now, domain=domain),
         DriftConfig(),
     )
     store.close()

@@ -58,7 +58,7 @@ from tether.contracts import (
     WorkflowStatus,
 )
 from tether.domain import DomainPack
-from tether.errors import InvalidRequest, ReviewRejected
+from tether.errors import ConfigurationError, InvalidRequest, ReviewRejected
 from tether.evaluation import EvaluationInput, EvaluationReport
 from tether.metrics import runtime_for
 from tether.names import workflow_id_for
@@ -104,11 +104,32 @@ def parse_request(data: Request | Mapping[str, Any], pack: DomainPack) -> Reques
     return request
 
 
+def policy_for(
+    pack: DomainPack, settings: Settings, changes: Mapping[str, Any] | None = None
+) -> PolicyConfig:
+    """The pack's policy with this deployment's overrides (and ``changes`` on top), checked
+    against the pack before any workflow could start with it: ConfigurationError if not."""
+    policy = pack.policy
+    for overrides in (settings.policies.get(pack.name), changes):
+        if overrides:
+            try:
+                policy = policy.merged(dict(overrides))
+            except ValidationError as err:
+                raise ConfigurationError(
+                    [f"policy of {pack.name}: {e['loc']}: {e['msg']}" for e in err.errors()]
+                ) from None
+    problems = pack.policy_problems(policy)
+    if problems:
+        raise ConfigurationError([f"policy of {pack.name}: {p}" for p in problems])
+    return policy
+
+
 class Tether:
     def __init__(self, client: Client, settings: Settings | None = None) -> None:
         self.client = client
         self.settings = settings or Settings()
         self.packs = packs.load(self.settings.domains)
+        self._policies = {p.name: policy_for(p, self.settings) for p in self.packs}
 
     def pack(self, domain: str | None = None) -> DomainPack:
         """The pack ``domain`` names, else the default one, else the only one this client
@@ -125,8 +146,7 @@ class Tether:
 
     def policy(self, pack: DomainPack) -> PolicyConfig:
         """The pack's policy with this deployment's overrides (Settings.policies)."""
-        overrides = self.settings.policies.get(pack.name)
-        return pack.policy.merged(overrides) if overrides else pack.policy
+        return self._policies[pack.name]
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> Tether:
@@ -213,7 +233,7 @@ class Tether:
             ("TetherDomain", domain),
         ):
             if value is not None:
-                if not value.replace("_", "").isalnum():
+                if not value.replace("_", "").replace("-", "").isalnum():
                     raise InvalidRequest([f"{attribute}: {value!r} is not a plain name"])
                 clauses.append(f"{attribute} = '{value}'")
         query = " AND ".join(clauses)
@@ -414,6 +434,10 @@ class Tether:
         """Replay a dataset's cases of one domain against a candidate, with no side effects;
         what changed."""
         pack = self.pack(domain)
+        try:  # the candidate's changes, checked here: a bad one never reaches a workflow
+            policy = policy_for(pack, self.settings, candidate.policy)
+        except ConfigurationError as err:
+            raise InvalidRequest([f"candidate.{p}" for p in err.problems]) from None
         report: ShadowReport = await self.client.execute_workflow(
             names.SHADOW_EVALUATION,
             ShadowInput(
@@ -421,7 +445,7 @@ class Tether:
                 dataset=DatasetRef(name=dataset, version=version),
                 candidate=candidate,
                 model_queue=self.settings.model_queue,
-                policy=self.policy(pack),
+                policy=policy,
                 timeouts=self.settings.timeouts,
             ),
             id=f"shadow-{pack.name}-{dataset}-{candidate.name}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}",

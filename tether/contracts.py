@@ -1,7 +1,8 @@
 """Pydantic contracts for every boundary: client, workflow, activities, updates, records.
 
 One model in and one model out everywhere; new fields get defaults so that histories
-recorded with older code keep decoding.
+recorded with older code keep decoding. (The domain-pack redesign broke that once, on
+purpose, before any deployment: the recorded histories were made again with it.)
 """
 
 from __future__ import annotations
@@ -318,7 +319,8 @@ class EditRecord(Frozen):
 
 class ReviewRecord(Frozen):
     approver: str
-    verdict: Literal["approve", "reject", "expired", "refused"]
+    # reopened: approved, then judged again on a fresh read, it needs a higher tier
+    verdict: Literal["approve", "reject", "expired", "refused", "reopened"]
     reason: str
     tier: int
     at: datetime
@@ -423,8 +425,8 @@ class Outcome(Frozen):
     edits: list[EditRecord] = []
     # The best retrieval score seen (None without evidence): watched for drift.
     top_score: float | None = None
-    # The evidence and the context as they were when decided: evaluation datasets replay
-    # candidates against them.
+    # The evidence and the context the final decision was made on (after an approval, the
+    # context read again): evaluation datasets replay candidates against them.
     evidence: Evidence | None = None
     context: list[ContextRecord] = []
     request: Request | None = None

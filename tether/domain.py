@@ -16,8 +16,12 @@ folder (``domains/NAME/``, or any importable module) that exposes a ``DomainPack
 - **knowledge** sources, **systems** (with an embedded copy for one machine), a default
   **policy** (tiers, approvers, thresholds) and **demo** tickets.
 
-Everything a workflow calls on a pack (rules, checks, validation, describing) is pure: it
-runs in the workflow sandbox and must decide the same way on replay.
+Everything a workflow calls on a pack (rules, checks, validation, describing) runs inside the
+workflow, passed through Temporal's sandbox (so not guarded by it), and must be pure: no I/O,
+no clock but the ``now`` given, no randomness, so that it decides the same way on replay. A
+pack that raises allows nothing (``pack_error``) rather than hanging the workflow. A change
+to a pack that alters decisions on recorded facts is a change to workflow code: run `tether
+replay` against the live histories before deploying it, as for any workflow change.
 """
 
 from __future__ import annotations
@@ -115,6 +119,10 @@ class DemoTicket:
 Filler = Callable[[Request, list[ContextRecord], str, str], dict[str, Any] | None]
 # (request, tool calls) -> findings: argument checks only this business knows
 ArgumentCheck = Callable[[Request, list[ToolCall]], Iterable[Finding]]
+# (a policy, its rule settings as the pack's model) -> problems: checks across the two
+PolicyCheck = Callable[[PolicyConfig, Any], Iterable[str]]
+# The owner of a record whose owner field is missing: equal to no subject (ids never hold '?').
+UNKNOWN_OWNER = "?"
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,7 @@ class DomainPack:
     references: tuple[ReferenceKind, ...] = ()
     rules: tuple[Rule, ...] = ()
     rule_settings: type[BaseModel] | None = None
+    check_policy: PolicyCheck | None = None
     checks: tuple[ArgumentCheck, ...] = ()
     fillers: Mapping[str, Filler] = field(default_factory=dict)
     instructions: str = ""
@@ -158,10 +167,7 @@ class DomainPack:
         for tool in self.fillers:
             if tool not in self.tools:
                 problems.append(f"filler for unknown tool {tool!r}")
-        try:
-            self.settings(self.policy)
-        except ValueError as err:
-            problems.append(f"default policy: {err}")
+        problems += [f"default policy: {p}" for p in self.policy_problems(self.policy)]
         if problems:
             raise ValueError(f"domain pack {self.name}: " + "; ".join(problems))
 
@@ -217,14 +223,11 @@ class DomainPack:
 
     def context_record(self, ref: ReferenceKind, ident: str, data: dict[str, Any]) -> ContextRecord:
         text = ref.describe(data) if ref.describe else f"{ref.name} {ident}: {data}"
-        owner = data.get(ref.owner) if ref.owner else None
-        return ContextRecord(
-            kind=ref.name,
-            id=ident,
-            data=data,
-            text=text,
-            owner=None if owner is None else str(owner),
-        )
+        owner = None
+        if ref.owner:  # a record that should name its owner and does not belongs to nobody
+            found = data.get(ref.owner)
+            owner = str(found) if found not in (None, "") else UNKNOWN_OWNER
+        return ContextRecord(kind=ref.name, id=ident, data=data, text=text, owner=owner)
 
     # --- policy ----------------------------------------------------------------------
 
@@ -237,13 +240,26 @@ class DomainPack:
         except ValidationError as err:
             raise ValueError(f"rules for {self.name}: {err}") from None
 
+    def policy_problems(self, policy: PolicyConfig) -> list[str]:
+        """What is wrong with ``policy`` for this pack: its rule settings, and the pack's own
+        checks of them against the rest (e.g. limits for tiers the policy has)."""
+        try:
+            settings = self.settings(policy)
+        except ValueError as err:
+            return [str(err)]
+        return list(self.check_policy(policy, settings)) if self.check_policy else []
+
     def judge(self, facts: Facts, policy: PolicyConfig, now: datetime) -> list[Verdict]:
         settings = self.settings(policy)
         return [verdict for rule in self.rules for verdict in rule(facts, settings, now)]
 
     def check_arguments(self, request: Request, calls: list[ToolCall]) -> list[Finding]:
-        """The pack's own argument checks (the core's run beside them)."""
-        found = [f for check in self.checks for f in check(request, calls)]
+        """The pack's own argument checks (the core's run beside them). A check that fails
+        blocks: nothing acts on arguments nobody could check."""
+        try:
+            found = [f for check in self.checks for f in check(request, calls)]
+        except Exception as err:
+            found = [Finding(code="pack_error", severity="block", detail=repr(err)[:300])]
         return [f.model_copy(update={"about": "arguments"}) for f in found]
 
     def describe(self, call: ToolCall) -> str:

@@ -3,12 +3,15 @@
 Client side (Python exceptions)::
 
     TetherError
-    ├── InvalidRequest     the request broke its contract; no workflow was started
-    └── ReviewRejected     an approval Update was refused; ``.code`` says why
+    ├── InvalidRequest     the request broke its contract (or named no served domain);
+    │                      no workflow was started
+    ├── ReviewRejected     an approval Update was refused; ``.code`` says why
+    └── ConfigurationError this deployment's settings break a pack's contract (a policy
+                           override): found when a client or worker starts
 
 Inside Temporal (``ApplicationError.type``; non-retryable unless noted)::
 
-    UnknownDomain          the workflow names a domain pack this worker does not serve
+    UnknownDomain          an activity names a domain pack this worker does not serve
     ReviewRefused          an Update validator refused a review (code in details[0])
     InvalidToolCall        unknown tool or arguments that break its input model
     PermissionDenied       the decision did not grant the permission the tool needs
@@ -57,6 +60,14 @@ class InvalidRequest(TetherError):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("invalid request: " + "; ".join(errors))
         self.errors = errors
+
+
+class ConfigurationError(TetherError):
+    """Settings that no request could fix; ``problems`` lists each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("configuration: " + "; ".join(problems))
+        self.problems = problems
 
 
 class ReviewRejected(TetherError):

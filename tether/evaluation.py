@@ -159,6 +159,9 @@ def burn(scored: Sequence[dict[str, float]], config: EvaluationConfig) -> list[B
 
 
 class EvaluationInput(BaseModel):
+    # One domain's outcomes (None: every domain's): packs differ, and mixing their outcomes
+    # moves every distribution drift watches.
+    domain: str | None = None
     since_hours: float = Field(default=24, gt=0)
     config: EvaluationConfig = EvaluationConfig()
     # Drift: this window against the baseline_days before it; alerts also to the webhook.

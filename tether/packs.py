@@ -41,10 +41,6 @@ def get(name: str) -> DomainPack:
         raise UnknownDomain(name) from None
 
 
-def loaded() -> list[DomainPack]:
-    return list(_PACKS.values())
-
-
 def installed() -> dict[str, str]:
     """Entry-point name -> where its pack lives, for every installed pack."""
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINTS)}

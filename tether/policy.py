@@ -128,6 +128,13 @@ def decide(facts: Facts, config: PolicyConfig, pack: DomainPack, now: datetime) 
             permissions=permissions,
         )
 
+    problems = pack.problems(facts.request)
+    if problems:  # the client refuses these; a caller that went around it is refused here
+        return decision(
+            DecisionAction.REJECT,
+            Mode.NORMAL,
+            [Reason(code="invalid_request", detail="; ".join(problems))],
+        )
     proposal, verification = facts.proposal, facts.verification
     if facts.mode is Mode.RETRIEVAL_ONLY or proposal is None or verification is None:
         code = "model_unavailable" if facts.mode is Mode.RETRIEVAL_ONLY else "invalid_model_output"
@@ -142,9 +149,13 @@ def decide(facts: Facts, config: PolicyConfig, pack: DomainPack, now: datetime) 
 
     writes = writes_of(facts, registry)
     permissions = sorted({registry.get(c.tool).permission for c in proposal.tool_calls})
-    verdicts = list(pack.judge(facts, config, now))
+    try:
+        verdicts = list(pack.judge(facts, config, now))
+    except Exception as err:  # a rule that cannot decide allows nothing (and never hangs)
+        verdicts = [Reject("pack_error", f"{pack.name}'s rules failed: {err!r}"[:300])]
     rejects = [Reason(code=f"verifier:{f.code}", detail=f.detail) for f in verification.blocking]
-    rejects += _reference_gates(facts, registry)
+    found = {r.code for r in rejects}
+    rejects += [r for r in _reference_gates(facts, registry) if f"verifier:{r.code}" not in found]
     rejects += [Reason(code=v.code, detail=v.detail) for v in verdicts if isinstance(v, Reject)]
     escalated: list[tuple[int, Reason]] = []  # the pack's; after the core's below
     for v in verdicts:

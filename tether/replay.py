@@ -27,7 +27,8 @@ async def replay_recent(
     limit: int = 100,
 ) -> ReplayReport:
     """Replay up to ``limit`` executions matching the visibility ``query`` (default: all,
-    running ones included: those are what a deploy would break)."""
+    running ones included: those are what a deploy would break). The domain packs those
+    workflows name must be loaded (``tether.packs.load``): their rules decide on replay too."""
     report = ReplayReport()
     names = {w.__temporal_workflow_definition.name for w in workflows}  # type: ignore[attr-defined]
     ids: dict[str, str] = {}  # run id -> workflow id, to name failures

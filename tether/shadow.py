@@ -38,7 +38,7 @@ class ShadowInput(BaseModel):
     domain: str = Field(pattern=DOMAIN)  # the cases of this domain are replayed
     dataset: DatasetRef
     candidate: Candidate
-    policy: PolicyConfig  # the policy in force, which the candidate's changes apply to
+    policy: PolicyConfig  # the policy the candidate decides with (its changes applied)
     model_queue: str = MODEL_QUEUE  # the recorded model's queue, when the candidate has none
     timeouts: Timeouts = Timeouts()
 

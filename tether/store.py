@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -28,6 +29,21 @@ from tether.datasets import Case, digest
 from tether.db import make_engine, utc
 
 metadata = MetaData()
+
+
+def _refuse_old_schema(engine: Engine) -> None:
+    """Tables from before domain packs lack their ``domain`` column, and create_all does not
+    add columns: say so plainly instead of failing on the first write."""
+    inspector = inspect(engine)
+    for table in ("tether_outcomes", "tether_index_refreshes", "tether_fetched"):
+        if inspector.has_table(table):
+            columns = {c["name"] for c in inspector.get_columns(table)}
+            if "domain" not in columns:
+                raise RuntimeError(
+                    f"{engine.url.render_as_string(hide_password=True)}: {table} predates domain "
+                    "packs (no domain column); move the old database aside, or recreate it"
+                )
+
 
 outcomes = Table(
     "tether_outcomes",
@@ -133,6 +149,7 @@ index_refreshes = Table(
 class Store:
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)
+        _refuse_old_schema(self.engine)
         metadata.create_all(self.engine)
 
     def record_outcome(self, outcome: Outcome) -> None:

@@ -56,7 +56,7 @@ class ToolSpec:
     # Reads: GET path.format(**arguments). Writes: POST path with the arguments as body.
     path: str
     # The business system it acts on, by name (the pack declares its systems).
-    system: str = "default"
+    system: str
     # Arguments that name a record of the request's references (argument -> reference kind):
     # the verifier wants them mentioned in the request, policy wants them read beforehand.
     references: Mapping[str, str] = field(default_factory=dict)

@@ -31,12 +31,12 @@ def _settings() -> Settings:
     temporal = 7233 if port_free(7233) and port_free(8233) else free_port()
     ui = 8233 if temporal == 7233 else free_port()
     systems = {  # each pack's system on its default port when free, else on another
-        system.name: system.url
+        f"{pack.name}.{system.name}": system.url
         if port_free(int(system.url.rsplit(":", 1)[1]))
         else f"http://127.0.0.1:{free_port()}"
         for pack in packs.load(base.domains)
         for system in pack.systems
-        if system.name not in base.systems
+        if f"{pack.name}.{system.name}" not in base.systems and system.name not in base.systems
     }
     return base.model_copy(
         update={

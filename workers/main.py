@@ -60,12 +60,14 @@ def vector_store(settings: Settings, domain: str) -> VectorStore:
     return EdgeStore(DIMENSIONS, path)
 
 
-def system_urls(settings: Settings, served: Sequence[DomainPack]) -> dict[str, str]:
-    """Every business system the packs name, at its configured address or its default."""
-    urls: dict[str, str] = {}
+def system_urls(settings: Settings, served: Sequence[DomainPack]) -> dict[tuple[str, str], str]:
+    """Every business system of every pack, by (domain, system), at its configured address
+    (Settings.systems: ``<domain>.<system>``, else ``<system>``) or its default."""
+    urls: dict[tuple[str, str], str] = {}
     for pack in served:
         for system in pack.systems:
-            urls[system.name] = settings.systems.get(system.name, system.url)
+            given = settings.systems.get(f"{pack.name}.{system.name}")
+            urls[pack.name, system.name] = given or settings.systems.get(system.name, system.url)
     return urls
 
 
@@ -76,7 +78,7 @@ class Resources:
     embedder: Embedder
     store: Store
     ledger: Ledger
-    systems: dict[str, httpx.AsyncClient]
+    systems: dict[tuple[str, str], httpx.AsyncClient]
     executor: ThreadPoolExecutor
     _vectors: dict[str, VectorStore] = field(default_factory=dict, repr=False)
     _vectors_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -96,8 +98,8 @@ class Resources:
             store=Store(settings.resolved_store_url()),
             ledger=Ledger(settings.resolved_store_url()),
             systems={
-                name: httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(10.0))
-                for name, url in system_urls(settings, served).items()
+                key: httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(10.0))
+                for key, url in system_urls(settings, served).items()
             },
             executor=ThreadPoolExecutor(max_workers=settings.activity_threads),
         )

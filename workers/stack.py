@@ -30,13 +30,13 @@ class EmbeddedStack:
         )
         served = packs.load(settings.domains)
         urls = system_urls(settings, served)
-        self.systems: dict[str, EmbeddedSystem] = {}
+        self.systems: dict[str, EmbeddedSystem] = {}  # by <domain>.<system>
         for pack in served:
             for system in pack.systems:
-                url = urlsplit(urls[system.name])
+                url = urlsplit(urls[pack.name, system.name])
                 if system.embedded is not None and url.hostname in LOCAL_HOSTS:
-                    db = settings.data_dir / f"{system.name}.db"
-                    self.systems[system.name] = system.embedded(db, url.port or 80)
+                    db = settings.data_dir / f"{pack.name}.{system.name}.db"
+                    self.systems[f"{pack.name}.{system.name}"] = system.embedded(db, url.port or 80)
         self._client: Client | None = None
         self._resources: Resources | None = None
         self._tasks: dict[str, tuple[Worker, asyncio.Task[None]]] = {}

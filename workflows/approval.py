@@ -60,6 +60,7 @@ class ApprovalGate:
         self.edited: Facts | None = None  # an accepted edit's facts
         self.tier: int | None = None  # the tier a verdict was given at
         self.expired = False  # every tier's SLA ran out without a verdict
+        self._version = 0  # of the proposal put to people: a review names the one it saw
 
     async def wait(
         self, decision: Decision, facts: Facts, on_tier: Callable[[str], None]
@@ -71,6 +72,7 @@ class ApprovalGate:
             p for p in facts.evidence.passages if p.passage_id in set(facts.proposal.citations)
         ]
         tier = decision.tier or 0
+        self._version += 1
         while tier < len(tiers) and self.verdict is None:
             spec = tiers[tier]
             self.pending = PendingApproval(
@@ -78,7 +80,7 @@ class ApprovalGate:
                 tier_name=spec.name,
                 role=spec.role,
                 deadline=workflow.now() + spec.sla,
-                proposal_version=1,
+                proposal_version=self._version,
                 proposal=facts.proposal,
                 findings=facts.verification.findings,
                 reasons=decision.reasons,
@@ -107,6 +109,20 @@ class ApprovalGate:
         self.pending = None
         self.expired = self.verdict is None
         return self.verdict
+
+    def reopen(self, why: str) -> None:
+        """The approved proposal, judged again, needs more than its approver may give: put it
+        to people again (the next ``wait``), as a new version."""
+        self.reviews.append(
+            ReviewRecord(
+                approver="system",
+                verdict="reopened",
+                reason=why,
+                tier=self.tier if self.tier is not None else -1,
+                at=workflow.now(),
+            )
+        )
+        self.verdict, self.edited, self.tier = None, None, None
 
     # --- reviews ------------------------------------------------------------------------
 
@@ -173,7 +189,10 @@ class ApprovalGate:
             raise ReviewRefused("edit_invalid", "; ".join(invalid.errors)) from None
         if edited == original:
             raise ReviewRefused("edit_changes_nothing", "approve instead: the edit is the proposal")
-        facts, decision = assess(edited)
+        try:
+            facts, decision = assess(edited)
+        except Exception as err:  # a pack that cannot judge the edit does not get to hang it
+            raise ReviewRefused("edit_invalid", f"could not be judged: {err!r}"[:300]) from None
         if decision.action is DecisionAction.REJECT:
             raise ReviewRefused(
                 "edit_rejected_by_policy", "; ".join(r.detail for r in decision.reasons)

@@ -2,7 +2,7 @@
 idempotency key, bounded in time, reconciled by key when their fate is unknown, and undone
 newest first (saga) when a later step fails for good.
 
-Keys: ``<workflow id>/<step>/<tool>`` for the plan, ``<workflow id>/0/<tool>`` for the
+Keys: ``<workflow id>/<step>/<tool>`` for the plan, ``<workflow id>/read/<what>`` for the
 runtime's reads, ``<workflow id>/compensate/<step>/<tool>`` for the undo of step ``step``.
 """
 
@@ -56,11 +56,12 @@ class Effects:
         self._request_id = request_id
         self.compensations: list[ToolResult] = []
 
-    async def read(self, call: ToolCall, *, why: str) -> ToolResult:
-        """The runtime's own read (context lookups), granted its permission; raises the
-        activity's failure."""
+    async def read(self, call: ToolCall, *, key: str, why: str) -> ToolResult:
+        """The runtime's own read of ``key`` (a context lookup), granted its permission;
+        raises the activity's failure."""
         grant = [self._registry.get(call.tool).permission]
-        return await self._run(call, key=self._key(0, call.tool), granted=grant, why=why)
+        key = f"{workflow.info().workflow_id}/read/{key}"
+        return await self._run(call, key=key, granted=grant, why=why)
 
     async def act(self, calls: list[ToolCall], decision: Decision) -> list[ToolResult]:
         """Run the plan in sequence. Steps that can be undone run first and irreversible ones
@@ -86,7 +87,20 @@ class Effects:
             undo = self._registry.get(result.tool).compensation
             if undo is None or not (result.ok or result.unconfirmed_effect):
                 continue  # irreversible (a message sent) or nothing happened: nothing to undo
-            call = undo(result)
+            key = f"{workflow.info().workflow_id}/compensate/{step}/{result.tool}"
+            try:
+                call = undo(result)
+            except Exception as err:  # the pack cannot say how: a person must
+                self.compensations.append(
+                    ToolResult(
+                        tool=result.tool,
+                        idempotency_key=key,
+                        arguments={},
+                        ok=False,
+                        error=f"no compensation could be built for step {step}: {err!r}"[:500],
+                    )
+                )
+                continue
             key = f"{workflow.info().workflow_id}/compensate/{step}/{call.tool}"
             # The runtime grants a compensation the permission to undo what it was allowed to do.
             grant = [self._registry.get(call.tool).permission]
@@ -114,15 +128,23 @@ class Effects:
             )
             if kind in NO_EFFECT:
                 return failed
-            found: ToolResult = await workflow.execute_activity(
-                names.RECONCILE,
-                self._invocation(call, key, granted),
-                result_type=ToolResult,
-                start_to_close_timeout=self._timeouts.tool,
-                # Money or access may have moved: keep asking until the target answers.
-                retry_policy=self._timeouts.compensation_retry.policy(),
-                summary=f"reconcile {key} after {kind}",
-            )
+            try:
+                found: ToolResult = await workflow.execute_activity(
+                    names.RECONCILE,
+                    self._invocation(call, key, granted),
+                    result_type=ToolResult,
+                    start_to_close_timeout=self._timeouts.tool,
+                    # An effect may exist: keep asking until the target answers.
+                    retry_policy=self._timeouts.compensation_retry.policy(
+                        non_retryable=sorted(NO_EFFECT)
+                    ),
+                    summary=f"reconcile {key} after {kind}",
+                )
+            except ActivityError as lost:  # nobody can tell: the outcome says so, a person checks
+                _, why = failure(lost.cause)
+                return failed.model_copy(
+                    update={"error": f"{detail}; the effect is unknown: reconciling failed: {why}"}
+                )
             return found.model_copy(update={"error": detail})
 
     def _invocation(self, call: ToolCall, key: str, granted: list[str]) -> ToolInvocation:

@@ -51,7 +51,7 @@ class ResolutionWorkflow:
         try:
             self._pack: DomainPack | None = packs.get(inp.domain)
         except packs.UnknownDomain:
-            self._pack = None  # run() fails the workflow, saying so
+            self._pack = None  # run() fails the task, saying so
         self._stage = Stage.RECEIVED
         self._facts = Facts(
             domain=inp.domain, request=inp.request, evidence=steps.no_evidence(inp.request)
@@ -67,17 +67,14 @@ class ResolutionWorkflow:
         started = workflow.now()
         pack = self._pack
         if pack is None:
-            # Not retryable: a worker that serves no such pack will not grow one.
-            raise ApplicationError(
-                f"no domain pack {inp.domain!r} on this worker",
-                type=errors.UNKNOWN_DOMAIN,
-                non_retryable=True,
-            )
+            # A task failure, not the workflow's: retried until a worker that serves the pack
+            # takes it (a rolling deploy), shown in the UI meanwhile. Nothing has run yet.
+            raise RuntimeError(f"no domain pack {inp.domain!r} on this worker")
         effects = self._effects = Effects(
             pack.name, pack.tools, inp.timeouts, inp.request.request_id
         )
 
-        if not pack.problems(inp.request):  # else policy rejects it, having read nothing
+        if not pack.problems(inp.request):  # else policy rejects it (invalid_request) unread
             self._set_stage(Stage.RETRIEVING)
             evidence = await steps.retrieve(pack.name, inp.request, inp.timeouts)
             context = await self._read_context(pack, effects)
@@ -125,41 +122,53 @@ class ResolutionWorkflow:
             try:
                 result = await effects.read(
                     pack.lookup_call(ref, ident),
+                    key=f"{ref.name}:{ident}",
                     why=f"the runtime reads the {ref.name} named in the request",
                 )
+                records.append(pack.context_record(ref, ident, result.output))
             except ActivityError as err:
                 cause = err.cause
                 if not (isinstance(cause, ApplicationError) and cause.type == errors.NOT_FOUND):
                     workflow.logger.warning("%s %s unreadable: %s", ref.name, ident, cause)
-                continue
-            records.append(pack.context_record(ref, ident, result.output))
+            except Exception as err:  # the pack could not describe it: as good as unread
+                workflow.logger.warning("%s %s not understood: %r", ref.name, ident, err)
         return records
 
     def _decide(self, *, approved_at: int | None = None) -> Decision:
         """The one place the decision is made and written, on the current facts. Once a person
-        has approved, a decision that is not a reject records the approval, with the reasons
-        of what was approved (the edited proposal, if edited)."""
+        has approved at tier ``approved_at``, a decision that is not a reject records the
+        approval, with the reasons of what was approved (the edited proposal, if edited)."""
         assert self._pack is not None
         decision = decide(self._facts, self._inp.policy, self._pack, workflow.now())
         if approved_at is not None and decision.action is not DecisionAction.REJECT:
+            needed = decision.tier if decision.action is DecisionAction.APPROVAL else 0
             decision = decision.model_copy(
-                update={"action": DecisionAction.APPROVAL, "tier": approved_at}
+                update={"action": DecisionAction.APPROVAL, "tier": max(needed or 0, approved_at)}
             )
         self._decision = decision
         return decision
 
     async def _approve(self, pack: DomainPack, effects: Effects, decision: Decision) -> bool:
-        verdict = await self._gate.wait(
-            decision, self._facts, lambda tier: self._set_stage(Stage.AWAITING_APPROVAL, tier)
-        )
-        if verdict is None or verdict.verdict != "approve":
-            return False
-        if self._gate.edited is not None:
-            self._facts = self._gate.edited
-        # Hours may pass while a person looks: read the records again and decide again.
-        context = await self._read_context(pack, effects)
-        self._facts = self._facts.model_copy(update={"context": context})
-        return self._decide(approved_at=self._gate.tier).action is not DecisionAction.REJECT
+        """A person's verdict, then, since hours may pass while they look, the records read
+        again and the decision made again. A reject stands; a decision that now needs a tier
+        above the approver's reach goes back to the gate, at that tier."""
+        while True:
+            verdict = await self._gate.wait(
+                decision, self._facts, lambda t: self._set_stage(Stage.AWAITING_APPROVAL, t)
+            )
+            if verdict is None or verdict.verdict != "approve":
+                return False
+            if self._gate.edited is not None:
+                self._facts = self._gate.edited
+            context = await self._read_context(pack, effects)
+            self._facts = self._facts.model_copy(update={"context": context})
+            decision = self._decide(approved_at=self._gate.tier)
+            if decision.action is DecisionAction.REJECT:
+                return False
+            reach = self._inp.policy.reach(verdict.approver)
+            if reach is not None and (decision.tier or 0) <= reach:
+                return True
+            self._gate.reopen(f"now needs tier {self._inp.policy.tiers[decision.tier or 0].name}")
 
     def _assess(self, proposal: Proposal) -> tuple[Facts, Decision]:
         """An approver's edit judged like the model's proposal: its tool arguments checked

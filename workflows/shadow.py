@@ -47,7 +47,7 @@ class ShadowEvaluationWorkflow:
             start_to_close_timeout=inp.timeouts.record,
             retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["NoDataset"]),
         )
-        policy = inp.policy.merged(inp.candidate.policy or {})
+        policy = inp.policy  # the candidate's changes, applied and checked by the client
         # Outcomes recorded before they carried their request cannot be replayed: skipped.
         cases = [
             await self._replay(inp, pack, policy, case.outcome)

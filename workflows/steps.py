@@ -63,6 +63,7 @@ def _model_failure(cause: BaseException | None) -> Reason:
     code = {
         errors.CIRCUIT_OPEN: "circuit_open",
         errors.MODEL_REJECTED: "model_rejected",
+        errors.UNKNOWN_DOMAIN: "domain_not_served",  # the model worker lacks the pack
     }.get(kind or "", "model_unavailable")
     return Reason(code=code, detail=f"no proposal, answering from passages only: {cause}"[:300])
 

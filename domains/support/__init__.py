@@ -17,7 +17,7 @@ from .checks import amount_as_asked
 from .money import usd
 from .planner import refund, reply
 from .records import ORDER_ID, describe_order
-from .rules import RefundRules, refund_rules
+from .rules import RefundRules, check_policy, refund_rules
 from .tools import REGISTRY, SHOP
 
 HERE = Path(__file__).resolve().parent
@@ -88,6 +88,7 @@ PACK = DomainPack(
     ),
     rules=(refund_rules,),
     rule_settings=RefundRules,
+    check_policy=check_policy,
     checks=(amount_as_asked,),
     fillers={"issue_refund": refund, "send_reply": reply},
     instructions=INSTRUCTIONS,

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tether.config import PolicyConfig
 from tether.contracts import Facts
 from tether.policy import Allow, Escalate, Reject, Verdict, argument_total, writes_of
 
@@ -24,7 +25,10 @@ MONEY = "amount_cents"
 
 
 class RefundRules(BaseModel):
-    """The thresholds the rules read (PolicyConfig.rules)."""
+    """The thresholds the rules read (PolicyConfig.rules). A misspelt setting is an error,
+    not a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
 
     auto_limit_cents: int = Field(default=5_000, ge=0)
     max_refund_cents: int = Field(default=100_000, ge=0)
@@ -48,6 +52,13 @@ class RefundRules(BaseModel):
         return min(covering)[1] if covering else None
 
 
+def check_policy(policy: PolicyConfig, rules: RefundRules) -> Iterator[str]:
+    """Every tier that limits refunds is a tier of the policy."""
+    tiers = {t.name for t in policy.tiers}
+    for tier in sorted(set(rules.approval_limits_cents) - tiers):
+        yield f"rules.approval_limits_cents names tier {tier!r}; the tiers are {sorted(tiers)}"
+
+
 def refund_total(facts: Facts) -> int:
     """Money the proposal moves, over all its calls."""
     return argument_total(writes_of(facts, REGISTRY), REGISTRY, MONEY)
@@ -62,13 +73,21 @@ def refund_rules(facts: Facts, rules: RefundRules, now: datetime) -> Iterator[Ve
             "amount_above_hard_limit",
             f"refunds of {usd(total)} exceed the hard limit {usd(rules.max_refund_cents)}",
         )
-    record = facts.record("order")
-    if record is not None:
+    # Each order against the refunds that name it (the core refuses orders nobody read).
+    per_order: dict[str, int] = {}
+    for call in writes_of(facts, REGISTRY):
+        if MONEY in call.arguments and "order_id" in call.arguments:
+            order_id = str(call.arguments["order_id"])
+            per_order[order_id] = per_order.get(order_id, 0) + int(call.arguments[MONEY])
+    for order_id, amount in per_order.items():
+        record = facts.record("order", order_id)
+        if record is None:
+            continue
         order = record.typed(OrderSnapshot)
-        if total > order.refundable_cents:
+        if amount > order.refundable_cents:
             yield Reject(
                 "amount_exceeds_balance",
-                f"refunds of {usd(total)} exceed the refundable balance "
+                f"refunds of {usd(amount)} exceed the refundable balance "
                 f"{usd(order.refundable_cents)} of {order.order_id}",
             )
         if order.delivered_at is not None:

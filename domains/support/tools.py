@@ -14,8 +14,6 @@ from .money import usd as _usd
 from .records import ORDER_ID, OrderSnapshot
 
 SHOP = "shop"  # the business system: orders, refunds, messages
-ORDER_ID_PATTERN = ORDER_ID
-_ID = IDENT
 
 
 class _Args(BaseModel):
@@ -23,19 +21,19 @@ class _Args(BaseModel):
 
 
 class LookupOrderArgs(_Args):
-    order_id: str = Field(pattern=rf"^{ORDER_ID_PATTERN}$")
+    order_id: str = Field(pattern=rf"^{ORDER_ID}$")
 
 
 class IssueRefundArgs(_Args):
-    order_id: str = Field(pattern=rf"^{ORDER_ID_PATTERN}$")
+    order_id: str = Field(pattern=rf"^{ORDER_ID}$")
     amount_cents: int = Field(gt=0, le=100_000_000, strict=True)  # no True, "40" or 40.0
     reason: str = Field(min_length=1, max_length=200)
 
 
 class SendReplyArgs(_Args):
-    customer_id: str = Field(pattern=_ID)
+    customer_id: str = Field(pattern=IDENT)
     body: str = Field(min_length=1, max_length=4_000)
-    order_id: str | None = Field(default=None, pattern=rf"^{ORDER_ID_PATTERN}$")
+    order_id: str | None = Field(default=None, pattern=rf"^{ORDER_ID}$")
 
 
 class ReverseRefundArgs(_Args):

@@ -10,17 +10,31 @@ from datetime import timedelta
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from temporalio.api.enums.v1 import EventType
+
 from tests.conftest import new_id, replay_and_keep, ticket
+from tests.packs.rooms import PACK as ROOMS
 from tests.packs.rooms.system import RoomsServer
+from tether import names
 from tether.client import Tether
 from tether.config import Settings, Timeouts
-from tether.contracts import DecisionAction, Mode
+from tether.contracts import DecisionAction, Mode, Outcome, Request, ResolutionInput
 from tether.errors import InvalidRequest, ReviewRejected
 from tether.names import workflow_id_for
 
 pytestmark = pytest.mark.integration
 
 MANAGER = "fm@rooms.example"
+
+
+async def pending_at(tether: Tether, request_id: str, tier: str) -> int:
+    """The pending proposal's version, once it waits at ``tier``."""
+    for _ in range(200):
+        status = await tether.status(request_id)
+        if status.pending is not None and status.pending.tier_name == tier:
+            return status.pending.proposal_version
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never pending at {tier}")
 
 
 def bookings(facilities: RoomsServer, request_id: str) -> list[dict[str, object]]:
@@ -130,3 +144,79 @@ async def test_requests_are_checked_against_their_pack(tether: Tether) -> None:
     with pytest.raises(InvalidRequest) as unknown:
         await tether.submit(ticket("Book it", "E-100"), domain="payroll")
     assert "domain: 'payroll' is not one of ['rooms', 'support']" in str(unknown.value)
+
+
+async def test_an_approval_the_recheck_outgrows_goes_back_to_a_higher_tier(
+    tether: Tether, facilities: RoomsServer
+) -> None:
+    """While the manager looks, the board takes the room: read again after the approval, the
+    booking needs the director, so it waits for the director instead of acting."""
+    req = ticket("Could you book the Ridge room RM-202 for 16 attendees?", "E-104")
+    rid = req["request_id"]
+    handle = await tether.submit(req, domain="rooms")
+    assert await pending_at(tether, rid, "facilities") == 1
+    facilities.db.restrict("RM-202")
+    await tether.approve(rid, approver=MANAGER, reason="room is free")
+    assert await pending_at(tether, rid, "director") == 2  # put to people again, a new version
+    assert bookings(facilities, rid) == []
+    with pytest.raises(ReviewRejected) as stale:  # a verdict on what the manager saw
+        await tether.review(
+            rid, approver="director@rooms.example", verdict="approve", proposal_version=1
+        )
+    assert stale.value.code == "stale_proposal"
+    await tether.approve(rid, approver="director@rooms.example", reason="board agrees")
+    outcome = await handle.result()
+    assert [r.verdict for r in outcome.reviews] == ["approve", "reopened", "approve"]
+    assert outcome.decision.action is DecisionAction.APPROVAL and outcome.decision.tier == 1
+    assert "restricted_room" in outcome.decision.codes()
+    [booking] = bookings(facilities, rid)
+    assert booking["people"] == 16
+
+
+async def test_a_start_around_the_client_meets_the_same_checks(
+    tether: Tether, temporal_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    """`temporal workflow start` with a request the pack refuses: rejected, nothing read or
+    proposed. With a domain no worker serves: the task fails (and is retried, in the UI)
+    until a worker that serves it comes, and nothing runs."""
+    client = temporal_env.client
+    bad = Request(
+        request_id=new_id("raw"),
+        subject="E-100",
+        requester="E-100",
+        text="Book RM-101 for 2 people",
+        references={"order": ["ORD-1001"]},
+    )
+    outcome = await client.execute_workflow(
+        names.RESOLUTION,
+        ResolutionInput(domain="rooms", request=bad, policy=ROOMS.policy),
+        id=workflow_id_for(bad.request_id),
+        task_queue=settings.task_queue,
+        result_type=Outcome,
+    )
+    assert outcome.decision.action is DecisionAction.REJECT
+    assert outcome.decision.codes() == ["invalid_request"]
+    assert outcome.proposal is None and outcome.evidence and outcome.evidence.passages == []
+
+    stray = bad.model_copy(update={"request_id": new_id("raw"), "references": {}})
+    handle = await client.start_workflow(
+        names.RESOLUTION,
+        ResolutionInput(domain="payroll", request=stray, policy=ROOMS.policy),
+        id=workflow_id_for(stray.request_id),
+        task_queue=settings.task_queue,
+    )
+    try:
+        for _ in range(100):
+            failed = [
+                e
+                async for e in handle.fetch_history_events()
+                if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+            ]
+            if failed:
+                break
+            await asyncio.sleep(0.1)
+        assert failed, "the workflow task never failed"
+        message = failed[0].workflow_task_failed_event_attributes.failure.message
+        assert "no domain pack 'payroll'" in message
+    finally:
+        await handle.terminate("test done")

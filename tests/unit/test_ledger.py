@@ -92,7 +92,7 @@ async def test_duplicate_deliveries_to_two_workers_act_once(
         httpx.AsyncClient(base_url=business.url) as h2,
     ):
         workers = [
-            ToolActivities([PACK], {"shop": h}, book)
+            ToolActivities([PACK], {("support", "shop"): h}, book)
             for h, book in zip((h1, h2), ledgers, strict=True)
         ]
         calls = [

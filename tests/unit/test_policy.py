@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from tether.contracts import (
     ToolCall,
     Verification,
 )
+from tether.domain import DomainPack
 from tether.domains.support import PACK
 from tether.domains.support.records import OrderSnapshot
 from tether.domains.support.rules import RefundRules
@@ -258,7 +260,7 @@ CASES = [
 ]
 
 
-def run(case: Case, config: PolicyConfig = CONFIG) -> Any:
+def run(case: Case, config: PolicyConfig = CONFIG, pack: DomainPack = PACK) -> Any:
     proposal = (
         Proposal(
             intent="refund_request",
@@ -285,7 +287,7 @@ def run(case: Case, config: PolicyConfig = CONFIG) -> Any:
         proposal=proposal,
         verification=verification,
     )
-    return decide(facts, config, PACK, NOW)
+    return decide(facts, config, pack, NOW)
 
 
 def record(snapshot: OrderSnapshot) -> ContextRecord:
@@ -336,6 +338,41 @@ def test_a_tier_the_policy_lacks_approves_nothing() -> None:
     decision = run(CASES[4], renamed)  # $200: the rules name tier "chief", the policy has none
     assert decision.action is DecisionAction.REJECT
     assert decision.codes() == ["no_tier_may_approve"]
+    # ... and the pack says so before any workflow starts (the client checks policies).
+    assert PACK.policy_problems(renamed) == [
+        "rules.approval_limits_cents names tier 'chief'; the tiers are ['lead', 'manager']"
+    ]
+
+
+def test_a_misspelt_setting_is_an_error_not_a_default() -> None:
+    [problem] = PACK.policy_problems(CONFIG.merged({"rules": {"auto_limit_cent": 1}}))
+    assert "auto_limit_cent" in problem and "Extra inputs are not permitted" in problem
+
+
+def test_a_rule_that_fails_allows_nothing() -> None:
+    def broken(facts: object, settings: object, now: object) -> list[object]:
+        raise KeyError("amount")
+
+    fragile = dataclasses.replace(PACK, rules=(broken,))
+    decision = run(CASES[0], pack=fragile)
+    assert decision.action is DecisionAction.REJECT and decision.codes() == ["pack_error"]
+
+
+def test_a_request_the_pack_refuses_is_rejected_without_a_proposal() -> None:
+    """The client refuses it; a caller that went around the client meets the same check."""
+    facts = Facts(
+        domain="support",
+        request=Request(
+            request_id="r-1",
+            subject="C-1",
+            requester="C-1",
+            text="hello",
+            references={"order": ["1001"]},
+        ),
+        evidence=Evidence(query="hello", passages=[], freshness=FRESH),
+    )
+    decision = decide(facts, CONFIG, PACK, NOW)
+    assert decision.action is DecisionAction.REJECT and decision.codes() == ["invalid_request"]
 
 
 def test_the_packs_rule_settings_are_validated() -> None:

@@ -37,7 +37,7 @@ def server(tmp_path: Path) -> Iterator[BusinessServer]:
 async def tools(server: BusinessServer, tmp_path: Path) -> AsyncIterator[ToolActivities]:
     ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
     async with httpx.AsyncClient(base_url=server.url) as http:
-        yield ToolActivities([PACK], {"shop": http}, ledger)
+        yield ToolActivities([PACK], {("support", "shop"): http}, ledger)
     ledger.close()
 
 
@@ -234,7 +234,7 @@ RECEIPT = {
 )
 async def test_the_tools_answer_is_not_taken_for_the_effect(lie: _Lying, kind: str) -> None:
     async with lying_target(lie) as http:
-        err = await refused(ToolActivities([PACK], {"shop": http}), refund(1_500))
+        err = await refused(ToolActivities([PACK], {("support", "shop"): http}), refund(1_500))
     assert err.type == kind
 
 

@@ -28,6 +28,7 @@ class Room(BaseModel):
     name: str
     capacity: int
     status: str
+    restricted: bool = False  # the board's: its bookings need the director
 
 
 class _Args(BaseModel):
@@ -167,6 +168,8 @@ def people(text: str) -> int | None:
 
 
 class RoomRules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     large_booking: int = 10  # more people than this: the facilities manager decides
 
 
@@ -182,6 +185,8 @@ def room_rules(facts: Facts, rules: RoomRules, now: datetime) -> Iterator[Verdic
             yield Reject("room_under_maintenance", f"{room.room_id} is {room.status}")
         if call.arguments["people"] > room.capacity:
             yield Reject("over_capacity", f"{room.room_id} seats {room.capacity}")
+        if room.restricted:
+            yield Escalate("restricted_room", f"{room.room_id} is the board's", tier="director")
         if call.arguments["people"] > rules.large_booking:
             yield Escalate("large_booking", f"{call.arguments['people']} people", tier="facilities")
         else:
@@ -224,8 +229,15 @@ PACK = DomainPack(
     intents_file=HERE / "intents.yaml",
     policy=PolicyConfig(
         version="rooms-policy/1",
-        tiers=[ApprovalTier(name="facilities", role="facilities_manager", sla=timedelta(hours=1))],
-        approvers={"fm@rooms.example": ["facilities_manager"], "desk@rooms.example": ["desk"]},
+        tiers=[
+            ApprovalTier(name="facilities", role="facilities_manager", sla=timedelta(hours=1)),
+            ApprovalTier(name="director", role="director", sla=timedelta(hours=4)),
+        ],
+        approvers={
+            "fm@rooms.example": ["facilities_manager"],
+            "director@rooms.example": ["director"],
+            "desk@rooms.example": ["desk"],
+        },
         autonomous_permissions=["rooms:read", "rooms:book", "notes:send"],
         rules=RoomRules().model_dump(),
     ),

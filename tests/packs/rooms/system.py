@@ -23,7 +23,7 @@ from tether.stack import AppServer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (room_id TEXT PRIMARY KEY, name TEXT NOT NULL,
-    capacity INTEGER NOT NULL, status TEXT NOT NULL);
+    capacity INTEGER NOT NULL, status TEXT NOT NULL, restricted INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS bookings (booking_id TEXT PRIMARY KEY, room_id TEXT NOT NULL,
     employee_id TEXT NOT NULL, people INTEGER NOT NULL, cancelled INTEGER NOT NULL DEFAULT 0,
     idempotency_key TEXT NOT NULL);
@@ -36,6 +36,7 @@ ROOMS = [
     ("RM-101", "Fjord", 8, "open"),
     ("RM-102", "Glacier", 6, "open"),
     ("RM-201", "Summit", 30, "open"),
+    ("RM-202", "Ridge", 20, "open"),
     ("RM-301", "Basecamp", 12, "maintenance"),
 ]
 
@@ -46,7 +47,15 @@ class RoomsDB:
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.Lock()
         self._conn.executescript(SCHEMA)
-        self._conn.executemany("INSERT OR IGNORE INTO rooms VALUES (?, ?, ?, ?)", ROOMS)
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO rooms (room_id, name, capacity, status) VALUES (?, ?, ?, ?)",
+            ROOMS,
+        )
+
+    def restrict(self, room_id: str) -> None:
+        """The board takes a room: from now on bookings of it are the director's to approve."""
+        with self._lock:
+            self._conn.execute("UPDATE rooms SET restricted = 1 WHERE room_id = ?", (room_id,))
 
     def one(self, table: str, column: str, value: str) -> dict[str, Any] | None:
         with self._lock:
