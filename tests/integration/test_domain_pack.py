@@ -8,9 +8,8 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from temporalio.testing import WorkflowEnvironment
-
 from temporalio.api.enums.v1 import EventType
+from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import new_id, replay_and_keep, ticket
 from tests.packs.rooms import PACK as ROOMS
