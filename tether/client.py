@@ -15,6 +15,7 @@ loads the domain packs it validates requests with (Settings.domains) from their 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -58,7 +59,7 @@ from tether.contracts import (
     WorkflowStatus,
 )
 from tether.domain import DomainPack
-from tether.errors import ConfigurationError, InvalidRequest, ReviewRejected
+from tether.errors import ConfigurationError, InvalidRequest, RequestConflict, ReviewRejected
 from tether.evaluation import EvaluationInput, EvaluationReport
 from tether.metrics import runtime_for
 from tether.names import workflow_id_for
@@ -86,6 +87,15 @@ def invalid(err: ValidationError, what: str) -> InvalidRequest:
     return InvalidRequest(
         [f"{'.'.join(map(str, e['loc'])) or what}: {e['msg']}" for e in err.errors()]
     )
+
+
+DIGEST = "tether_request_digest"  # memo key: what the request id was first used for
+
+
+def request_digest(domain: str, request: Request) -> str:
+    """What a request is, but its id: a second submission under the same id must match."""
+    body = {"domain": domain, **request.model_dump(mode="json", exclude={"request_id"})}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def parse_request(data: Request | Mapping[str, Any], pack: DomainPack) -> Request:
@@ -170,12 +180,15 @@ class Tether:
         task_queue: str | None = None,
     ) -> WorkflowHandle[Any, Outcome]:
         """Start the request's workflow under its domain's pack, or attach to it if it already
-        exists (never twice)."""
+        exists (never twice). An id already used for a different request (another subject,
+        text or domain) is refused with RequestConflict, like an Idempotency-Key reused with
+        other parameters, and nothing of that request is returned."""
         pack = self.pack(domain)
         req = parse_request(request, pack)
+        digest = request_digest(pack.name, req)
         s = self.settings
         try:
-            return await self.client.start_workflow(
+            handle = await self.client.start_workflow(
                 names.RESOLUTION,
                 ResolutionInput(
                     domain=pack.name,
@@ -189,10 +202,16 @@ class Tether:
                 result_type=Outcome,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                memo={DIGEST: digest},
                 static_summary=f"{pack.name} · {req.subject}: {req.text[:80]}",
             )
         except WorkflowAlreadyStartedError:
-            return self.handle(req.request_id)  # already finished: same request, same outcome
+            handle = self.handle(req.request_id)  # already finished: same request, same outcome
+        # Started now, or an earlier run attached to: either way it must be this request.
+        memo = await (await handle.describe()).memo()
+        if memo.get(DIGEST) != digest:
+            raise RequestConflict(req.request_id)
+        return handle
 
     async def resolve(
         self, request: Request | Mapping[str, Any], *, domain: str | None = None

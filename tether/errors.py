@@ -5,6 +5,8 @@ Client side (Python exceptions)::
     TetherError
     ├── InvalidRequest     the request broke its contract (or named no served domain);
     │                      no workflow was started
+    ├── RequestConflict    a request id already names another request (other subject, text
+    │                      or domain): nothing was started, nothing of the other is shown
     ├── ReviewRejected     an approval Update was refused; ``.code`` says why
     └── ConfigurationError this deployment's settings break a pack's contract (a policy
                            override): found when a client or worker starts
@@ -60,6 +62,17 @@ class InvalidRequest(TetherError):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("invalid request: " + "; ".join(errors))
         self.errors = errors
+
+
+class RequestConflict(TetherError):
+    """The request id is taken by a different request, as an Idempotency-Key reused with
+    other parameters is: refused, and nothing of the other request is shown."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(
+            f"request id {request_id!r} already names a different request; choose another id"
+        )
+        self.request_id = request_id
 
 
 class ConfigurationError(TetherError):

@@ -1,0 +1,26 @@
+"""The `tether` command: run the stack, ingest knowledge, ask, review approvals, evaluate.
+
+Human output by default; ``--json`` on every command that prints a record, for programs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from tether.cli import evaluation, knowledge, requests, stack  # noqa: F401  (they add commands)
+from tether.cli.apps import app
+
+
+def main() -> None:
+    """The `tether` command. Once it has finished, the process leaves without interpreter
+    teardown: the Temporal client's Rust threads can abort a short-lived process there
+    (temporalio/sdk-python#300), and an operator's script must see the real exit code."""
+    code = 0
+    try:
+        app()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

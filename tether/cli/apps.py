@@ -1,0 +1,13 @@
+"""The `tether` command's command groups; the modules beside this one add the commands."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Tether: governed AI workflows on Temporal.")
+approvals = typer.Typer(no_args_is_help=True, help="Work waiting for a human.")
+evaluation = typer.Typer(
+    no_args_is_help=True, help="Live evaluation: sampled outcomes scored, quality budgets."
+)
+app.add_typer(evaluation, name="eval")
+app.add_typer(approvals, name="approvals")

@@ -1,0 +1,198 @@
+"""Commands about quality: live evaluation, datasets and shadow replays, drift, the report."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tether.cli.apps import app, evaluation
+from tether.cli.output import JSON, emit, fail, out, parse_interval, run
+from tether.config import Settings
+from tether.errors import InvalidRequest
+
+DOMAIN = typer.Option(None, help="one pack's outcomes (default: every pack's)")
+
+
+@evaluation.command("run")
+def eval_run(
+    domain: str | None = DOMAIN,
+    since_hours: float = typer.Option(24, help="outcomes finished this recently"),
+    sample_rate: float = typer.Option(0.2, help="share of them to score"),
+    every: str | None = typer.Option(None, help="also on a Temporal Schedule, e.g. 1h"),
+    as_json: bool = JSON,
+) -> None:
+    """Score sampled recent outcomes now (and on a schedule); exit 1 if a budget burns."""
+    from tether.client import Tether
+    from tether.evaluation import EvaluationConfig, EvaluationInput
+
+    interval = parse_interval(every) if every else None
+
+    async def main() -> None:
+        tether = await Tether.connect()
+        inp = EvaluationInput(
+            domain=domain,
+            since_hours=since_hours,
+            config=EvaluationConfig(sample_rate=sample_rate),
+            webhook=Settings().alert_webhook,
+        )
+        report = await tether.evaluate(inp)
+        schedule = await tether.schedule_evaluation(inp, interval) if interval else None
+        if as_json:
+            emit({**report.model_dump(mode="json"), "fired": report.fired, "schedule": schedule})
+        else:
+            table = Table("scorer", "mean", "budget target", "good", "burn rate")
+            budgets = {b.scorer: b for b in report.budgets}
+            for name, mean in report.means.items():
+                b = budgets.get(name)
+                burn = f"{b.burn_rate:.1f}x{' (burning)' if b.fired else ''}" if b else ""
+                table.add_row(
+                    name,
+                    f"{mean:.3f}",
+                    f"{b.target:.1%}" if b else "",
+                    f"{b.good_share:.1%}" if b else "",
+                    burn,
+                )
+            out.print(f"{report.sampled} of {report.outcomes} outcomes scored")
+            out.print(table)
+            if report.drift is not None and report.drift.fired:
+                out.print(f"drift: {', '.join(report.drift.fired)}", style="red")
+            if schedule:
+                out.print(f"evaluating every {every} (schedule {schedule})")
+        if report.fired:
+            raise typer.Exit(1)
+
+    run(main())
+
+
+@evaluation.command("datasets")
+def eval_datasets(as_json: bool = JSON) -> None:
+    """The datasets carved from failure history (each `eval run` refreshes them)."""
+    from tether.store import Store
+
+    store = Store(Settings().resolved_store_url())
+    rows = store.datasets()
+    store.close()
+    if as_json:
+        emit([{**r, "created_at": str(r["created_at"])} for r in rows])
+        return
+    table = Table("dataset", "version", "cases", "created")
+    for row in rows:
+        table.add_row(
+            row["name"], str(row["version"]), str(row["cases"]), str(row["created_at"])[:19]
+        )
+    out.print(table)
+
+
+@evaluation.command("replay")
+def eval_replay(
+    dataset: str = typer.Option(..., help="escalations, reversals, edits, complaints or slow"),
+    candidate: Path = typer.Option(
+        ..., help="JSON: name, policy (fields changed), model_queue, retrieve_again"
+    ),
+    domain: str | None = typer.Option(None, help="whose cases (default: the only pack)"),
+    version: int | None = typer.Option(None, help="default: the latest"),
+    as_json: bool = JSON,
+) -> None:
+    """Replay a dataset against a candidate in shadow mode (no side effects); what changed."""
+    from pydantic import ValidationError
+
+    from tether.client import Tether
+    from tether.shadow import Candidate
+
+    try:
+        chosen = Candidate.model_validate_json(candidate.read_text())
+    except (OSError, ValidationError) as error:
+        fail(f"{candidate}: {error}")
+
+    async def main() -> None:
+        tether = await Tether.connect()
+        try:
+            report = await tether.shadow(dataset, chosen, domain=domain, version=version)
+        except InvalidRequest as error:
+            fail(error)
+        if as_json:
+            emit({**report.model_dump(mode="json"), "changed": report.changed})
+            return
+        table = Table("request", "recorded", "candidate", "human", "grounding", "reasons now")
+        for case in report.cases:
+            if not case.changed:
+                continue
+            table.add_row(
+                case.request_id,
+                case.recorded,
+                case.candidate,
+                case.human or "",
+                f"{case.grounding_recorded} -> {case.grounding_candidate}",
+                ", ".join(case.candidate_reasons),
+            )
+        out.print(
+            f"{report.dataset} v{report.version} against {report.candidate}: "
+            f"{len(report.changed)} of {len(report.cases)} cases decided differently"
+        )
+        out.print(table)
+
+    run(main())
+
+
+@app.command("report")
+def report_command(
+    domain: str | None = DOMAIN,
+    days: float = typer.Option(7, help="outcomes finished this recently"),
+    out_file: Path = typer.Option(
+        Path("tether-report.html"), "--out", help="where to write the HTML"
+    ),
+) -> None:
+    """Render outcomes over time (decisions, modes, escalations, quality, latency) as HTML."""
+    from tether.report import render
+    from tether.store import Store
+
+    store = Store(Settings().resolved_store_url())
+    now = datetime.now(UTC)
+    outcomes = store.outcomes_between(now - timedelta(days=days), now, domain=domain)
+    scores = {o.request_id: s for o in outcomes if (s := store.scores(o.request_id))}
+    store.close()
+    out_file.write_text(render(outcomes, scores, generated=now), encoding="utf-8")
+    out.print(f"{len(outcomes)} outcomes -> {out_file.resolve()}")
+
+
+@app.command("drift")
+def drift_command(
+    domain: str | None = DOMAIN,
+    window_hours: int = typer.Option(24, help="the current window, ending now"),
+    baseline_days: int = typer.Option(7, help="the baseline: this long before the window"),
+    webhook: str | None = typer.Option(
+        None, help="POST the report here when a signal fires (default TETHER_ALERT_WEBHOOK)"
+    ),
+    as_json: bool = JSON,
+) -> None:
+    """Compare the latest outcomes with a baseline (PSI per signal, model fingerprints)."""
+    from tether.drift import DriftConfig, alert, detect
+    from tether.store import Store
+
+    settings = Settings()
+    store = Store(settings.resolved_store_url())
+    now = datetime.now(UTC)
+    start = now - timedelta(hours=window_hours)
+    report = detect(
+        store.outcomes_between(start - timedelta(days=baseline_days), start, domain=domain),
+        store.outcomes_between(start, now, domain=domain),
+        DriftConfig(),
+    )
+    store.close()
+    alert(report, webhook or settings.alert_webhook)
+    if as_json:
+        emit({**report.model_dump(mode="json"), "fired": report.fired})
+    else:
+        table = Table("signal", "PSI", "fired")
+        for metric in report.metrics:
+            table.add_row(metric.name, f"{metric.psi:.3f}", "yes" if metric.fired else "")
+        out.print(table)
+        if report.fingerprints_new:
+            out.print(f"new model fingerprints: {', '.join(report.fingerprints_new)}")
+        if report.insufficient:
+            out.print("too few outcomes in a window to compare distributions")
+    if report.fired:
+        raise typer.Exit(1)

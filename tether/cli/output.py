@@ -1,0 +1,64 @@
+"""How the `tether` command speaks: human text that never reads user text as markup, one JSON
+document per record with ``--json`` (always valid, whatever the terminal), errors to stderr."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Coroutine
+from datetime import timedelta
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+
+from tether.errors import ConfigurationError
+
+# markup=False: a ticket saying "[/red]" or "[bold]" is printed as written, never styled.
+out = Console(markup=False, highlight=False, width=None if sys.stdout.isatty() else 150)
+err = Console(stderr=True, markup=False, highlight=False)
+T = TypeVar("T")
+
+JSON = typer.Option(False, "--json", help="print one JSON document on stdout (for programs)")
+
+
+def fail(message: object, code: int = 2) -> NoReturn:
+    """Say what is wrong on stderr and leave with ``code`` (2: bad input, 1: refused)."""
+    err.print(str(message), style="red")
+    raise typer.Exit(code)
+
+
+def emit(record: BaseModel | list[Any] | dict[str, Any]) -> None:
+    """One JSON document on stdout, on one line."""
+    data = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+
+
+def dump(records: list[BaseModel]) -> list[Any]:
+    return [r.model_dump(mode="json") for r in records]
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except ConfigurationError as error:  # no command can do anything useful with these settings
+        fail(error)
+
+
+async def until_interrupted() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def parse_interval(text: str) -> timedelta:
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit() or int(number) == 0:
+        fail(f"--every {text!r}: expected a number and s, m, h or d")
+    return timedelta(**{units[unit]: int(number)})

@@ -1,0 +1,299 @@
+"""Commands about requests: ask, the approval queue (list, show, approve, reject, edit), the
+audit of what was done, and feedback heard later."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from tether.cli.apps import app, approvals
+from tether.cli.output import JSON, dump, emit, fail, out, run
+from tether.contracts import Outcome
+from tether.errors import InvalidRequest, RequestConflict, ReviewRejected
+
+
+@app.command()
+def ask(
+    text: str,
+    subject: str = typer.Option(
+        ..., help="on whose behalf: the pack's subject (see tether domains)"
+    ),
+    requester: str | None = typer.Option(None, help="who submits (default: the subject)"),
+    ref: list[str] | None = typer.Option(
+        None, help="KIND=ID, a record the request points at, if not in the text (repeatable)"
+    ),
+    domain: str | None = typer.Option(None, help="which pack governs it (default: the only one)"),
+    request_id: str | None = typer.Option(None, help="idempotent request id (default: new)"),
+    wait: bool = typer.Option(
+        True, "--wait/--no-wait", help="wait for the outcome, or return once it has started"
+    ),
+    as_json: bool = JSON,
+) -> None:
+    """Start a request and print its outcome (or, with --no-wait, where to follow it)."""
+    from tether.client import Tether
+
+    references: dict[str, list[str]] = {}
+    for item in ref or []:
+        kind, _, ident = item.partition("=")
+        if not kind or not ident:
+            fail(f"--ref {item!r}: expected KIND=ID")
+        references.setdefault(kind, []).append(ident)
+
+    async def main() -> None:
+        tether = await Tether.connect()
+        rid = request_id or f"cli-{uuid.uuid4().hex[:10]}"
+        try:
+            handle = await tether.submit(
+                {
+                    "request_id": rid,
+                    "subject": subject,
+                    "requester": requester or subject,
+                    "text": text,
+                    "references": references,
+                },
+                domain=domain,
+            )
+        except InvalidRequest as error:
+            fail(error)
+        except RequestConflict as error:
+            fail(error, 1)
+        started = {"request_id": rid, "workflow_id": handle.id, "ui": tether.ui_link(rid)}
+        if not wait:
+            emit(started) if as_json else out.print(f"started {handle.id}: {started['ui']}")
+            return
+        if not as_json:
+            out.print(f"started {handle.id}: {started['ui']}")
+        outcome = await handle.result()
+        emit(outcome) if as_json else show_outcome(outcome)
+
+    run(main())
+
+
+def show_outcome(outcome: Outcome) -> None:
+    """An outcome for a person: what was decided and why, the answer, what was done."""
+    decision = outcome.decision
+    grid = Table.grid(padding=(0, 2))
+    grid.add_row("decision", f"{decision.action.value} ({', '.join(decision.codes())})")
+    grid.add_row("mode", outcome.mode.value)
+    grid.add_row("intent", outcome.intent or "")
+    grid.add_row("answer", outcome.answer)
+    actions = [
+        f"{a.tool} {'ok' if a.ok else 'FAILED: ' + (a.error or '')}" for a in outcome.actions
+    ]
+    grid.add_row("actions", "\n".join(actions) or "none")
+    if outcome.followup_required:
+        grid.add_row("follow-up", "queued for a person")
+    out.print(grid)
+
+
+@approvals.command("list")
+def approvals_list(
+    queue: str | None = typer.Option(None, help="approval tier, by name"),
+    intent: str | None = typer.Option(None, help="an intent of the pack"),
+    mode: str | None = typer.Option(None, help="e.g. human_draft, read_only"),
+    domain: str | None = typer.Option(None, help="one pack's requests only"),
+    as_json: bool = JSON,
+) -> None:
+    """Requests waiting for approval (filtered through search attributes)."""
+    from tether.client import Tether
+
+    async def main() -> None:
+        tether = await Tether.connect()
+        try:
+            waiting = await tether.pending(queue=queue, intent=intent, mode=mode, domain=domain)
+        except InvalidRequest as error:
+            fail(error)
+        if as_json:
+            emit(dump(list(waiting)))
+            return
+        table = Table("request", "domain", "tier", "role", "deadline", "intent", "reasons")
+        for status in waiting:
+            assert status.pending is not None
+            table.add_row(
+                status.request_id,
+                status.domain,
+                status.pending.tier_name,
+                status.pending.role,
+                status.pending.deadline.isoformat(timespec="seconds"),
+                status.intent or "",
+                ", ".join(r.code for r in status.pending.reasons),
+            )
+        out.print(table)
+
+    run(main())
+
+
+@approvals.command("show")
+def approvals_show(request_id: str, as_json: bool = JSON) -> None:
+    """Everything an approver needs: proposal, evidence, findings, reasons."""
+    from tether.client import Tether
+
+    async def main() -> None:
+        status = await (await Tether.connect()).status(request_id)
+        emit(status) if as_json else out.print_json(status.model_dump_json())
+
+    run(main())
+
+
+def _review(request_id: str, approver: str, verdict: str, reason: str, as_json: bool) -> None:
+    from tether.client import Tether
+
+    async def main() -> None:
+        tether = await Tether.connect()
+        try:
+            receipt = await tether.review(
+                request_id,
+                approver=approver,
+                verdict="approve" if verdict == "approve" else "reject",
+                reason=reason,
+            )
+        except ReviewRejected as error:
+            fail(error, 1)
+        if as_json:
+            emit(receipt)
+        else:
+            out.print(f"{verdict} accepted at tier {receipt.tier}: {receipt.detail}")
+
+    run(main())
+
+
+@approvals.command("approve")
+def approvals_approve(
+    request_id: str,
+    approver: str = typer.Option(..., "--as", help="approver identity"),
+    reason: str = typer.Option("", help="why"),
+    as_json: bool = JSON,
+) -> None:
+    """Approve a pending request (identity and role are checked by the workflow)."""
+    _review(request_id, approver, "approve", reason, as_json)
+
+
+@approvals.command("reject")
+def approvals_reject(
+    request_id: str,
+    approver: str = typer.Option(..., "--as", help="approver identity"),
+    reason: str = typer.Option(..., help="why (required)"),
+    as_json: bool = JSON,
+) -> None:
+    """Reject a pending request; nothing is executed."""
+    _review(request_id, approver, "reject", reason, as_json)
+
+
+@approvals.command("edit")
+def approvals_edit(
+    request_id: str,
+    approver: str = typer.Option(..., "--as", help="approver identity"),
+    reason: str = typer.Option(..., help="why the change (required; kept as feedback)"),
+    answer: str | None = typer.Option(None, help="the answer the requester gets instead"),
+    set_: list[str] | None = typer.Option(
+        None,
+        "--set",
+        help="TOOL.ARGUMENT=VALUE on the pending tool call (VALUE as JSON if it parses)",
+    ),
+    as_json: bool = JSON,
+) -> None:
+    """Approve a changed answer or tool arguments; checked like the model's proposal, and
+    against the editor's own reach."""
+    from tether.client import Tether
+
+    async def main() -> None:
+        tether = await Tether.connect()
+        status = await tether.status(request_id)
+        if status.pending is None:
+            fail(f"{request_id}: nothing is pending", 1)
+        calls: list[dict[str, Any]] = [
+            c.model_dump(mode="json") for c in status.pending.proposal.tool_calls
+        ]
+        for item in set_ or []:
+            target, _, raw = item.partition("=")
+            tool, _, argument = target.partition(".")
+            call = next((c for c in calls if c["tool"] == tool), None)
+            if not raw or not argument or call is None:
+                fail(f"--set {item!r}: expected TOOL.ARGUMENT=VALUE for a pending call")
+            try:
+                call["arguments"][argument] = json.loads(raw)
+            except ValueError:
+                call["arguments"][argument] = raw
+        try:
+            receipt = await tether.edit(
+                request_id,
+                approver=approver,
+                reason=reason,
+                answer=answer,
+                tool_calls=calls if set_ else None,
+                proposal_version=status.pending.proposal_version,
+            )
+        except InvalidRequest as error:
+            fail(error)
+        except ReviewRejected as error:
+            fail(error, 1)
+        if as_json:
+            emit(receipt)
+        else:
+            out.print(f"edit accepted at tier {receipt.tier}: {receipt.detail}")
+
+    run(main())
+
+
+@app.command("audit")
+def audit_command(request_id: str, as_json: bool = JSON) -> None:
+    """What each side effect of a request attempted, why it was allowed, and what changed."""
+    from tether.client import Tether
+
+    async def main() -> None:
+        tether = await Tether.connect()
+        entries = await tether.audit(request_id)
+        if as_json:
+            emit(dump(list(entries)))
+            return
+        table = Table(
+            "step", "attempted", "allowed because", "changed (target system)", show_lines=True
+        )
+        for e in entries:
+            attempted = f"{e.tool} {json.dumps(e.arguments)}\nkey {e.idempotency_key}"
+            allowed = "\n".join(
+                [
+                    *e.allowed_because,
+                    "permissions: " + ", ".join(e.permissions),
+                    f"policy {e.policy_version}",
+                ]
+            )
+            if e.precondition:
+                allowed += f"\nprecondition: {e.precondition}"
+            if e.approved_by:
+                allowed += "\napproved by " + ", ".join(e.approved_by)
+            changes = [f"{k}: {v['before']} -> {v['after']}" for k, v in e.changed.items()]
+            changes.append(e.postcondition or (e.error or ""))
+            if e.replayed:
+                changes.append("(answered from the target's idempotency record)")
+            if e.unconfirmed_effect:
+                changes.append("(failed, but the target holds its effect: undone by the saga)")
+            table.add_row(str(e.step), attempted, allowed, "\n".join(changes))
+        out.print(table)
+
+    run(main())
+
+
+@app.command("feedback")
+def feedback_command(
+    request_id: str,
+    kind: str = typer.Option(..., help="complaint, reversal, clawback, confirmation or correction"),
+    detail: str = typer.Option(..., help="what happened"),
+    source: str = typer.Option("cli", help="where it came from"),
+) -> None:
+    """Attach what happened later to a request's outcome (used by evaluation)."""
+    from tether.client import Tether
+
+    async def main() -> None:
+        tether = await Tether.connect()
+        try:
+            await tether.feedback(request_id, kind=kind, detail=detail, source=source)
+        except InvalidRequest as error:
+            fail(error)
+        out.print(f"{kind} attached to {request_id}")
+
+    run(main())

@@ -1,0 +1,146 @@
+"""Commands that run things: the embedded stack, workers, the console, the demo, replay; and
+what this installation serves."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from tether.cli.apps import app
+from tether.cli.output import JSON, emit, err, out, run, until_interrupted
+from tether.config import Settings
+
+
+@app.command()
+def up() -> None:
+    """Run the embedded stack in the foreground (Temporal + UI, business systems, workers)."""
+    from tether.workers.stack import EmbeddedStack
+
+    async def main() -> None:
+        settings = Settings()
+        async with EmbeddedStack(settings) as stack:
+            out.print(f"Temporal {settings.temporal_address}, UI {settings.ui_url}")
+            for name, system in stack.systems.items():
+                out.print(f"Business system {name}: {getattr(system, 'url', '')}")
+            out.print("Ctrl-C stops everything.")
+            await until_interrupted()
+        out.print("stopped")
+
+    run(main())
+
+
+@app.command()
+def worker() -> None:
+    """Run the workers against an existing Temporal server (Ctrl-C stops)."""
+    from tether.workers.main import run as run_workers
+
+    logging.basicConfig(
+        level=os.environ.get("TETHER_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_workers(Settings(), stop))
+        await until_interrupted()
+        stop.set()
+        await task
+
+    run(main())
+
+
+@app.command()
+def domains(as_json: bool = JSON) -> None:
+    """The domain packs this installation serves: what each one governs."""
+    from tether import packs
+
+    served = packs.load(Settings().domains)
+    rows: list[dict[str, Any]] = [
+        {
+            "domain": pack.name,
+            "title": pack.title,
+            "subject": pack.subject_label,
+            "references": [r.name for r in pack.references],
+            "tools": [t.name for t in pack.tools if t.proposable],
+            "intents": list(pack.intents),
+            "tiers": [t.name for t in pack.policy.tiers],
+        }
+        for pack in served
+    ]
+    if as_json:
+        emit(rows)
+        return
+    table = Table("domain", "what", "tools", "intents", "tiers")
+    for row in rows:
+        table.add_row(
+            row["domain"],
+            row["title"],
+            ", ".join(row["tools"]),
+            ", ".join(row["intents"]),
+            ", ".join(row["tiers"]),
+        )
+    out.print(table)
+
+
+@app.command("console")
+def console_command(
+    port: int | None = typer.Option(None, help="default: TETHER_CONSOLE__PORT (8300)"),
+) -> None:
+    """Serve the web operator console (approval queue, details, approve/reject/edit)."""
+    import uvicorn
+
+    from tether.console import create_app
+
+    settings = Settings()
+    if not settings.console.tokens and not settings.console.identity_header:
+        err.print(
+            "no TETHER_CONSOLE__TOKENS or TETHER_CONSOLE__IDENTITY_HEADER: nobody can sign in",
+            style="yellow",
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.console.host,
+        port=port or settings.console.port,
+        log_level="warning",
+    )
+
+
+@app.command("replay")
+def replay_command(
+    query: str = typer.Option("", help="which executions (Temporal visibility query; all)"),
+    limit: int = typer.Option(100, help="at most this many histories"),
+    as_json: bool = JSON,
+) -> None:
+    """Replay recent histories from the server against this code; exit 1 on any divergence."""
+    from tether import packs
+    from tether.client import connect
+    from tether.replay import replay_recent
+    from tether.workers.main import WORKFLOWS
+
+    packs.load(Settings().domains)  # the workflows decide with the packs' rules
+
+    async def main() -> None:
+        report = await replay_recent(await connect(Settings()), WORKFLOWS, query=query, limit=limit)
+        if as_json:
+            emit({"replayed": report.replayed, "diverged": report.failures})
+        else:
+            for workflow_id, why in report.failures.items():
+                err.print(f"{workflow_id}: {why}", style="red")
+            out.print(f"replayed {report.replayed}, {len(report.failures)} diverged")
+        if report.failures:
+            raise typer.Exit(1)
+
+    run(main())
+
+
+@app.command()
+def demo() -> None:
+    """Start the embedded stack, ingest each pack's knowledge, run its demo tickets, stop."""
+    from tether.workers.demo import run_demo
+
+    run(run_demo())
