@@ -8,7 +8,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from tether import metrics
-from tether.contracts import LaterFeedback, Outcome
+from tether.contracts import LaterFeedback, Outcome, TallyHold
 from tether.datasets import carve
 from tether.drift import alert, detect
 from tether.evaluation import EvaluationInput, EvaluationReport, evaluate
@@ -25,6 +25,11 @@ class RecordActivities:
         self._store.record_outcome(outcome)
         if activity.info().attempt == 1:  # count an outcome once, however often it is written
             metrics.record(outcome, activity.metric_meter())
+
+    @activity.defn
+    def hold_tally(self, hold: TallyHold) -> int:
+        """Hold this request's share of a tally on its subject; the others' total."""
+        return self._store.hold_tally(hold, datetime.now(UTC))
 
     @activity.defn
     def evaluate_recent(self, inp: EvaluationInput) -> EvaluationReport:

@@ -158,8 +158,24 @@ class ToolActivities:
         if not spec.writes:
             path = spec.path.format(**args.model_dump())
             output = self._output(spec, await target.read(path))
+            self._owned(call, spec, output)
             return self._result(call, spec, output=output)
         return await self._once(call, lambda: self._write(spec, call, args, target))
+
+    def _owned(self, call: ToolInvocation, spec: ToolSpec, output: BaseModel) -> None:
+        """A record read for a subject must be theirs: another's never leaves this activity
+        (not into the outcome, the prompt, or the history)."""
+        if call.subject is None:
+            return
+        pack, record = self._pack(call), output.model_dump(mode="json")
+        for argument, kind in spec.references.items():
+            field = pack.owner_field(kind)
+            if field is not None and str(record.get(field)) != call.subject:
+                raise _refuse(
+                    f"{kind} {call.arguments.get(argument)} belongs to another subject than "
+                    f"{call.subject}",
+                    errors.NOT_SUBJECTS_RECORD,
+                )
 
     def _pack(self, call: ToolInvocation) -> DomainPack:
         pack = self._packs.get(call.domain)

@@ -1,32 +1,33 @@
 """The second signal: challenges a proposal independently of the model that made it.
 
-The answer must be grounded, sentence by sentence, in the passages or context records it
-cites; citations must point at what was retrieved or read; tool arguments must agree with the
-request (the records they name mentioned in it, the subject the request's), and with the
-pack's own argument checks; the context read must belong to the request's subject.
+The answer, and any text a tool carries to the subject (a message body), must be grounded,
+sentence by sentence, in the passages or context records the proposal cites; citations must
+point at what was retrieved or read; tool arguments must agree with the request (the records
+they name mentioned in it, the subject the request's, no other record named in outbound text)
+and with the pack's own argument checks; the context read must belong to the subject.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from tether import errors
-from tether.contracts import Finding, Request, ToolCall, Verification, VerifyInput
+from tether.contracts import Facts, Finding, Verification, VerifyInput
 from tether.domain import DomainPack
 from tether.embeddings import Embedder
 from tether.text import split_sentences
 
 
-def argument_findings(pack: DomainPack, request: Request, calls: list[ToolCall]) -> list[Finding]:
+def argument_findings(pack: DomainPack, facts: Facts) -> list[Finding]:
     """Tool arguments must be consistent with what the request actually said. Pure: the
     workflow runs it again on an approver's edit."""
     findings: list[Finding] = []
+    request = facts.request
     mentioned = pack.references_of(request)
-    for call in calls:
+    for call in facts.proposal.tool_calls if facts.proposal else []:
         if call.tool not in pack.tools:
             continue  # refused as an invalid call before this runs
         spec = pack.tools.get(call.tool)
@@ -51,7 +52,25 @@ def argument_findings(pack: DomainPack, request: Request, calls: list[ToolCall])
                     about="arguments",
                 )
             )
-    return findings + pack.check_arguments(request, calls)
+        for argument in spec.outbound:
+            text = str(call.arguments.get(argument) or "")
+            foreign = [
+                f"{ref.name} {ident}"
+                for ref in pack.references
+                for ident in ref.find(text)
+                if ident not in mentioned.get(ref.name, [])
+            ]
+            if foreign:
+                findings.append(
+                    Finding(
+                        code="outbound_names_other_record",
+                        severity="block",
+                        detail=f"{call.tool}.{argument} tells the subject about "
+                        f"{', '.join(foreign)}, which the request never mentions",
+                        about="arguments",
+                    )
+                )
+    return findings + pack.check_arguments(facts)
 
 
 class VerificationActivities:
@@ -61,6 +80,14 @@ class VerificationActivities:
         self._embedder = embedder
         self._packs = {pack.name: pack for pack in packs}
         self._threshold = grounding_similarity
+
+    def _support(self, sentences: list[str], pool: list[str]) -> list[float]:
+        """Each sentence's best similarity to any sentence of ``pool`` (0 with no pool)."""
+        if not sentences or not pool:
+            return [0.0] * len(sentences)
+        vectors = self._embedder.encode(sentences + pool)
+        similarity = vectors[: len(sentences)] @ vectors[len(sentences) :].T
+        return [float(s) for s in similarity.max(axis=1)]
 
     @activity.defn
     def verify_proposal(self, inp: VerifyInput) -> Verification:
@@ -83,24 +110,51 @@ class VerificationActivities:
             findings.append(
                 Finding(code="no_citations", severity="warn", detail="answer cites nothing")
             )
-        sentences = split_sentences(proposal.answer)
         pool = [s for c in proposal.citations if c in sources for s in split_sentences(sources[c])]
-        grounded = 0
-        if sentences and pool:
-            vectors = self._embedder.encode(sentences + pool)
-            similarity = vectors[: len(sentences)] @ vectors[len(sentences) :].T
-            best = similarity.max(axis=1)
-            grounded = int(np.sum(best >= self._threshold))
-            for sentence, score in zip(sentences, best, strict=True):
-                if score < self._threshold:
-                    findings.append(
-                        Finding(
-                            code="ungrounded_sentence",
-                            severity="info",
-                            detail=f"{score:.2f}: {sentence[:120]}",
-                        )
+        sentences = split_sentences(proposal.answer)
+        # Text a tool carries to the subject, unless it is the answer itself: one more pass.
+        outbound = [
+            (f"{call.tool}.{argument}", split_sentences(str(call.arguments.get(argument) or "")))
+            for call in proposal.tool_calls
+            if call.tool in pack.tools
+            for argument in pack.tools.get(call.tool).outbound
+            if str(call.arguments.get(argument) or "").strip() != proposal.answer.strip()
+        ]
+        best = self._support(sentences + [s for _, ss in outbound for s in ss], pool)
+        answer_best, rest = best[: len(sentences)], best[len(sentences) :]
+        grounded = sum(1 for score in answer_best if score >= self._threshold)
+        for sentence, score in zip(sentences, answer_best, strict=True):
+            if score < self._threshold:
+                findings.append(
+                    Finding(
+                        code="ungrounded_sentence",
+                        severity="info",
+                        detail=f"{score:.2f}: {sentence[:120]}",
                     )
-        findings += argument_findings(pack, inp.request, proposal.tool_calls)
+                )
+        for where, said in outbound:
+            scores, rest = rest[: len(said)], rest[len(said) :]
+            unsupported = [
+                s for s, score in zip(said, scores, strict=True) if score < self._threshold
+            ]
+            if unsupported:  # the operator's own words on an edit are theirs: not re-checked
+                findings.append(
+                    Finding(
+                        code="outbound_ungrounded",
+                        severity="warn",
+                        detail=f"{where}: {len(unsupported)} of {len(said)} sentences are not "
+                        f"supported by what the proposal cites, e.g. {unsupported[0][:120]!r}",
+                        about="arguments",
+                    )
+                )
+        facts = Facts(
+            domain=inp.domain,
+            request=inp.request,
+            evidence=inp.evidence,
+            context=inp.context,
+            proposal=proposal,
+        )
+        findings += argument_findings(pack, facts)
         findings += [
             Finding(
                 code="not_subjects_record",

@@ -50,12 +50,14 @@ class FaultModelServer:
         seed: int = 0,
         latency: float = 2.0,
         name: str = "fault-model-1",
+        form: str = "content",
     ) -> None:
         self._model = model
         self._rng = random.Random(seed)
         self.fault_rate = fault_rate
         self.latency = latency
         self.name = name
+        self.form = form  # "content" (JSON in the message), or "tool_calls" (a function call)
         self.script: list[str] = []  # forced faults, one per request, before the mix
         self.served: Counter[str] = Counter()
         self._deck: list[str] = []
@@ -188,16 +190,22 @@ class FaultModelServer:
                 "model": self.name,
                 "system_fingerprint": "fp_fault_1",
                 "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": "stop",
-                    }
+                    {"index": 0, "message": self._message(content), "finish_reason": "stop"}
                 ],
                 "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150},
             },
             {},
         )
+
+    def _message(self, content: str) -> dict[str, Any]:
+        if self.form == "tool_calls":  # as function-calling servers answer: no content
+            call = {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "propose", "arguments": content},
+            }
+            return {"role": "assistant", "content": None, "tool_calls": [call]}
+        return {"role": "assistant", "content": content}
 
 
 def _context(body: dict[str, Any]) -> dict[str, Any]:

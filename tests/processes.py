@@ -13,21 +13,40 @@ from tests.conftest import FRESHNESS_AS_OF
 from tether.config import Settings
 
 
+def environment(settings: Settings, **env: str) -> dict[str, str]:
+    """The process environment that gives a `tether` command these settings."""
+    s = settings
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TETHER_TEMPORAL_ADDRESS": s.temporal_address,
+        "TETHER_SYSTEMS": json.dumps(s.systems),
+        **({"TETHER_DOMAINS": json.dumps(s.domains)} if s.domains is not None else {}),
+        **({"TETHER_DEFAULT_DOMAIN": s.default_domain} if s.default_domain else {}),
+        "TETHER_DATA_DIR": str(s.data_dir),
+        "TETHER_TASK_QUEUE": s.task_queue,
+        "TETHER_MODEL_QUEUE": s.model_queue,
+        "TETHER_RETRIEVAL__FRESHNESS_AS_OF": FRESHNESS_AS_OF.isoformat(),
+        **env,
+    }
+
+
+def tether_cli(
+    settings: Settings, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`tether ARGS...` in a process of its own, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "tether.cli", *args],
+        env=environment(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 class WorkerProcess:
     def __init__(self, settings: Settings, log: Path, **env: str) -> None:
-        s = settings
-        self._env = {
-            **os.environ,
-            "HF_HUB_OFFLINE": "1",
-            "TETHER_TEMPORAL_ADDRESS": s.temporal_address,
-            "TETHER_SYSTEMS": json.dumps(s.systems),
-            **({"TETHER_DOMAINS": json.dumps(s.domains)} if s.domains is not None else {}),
-            "TETHER_DATA_DIR": str(s.data_dir),
-            "TETHER_TASK_QUEUE": s.task_queue,
-            "TETHER_MODEL_QUEUE": s.model_queue,
-            "TETHER_RETRIEVAL__FRESHNESS_AS_OF": FRESHNESS_AS_OF.isoformat(),
-            **env,
-        }
+        self._env = environment(settings, **env)
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 

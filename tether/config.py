@@ -85,6 +85,9 @@ class PolicyConfig(BaseModel):
     # Permissions the system may exercise without a person; any other needs an approval.
     autonomous_permissions: list[str] = []
     rules: dict[str, Any] = Field(default={}, description="the pack's rule settings")
+    # Per tally (a pack's DomainPack.tallies, by name): the window a subject's requests are
+    # totalled over; a tally without a window is not counted.
+    tally_windows: dict[str, timedelta] = {}
 
     def tier_index(self, name: str) -> int | None:
         return next((i for i, t in enumerate(self.tiers) if t.name == name), None)
@@ -131,8 +134,10 @@ class LLMConfig(BaseModel):
     model: str = "gpt-4o-mini"
     api_key: SecretStr | None = None
     # json_schema: the Proposal schema is enforced by the server (OpenAI, vLLM, Ollama,
-    # llama.cpp); json_object: JSON only; none: the prompt alone. Tether validates either way.
-    response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
+    # llama.cpp); json_object: JSON only; tools: asked for as a call of a "propose" function
+    # with the schema as its parameters; none: the prompt alone. Answers come back as JSON
+    # content or as a function call, whichever the server sends; Tether validates either way.
+    response_format: Literal["json_schema", "json_object", "tools", "none"] = "json_schema"
     temperature: float = 0.0
     max_tokens: int = 1_000
     # Per phase, in seconds: a slow first byte and a dead socket are different failures.

@@ -8,7 +8,7 @@ purpose, before any deployment: the recorded histories were made again with it.)
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
@@ -346,6 +346,8 @@ class ToolInvocation(Frozen):
     granted: list[str] = Field(
         default=[], description="permissions the decision (or the runtime) granted this call"
     )
+    # The request's subject: a record read for it must be its own (else NotSubjectsRecord).
+    subject: str | None = None
 
 
 class ToolResult(Frozen):
@@ -396,6 +398,13 @@ class Facts(Frozen):
     model: ModelIdentity | None = None
     # Why no proposal came, when known (e.g. circuit_open); recorded as the reason.
     model_failure: Reason | None = None
+    # Each refused model answer's validation errors, in order.
+    repairs: list[list[str]] = []
+    # Records the request names that belong to another subject: never read into the context
+    # (their data never left the business system), citation ids only.
+    withheld: list[str] = []
+    # Per tally (Tally.name): the subject's other requests' total over the policy's window.
+    tallies: dict[str, int] = {}
 
     def records(self, kind: str) -> list[ContextRecord]:
         return [r for r in self.context if r.kind == kind]
@@ -403,6 +412,17 @@ class Facts(Frozen):
     def record(self, kind: str, id: str | None = None) -> ContextRecord | None:
         """The record of ``kind`` (with ``id``, if given) that was read, or None."""
         return next((r for r in self.records(kind) if id is None or r.id == id), None)
+
+
+class TallyHold(Frozen):
+    """This request's share of a tally on its subject, held while it is open."""
+
+    domain: str
+    name: str
+    subject: str
+    request_id: str
+    amount: int
+    window: timedelta
 
 
 class Outcome(Frozen):
@@ -430,6 +450,12 @@ class Outcome(Frozen):
     evidence: Evidence | None = None
     context: list[ContextRecord] = []
     request: Request | None = None
+    withheld: list[str] = Field(default=[], description="another subject's records, not read")
+    repairs: list[list[str]] = Field(default=[], description="refused model answers' errors")
+    # Per tally: the subject's other requests' total when decided, and what this request's
+    # effects added (which settles its hold on the subject's total).
+    tallies: dict[str, int] = {}
+    tallied: dict[str, int] = {}
     followup_required: bool
     model: ModelIdentity | None
     started_at: datetime

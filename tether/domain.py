@@ -104,6 +104,17 @@ class SystemSpec:
 
 
 @dataclass(frozen=True)
+class Tally:
+    """A total a subject's requests are held to over a window (PolicyConfig.tally_windows):
+    the sum of ``argument`` over the write calls of their plans, held while a request is
+    open and kept once it acted. Rules read the subject's other requests' total from
+    ``Facts.tallies[name]``, so splitting across tickets is judged like splitting within one."""
+
+    name: str
+    argument: str
+
+
+@dataclass(frozen=True)
 class DemoTicket:
     """One row of `tether demo`."""
 
@@ -117,8 +128,9 @@ class DemoTicket:
 
 # (request, context, the answer, the intent) -> the tool's arguments, or None to leave it out
 Filler = Callable[[Request, list[ContextRecord], str, str], dict[str, Any] | None]
-# (request, tool calls) -> findings: argument checks only this business knows
-ArgumentCheck = Callable[[Request, list[ToolCall]], Iterable[Finding]]
+# facts (the proposal's calls, the request, the evidence and context) -> findings: argument
+# checks only this business knows
+ArgumentCheck = Callable[[Facts], Iterable[Finding]]
 # (a policy, its rule settings as the pack's model) -> problems: checks across the two
 PolicyCheck = Callable[[PolicyConfig, Any], Iterable[str]]
 # The owner of a record whose owner field is missing: equal to no subject (ids never hold '?').
@@ -139,6 +151,7 @@ class DomainPack:
     rule_settings: type[BaseModel] | None = None
     check_policy: PolicyCheck | None = None
     checks: tuple[ArgumentCheck, ...] = ()
+    tallies: tuple[Tally, ...] = ()
     fillers: Mapping[str, Filler] = field(default_factory=dict)
     instructions: str = ""
     knowledge: tuple[KnowledgeSource, ...] = ()
@@ -253,14 +266,17 @@ class DomainPack:
         settings = self.settings(policy)
         return [verdict for rule in self.rules for verdict in rule(facts, settings, now)]
 
-    def check_arguments(self, request: Request, calls: list[ToolCall]) -> list[Finding]:
-        """The pack's own argument checks (the core's run beside them). A check that fails
-        blocks: nothing acts on arguments nobody could check."""
+    def check_arguments(self, facts: Facts) -> list[Finding]:
+        """The pack's own argument checks on the proposal in ``facts`` (the core's run beside
+        them). A check that fails blocks: nothing acts on arguments nobody could check."""
         try:
-            found = [f for check in self.checks for f in check(request, calls)]
+            found = [f for check in self.checks for f in check(facts)]
         except Exception as err:
             found = [Finding(code="pack_error", severity="block", detail=repr(err)[:300])]
         return [f.model_copy(update={"about": "arguments"}) for f in found]
+
+    def owner_field(self, kind: str) -> str | None:
+        return next((r.owner for r in self.references if r.name == kind), None)
 
     def describe(self, call: ToolCall) -> str:
         """A tool call in a few words, for tables and the console."""

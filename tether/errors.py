@@ -17,6 +17,7 @@ Inside Temporal (``ApplicationError.type``; non-retryable unless noted)::
     ReviewRefused          an Update validator refused a review (code in details[0])
     InvalidToolCall        unknown tool or arguments that break its input model
     PermissionDenied       the decision did not grant the permission the tool needs
+    NotSubjectsRecord      a read found a record of another subject: its data is not returned
     PreconditionFailed     before acting, the target showed the call cannot succeed
     UpstreamRejected       the business system answered 4xx to a tool call
     NotFound               a read tool: the business system has no such record (404)
@@ -38,6 +39,7 @@ UNKNOWN_DOMAIN = "UnknownDomain"
 REVIEW_REFUSED = "ReviewRefused"
 INVALID_TOOL_CALL = "InvalidToolCall"
 PERMISSION_DENIED = "PermissionDenied"
+NOT_SUBJECTS_RECORD = "NotSubjectsRecord"
 PRECONDITION_FAILED = "PreconditionFailed"
 UPSTREAM_REJECTED = "UpstreamRejected"
 NOT_FOUND = "NotFound"

@@ -103,6 +103,23 @@ def messages(inp: ProposeInput) -> list[dict[str, str]]:
     return chat
 
 
+PROPOSE_FUNCTION = "propose"
+
+
+def function_arguments(message: dict[str, Any]) -> str | None:
+    """The proposal a server sent as a function call: the first tool call's arguments (or
+    the legacy ``function_call``), as JSON text."""
+    calls = message.get("tool_calls") or []
+    legacy = message.get("function_call")
+    chosen = calls[0].get("function") if calls and isinstance(calls[0], dict) else legacy
+    if not isinstance(chosen, dict):
+        return None
+    arguments = chosen.get("arguments")
+    if isinstance(arguments, dict):  # some servers send an object, not a string
+        return json.dumps(arguments)
+    return arguments if isinstance(arguments, str) else None
+
+
 def _retry_after(response: httpx.Response) -> timedelta | None:
     value = response.headers.get("Retry-After", "")
     try:
@@ -153,6 +170,18 @@ class OpenAICompatible:
             }
         elif cfg.response_format == "json_object":
             body["response_format"] = {"type": "json_object"}
+        elif cfg.response_format == "tools":
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": PROPOSE_FUNCTION,
+                        "description": "Propose the answer and the actions for the ticket.",
+                        "parameters": proposal_schema(tools, inp.intents),
+                    },
+                }
+            ]
+            body["tool_choice"] = {"type": "function", "function": {"name": PROPOSE_FUNCTION}}
         return body
 
     async def propose(self, inp: ProposeInput) -> RawProposal:
@@ -198,8 +227,13 @@ class OpenAICompatible:
         self.breaker.success()
         usage = body.get("usage") or {}
         return RawProposal(
-            # A refusal or an empty message is still an answer: validation sends it back.
-            content=message.get("content") or message.get("refusal") or "",
+            # JSON content, or the arguments of a function call (servers that answer with
+            # tool_calls and no content); a refusal or an empty message is still an answer:
+            # validation sends it back.
+            content=message.get("content")
+            or function_arguments(message)
+            or message.get("refusal")
+            or "",
             model=ModelIdentity(
                 provider=self._provider,
                 model=str(body.get("model") or self._config.model),

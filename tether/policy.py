@@ -135,12 +135,28 @@ def decide(facts: Facts, config: PolicyConfig, pack: DomainPack, now: datetime) 
             Mode.NORMAL,
             [Reason(code="invalid_request", detail="; ".join(problems))],
         )
+    if facts.withheld:  # nothing of them was read or shown: a person looks at the request
+        return decision(
+            DecisionAction.REJECT,
+            Mode.NORMAL,
+            [
+                Reason(
+                    code="not_subjects_record",
+                    detail=f"the request names {', '.join(facts.withheld)}, which belong to "
+                    f"another subject than {facts.request.subject}",
+                )
+            ],
+        )
     proposal, verification = facts.proposal, facts.verification
     if facts.mode is Mode.RETRIEVAL_ONLY or proposal is None or verification is None:
         code = "model_unavailable" if facts.mode is Mode.RETRIEVAL_ONLY else "invalid_model_output"
-        why = facts.model_failure or Reason(
-            code=code, detail="no valid proposal; answering without actions"
-        )
+        detail = "no valid proposal; answering without actions"
+        if facts.repairs:  # why, in the model's own failures: the last answer's errors
+            detail = (
+                f"no valid proposal after {len(facts.repairs)} answers; the last: "
+                + "; ".join(facts.repairs[-1])
+            )
+        why = facts.model_failure or Reason(code=code, detail=detail[:1000])
         return decision(
             DecisionAction.DEGRADED,
             facts.mode if facts.mode is not Mode.NORMAL else Mode.HUMAN_DRAFT,
@@ -229,6 +245,23 @@ def decide(facts: Facts, config: PolicyConfig, pack: DomainPack, now: datetime) 
     for finding in verification.findings:
         if finding.severity == "warn":
             escalations.append((0, Reason(code=f"verifier:{finding.code}", detail=finding.detail)))
+    uncounted = [  # a total nobody could count cannot clear a limit
+        t.name
+        for t in pack.tallies
+        if t.name in config.tally_windows
+        and t.name not in facts.tallies
+        and argument_total(writes, registry, t.argument)
+    ]
+    for name in uncounted:
+        escalations.append(
+            (
+                0,
+                Reason(
+                    code="tally_unknown",
+                    detail=f"the subject's {name} over the window could not be counted",
+                ),
+            )
+        )
     escalations += escalated
     if escalations:
         tier = max(t for t, _ in escalations)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Integer,
@@ -19,12 +20,15 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     inspect,
     select,
+    update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
-from tether.contracts import LaterFeedback, Outcome
+from tether.contracts import LaterFeedback, Outcome, TallyHold
 from tether.datasets import Case, digest
 from tether.db import make_engine, utc
 
@@ -146,6 +150,32 @@ index_refreshes = Table(
 )
 
 
+# Per-subject totals over a window (DomainPack.tallies): each request's share, held while it
+# is open, then kept with what it acted on (or voided).
+tallies = Table(
+    "tether_tallies",
+    metadata,
+    Column("domain", String(32), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("request_id", String(128), primary_key=True),
+    Column("subject", String(128), nullable=False, index=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("state", String(8), nullable=False),  # held, acted, void
+    Column("at", DateTime(timezone=True), nullable=False),
+    # The subject's hold count when first held: the sequence holds really happened in.
+    Column("seq", BigInteger, nullable=False),
+)
+# One row per subject, updated by every hold: concurrent holds for one subject wait for each
+# other (a row lock on PostgreSQL, the writer lock on SQLite), so each sees the others.
+tally_locks = Table(
+    "tether_tally_locks",
+    metadata,
+    Column("domain", String(32), primary_key=True),
+    Column("subject", String(128), primary_key=True),
+    Column("holds", BigInteger, nullable=False),
+)
+
+
 class Store:
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)
@@ -181,6 +211,7 @@ class Store:
                         at=edit.at,
                     )
                 )
+            self._settle(conn, outcome)
             if outcome.followup_required:
                 conn.execute(followups.delete().where(followups.c.request_id == outcome.request_id))
                 conn.execute(
@@ -191,6 +222,71 @@ class Store:
                         status="open",
                     )
                 )
+
+    @staticmethod
+    def _settle(conn: Connection, outcome: Outcome) -> None:
+        """The request's holds become what it acted on, or nothing."""
+        mine = (tallies.c.domain == outcome.domain) & (tallies.c.request_id == outcome.request_id)
+        for name, amount in outcome.tallied.items():
+            conn.execute(
+                update(tallies)
+                .where(mine & (tallies.c.name == name))
+                .values(amount=amount, state="acted" if amount else "void")
+            )
+        left = tallies.c.name.not_in(list(outcome.tallied)) if outcome.tallied else True
+        conn.execute(update(tallies).where(mine & left).values(state="void"))
+
+    def hold_tally(self, hold: TallyHold, now: datetime) -> int:
+        """Hold ``hold.amount`` for this request; what the subject's other requests add up to
+        over the window: those that acted, and those held before this one (a request is
+        judged against what came before it, never against one that came after)."""
+        subject = (tally_locks.c.domain == hold.domain) & (tally_locks.c.subject == hold.subject)
+        with self.engine.begin() as conn:
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        tally_locks.insert().values(
+                            domain=hold.domain, subject=hold.subject, holds=0
+                        )
+                    )
+            except IntegrityError:
+                pass  # the subject's row exists
+            conn.execute(update(tally_locks).where(subject).values(holds=tally_locks.c.holds + 1))
+            turn = conn.execute(select(tally_locks.c.holds).where(subject)).scalar_one()
+            mine = (
+                (tallies.c.domain == hold.domain)
+                & (tallies.c.name == hold.name)
+                & (tallies.c.request_id == hold.request_id)
+            )
+            seq = conn.execute(select(tallies.c.seq).where(mine)).scalar_one_or_none()
+            if seq is None:  # first held now; held again (after an approval) in its place
+                seq = turn
+                conn.execute(
+                    tallies.insert().values(
+                        domain=hold.domain,
+                        name=hold.name,
+                        request_id=hold.request_id,
+                        subject=hold.subject,
+                        amount=hold.amount,
+                        state="held",
+                        at=now,
+                        seq=seq,
+                    )
+                )
+            else:
+                conn.execute(update(tallies).where(mine).values(amount=hold.amount, state="held"))
+            earlier = tallies.c.seq < seq  # the lock's sequence, not the clocks'
+            others = conn.execute(
+                select(func.coalesce(func.sum(tallies.c.amount), 0)).where(
+                    tallies.c.domain == hold.domain,
+                    tallies.c.name == hold.name,
+                    tallies.c.subject == hold.subject,
+                    tallies.c.request_id != hold.request_id,
+                    tallies.c.at >= now - hold.window,
+                    (tallies.c.state == "acted") | ((tallies.c.state == "held") & earlier),
+                )
+            ).scalar_one()
+        return int(others)
 
     def outcome(self, request_id: str) -> Outcome | None:
         with self.engine.connect() as conn:

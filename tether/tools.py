@@ -62,6 +62,8 @@ class ToolSpec:
     references: Mapping[str, str] = field(default_factory=dict)
     # The argument that names the subject (e.g. the addressee): it must be the request's.
     subject_argument: str | None = None
+    # Arguments whose text reaches the subject (a message body): verified like the answer.
+    outbound: tuple[str, ...] = ()
     precondition: Precondition | None = None
     postcondition: Postcondition | None = None
     state: State | None = None
@@ -74,7 +76,11 @@ class ToolSpec:
         if self.writes and self.postcondition is None:
             raise ValueError(f"{self.name}: a tool with side effects needs a postcondition")
         fields = self.input_model.model_fields
-        checked = [*self.references, *([self.subject_argument] if self.subject_argument else [])]
+        checked = [
+            *self.references,
+            *([self.subject_argument] if self.subject_argument else []),
+            *self.outbound,
+        ]
         for argument in checked:
             if argument not in fields:
                 raise ValueError(f"{self.name}: no argument {argument!r} to check")

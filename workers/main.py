@@ -164,6 +164,7 @@ def resolution_worker(
             verification.verify_proposal,
             *tools.activities(),
             records.record_outcome,
+            records.hold_tally,
             records.attach_feedback,
             records.evaluate_recent,
             records.carve_datasets,

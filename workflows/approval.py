@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import TypeVar
 
+from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
@@ -35,9 +37,27 @@ with workflow.unsafe.imports_passed_through():
     from tether.tools import ProposalInvalid
 
 MAX_REFUSED_SIGNALS = 20
+M = TypeVar("M", bound=BaseModel)
 
 # An edited proposal, judged again: its facts (arguments re-verified) and its decision.
 Assess = Callable[[Proposal], tuple[Facts, Decision]]
+
+
+def parse_message(model: type[M], message: object) -> M:
+    """A review or an edit as its contract reads it, or ReviewRefused naming each problem."""
+    try:
+        return model.model_validate(message)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in err.errors()
+        )
+        raise ReviewRefused("invalid_message", problems) from None
+
+
+def sender(message: object) -> str:
+    """Who a message says it is from, for the record of a refusal (never trusted)."""
+    said = message.get("approver") if isinstance(message, dict) else None
+    return str(said)[:128] if said else "(unnamed)"
 
 
 def refused_update(refused: ReviewRefused) -> ApplicationError:

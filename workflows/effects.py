@@ -14,7 +14,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from tether import errors, names
     from tether.config import Timeouts
-    from tether.contracts import Decision, ToolCall, ToolInvocation, ToolResult
+    from tether.contracts import Decision, Request, ToolCall, ToolInvocation, ToolResult
     from tether.tools import ToolRegistry
 
 
@@ -28,6 +28,7 @@ NO_EFFECT = frozenset(
         errors.NOT_FOUND,
         errors.IDEMPOTENCY_CONFLICT,
         errors.UNKNOWN_DOMAIN,
+        errors.NOT_SUBJECTS_RECORD,
     }
 )
 
@@ -49,11 +50,11 @@ def failure(cause: BaseException | None) -> tuple[str, str]:
 
 
 class Effects:
-    def __init__(self, domain: str, registry: ToolRegistry, timeouts: Timeouts, request_id: str):
+    def __init__(self, domain: str, registry: ToolRegistry, timeouts: Timeouts, request: Request):
         self._domain = domain
         self._registry = registry
         self._timeouts = timeouts
-        self._request_id = request_id
+        self._request = request
         self.compensations: list[ToolResult] = []
 
     async def read(self, call: ToolCall, *, key: str, why: str) -> ToolResult:
@@ -153,8 +154,9 @@ class Effects:
             tool=call.tool,
             arguments=call.arguments,
             idempotency_key=key,
-            request_id=self._request_id,
+            request_id=self._request.request_id,
             granted=granted,
+            subject=self._request.subject,
         )
 
     async def _run(

@@ -9,6 +9,7 @@ policy) -> approve (Update/signal, SLA per tier, safe default; read again and de
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -19,7 +20,6 @@ with workflow.unsafe.imports_passed_through():
     from tether.activities.verification import argument_findings
     from tether.approvals import ReviewRefused
     from tether.contracts import (
-        ContextRecord,
         Decision,
         DecisionAction,
         Edit,
@@ -31,15 +31,21 @@ with workflow.unsafe.imports_passed_through():
         Review,
         ReviewReceipt,
         Stage,
+        ToolCall,
         ToolResult,
         WorkflowStatus,
     )
     from tether.domain import DomainPack
-    from tether.policy import decide
+    from tether.policy import argument_total, decide
 
 # Workflow code: sandboxed and reloaded with this module, not passed through.
 from tether.workflows import steps
-from tether.workflows.approval import ApprovalGate, refused_update
+from tether.workflows.approval import (
+    ApprovalGate,
+    parse_message,
+    refused_update,
+    sender,
+)
 from tether.workflows.effects import Effects
 
 
@@ -70,22 +76,22 @@ class ResolutionWorkflow:
             # A task failure, not the workflow's: retried until a worker that serves the pack
             # takes it (a rolling deploy), shown in the UI meanwhile. Nothing has run yet.
             raise RuntimeError(f"no domain pack {inp.domain!r} on this worker")
-        effects = self._effects = Effects(
-            pack.name, pack.tools, inp.timeouts, inp.request.request_id
-        )
+        effects = self._effects = Effects(pack.name, pack.tools, inp.timeouts, inp.request)
 
         if not pack.problems(inp.request):  # else policy rejects it (invalid_request) unread
             self._set_stage(Stage.RETRIEVING)
             evidence = await steps.retrieve(pack.name, inp.request, inp.timeouts)
-            context = await self._read_context(pack, effects)
-            self._facts = self._facts.model_copy(update={"evidence": evidence, "context": context})
-            self._set_stage(Stage.PROPOSING)
-            self._facts = await steps.propose(
-                self._facts, pack, inp.policy, inp.timeouts, inp.model_queue
-            )
-            if self._facts.proposal is not None:
-                self._set_stage(Stage.VERIFYING)
-                self._facts = await steps.verify(self._facts, inp.timeouts)
+            self._facts = self._facts.model_copy(update={"evidence": evidence})
+            self._facts = await self._read_context(pack, effects)
+            if not self._facts.withheld:  # else policy refuses it, having shown the model nothing
+                self._set_stage(Stage.PROPOSING)
+                self._facts = await steps.propose(
+                    self._facts, pack, inp.policy, inp.timeouts, inp.model_queue
+                )
+                if self._facts.proposal is not None:
+                    self._set_stage(Stage.VERIFYING)
+                    self._facts = await steps.verify(self._facts, inp.timeouts)
+                    self._facts = await steps.tally(self._facts, pack, inp.policy, inp.timeouts)
 
         self._set_stage(Stage.DECIDING)
         decision = self._decide()
@@ -113,11 +119,12 @@ class ResolutionWorkflow:
 
     # --- the steps -------------------------------------------------------------------
 
-    async def _read_context(self, pack: DomainPack, effects: Effects) -> list[ContextRecord]:
-        """The records the request points at, read through the pack's lookup tools. One that
-        does not exist or cannot be read is left out: policy then refuses any write naming
-        it (reference_unknown)."""
-        records = []
+    async def _read_context(self, pack: DomainPack, effects: Effects) -> Facts:
+        """The facts with the records the request points at, read through the pack's lookup
+        tools. One that does not exist or cannot be read is left out: policy then refuses any
+        write naming it (reference_unknown). One of another subject is withheld: its data
+        never leaves the business system, and policy refuses the request."""
+        records, withheld = [], []
         for ref, ident in pack.lookups(self._inp.request):
             try:
                 result = await effects.read(
@@ -127,12 +134,14 @@ class ResolutionWorkflow:
                 )
                 records.append(pack.context_record(ref, ident, result.output))
             except ActivityError as err:
-                cause = err.cause
-                if not (isinstance(cause, ApplicationError) and cause.type == errors.NOT_FOUND):
-                    workflow.logger.warning("%s %s unreadable: %s", ref.name, ident, cause)
+                kind = err.cause.type if isinstance(err.cause, ApplicationError) else None
+                if kind == errors.NOT_SUBJECTS_RECORD:
+                    withheld.append(f"{ref.name}:{ident}")
+                elif kind != errors.NOT_FOUND:
+                    workflow.logger.warning("%s %s unreadable: %s", ref.name, ident, err.cause)
             except Exception as err:  # the pack could not describe it: as good as unread
                 workflow.logger.warning("%s %s not understood: %r", ref.name, ident, err)
-        return records
+        return self._facts.model_copy(update={"context": records, "withheld": withheld})
 
     def _decide(self, *, approved_at: int | None = None) -> Decision:
         """The one place the decision is made and written, on the current facts. Once a person
@@ -160,8 +169,8 @@ class ResolutionWorkflow:
                 return False
             if self._gate.edited is not None:
                 self._facts = self._gate.edited
-            context = await self._read_context(pack, effects)
-            self._facts = self._facts.model_copy(update={"context": context})
+            self._facts = await self._read_context(pack, effects)
+            self._facts = await steps.tally(self._facts, pack, self._inp.policy, self._inp.timeouts)
             decision = self._decide(approved_at=self._gate.tier)
             if decision.action is DecisionAction.REJECT:
                 return False
@@ -176,13 +185,14 @@ class ResolutionWorkflow:
         operator's words are theirs to answer for). Pure: an Update validator calls it."""
         assert self._pack is not None and self._facts.verification is not None
         verification = self._facts.verification
+        facts = self._facts.model_copy(update={"proposal": proposal})
         checked = verification.model_copy(
             update={
                 "findings": [f for f in verification.findings if f.about != "arguments"]
-                + argument_findings(self._pack, self._inp.request, proposal.tool_calls)
+                + argument_findings(self._pack, facts)
             }
         )
-        facts = self._facts.model_copy(update={"proposal": proposal, "verification": checked})
+        facts = facts.model_copy(update={"verification": checked})
         return facts, decide(facts, self._inp.policy, self._pack, workflow.now())
 
     # --- the record ------------------------------------------------------------------
@@ -217,11 +227,30 @@ class ResolutionWorkflow:
             evidence=facts.evidence,
             context=facts.context,
             request=facts.request,
+            withheld=facts.withheld,
+            repairs=facts.repairs,
+            tallies=facts.tallies,
+            tallied=self._tallied(actions),
             followup_required=not approved or any(not a.ok for a in actions),
             model=facts.model,
             started_at=started,
             finished_at=workflow.now(),
         )
+
+    def _tallied(self, actions: list[ToolResult]) -> dict[str, int]:
+        """Per tally held: what the effects that stand added (an undone step adds nothing)."""
+        assert self._pack is not None and self._effects is not None
+        undone = {int(c.idempotency_key.rsplit("/", 2)[-2]) for c in self._effects.compensations}
+        standing = [
+            ToolCall(tool=a.tool, arguments=a.arguments)
+            for step, a in enumerate(actions, start=1)
+            if (a.ok or a.unconfirmed_effect) and step not in undone
+        ]
+        return {
+            t.name: argument_total(standing, self._pack.tools, t.argument)
+            for t in self._pack.tallies
+            if t.name in self._facts.tallies
+        }
 
     def _answer(self, decision: Decision, approved: bool) -> tuple[str, list[str]]:
         facts, verdict = self._facts, self._gate.verdict
@@ -258,55 +287,65 @@ class ResolutionWorkflow:
         )
 
     # --- approval messages: the gate decides, the handlers deliver -------------------
+    # Messages arrive as plain JSON and are read here, so that a malformed one (an extra
+    # field, a wrong type) is refused like any other bad review: named, and not retryable.
 
     @workflow.update(name=names.REVIEW)
-    async def review(self, review: Review) -> ReviewReceipt:
+    async def review(self, message: dict[str, Any]) -> ReviewReceipt:
         """Approve or reject the pending proposal (validator checks identity and role)."""
         # Checked again here: two Updates can both pass validation before either handler runs.
-        self._validate_review(review)
-        return self._gate.accept(review)
+        return self._gate.accept(self._checked_review(message))
 
     @review.validator
-    def _validate_review(self, review: Review) -> None:
+    def _validate_review(self, message: dict[str, Any]) -> None:
+        self._checked_review(message)
+
+    def _checked_review(self, message: dict[str, Any]) -> Review:
         try:
+            review = parse_message(Review, message)
             self._gate.check_review(review)
         except ReviewRefused as refused:
             # An exception in a validator rejects the Update without touching history.
             raise refused_update(refused) from None
+        return review
 
     @workflow.signal(name=names.REVIEW_SIGNAL)
-    def review_signal(self, review: Review) -> None:
+    def review_signal(self, message: dict[str, Any]) -> None:
         """The same verdict for tools that can only signal; the same checks apply here."""
         try:
+            review = parse_message(Review, message)
             self._gate.check_review(review)
         except ReviewRefused as refused:
-            self._gate.record_refusal(review.approver, refused)
+            self._gate.record_refusal(sender(message), refused)
             return
         self._gate.accept(review)
 
     @workflow.update(name=names.EDIT)
-    async def edit(self, edit: Edit) -> ReviewReceipt:
+    async def edit(self, message: dict[str, Any]) -> ReviewReceipt:
         """Approve a changed version of the pending proposal (validator: the same identity
         checks as a review, the same contracts and policy, and the editor's own reach)."""
-        return self._gate.accept_edit(edit, self._checked_edit(edit))
+        edit, edited = self._checked_edit(message)
+        return self._gate.accept_edit(edit, edited)
 
     @edit.validator
-    def _validate_edit(self, edit: Edit) -> None:
-        self._checked_edit(edit)
+    def _validate_edit(self, message: dict[str, Any]) -> None:
+        self._checked_edit(message)
 
-    def _checked_edit(self, edit: Edit) -> Facts:
+    def _checked_edit(self, message: dict[str, Any]) -> tuple[Edit, Facts]:
         try:
-            return self._gate.check_edit(edit, self._assess)
+            edit = parse_message(Edit, message)
+            return edit, self._gate.check_edit(edit, self._assess)
         except ReviewRefused as refused:
             raise refused_update(refused) from None
 
     @workflow.signal(name=names.EDIT_SIGNAL)
-    def edit_signal(self, edit: Edit) -> None:
+    def edit_signal(self, message: dict[str, Any]) -> None:
         """The same edit for tools that can only signal; refused ones are recorded."""
         try:
+            edit = parse_message(Edit, message)
             edited = self._gate.check_edit(edit, self._assess)
         except ReviewRefused as refused:
-            self._gate.record_refusal(edit.approver, refused)
+            self._gate.record_refusal(sender(message), refused)
             return
         self._gate.accept_edit(edit, edited)
 

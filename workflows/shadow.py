@@ -69,8 +69,13 @@ class ShadowEvaluationWorkflow:
         evidence = recorded.evidence
         if candidate.retrieve_again or evidence is None:
             evidence = await steps.retrieve(pack.name, recorded.request, timeouts)
-        facts = Facts(
-            domain=pack.name, request=recorded.request, evidence=evidence, context=recorded.context
+        facts = Facts(  # as recorded; a shadow holds nothing on anyone's totals
+            domain=pack.name,
+            request=recorded.request,
+            evidence=evidence,
+            context=recorded.context,
+            withheld=recorded.withheld,
+            tallies=recorded.tallies,
         )
         facts = await steps.propose(
             facts, pack, policy, timeouts, candidate.model_queue or inp.model_queue

@@ -12,6 +12,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from tether import errors, names
+    from tether.activities.records import RecordActivities
     from tether.activities.retrieval import RetrievalActivities
     from tether.activities.verification import VerificationActivities
     from tether.config import PolicyConfig, Timeouts
@@ -26,10 +27,12 @@ with workflow.unsafe.imports_passed_through():
         Reason,
         Request,
         RetrievalQuery,
+        TallyHold,
         Verification,
         VerifyInput,
     )
     from tether.domain import DomainPack
+    from tether.policy import argument_total, writes_of
     from tether.tools import ProposalInvalid
 
 
@@ -74,6 +77,7 @@ async def propose(
     """Ask the model, validate, repair up to the bound; else change operating mode: no
     model -> retrieval-only, no valid proposal after the repairs -> human draft."""
     repair_errors: list[str] = []
+    refused: list[list[str]] = []  # kept on the outcome: why each answer was not taken
     model = None
     for attempt in range(policy.max_repairs + 1):
         try:
@@ -105,6 +109,7 @@ async def propose(
                     "mode": Mode.RETRIEVAL_ONLY,
                     "model": model,
                     "model_failure": _model_failure(err.cause),
+                    "repairs": refused,
                 }
             )
         model = raw.model
@@ -113,9 +118,12 @@ async def propose(
         except ProposalInvalid as invalid:
             workflow.logger.info("proposal invalid (attempt %d): %s", attempt + 1, invalid)
             repair_errors = invalid.errors
+            refused.append(invalid.errors)
             continue
-        return facts.model_copy(update={"mode": Mode.NORMAL, "model": model, "proposal": proposal})
-    return facts.model_copy(update={"mode": Mode.HUMAN_DRAFT, "model": model})
+        return facts.model_copy(
+            update={"mode": Mode.NORMAL, "model": model, "proposal": proposal, "repairs": refused}
+        )
+    return facts.model_copy(update={"mode": Mode.HUMAN_DRAFT, "model": model, "repairs": refused})
 
 
 async def verify(facts: Facts, timeouts: Timeouts) -> Facts:
@@ -144,3 +152,36 @@ async def verify(facts: Facts, timeouts: Timeouts) -> Facts:
             findings=[Finding(code="verifier_unavailable", severity="warn", detail=str(err.cause))],
         )
     return facts.model_copy(update={"verification": verification})
+
+
+async def tally(facts: Facts, pack: DomainPack, policy: PolicyConfig, timeouts: Timeouts) -> Facts:
+    """For each of the pack's tallies with a window in the policy: hold what this proposal
+    would add on its subject, and learn what the subject's other requests add up to. A total
+    that cannot be had is left out, and policy asks a person (tally_unknown)."""
+    if facts.proposal is None:
+        return facts
+    totals: dict[str, int] = {}
+    for spec in pack.tallies:
+        window = policy.tally_windows.get(spec.name)
+        if window is None:
+            continue
+        amount = argument_total(writes_of(facts, pack.tools), pack.tools, spec.argument)
+        if not amount and spec.name not in facts.tallies:
+            continue  # nothing to hold, nothing held: a plan without it needs no count
+        try:
+            totals[spec.name] = await workflow.execute_activity_method(
+                RecordActivities.hold_tally,
+                TallyHold(
+                    domain=facts.domain,
+                    name=spec.name,
+                    subject=facts.request.subject,
+                    request_id=facts.request.request_id,
+                    amount=amount,
+                    window=window,
+                ),
+                start_to_close_timeout=timeouts.record,
+                retry_policy=timeouts.default_retry.policy(),
+            )
+        except ActivityError as err:
+            workflow.logger.warning("tally %s unknown: %s", spec.name, err.cause)
+    return facts.model_copy(update={"tallies": totals})

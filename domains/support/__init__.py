@@ -11,13 +11,13 @@ from typing import Any
 
 from tether.config import ApprovalTier, PolicyConfig
 from tether.contracts import ToolCall
-from tether.domain import DemoTicket, DomainPack, KnowledgeSource, ReferenceKind, SystemSpec
+from tether.domain import DemoTicket, DomainPack, KnowledgeSource, ReferenceKind, SystemSpec, Tally
 
-from .checks import amount_as_asked
+from .checks import amount_as_asked, reply_tells_the_truth
 from .money import usd
 from .planner import refund, reply
 from .records import ORDER_ID, describe_order
-from .rules import RefundRules, check_policy, refund_rules
+from .rules import TALLY, RefundRules, check_policy, refund_rules
 from .tools import REGISTRY, SHOP
 
 HERE = Path(__file__).resolve().parent
@@ -54,6 +54,7 @@ POLICY = PolicyConfig(
     },
     autonomous_permissions=["orders:read", "messages:send", "refunds:issue"],
     rules=RefundRules().model_dump(),
+    tally_windows={TALLY: timedelta(hours=24)},
 )
 
 
@@ -89,7 +90,8 @@ PACK = DomainPack(
     rules=(refund_rules,),
     rule_settings=RefundRules,
     check_policy=check_policy,
-    checks=(amount_as_asked,),
+    checks=(amount_as_asked, reply_tells_the_truth),
+    tallies=(Tally(TALLY, "amount_cents"),),
     fillers={"issue_refund": refund, "send_reply": reply},
     instructions=INSTRUCTIONS,
     knowledge=(KnowledgeSource(HERE / "kb", source="kb"),),

@@ -93,6 +93,10 @@ SEED: list[tuple[str, str, str, int, int, int | None]] = [
     ("ORD-1015", "C-112", "delivered", 50_000, 6, 3),
     ("ORD-1016", "C-113", "delivered", 30_000, 6, 3),
     ("ORD-1017", "C-114", "delivered", 30_000, 6, 3),
+    ("ORD-1018", "C-115", "delivered", 30_000, 6, 3),
+    ("ORD-1019", "C-116", "delivered", 30_000, 6, 3),
+    ("ORD-1020", "C-117", "delivered", 30_000, 6, 3),
+    ("ORD-1021", "C-118", "delivered", 30_000, 6, 3),
 ]
 
 

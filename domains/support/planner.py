@@ -7,7 +7,7 @@ from typing import Any
 
 from tether.contracts import ContextRecord, Request
 
-from .money import amounts_in
+from .money import named_cents
 from .records import OrderSnapshot
 
 
@@ -22,10 +22,10 @@ def refund(
     order = _order(context)
     if order is None:
         return None  # nothing to refund against; the reply still goes out
-    asked = amounts_in(request.text)
+    asked = named_cents(request.text)  # believed as typed, in dollars: policy checks it
     return {
         "order_id": order.order_id,
-        "amount_cents": (asked[0] if asked else None) or order.refundable_cents,
+        "amount_cents": asked[0] if asked else order.refundable_cents,
         "reason": intent,
     }
 

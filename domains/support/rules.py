@@ -3,7 +3,12 @@ rule settings and the decision's time; the core runs them beside its own gates.
 
 - refunds are limited in total, across every call of a proposal (three refunds of $40 are a
   refund of $120), by a hard limit, the order's refundable balance and the refund window;
-- above the automatic limit, the lowest tier whose limit covers the total approves.
+- and across the customer's tickets: what they were refunded, or are waiting for, over the
+  window (the ``refunds`` tally) counts with this one, so splitting across tickets escalates
+  like splitting within one;
+- above the automatic limit, the lowest tier whose limit covers the total approves;
+- a person decides a refund of an amount the customer never named, and one before delivery
+  (the refund window starts at delivery; a shipped order is returned after it arrives).
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from tether.config import PolicyConfig
 from tether.contracts import Facts
 from tether.policy import Allow, Escalate, Reject, Verdict, argument_total, writes_of
 
-from .money import usd
+from .money import named_cents, usd
 from .records import OrderSnapshot
 from .tools import REGISTRY
 
 MONEY = "amount_cents"
+TALLY = "refunds"  # the customer's refunds over PolicyConfig.tally_windows["refunds"]
 
 
 class RefundRules(BaseModel):
@@ -32,6 +38,9 @@ class RefundRules(BaseModel):
 
     auto_limit_cents: int = Field(default=5_000, ge=0)
     max_refund_cents: int = Field(default=100_000, ge=0)
+    # One customer's refunds over the tally window, this one included.
+    customer_auto_limit_cents: int = Field(default=5_000, ge=0)
+    customer_max_cents: int = Field(default=200_000, ge=0)
     refund_window_days: int = Field(default=30, ge=0)
     # The largest total refund each approval tier may approve, by tier name.
     approval_limits_cents: dict[str, int] = Field(
@@ -90,6 +99,12 @@ def refund_rules(facts: Facts, rules: RefundRules, now: datetime) -> Iterator[Ve
                 f"refunds of {usd(amount)} exceed the refundable balance "
                 f"{usd(order.refundable_cents)} of {order.order_id}",
             )
+        if order.status != "delivered":
+            yield Escalate(
+                "not_delivered",
+                f"{order.order_id} is {order.status}: the refund window starts at delivery, "
+                "so a refund before it is a person's call",
+            )
         if order.delivered_at is not None:
             window_end = order.delivered_at + timedelta(days=rules.refund_window_days)
             if now > window_end:
@@ -98,6 +113,12 @@ def refund_rules(facts: Facts, rules: RefundRules, now: datetime) -> Iterator[Ve
                     f"delivered {order.delivered_at.date()}, window of "
                     f"{rules.refund_window_days} days ended {window_end.date()}",
                 )
+    if not named_cents(facts.request.text):
+        yield Escalate(
+            "amount_not_named",
+            f"the customer named no amount in dollars; the plan refunds {usd(total)}",
+        )
+    yield from _customer_total(facts, rules, total)
     if total <= rules.auto_limit_cents:
         yield Allow(
             "within_auto_limit", f"refunds of {usd(total)} <= {usd(rules.auto_limit_cents)}"
@@ -112,3 +133,28 @@ def refund_rules(facts: Facts, rules: RefundRules, now: datetime) -> Iterator[Ve
                 f"refunds of {usd(total)} > auto limit {usd(rules.auto_limit_cents)}",
                 tier=tier,
             )
+
+
+def _customer_total(facts: Facts, rules: RefundRules, total: int) -> Iterator[Verdict]:
+    """This refund with the customer's others over the window (when the tally is kept)."""
+    others = facts.tallies.get(TALLY)
+    if others is None or not others:
+        return
+    combined = others + total
+    who = facts.request.subject
+    if combined > rules.customer_max_cents:
+        yield Reject(
+            "customer_total_above_limit",
+            f"{who}'s refunds in the window: {usd(others)} before this, {usd(combined)} with it "
+            f"> {usd(rules.customer_max_cents)}",
+        )
+    elif combined > rules.customer_auto_limit_cents:
+        tier = rules.tier_for(combined)
+        detail = (
+            f"{who}'s refunds in the window: {usd(others)} before this, {usd(combined)} with it "
+            f"> {usd(rules.customer_auto_limit_cents)}"
+        )
+        if tier is None:
+            yield Reject("no_tier_may_approve", detail)
+        else:
+            yield Escalate("customer_total_above_auto_limit", detail, tier=tier)

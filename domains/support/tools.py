@@ -200,6 +200,7 @@ SEND_REPLY = ToolSpec(
     system=SHOP,
     references={"order_id": "order"},
     subject_argument="customer_id",
+    outbound=("body",),
     precondition=_addressee_owns_order,
     postcondition=_message_recorded,
 )

@@ -158,6 +158,23 @@ async def test_the_official_temporal_cli_approves_and_is_checked(
         agent,
     )
     assert refused.returncode != 0 and "insufficient_role" in refused.stderr + refused.stdout
+    assert "retryable: false" in refused.stderr + refused.stdout
+    extra = json.dumps({"approver": LEAD, "verdict": "approve", "colour": "red"})
+    malformed = await asyncio.to_thread(
+        temporal_cli,
+        temporal_env,
+        "update",
+        "execute",
+        "--workflow-id",
+        wid,
+        "--name",
+        "review",
+        "--input",
+        extra,
+    )
+    said = malformed.stderr + malformed.stdout
+    assert malformed.returncode != 0 and "invalid_message" in said and "colour" in said
+    assert "retryable: false" in said  # the same message is refused again: not worth retrying
     lead = json.dumps({"approver": LEAD, "verdict": "approve", "reason": "photo of the pole"})
     approved = await asyncio.to_thread(
         temporal_cli,

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 REQUESTS = 100
 FAULT_RATE = 0.4  # exactly 4 in every 10 model calls
-LEAD = "lead@northwind.example"
+MANAGER = "manager@northwind.example"  # the customer's tickets add up past a lead's reach
 
 # Model calls: 1 s read timeout, a "latency" fault answers after 2 s. Six attempts within
 # 30 s, then the workflow answers retrieval-only.
@@ -128,7 +128,7 @@ async def test_a_faulty_model_endpoint_never_leaves_a_workflow_undefined(
         )
         waiting = [r for r, s in zip(requests, states, strict=True) if s == "waiting"]
         for r in waiting:  # a person answers; the workflow then completes
-            await tether.reject(r["request_id"], approver=LEAD, reason="fault drill over")
+            await tether.reject(r["request_id"], approver=MANAGER, reason="fault drill over")
         outcomes = await asyncio.gather(*(h.result() for h in handles))
     await provider.close()
 
@@ -229,3 +229,77 @@ async def test_the_model_queue_rate_limit_spaces_out_calls(
     spread = arrivals[-1] - arrivals[0]
     print(f"8 proposals at 4/s arrived over {spread:.2f} s")
     assert len(arrivals) == 8 and spread >= 1.0  # measured: 1.8 s; unlimited, 0.12 s
+
+
+async def test_a_server_answering_by_function_call_is_understood(
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    workers: None,
+    fault_server: FaultModelServer,
+) -> None:
+    """Servers that answer with tool_calls and no content (asked for with tools, or by
+    habit) give the same proposals as those that answer with JSON content."""
+    fault_server.fault_rate, fault_server.form = 0.0, "tool_calls"
+    queue = new_id("functions")
+    client = temporal_env.client
+    tether = Tether(
+        client, settings.model_copy(update={"model_queue": queue, "timeouts": TIMEOUTS})
+    )
+    llm = llm_for(fault_server, response_format="tools")
+    provider = OpenAICompatible(llm)
+    async with model_worker_for(client, provider, llm, queue):
+        outcome = await run_one(tether)
+    await provider.close()
+    assert outcome.mode is Mode.NORMAL and outcome.proposal is not None, outcome.decision
+    assert outcome.repairs == []
+    [body] = fault_server.bodies
+    assert body["tool_choice"]["function"]["name"] == "propose" and "response_format" not in body
+
+
+async def test_a_refusing_model_server_is_recorded_as_refusing(
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    workers: None,
+    fault_server: FaultModelServer,
+) -> None:
+    """A 400 is the server rejecting the request, not being away: the reason says so."""
+    fault_server.fault_rate = 0.0
+    fault_server.script = ["bad_request"]
+    queue = new_id("refusing")
+    client = temporal_env.client
+    tether = Tether(
+        client, settings.model_copy(update={"model_queue": queue, "timeouts": TIMEOUTS})
+    )
+    llm = llm_for(fault_server)
+    provider = OpenAICompatible(llm)
+    async with model_worker_for(client, provider, llm, queue):
+        outcome = await run_one(tether)
+    await provider.close()
+    assert outcome.mode is Mode.RETRIEVAL_ONLY
+    assert outcome.decision.codes() == ["model_rejected"]
+    assert "ModelRejected" in outcome.decision.reasons[0].detail
+    assert len(fault_server.bodies) == 1  # not retried
+
+
+async def test_why_each_model_answer_was_refused_is_kept(
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    workers: None,
+    fault_server: FaultModelServer,
+) -> None:
+    fault_server.fault_rate = 0.0
+    fault_server.script = ["invented_tool", "schema_invalid", "invented_tool"]
+    queue = new_id("invalid")
+    client = temporal_env.client
+    tether = Tether(
+        client, settings.model_copy(update={"model_queue": queue, "timeouts": TIMEOUTS})
+    )
+    llm = llm_for(fault_server)
+    provider = OpenAICompatible(llm)
+    async with model_worker_for(client, provider, llm, queue):
+        outcome = await run_one(tether)
+    await provider.close()
+    assert outcome.mode is Mode.HUMAN_DRAFT and outcome.decision.codes() == ["invalid_model_output"]
+    assert len(outcome.repairs) == 3
+    assert any("unknown tool 'wire_money'" in e for e in outcome.repairs[0])
+    assert "unknown tool 'wire_money'" in outcome.decision.reasons[0].detail  # the last answer's

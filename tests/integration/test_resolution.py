@@ -342,14 +342,19 @@ async def test_policy_is_checked_again_after_approval(
     """Two approvals against one order: the second no longer fits once the first has paid out."""
     first = ticket("Please refund $150 on ORD-1009, the tent leaks.", "C-106")
     second = ticket("I also want $120 back on ORD-1009 for the poles.", "C-106")
-    handles = [await tether.submit(first), await tether.submit(second)]
-    for req in (first, second):
+    handles = []
+    for req in (first, second):  # one after the other: the second sees the first's hold
+        handles.append(await tether.submit(req))
         await wait_pending(tether, req["request_id"])  # both fit the balance when decided
 
     await tether.approve(first["request_id"], approver=LEAD, reason="leak confirmed")
     assert [a.tool for a in (await handles[0].result()).actions] == ["issue_refund", "send_reply"]
 
-    await tether.approve(second["request_id"], approver=LEAD, reason="poles bent")
+    # $120 after the customer's $150: $270 in a day is beyond a lead's $200, a manager's call.
+    second_status = await tether.status(second["request_id"])
+    assert second_status.pending is not None and second_status.pending.tier_name == "manager"
+    assert "customer_total_above_auto_limit" in [r.code for r in second_status.pending.reasons]
+    await tether.approve(second["request_id"], approver=MANAGER, reason="poles bent")
     outcome = await handles[1].result()
     assert outcome.decision.action is DecisionAction.REJECT
     assert "amount_exceeds_balance" in outcome.decision.codes()
@@ -363,9 +368,9 @@ async def test_a_step_failing_for_good_undoes_the_completed_ones(
     tether: Tether, business: BusinessServer
 ) -> None:
     """Saga: the refund (step 1) is reversed when the reply (step 2) is refused for good."""
-    before = business.db.order("ORD-1010")["refunded_cents"]  # type: ignore[index]
+    before = business.db.order("ORD-1018")["refunded_cents"]  # type: ignore[index]
     business.db.faults["/messages"] = [422]  # the next message is refused: non-retryable
-    req = ticket("Please refund $5 on ORD-1010, the strap was missing.", "C-107")
+    req = ticket("Please refund $5 on ORD-1018, the strap was missing.", "C-115")
     handle = await tether.submit(req)
     outcome = await handle.result()
 
@@ -377,7 +382,7 @@ async def test_a_step_failing_for_good_undoes_the_completed_ones(
     [undo] = outcome.compensations
     assert undo.tool == "reverse_refund" and undo.ok
     assert undo.arguments["refund_id"] == outcome.actions[0].output["refund_id"]
-    assert business.db.order("ORD-1010")["refunded_cents"] == before  # type: ignore[index]
+    assert business.db.order("ORD-1018")["refunded_cents"] == before  # type: ignore[index]
     assert outcome.followup_required
 
     entries = await tether.audit(req["request_id"])

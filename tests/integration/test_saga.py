@@ -19,7 +19,7 @@ from tether.domains.support.business import BusinessServer
 
 pytestmark = pytest.mark.integration
 
-ORDER, CUSTOMER = "ORD-1012", "C-109"
+ORDER, CUSTOMER = "ORD-1019", "C-116"  # delivered: refunds before delivery need a person
 PARTS = [400, 500, 600]  # three partial refunds, $15.00 in all: within the auto limit
 TEXT = f"Please refund $4 for the strap, $5 for the buckle and $6 for the case on {ORDER}."
 STEPS = len(PARTS) + 1  # the refunds, then the reply (irreversible, so it runs last)
@@ -30,6 +30,7 @@ async def plan_of_four(inp: ProposeInput) -> RawProposal:
     """Stand-in model: the local model plans one refund per ticket; this one plans three,
     and lists the reply first to show the runtime puts the irreversible step last."""
     best = inp.evidence.passages[0]
+    answer = best.text.split(". ")[0] + "."
     refunds = [
         {
             "tool": "issue_refund",
@@ -42,13 +43,13 @@ async def plan_of_four(inp: ProposeInput) -> RawProposal:
         "arguments": {
             "customer_id": CUSTOMER,
             "order_id": ORDER,
-            "body": "Refunds are on the way.",
+            "body": answer,  # what the customer reads is the verified answer
         },
     }
     content = json.dumps(
         {
             "intent": "refund_request",
-            "answer": best.text.split(". ")[0] + ".",
+            "answer": answer,
             "citations": [best.passage_id],
             "tool_calls": [reply, *refunds],
             "confidence": 0.9,

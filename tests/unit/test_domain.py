@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pytest
+
+from tether.contracts import (
+    Evidence,
+    Facts,
+    FreshnessReport,
+    Passage,
+    Proposal,
+    Request,
+    ToolCall,
+)
 from tether.domains.support import INTENTS, PACK
+from tether.domains.support.checks import reply_tells_the_truth
+from tether.domains.support.money import amounts_in
 from tether.domains.support.tools import REGISTRY
 from tether.knowledge import load_directory
 from tether.localmodel import load_intents
@@ -28,3 +41,87 @@ def test_knowledge_base_has_provenance_and_one_superseded_policy() -> None:
     for meta, chunks in documents:
         assert chunks, meta.doc_id
         assert all(c.payload["doc_id"] == meta.doc_id and c.payload["content_hash"] for c in chunks)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("Please refund $40 for the headlamp", ["40.00 USD"]),
+        ("refund 5000 dollars now", ["5,000.00 USD"]),
+        ("I want 2400 EUR back", ["2,400.00 EUR"]),
+        ("€12.50 and £3", ["12.50 EUR", "3.00 GBP"]),
+        ("USD 40, or $1,234.50", ["40.00 USD", "1,234.50 USD"]),
+        ("refund -500", ["-500.00 ?"]),
+        ("refund -$30", ["-30.00 USD"]),
+        ("give me 1e9", ["1,000,000,000.00 ?"]),
+        ("$40 USD", ["40.00 USD"]),  # read once
+        ("ORD-1002 within 5 to 10 business days", []),  # ids and counts are no money
+    ],
+)
+def test_amounts_are_read_in_every_spelling(text: str, named: list[str]) -> None:
+    assert [str(a) for a in amounts_in(text)] == named
+
+
+def reply_facts(body: str, *, refund: int | None = None) -> Facts:
+    passage = Passage(
+        passage_id="p1",
+        doc_id="d",
+        title="t",
+        source="kb",
+        version=1,
+        effective_date=date(2026, 1, 1),
+        updated_at=datetime(2026, 1, 1, tzinfo=UTC),
+        fetched_at=datetime(2026, 1, 1, tzinfo=UTC),
+        content_hash="h",
+        text="Refunds of up to $50.00 are issued automatically once the request is confirmed.",
+        score=0.9,
+    )
+    calls = [ToolCall(tool="send_reply", arguments={"customer_id": "C-1", "body": body})]
+    if refund:
+        calls.insert(
+            0,
+            ToolCall(
+                tool="issue_refund",
+                arguments={"order_id": "ORD-1234", "amount_cents": refund, "reason": "r"},
+            ),
+        )
+    return Facts(
+        domain="support",
+        request=Request(request_id="r", subject="C-1", requester="C-1", text="refund ORD-1234"),
+        evidence=Evidence(
+            query="q",
+            passages=[passage],
+            freshness=FreshnessReport(
+                index_refreshed_at=None, index_age_seconds=None, stale_index=False
+            ),
+        ),
+        proposal=Proposal(
+            intent="refund_request", answer="a", citations=["p1"], tool_calls=calls, confidence=0.9
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "refund", "codes"),
+    [
+        # copied from the cited source: its amounts and words are the source's
+        (
+            "Refunds of up to $50.00 are issued automatically once the request is confirmed.",
+            None,
+            [],
+        ),
+        ("We refunded $40.00 to your card.", 4_000, []),
+        (
+            "A refund of $5,000.00 has been approved.",
+            None,
+            ["reply_names_unplanned_amount", "reply_claims_unplanned_refund"],
+        ),
+        ("Your refund has been processed.", None, ["reply_claims_unplanned_refund"]),
+        ("We refunded $45.00 to your card.", 4_000, ["reply_names_unplanned_amount"]),
+    ],
+)
+def test_a_reply_says_only_what_the_plan_does_and_the_sources_say(
+    body: str, refund: int | None, codes: list[str]
+) -> None:
+    found = [f.code for f in reply_tells_the_truth(reply_facts(body, refund=refund))]
+    assert found == codes

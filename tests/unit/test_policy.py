@@ -73,6 +73,8 @@ class Case:
     mode: Mode = Mode.NORMAL
     proposal: bool = True
     text: str = "Please refund my order ORD-1234"
+    # The customer's other refunds over the window (None: nobody could count them).
+    tallies: dict[str, int] | None = field(default_factory=lambda: {"refunds": 0})
     # expectations
     action: DecisionAction = DecisionAction.AUTO
     codes: set[str] = field(default_factory=set)
@@ -82,8 +84,59 @@ class Case:
 
 CASES = [
     Case("answer only", codes={"confidence_ok", "grounded"}),
-    Case("small refund", calls=[refund(4_000), REPLY], codes={"within_auto_limit"}),
-    Case("refund at the auto limit", calls=[refund(5_000)], codes={"within_auto_limit"}),
+    Case(
+        "small refund",
+        calls=[refund(4_000), REPLY],
+        text="Please refund $40 on ORD-1234",
+        codes={"within_auto_limit"},
+    ),
+    Case(
+        "refund at the auto limit",
+        calls=[refund(5_000)],
+        text="Refund $50.00 on ORD-1234",
+        codes={"within_auto_limit"},
+    ),
+    Case(
+        "an amount nobody named",
+        calls=[refund(4_000)],
+        action=DecisionAction.APPROVAL,
+        codes={"amount_not_named"},
+        tier=0,
+    ),
+    Case(
+        "an amount named in another currency",
+        calls=[refund(4_000)],
+        text="Refund 40 EUR on ORD-1234",
+        action=DecisionAction.APPROVAL,
+        codes={"amount_not_named"},
+        tier=0,
+    ),
+    Case(
+        "the customer's refunds earlier in the window",
+        calls=[refund(4_500)],
+        text="Refund $45 on ORD-1234",
+        tallies={"refunds": 4_500},
+        action=DecisionAction.APPROVAL,
+        codes={"customer_total_above_auto_limit"},
+        tier=0,
+    ),
+    Case(
+        "the customer's refunds beyond every limit",
+        calls=[refund(4_000)],
+        text="Refund $40 on ORD-1234",
+        tallies={"refunds": 199_000},
+        action=DecisionAction.REJECT,
+        codes={"customer_total_above_limit"},
+    ),
+    Case(
+        "the customer's refunds could not be counted",
+        calls=[refund(4_000)],
+        text="Refund $40 on ORD-1234",
+        tallies=None,
+        action=DecisionAction.APPROVAL,
+        codes={"tally_unknown"},
+        tier=0,
+    ),
     Case(
         "refund one cent over",
         calls=[refund(5_001)],
@@ -135,10 +188,13 @@ CASES = [
         codes={"outside_refund_window"},
     ),
     Case(
-        "inside the window, not delivered yet",
+        "shipped, not delivered yet",
         calls=[refund(1_000)],
+        text="Refund $10 on ORD-1234",
         order=order(delivered_days=None),
-        codes={"within_auto_limit"},
+        action=DecisionAction.APPROVAL,
+        codes={"not_delivered"},
+        tier=0,
     ),
     Case(
         "low confidence",
@@ -283,6 +339,7 @@ def run(case: Case, config: PolicyConfig = CONFIG, pack: DomainPack = PACK) -> A
         request=request,
         evidence=Evidence(query=case.text, passages=[], freshness=case.freshness),
         context=[record(case.order)] if case.order else [],
+        tallies=case.tallies or {},
         mode=case.mode,
         proposal=proposal,
         verification=verification,
@@ -293,6 +350,10 @@ def run(case: Case, config: PolicyConfig = CONFIG, pack: DomainPack = PACK) -> A
 def record(snapshot: OrderSnapshot) -> ContextRecord:
     data = snapshot.model_dump(mode="json")
     return PACK.context_record(PACK.reference("order"), snapshot.order_id, data)
+
+
+def named(name: str) -> Case:
+    return next(c for c in CASES if c.name == name)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -307,7 +368,7 @@ def test_policy_table(case: Case) -> None:
 
 
 def test_same_facts_same_decision() -> None:
-    case = CASES[3]
+    case = named("refund one cent over")
     assert run(case) == run(case)
 
 
@@ -329,13 +390,15 @@ def test_tiers_come_from_config() -> None:
     assert rules.tier_for(20_001) == "manager"
     assert rules.tier_for(100_001) is None
     strict = CONFIG.merged({"rules": {"auto_limit_cents": 0}})
-    assert run(CASES[1], strict).action is DecisionAction.APPROVAL
-    assert run(CASES[1], strict).tier == 0
+    assert run(named("small refund"), strict).action is DecisionAction.APPROVAL
+    assert run(named("small refund"), strict).tier == 0
 
 
 def test_a_tier_the_policy_lacks_approves_nothing() -> None:
     renamed = CONFIG.merged({"rules": {"approval_limits_cents": {"chief": 100_000}}})
-    decision = run(CASES[4], renamed)  # $200: the rules name tier "chief", the policy has none
+    decision = run(
+        named("lead's limit"), renamed
+    )  # $200: the rules name tier "chief", the policy has none
     assert decision.action is DecisionAction.REJECT
     assert decision.codes() == ["no_tier_may_approve"]
     # ... and the pack says so before any workflow starts (the client checks policies).
@@ -354,7 +417,7 @@ def test_a_rule_that_fails_allows_nothing() -> None:
         raise KeyError("amount")
 
     fragile = dataclasses.replace(PACK, rules=(broken,))
-    decision = run(CASES[0], pack=fragile)
+    decision = run(named("answer only"), pack=fragile)
     assert decision.action is DecisionAction.REJECT and decision.codes() == ["pack_error"]
 
 
@@ -381,13 +444,17 @@ def test_the_packs_rule_settings_are_validated() -> None:
 
 
 def test_decisions_name_the_permissions_acting_needs() -> None:
-    assert run(CASES[1]).permissions == ["messages:send", "refunds:issue"]
-    assert run(CASES[0]).permissions == ["messages:send"]
+    assert run(named("small refund")).permissions == ["messages:send", "refunds:issue"]
+    assert run(named("answer only")).permissions == ["messages:send"]
 
 
 def test_a_permission_outside_the_autonomous_set_needs_a_person() -> None:
     cautious = CONFIG.merged({"autonomous_permissions": ["messages:send"]})
-    decision = run(CASES[1], cautious)  # a $40 refund: automatic under the default config
+    decision = run(
+        named("small refund"), cautious
+    )  # a $40 refund: automatic under the default config
     assert decision.action is DecisionAction.APPROVAL and decision.tier == 0
     assert "permission_needs_human" in decision.codes()
-    assert run(CASES[0], cautious).action is DecisionAction.AUTO  # a reply alone still is
+    assert (
+        run(named("answer only"), cautious).action is DecisionAction.AUTO
+    )  # a reply alone still is

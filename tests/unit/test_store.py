@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tether.contracts import Decision, DecisionAction, FreshnessReport, Mode, Outcome, Reason
+from tether.contracts import (
+    Decision,
+    DecisionAction,
+    FreshnessReport,
+    Mode,
+    Outcome,
+    Reason,
+    TallyHold,
+)
 from tether.store import Store
 
 
@@ -73,3 +82,50 @@ def test_outcomes_are_listed_per_domain(store: Store) -> None:
     start, end = datetime(2026, 11, 25, tzinfo=UTC), datetime(2026, 11, 26, tzinfo=UTC)
     assert [o.request_id for o in store.outcomes_between(start, end)] == ["r-1", "r-2"]
     assert [o.request_id for o in store.outcomes_between(start, end, domain="rooms")] == ["r-2"]
+
+
+def hold(request_id: str, amount: int = 4_500, subject: str = "C-1") -> TallyHold:
+    return TallyHold(
+        domain="support",
+        name="refunds",
+        subject=subject,
+        request_id=request_id,
+        amount=amount,
+        window=timedelta(hours=24),
+    )
+
+
+def test_a_request_is_held_against_what_came_before_it_and_what_was_done(store: Store) -> None:
+    now = datetime.now(UTC)
+    assert store.hold_tally(hold("a"), now) == 0
+    assert store.hold_tally(hold("b"), now + timedelta(seconds=1)) == 4_500  # a came first
+    assert store.hold_tally(hold("a", 5_000), now + timedelta(seconds=2)) == 0  # b came after
+    assert store.hold_tally(hold("x", 99, subject="C-2"), now) == 0  # another subject's own
+    done = outcome("a", followup=False).model_copy(
+        update={"tallies": {"refunds": 0}, "tallied": {"refunds": 5_000}}
+    )
+    store.record_outcome(done)  # a acted: counted for anyone, before or after
+    assert store.hold_tally(hold("c"), now + timedelta(seconds=3)) == 5_000 + 4_500
+    voided = outcome("b", followup=True).model_copy(
+        update={"tallies": {"refunds": 5_000}, "tallied": {"refunds": 0}}
+    )
+    store.record_outcome(voided)  # b did nothing: it no longer counts
+    assert store.hold_tally(hold("d"), now + timedelta(seconds=4)) == 5_000 + 4_500
+    later = now + timedelta(days=2)  # two days on, all of it has left the window
+    assert store.hold_tally(hold("e"), later) == 0
+
+
+def test_concurrent_holds_of_one_subject_see_each_other(database_url: str) -> None:
+    """Sixteen tickets of one customer at once, each on its own connection: every one sees a
+    different total, so no two can both think they are the first."""
+    stores = [Store(database_url) for _ in range(4)]
+    now = datetime.now(UTC)
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            seen = list(
+                pool.map(lambda i: stores[i % 4].hold_tally(hold(f"r{i:02d}", 100), now), range(16))
+            )
+    finally:
+        for s in stores:
+            s.close()
+    assert sorted(seen) == [100 * i for i in range(16)]

@@ -242,14 +242,26 @@ def approvals_edit(
 @app.command("audit")
 def audit_command(request_id: str, as_json: bool = JSON) -> None:
     """What each side effect of a request attempted, why it was allowed, and what changed."""
+    from tether.audit import audit
     from tether.client import Tether
 
     async def main() -> None:
         tether = await Tether.connect()
-        entries = await tether.audit(request_id)
+        outcome = await tether.outcome(request_id)
+        entries = audit(outcome)
         if as_json:
-            emit(dump(list(entries)))
+            emit(
+                {
+                    "steps": dump(list(entries)),
+                    "refused_model_answers": outcome.repairs,
+                    "withheld": outcome.withheld,
+                }
+            )
             return
+        for attempt, problems in enumerate(outcome.repairs, start=1):
+            out.print(f"model answer {attempt} refused: {'; '.join(problems)}")
+        if outcome.withheld:
+            out.print(f"withheld (another subject's): {', '.join(outcome.withheld)}")
         table = Table(
             "step", "attempted", "allowed because", "changed (target system)", show_lines=True
         )

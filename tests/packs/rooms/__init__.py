@@ -156,6 +156,7 @@ TOOLS = ToolRegistry(
             path="/notes",
             system="rooms",
             subject_argument="employee_id",
+            outbound=("body",),
             postcondition=_noted,
         ),
     ]
@@ -193,9 +194,9 @@ def room_rules(facts: Facts, rules: RoomRules, now: datetime) -> Iterator[Verdic
             yield Allow("small_booking", f"{call.arguments['people']} people")
 
 
-def people_as_asked(request: Request, calls: list[ToolCall]) -> Iterator[Finding]:
-    asked = people(request.text)
-    for call in calls:
+def people_as_asked(facts: Facts) -> Iterator[Finding]:
+    asked = people(facts.request.text)
+    for call in facts.proposal.tool_calls if facts.proposal else []:
         if call.tool == "book_room" and asked is not None and call.arguments["people"] != asked:
             yield Finding(code="people_not_asked", severity="warn", detail=f"asked for {asked}")
 
