@@ -12,7 +12,7 @@ from rich.table import Table
 
 from tether.cli.apps import app, approvals
 from tether.cli.output import JSON, dump, emit, fail, out, run
-from tether.contracts import Outcome
+from tether.contracts import Outcome, ReviewReceipt
 from tether.errors import InvalidRequest, RequestConflict, ReviewRejected
 
 
@@ -139,6 +139,13 @@ def approvals_show(request_id: str, as_json: bool = JSON) -> None:
     run(main())
 
 
+def _accepted(receipt: ReviewReceipt, what: str, as_json: bool) -> None:
+    if as_json:
+        emit(receipt)
+    else:
+        out.print(f"{what} accepted at tier {receipt.tier}: {receipt.detail}")
+
+
 def _review(request_id: str, approver: str, verdict: str, reason: str, as_json: bool) -> None:
     from tether.client import Tether
 
@@ -153,10 +160,7 @@ def _review(request_id: str, approver: str, verdict: str, reason: str, as_json: 
             )
         except ReviewRejected as error:
             fail(error, 1)
-        if as_json:
-            emit(receipt)
-        else:
-            out.print(f"{verdict} accepted at tier {receipt.tier}: {receipt.detail}")
+        _accepted(receipt, verdict, as_json)
 
     run(main())
 
@@ -231,10 +235,7 @@ def approvals_edit(
             fail(error)
         except ReviewRejected as error:
             fail(error, 1)
-        if as_json:
-            emit(receipt)
-        else:
-            out.print(f"edit accepted at tier {receipt.tier}: {receipt.detail}")
+        _accepted(receipt, "edit", as_json)
 
     run(main())
 
