@@ -68,7 +68,8 @@ class ToolSpec:
     postcondition: Postcondition | None = None
     state: State | None = None
     # The call that undoes a completed effect of this tool, for sagas; None = irreversible.
-    compensation: Callable[[ToolResult], ToolCall] | None = None
+    # It may return None for a result that changed nothing (a grant of access already held).
+    compensation: Callable[[ToolResult], ToolCall | None] | None = None
     # False for tools only the runtime may call (compensations): never offered to the model.
     proposable: bool = True
 

@@ -102,6 +102,8 @@ class Effects:
                     )
                 )
                 continue
+            if call is None:  # the pack says the step changed nothing that needs undoing
+                continue
             key = f"{workflow.info().workflow_id}/compensate/{step}/{call.tool}"
             # The runtime grants a compensation the permission to undo what it was allowed to do.
             grant = [self._registry.get(call.tool).permission]
