@@ -3,7 +3,8 @@
 The answer, and any text a tool carries to the subject (a message body), must be grounded,
 sentence by sentence, in the passages or context records the proposal cites; citations must
 point at what was retrieved or read; tool arguments must agree with the request (the records
-they name mentioned in it, the subject the request's, no other record named in outbound text)
+they name mentioned in it, the subject the request's, no other record named in outbound text
+than those the request, the knowledge or the records read for it state)
 and with the pack's own argument checks; the context read must belong to the subject.
 """
 
@@ -27,6 +28,14 @@ def argument_findings(pack: DomainPack, facts: Facts) -> list[Finding]:
     findings: list[Finding] = []
     request = facts.request
     mentioned = pack.references_of(request)
+    # Ids the subject may read besides those they named: their own, and those the shared
+    # knowledge or the records read for them state (a runbook's host, an asset's manager).
+    known = {request.subject} | {
+        ident
+        for ref in pack.references
+        for text in [*(p.text for p in facts.evidence.passages), *(r.text for r in facts.context)]
+        for ident in ref.find(text)
+    }
     for call in facts.proposal.tool_calls if facts.proposal else []:
         if call.tool not in pack.tools:
             continue  # refused as an invalid call before this runs
@@ -58,7 +67,7 @@ def argument_findings(pack: DomainPack, facts: Facts) -> list[Finding]:
                 f"{ref.name} {ident}"
                 for ref in pack.references
                 for ident in ref.find(text)
-                if ident not in mentioned.get(ref.name, [])
+                if ident not in mentioned.get(ref.name, []) and ident not in known
             ]
             if foreign:
                 findings.append(
