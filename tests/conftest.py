@@ -19,6 +19,7 @@ from temporalio.worker import Replayer
 from tether import search
 from tether.client import Tether
 from tether.config import RetrievalConfig, Settings
+from tether.domains.itops.systems import ItopsSystems
 from tether.domains.support import PACK as SUPPORT
 from tether.domains.support.business import BusinessServer
 from tether.embeddings import Embedder
@@ -33,7 +34,9 @@ FRESHNESS_AS_OF = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SUPPORT_KB = Path(str(SUPPORT.knowledge[0].location))
 # The session's workers serve the reference pack and a pack that lives only in the test tree.
 ROOMS = "tests.packs.rooms:PACK"
-DOMAINS = ["support", ROOMS]
+DOMAINS = ["support", "itops", ROOMS]
+# No change freeze unless a test sets one: the pack's default window is a real date.
+ITOPS_POLICY: dict[str, object] = {"rules": {"freeze_windows": []}}
 
 
 @pytest.fixture(scope="session")
@@ -69,13 +72,29 @@ def facilities(data_dir: Path) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def settings(data_dir: Path, business: BusinessServer, facilities: object) -> Settings:
+def itops(data_dir: Path) -> Iterator[ItopsSystems]:
+    """The itops pack's CMDB and change executor, on one database."""
+    systems = ItopsSystems.start(data_dir / "itops.sqlite")
+    yield systems
+    systems.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(
+    data_dir: Path, business: BusinessServer, facilities: object, itops: ItopsSystems
+) -> Settings:
     queue = f"tq-{uuid.uuid4().hex[:8]}"
     return Settings(
         data_dir=data_dir,
         domains=DOMAINS,
         default_domain="support",
-        systems={"shop": business.url, "rooms": facilities.url},  # type: ignore[attr-defined]
+        systems={
+            "shop": business.url,
+            "rooms": facilities.url,  # type: ignore[attr-defined]
+            "itops.cmdb": itops.cmdb.url,
+            "itops.changes": itops.changes.url,
+        },
+        policies={"itops": ITOPS_POLICY},
         task_queue=queue,
         model_queue=f"{queue}-model",
         # The handbook's review dates are fixed; judge them as of a fixed day so tests don't rot.

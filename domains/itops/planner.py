@@ -1,0 +1,93 @@
+"""The local model's plans for itops: each planned tool's arguments, from the request, the assets
+read for it and the answer; and assets described in words, as the model and verifier read them."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tether.contracts import ContextRecord, Request, ToolCall
+
+from .tools import ASSET, PERSON_ID, SERVICE_ID, Asset
+
+_SERVICE = re.compile(rf"\b({SERVICE_ID})\b")
+_PERSON = re.compile(rf"\b({PERSON_ID})\b")
+
+
+def describe_asset(data: dict[str, Any]) -> str:
+    asset = Asset.model_validate(data)
+    if asset.kind == "host":
+        services = "; ".join(
+            f"{s.name} is owned by team {s.owner_team}, {s.state}, restarted {s.restarts} times"
+            for s in asset.services
+        )
+        return f"Host {asset.asset_id} is in {asset.environment}. {services}."
+    if asset.kind == "group":
+        members = ", ".join(asset.members) or "nobody"
+        return (
+            f"Group {asset.asset_id} has {asset.sensitivity} sensitivity and is owned by team "
+            f"{asset.owner_team}. Its members are {members}."
+        )
+    manager = f"their manager is {asset.manager}" if asset.manager else "they have no manager"
+    return f"{asset.asset_id} {asset.name} is on team {asset.team}; {manager}."
+
+
+def _assets(context: list[ContextRecord], kind: str) -> list[Asset]:
+    return [
+        asset
+        for record in context
+        if record.kind == ASSET and (asset := record.typed(Asset)).kind == kind
+    ]
+
+
+def service_change(
+    request: Request, context: list[ContextRecord], answer: str, intent: str
+) -> dict[str, Any] | None:
+    """The first host read, and the service the text names on it (or its only one)."""
+    hosts = _assets(context, "host")
+    if not hosts:
+        return None
+    host = hosts[0]
+    named = [s for s in _SERVICE.findall(request.text) if host.service(s)]
+    if named:
+        service = named[0]
+    elif len(host.services) == 1:
+        service = host.services[0].name
+    else:
+        return None  # which one is a question for a person, not a guess
+    return {"host": host.asset_id, "service": service, "requested_by": request.subject}
+
+
+def membership(
+    request: Request, context: list[ContextRecord], answer: str, intent: str
+) -> dict[str, Any] | None:
+    """The first group read, for the first person the request names, read or not (policy
+    refuses one nobody could read); the requester only when it names nobody else."""
+    groups = _assets(context, "group")
+    if not groups:
+        return None
+    people = [p for p in _PERSON.findall(request.text) if p != request.subject]
+    member = people[0] if people else request.subject
+    return {"group": groups[0].asset_id, "member": member, "requested_by": request.subject}
+
+
+def change_record(
+    request: Request, context: list[ContextRecord], answer: str, intent: str
+) -> dict[str, Any]:
+    summary = " ".join(request.text.split())[:300]
+    return {"summary": summary.ljust(10, "."), "requested_by": request.subject}
+
+
+def notify(
+    request: Request, context: list[ContextRecord], answer: str, intent: str
+) -> dict[str, Any]:
+    return {"employee_id": request.subject, "body": answer}
+
+
+def describe_call(call: ToolCall) -> str:
+    args = call.arguments
+    if "service" in args:
+        return f"{call.tool} {args['service']}@{args['host']}"
+    if "group" in args:
+        return f"{call.tool} {args['member']} {args['group']}"
+    return call.tool

@@ -1,0 +1,192 @@
+"""The itops policy rules: who may change what, where, and when. Pure functions of the facts,
+the rule settings and the decision's time; the core runs them beside its own gates.
+
+- a host or group the request names that the CMDB does not know: rejected, with its name;
+- more hosts in one request than ``max_hosts``: the change board decides (bulk change);
+- a restart or rotation: the requester's team must own the service, and it must run there;
+- production: the on-call SRE approves, and during a change freeze nothing changes there;
+- a credential rotation: security approves, always (it cannot be undone);
+- access: the requester must own the group (be on its team) or manage the member (a member
+  may also leave a group); a high-sensitivity group is security's, never automatic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from tether.config import PolicyConfig
+from tether.contracts import Facts, ToolCall
+from tether.domain import ReferenceKind
+from tether.policy import Allow, Escalate, Reject, Verdict, writes_of
+
+from .planner import describe_asset
+from .tools import ASSET, ASSET_ID, GROUP_ID, HOST_ID, REGISTRY, Asset
+
+MAX_LOOKUPS = 4  # assets read per request; more hosts than a request may change anyway
+ASSETS = ReferenceKind(
+    ASSET, ASSET_ID, lookup="lookup_asset", max_lookups=MAX_LOOKUPS, describe=describe_asset
+)
+SERVICE_TOOLS = ("restart_service", "rotate_credential")
+MEMBERSHIP_TOOLS = ("add_to_group", "remove_from_group")
+
+
+class FreezeWindow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    start: AwareDatetime
+    end: AwareDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FreezeWindow:
+        if self.end <= self.start:
+            raise ValueError(f"freeze window {self.name!r} ends before it starts")
+        return self
+
+    def covers(self, when: datetime) -> bool:
+        return self.start <= when < self.end
+
+
+class ItopsRules(BaseModel):
+    """The thresholds the rules read (PolicyConfig.rules); a misspelt one is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_hosts: int = Field(default=3, ge=1)
+    freeze_windows: list[FreezeWindow] = Field(
+        default_factory=lambda: [
+            FreezeWindow(
+                name="year-end freeze",
+                start=datetime(2026, 12, 21, tzinfo=UTC),
+                end=datetime(2027, 1, 4, tzinfo=UTC),
+            )
+        ]
+    )
+    production_tier: str = "oncall"
+    sensitive_tier: str = "security"
+    credential_tier: str = "security"
+    bulk_tier: str = "change_board"
+
+    def tiers(self) -> dict[str, str]:
+        return {
+            "production_tier": self.production_tier,
+            "sensitive_tier": self.sensitive_tier,
+            "credential_tier": self.credential_tier,
+            "bulk_tier": self.bulk_tier,
+        }
+
+
+def check_policy(policy: PolicyConfig, rules: ItopsRules) -> Iterator[str]:
+    """Every tier the rules escalate to is a tier of the policy."""
+    tiers = {t.name for t in policy.tiers}
+    for setting, tier in rules.tiers().items():
+        if tier not in tiers:
+            yield f"rules.{setting} names tier {tier!r}; the tiers are {sorted(tiers)}"
+
+
+def _named(facts: Facts) -> list[str]:
+    """Asset ids the request names: given ones first, then its text's, first mention first."""
+    given = facts.request.references.get(ASSET, [])
+    return list(dict.fromkeys([*given, *ASSETS.find(facts.request.text)]))
+
+
+def _asset(facts: Facts, ident: str) -> Asset | None:
+    record = facts.record(ASSET, ident)
+    return record.typed(Asset) if record is not None else None
+
+
+def itops_rules(facts: Facts, rules: ItopsRules, now: datetime) -> Iterator[Verdict]:
+    named = _named(facts)
+    for ident in named[:MAX_LOOKUPS]:  # the ones the runtime looked up
+        infrastructure = _is(HOST_ID, ident) or _is(GROUP_ID, ident)
+        if infrastructure and _asset(facts, ident) is None:
+            yield Reject("unknown_asset", f"the CMDB does not know {ident}")
+    writes = writes_of(facts, REGISTRY)
+    if not writes:
+        return
+    hosts = {i for i in named if _is(HOST_ID, i)}
+    hosts |= {str(c.arguments["host"]) for c in writes if "host" in c.arguments}
+    if len(hosts) > rules.max_hosts:
+        yield Escalate(
+            "bulk_change",
+            f"{len(hosts)} hosts in one request; at most {rules.max_hosts}",
+            tier=rules.bulk_tier,
+        )
+    for call in writes:
+        if call.tool in SERVICE_TOOLS:
+            yield from _service_change(facts, rules, now, call)
+        elif call.tool in MEMBERSHIP_TOOLS:
+            yield from _access_change(facts, rules, call)
+        elif call.tool == "open_change_record":
+            yield Allow("change_record", "a change record changes no system")
+
+
+def _is(pattern: str, ident: str) -> bool:
+    return ReferenceKind("x", pattern).valid(ident)
+
+
+def _service_change(
+    facts: Facts, rules: ItopsRules, now: datetime, call: ToolCall
+) -> Iterator[Verdict]:
+    host_id, name = str(call.arguments["host"]), str(call.arguments["service"])
+    host = _asset(facts, host_id)
+    if host is None or host.kind != "host":
+        return  # the core refuses a host nobody read
+    service = host.service(name)
+    if service is None:
+        yield Reject("service_not_on_host", f"{name} does not run on {host_id}")
+        return
+    subject = facts.request.subject
+    if subject not in service.owners:
+        yield Reject(
+            "not_service_owner",
+            f"{name} belongs to team {service.owner_team}; {subject} is not on it",
+        )
+    if host.environment == "production":
+        frozen = next((w for w in rules.freeze_windows if w.covers(now)), None)
+        if frozen is not None:
+            yield Reject(
+                "change_freeze",
+                f"{host_id} is production and the {frozen.name} runs until "
+                f"{frozen.end.isoformat()}",
+            )
+        yield Escalate("production_host", f"{host_id} is production", tier=rules.production_tier)
+    else:
+        yield Allow("non_production", f"{host_id} is {host.environment}; {name} is the team's")
+    if call.tool == "rotate_credential":
+        yield Escalate(
+            "credential_rotation",
+            f"rotating {name}'s credential cannot be undone",
+            tier=rules.credential_tier,
+        )
+
+
+def _access_change(facts: Facts, rules: ItopsRules, call: ToolCall) -> Iterator[Verdict]:
+    group_id, member_id = str(call.arguments["group"]), str(call.arguments["member"])
+    group = _asset(facts, group_id)
+    if group is None or group.kind != "group":
+        return  # the core refuses a group nobody read
+    subject = facts.request.subject
+    member = _asset(facts, member_id)
+    if member_id != subject and member is None:
+        yield Reject("member_unknown", f"{member_id} was not read; name them in the request")
+        return
+    owner = subject in group.owners
+    manager = member is not None and member.manager == subject
+    leaving = call.tool == "remove_from_group" and member_id == subject
+    if not (owner or manager or leaving):
+        yield Reject(
+            "not_owner_or_manager",
+            f"{subject} is neither on {group_id}'s team ({group.owner_team}) nor "
+            f"{member_id}'s manager",
+        )
+    if group.sensitivity == "high":
+        yield Escalate(
+            "sensitive_group", f"{group_id} is high sensitivity", tier=rules.sensitive_tier
+        )
+    else:
+        why = "the group's owner" if owner else "the member's manager" if manager else "the member"
+        yield Allow("low_sensitivity_group", f"{group_id} is low sensitivity; asked by {why}")

@@ -1,0 +1,293 @@
+"""The itops pack on its own: its rules table-driven over assets read from its real CMDB
+database, its policy checks, and its systems' idempotency over HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tether.contracts import (
+    DecisionAction,
+    Evidence,
+    Facts,
+    FreshnessReport,
+    Proposal,
+    Request,
+    ToolCall,
+    Verification,
+)
+from tether.domains.itops import PACK
+from tether.domains.itops.rules import ItopsRules
+from tether.domains.itops.systems import ItopsDB, ItopsServer
+from tether.policy import decide
+
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
+FRESH = FreshnessReport(index_refreshed_at=NOW, index_age_seconds=60, stale_index=False)
+NO_FREEZE = PACK.policy.merged({"rules": {"freeze_windows": []}})
+FROZEN = PACK.policy.merged(
+    {
+        "rules": {
+            "freeze_windows": [
+                {"name": "drill", "start": "2026-11-25T00:00:00Z", "end": "2026-11-26T00:00:00Z"}
+            ]
+        }
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def cmdb(tmp_path_factory: pytest.TempPathFactory) -> ItopsDB:
+    return ItopsDB(tmp_path_factory.mktemp("itops") / "itops.sqlite")
+
+
+def restart(host: str, service: str, by: str) -> ToolCall:
+    return ToolCall(
+        tool="restart_service", arguments={"host": host, "service": service, "requested_by": by}
+    )
+
+
+def grant(group: str, member: str, by: str, tool: str = "add_to_group") -> ToolCall:
+    return ToolCall(tool=tool, arguments={"group": group, "member": member, "requested_by": by})
+
+
+def rotate(host: str, service: str, by: str) -> ToolCall:
+    return ToolCall(
+        tool="rotate_credential", arguments={"host": host, "service": service, "requested_by": by}
+    )
+
+
+@dataclass
+class Case:
+    name: str
+    subject: str
+    text: str
+    calls: list[ToolCall]
+    action: DecisionAction
+    codes: set[str]
+    tier: str | None = None
+    policy: Any = field(default_factory=lambda: NO_FREEZE)
+    unread: set[str] = field(default_factory=set)  # named, but not found in the CMDB
+
+
+CASES = [
+    Case(
+        "staging restart by the owning team",
+        "E-201",
+        "Restart svc-checkout on stg-web-01",
+        [restart("stg-web-01", "svc-checkout", "E-201")],
+        DecisionAction.AUTO,
+        {"non_production"},
+    ),
+    Case(
+        "production restart",
+        "E-203",
+        "Restart svc-search on prod-search-01",
+        [restart("prod-search-01", "svc-search", "E-203")],
+        DecisionAction.APPROVAL,
+        {"production_host"},
+        tier="oncall",
+    ),
+    Case(
+        "production restart in a freeze",
+        "E-203",
+        "Restart svc-search on prod-search-01",
+        [restart("prod-search-01", "svc-search", "E-203")],
+        DecisionAction.REJECT,
+        {"change_freeze"},
+        policy=FROZEN,
+    ),
+    Case(
+        "staging restart in a freeze",
+        "E-201",
+        "Restart svc-checkout on stg-web-01",
+        [restart("stg-web-01", "svc-checkout", "E-201")],
+        DecisionAction.AUTO,
+        {"non_production"},
+        policy=FROZEN,
+    ),
+    Case(
+        "another team's service",
+        "E-205",
+        "Restart svc-checkout on stg-web-01",
+        [restart("stg-web-01", "svc-checkout", "E-205")],
+        DecisionAction.REJECT,
+        {"not_service_owner"},
+    ),
+    Case(
+        "a service that does not run there",
+        "E-201",
+        "Restart svc-ledger on stg-web-01",
+        [restart("stg-web-01", "svc-ledger", "E-201")],
+        DecisionAction.REJECT,
+        {"service_not_on_host"},
+    ),
+    Case(
+        "an unknown host, by name",
+        "E-201",
+        "Restart svc-checkout on prod-web-09",
+        [],
+        DecisionAction.REJECT,
+        {"unknown_asset"},
+        unread={"prod-web-09"},
+    ),
+    Case(
+        "four hosts at once",
+        "E-201",
+        "Restart svc-checkout on stg-web-01, prod-web-01, prod-web-02 and stg-search-01",
+        [restart("stg-web-01", "svc-checkout", "E-201")],
+        DecisionAction.APPROVAL,
+        {"bulk_change"},
+        tier="change_board",
+    ),
+    Case(
+        "a manager grants their report a low group",
+        "E-220",
+        "Add E-204 to grp-search-admin",
+        [grant("grp-search-admin", "E-204", "E-220")],
+        DecisionAction.AUTO,
+        {"low_sensitivity_group"},
+    ),
+    Case(
+        "an owner adds themselves",
+        "E-203",
+        "Add me to grp-search-admin",
+        [grant("grp-search-admin", "E-203", "E-203")],
+        DecisionAction.AUTO,
+        {"low_sensitivity_group"},
+    ),
+    Case(
+        "neither owner nor manager",
+        "E-205",
+        "Add E-204 to grp-search-admin",
+        [grant("grp-search-admin", "E-204", "E-205")],
+        DecisionAction.REJECT,
+        {"not_owner_or_manager"},
+    ),
+    Case(
+        "a high-sensitivity group, even for its owner",
+        "E-210",
+        "Add E-201 to grp-payments-pii",
+        [grant("grp-payments-pii", "E-201", "E-210")],
+        DecisionAction.APPROVAL,
+        {"sensitive_group"},
+        tier="security",
+    ),
+    Case(
+        "a member leaves a group",
+        "E-201",
+        "Remove me from grp-payments-read",
+        [grant("grp-payments-read", "E-201", "E-201", tool="remove_from_group")],
+        DecisionAction.AUTO,
+        {"low_sensitivity_group"},
+    ),
+    Case(
+        "a credential rotation, always",
+        "E-201",
+        "Rotate the credential of svc-checkout on stg-web-01",
+        [rotate("stg-web-01", "svc-checkout", "E-201")],
+        DecisionAction.APPROVAL,
+        {"credential_rotation"},
+        tier="security",
+    ),
+    Case(
+        "a write on behalf of someone else",
+        "E-201",
+        "Restart svc-checkout on stg-web-01",
+        [restart("stg-web-01", "svc-checkout", "E-240")],
+        DecisionAction.REJECT,
+        {"subject_mismatch"},
+    ),
+]
+
+
+def run(case: Case, cmdb: ItopsDB) -> Any:
+    request = Request(
+        request_id="r-1", subject=case.subject, requester=case.subject, text=case.text
+    )
+    named = PACK.references_of(request)
+    context = [
+        PACK.context_record(PACK.reference("asset"), ident, data)
+        for ident in named.get("asset", [])[:4]
+        if (data := cmdb.asset(ident)) is not None
+    ]
+    assert {i for i in named.get("asset", [])[:4] if cmdb.asset(i) is None} == case.unread
+    facts = Facts(
+        domain="itops",
+        request=request,
+        evidence=Evidence(query=case.text, passages=[], freshness=FRESH),
+        context=context,
+        proposal=Proposal(
+            intent="restart_service",
+            answer="ok",
+            citations=[],
+            tool_calls=case.calls,
+            confidence=0.9,
+        ),
+        verification=Verification(grounding=1.0, sentences=1, findings=[]),
+    )
+    return decide(facts, case.policy, PACK, NOW)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_itops_policy_table(case: Case, cmdb: ItopsDB) -> None:
+    decision = run(case, cmdb)
+    assert decision.action is case.action, decision.reasons
+    assert case.codes <= set(decision.codes()), decision.reasons
+    if case.tier is not None:
+        assert case.policy.tiers[decision.tier].name == case.tier
+    assert all(r.detail for r in decision.reasons)
+
+
+def test_an_unknown_asset_is_named_in_the_reason(cmdb: ItopsDB) -> None:
+    decision = run(next(c for c in CASES if c.unread), cmdb)
+    assert any("prod-web-09" in r.detail for r in decision.reasons)
+
+
+def test_rules_name_real_tiers_and_windows_in_order() -> None:
+    assert PACK.policy_problems(PACK.policy) == []
+    broken = PACK.policy.merged({"rules": {"bulk_tier": "cab"}})
+    assert any("bulk_tier" in p for p in PACK.policy_problems(broken))
+    with pytest.raises(ValueError, match="ends before it starts"):
+        ItopsRules.model_validate(
+            {"freeze_windows": [{"name": "x", "start": NOW, "end": NOW - timedelta(hours=1)}]}
+        )
+    with pytest.raises(ValueError):
+        ItopsRules.model_validate({"max_host": 3})  # misspelt: an error, not a default
+
+
+def test_the_executor_is_idempotent_and_reads_back(tmp_path: Path) -> None:
+    db = ItopsDB(tmp_path / "itops.sqlite")
+    changes = ItopsServer(tmp_path / "x", role="changes", db=db).start()
+    cmdb = ItopsServer(tmp_path / "x", role="cmdb", db=db).start()
+    try:
+        body = {"host": "stg-web-01", "service": "svc-cart", "requested_by": "E-201"}
+        first = httpx.post(f"{changes.url}/restarts", json=body, headers={"Idempotency-Key": "k1"})
+        again = httpx.post(f"{changes.url}/restarts", json=body, headers={"Idempotency-Key": "k1"})
+        other = httpx.post(
+            f"{changes.url}/restarts",
+            json={**body, "service": "svc-checkout"},
+            headers={"Idempotency-Key": "k1"},
+        )
+        assert first.status_code == 201 and again.json() == first.json()
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert other.status_code == 409 and other.json()["error"] == "idempotency_conflict"
+        host = httpx.get(f"{cmdb.url}/assets/stg-web-01").json()
+        assert next(s for s in host["services"] if s["name"] == "svc-cart")["restarts"] == 1
+        busy = httpx.post(
+            f"{changes.url}/restarts",
+            json={"host": "stg-batch-01", "service": "svc-etl", "requested_by": "E-205"},
+            headers={"Idempotency-Key": "k2"},
+        )
+        assert busy.status_code == 422 and busy.json()["error"] == "service_busy"
+        assert httpx.get(f"{changes.url}/idempotency", params={"key": "k2"}).status_code == 404
+        # The CMDB is read-only: it offers no write at all.
+        assert httpx.post(f"{cmdb.url}/restarts", json=body).status_code in (404, 405)
+        assert httpx.get(f"{cmdb.url}/assets/prod-web-09").status_code == 404
+    finally:
+        changes.stop()
+        cmdb.stop()
