@@ -19,6 +19,7 @@ from tether import search
 from tether.client import Tether
 from tether.config import Settings
 from tether.contracts import DecisionAction, Mode
+from tether.domains.itops.systems import ItopsSystems
 from tether.domains.support.business import BusinessServer
 from tether.errors import ReviewRejected
 from tether.stack import time_skipping_binary
@@ -107,3 +108,26 @@ async def test_escalated_approval_needs_the_next_tier(
     [refund] = effects(business, "refunds", rid)
     assert refund["amount_cents"] == 15_000
     await replay_and_keep(handle, "sla_escalated_then_approved")
+
+
+async def test_an_unanswered_production_change_makes_no_change(
+    skipping: Skipping, itops: ItopsSystems
+) -> None:
+    """itops: the on-call SRE, then security, then the change board let their SLAs pass
+    (30 min, 2 h, 8 h): nothing restarts, and a follow-up is queued."""
+    before = itops.db.service("prod-web-02", "svc-checkout")
+    req = ticket("Restart svc-checkout on prod-web-02, the pods are wedged.", "E-202")
+    handle = await skipping.tether.submit(req, domain="itops")
+    outcome = await handle.result()
+
+    assert outcome.decision.action is DecisionAction.APPROVAL
+    assert "production_host" in outcome.decision.codes()
+    assert outcome.mode is Mode.SAFE_DEFAULT
+    assert [(r.verdict, r.tier) for r in outcome.reviews] == [
+        ("expired", 0),
+        ("expired", 1),
+        ("expired", 2),
+    ]
+    assert outcome.actions == [] and outcome.followup_required
+    assert (outcome.finished_at - outcome.started_at) >= timedelta(hours=10, minutes=30)
+    assert itops.db.service("prod-web-02", "svc-checkout") == before
