@@ -23,6 +23,7 @@ def environment(settings: Settings, **env: str) -> dict[str, str]:
         "TETHER_SYSTEMS": json.dumps(s.systems),
         **({"TETHER_DOMAINS": json.dumps(s.domains)} if s.domains is not None else {}),
         **({"TETHER_DEFAULT_DOMAIN": s.default_domain} if s.default_domain else {}),
+        **({"TETHER_POLICIES": json.dumps(s.policies, default=str)} if s.policies else {}),
         "TETHER_DATA_DIR": str(s.data_dir),
         "TETHER_TASK_QUEUE": s.task_queue,
         "TETHER_MODEL_QUEUE": s.model_queue,
