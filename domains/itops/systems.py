@@ -100,6 +100,7 @@ Answer = tuple[int, dict[str, Any]]
 
 class ItopsDB:
     def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(
             path, check_same_thread=False, isolation_level=None, timeout=30
         )
