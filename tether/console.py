@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from html import escape
@@ -115,7 +115,8 @@ class Console:
         return response
 
     async def queue(self, request: Request, identity: str) -> Response:
-        filters = {k: request.query_params.get(k) or None for k in ("queue", "intent", "mode")}
+        keys = ("domain", "queue", "intent", "mode")
+        filters = {k: request.query_params.get(k) or None for k in keys}
         try:
             waiting = await self.tether.pending(**filters)
         except InvalidRequest as err:
@@ -124,22 +125,21 @@ class Console:
             key=lambda s: s.pending.deadline if s.pending else datetime.max.replace(tzinfo=UTC)
         )
         rows = "".join(self._queue_row(s) for s in waiting)
-        empty = "" if rows else "<tr><td colspan='6'>Nothing is waiting for a person.</td></tr>"
+        empty = "" if rows else "<tr><td colspan='7'>Nothing is waiting for a person.</td></tr>"
         tiers = dict.fromkeys(
             t.name for p in self.tether.packs for t in self.tether.policy(p).tiers
         )
-        options = "".join(
-            f"<option value='{escape(t)}'{' selected' if filters['queue'] == t else ''}>"
-            f"{escape(t)}</option>"
-            for t in tiers
-        )
+        options = _options(tiers, filters["queue"])
+        domains = _options([p.name for p in self.tether.packs], filters["domain"])
         body = (
             f"<h1>Waiting for a decision ({len(waiting)})</h1>"
-            "<form method='get'><select name='queue'><option value=''>every tier</option>"
+            "<form method='get'><select name='domain'><option value=''>every domain</option>"
+            f"{domains}</select> <select name='queue'><option value=''>every tier</option>"
             f"{options}</select> <input type='text' name='intent' placeholder='intent' "
             f"value='{escape(filters['intent'] or '')}' style='width:12rem'> "
             "<button>filter</button></form>"
-            "<table id='queue'><tr><th>request</th><th>tier</th><th>due</th><th>intent</th>"
+            "<table id='queue'><tr><th>request</th><th>domain</th><th>tier</th><th>due</th>"
+            "<th>intent</th>"
             f"<th>mode</th><th>why a person</th></tr>{rows}{empty}</table>"
         )
         return _page("Queue", identity, body)
@@ -151,7 +151,7 @@ class Console:
         ticket = status.request.text if status.request else ""
         return (
             f"<tr><td><a href='/requests/{escape(status.request_id)}'>{escape(status.request_id)}</a>"
-            f"<div>{escape(ticket[:90])}</div></td>"
+            f"<div>{escape(ticket[:90])}</div></td><td>{escape(status.domain)}</td>"
             f"<td>{escape(pending.tier_name)}<div>{escape(pending.role)}</div></td>"
             f"<td>{pending.deadline.strftime('%Y-%m-%d %H:%M UTC')}</td>"
             f"<td>{escape(status.intent or '')}</td><td>{escape(status.mode.value)}</td>"
@@ -330,4 +330,11 @@ def create_app(settings: Settings, tether: Tether | None = None) -> Starlette:
             Route("/requests/{request_id}/{verdict}", signed_in(console.decide), methods=["POST"]),
         ],
         lifespan=lifespan,
+    )
+
+
+def _options(values: Iterable[str], chosen: str | None) -> str:
+    return "".join(
+        f"<option value='{escape(v)}'{' selected' if chosen == v else ''}>{escape(v)}</option>"
+        for v in values
     )

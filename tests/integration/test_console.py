@@ -141,3 +141,35 @@ async def test_an_operator_approves_in_the_browser(console_url: str, tether: Tet
         ("send_reply", True),
     ]
     assert outcome.reviews[0].approver == LEAD and outcome.reviews[0].reason == "photo of the pole"
+
+
+async def test_the_queue_filters_by_domain(console_url: str, tether: Tether) -> None:
+    refund = await submit_large_refund(tether)
+    restart = new_id("console")
+    await tether.submit(
+        {
+            "request_id": restart,
+            "subject": "E-201",
+            "requester": "E-201",
+            "text": "Restart svc-checkout on prod-web-01, checkout returns 502s.",
+        },
+        domain="itops",
+    )
+    for _ in range(200):
+        if (await tether.status(restart)).pending is not None:
+            break
+        await asyncio.sleep(0.05)
+    headers = {"X-Test-User": LEAD}
+    async with httpx.AsyncClient(base_url=console_url, headers=headers) as http:
+        for _ in range(100):  # visibility is eventually consistent
+            both = (await http.get("/")).text
+            if refund in both and restart in both:
+                break
+            await asyncio.sleep(0.1)
+        itops = (await http.get("/", params={"domain": "itops"})).text
+        support = (await http.get("/", params={"domain": "support"})).text
+    assert restart in itops and refund not in itops and "<td>itops</td>" in itops
+    assert refund in support and restart not in support
+    assert "<option value='itops' selected>" in itops
+    await tether.reject(refund, approver=LEAD, reason="test over")
+    await tether.reject(restart, approver="oncall@itops.example", reason="test over")
