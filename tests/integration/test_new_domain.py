@@ -1,0 +1,164 @@
+"""`tether new-domain`, as a newcomer uses it: the command refuses a name or a place it cannot
+use (writing nothing), writes a pack whose own generated tests pass against the real worker
+wherever the pack lives, and that pack, served by `tether up`, answers `tether ask`. Every
+step runs the real command in a process of its own, outside this project's pytest config."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from tether.stack import free_port
+
+pytestmark = pytest.mark.integration
+
+NAME = "acme"
+READY = "Ctrl-C stops everything."  # what `tether up` prints once its workers run
+
+
+def environment(**extra: str) -> dict[str, str]:
+    """This process's environment without its TETHER_* settings: each command gets its own."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    return {**clean, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **extra}
+
+
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env or environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def tether(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`tether ARGS...` in a process of its own, as an operator runs it."""
+    return run("-m", "tether.cli", *args, cwd=cwd, env=env)
+
+
+@pytest.fixture(scope="module")
+def domains(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of the newcomer's, far from this project, with the pack scaffolded in it."""
+    home = tmp_path_factory.mktemp("newcomer")
+    done = tether("new-domain", NAME, "--into", "domains", cwd=home)
+    assert done.returncode == 0, done.stderr
+    assert f"created domains/{NAME}/" in done.stdout
+    assert f"TETHER_DOMAINS='[\"{NAME}:PACK\"]'" in done.stdout  # what to run next
+    assert f"approvals list --domain {NAME}" in done.stdout
+    return home / "domains"
+
+
+def test_names_and_places_it_cannot_use_are_refused_and_nothing_is_written(
+    tmp_path: Path,
+) -> None:
+    taken = tmp_path / "taken"
+    (taken / "mine").mkdir(parents=True)
+    (taken / "mine" / "notes.txt").write_text("keep me")
+    cases = [
+        ("Acme", tmp_path / "fresh", "not a pack name"),
+        ("9lives", tmp_path / "fresh", "not a pack name"),
+        ("class", tmp_path / "fresh", "Python keyword"),
+        ("support", tmp_path / "fresh", "existing pack"),
+        ("rooms", tmp_path / "fresh", "existing pack"),
+        ("itops", tmp_path / "fresh", "existing pack"),
+        ("mine", taken, "already exists"),
+    ]
+    for name, into, says in cases:
+        done = tether("new-domain", name, "--into", str(into), cwd=tmp_path)
+        assert done.returncode == 2, (name, done.stdout, done.stderr)
+        assert says in " ".join(done.stderr.split()), (name, done.stderr)  # as wrapped
+        assert done.stdout == ""
+    assert not (tmp_path / "fresh").exists()
+    assert sorted(p.name for p in taken.rglob("*")) == ["mine", "notes.txt"]
+    assert (taken / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_the_generated_pack_passes_its_own_tests(domains: Path) -> None:
+    """Its own pytest.ini, its own conftest: rootdir is the pack, not this project."""
+    tests = domains / NAME / "tests"
+    done = run("-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", str(tests), cwd=domains)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    summary = done.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "skipped" not in summary, summary
+
+
+@pytest.fixture
+def served(domains: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """`tether up` serving the generated pack (and only it), as the tutorial runs it; the
+    environment that points other `tether` commands at it."""
+    env = environment(
+        PYTHONPATH=str(domains),
+        TETHER_DOMAINS=json.dumps([f"{NAME}:PACK"]),
+        TETHER_DATA_DIR=str(tmp_path / "data"),
+        TETHER_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
+        TETHER_TEMPORAL_UI_PORT=str(free_port()),
+        TETHER_SYSTEMS=json.dumps({NAME: f"http://127.0.0.1:{free_port()}"}),
+    )
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "tether.cli", "up"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while READY not in log.read_text(errors="replace"):
+            assert up.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        yield env
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait()
+
+
+def test_tether_ask_is_answered_by_the_generated_pack(
+    domains: Path, served: dict[str, str], tmp_path: Path
+) -> None:
+    ingested = tether("ingest", "--domain", NAME, "--json", cwd=tmp_path, env=served)
+    assert ingested.returncode == 0, ingested.stderr
+    [report] = json.loads(ingested.stdout)["reports"]
+    assert report["domain"] == NAME and report["documents"] >= 2
+
+    text = "Please reserve 2 units of REC-103 for the support team."
+    asked = tether(
+        "ask", text, "--subject", "U-100", "--domain", NAME, "--json", cwd=tmp_path, env=served
+    )
+    assert asked.returncode == 0, asked.stderr
+    outcome = json.loads(asked.stdout)
+    assert (outcome["domain"], outcome["intent"]) == (NAME, "reserve_units")
+    assert outcome["decision"]["action"] == "auto", outcome["decision"]
+    assert "small_reservation" in [r["code"] for r in outcome["decision"]["reasons"]]
+    assert [(a["tool"], a["ok"]) for a in outcome["actions"]] == [
+        ("reserve_units", True),
+        ("notify_user", True),
+    ]
+    # The write landed in the pack's own system, under the request's idempotency key.
+    key = outcome["actions"][0]["idempotency_key"]
+    with closing(sqlite3.connect(tmp_path / "data" / f"{NAME}.{NAME}.db")) as db:
+        rows = db.execute(
+            "SELECT record_id, user_id, units FROM reservations WHERE idempotency_key = ?", (key,)
+        ).fetchall()
+    assert rows == [("REC-103", "U-100", 2)]
