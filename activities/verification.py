@@ -28,12 +28,17 @@ def argument_findings(pack: DomainPack, facts: Facts) -> list[Finding]:
     findings: list[Finding] = []
     request = facts.request
     mentioned = pack.references_of(request)
-    # Ids the subject may read besides those they named: their own, and those the shared
-    # knowledge or the records read for them state (a runbook's host, an asset's manager).
-    known = {request.subject} | {
+    # Ids the subject may read besides those they named: their own, the records read for
+    # them, and, of kinds nobody owns (a host, not a private record), those that the passages
+    # the proposal cites or those records state (a runbook's host, an asset's manager).
+    cited = set(facts.proposal.citations) if facts.proposal else set()
+    stated = [p.text for p in facts.evidence.passages if p.passage_id in cited]
+    stated += [r.text for r in facts.context]
+    known = {request.subject, *(r.id for r in facts.context)} | {
         ident
         for ref in pack.references
-        for text in [*(p.text for p in facts.evidence.passages), *(r.text for r in facts.context)]
+        if ref.owner is None
+        for text in stated
         for ident in ref.find(text)
     }
     for call in facts.proposal.tool_calls if facts.proposal else []:

@@ -12,6 +12,7 @@ from .tools import ASSET, PERSON_ID, SERVICE_ID, Asset
 
 _SERVICE = re.compile(rf"\b({SERVICE_ID})\b")
 _PERSON = re.compile(rf"\b({PERSON_ID})\b")
+_SELF = re.compile(r"\b(?:me|myself|my own)\b", re.IGNORECASE)
 
 
 def describe_asset(data: dict[str, Any]) -> str:
@@ -66,9 +67,21 @@ def membership(
     groups = _assets(context, "group")
     if not groups:
         return None
-    people = [p for p in _PERSON.findall(request.text) if p != request.subject]
-    member = people[0] if people else request.subject
+    member = asked_member(request)
+    if member is None:
+        return None  # whom to grant is a question for a person, not a guess
     return {"group": groups[0].asset_id, "member": member, "requested_by": request.subject}
+
+
+def asked_member(request: Request) -> str | None:
+    """Whom the request asks access for: the requester when they say "me" or name nobody
+    else, the one other person it names, else None (two people, or "me" and another)."""
+    others = list(dict.fromkeys(p for p in _PERSON.findall(request.text) if p != request.subject))
+    if _SELF.search(request.text):
+        return None if others else request.subject
+    if len(others) > 1:
+        return None
+    return others[0] if others else request.subject
 
 
 def change_record(

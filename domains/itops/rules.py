@@ -7,7 +7,9 @@ the rule settings and the decision's time; the core runs them beside its own gat
 - production: the on-call SRE approves, and during a change freeze nothing changes there;
 - a credential rotation: security approves, always (it cannot be undone);
 - access: the requester must own the group (be on its team) or manage the member (a member
-  may also leave a group); a high-sensitivity group is security's, never automatic.
+  may also leave a group); a high-sensitivity group is security's, never automatic;
+- what the CMDB says that nobody recognised (an environment, a sensitivity) is treated as the
+  strictest known value; a change asked in another employee's name waits for a person.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from datetime import UTC, datetime
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from tether.config import PolicyConfig
-from tether.contracts import Facts, ToolCall
+from tether.contracts import Facts, Finding, ToolCall
 from tether.domain import ReferenceKind
 from tether.policy import Allow, Escalate, Reject, Verdict, writes_of
 
-from .planner import describe_asset
+from .planner import asked_member, describe_asset
 from .tools import ASSET, ASSET_ID, GROUP_ID, HOST_ID, REGISTRY, Asset
 
 MAX_LOOKUPS = 4  # assets read per request; more hosts than a request may change anyway
@@ -30,6 +32,8 @@ ASSETS = ReferenceKind(
     ASSET, ASSET_ID, lookup="lookup_asset", max_lookups=MAX_LOOKUPS, describe=describe_asset
 )
 SERVICE_TOOLS = ("restart_service", "rotate_credential")
+# What may change without the on-call SRE; any other environment (a typo, a new one) needs them.
+NON_PRODUCTION = frozenset({"staging", "development"})
 MEMBERSHIP_TOOLS = ("add_to_group", "remove_from_group")
 
 
@@ -107,6 +111,13 @@ def itops_rules(facts: Facts, rules: ItopsRules, now: datetime) -> Iterator[Verd
     writes = writes_of(facts, REGISTRY)
     if not writes:
         return
+    request = facts.request
+    if request.requester != request.subject:  # authority is the subject's: they confirm it
+        yield Escalate(
+            "filed_on_behalf",
+            f"{request.requester} asks in {request.subject}'s name",
+            tier=rules.production_tier,
+        )
     hosts = {i for i in named if _is(HOST_ID, i)}
     hosts |= {str(c.arguments["host"]) for c in writes if "host" in c.arguments}
     if len(hosts) > rules.max_hosts:
@@ -145,7 +156,7 @@ def _service_change(
             "not_service_owner",
             f"{name} belongs to team {service.owner_team}; {subject} is not on it",
         )
-    if host.environment == "production":
+    if host.environment not in NON_PRODUCTION:  # production, or what nobody recognised
         frozen = next((w for w in rules.freeze_windows if w.covers(now)), None)
         if frozen is not None:
             yield Reject(
@@ -153,7 +164,8 @@ def _service_change(
                 f"{host_id} is production and the {frozen.name} runs until "
                 f"{frozen.end.isoformat()}",
             )
-        yield Escalate("production_host", f"{host_id} is production", tier=rules.production_tier)
+        code = "production_host" if host.environment == "production" else "environment_unknown"
+        yield Escalate(code, f"{host_id} is {host.environment!r}", tier=rules.production_tier)
     else:
         yield Allow("non_production", f"{host_id} is {host.environment}; {name} is the team's")
     if call.tool == "rotate_credential":
@@ -183,10 +195,26 @@ def _access_change(facts: Facts, rules: ItopsRules, call: ToolCall) -> Iterator[
             f"{subject} is neither on {group_id}'s team ({group.owner_team}) nor "
             f"{member_id}'s manager",
         )
-    if group.sensitivity == "high":
+    if group.sensitivity != "low":  # high, or what nobody recognised: security's
         yield Escalate(
-            "sensitive_group", f"{group_id} is high sensitivity", tier=rules.sensitive_tier
+            "sensitive_group",
+            f"{group_id} is {group.sensitivity!r} sensitivity",
+            tier=rules.sensitive_tier,
         )
     else:
         why = "the group's owner" if owner else "the member's manager" if manager else "the member"
         yield Allow("low_sensitivity_group", f"{group_id} is low sensitivity; asked by {why}")
+
+
+def member_as_asked(facts: Facts) -> Iterator[Finding]:
+    """A grant or revocation for someone other than whom the request names (the verifier's
+    check of the model's arguments against the text): a person looks."""
+    asked = asked_member(facts.request)
+    for call in facts.proposal.tool_calls if facts.proposal else []:
+        if call.tool in MEMBERSHIP_TOOLS and call.arguments.get("member") != asked:
+            yield Finding(
+                code="member_not_asked",
+                severity="warn",
+                detail=f"{call.tool} names {call.arguments.get('member')}; the request asks "
+                f"for {asked or 'nobody clearly'}",
+            )

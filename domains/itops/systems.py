@@ -10,7 +10,8 @@
 Every POST carries an ``Idempotency-Key``, with the same semantics as the support pack's shop:
 the same key and body replay the first answer (``Idempotent-Replayed: true``), the same key with
 another body is a 409 ``idempotency_conflict``, and ``GET /idempotency?key=`` tells a caller
-that lost an answer what became of it. The effect and its key commit in one transaction.
+that lost an answer what became of it. The effect and its key commit in one transaction; a
+refusal (4xx) changes nothing and keeps no key, so the key's record never claims an effect.
 """
 
 from __future__ import annotations
@@ -114,7 +115,9 @@ class ItopsDB:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     self._conn.execute(statement)
-            self._seed()
+            # Seeded once: a later start must not hand back access revoked since.
+            if self._conn.execute("SELECT count(*) FROM hosts").fetchone()[0] == 0:
+                self._seed()
             self._conn.execute("COMMIT")
 
     def _seed(self) -> None:

@@ -5,8 +5,9 @@ with typed arguments, a permission, conditions read back from the systems, and i
 - ``restart_service`` needs the service on that host and not restarting already; afterwards its
   restart is recorded under our key and the host's count reached it; it cannot be undone, so
   it runs after every step that can;
-- ``add_to_group`` and ``remove_from_group`` undo each other, only when they changed something
-  (a grant of access already held is not revoked by the saga);
+- ``add_to_group`` is undone by ``remove_from_group``, only when it changed something (a grant
+  of access already held is not revoked by the saga); a revocation is never undone (a saga
+  must fail closed: it does not hand access back);
 - ``rotate_credential`` cannot be undone and is never autonomous;
 - ``open_change_record`` is withdrawn by the saga; ``notify_requester`` tells the requester.
 """
@@ -180,7 +181,9 @@ async def _both_exist(target: Target, args: MembershipArgs) -> str:
 
 def _membership_is(present: bool) -> Any:
     async def check(target: Target, args: MembershipArgs, out: MembershipChanged, key: str) -> str:
-        await _recorded(target, f"/membership-changes/{out.change_id}", key)
+        record = await _recorded(target, f"/membership-changes/{out.change_id}", key)
+        if (record["group_id"], record["employee_id"]) != (args.group, args.member):
+            raise ConditionFailed(f"change {out.change_id} is of another membership: {record}")
         members = (await _asset(target, args.group)).members
         if (args.member in members) != present:
             raise ConditionFailed(f"{args.member} is {'not ' * present}in {args.group}")
@@ -214,6 +217,8 @@ async def _rotatable(target: Target, args: ServiceArgs) -> str:
 
 async def _rotated(target: Target, args: ServiceArgs, out: Rotated, key: str) -> str:
     record = await _recorded(target, f"/rotations/{out.rotation_id}", key)
+    if (record["host"], record["service"]) != (args.host, args.service):
+        raise ConditionFailed(f"rotation {out.rotation_id} is of another service: {record}")
     service = await _service(target, args)
     if service.credential_version < record["credential_version"]:
         raise ConditionFailed(f"{args.service} is at credential {service.credential_version}")
@@ -253,7 +258,9 @@ async def _notified(target: Target, args: Notify, out: Notified, key: str) -> st
     return f"notification {out.notification_id} to {args.employee_id} is recorded"
 
 
-def _membership_tool(name: str, description: str, path: str, undo: str, present: bool) -> ToolSpec:
+def _membership_tool(
+    name: str, description: str, path: str, undo: str | None, present: bool
+) -> ToolSpec:
     return ToolSpec(
         name=name,
         description=description,
@@ -268,7 +275,7 @@ def _membership_tool(name: str, description: str, path: str, undo: str, present:
         precondition=_both_exist,
         postcondition=_membership_is(present),
         state=_members,
-        compensation=_undo_membership(undo),
+        compensation=_undo_membership(undo) if undo else None,
     )
 
 
@@ -312,7 +319,7 @@ REGISTRY = ToolRegistry(
             "remove_from_group",
             "Remove a person from an access group.",
             "/memberships/remove",
-            undo="add_to_group",
+            undo=None,  # a saga never hands access back: a revocation stands, and runs last
             present=False,
         ),
         ToolSpec(

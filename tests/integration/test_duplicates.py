@@ -63,6 +63,7 @@ async def test_two_workers_duplicate_deliveries_act_once(
     settings = Settings(
         data_dir=tmp_path / "worker-a",
         temporal_address=temporal_env.client.service_client.config.target_host,
+        domains=["support"],
         systems={"shop": business.url},
         task_queue=queue,
         model_queue=f"{queue}-model",

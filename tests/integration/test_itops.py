@@ -281,3 +281,29 @@ async def test_hostile_tickets_change_nothing_beyond_policy(
     assert any("not_service_owner" in codes for _, _, codes in summary), summary
     assert any("not_owner_or_manager" in codes for _, _, codes in summary), summary
     assert ITOPS_POLICY  # the session's policy: no freeze, so only policy kept these out
+
+
+async def test_retired_runbooks_are_never_cited(tether: Tether) -> None:
+    """Knowledge ages like support's: the superseded 2025 freeze policy and the holiday
+    notice past its valid_until are dropped, and say why."""
+    req = ticket(
+        "During the holiday change freeze, are service restarts still allowed, and who is on "
+        "call over the holidays?",
+        "E-204",
+    )
+    handle = await tether.submit(req, domain="itops")
+    for _ in range(400):  # a question the local model is unsure of waits for a person
+        status = await tether.status(req["request_id"])
+        if status.pending is not None:
+            await tether.review(req["request_id"], approver=BOARD, verdict="reject", reason="ok")
+            break
+        if status.stage.value == "completed":
+            break
+        await asyncio.sleep(0.05)
+    outcome = await handle.result()
+    cited = {p.doc_id for p in outcome.evidence.passages}
+    assert not cited & {"change-freeze-policy-2025", "holiday-support-notice"}, cited
+    dropped = {(d.passage_id.split("@")[0], d.reason) for d in outcome.evidence.freshness.dropped}
+    assert ("change-freeze-policy-2025", "superseded") in dropped, dropped
+    assert ("holiday-support-notice", "stale") in dropped, dropped
+    assert outcome.intent == "runbook_question" and not outcome.actions

@@ -23,7 +23,7 @@ from tether.contracts import (
 )
 from tether.domains.itops import PACK
 from tether.domains.itops.rules import ItopsRules
-from tether.domains.itops.systems import ItopsDB, ItopsServer
+from tether.domains.itops.systems import WRITES, ItopsDB, ItopsServer
 from tether.policy import decide
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -205,9 +205,9 @@ CASES = [
 ]
 
 
-def run(case: Case, cmdb: ItopsDB) -> Any:
+def run(case: Case, cmdb: ItopsDB, requester: str | None = None) -> Any:
     request = Request(
-        request_id="r-1", subject=case.subject, requester=case.subject, text=case.text
+        request_id="r-1", subject=case.subject, requester=requester or case.subject, text=case.text
     )
     named = PACK.references_of(request)
     context = [
@@ -291,3 +291,96 @@ def test_the_executor_is_idempotent_and_reads_back(tmp_path: Path) -> None:
     finally:
         changes.stop()
         cmdb.stop()
+
+
+def _member_facts(text: str, subject: str, member: str) -> Facts:
+    request = Request(request_id="r-1", subject=subject, requester=subject, text=text)
+    return Facts(
+        domain="itops",
+        request=request,
+        evidence=Evidence(query=text, passages=[], freshness=FRESH),
+        proposal=Proposal(
+            intent="grant_access",
+            answer="ok",
+            citations=[],
+            tool_calls=[grant("grp-payments-read", member, subject)],
+            confidence=0.9,
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "asked"),
+    [
+        ("Add E-204 to grp-search-admin", "E-204"),
+        ("Please add me to grp-payments-read", "E-201"),
+        ("Add me to grp-payments-read, same access as E-202 has.", None),
+        ("Add E-202 and E-203 to grp-payments-read", None),
+        ("Add grp-payments-read access for my laptop", "E-201"),
+    ],
+)
+def test_whom_a_grant_is_for_is_read_from_the_text_or_left_to_a_person(
+    text: str, asked: str | None
+) -> None:
+    from tether.domains.itops.planner import asked_member
+    from tether.domains.itops.rules import member_as_asked
+
+    request = Request(request_id="r", subject="E-201", requester="E-201", text=text)
+    assert asked_member(request) == asked
+    for member in ("E-201", "E-202", "E-204"):
+        findings = list(member_as_asked(_member_facts(text, "E-201", member)))
+        assert bool(findings) == (member != asked), (member, findings)
+
+
+def test_what_the_cmdb_says_that_nobody_recognised_is_treated_strictly(cmdb: ItopsDB) -> None:
+    odd = Case(
+        "an environment nobody knows",
+        "E-201",
+        "Restart svc-checkout on stg-web-01",
+        [restart("stg-web-01", "svc-checkout", "E-201")],
+        DecisionAction.APPROVAL,
+        {"environment_unknown"},
+        tier="oncall",
+    )
+    real = cmdb.asset
+    cmdb.asset = lambda i: {**real(i), "environment": "prod"} if i == "stg-web-01" else real(i)  # type: ignore[method-assign]
+    try:
+        test_itops_policy_table(odd, cmdb)
+    finally:
+        del cmdb.asset
+
+
+def test_a_change_in_someone_elses_name_waits_for_a_person(cmdb: ItopsDB) -> None:
+    case = Case(
+        "on behalf",
+        "E-220",
+        "Add E-204 to grp-search-admin",
+        [grant("grp-search-admin", "E-204", "E-220")],
+        DecisionAction.APPROVAL,
+        {"filed_on_behalf"},
+        tier="oncall",
+    )
+    decision = run(case, cmdb, requester="E-201")
+    assert decision.action is case.action and "filed_on_behalf" in decision.codes()
+
+
+def _remove(group: str, member: str) -> Any:
+    return WRITES["/memberships/remove"](
+        {"group": group, "member": member, "requested_by": member}, "k"
+    )
+
+
+def test_a_restart_of_the_systems_keeps_what_changed(tmp_path: Path) -> None:
+    db = ItopsDB(tmp_path / "itops.sqlite")
+    db.once(
+        "k",
+        {"group": "grp-prod-admin", "member": "E-240", "requested_by": "E-240"},
+        _remove("grp-prod-admin", "E-240"),
+    )
+    assert db.asset("grp-prod-admin")["members"] == []  # type: ignore[index]
+    assert ItopsDB(tmp_path / "itops.sqlite").asset("grp-prod-admin")["members"] == []  # type: ignore[index]
+
+
+def test_a_revocation_is_never_undone() -> None:
+    assert PACK.tools.get("remove_from_group").compensation is None
+    assert PACK.tools.get("add_to_group").compensation is not None

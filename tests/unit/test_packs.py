@@ -38,7 +38,7 @@ def test_packs_load_by_entry_point_or_path_and_refuse_what_they_are_not() -> Non
     [support, rooms] = packs.load(["support", ROOMS])
     assert (support.name, rooms.name) == ("support", "rooms")
     assert packs.get("rooms") is rooms
-    with pytest.raises(packs.UnknownDomain, match="installed: \\['support'\\]"):
+    with pytest.raises(packs.UnknownDomain, match="installed: \\['itops', 'support'\\]"):
         packs.load(["payroll"])
     with pytest.raises(ValueError, match="not a DomainPack"):
         packs.load(["tether.config:Settings"])
