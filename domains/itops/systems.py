@@ -7,19 +7,15 @@
   Its changes are the CMDB's records (a restart count, a membership), so both serve the same
   database, and both answer reads of an asset.
 
-Every POST carries an ``Idempotency-Key``, with the same semantics as the support pack's shop:
-the same key and body replay the first answer (``Idempotent-Replayed: true``), the same key with
-another body is a 409 ``idempotency_conflict``, and ``GET /idempotency?key=`` tells a caller
-that lost an answer what became of it. The effect and its key commit in one transaction; a
-refusal (4xx) changes nothing and keeps no key, so the key's record never claims an effect.
+Writes happen once per ``Idempotency-Key`` (tether.keyed: the same key and body replay the
+first answer, another body is a 409 ``idempotency_conflict``, ``GET /idempotency?key=`` says what
+a key holds, and a refusal changes nothing and keeps no key). The data is seeded once, when the
+database is new: a restart never hands back access revoked since.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sqlite3
-import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from tether.keyed import Answer, KeyedStore, keyed_routes, reader
 from tether.stack import AppServer
 
 SCHEMA = """
@@ -57,8 +54,6 @@ CREATE TABLE IF NOT EXISTS change_records (change_id TEXT PRIMARY KEY, summary T
     requested_by TEXT NOT NULL, status TEXT NOT NULL, idempotency_key TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS notifications (notification_id TEXT PRIMARY KEY,
     employee_id TEXT NOT NULL, body TEXT NOT NULL, idempotency_key TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,
-    status INTEGER NOT NULL, response TEXT NOT NULL);
 """
 
 PEOPLE = [
@@ -96,63 +91,37 @@ GROUPS = [
 MEMBERS = [("grp-payments-read", "E-201"), ("grp-prod-admin", "E-240")]
 
 Role = Literal["cmdb", "changes"]
-Answer = tuple[int, dict[str, Any]]
 
 
-class ItopsDB:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(
-            path, check_same_thread=False, isolation_level=None, timeout=30
+def _seed(c: sqlite3.Connection) -> None:
+    c.executemany("INSERT INTO people VALUES (?, ?, ?, ?)", PEOPLE)
+    for host, (environment, services) in HOSTS.items():
+        c.execute("INSERT INTO hosts VALUES (?, ?)", (host, environment))
+        c.executemany(
+            "INSERT INTO services (host, service, owner_team) VALUES (?, ?, ?)",
+            [(host, service, team) for service, team in services],
         )
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._lock = threading.Lock()
-        # In-process test hooks, not reachable over HTTP: path -> statuses to answer instead.
-        self.faults: dict[str, list[int]] = {}
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    self._conn.execute(statement)
-            # Seeded once: a later start must not hand back access revoked since.
-            if self._conn.execute("SELECT count(*) FROM hosts").fetchone()[0] == 0:
-                self._seed()
-            self._conn.execute("COMMIT")
+    c.execute("UPDATE services SET state = 'restarting' WHERE host = ? AND service = ?", STUCK)
+    c.executemany("INSERT INTO groups_ VALUES (?, ?, ?)", GROUPS)
+    c.executemany("INSERT INTO members VALUES (?, ?)", MEMBERS)
 
-    def _seed(self) -> None:
-        c = self._conn
-        c.executemany("INSERT OR IGNORE INTO people VALUES (?, ?, ?, ?)", PEOPLE)
-        for host, (environment, services) in HOSTS.items():
-            c.execute("INSERT OR IGNORE INTO hosts VALUES (?, ?)", (host, environment))
-            c.executemany(
-                "INSERT OR IGNORE INTO services (host, service, owner_team) VALUES (?, ?, ?)",
-                [(host, service, team) for service, team in services],
-            )
-        c.execute("UPDATE services SET state = 'restarting' WHERE host = ? AND service = ?", STUCK)
-        c.executemany("INSERT OR IGNORE INTO groups_ VALUES (?, ?, ?)", GROUPS)
-        c.executemany("INSERT OR IGNORE INTO members VALUES (?, ?)", MEMBERS)
+
+class ItopsDB(KeyedStore):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, SCHEMA, seed=_seed)
 
     # --- reads -----------------------------------------------------------------------
 
     def _all(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         return [dict(r) for r in self._conn.execute(sql, args)]
 
-    def rows(self, table: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return self._all(f"SELECT * FROM {table}")
-
-    def one(self, table: str, column: str, value: str) -> dict[str, Any] | None:
-        with self._lock:
-            found = self._all(f"SELECT * FROM {table} WHERE {column} = ?", value)
-        return found[0] if found else None
-
     def _team(self, team: str) -> list[str]:
         return [r["employee_id"] for r in self._all("SELECT * FROM people WHERE team = ?", team)]
 
     def asset(self, asset_id: str) -> dict[str, Any] | None:
-        """A host, group or person as one record, with the owners of what it holds."""
-        with self._lock:
+        """A host, group or person as one record, with the owners of what it holds: read in
+        one transaction, so never half before and half after a change."""
+        with self.transaction():
             host = self._all("SELECT * FROM hosts WHERE host = ?", asset_id)
             if host:
                 services = self._all(
@@ -209,36 +178,6 @@ class ItopsDB:
             ),
             None,
         )
-
-    # --- writes ----------------------------------------------------------------------
-
-    def once(
-        self, key: str, body: dict[str, Any], act: Callable[[sqlite3.Connection], Answer]
-    ) -> tuple[int, dict[str, Any], bool]:
-        """(status, answer, replayed): the effect and its key in one transaction."""
-        fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                seen = self._conn.execute("SELECT * FROM keys WHERE key = ?", (key,)).fetchone()
-                if seen is not None:
-                    self._conn.execute("COMMIT")
-                    if seen["fingerprint"] != fingerprint:
-                        return 409, {"error": "idempotency_conflict"}, False
-                    return seen["status"], json.loads(seen["response"]), True
-                status, answer = act(self._conn)
-                if status >= 400:  # a refusal changes nothing and keeps no key: retry freely
-                    self._conn.execute("ROLLBACK")
-                    return status, answer, False
-                self._conn.execute(
-                    "INSERT INTO keys VALUES (?, ?, ?, ?)",
-                    (key, fingerprint, status, json.dumps(answer)),
-                )
-                self._conn.execute("COMMIT")
-                return status, answer, False
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
 
 
 def _new(prefix: str) -> str:
@@ -408,47 +347,12 @@ def create_app(db: ItopsDB, role: Role) -> Starlette:
             return JSONResponse({"error": "asset_not_found"}, status_code=404)
         return JSONResponse(found)
 
-    def reader(table: str, column: str) -> Any:
-        async def handler(request: Request) -> JSONResponse:
-            row = db.one(table, column, request.path_params["ident"])
-            return JSONResponse(row or {"error": "not_found"}, status_code=200 if row else 404)
-
-        return handler
-
-    def writer(path: str, effect: Any) -> Any:
-        async def handler(request: Request) -> JSONResponse:
-            key = request.headers.get("Idempotency-Key")
-            if not key:
-                return JSONResponse({"error": "idempotency_key_required"}, status_code=400)
-            queued = db.faults.get(path)
-            fault = queued.pop(0) if queued else 0
-            if fault:
-                return JSONResponse({"error": "injected_fault"}, status_code=fault)
-            try:
-                body = await request.json()
-                status, answer, replayed = db.once(key, body, effect(body, key))
-            except (ValueError, KeyError, TypeError) as err:
-                return JSONResponse({"error": "bad_request", "detail": str(err)}, status_code=400)
-            headers = {"Idempotent-Replayed": "true"} if replayed else {}
-            return JSONResponse(answer, status_code=status, headers=headers)
-
-        return handler
-
-    async def key_record(request: Request) -> JSONResponse:
-        row = db.one("keys", "key", request.query_params.get("key", ""))
-        if row is None:
-            return JSONResponse({"error": "key_not_found"}, status_code=404)
-        return JSONResponse(
-            {"state": "completed", "status": row["status"], "response": json.loads(row["response"])}
-        )
-
-    routes = [Route("/assets/{ident}", asset), Route("/idempotency", key_record)]
+    # Both answer reads of an asset; only the executor writes (and says what a key holds).
+    routes = [Route("/assets/{ident}", asset)]
     if role == "changes":
+        routes += keyed_routes(db, WRITES)
         routes += [
-            Route(path, writer(path, effect), methods=["POST"]) for path, effect in WRITES.items()
-        ]
-        routes += [
-            Route(f"/{prefix}/{{ident}}", reader(table, column))
+            Route(f"/{prefix}/{{ident}}", reader(db, table, column))
             for prefix, (table, column) in READS.items()
         ]
     return Starlette(routes=routes)
