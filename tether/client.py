@@ -31,6 +31,7 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleSpec,
     ScheduleUpdate,
+    TLSConfig,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
@@ -67,11 +68,30 @@ from tether.shadow import Candidate, DatasetRef, ShadowInput, ShadowReport
 from tether.tracing import interceptors
 
 
+def tls_config(settings: Settings) -> TLSConfig | bool | None:
+    """What Client.connect's ``tls`` gets: None leaves it to the SDK (on with an API key)."""
+    tls = settings.temporal_tls
+    if not tls.wanted:
+        return None
+    if tls.server_ca is None and tls.client_cert is None and tls.server_name is None:
+        return True  # the system's roots
+    return TLSConfig(
+        server_root_ca_cert=tls.server_ca.read_bytes() if tls.server_ca else None,
+        client_cert=tls.client_cert.read_bytes() if tls.client_cert else None,
+        client_private_key=tls.client_key.read_bytes() if tls.client_key else None,
+        domain=tls.server_name,
+    )
+
+
 async def connect(settings: Settings, *, serve_metrics: bool = False) -> Client:
-    """``serve_metrics``: workers only; one process serves TETHER_METRICS_ADDRESS."""
+    """``serve_metrics``: workers only; one process serves TETHER_METRICS_ADDRESS. TLS, mTLS
+    and an API key come from Settings (temporal_tls, temporal_api_key) for every process."""
+    api_key = settings.temporal_api_key
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
+        tls=tls_config(settings),
+        api_key=api_key.get_secret_value() if api_key else None,
         data_converter=pydantic_data_converter,
         runtime=runtime_for(settings.metrics_address) if serve_metrics else None,
         interceptors=interceptors(settings.tracing),

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.common import RetryPolicy
 
@@ -167,6 +167,31 @@ class ConsoleConfig(BaseModel):
     secret: SecretStr | None = None
 
 
+class TemporalTLS(BaseModel):
+    """TLS to the Temporal frontend (TETHER_TEMPORAL_TLS__*): a private CA's certificate, and a
+    client certificate and key for mTLS. Files, so secrets stay out of the environment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False  # on with the system's roots even when no file is named
+    server_ca: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    server_name: str | None = None  # the name the server's certificate carries, if not the host
+
+    @model_validator(mode="after")
+    def _a_cert_needs_its_key(self) -> TemporalTLS:
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("mTLS needs client_cert and client_key together")
+        return self
+
+    @property
+    def wanted(self) -> bool:
+        return self.enabled or any(
+            f is not None for f in (self.server_ca, self.client_cert, self.server_name)
+        )
+
+
 class Settings(BaseSettings):
     """Process settings, read from TETHER_* environment variables."""
 
@@ -185,6 +210,9 @@ class Settings(BaseSettings):
     systems: dict[str, str] = {}
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
+    temporal_tls: TemporalTLS = TemporalTLS()
+    # Sent as "Authorization: Bearer ..." (Temporal Cloud); TLS is then on unless disabled.
+    temporal_api_key: SecretStr | None = None
     temporal_ui_port: int = 8233
     task_queue: str = RESOLUTION_QUEUE
     model_queue: str = MODEL_QUEUE
