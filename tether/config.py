@@ -162,9 +162,23 @@ class ConsoleConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8300
     identity_header: str | None = None  # e.g. X-Forwarded-User, only behind such a proxy
-    tokens: dict[str, str] = Field(default_factory=dict)
-    # Signs the forms (CSRF); a random one per process when unset.
+    # The header is believed only from these peer addresses (the proxy's); from others, ignored.
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+    tokens: dict[str, str] = Field(default_factory=dict, repr=False)  # token -> approver id
+    # Signs sessions and forms; a random one per process when unset, which only one process
+    # may use (another replica could not read its sessions): see ``processes``.
     secret: SecretStr | None = None
+    processes: int = Field(default=1, ge=1)  # console processes behind one address
+    session_hours: float = Field(default=8, gt=0)
+
+    @model_validator(mode="after")
+    def _replicas_share_a_secret(self) -> ConsoleConfig:
+        if self.processes > 1 and self.secret is None:
+            raise ValueError(
+                "console.processes > 1 needs console.secret (TETHER_CONSOLE__SECRET): each "
+                "process would sign sessions and forms with its own random one"
+            )
+        return self
 
 
 class TemporalTLS(BaseModel):

@@ -2,10 +2,13 @@
 and edit. Server-rendered HTML over the same client API as the CLI; every decision is still
 checked by the workflow (identity, role, version, contracts, policy, limits).
 
-Identity: the configured header (set by an authenticating proxy in front of the console; only
-configure it when that proxy is the one way in and strips the header from clients), or
-a token an operator signs in with at ``/login?token=...`` (kept in an HttpOnly, SameSite
-cookie). Forms carry an HMAC of the identity, so another site cannot post in its name.
+Identity: the configured header, believed only from the proxy addresses configured (an
+authenticating proxy in front of the console, which must strip the header from clients), or a
+token an operator signs in with by POST to ``/login``, compared in constant time. The cookie
+then holds a session, never the token: the identity, an expiry and a fingerprint of the token,
+signed with the console's secret (so every replica sharing the secret reads it, and a token
+taken out of the configuration ends its sessions). ``/logout`` ends it in the browser. Forms
+carry an HMAC of the identity, so another site cannot post in its name.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -31,7 +35,7 @@ from tether.config import Settings
 from tether.contracts import Outcome, WorkflowStatus
 from tether.errors import InvalidRequest, ReviewRejected
 
-COOKIE = "tether_token"
+COOKIE = "tether_session"
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d232a;background:#f6f7f9}
 header{background:#1d2b3a;color:#fff;padding:.7rem 1.5rem;display:flex;justify-content:space-between}
@@ -56,7 +60,12 @@ button.reject{background:#a32020;color:#fff;border-color:#a32020}
 
 
 def _page(title: str, identity: str | None, body: str, status: int = 200) -> HTMLResponse:
-    who = f"signed in as <b>{escape(identity)}</b>" if identity else "not signed in"
+    who = (
+        f"signed in as <b>{escape(identity)}</b> <form method='post' action='/logout' "
+        "style='margin:0 0 0 .6rem'><button id='signout'>sign out</button></form>"
+        if identity
+        else "not signed in"
+    )
     return HTMLResponse(
         headers={  # never inside another site's frame: the forms carry valid tokens
             "X-Frame-Options": "DENY",
@@ -90,12 +99,50 @@ class Console:
 
     def identity(self, request: Request) -> str | None:
         header = self.config.identity_header
-        if header and request.headers.get(header):
+        peer = request.client.host if request.client else None
+        if header and request.headers.get(header) and peer in self.config.trusted_proxies:
             return request.headers[header]
-        token = request.cookies.get(COOKIE) or request.headers.get(
-            "Authorization", ""
-        ).removeprefix("Bearer ")
-        return self.config.tokens.get(token) if token else None
+        bearer = request.headers.get("Authorization", "")
+        if bearer.startswith("Bearer "):
+            return self._token_identity(bearer.removeprefix("Bearer "))
+        return self._session_identity(request.cookies.get(COOKIE, ""))
+
+    def _token_identity(self, token: str) -> str | None:
+        """Whose ``token`` is; every configured token is compared, in constant time."""
+        found = None
+        for known, who in self.config.tokens.items():
+            if hmac.compare_digest(known.encode(), token.encode()):
+                found = who
+        return found
+
+    @staticmethod
+    def _fingerprint(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+    def _sign(self, text: str) -> str:
+        return hmac.new(self._secret, f"session:{text}".encode(), hashlib.sha256).hexdigest()
+
+    def session(self, token: str, identity: str) -> str:
+        expires = int(time.time() + self.config.session_hours * 3600)
+        body = json.dumps([identity, expires, self._fingerprint(token)], separators=(",", ":"))
+        return f"{body.encode().hex()}.{self._sign(body)}"
+
+    def _session_identity(self, cookie: str) -> str | None:
+        """The session's identity if it is signed by us, unexpired, and its token still
+        belongs to that identity."""
+        data, _, signature = cookie.partition(".")
+        try:
+            body = bytes.fromhex(data).decode()
+            identity, expires, fingerprint = json.loads(body)
+        except (ValueError, TypeError):
+            return None
+        if not hmac.compare_digest(signature, self._sign(body)) or expires < time.time():
+            return None
+        current = any(
+            who == identity and hmac.compare_digest(self._fingerprint(t), fingerprint)
+            for t, who in self.config.tokens.items()
+        )
+        return str(identity) if current else None
 
     def csrf(self, identity: str) -> str:
         return hmac.new(self._secret, identity.encode(), hashlib.sha256).hexdigest()
@@ -106,12 +153,33 @@ class Console:
     # --- pages ---------------------------------------------------------------------------
 
     async def login(self, request: Request) -> Response:
-        token = request.query_params.get("token", "")
-        if token not in self.config.tokens:
-            return _page("Sign in", None, "<p class='error'>Unknown token.</p>", 401)
+        """GET: the sign-in form. POST: the token, from the form's body (never a URL, which
+        proxies and browsers keep in logs and history)."""
+        form = (
+            "<h1>Sign in</h1><form method='post' action='/login'>"
+            "<input type='password' name='token' autocomplete='current-password' "
+            "placeholder='token' style='width:24rem'> <button id='signin'>sign in</button></form>"
+        )
+        if request.method == "GET":
+            return _page("Sign in", None, form)
+        token = str((await request.form()).get("token", ""))
+        identity = self._token_identity(token) if token else None
+        if identity is None:
+            return _page("Sign in", None, f"<p class='error'>Unknown token.</p>{form}", 401)
         response = RedirectResponse("/", status_code=303)
-        secure = request.url.scheme == "https"
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=secure)
+        response.set_cookie(
+            COOKIE,
+            self.session(token, identity),
+            max_age=int(self.config.session_hours * 3600),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE, httponly=True, samesite="strict")
         return response
 
     async def queue(self, request: Request, identity: str) -> Response:
@@ -306,7 +374,7 @@ def create_app(settings: Settings, tether: Tether | None = None) -> Starlette:
         async def endpoint(request: Request) -> Response:
             identity = console.identity(request)
             if identity is None:
-                how = "Sign in at <code>/login?token=…</code>"
+                how = "<a href='/login'>Sign in</a>"
                 if settings.console.identity_header:
                     how += (
                         f", or come through the proxy that sets {settings.console.identity_header}"
@@ -325,7 +393,8 @@ def create_app(settings: Settings, tether: Tether | None = None) -> Starlette:
     return Starlette(
         routes=[
             Route("/", signed_in(console.queue)),
-            Route("/login", console.login),
+            Route("/login", console.login, methods=["GET", "POST"]),
+            Route("/logout", console.logout, methods=["POST"]),
             Route("/requests/{request_id}", signed_in(console.detail)),
             Route("/requests/{request_id}/{verdict}", signed_in(console.decide), methods=["POST"]),
         ],

@@ -77,7 +77,7 @@ async def test_identity_and_forms_are_checked(console_url: str, tether: Tether) 
     rid = await submit_large_refund(tether)
     async with httpx.AsyncClient(base_url=console_url) as http:
         assert (await http.get("/")).status_code == 401  # nobody
-        assert (await http.get("/login", params={"token": "guess"})).status_code == 401
+        assert (await http.post("/login", data={"token": "guess"})).status_code == 401
         forged = await http.post(
             f"/requests/{rid}/approve", data={"csrf": "x"}, headers={"X-Test-User": LEAD}
         )
@@ -118,7 +118,10 @@ async def test_an_operator_approves_in_the_browser(console_url: str, tether: Tet
             ],
         )
         page = await browser.new_page(viewport={"width": 1200, "height": 700})
-        await page.goto(f"{console_url}/login?token=lead-token")  # sets the cookie, shows the queue
+        await page.goto(f"{console_url}/login")
+        await page.fill("input[name='token']", "lead-token")
+        await page.click("#signin")  # a session cookie, then the queue
+        await page.wait_for_selector("#queue")
         for _ in range(100):  # the queue comes from visibility, which is eventually consistent
             if await page.locator(f"a[href='/requests/{rid}']").count():
                 break
