@@ -223,7 +223,8 @@ class Tether:
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 memo={DIGEST: digest},
-                static_summary=f"{pack.name} · {req.subject}: {req.text[:80]}",
+                # No customer text or id: the list is read by every operator of the namespace.
+                static_summary=f"{pack.name} request {req.request_id}",
             )
         except WorkflowAlreadyStartedError:
             handle = self.handle(req.request_id)  # already finished: same request, same outcome

@@ -60,11 +60,26 @@ class KeyedStore:
                 if seed is not None:
                     seed(conn)
                 conn.execute("PRAGMA user_version = 1")
+            tables = [
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            ]
+            self._columns = {
+                t: {c[1] for c in conn.execute("SELECT * FROM pragma_table_info(?)", (t,))}
+                for t in tables
+            }
 
     def transaction(self) -> _Transaction:
         return _Transaction(self._conn, self._lock)
 
+    def _known(self, table: str, column: str | None = None) -> None:
+        """Names formatted into SQL must be the schema's own (never a caller's words); checked
+        as code, not by assert, which -O strips."""
+        columns = self._columns.get(table)
+        if columns is None or (column is not None and column not in columns):
+            raise ValueError(f"no {table}{'.' + column if column else ''} in this database")
+
     def one(self, table: str, column: str, value: str) -> dict[str, Any] | None:
+        self._known(table, column)
         with self._lock:
             row = self._conn.execute(
                 f"SELECT * FROM {table} WHERE {column} = ?", (value,)
@@ -72,6 +87,7 @@ class KeyedStore:
         return dict(row) if row else None
 
     def rows(self, table: str) -> list[dict[str, Any]]:
+        self._known(table)
         with self._lock:
             return [dict(r) for r in self._conn.execute(f"SELECT * FROM {table}")]
 

@@ -307,3 +307,15 @@ async def test_retired_runbooks_are_never_cited(tether: Tether) -> None:
     assert ("change-freeze-policy-2025", "superseded") in dropped, dropped
     assert ("holiday-support-notice", "stale") in dropped, dropped
     assert outcome.intent == "runbook_question" and not outcome.actions
+
+
+async def test_the_workflow_list_shows_no_employee_text(tether: Tether) -> None:
+    """The UI's workflow list is read by every operator of the namespace: its summary names
+    the domain and the request, never who asked or what they wrote."""
+    secret = "canary-7f3a9 my home address is 12 Elm St"
+    req = ticket(f"Restart svc-cart on stg-web-01 please, {secret}.", "E-202")
+    handle = await tether.submit(req, domain="itops")
+    text = await (await handle.describe()).static_summary()
+    assert text == f"itops request {req['request_id']}"
+    assert "canary" not in str(text) and "E-202" not in str(text)
+    await handle.result()

@@ -384,3 +384,20 @@ def test_a_restart_of_the_systems_keeps_what_changed(tmp_path: Path) -> None:
 def test_a_revocation_is_never_undone() -> None:
     assert PACK.tools.get("remove_from_group").compensation is None
     assert PACK.tools.get("add_to_group").compensation is not None
+
+
+def test_names_in_sql_are_the_schemas_own(tmp_path: Path) -> None:
+    from tether.domains.support.business import BusinessDB
+
+    db = ItopsDB(tmp_path / "itops.sqlite")
+    assert db.one("people", "employee_id", "E-201") is not None
+    for table, column in [("people; DROP TABLE people", "employee_id"), ("people", "x = 1 OR 1")]:
+        with pytest.raises(ValueError, match="in this database"):
+            db.one(table, column, "E-201")
+    with pytest.raises(ValueError):
+        db.rows("sqlite_master")
+    shop = BusinessDB(tmp_path / "shop.db")
+    with pytest.raises(ValueError, match="no record lookup"):
+        shop.record("orders; --", "order_id", "ORD-1")
+    with pytest.raises(ValueError, match="no table"):
+        shop.rows("keys")
