@@ -37,12 +37,12 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from tether import names, packs
 from tether.audit import AuditEntry, audit
+from tether.codec import data_converter
 from tether.config import PolicyConfig, Settings
 from tether.contracts import (
     Edit,
@@ -92,7 +92,7 @@ async def connect(settings: Settings, *, serve_metrics: bool = False) -> Client:
         namespace=settings.temporal_namespace,
         tls=tls_config(settings),
         api_key=api_key.get_secret_value() if api_key else None,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         runtime=runtime_for(settings.metrics_address) if serve_metrics else None,
         interceptors=interceptors(settings.tracing),
     )

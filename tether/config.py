@@ -7,6 +7,7 @@ history records exactly which configuration decided it and replays with it.
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -206,6 +207,29 @@ class TemporalTLS(BaseModel):
         )
 
 
+class EncryptionConfig(BaseModel):
+    """History encryption (tether/codec.py): key id -> base64 of a 32-byte AES key. The
+    primary (default: the last id in sort order) encrypts; every key decrypts. No keys: off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keys: dict[str, SecretStr] = Field(default_factory=dict)
+    primary: str | None = None
+
+    @model_validator(mode="after")
+    def _usable(self) -> EncryptionConfig:
+        for kid, key in self.keys.items():
+            try:
+                size = len(base64.b64decode(key.get_secret_value(), validate=True))
+            except ValueError:
+                size = -1
+            if size != 32:
+                raise ValueError(f"encryption key {kid!r} is not base64 of 32 bytes")
+        if self.primary is not None and self.primary not in self.keys:
+            raise ValueError(f"primary key {self.primary!r} is not among {sorted(self.keys)}")
+        return self
+
+
 class Settings(BaseSettings):
     """Process settings, read from TETHER_* environment variables."""
 
@@ -225,6 +249,7 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_tls: TemporalTLS = TemporalTLS()
+    encryption: EncryptionConfig = EncryptionConfig()
     # Sent as "Authorization: Bearer ..." (Temporal Cloud); TLS is then on unless disabled.
     temporal_api_key: SecretStr | None = None
     temporal_ui_port: int = 8233

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from tether.sandbox import workflow_runner
@@ -45,7 +44,7 @@ async def replay_recent(
 
     replayer = Replayer(
         workflows=workflows,
-        data_converter=pydantic_data_converter,
+        data_converter=client.data_converter,  # decrypts what the client's codec encrypted
         workflow_runner=workflow_runner(),
     )
     results = await replayer.replay_workflows(histories(), raise_on_replay_failure=False)
