@@ -223,7 +223,7 @@ class Tether:
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 memo={DIGEST: digest},
-                # No customer text or id: the list is read by every operator of the namespace.
+                # No subject or request text: every operator of the namespace reads the list.
                 static_summary=f"{pack.name} request {req.request_id}",
             )
         except WorkflowAlreadyStartedError:

@@ -1,8 +1,8 @@
 """History encrypted at rest: an AES-256-GCM payload codec (part of issue 14's trust seam).
 
 Every payload Temporal stores (workflow input, activity arguments and results, signals,
-updates, memos, summaries) leaves this process encrypted. Tickets, customer ids, replies and
-approver emails are then unreadable in Temporal's database and to anyone with namespace access
+updates, memos, summaries) leaves this process encrypted. Request text, subject ids, messages and
+approver ids are then unreadable in Temporal's database and to anyone with namespace access
 but without a key. Each encrypted payload names its key id in its metadata, so keys rotate:
 the primary key encrypts, every configured key decrypts. The namespace is bound as associated
 data, so a payload copied into another namespace does not decrypt there.

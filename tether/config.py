@@ -209,7 +209,7 @@ class TemporalTLS(BaseModel):
 
 class EncryptionConfig(BaseModel):
     """History encryption (tether/codec.py): key id -> base64 of a 32-byte AES key. The
-    primary (default: the last id in sort order) encrypts; every key decrypts. No keys: off."""
+    primary (default: the last id, sorted) encrypts; every key decrypts. No keys: off."""
 
     model_config = ConfigDict(extra="forbid")
 
