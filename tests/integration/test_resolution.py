@@ -37,8 +37,10 @@ MANAGER = "manager@northwind.example"
 AGENT = "agent@northwind.example"
 
 
-async def wait_pending(tether: Tether, request_id: str) -> None:
-    for _ in range(200):
+async def wait_pending(tether: Tether, request_id: str, within: float = 90) -> None:
+    """By the clock, not a count of polls: on a busy machine each query takes longer."""
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
         if (await tether.status(request_id)).pending is not None:
             return
         await asyncio.sleep(0.05)
