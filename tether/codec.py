@@ -32,6 +32,10 @@ NONCE = 12
 class UnknownKey(ValueError):
     """A payload encrypted with a key this process does not hold."""
 
+    def __init__(self, key_id: str, held: Sequence[str]) -> None:
+        super().__init__(f"payload encrypted with key {key_id!r}; held: {sorted(held)}")
+        self.key_id = key_id
+
 
 def new_key() -> str:
     """A fresh key, as TETHER_ENCRYPTION__KEYS takes it (base64 of 32 random bytes)."""
@@ -69,9 +73,7 @@ class EncryptionCodec(PayloadCodec):
             kid = payload.metadata.get(KEY_ID, b"").decode()
             cipher = self._ciphers.get(kid)
             if cipher is None:
-                raise UnknownKey(
-                    f"payload encrypted with key {kid!r}; held: {sorted(self._ciphers)}"
-                )
+                raise UnknownKey(kid, list(self._ciphers))
             plain = cipher.decrypt(payload.data[:NONCE], payload.data[NONCE:], self._aad)
             out.append(Payload.FromString(plain))
         return out

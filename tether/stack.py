@@ -57,9 +57,16 @@ class TemporalDevServer:
     """`temporal server start-dev` with a file database, the UI, and Tether's search attributes."""
 
     def __init__(
-        self, db_file: Path, *, port: int = 7233, ui_port: int = 8233, log: Path | None = None
+        self,
+        db_file: Path,
+        *,
+        port: int = 7233,
+        ui_port: int = 8233,
+        log: Path | None = None,
+        codec_endpoint: str | None = None,  # a codec server the UI decodes payloads through
     ) -> None:
         self.port, self.ui_port, self.db_file = port, ui_port, db_file
+        self.codec_endpoint = codec_endpoint
         self._log = log or db_file.with_suffix(".log")
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -68,6 +75,7 @@ class TemporalDevServer:
         return f"127.0.0.1:{self.port}"
 
     def args(self) -> list[str]:
+        codec = ["--ui-codec-endpoint", self.codec_endpoint] if self.codec_endpoint else []
         return [
             temporal_binary(),
             "server",
@@ -85,6 +93,7 @@ class TemporalDevServer:
             *FAST_DYNAMIC_CONFIG,
             *SQLITE_PRAGMAS,
             *search.cli_flags(),
+            *codec,
         ]
 
     async def start(self, timeout: float = 60.0) -> None:

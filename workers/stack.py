@@ -1,6 +1,7 @@
 """EmbeddedStack: everything `tether up` and `tether demo` run on one machine, started and
 stopped in order: the Temporal dev server, a local copy of every business system the packs
-name (where they have one and its address is on this machine), and the workers."""
+name (where they have one and its address is on this machine), the workers, and when history
+is encrypted a codec server the UI decodes it through (loopback only, no token: a dev stack)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from temporalio.worker import Worker
 
 from tether import packs
 from tether.client import Tether, connect
+from tether.codecserver import CodecServerConfig, create_app
 from tether.config import Settings
 from tether.domain import EmbeddedSystem
-from tether.stack import TemporalDevServer
+from tether.stack import AppServer, TemporalDevServer
 from tether.workers.main import Resources, model_worker, resolution_worker, system_urls
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -23,10 +25,17 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 class EmbeddedStack:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.codec: AppServer | None = None
+        self.codec_url: str | None = None
+        if settings.encryption.keys:
+            codec = CodecServerConfig(loopback_without_token=True)
+            self.codec = AppServer(create_app(settings, codec), port=codec.port, name="codec")
+            self.codec_url = f"http://{codec.host}:{codec.port}"
         self.temporal = TemporalDevServer(
             settings.data_dir / "temporal.db",
             port=int(settings.temporal_address.rsplit(":", 1)[1]),
             ui_port=settings.temporal_ui_port,
+            codec_endpoint=self.codec_url,
         )
         served = packs.load(settings.domains)
         urls = system_urls(settings, served)
@@ -48,6 +57,8 @@ class EmbeddedStack:
 
     async def __aenter__(self) -> EmbeddedStack:
         try:
+            if self.codec is not None:
+                self.codec.start()
             await self.temporal.start()
             for system in self.systems.values():
                 system.start()
@@ -90,3 +101,5 @@ class EmbeddedStack:
             if system.running:
                 system.stop()
         self.temporal.stop()
+        if self.codec is not None and self.codec.running:
+            self.codec.stop()

@@ -25,6 +25,15 @@ from tether.stack import free_port
 pytestmark = pytest.mark.integration
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console-queue.png"
 LEAD = "lead@northwind.example"
 TOKENS = {"lead-token": LEAD, "agent-token": "agent@northwind.example"}
@@ -107,15 +116,7 @@ async def test_an_operator_approves_in_the_browser(console_url: str, tether: Tet
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
+            args=CHROMIUM_ARGS,
         )
         page = await browser.new_page(viewport={"width": 1200, "height": 700})
         await page.goto(f"{console_url}/login")

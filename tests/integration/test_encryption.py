@@ -8,17 +8,19 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 from temporalio.api.common.v1 import Payload
+from temporalio.client import WorkflowHandle
 from temporalio.worker import Worker
 
 from tests.conftest import new_id
 from tether.client import Tether, connect
 from tether.codec import ENCODING, KEY_ID, EncryptionCodec, UnknownKey, codec_for, new_key
 from tether.config import EncryptionConfig, Settings
-from tether.contracts import DecisionAction
+from tether.contracts import DecisionAction, Outcome
 from tether.stack import TemporalDevServer, free_port
 from tether.workers.main import Resources, model_worker, resolution_worker
 
@@ -61,48 +63,63 @@ def test_a_bad_key_is_refused_at_start() -> None:
         EncryptionConfig(keys={"k": new_key()}, primary="other")
 
 
+def on_server(settings: Settings, server: TemporalDevServer, keys: dict[str, str]) -> Settings:
+    """The session's settings pointed at ``server``, with queues of their own and these keys."""
+    queue = new_id("enc")
+    return settings.model_copy(
+        update={
+            "temporal_address": server.address,
+            "temporal_ui_port": server.ui_port,
+            "task_queue": queue,
+            "model_queue": f"{queue}-model",
+            "encryption": EncryptionConfig(keys=keys),
+        }
+    )
+
+
+async def run_ticket(
+    local: Settings, resources: Resources, canary: str
+) -> WorkflowHandle[Any, Outcome]:
+    """One real ticket carrying ``canary``, run to its end on ``local``'s server (rejected if it
+    waits for a person); its workflow's handle."""
+    client = await connect(local)
+    workers: list[Worker] = [
+        resolution_worker(client, resources, task_queue=local.task_queue),
+        model_worker(client, resources, task_queue=local.model_queue),
+    ]
+    async with workers[0], workers[1]:
+        tether = Tether(client, local)
+        rid = new_id("enc")
+        request = {
+            "request_id": rid,
+            "subject": "C-100",
+            "requester": "C-100",
+            "text": f"Where is my order ORD-1001? My note: {canary}",
+        }
+        handle = await tether.submit(request, domain="support")
+        for _ in range(600):  # it ends, or waits for a person who then rejects it
+            status = await tether.status(rid)
+            if status.pending is not None:
+                await tether.review(rid, approver=LEAD, verdict="reject", reason="drill")
+                break
+            if status.stage.value == "completed":
+                break
+            await asyncio.sleep(0.1)
+        outcome = await asyncio.wait_for(handle.result(), timeout=60)
+        assert outcome.decision.action is not DecisionAction.DEGRADED, outcome.decision
+        assert status.request is not None and canary in status.request.text  # decrypted
+    return handle
+
+
 async def _run_canary(tmp_path: Path, resources: Resources, settings: Settings, on: bool) -> int:
     """Run one real ticket carrying a canary on a dev server of its own; how often the canary
     appears in that server's database file afterwards."""
     canary = f"canary-{uuid.uuid4().hex}"
     server = TemporalDevServer(tmp_path / "temporal.db", port=free_port(), ui_port=free_port())
     await server.start()
-    queue = new_id("enc")
-    local = settings.model_copy(
-        update={
-            "temporal_address": server.address,
-            "task_queue": queue,
-            "model_queue": f"{queue}-model",
-            "encryption": EncryptionConfig(keys={"k1": new_key()} if on else {}),
-        }
-    )
     try:
-        client = await connect(local)
-        workers: list[Worker] = [
-            resolution_worker(client, resources, task_queue=queue),
-            model_worker(client, resources, task_queue=f"{queue}-model"),
-        ]
-        async with workers[0], workers[1]:
-            tether = Tether(client, local)
-            rid = new_id("enc")
-            request = {
-                "request_id": rid,
-                "subject": "C-100",
-                "requester": "C-100",
-                "text": f"Where is my order ORD-1001? My note: {canary}",
-            }
-            handle = await tether.submit(request, domain="support")
-            for _ in range(600):  # it ends, or waits for a person who then rejects it
-                status = await tether.status(rid)
-                if status.pending is not None:
-                    await tether.review(rid, approver=LEAD, verdict="reject", reason="drill")
-                    break
-                if status.stage.value == "completed":
-                    break
-                await asyncio.sleep(0.1)
-            outcome = await asyncio.wait_for(handle.result(), timeout=60)
-            assert outcome.decision.action is not DecisionAction.DEGRADED, outcome.decision
-            assert status.request is not None and canary in status.request.text  # decrypted
+        keys = {"k1": new_key()} if on else {}
+        await run_ticket(on_server(settings, server, keys), resources, canary)
     finally:
         server.stop()
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("temporal.db*"))

@@ -25,6 +25,8 @@ def up() -> None:
         settings = Settings()
         async with EmbeddedStack(settings) as stack:
             out.print(f"Temporal {settings.temporal_address}, UI {settings.ui_url}")
+            if stack.codec_url is not None:
+                out.print(f"Codec server {stack.codec_url}: the UI decodes encrypted history")
             for name, system in stack.systems.items():
                 out.print(f"Business system {name}: {getattr(system, 'url', '')}")
             out.print("Ctrl-C stops everything.")
