@@ -75,7 +75,6 @@ async def main(rounds: int) -> None:
                         UngovernedWorkflow.run,
                         ResolutionInput(
                             domain="support",
-                            policy=tether.policy(tether.pack("support")),
                             request=request.model_copy(
                                 update={"request_id": request.request_id + "-u"}
                             ),

@@ -24,7 +24,9 @@ from tether.domains.support import PACK as SUPPORT
 from tether.domains.support.business import BusinessServer
 from tether.embeddings import Embedder
 from tether.localmodel import LocalModel
+from tether.packs import load
 from tether.sandbox import workflow_runner
+from tether.signing import directory_for
 from tether.stack import FAST_DYNAMIC_CONFIG, temporal_binary
 from tether.workers.main import WORKFLOWS, Resources, model_worker, resolution_worker
 
@@ -79,11 +81,24 @@ def itops(data_dir: Path) -> Iterator[ItopsSystems]:
     systems.stop()
 
 
+def policies(keys: Path, extra: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+    """Each test pack's demo people as the approver directory, with keys made in ``keys``
+    (the packs ship none), and ``extra`` settings per domain."""
+    return {
+        pack.name: {
+            **extra.get(pack.name, {}),
+            "approvers": directory_for(pack.demo_approvers, keys),
+        }
+        for pack in load(DOMAINS)
+    }
+
+
 @pytest.fixture(scope="session")
 def settings(
     data_dir: Path, business: BusinessServer, facilities: object, itops: ItopsSystems
 ) -> Settings:
     queue = f"tq-{uuid.uuid4().hex[:8]}"
+    keys = data_dir / "keys"
     return Settings(
         data_dir=data_dir,
         domains=DOMAINS,
@@ -94,7 +109,8 @@ def settings(
             "itops.cmdb": itops.cmdb.url,
             "itops.changes": itops.changes.url,
         },
-        policies={"itops": ITOPS_POLICY},
+        policies=policies(keys, {"itops": ITOPS_POLICY}),
+        keyring=keys,
         task_queue=queue,
         model_queue=f"{queue}-model",
         # The handbook's review dates are fixed; judge them as of a fixed day so tests don't rot.

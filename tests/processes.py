@@ -25,6 +25,7 @@ def environment(settings: Settings, **env: str) -> dict[str, str]:
         **({"TETHER_DEFAULT_DOMAIN": s.default_domain} if s.default_domain else {}),
         **({"TETHER_POLICIES": json.dumps(s.policies, default=str)} if s.policies else {}),
         "TETHER_DATA_DIR": str(s.data_dir),
+        **({"TETHER_KEYRING": str(s.keyring)} if s.keyring else {}),
         "TETHER_TASK_QUEUE": s.task_queue,
         "TETHER_MODEL_QUEUE": s.model_queue,
         "TETHER_RETRIEVAL__FRESHNESS_AS_OF": FRESHNESS_AS_OF.isoformat(),

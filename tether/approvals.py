@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from tether.config import PolicyConfig
-from tether.contracts import PendingApproval, Request, Review
+from tether.contracts import Edit, PendingApproval, Request, Review
+from tether.signing import SignatureRefused, verify
 
 
 class ReviewRefused(Exception):
@@ -16,14 +19,27 @@ class ReviewRefused(Exception):
 
 
 def authorise_review(
-    review: Review, pending: PendingApproval | None, request: Request, config: PolicyConfig
+    review: Review | Edit,
+    pending: PendingApproval | None,
+    request: Request,
+    config: PolicyConfig,
+    *,
+    workflow_id: str,
+    now: datetime,
 ) -> str:
-    """Return the role under which ``review`` counts, or raise ReviewRefused."""
+    """Return the role under which ``review`` (or an edit, an approval) counts, or raise
+    ReviewRefused. The approver is who the signature proves, checked against the pinned
+    directory; the name in the message alone proves nothing."""
     if pending is None:
         raise ReviewRefused("nothing_pending", "no approval is pending for this request")
-    roles = config.approvers.get(review.approver)
-    if roles is None:
+    entry = config.approvers.get(review.approver)
+    if entry is None:
         raise ReviewRefused("unknown_approver", f"{review.approver} is not a configured approver")
+    try:
+        verify(review, config, workflow_id, now)
+    except SignatureRefused as refused:
+        raise ReviewRefused(refused.code, refused.detail) from None
+    roles = entry.roles
     if review.approver in (request.requester, request.subject):
         raise ReviewRefused("self_approval", f"{review.approver} submitted this request")
     # A tier may be decided by its own role or by any higher tier's role.
@@ -34,11 +50,11 @@ def authorise_review(
             "insufficient_role",
             f"tier {pending.tier_name!r} needs one of {acceptable}; {review.approver} has {roles}",
         )
-    if review.proposal_version is not None and review.proposal_version != pending.proposal_version:
+    if review.proposal_version != pending.proposal_version:  # what was signed is what was seen
         raise ReviewRefused(
             "stale_proposal",
             f"review is for version {review.proposal_version}, pending is {pending.proposal_version}",
         )
-    if review.verdict == "reject" and not review.reason:
+    if isinstance(review, Review) and review.verdict == "reject" and not review.reason:
         raise ReviewRefused("reason_required", "a rejection must say why")
     return role

@@ -43,7 +43,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from tether import names, packs
 from tether.audit import AuditEntry, audit
 from tether.codec import data_converter
-from tether.config import PolicyConfig, Settings
+from tether.config import Settings
 from tether.contracts import (
     Edit,
     IngestInput,
@@ -60,11 +60,12 @@ from tether.contracts import (
     WorkflowStatus,
 )
 from tether.domain import DomainPack
-from tether.errors import ConfigurationError, InvalidRequest, RequestConflict, ReviewRejected
+from tether.errors import InvalidRequest, RequestConflict, ReviewRejected
 from tether.evaluation import EvaluationInput, EvaluationReport
 from tether.metrics import runtime_for
 from tether.names import workflow_id_for
 from tether.shadow import Candidate, DatasetRef, ShadowInput, ShadowReport
+from tether.signing import SigningKey, keyring
 from tether.tracing import interceptors
 
 
@@ -134,32 +135,11 @@ def parse_request(data: Request | Mapping[str, Any], pack: DomainPack) -> Reques
     return request
 
 
-def policy_for(
-    pack: DomainPack, settings: Settings, changes: Mapping[str, Any] | None = None
-) -> PolicyConfig:
-    """The pack's policy with this deployment's overrides (and ``changes`` on top), checked
-    against the pack before any workflow could start with it: ConfigurationError if not."""
-    policy = pack.policy
-    for overrides in (settings.policies.get(pack.name), changes):
-        if overrides:
-            try:
-                policy = policy.merged(dict(overrides))
-            except ValidationError as err:
-                raise ConfigurationError(
-                    [f"policy of {pack.name}: {e['loc']}: {e['msg']}" for e in err.errors()]
-                ) from None
-    problems = pack.policy_problems(policy)
-    if problems:
-        raise ConfigurationError([f"policy of {pack.name}: {p}" for p in problems])
-    return policy
-
-
 class Tether:
     def __init__(self, client: Client, settings: Settings | None = None) -> None:
         self.client = client
         self.settings = settings or Settings()
         self.packs = packs.load(self.settings.domains)
-        self._policies = {p.name: policy_for(p, self.settings) for p in self.packs}
 
     def pack(self, domain: str | None = None) -> DomainPack:
         """The pack ``domain`` names, else the default one, else the only one this client
@@ -173,10 +153,6 @@ class Tether:
         if name not in served:
             raise InvalidRequest([f"domain: {name!r} is not one of {sorted(served)}"])
         return served[name]
-
-    def policy(self, pack: DomainPack) -> PolicyConfig:
-        """The pack's policy with this deployment's overrides (Settings.policies)."""
-        return self._policies[pack.name]
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> Tether:
@@ -213,7 +189,6 @@ class Tether:
                 ResolutionInput(
                     domain=pack.name,
                     request=req,
-                    policy=self.policy(pack),
                     timeouts=s.timeouts,
                     model_queue=s.model_queue,
                 ),
@@ -294,11 +269,17 @@ class Tether:
         verdict: Literal["approve", "reject"],
         reason: str = "",
         proposal_version: int | None = None,
+        key: SigningKey | None = None,
     ) -> ReviewReceipt:
-        review = Review(
-            approver=approver, verdict=verdict, reason=reason, proposal_version=proposal_version
-        )
-        return await self._decide(request_id, names.REVIEW, review)
+        """A verdict on the pending proposal, signed with ``key`` (else the approver's key
+        from ``Settings.keyring``); unsigned, the workflow refuses it."""
+        try:
+            review = Review(
+                approver=approver, verdict=verdict, reason=reason, proposal_version=proposal_version
+            )
+        except ValidationError as err:
+            raise invalid(err, "review") from None
+        return await self._decide(request_id, names.REVIEW, review, key)
 
     async def edit(
         self,
@@ -309,6 +290,7 @@ class Tether:
         answer: str | None = None,
         tool_calls: list[ToolCall] | list[dict[str, Any]] | None = None,
         proposal_version: int | None = None,
+        key: SigningKey | None = None,
     ) -> ReviewReceipt:
         """Approve a changed answer and/or tool calls; refused like a review, and also when
         the edit breaks a contract, fails policy or exceeds the editor's limit."""
@@ -324,12 +306,41 @@ class Tether:
             )
         except ValidationError as err:
             raise invalid(err, "edit") from None
-        return await self._decide(request_id, names.EDIT, edit)
+        return await self._decide(request_id, names.EDIT, edit, key)
 
-    async def _decide(self, request_id: str, update: str, message: Review | Edit) -> ReviewReceipt:
+    def keys(self) -> dict[str, SigningKey]:
+        """The approvers' keys this client holds (Settings.keyring), by approver."""
+        return keyring(self.settings.keyring)
+
+    async def sign(
+        self,
+        request_id: str,
+        message: Review | Edit,
+        key: SigningKey | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> Review | Edit:
+        """``message`` naming the proposal version pending now (unless it names one) and
+        signed for this request's workflow; unchanged when no key for its approver is held."""
+        if message.proposal_version is None:
+            status = await self.status(request_id)
+            if status.pending is not None:
+                message = message.model_copy(
+                    update={"proposal_version": status.pending.proposal_version}
+                )
+        key = key or self.keys().get(message.approver)
+        if key is None:
+            return message
+        signature = key.sign(message, workflow_id_for(request_id), now or datetime.now(UTC))
+        return message.model_copy(update={"signature": signature})
+
+    async def _decide(
+        self, request_id: str, update: str, message: Review | Edit, key: SigningKey | None
+    ) -> ReviewReceipt:
         try:
+            signed = await self.sign(request_id, message, key)
             receipt: ReviewReceipt = await self.handle(request_id).execute_update(
-                update, message, result_type=ReviewReceipt
+                update, signed, result_type=ReviewReceipt
             )
             return receipt
         except WorkflowUpdateFailedError as err:
@@ -474,10 +485,6 @@ class Tether:
         """Replay a dataset's cases of one domain against a candidate, with no side effects;
         what changed."""
         pack = self.pack(domain)
-        try:  # the candidate's changes, checked here: a bad one never reaches a workflow
-            policy = policy_for(pack, self.settings, candidate.policy)
-        except ConfigurationError as err:
-            raise InvalidRequest([f"candidate.{p}" for p in err.problems]) from None
         report: ShadowReport = await self.client.execute_workflow(
             names.SHADOW_EVALUATION,
             ShadowInput(
@@ -485,7 +492,6 @@ class Tether:
                 dataset=DatasetRef(name=dataset, version=version),
                 candidate=candidate,
                 model_queue=self.settings.model_queue,
-                policy=policy,
                 timeouts=self.settings.timeouts,
             ),
             id=f"shadow-{pack.name}-{dataset}-{candidate.name}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}",

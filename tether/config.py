@@ -1,18 +1,20 @@
 """Settings: every address, path, timeout, retry and threshold, with a default.
 
-Process-level settings come from the environment (prefix ``TETHER_``). The parts the
-workflow needs (policy, approval tiers, timeouts) travel inside the workflow input, so a
-history records exactly which configuration decided it and replays with it.
+Process-level settings come from the environment (prefix ``TETHER_``). Policy (thresholds,
+tiers, the approver directory) is the workers': versioned in the store (tether/policystore.py),
+pinned by each workflow at its start through an activity, so its history records exactly which
+version decided it (with the content hash) and replays with it. A client never sends policy.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.common import RetryPolicy
 
@@ -71,6 +73,35 @@ class ApprovalTier(BaseModel):
     sla: timedelta
 
 
+def key_id(public_key: str) -> str:
+    """An Ed25519 public key's id: derived from the key, so it cannot be claimed for another."""
+    return hashlib.sha256(base64.b64decode(public_key)).hexdigest()[:16]
+
+
+class ApproverKey(BaseModel):
+    """One of an approver's public keys (base64 of the raw 32 bytes). Rotation adds a key;
+    a revoked key signs nothing from ``revoked_at`` on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    public_key: str = Field(pattern=r"^[A-Za-z0-9+/]{43}=$")
+    revoked_at: datetime | None = None
+
+    @property
+    def id(self) -> str:
+        return key_id(self.public_key)
+
+
+class Approver(BaseModel):
+    """An entry of the approver directory: the roles a person holds and the keys that sign
+    for them. A bare list of roles is read as an entry with no keys (it can sign nothing)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    roles: list[str] = Field(min_length=1)
+    keys: list[ApproverKey] = []
+
+
 class PolicyConfig(BaseModel):
     """Deterministic policy for one domain. Nothing a user, document or model says can change
     it. The core's gates read the thresholds; the pack's rules read ``rules`` (validated by
@@ -80,8 +111,12 @@ class PolicyConfig(BaseModel):
     min_auto_confidence: float = 0.55
     min_grounding: float = 0.75
     tiers: list[ApprovalTier] = Field(min_length=1)
-    # approver id -> roles. Kept in the workflow input so validators are deterministic.
-    approvers: dict[str, list[str]] = {}
+    # The approver directory: approver id -> roles and public keys. Pinned with the policy at
+    # the workflow's start, so the Update validator verifies signatures deterministically.
+    # Empty (the packs ship none): every request that needs a person is refused, saying so.
+    approvers: dict[str, Approver] = {}
+    # A signed review counts this long after it was signed (and never before it).
+    signature_ttl: timedelta = timedelta(minutes=15)
     max_repairs: int = 2
     # Permissions the system may exercise without a person; any other needs an approval.
     autonomous_permissions: list[str] = []
@@ -90,15 +125,39 @@ class PolicyConfig(BaseModel):
     # totalled over; a tally without a window is not counted.
     tally_windows: dict[str, timedelta] = {}
 
+    @field_validator("approvers", mode="before")
+    @classmethod
+    def _roles_alone(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: {"roles": v} if isinstance(v, list) else v for k, v in value.items()}
+        return value
+
+    def key(self, kid: str) -> tuple[str, ApproverKey] | None:
+        """The approver a key id signs for, and the key; None for a key not in the directory."""
+        for approver, entry in self.approvers.items():
+            for k in entry.keys:
+                if k.id == kid:
+                    return approver, k
+        return None
+
     def tier_index(self, name: str) -> int | None:
         return next((i for i, t in enumerate(self.tiers) if t.name == name), None)
 
     def reach(self, approver: str) -> int | None:
         """The highest tier ``approver`` may decide (a tier's role decides it and every tier
         below it), or None when they hold no tier's role."""
-        roles = self.approvers.get(approver, [])
-        held = [i for i, t in enumerate(self.tiers) if t.role in roles]
+        entry = self.approvers.get(approver)
+        held = [i for i, t in enumerate(self.tiers) if entry and t.role in entry.roles]
         return max(held) if held else None
+
+    def can_decide(self, tier: int) -> bool:
+        """Someone in the directory holds a role that decides ``tier`` and a key not revoked."""
+        return any(
+            (reach := self.reach(name)) is not None
+            and reach >= tier
+            and any(k.revoked_at is None for k in entry.keys)
+            for name, entry in self.approvers.items()
+        )
 
     def merged(self, overrides: dict[str, Any]) -> PolicyConfig:
         """This policy with ``overrides`` applied: each field replaced whole (an approver
@@ -166,6 +225,9 @@ class ConsoleConfig(BaseModel):
     # The header is believed only from these peer addresses (the proxy's); from others, ignored.
     trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
     tokens: dict[str, str] = Field(default_factory=dict, repr=False)  # token -> approver id
+    # The operators' signing keys (tether keys new), held by the console: it signs a review
+    # for the operator it authenticated. Whoever controls this directory can approve as them.
+    keyring: Path | None = None
     # Signs sessions and forms; a random one per process when unset, which only one process
     # may use (another replica could not read its sessions): see ``processes``.
     secret: SecretStr | None = None
@@ -242,8 +304,12 @@ class Settings(BaseSettings):
     domains: list[str] | None = None
     # The pack a request names when it names none (else: the only pack, if there is one).
     default_domain: str | None = None
-    # Per domain, fields merged over the pack's own policy (thresholds, tiers, approvers).
+    # Per domain, fields merged over the pack's own policy (thresholds, tiers, approvers): what
+    # a worker registers as a version at its start (activated if the domain has none active).
     policies: dict[str, dict[str, Any]] = {}
+    # Approvers' key files (tether keys new): the client and CLI sign a review with the key
+    # of the approver it names.
+    keyring: Path | None = None
     # Business systems by name (each pack declares its own and their default URLs).
     systems: dict[str, str] = {}
     temporal_address: str = "127.0.0.1:7233"

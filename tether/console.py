@@ -34,6 +34,7 @@ from tether.client import Tether
 from tether.config import Settings
 from tether.contracts import Outcome, WorkflowStatus
 from tether.errors import InvalidRequest, ReviewRejected
+from tether.signing import keyring
 
 COOKIE = "tether_session"
 STYLE = """
@@ -194,9 +195,7 @@ class Console:
         )
         rows = "".join(self._queue_row(s) for s in waiting)
         empty = "" if rows else "<tr><td colspan='7'>Nothing is waiting for a person.</td></tr>"
-        tiers = dict.fromkeys(
-            t.name for p in self.tether.packs for t in self.tether.policy(p).tiers
-        )
+        tiers = dict.fromkeys(t.name for p in self.tether.packs for t in p.policy.tiers)
         options = _options(tiers, filters["queue"])
         domains = _options([p.name for p in self.tether.packs], filters["domain"])
         body = (
@@ -342,6 +341,12 @@ intent {escape(proposal.intent)}; confidence {proposal.confidence:.2f}.</p></sec
             return _page("Refused", identity, "<p class='error'>The form is not yours.</p>", 403)
         reason = str(form.get("reason", "")).strip()
         version = int(str(form.get("version") or 0)) or None
+        # The console signs for the operator it authenticated, with the key it holds for them.
+        key = keyring(self.config.keyring).get(identity)
+        if key is None:
+            return await self.detail(
+                request, identity, f"Refused: this console holds no signing key for {identity}"
+            )
         try:
             if verdict == "edit":
                 await self.tether.edit(
@@ -351,10 +356,16 @@ intent {escape(proposal.intent)}; confidence {proposal.confidence:.2f}.</p></sec
                     answer=str(form.get("answer", "")) or None,
                     tool_calls=json.loads(str(form.get("tool_calls") or "null")),
                     proposal_version=version,
+                    key=key,
                 )
             elif verdict in ("approve", "reject"):
                 await self.tether.review(
-                    rid, approver=identity, verdict=verdict, reason=reason, proposal_version=version
+                    rid,
+                    approver=identity,
+                    verdict=verdict,
+                    reason=reason,
+                    proposal_version=version,
+                    key=key,
                 )
             else:
                 return _page("Not found", identity, "<p class='error'>No such action.</p>", 404)

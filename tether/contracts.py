@@ -274,13 +274,24 @@ class PendingApproval(Frozen):
     citations: list[Passage]
 
 
+class Signature(Frozen):
+    """An approver's Ed25519 signature over what they decided (tether/signing.py: the
+    workflow, the proposal version, the verdict, the reason, a hash of any edit, the time)."""
+
+    key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+    signed_at: datetime
+    value: str = Field(pattern=r"^[A-Za-z0-9+/]{86}==$", description="base64, 64 bytes")
+
+
 class Review(Frozen):
-    """An approver's verdict, sent as an Update (or a signal, for tools that can only signal)."""
+    """An approver's verdict, sent as an Update (or a signal, for tools that can only signal).
+    It counts only signed by a key the pinned approver directory holds for ``approver``."""
 
     approver: str = Field(pattern=IDENT)
     verdict: Literal["approve", "reject"]
     reason: str = Field(default="", max_length=2_000)
     proposal_version: int | None = None
+    signature: Signature | None = None
 
     @field_validator("reason")
     @classmethod
@@ -298,6 +309,7 @@ class Edit(Frozen):
     proposal_version: int | None = None
     answer: str | None = Field(default=None, min_length=1, max_length=4_000)
     tool_calls: list[ToolCall] | None = Field(default=None, max_length=8)
+    signature: Signature | None = None
 
     @model_validator(mode="after")
     def _changes_something(self) -> Edit:
@@ -324,6 +336,7 @@ class ReviewRecord(Frozen):
     reason: str
     tier: int
     at: datetime
+    key_id: str | None = Field(default=None, description="the key that signed the verdict")
 
 
 class ReviewReceipt(Frozen):
@@ -376,11 +389,23 @@ class ToolResult(Frozen):
 
 
 class ResolutionInput(Frozen):
+    """What a caller may choose: the domain and the request. Never the policy: the workflow
+    pins the workers' active version (PinnedPolicy) at its start."""
+
     domain: str = Field(pattern=DOMAIN, description="the pack that governs the request")
     request: Request
-    policy: PolicyConfig
     timeouts: Timeouts = Timeouts()
     model_queue: str = MODEL_QUEUE
+
+
+class PinnedPolicy(Frozen):
+    """A policy version as a workflow pinned it: read by an activity from the workers' store,
+    recorded in history with its content hash, kept to the end."""
+
+    domain: str
+    version: str
+    sha256: str
+    policy: PolicyConfig
 
 
 class Facts(Frozen):
@@ -458,6 +483,7 @@ class Outcome(Frozen):
     tallied: dict[str, int] = {}
     followup_required: bool
     model: ModelIdentity | None
+    policy_sha256: str | None = Field(default=None, description="of the pinned version")
     started_at: datetime
     finished_at: datetime
 

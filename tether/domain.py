@@ -158,6 +158,9 @@ class DomainPack:
     systems: tuple[SystemSpec, ...] = ()
     describe_call: Callable[[ToolCall], str] | None = None
     demo: tuple[DemoTicket, ...] = ()
+    # The people of the demo and the tests (approver id -> roles). Never in ``policy``: a
+    # deployment configures its own directory, with keys (tether/policystore.py).
+    demo_approvers: Mapping[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         problems = []

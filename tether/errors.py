@@ -36,6 +36,7 @@ Inside Temporal (``ApplicationError.type``; non-retryable unless noted)::
 from __future__ import annotations
 
 UNKNOWN_DOMAIN = "UnknownDomain"
+NO_POLICY = "NoPolicy"
 REVIEW_REFUSED = "ReviewRefused"
 INVALID_TOOL_CALL = "InvalidToolCall"
 PERMISSION_DENIED = "PermissionDenied"

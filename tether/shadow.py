@@ -3,11 +3,9 @@ side effects, and compared with what the system and the humans decided."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, Field
 
-from tether.config import PolicyConfig, Timeouts
+from tether.config import Timeouts
 from tether.contracts import DOMAIN
 from tether.datasets import Case
 from tether.names import MODEL_QUEUE
@@ -17,8 +15,9 @@ class Candidate(BaseModel):
     """What changes; everything left unset is as recorded."""
 
     name: str = Field(default="candidate", max_length=64)
-    # Fields merged over the policy in force, e.g. {"min_auto_confidence": 0.4, "rules": {...}}.
-    policy: dict[str, Any] | None = None
+    # A policy version from the workers' store (tether policy add); None: the active one. A
+    # candidate version decides only here: it governs nothing live until activated.
+    policy_version: str | None = Field(default=None, max_length=64)
     model_queue: str | None = None  # a worker serving the candidate model
     retrieve_again: bool = True  # today's index; False replays the evidence as it was
 
@@ -38,7 +37,6 @@ class ShadowInput(BaseModel):
     domain: str = Field(pattern=DOMAIN)  # the cases of this domain are replayed
     dataset: DatasetRef
     candidate: Candidate
-    policy: PolicyConfig  # the policy the candidate decides with (its changes applied)
     model_queue: str = MODEL_QUEUE  # the recorded model's queue, when the candidate has none
     timeouts: Timeouts = Timeouts()
 
@@ -59,6 +57,7 @@ class ShadowReport(BaseModel):
     dataset: str
     version: int
     candidate: str
+    policy_version: str | None = None  # the stored version the candidate decided with
     cases: list[ShadowCase]
 
     @property

@@ -161,6 +161,8 @@ class ToolRegistry:
             data = json.loads(content)
         except json.JSONDecodeError as err:
             raise ProposalInvalid([f"not valid JSON: {err.msg} at position {err.pos}"]) from None
+        except (ValueError, RecursionError) as err:  # an integer past 4300 digits; deep nesting
+            raise ProposalInvalid([f"not valid JSON: {err}"[:300]]) from None
         try:
             proposal = Proposal.model_validate(data)
         except ValidationError as err:

@@ -8,6 +8,7 @@ handed to the activity classes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from temporalio.worker import Worker
 
 from tether import errors, packs
 from tether.activities.model import ModelActivities
+from tether.activities.policy import PolicyActivities
 from tether.activities.records import RecordActivities
 from tether.activities.retrieval import RetrievalActivities
 from tether.activities.tools import ToolActivities
@@ -30,6 +32,7 @@ from tether.embeddings import DIMENSIONS, Embedder
 from tether.ledger import Ledger
 from tether.localmodel import LocalModel
 from tether.openai_compat import OpenAICompatible
+from tether.policystore import PolicyStore
 from tether.providers import ModelProvider
 from tether.sandbox import workflow_runner
 from tether.store import Store
@@ -39,6 +42,8 @@ from tether.workflows.feedback import FeedbackWorkflow
 from tether.workflows.knowledge import KnowledgeIngestWorkflow, KnowledgeRefreshWorkflow
 from tether.workflows.resolution import ResolutionWorkflow
 from tether.workflows.shadow import ShadowEvaluationWorkflow
+
+log = logging.getLogger(__name__)
 
 WORKFLOWS = [
     ResolutionWorkflow,
@@ -71,12 +76,38 @@ def system_urls(settings: Settings, served: Sequence[DomainPack]) -> dict[tuple[
     return urls
 
 
+def register_policy(store: PolicyStore, pack: DomainPack, settings: Settings) -> None:
+    """The configured policy as a version (active if none is); what an operator must know
+    about the one that governs is logged."""
+    stored = store.register(pack, settings, by="worker")
+    active = store.active(pack.name)
+    assert active is not None  # register activates when none is
+    if active.sha256 != stored.sha256:
+        log.warning(
+            "%s: the configured policy is stored as %s; %s stays active until "
+            "`tether policy activate %s --domain %s`",
+            pack.name,
+            stored.version,
+            active.version,
+            stored.version,
+            pack.name,
+        )
+    if not active.policy.approvers:
+        log.warning(
+            "%s policy %s has no approver directory: every request needing a person is "
+            "refused (no_approver)",
+            pack.name,
+            active.version,
+        )
+
+
 @dataclass
 class Resources:
     settings: Settings
     packs: list[DomainPack]
     embedder: Embedder
     store: Store
+    policies: PolicyStore
     ledger: Ledger
     systems: dict[tuple[str, str], httpx.AsyncClient]
     executor: ThreadPoolExecutor
@@ -88,6 +119,9 @@ class Resources:
     def build(cls, settings: Settings, *, embedder: Embedder | None = None) -> Resources:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         served = packs.load(settings.domains)
+        policies = PolicyStore(settings.resolved_store_url())
+        for pack in served:
+            register_policy(policies, pack, settings)
         return cls(
             settings=settings,
             packs=served,
@@ -96,6 +130,7 @@ class Resources:
                 batch_size=settings.embedding_batch_size, backend=settings.embedding_backend
             ),
             store=Store(settings.resolved_store_url()),
+            policies=policies,
             ledger=Ledger(settings.resolved_store_url()),
             systems={
                 key: httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(10.0))
@@ -135,6 +170,7 @@ class Resources:
         for vectors in self._vectors.values():
             vectors.close()
         self.store.close()
+        self.policies.close()
         self.ledger.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
@@ -153,6 +189,7 @@ def resolution_worker(
     )
     tools = ToolActivities(res.packs, res.systems, res.ledger)
     records = RecordActivities(res.store)
+    policy = PolicyActivities(res.policies)
     return Worker(
         client,
         task_queue=task_queue or res.settings.task_queue,
@@ -169,6 +206,7 @@ def resolution_worker(
             records.evaluate_recent,
             records.carve_datasets,
             records.load_dataset,
+            policy.pin_policy,
         ],
         activity_executor=res.executor,
         # No more activities than threads: a sync activity queued for a thread would burn

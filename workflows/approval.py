@@ -69,9 +69,9 @@ def refused_update(refused: ReviewRefused) -> ApplicationError:
 
 
 class ApprovalGate:
-    def __init__(self, request: Request, policy: PolicyConfig, pack: DomainPack | None) -> None:
+    def __init__(self, request: Request, pack: DomainPack | None) -> None:
         self._request = request
-        self._policy = policy
+        self._policy: PolicyConfig | None = None  # pinned at the workflow's start
         self._pack = pack
         self.pending: PendingApproval | None = None
         self.verdict: Review | None = None
@@ -82,12 +82,20 @@ class ApprovalGate:
         self.expired = False  # every tier's SLA ran out without a verdict
         self._version = 0  # of the proposal put to people: a review names the one it saw
 
+    def pin(self, policy: PolicyConfig) -> None:
+        self._policy = policy
+
+    @property
+    def policy(self) -> PolicyConfig:
+        assert self._policy is not None, "nothing is put to people before the policy is pinned"
+        return self._policy
+
     async def wait(
         self, decision: Decision, facts: Facts, on_tier: Callable[[str], None]
     ) -> Review | None:
         """The verdict of an authorised person, or None when every tier's SLA ran out."""
         assert facts.proposal is not None and facts.verification is not None
-        tiers = self._policy.tiers
+        tiers = self.policy.tiers
         cited = [
             p for p in facts.evidence.passages if p.passage_id in set(facts.proposal.citations)
         ]
@@ -146,11 +154,20 @@ class ApprovalGate:
 
     # --- reviews ------------------------------------------------------------------------
 
-    def check_review(self, review: Review) -> None:
-        """Raises ReviewRefused when ``review`` must not count."""
+    def check_review(self, review: Review | Edit) -> None:
+        """Raises ReviewRefused when ``review`` (or an edit) must not count."""
         if self.verdict is not None:
             raise ReviewRefused("already_decided", "a verdict was already recorded")
-        authorise_review(review, self.pending, self._request, self._policy)
+        if self.pending is None:
+            raise ReviewRefused("nothing_pending", "no approval is pending for this request")
+        authorise_review(
+            review,
+            self.pending,
+            self._request,
+            self.policy,
+            workflow_id=workflow.info().workflow_id,
+            now=workflow.now(),
+        )
 
     def accept(self, review: Review) -> ReviewReceipt:
         assert self.pending is not None
@@ -163,6 +180,7 @@ class ApprovalGate:
                 reason=review.reason,
                 tier=self.tier,
                 at=workflow.now(),
+                key_id=review.signature.key_id if review.signature else None,
             )
         )
         return ReviewReceipt(accepted=True, tier=self.tier, detail=f"{review.verdict} recorded")
@@ -186,14 +204,7 @@ class ApprovalGate:
         """The edited facts, or ReviewRefused. In order: the review's checks, the tools'
         contracts, policy on the edited proposal, and the editor's own reach: an edit that
         needs a higher tier than any the editor holds is theirs to propose, not to approve."""
-        self.check_review(
-            Review(
-                approver=edit.approver,
-                verdict="approve",
-                reason=edit.reason,
-                proposal_version=edit.proposal_version,
-            )
-        )
+        self.check_review(edit)
         assert self.pending is not None and self._pack is not None
         original = self.pending.proposal
         changed = original.model_dump(mode="json")
@@ -218,12 +229,12 @@ class ApprovalGate:
                 "edit_rejected_by_policy", "; ".join(r.detail for r in decision.reasons)
             )
         needed = decision.tier if decision.action is DecisionAction.APPROVAL else None
-        reach = self._policy.reach(edit.approver)
+        reach = self.policy.reach(edit.approver)
         if needed is not None and (reach is None or needed > reach):
-            held = self._policy.tiers[reach].name if reach is not None else "none"
+            held = self.policy.tiers[reach].name if reach is not None else "none"
             raise ReviewRefused(
                 "edit_exceeds_limit",
-                f"the edit needs tier {self._policy.tiers[needed].name} ("
+                f"the edit needs tier {self.policy.tiers[needed].name} ("
                 + "; ".join(r.detail for r in decision.reasons)
                 + f"); {edit.approver} decides up to tier {held}",
             )
@@ -242,5 +253,13 @@ class ApprovalGate:
                 at=workflow.now(),
             )
         )
-        self.accept(Review(approver=edit.approver, verdict="approve", reason=edit.reason))
+        self.accept(
+            Review(
+                approver=edit.approver,
+                verdict="approve",
+                reason=edit.reason,
+                proposal_version=edit.proposal_version,
+                signature=edit.signature,
+            )
+        )
         return ReviewReceipt(accepted=True, tier=self.edits[-1].tier, detail="edit approved")

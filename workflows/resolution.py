@@ -1,7 +1,7 @@
 """ResolutionWorkflow: one governed request, from ticket to recorded outcome, for any domain
 pack. It reads top to bottom:
 
-gather facts (retrieve, read context, propose with bounded repair, verify) -> decide (pure
+pin the workers' policy -> gather facts (retrieve, read context, propose with bounded repair, verify) -> decide (pure
 policy) -> approve (Update/signal, SLA per tier, safe default; read again and decide again)
 -> act (idempotent tools, saga) -> record.
 """
@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from tether.activities.records import RecordActivities
     from tether.activities.verification import argument_findings
     from tether.approvals import ReviewRefused
+    from tether.config import PolicyConfig
     from tether.contracts import (
         Decision,
         DecisionAction,
@@ -26,7 +27,9 @@ with workflow.unsafe.imports_passed_through():
         Facts,
         Mode,
         Outcome,
+        PinnedPolicy,
         Proposal,
+        Reason,
         ResolutionInput,
         Review,
         ReviewReceipt,
@@ -63,7 +66,8 @@ class ResolutionWorkflow:
             domain=inp.domain, request=inp.request, evidence=steps.no_evidence(inp.request)
         )
         self._decision: Decision | None = None
-        self._gate = ApprovalGate(inp.request, inp.policy, self._pack)
+        self._pinned: PinnedPolicy | None = None
+        self._gate = ApprovalGate(inp.request, self._pack)
         self._effects: Effects | None = None
 
     # --- run -------------------------------------------------------------------------
@@ -77,6 +81,9 @@ class ResolutionWorkflow:
             # takes it (a rolling deploy), shown in the UI meanwhile. Nothing has run yet.
             raise RuntimeError(f"no domain pack {inp.domain!r} on this worker")
         effects = self._effects = Effects(pack.name, pack.tools, inp.timeouts, inp.request)
+        self._pinned = await steps.pin_policy(pack.name, inp.timeouts)
+        self._gate.pin(self._policy)
+        policy = self._policy
 
         if not pack.problems(inp.request):  # else policy rejects it (invalid_request) unread
             self._set_stage(Stage.RETRIEVING)
@@ -86,12 +93,12 @@ class ResolutionWorkflow:
             if not self._facts.withheld:  # else policy refuses it, having shown the model nothing
                 self._set_stage(Stage.PROPOSING)
                 self._facts = await steps.propose(
-                    self._facts, pack, inp.policy, inp.timeouts, inp.model_queue
+                    self._facts, pack, policy, inp.timeouts, inp.model_queue
                 )
                 if self._facts.proposal is not None:
                     self._set_stage(Stage.VERIFYING)
                     self._facts = await steps.verify(self._facts, inp.timeouts)
-                    self._facts = await steps.tally(self._facts, pack, inp.policy, inp.timeouts)
+                    self._facts = await steps.tally(self._facts, pack, policy, inp.timeouts)
 
         self._set_stage(Stage.DECIDING)
         decision = self._decide()
@@ -118,6 +125,11 @@ class ResolutionWorkflow:
         return outcome
 
     # --- the steps -------------------------------------------------------------------
+
+    @property
+    def _policy(self) -> PolicyConfig:
+        assert self._pinned is not None, "pinned before anything is decided"
+        return self._pinned.policy
 
     async def _read_context(self, pack: DomainPack, effects: Effects) -> Facts:
         """The facts with the records the request points at, read through the pack's lookup
@@ -148,7 +160,24 @@ class ResolutionWorkflow:
         has approved at tier ``approved_at``, a decision that is not a reject records the
         approval, with the reasons of what was approved (the edited proposal, if edited)."""
         assert self._pack is not None
-        decision = decide(self._facts, self._inp.policy, self._pack, workflow.now())
+        decision = decide(self._facts, self._policy, self._pack, workflow.now())
+        tier = decision.tier or 0
+        if decision.action is DecisionAction.APPROVAL and not self._policy.can_decide(tier):
+            # Nobody could sign a verdict: refuse now, not after every SLA ran out.
+            decision = decision.model_copy(
+                update={
+                    "action": DecisionAction.REJECT,
+                    "reasons": [
+                        *decision.reasons,
+                        Reason(
+                            code="no_approver",
+                            detail=f"policy {self._policy.version} names nobody with a live key "
+                            f"who decides tier {self._policy.tiers[tier].name}: configure the "
+                            "approver directory",
+                        ),
+                    ],
+                }
+            )
         if approved_at is not None and decision.action is not DecisionAction.REJECT:
             needed = decision.tier if decision.action is DecisionAction.APPROVAL else 0
             decision = decision.model_copy(
@@ -170,14 +199,14 @@ class ResolutionWorkflow:
             if self._gate.edited is not None:
                 self._facts = self._gate.edited
             self._facts = await self._read_context(pack, effects)
-            self._facts = await steps.tally(self._facts, pack, self._inp.policy, self._inp.timeouts)
+            self._facts = await steps.tally(self._facts, pack, self._policy, self._inp.timeouts)
             decision = self._decide(approved_at=self._gate.tier)
             if decision.action is DecisionAction.REJECT:
                 return False
-            reach = self._inp.policy.reach(verdict.approver)
+            reach = self._policy.reach(verdict.approver)
             if reach is not None and (decision.tier or 0) <= reach:
                 return True
-            self._gate.reopen(f"now needs tier {self._inp.policy.tiers[decision.tier or 0].name}")
+            self._gate.reopen(f"now needs tier {self._policy.tiers[decision.tier or 0].name}")
 
     def _assess(self, proposal: Proposal) -> tuple[Facts, Decision]:
         """An approver's edit judged like the model's proposal: its tool arguments checked
@@ -193,7 +222,7 @@ class ResolutionWorkflow:
             }
         )
         facts = facts.model_copy(update={"verification": checked})
-        return facts, decide(facts, self._inp.policy, self._pack, workflow.now())
+        return facts, decide(facts, self._policy, self._pack, workflow.now())
 
     # --- the record ------------------------------------------------------------------
 
@@ -233,6 +262,7 @@ class ResolutionWorkflow:
             tallied=self._tallied(actions),
             followup_required=not approved or any(not a.ok for a in actions),
             model=facts.model,
+            policy_sha256=self._pinned.sha256 if self._pinned else None,
             started_at=started,
             finished_at=workflow.now(),
         )

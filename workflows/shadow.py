@@ -47,7 +47,9 @@ class ShadowEvaluationWorkflow:
             start_to_close_timeout=inp.timeouts.record,
             retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["NoDataset"]),
         )
-        policy = inp.policy  # the candidate's changes, applied and checked by the client
+        # The candidate's version, from the workers' store: a caller names one, never sends one.
+        pinned = await steps.pin_policy(pack.name, inp.timeouts, inp.candidate.policy_version)
+        policy = pinned.policy
         # Outcomes recorded before they carried their request cannot be replayed: skipped.
         cases = [
             await self._replay(inp, pack, policy, case.outcome)
@@ -58,6 +60,7 @@ class ShadowEvaluationWorkflow:
             dataset=dataset.name,
             version=dataset.version,
             candidate=inp.candidate.name,
+            policy_version=pinned.version,
             cases=cases,
         )
 

@@ -12,6 +12,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from tether import errors, names
+    from tether.activities.policy import PinRequest, PolicyActivities
     from tether.activities.records import RecordActivities
     from tether.activities.retrieval import RetrievalActivities
     from tether.activities.verification import VerificationActivities
@@ -22,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         Finding,
         FreshnessReport,
         Mode,
+        PinnedPolicy,
         ProposeInput,
         RawProposal,
         Reason,
@@ -45,6 +47,18 @@ def no_evidence(request: Request) -> Evidence:
         freshness=FreshnessReport(
             index_refreshed_at=None, index_age_seconds=None, stale_index=True
         ),
+    )
+
+
+async def pin_policy(domain: str, timeouts: Timeouts, version: str | None = None) -> PinnedPolicy:
+    """The workers' policy for ``domain`` (the active version, or the one named), recorded in
+    this history with its hash. Without one nothing can be decided: the workflow fails, saying
+    why, before anything has run."""
+    return await workflow.execute_activity_method(
+        PolicyActivities.pin_policy,
+        PinRequest(domain=domain, version=version),
+        start_to_close_timeout=timeouts.record,
+        retry_policy=timeouts.default_retry.policy(non_retryable=[errors.NO_POLICY]),
     )
 
 

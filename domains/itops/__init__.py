@@ -41,12 +41,6 @@ POLICY = PolicyConfig(
         ApprovalTier(name="security", role="security", sla=timedelta(hours=2)),
         ApprovalTier(name="change_board", role="change_board", sla=timedelta(hours=8)),
     ],
-    approvers={
-        "oncall@itops.example": ["oncall_sre"],
-        "security@itops.example": ["security", "oncall_sre"],
-        "cab@itops.example": ["change_board", "security", "oncall_sre"],
-        "helpdesk@itops.example": ["helpdesk"],
-    },
     autonomous_permissions=[
         "cmdb:read",
         "services:restart",
@@ -96,6 +90,12 @@ PACK = DomainPack(
         SystemSpec(CHANGES, "http://127.0.0.1:8768", embedded=_system("changes")),
     ),
     describe_call=describe_call,
+    demo_approvers={
+        "oncall@itops.example": ["oncall_sre"],
+        "security@itops.example": ["security", "oncall_sre"],
+        "cab@itops.example": ["change_board", "security", "oncall_sre"],
+        "helpdesk@itops.example": ["helpdesk"],
+    },
     demo=(
         DemoTicket(
             "staging restart",

@@ -47,11 +47,6 @@ POLICY = PolicyConfig(
         ApprovalTier(name="lead", role="support_lead", sla=timedelta(hours=4)),
         ApprovalTier(name="manager", role="support_manager", sla=timedelta(hours=8)),
     ],
-    approvers={
-        "lead@northwind.example": ["support_lead"],
-        "manager@northwind.example": ["support_manager", "support_lead"],
-        "agent@northwind.example": ["support_agent"],
-    },
     autonomous_permissions=["orders:read", "messages:send", "refunds:issue"],
     rules=RefundRules().model_dump(),
     tally_windows={TALLY: timedelta(hours=24)},
@@ -97,6 +92,11 @@ PACK = DomainPack(
     knowledge=(KnowledgeSource(HERE / "kb", source="kb"),),
     systems=(SystemSpec(SHOP, "http://127.0.0.1:8765", embedded=_shop),),
     describe_call=_describe,
+    demo_approvers={
+        "lead@northwind.example": ["support_lead"],
+        "manager@northwind.example": ["support_manager", "support_lead"],
+        "agent@northwind.example": ["support_agent"],
+    },
     demo=(
         DemoTicket(
             "order status", "C-100", "Hi, where is my order ORD-1001? I need it before my trip."

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import new_id
+from tests.conftest import new_id, policies
 from tests.processes import WorkerProcess
 from tether.client import Tether, connect
 from tether.config import Settings, Timeouts
@@ -58,7 +58,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             "itops.cmdb": itops.cmdb.url,
             "itops.changes": itops.changes.url,
         },
-        policies={"itops": {"rules": {"freeze_windows": []}}},
+        policies=policies(tmp_path / "keys", {"itops": {"rules": {"freeze_windows": []}}}),
         task_queue=queue,
         model_queue=f"{queue}-model",
         # Short activity timeouts: a killed worker's activities are retried within seconds.

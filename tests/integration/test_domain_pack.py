@@ -12,7 +12,6 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import new_id, replay_and_keep, ticket
-from tests.packs.rooms import PACK as ROOMS
 from tests.packs.rooms.system import RoomsServer
 from tether import names
 from tether.client import Tether
@@ -188,7 +187,7 @@ async def test_a_start_around_the_client_meets_the_same_checks(
     )
     outcome = await client.execute_workflow(
         names.RESOLUTION,
-        ResolutionInput(domain="rooms", request=bad, policy=ROOMS.policy),
+        ResolutionInput(domain="rooms", request=bad),
         id=workflow_id_for(bad.request_id),
         task_queue=settings.task_queue,
         result_type=Outcome,
@@ -200,7 +199,7 @@ async def test_a_start_around_the_client_meets_the_same_checks(
     stray = bad.model_copy(update={"request_id": new_id("raw"), "references": {}})
     handle = await client.start_workflow(
         names.RESOLUTION,
-        ResolutionInput(domain="payroll", request=stray, policy=ROOMS.policy),
+        ResolutionInput(domain="payroll", request=stray),
         id=workflow_id_for(stray.request_id),
         task_queue=settings.task_queue,
     )

@@ -16,6 +16,7 @@ from tether.contracts import DecisionAction, Outcome
 from tether.domains.itops.systems import ItopsSystems
 from tether.errors import InvalidRequest, RequestConflict, ReviewRejected
 from tether.names import workflow_id_for
+from tether.workers.main import Resources
 
 pytestmark = pytest.mark.integration
 
@@ -108,27 +109,34 @@ async def test_a_sensitive_group_needs_security_not_the_oncall(
 
 
 async def test_a_change_freeze_rejects_production_changes(
-    tether: Tether, itops: ItopsSystems
+    tether: Tether, itops: ItopsSystems, resources: Resources
 ) -> None:
     window = {
         "name": "drill freeze",
         "start": "2026-01-01T00:00:00Z",
         "end": "2100-01-01T00:00:00Z",
     }
-    frozen = Tether(
-        tether.client,
-        tether.settings.model_copy(
-            update={"policies": {"itops": {"rules": {"freeze_windows": [window]}}}}
-        ),
+    # A freeze is a policy version, activated on the workers' side (tether policy activate).
+    store = resources.policies
+    active = store.active("itops")
+    assert active is not None
+    frozen = active.policy.merged(
+        {"version": f"itops-freeze-{new_id()}", "rules": {"freeze_windows": [window]}}
     )
-    req = ticket("Restart svc-checkout on prod-web-01, checkout is throwing 502s.", "E-202")
-    outcome = await frozen.resolve(req, domain="itops")
-    assert outcome.decision.action is DecisionAction.REJECT
-    assert "change_freeze" in outcome.decision.codes()
-    assert not outcome.actions and changes(itops, req["request_id"])["restarts"] == []
-    # A staging host is not frozen.
-    staging = ticket("Restart svc-cart on stg-web-01 please.", "E-202")
-    assert (await frozen.resolve(staging, domain="itops")).decision.action is DecisionAction.AUTO
+    store.add("itops", frozen, by="test")
+    store.activate("itops", frozen.version, by="test", reason="drill freeze")
+    try:
+        req = ticket("Restart svc-checkout on prod-web-01, checkout is throwing 502s.", "E-202")
+        outcome = await tether.resolve(req, domain="itops")
+        assert outcome.decision.action is DecisionAction.REJECT
+        assert "change_freeze" in outcome.decision.codes()
+        assert outcome.decision.policy_version == frozen.version
+        assert not outcome.actions and changes(itops, req["request_id"])["restarts"] == []
+        # A staging host is not frozen.
+        staging = ticket("Restart svc-cart on stg-web-01 please.", "E-202")
+        assert (await tether.resolve(staging, domain="itops")).decision.action is DecisionAction.AUTO
+    finally:
+        store.activate("itops", active.version, by="test", reason="drill over")
 
 
 async def test_an_unknown_host_is_rejected_by_name(tether: Tether, itops: ItopsSystems) -> None:

@@ -57,14 +57,24 @@ async def test_escalations_replay_against_a_candidate_policy_without_side_effect
 
     before = snapshot(business)
     same = await tether.shadow("escalations", Candidate(name="unchanged"))
+    # A candidate version, stored beside the active one (tether policy add) and never activated.
+    active = resources.policies.active("support")
+    assert active is not None
+    lenient = active.policy.merged(  # pays up to $500 alone, trusts a far less sure model
+        {
+            "version": f"lenient-{new_id()}",
+            "rules": {"auto_limit_cents": 50_000},
+            "min_auto_confidence": 0.05,
+        }
+    )
+    resources.policies.add("support", lenient, by="test")
     generous = await tether.shadow(
         "escalations",
-        Candidate(
-            name="lenient",  # pays up to $500 alone, and trusts a model far less sure of itself
-            policy={"rules": {"auto_limit_cents": 50_000}, "min_auto_confidence": 0.05},
-        ),
+        Candidate(name="lenient", policy_version=lenient.version),
         version=version,
     )
+    assert generous.policy_version == lenient.version and same.policy_version == active.version
+    assert resources.policies.active("support") == active  # a candidate governs nothing live
     assert snapshot(business) == before  # shadow mode acted on nothing
 
     assert not set(rids) & set(same.changed)  # the same configuration decides the same

@@ -13,7 +13,6 @@ from temporalio.testing import ActivityEnvironment
 from tests.conftest import ROOMS
 from tether import errors, packs
 from tether.activities.tools import ToolActivities
-from tether.client import Tether
 from tether.config import Settings
 from tether.contracts import (
     Evidence,
@@ -29,6 +28,7 @@ from tether.domain import UNKNOWN_OWNER, SystemSpec
 from tether.domains.support import PACK
 from tether.errors import ConfigurationError
 from tether.policy import decide
+from tether.policystore import policy_for
 from tether.workers.main import system_urls
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -91,16 +91,16 @@ def test_a_record_that_does_not_name_its_owner_belongs_to_nobody() -> None:
     assert "not_subjects_record" in decision.codes()
 
 
-def test_a_deployments_policy_overrides_are_checked_when_a_client_starts() -> None:
-    fine = Tether(None, Settings(policies={"support": {"rules": {"auto_limit_cents": 2_500}}}))  # type: ignore[arg-type]
-    assert fine.policy(PACK).rules["auto_limit_cents"] == 2_500
+def test_a_deployments_policy_overrides_are_checked_when_a_worker_registers_them() -> None:
+    fine = policy_for(PACK, Settings(policies={"support": {"rules": {"auto_limit_cents": 2_500}}}))
+    assert fine.rules["auto_limit_cents"] == 2_500
     for overrides, says in [
         ({"rules": {"auto_limit_cent": 1}}, "auto_limit_cent"),  # misspelt: not a silent default
         ({"tiers": [{"name": "chief", "role": "c", "sla": "PT1H"}]}, "names tier 'lead'"),
         ({"min_grounding": "high"}, "min_grounding"),
     ]:
         with pytest.raises(ConfigurationError) as err:
-            Tether(None, Settings(policies={"support": overrides}))  # type: ignore[arg-type]
+            policy_for(PACK, Settings(policies={"support": overrides}))
         assert says in str(err.value), err.value
 
 

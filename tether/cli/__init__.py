@@ -8,7 +8,15 @@ from __future__ import annotations
 import os
 import sys
 
-from tether.cli import codec, evaluation, knowledge, requests, scaffold, stack  # noqa: F401  (they add commands)
+from tether.cli import (  # noqa: F401  (they add commands)
+    codec,
+    evaluation,
+    knowledge,
+    requests,
+    scaffold,
+    stack,
+    trust,
+)
 from tether.cli.apps import app
 
 

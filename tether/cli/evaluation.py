@@ -90,7 +90,8 @@ def eval_datasets(as_json: bool = JSON) -> None:
 def eval_replay(
     dataset: str = typer.Option(..., help="escalations, reversals, edits, complaints or slow"),
     candidate: Path = typer.Option(
-        ..., help="JSON: name, policy (fields changed), model_queue, retrieve_again"
+        ...,
+        help="JSON: name, policy_version (stored: tether policy add), model_queue, retrieve_again",
     ),
     domain: str | None = typer.Option(None, help="whose cases (default: the only pack)"),
     version: int | None = typer.Option(None, help="default: the latest"),

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from tether.cli.apps import app, approvals
 from tether.cli.output import JSON, dump, emit, fail, out, run
-from tether.contracts import Outcome, ReviewReceipt
+from tether.contracts import Outcome, Review, ReviewReceipt
 from tether.errors import InvalidRequest, RequestConflict, ReviewRejected
+from tether.signing import KeyFileError, SigningKey
 
 
 @app.command()
@@ -146,8 +149,27 @@ def _accepted(receipt: ReviewReceipt, what: str, as_json: bool) -> None:
         out.print(f"{what} accepted at tier {receipt.tier}: {receipt.detail}")
 
 
-def _review(request_id: str, approver: str, verdict: str, reason: str, as_json: bool) -> None:
+KEY = typer.Option(
+    None,
+    "--key",
+    envvar="TETHER_APPROVER_KEY",
+    help="your key file (tether keys new); default: yours in TETHER_KEYRING",
+)
+
+
+def signing_key(path: Path | None) -> SigningKey | None:
+    try:
+        return SigningKey.load(path) if path else None
+    except KeyFileError as error:
+        fail(error)
+
+
+def _review(
+    request_id: str, approver: str, verdict: str, reason: str, key: Path | None, as_json: bool
+) -> None:
     from tether.client import Tether
+
+    signer = signing_key(key)
 
     async def main() -> None:
         tether = await Tether.connect()
@@ -157,7 +179,10 @@ def _review(request_id: str, approver: str, verdict: str, reason: str, as_json: 
                 approver=approver,
                 verdict="approve" if verdict == "approve" else "reject",
                 reason=reason,
+                key=signer,
             )
+        except InvalidRequest as error:
+            fail(error)
         except ReviewRejected as error:
             fail(error, 1)
         _accepted(receipt, verdict, as_json)
@@ -170,10 +195,12 @@ def approvals_approve(
     request_id: str,
     approver: str = typer.Option(..., "--as", help="approver identity"),
     reason: str = typer.Option("", help="why"),
+    key: Path | None = KEY,
     as_json: bool = JSON,
 ) -> None:
-    """Approve a pending request (identity and role are checked by the workflow)."""
-    _review(request_id, approver, "approve", reason, as_json)
+    """Approve a pending request, signed with your key (the workflow checks the signature
+    against its pinned approver directory, then your role)."""
+    _review(request_id, approver, "approve", reason, key, as_json)
 
 
 @approvals.command("reject")
@@ -181,10 +208,43 @@ def approvals_reject(
     request_id: str,
     approver: str = typer.Option(..., "--as", help="approver identity"),
     reason: str = typer.Option(..., help="why (required)"),
+    key: Path | None = KEY,
     as_json: bool = JSON,
 ) -> None:
-    """Reject a pending request; nothing is executed."""
-    _review(request_id, approver, "reject", reason, as_json)
+    """Reject a pending request, signed; nothing is executed."""
+    _review(request_id, approver, "reject", reason, key, as_json)
+
+
+@approvals.command("sign")
+def approvals_sign(
+    request_id: str,
+    approver: str = typer.Option(..., "--as", help="approver identity"),
+    verdict: str = typer.Option("approve", help="approve or reject"),
+    reason: str = typer.Option("", help="why (required to reject)"),
+    key: Path | None = KEY,
+) -> None:
+    """Print a signed review as JSON, for tools that speak to Temporal directly:
+    temporal workflow update execute --workflow-id resolution-ID --name review --input "$(...)".
+    It counts for the pending proposal version, for signature_ttl (default 15 minutes)."""
+    from tether.client import Tether
+
+    signer = signing_key(key)
+    if verdict not in ("approve", "reject"):
+        fail(f"--verdict: {verdict!r} is not approve or reject")
+
+    try:
+        review = Review(approver=approver, verdict=verdict, reason=reason)
+    except ValidationError as error:
+        fail(f"review: {error}")
+
+    async def main() -> None:
+        tether = await Tether.connect()
+        signed = await tether.sign(request_id, review, signer)
+        if signed.signature is None:
+            fail(f"no key for {approver}: --key FILE, or a key file in TETHER_KEYRING")
+        emit(signed)
+
+    run(main())
 
 
 @approvals.command("edit")
@@ -198,11 +258,14 @@ def approvals_edit(
         "--set",
         help="TOOL.ARGUMENT=VALUE on the pending tool call (VALUE as JSON if it parses)",
     ),
+    key: Path | None = KEY,
     as_json: bool = JSON,
 ) -> None:
-    """Approve a changed answer or tool arguments; checked like the model's proposal, and
-    against the editor's own reach."""
+    """Approve a changed answer or tool arguments, signed; checked like the model's proposal,
+    and against the editor's own reach."""
     from tether.client import Tether
+
+    signer = signing_key(key)
 
     async def main() -> None:
         tether = await Tether.connect()
@@ -230,6 +293,7 @@ def approvals_edit(
                 answer=answer,
                 tool_calls=calls if set_ else None,
                 proposal_version=status.pending.proposal_version,
+                key=signer,
             )
         except InvalidRequest as error:
             fail(error)

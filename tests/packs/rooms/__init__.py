@@ -223,6 +223,11 @@ def _describe_room(data: dict[str, Any]) -> str:
 
 PACK = DomainPack(
     name="rooms",
+    demo_approvers={
+        "fm@rooms.example": ["facilities_manager"],
+        "director@rooms.example": ["director"],
+        "desk@rooms.example": ["desk"],
+    },
     title="Facilities desk: meeting rooms",
     subject_label="employee",
     tools=TOOLS,
@@ -234,11 +239,6 @@ PACK = DomainPack(
             ApprovalTier(name="facilities", role="facilities_manager", sla=timedelta(hours=1)),
             ApprovalTier(name="director", role="director", sla=timedelta(hours=4)),
         ],
-        approvers={
-            "fm@rooms.example": ["facilities_manager"],
-            "director@rooms.example": ["director"],
-            "desk@rooms.example": ["desk"],
-        },
         autonomous_permissions=["rooms:read", "rooms:book", "notes:send"],
         rules=RoomRules().model_dump(),
     ),

@@ -1,0 +1,43 @@
+"""The policy a workflow is governed by, read from the workers' store (tether/policystore.py).
+
+The result is recorded in the workflow's history: the version and its content hash are there
+for anyone reading it, and a replay uses exactly what was pinned."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from tether import errors
+from tether.contracts import DOMAIN, PinnedPolicy
+from tether.policystore import NoSuchVersion, PolicyConflict, PolicyStore
+
+
+class PinRequest(BaseModel):
+    domain: str = Field(pattern=DOMAIN)
+    version: str | None = None  # None: the active version; a name: that stored version
+
+
+class PolicyActivities:
+    def __init__(self, store: PolicyStore) -> None:
+        self._store = store
+
+    @activity.defn
+    def pin_policy(self, inp: PinRequest) -> PinnedPolicy:
+        try:
+            pinned = (
+                self._store.active(inp.domain)
+                if inp.version is None
+                else self._store.pinned(inp.domain, inp.version)
+            )
+        except (NoSuchVersion, PolicyConflict) as err:
+            raise ApplicationError(str(err), type=errors.NO_POLICY, non_retryable=True) from None
+        if pinned is None:
+            raise ApplicationError(
+                f"no {inp.domain} policy is active: a worker serving {inp.domain} registers one "
+                f"at start, or `tether policy activate VERSION --domain {inp.domain}`",
+                type=errors.NO_POLICY,
+                non_retryable=True,
+            )
+        return pinned

@@ -1,0 +1,196 @@
+"""Signed approvals: who approved is proven by a signature, not claimed by a string.
+
+Each approver holds an Ed25519 key pair (``tether keys new``); the approver directory in the
+pinned policy holds the public keys. A review or an edit carries a signature over a
+*statement*: the approver, the workflow, the proposal version they saw, the verdict, the
+reason, a hash of the edit (if any) and the time of signing. The workflow's Update validator
+and signal handler verify it with the pinned directory: a pure, deterministic check, so it
+runs inside the workflow like any other validator.
+
+A key file holds the private key: whoever reads it can approve as its approver. Keep it
+like a password (mode 0600, one per person); the console's keyring is such a set of files.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from tether.config import PolicyConfig, key_id
+from tether.contracts import Edit, Review, Signature
+
+# A signature from a clock a little ahead of the workflow's still counts.
+CLOCK_SKEW = timedelta(minutes=2)
+
+
+class KeyFileError(ValueError):
+    """A key file that cannot be read as one."""
+
+
+def edit_digest(edit: Edit | None) -> str | None:
+    """What of an edit is signed: its answer and tool calls (a tampered edit breaks it)."""
+    if edit is None:
+        return None
+    changed = edit.model_dump(mode="json", include={"answer", "tool_calls"})
+    return hashlib.sha256(_canonical(changed)).hexdigest()
+
+
+def statement(message: Review | Edit, workflow_id: str, signed_at: datetime, kid: str) -> bytes:
+    """The bytes signed and verified: the same on the signer's side and in the workflow."""
+    edit = message if isinstance(message, Edit) else None
+    # An edit signs as "edit": a review's signature can never be replayed as an edit's.
+    verdict = "edit" if isinstance(message, Edit) else message.verdict
+    return _canonical(
+        {
+            "tether": "approval/1",
+            "approver": message.approver,
+            "key_id": kid,
+            "workflow_id": workflow_id,
+            "proposal_version": message.proposal_version,
+            "verdict": verdict,
+            "reason": message.reason,
+            "edit_sha256": edit_digest(edit),
+            "signed_at": signed_at.isoformat(),
+        }
+    )
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    approver: str
+    private: Ed25519PrivateKey
+
+    @classmethod
+    def new(cls, approver: str) -> SigningKey:
+        return cls(approver, Ed25519PrivateKey.generate())
+
+    @property
+    def public_key(self) -> str:
+        raw = self.private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return base64.b64encode(raw).decode()
+
+    @property
+    def id(self) -> str:
+        return key_id(self.public_key)
+
+    def sign(self, message: Review | Edit, workflow_id: str, now: datetime) -> Signature:
+        """``message`` signed for ``workflow_id`` at ``now`` (timezone-aware)."""
+        if message.approver != self.approver:
+            raise ValueError(f"this key signs for {self.approver}, not {message.approver}")
+        value = self.private.sign(statement(message, workflow_id, now, self.id))
+        return Signature(key_id=self.id, signed_at=now, value=base64.b64encode(value).decode())
+
+    def save(self, path: Path) -> None:
+        """Write the key file, readable by its owner only, never over an existing one."""
+        from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+
+        raw = self.private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        body = {
+            "approver": self.approver,
+            "key_id": self.id,
+            "public_key": self.public_key,
+            "private_key": base64.b64encode(raw).decode(),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(body, out, indent=2)
+            out.write("\n")
+
+    @classmethod
+    def load(cls, path: Path) -> SigningKey:
+        try:
+            body = json.loads(path.read_text())
+            raw = base64.b64decode(body["private_key"], validate=True)
+            key = cls(str(body["approver"]), Ed25519PrivateKey.from_private_bytes(raw))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise KeyFileError(f"{path}: not a tether key file ({err})") from None
+        if body.get("public_key") not in (None, key.public_key):
+            raise KeyFileError(f"{path}: its public key does not match its private key")
+        return key
+
+
+def keyring(directory: Path | None) -> dict[str, SigningKey]:
+    """The key files in ``directory`` (``*.key``) by approver; the newest file wins (a
+    rotated key is a new file)."""
+    if directory is None or not directory.is_dir():
+        return {}
+    found: dict[str, SigningKey] = {}
+    for path in sorted(directory.glob("*.key"), key=lambda p: p.stat().st_mtime):
+        key = SigningKey.load(path)
+        found[key.approver] = key
+    return found
+
+
+class SignatureRefused(Exception):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code, self.detail = code, detail
+
+
+def verify(message: Review | Edit, policy: PolicyConfig, workflow_id: str, now: datetime) -> None:
+    """Raise SignatureRefused (unsigned, unknown_key, revoked_key, bad_signature, expired)
+    unless ``message`` is signed, lately, for this workflow, by a live key of its approver.
+    ``now`` is the workflow's time: a signer cannot move a revocation by the time it signs."""
+    sig = message.signature
+    if sig is None:
+        raise SignatureRefused("unsigned", "a review must be signed with the approver's key")
+    found = policy.key(sig.key_id)
+    if found is None or found[0] != message.approver:
+        raise SignatureRefused(
+            "unknown_key", f"key {sig.key_id} is not one of {message.approver}'s in the directory"
+        )
+    _, key = found
+    if key.revoked_at is not None and now >= key.revoked_at:  # the workflow's clock, not theirs
+        raise SignatureRefused("revoked_key", f"key {sig.key_id} was revoked at {key.revoked_at}")
+    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(key.public_key))
+    try:
+        public.verify(
+            base64.b64decode(sig.value), statement(message, workflow_id, sig.signed_at, sig.key_id)
+        )
+    except (InvalidSignature, ValueError):
+        raise SignatureRefused(
+            "bad_signature", "the signature does not match this review of this request"
+        ) from None
+    if sig.signed_at > now + CLOCK_SKEW or now - sig.signed_at > policy.signature_ttl:
+        raise SignatureRefused(
+            "expired",
+            f"signed at {sig.signed_at.isoformat()}; a signature counts for "
+            f"{policy.signature_ttl} (now {now.isoformat()})",
+        )
+
+
+def key_file(directory: Path, approver: str) -> Path:
+    return directory / f"{approver}.key"
+
+
+def directory_for(people: Mapping[str, list[str]], keys: Path) -> dict[str, dict[str, Any]]:
+    """An approver directory for ``people`` (approver -> roles) with a key each, made in the
+    keyring ``keys`` on first use and kept: for the demo and the tests, which configure their
+    own people (a deployment lists its own, with the public keys they sent in)."""
+    directory: dict[str, dict[str, Any]] = {}
+    for approver, roles in people.items():
+        path = key_file(keys, approver)
+        if not path.exists():
+            SigningKey.new(approver).save(path)
+        key = SigningKey.load(path)
+        directory[approver] = {"roles": list(roles), "keys": [{"public_key": key.public_key}]}
+    return directory
