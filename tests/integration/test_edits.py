@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import time
 
 import pytest
 from temporalio import activity
@@ -13,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from tests.conftest import new_id, replay_and_keep
+from tests.processes import tether_cli
 from tether.client import Tether
 from tether.config import Settings
 from tether.contracts import DecisionAction, Mode, ModelIdentity, ProposeInput, RawProposal, Stage
@@ -37,7 +39,8 @@ async def pending(tether: Tether, customer: str, order: str, dollars: int) -> st
             "text": f"Please refund ${dollars}.00 on {order}, the tent pole snapped on the first night.",
         }
     )
-    for _ in range(200):
+    deadline = time.monotonic() + 60  # a clock, not a count of polls: a busy machine is slow
+    while time.monotonic() < deadline:
         status = await tether.status(rid)
         if status.pending is not None:
             assert status.stage is Stage.AWAITING_APPROVAL
@@ -139,66 +142,79 @@ def temporal_cli(env: WorkflowEnvironment, *args: str) -> subprocess.CompletedPr
     )
 
 
-async def test_the_official_temporal_cli_approves_and_is_checked(
+async def update_by_temporal_cli(env: WorkflowEnvironment, rid: str, message: str) -> str:
+    """`temporal workflow update execute --name review`: what it said, and it failed or not."""
+    done = await asyncio.to_thread(
+        temporal_cli,
+        env,
+        "update",
+        "execute",
+        "--workflow-id",
+        workflow_id_for(rid),
+        "--name",
+        "review",
+        "--input",
+        message,
+    )
+    return ("ok " if done.returncode == 0 else "failed ") + done.stderr + done.stdout
+
+
+def cli_for(env: WorkflowEnvironment, settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={"temporal_address": env.client.service_client.config.target_host}
+    )
+
+
+async def signed_by_cli(settings: Settings, rid: str, approver: str, *extra: str) -> str:
+    """`tether approvals sign`: the JSON an operator pastes into the official CLI."""
+    done = await asyncio.to_thread(
+        tether_cli, settings, "approvals", "sign", rid, "--as", approver, *extra
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+async def test_the_official_temporal_cli_approves_only_signed_reviews(
     tether: Tether, temporal_env: WorkflowEnvironment
 ) -> None:
+    cli = cli_for(temporal_env, tether.settings)
     rid = await pending(tether, "C-113", "ORD-1016", 120)
-    wid = workflow_id_for(rid)
-    agent = json.dumps({"approver": "agent@northwind.example", "verdict": "approve"})
-    refused = await asyncio.to_thread(
-        temporal_cli,
-        temporal_env,
-        "update",
-        "execute",
-        "--workflow-id",
-        wid,
-        "--name",
-        "review",
-        "--input",
-        agent,
-    )
-    assert refused.returncode != 0 and "insufficient_role" in refused.stderr + refused.stdout
-    assert "retryable: false" in refused.stderr + refused.stdout
-    extra = json.dumps({"approver": LEAD, "verdict": "approve", "colour": "red"})
-    malformed = await asyncio.to_thread(
-        temporal_cli,
-        temporal_env,
-        "update",
-        "execute",
-        "--workflow-id",
-        wid,
-        "--name",
-        "review",
-        "--input",
-        extra,
-    )
-    said = malformed.stderr + malformed.stdout
-    assert malformed.returncode != 0 and "invalid_message" in said and "colour" in said
+    unsigned = json.dumps({"approver": LEAD, "verdict": "approve", "proposal_version": 1})
+    said = await update_by_temporal_cli(temporal_env, rid, unsigned)
+    assert said.startswith("failed") and "unsigned" in said and "retryable: false" in said
+    agent = await signed_by_cli(cli, rid, "agent@northwind.example")
+    said = await update_by_temporal_cli(temporal_env, rid, agent)
+    assert said.startswith("failed") and "insufficient_role" in said
+    extra = json.dumps({**json.loads(agent), "colour": "red"})
+    said = await update_by_temporal_cli(temporal_env, rid, extra)
+    assert said.startswith("failed") and "invalid_message" in said and "colour" in said
     assert "retryable: false" in said  # the same message is refused again: not worth retrying
-    lead = json.dumps({"approver": LEAD, "verdict": "approve", "reason": "photo of the pole"})
-    approved = await asyncio.to_thread(
-        temporal_cli,
-        temporal_env,
-        "update",
-        "execute",
-        "--workflow-id",
-        wid,
-        "--name",
-        "review",
-        "--input",
-        lead,
-    )
-    assert approved.returncode == 0, approved.stderr
+    # A lead's signed approval of *another* request, replayed here.
+    other = await pending(tether, "C-113", "ORD-1016", 110)
+    elsewhere = await signed_by_cli(cli, other, LEAD, "--reason", "photo of the pole")
+    said = await update_by_temporal_cli(temporal_env, rid, elsewhere)
+    assert said.startswith("failed") and "bad_signature" in said
+    # Its reason changed after signing: the signature no longer matches.
+    lead = await signed_by_cli(cli, rid, LEAD, "--reason", "photo of the pole")
+    tampered = json.dumps({**json.loads(lead), "reason": "manager said so"})
+    said = await update_by_temporal_cli(temporal_env, rid, tampered)
+    assert said.startswith("failed") and "bad_signature" in said
+    said = await update_by_temporal_cli(temporal_env, rid, lead)
+    assert said.startswith("ok"), said
     outcome = await tether.handle(rid).result()
     assert [(r.approver, r.verdict) for r in outcome.reviews] == [(LEAD, "approve")]
     assert all(a.ok for a in outcome.actions) and outcome.actions
+    await tether.reject(other, approver=MANAGER, reason="duplicate of the first")
 
 
-async def test_the_official_temporal_cli_signals_a_rejection(
+async def test_the_official_temporal_cli_signals_a_signed_rejection(
     tether: Tether, temporal_env: WorkflowEnvironment
 ) -> None:
+    cli = cli_for(temporal_env, tether.settings)
     rid = await pending(tether, "C-114", "ORD-1017", 150)
-    reject = json.dumps({"approver": MANAGER, "verdict": "reject", "reason": "duplicate claim"})
+    reject = await signed_by_cli(
+        cli, rid, MANAGER, "--verdict", "reject", "--reason", "duplicate claim"
+    )
     sent = await asyncio.to_thread(
         temporal_cli,
         temporal_env,

@@ -173,14 +173,23 @@ async def test_signal_path_applies_the_same_checks(
     handle = tether.handle(rid)
     await tether.submit(req)
     await wait_pending(tether, rid)
-    await handle.signal(names.REVIEW_SIGNAL, Review(approver=AGENT, verdict="approve"))
-    await handle.signal(names.REVIEW_SIGNAL, Review(approver=LEAD, verdict="approve"))
+    unsigned = Review(approver=LEAD, verdict="approve", proposal_version=1)
+    await handle.signal(names.REVIEW_SIGNAL, unsigned)
+    await handle.signal(
+        names.REVIEW_SIGNAL, await tether.sign(rid, Review(approver=AGENT, verdict="approve"))
+    )
+    await handle.signal(
+        names.REVIEW_SIGNAL, await tether.sign(rid, Review(approver=LEAD, verdict="approve"))
+    )
     outcome = await handle.result()
     assert [(r.approver, r.verdict) for r in outcome.reviews] == [
+        (LEAD, "refused"),
         (AGENT, "refused"),
         (LEAD, "approve"),
     ]
-    assert "insufficient_role" in outcome.reviews[0].reason
+    assert outcome.reviews[0].reason.startswith("unsigned")
+    assert "insufficient_role" in outcome.reviews[1].reason
+    assert outcome.reviews[2].key_id == tether.keys()[LEAD].id
     assert [a.tool for a in outcome.actions] == ["issue_refund", "send_reply"]
     await replay_and_keep(handle, "approval_by_signal")
 
