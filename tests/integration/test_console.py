@@ -9,6 +9,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -39,20 +40,12 @@ LEAD = "lead@northwind.example"
 TOKENS = {"lead-token": LEAD, "agent-token": "agent@northwind.example"}
 
 
-@pytest.fixture
-def console_url(
-    temporal_env: WorkflowEnvironment, settings: Settings, workers: None
-) -> Iterator[str]:
+@contextmanager
+def serve_console(settings: Settings) -> Iterator[str]:
     """The console in its own thread and event loop, with its own Temporal client."""
-    configured = settings.model_copy(
-        update={
-            "temporal_address": temporal_env.client.service_client.config.target_host,
-            "console": ConsoleConfig(tokens=TOKENS, identity_header="X-Test-User"),
-        }
-    )
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(configured), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -65,6 +58,23 @@ def console_url(
     thread.join(timeout=10)
 
 
+@pytest.fixture
+def console_url(
+    temporal_env: WorkflowEnvironment, settings: Settings, workers: None
+) -> Iterator[str]:
+    configured = settings.model_copy(
+        update={
+            "temporal_address": temporal_env.client.service_client.config.target_host,
+            # The console holds the operators' keys and signs for whom it authenticated.
+            "console": ConsoleConfig(
+                tokens=TOKENS, identity_header="X-Test-User", keyring=settings.keyring
+            ),
+        }
+    )
+    with serve_console(configured) as url:
+        yield url
+
+
 async def submit_large_refund(tether: Tether) -> str:
     rid = new_id("console")
     await tether.submit(
@@ -75,7 +85,8 @@ async def submit_large_refund(tether: Tether) -> str:
             "text": "Please refund $120.00 on ORD-1013, the tent pole snapped on the first night.",
         }
     )
-    for _ in range(200):
+    deadline = time.monotonic() + 60  # a clock, not a count of polls: a busy machine is slow
+    while time.monotonic() < deadline:
         if (await tether.status(rid)).pending is not None:
             return rid
         await asyncio.sleep(0.05)
@@ -101,6 +112,14 @@ async def test_identity_and_forms_are_checked(console_url: str, tether: Tether) 
             headers={"X-Test-User": "agent@northwind.example"},
         )
         assert refused.status_code == 409 and "insufficient_role" in refused.text
+        # Signed in, but the console holds no key for them: it signs nothing, sends nothing.
+        stranger = {"X-Test-User": "stranger@northwind.example"}
+        page = await http.get(f"/requests/{rid}", headers=stranger)
+        csrf = page.text.split("name='csrf' value='")[1].split("'")[0]
+        keyless = await http.post(
+            f"/requests/{rid}/approve", data={"csrf": csrf, "version": "1"}, headers=stranger
+        )
+        assert keyless.status_code == 409 and "holds no signing key" in keyless.text
     assert (await tether.status(rid)).pending is not None  # still waiting
     await tether.reject(rid, approver=LEAD, reason="test over")
 
@@ -145,6 +164,7 @@ async def test_an_operator_approves_in_the_browser(console_url: str, tether: Tet
         ("send_reply", True),
     ]
     assert outcome.reviews[0].approver == LEAD and outcome.reviews[0].reason == "photo of the pole"
+    assert outcome.reviews[0].key_id == tether.keys()[LEAD].id  # signed by the console for them
 
 
 async def test_the_queue_filters_by_domain(console_url: str, tether: Tether) -> None:

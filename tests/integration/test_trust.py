@@ -1,0 +1,346 @@
+"""Governance nobody can bypass (issue 14), on the real dev server: the workers' pinned policy
+decides whatever a client carries, and a review counts only signed by a live key of its
+approver, whichever way it arrives: Update, signal, the `tether` CLI, the official `temporal`
+CLI, the console."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+
+from tests.conftest import new_id
+from tests.integration.test_console import serve_console
+from tests.integration.test_edits import update_by_temporal_cli
+from tests.processes import tether_cli
+from tether import names
+from tether.client import Tether
+from tether.config import ConsoleConfig, Settings
+from tether.contracts import DecisionAction, Edit, Review, ToolCall
+from tether.domains.support.business import BusinessServer
+from tether.errors import ReviewRejected
+from tether.names import workflow_id_for
+from tether.signing import SigningKey, directory_for
+from tether.stack import temporal_binary
+from tether.workers.main import Resources
+
+pytestmark = pytest.mark.integration
+
+LEAD = "lead@northwind.example"
+MANAGER = "manager@northwind.example"
+ROTATED = "rotated@northwind.example"  # a manager whose first key was revoked
+
+
+@pytest.fixture(scope="module")
+def rotation(
+    resources: Resources, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Path]]:
+    """A support policy version whose directory adds ROTATED with a revoked key and a new
+    one, active while this module runs (then the one before it again)."""
+    keys = tmp_path_factory.mktemp("rotation")
+    old, new = SigningKey.new(ROTATED), SigningKey.new(ROTATED)
+    old.save(keys / "old.key")
+    new.save(keys / "new.key")
+    store = resources.policies
+    before = store.active("support")
+    assert before is not None
+    directory = {k: v.model_dump(mode="json") for k, v in before.policy.approvers.items()}
+    directory[ROTATED] = {
+        "roles": ["support_manager"],
+        "keys": [
+            {"public_key": old.public_key, "revoked_at": "2026-01-01T00:00:00Z"},
+            {"public_key": new.public_key},
+        ],
+    }
+    rotated = before.policy.merged({"version": f"rotation-{new_id()}", "approvers": directory})
+    store.add("support", rotated, by="test")
+    store.activate("support", rotated.version, by="test", reason="key rotation drill")
+    yield {"old": keys / "old.key", "new": keys / "new.key"}
+    store.activate("support", before.version, by="test", reason="drill over")
+
+
+async def pending(tether: Tether, customer: str, order: str, dollars: int = 120) -> str:
+    rid = new_id("trust")
+    await tether.submit(
+        {
+            "request_id": rid,
+            "subject": customer,
+            "requester": customer,
+            "text": f"Please refund ${dollars}.00 on {order}, the tent pole snapped on the first night.",
+        }
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (await tether.status(rid)).pending is not None:
+            return rid
+        await asyncio.sleep(0.05)
+    raise AssertionError("never pending")
+
+
+async def bad_messages(tether: Tether, rid: str, other: str, old: Path) -> list[tuple[str, object]]:
+    """One message per refusal code, each signed as an attacker could."""
+    lead = tether.keys()[LEAD]
+    review = Review(approver=MANAGER, verdict="approve", reason="ok")
+    edit = Edit(
+        approver=MANAGER,
+        reason="less",
+        tool_calls=[
+            ToolCall(
+                tool="issue_refund",
+                arguments={"order_id": "ORD-1013", "amount_cents": 5_000, "reason": "edited"},
+            )
+        ],
+    )
+    signed_edit = await tether.sign(rid, edit)
+    more = [
+        c.model_copy(update={"arguments": {**c.arguments, "amount_cents": 99_000}})
+        for c in edit.tool_calls or []
+    ]
+    long_ago = datetime.now(UTC) - timedelta(minutes=30)
+    return [
+        ("unsigned", (await tether.sign(rid, review)).model_copy(update={"signature": None})),
+        ("unknown_key", await tether.sign(rid, review, SigningKey(MANAGER, lead.private))),
+        ("bad_signature", signed_edit.model_copy(update={"tool_calls": more})),
+        (
+            "bad_signature",
+            (await tether.sign(other, review)).model_copy(update={"proposal_version": 1}),
+        ),
+        ("expired", await tether.sign(rid, review, now=long_ago)),
+        (
+            "revoked_key",
+            await tether.sign(
+                rid, review.model_copy(update={"approver": ROTATED}), SigningKey.load(old)
+            ),
+        ),
+    ]
+
+
+async def test_a_client_cannot_choose_the_policy_or_the_approvers(
+    tether: Tether, business: BusinessServer, tmp_path: Path
+) -> None:
+    """A client whose own settings carry a lenient policy and an approver of its own making:
+    the workflow decides by the workers' pinned version, and that approver counts for nothing."""
+    me = "me@attacker.example"
+    lenient = tether.settings.model_copy(
+        update={
+            "policies": {
+                "support": {
+                    "min_auto_confidence": 0.0,
+                    "rules": {"auto_limit_cents": 10_000_000},
+                    "approvers": directory_for({me: ["support_manager"]}, tmp_path),
+                }
+            },
+            "keyring": tmp_path,
+        }
+    )
+    sly = Tether(tether.client, lenient)
+    rid = await pending(sly, "C-110", "ORD-1013")
+    status = await sly.status(rid)
+    assert status.decision is not None and status.decision.action is DecisionAction.APPROVAL
+    assert "amount_above_auto_limit" in status.decision.codes()
+    with pytest.raises(ReviewRejected) as refused:
+        await sly.approve(rid, approver=me)
+    assert refused.value.code == "unknown_approver"
+    await tether.reject(rid, approver=LEAD, reason="test over")
+    outcome = await tether.outcome(rid)
+    assert outcome.actions == [] and outcome.policy_sha256
+    assert outcome.decision.policy_version == (await asyncio.to_thread(_active_version, tether))
+
+
+def _active_version(tether: Tether) -> str:
+    from tether.policystore import PolicyStore
+
+    store = PolicyStore(tether.settings.resolved_store_url())
+    try:
+        active = store.active("support")
+        assert active is not None
+        return active.version
+    finally:
+        store.close()
+
+
+async def test_a_raw_start_carrying_a_policy_runs_nothing(
+    tether: Tether, temporal_env: WorkflowEnvironment, business: BusinessServer
+) -> None:
+    """`temporal workflow start` with a policy in the input (the attack of the issue): the
+    input is refused by its contract, so the workflow never runs a step."""
+    rid = new_id("raw")
+    inp = {
+        "domain": "support",
+        "request": {
+            "request_id": rid,
+            "subject": "C-110",
+            "requester": "C-110",
+            "text": "Please refund $120.00 on ORD-1013, the pole snapped.",
+        },
+        "policy": {
+            "version": "mine",
+            "tiers": [{"name": "lead", "role": "x", "sla": "PT1H"}],
+            "rules": {"auto_limit_cents": 10_000_000},
+        },
+    }
+    address = temporal_env.client.service_client.config.target_host
+    started = await asyncio.create_subprocess_exec(
+        temporal_binary(),
+        "workflow",
+        "start",
+        "--type",
+        names.RESOLUTION,
+        "--task-queue",
+        tether.settings.task_queue,
+        "--workflow-id",
+        workflow_id_for(rid),
+        "--input",
+        json.dumps(inp),
+        "--address",
+        address,
+    )
+    assert await started.wait() == 0
+    handle = tether.handle(rid)
+    deadline = time.monotonic() + 60
+    failed = []
+    while not failed and time.monotonic() < deadline:
+        failed = [
+            e
+            async for e in handle.fetch_history_events()
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+        ]
+        await asyncio.sleep(0.2)
+    assert failed, "the input was accepted"
+    assert "policy" in str(failed[0].workflow_task_failed_event_attributes.failure.message) + str(
+        failed[0].workflow_task_failed_event_attributes.failure
+    )
+    scheduled = [
+        e
+        async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert scheduled == []  # nothing ran: no read, no model, no tool
+    await handle.terminate("test over")
+
+
+async def test_refusals_by_update(tether: Tether, rotation: dict[str, Path]) -> None:
+    rid = await pending(tether, "C-110", "ORD-1013")
+    other = await pending(tether, "C-111", "ORD-1014")
+    for code, message in await bad_messages(tether, rid, other, rotation["old"]):
+        update = names.EDIT if isinstance(message, Edit) else names.REVIEW
+        with pytest.raises(WorkflowUpdateFailedError) as failed:
+            await tether.handle(rid).execute_update(update, message)
+        assert code in str(failed.value.cause), (code, failed.value.cause)
+    # The rotated approver's new key counts.
+    await tether.review(
+        rid,
+        approver=ROTATED,
+        verdict="reject",
+        reason="drill",
+        key=SigningKey.load(rotation["new"]),
+    )
+    outcome = await tether.outcome(rid)
+    assert [(r.approver, r.verdict) for r in outcome.reviews] == [(ROTATED, "reject")]
+    assert outcome.reviews[0].key_id == SigningKey.load(rotation["new"]).id
+    await tether.reject(other, approver=MANAGER, reason="test over")
+
+
+async def test_refusals_by_signal(tether: Tether, rotation: dict[str, Path]) -> None:
+    rid = await pending(tether, "C-110", "ORD-1013")
+    other = await pending(tether, "C-111", "ORD-1014")
+    expected = []
+    handle = tether.handle(rid)
+    for code, message in await bad_messages(tether, rid, other, rotation["old"]):
+        signal = names.EDIT_SIGNAL if isinstance(message, Edit) else names.REVIEW_SIGNAL
+        await handle.signal(signal, message)
+        expected.append(code)
+    await handle.signal(
+        names.REVIEW_SIGNAL,
+        await tether.sign(rid, Review(approver=MANAGER, verdict="reject", reason="drill")),
+    )
+    outcome = await handle.result()
+    refused = [r.reason.split(":")[0] for r in outcome.reviews if r.verdict == "refused"]
+    assert refused == expected
+    assert outcome.reviews[-1].verdict == "reject" and outcome.actions == []
+    await tether.reject(other, approver=MANAGER, reason="test over")
+
+
+async def test_refusals_by_the_tether_cli(
+    tether: Tether, temporal_env: WorkflowEnvironment, rotation: dict[str, Path], tmp_path: Path
+) -> None:
+    cli = tether.settings.model_copy(
+        update={"temporal_address": temporal_env.client.service_client.config.target_host}
+    )
+    rid = await pending(tether, "C-110", "ORD-1013")
+    lead_as_manager = tmp_path / "forged.key"
+    SigningKey(MANAGER, tether.keys()[LEAD].private).save(lead_as_manager)
+    for approver, key, code in [
+        (MANAGER, lead_as_manager, "unknown_key"),
+        (ROTATED, rotation["old"], "revoked_key"),
+    ]:
+        done = await asyncio.to_thread(
+            tether_cli, cli, "approvals", "approve", rid, "--as", approver, "--key", str(key)
+        )
+        assert done.returncode == 1 and code in done.stderr, (code, done.stderr)
+    done = await asyncio.to_thread(
+        tether_cli,
+        cli,
+        "approvals",
+        "reject",
+        rid,
+        "--as",
+        ROTATED,
+        "--key",
+        str(rotation["new"]),
+        "--reason",
+        "drill",
+    )
+    assert done.returncode == 0, done.stderr
+    assert (await tether.outcome(rid)).reviews[-1].approver == ROTATED
+
+
+async def test_refusals_by_the_official_temporal_cli(
+    tether: Tether, temporal_env: WorkflowEnvironment, rotation: dict[str, Path]
+) -> None:
+    rid = await pending(tether, "C-110", "ORD-1013")
+    other = await pending(tether, "C-111", "ORD-1014")
+    for code, message in await bad_messages(tether, rid, other, rotation["old"]):
+        if isinstance(message, Edit):
+            continue  # the update named review takes reviews; edits are covered above
+        said = await update_by_temporal_cli(temporal_env, rid, message.model_dump_json())
+        assert said.startswith("failed") and code in said, (code, said)
+    assert (await tether.status(rid)).pending is not None  # none of them counted
+    await tether.reject(rid, approver=MANAGER, reason="test over")
+    await tether.reject(other, approver=MANAGER, reason="test over")
+
+
+async def test_refusals_by_the_console(
+    tether: Tether, temporal_env: WorkflowEnvironment, rotation: dict[str, Path], tmp_path: Path
+) -> None:
+    """The console signs with the key it holds for the operator: a revoked one is refused."""
+    held = tmp_path / "console-keys"
+    held.mkdir()
+    (held / f"{ROTATED}.key").write_bytes(rotation["old"].read_bytes())
+    configured = tether.settings.model_copy(
+        update={
+            "temporal_address": temporal_env.client.service_client.config.target_host,
+            "console": ConsoleConfig(identity_header="X-Test-User", keyring=held),
+        }
+    )
+    rid = await pending(tether, "C-110", "ORD-1013")
+    who = {"X-Test-User": ROTATED}
+    with serve_console(configured) as url:
+        async with httpx.AsyncClient(base_url=url) as http:
+            page = await http.get(f"/requests/{rid}", headers=who)
+            csrf = page.text.split("name='csrf' value='")[1].split("'")[0]
+            refused = await http.post(
+                f"/requests/{rid}/approve", data={"csrf": csrf, "version": "1"}, headers=who
+            )
+    assert refused.status_code == 409 and "revoked_key" in refused.text
+    assert (await tether.status(rid)).pending is not None
+    await tether.reject(rid, approver=MANAGER, reason="test over")
