@@ -17,7 +17,9 @@ class AuditEntry(Frozen):
     allowed_because: list[str]
     permissions: list[str]
     policy_version: str
+    policy_sha256: str | None = None  # of the version the workflow pinned
     approved_by: list[str]
+    approval_keys: list[str] = Field(default=[], description="per approver, the signing key")
     ok: bool
     unconfirmed_effect: bool = Field(
         default=False, description="failed, but the target holds an effect under its key"
@@ -32,7 +34,9 @@ class AuditEntry(Frozen):
 
 def audit(outcome: Outcome) -> list[AuditEntry]:
     decision = outcome.decision
-    approvers = [r.approver for r in outcome.reviews if r.verdict == "approve"]
+    approvals = [r for r in outcome.reviews if r.verdict == "approve"]
+    approvers = [r.approver for r in approvals]
+    keys = [r.key_id or "unsigned" for r in approvals]  # the key that proved who approved
     why = [f"{decision.action.value}: {r.code} ({r.detail})" for r in decision.reasons]
 
     def entry(
@@ -51,7 +55,9 @@ def audit(outcome: Outcome) -> list[AuditEntry]:
             allowed_because=allowed,
             permissions=permissions,
             policy_version=decision.policy_version,
+            policy_sha256=outcome.policy_sha256,
             approved_by=approvers,
+            approval_keys=keys,
             ok=action.ok,
             unconfirmed_effect=action.unconfirmed_effect,
             changed={

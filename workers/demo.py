@@ -1,25 +1,34 @@
 """`tether demo`: the embedded stack, each pack's knowledge, and each pack's demo tickets, one
 per path: auto-resolved, sent for approval and approved by an operator command (`tether
-approvals approve`, in its own process), rejected by policy, and degraded (the model worker
-is taken away).
+approvals approve`, in its own process, signed with that operator's key), rejected by policy,
+and degraded (the model worker is taken away).
+
+The demo configures what a deployment must bring itself: an approver directory (each pack's
+demo people, with a key pair each, made in the demo's data directory) and a history
+encryption key, so Temporal's database holds no ticket text and the UI decodes it through
+the codec server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import sys
 import time
 from datetime import timedelta
 
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
 from tether import packs
-from tether.config import Settings, Timeouts
+from tether.codec import new_key
+from tether.config import EncryptionConfig, Settings, Timeouts
 from tether.contracts import Outcome, ToolCall
 from tether.domain import DemoTicket, DomainPack
+from tether.signing import directory_for
 from tether.stack import free_port, port_free
 from tether.workers.stack import EmbeddedStack
 
@@ -50,12 +59,38 @@ def _settings() -> Settings:
     )
 
 
+def _trusted(settings: Settings) -> Settings:
+    """``settings`` with the demo's approver directory (keys made in its keyring) over each
+    pack's policy, and history encryption on with a key of its own."""
+    keys = settings.data_dir / "keys"
+    policies = {
+        pack.name: {
+            "approvers": directory_for(pack.demo_approvers, keys),
+            **settings.policies.get(pack.name, {}),
+        }
+        for pack in packs.load(settings.domains)
+    }
+    encryption = settings.encryption
+    if not encryption.keys:
+        encryption = EncryptionConfig(keys={"demo-1": SecretStr(new_key())})
+    return settings.model_copy(
+        update={"policies": policies, "keyring": keys, "encryption": encryption}
+    )
+
+
 async def _operator(settings: Settings, *args: str) -> str:
-    """Run a `tether` CLI command as an operator would, in its own process.
+    """Run a `tether` CLI command as an operator would, in its own process, holding the
+    operators' keys and the history key.
 
     Asynchronously: the workers answering its query live on this process's event loop.
     """
-    env = {**os.environ, "TETHER_TEMPORAL_ADDRESS": settings.temporal_address}
+    keys = {k: v.get_secret_value() for k, v in settings.encryption.keys.items()}
+    env = {
+        **os.environ,
+        "TETHER_TEMPORAL_ADDRESS": settings.temporal_address,
+        "TETHER_KEYRING": str(settings.keyring),
+        "TETHER_ENCRYPTION__KEYS": json.dumps(keys),
+    }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -85,6 +120,7 @@ def _actions(pack: DomainPack, outcome: Outcome) -> str:
 async def run_demo() -> None:
     settings = _settings()
     shutil.rmtree(settings.data_dir, ignore_errors=True)
+    settings = _trusted(settings)
     console.print(f"[bold]Tether demo[/bold]: data in {settings.data_dir}, UI {settings.ui_url}")
     results: list[tuple[DomainPack, DemoTicket, str, Outcome]] = []
     run = time.strftime("%H%M%S")

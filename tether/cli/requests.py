@@ -336,13 +336,17 @@ def audit_command(request_id: str, as_json: bool = JSON) -> None:
                 [
                     *e.allowed_because,
                     "permissions: " + ", ".join(e.permissions),
-                    f"policy {e.policy_version}",
+                    f"policy {e.policy_version}"
+                    + (f" (sha256 {e.policy_sha256[:12]})" if e.policy_sha256 else ""),
                 ]
             )
             if e.precondition:
                 allowed += f"\nprecondition: {e.precondition}"
             if e.approved_by:
-                allowed += "\napproved by " + ", ".join(e.approved_by)
+                allowed += "\napproved by " + ", ".join(
+                    f"{who} (key {key})"
+                    for who, key in zip(e.approved_by, e.approval_keys, strict=False)
+                )
             changes = [f"{k}: {v['before']} -> {v['after']}" for k, v in e.changed.items()]
             changes.append(e.postcondition or (e.error or ""))
             if e.replayed:
