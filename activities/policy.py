@@ -5,6 +5,8 @@ for anyone reading it, and a replay uses exactly what was pinned."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -17,6 +19,11 @@ from tether.policystore import NoSuchVersion, PolicyConflict, PolicyStore
 class PinRequest(BaseModel):
     domain: str = Field(pattern=DOMAIN)
     version: str | None = None  # None: the active version; a name: that stored version
+
+
+class KeyCheck(BaseModel):
+    domain: str = Field(pattern=DOMAIN)
+    key_id: str
 
 
 class PolicyActivities:
@@ -41,3 +48,12 @@ class PolicyActivities:
                 non_retryable=True,
             )
         return pinned
+
+    @activity.defn
+    def key_revoked_at(self, inp: KeyCheck) -> datetime | None:
+        """When the active version's directory revoked this key (None: not revoked). A
+        workflow pinned its directory at its start; this is how a revocation since then
+        still reaches its pending approvals."""
+        active = self._store.active(inp.domain)
+        found = active.policy.key(inp.key_id) if active else None
+        return found[1].revoked_at if found else None

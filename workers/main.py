@@ -207,6 +207,7 @@ def resolution_worker(
             records.carve_datasets,
             records.load_dataset,
             policy.pin_policy,
+            policy.key_revoked_at,
         ],
         activity_executor=res.executor,
         # No more activities than threads: a sync activity queued for a thread would burn

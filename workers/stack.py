@@ -71,6 +71,13 @@ class EmbeddedStack:
             raise
         return self
 
+    def without_approvers(self) -> list[tuple[str, str]]:
+        """(domain, version) of each active policy with nobody in its approver directory."""
+        assert self._resources is not None, "stack not started"
+        store = self._resources.policies
+        active = [store.active(p.name) for p in self._resources.packs]
+        return [(p.domain, p.version) for p in active if p and not p.policy.approvers]
+
     def _run(self, name: str, worker: Worker) -> None:
         self._tasks[name] = (worker, asyncio.create_task(worker.run(), name=f"worker-{name}"))
 

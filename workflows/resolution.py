@@ -194,6 +194,10 @@ class ResolutionWorkflow:
             verdict = await self._gate.wait(
                 decision, self._facts, lambda t: self._set_stage(Stage.AWAITING_APPROVAL, t)
             )
+            key = verdict.signature.key_id if verdict and verdict.signature else None
+            if key and await steps.key_revoked(pack.name, key, self._inp.timeouts):
+                self._gate.reopen(f"revoked_key: key {key} was revoked after this request began")
+                continue
             if verdict is None or verdict.verdict != "approve":
                 return False
             if self._gate.edited is not None:

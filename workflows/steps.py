@@ -12,7 +12,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from tether import errors, names
-    from tether.activities.policy import PinRequest, PolicyActivities
+    from tether.activities.policy import KeyCheck, PinRequest, PolicyActivities
     from tether.activities.records import RecordActivities
     from tether.activities.retrieval import RetrievalActivities
     from tether.activities.verification import VerificationActivities
@@ -60,6 +60,22 @@ async def pin_policy(domain: str, timeouts: Timeouts, version: str | None = None
         start_to_close_timeout=timeouts.record,
         retry_policy=timeouts.default_retry.policy(non_retryable=[errors.NO_POLICY]),
     )
+
+
+async def key_revoked(domain: str, key_id: str, timeouts: Timeouts) -> bool:
+    """Whether the workers' active directory has revoked ``key_id`` by now (after this
+    workflow pinned its own). Unreadable counts as revoked: a verdict is not taken on trust."""
+    try:
+        revoked_at = await workflow.execute_activity_method(
+            PolicyActivities.key_revoked_at,
+            KeyCheck(domain=domain, key_id=key_id),
+            start_to_close_timeout=timeouts.record,
+            retry_policy=timeouts.default_retry.policy(),
+        )
+    except ActivityError as err:
+        workflow.logger.warning("could not read key %s's status: %s", key_id, err.cause)
+        return True
+    return revoked_at is not None and workflow.now() >= revoked_at
 
 
 async def retrieve(domain: str, request: Request, timeouts: Timeouts) -> Evidence:

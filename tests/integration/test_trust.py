@@ -344,3 +344,44 @@ async def test_refusals_by_the_console(
     assert refused.status_code == 409 and "revoked_key" in refused.text
     assert (await tether.status(rid)).pending is not None
     await tether.reject(rid, approver=MANAGER, reason="test over")
+
+
+async def test_a_key_revoked_after_the_request_began_approves_nothing(
+    tether: Tether, resources: Resources, business: BusinessServer
+) -> None:
+    """The workflow pinned a directory in which the manager's key was live; it is revoked
+    while the request waits. The validator (pinned) lets the review in; the workflow then
+    reads the key's status from the workers' active directory and puts the request to people
+    again, and a live key decides it."""
+    rid = await pending(tether, "C-112", "ORD-1015")
+    store = resources.policies
+    before = store.active("support")
+    assert before is not None
+    directory = {k: v.model_dump(mode="json") for k, v in before.policy.approvers.items()}
+    directory[MANAGER]["keys"] = [
+        {**k, "revoked_at": datetime.now(UTC).isoformat()} for k in directory[MANAGER]["keys"]
+    ]
+    revoked = before.policy.merged({"version": f"revoked-{new_id()}", "approvers": directory})
+    store.add("support", revoked, by="test")
+    store.activate("support", revoked.version, by="test", reason="manager's laptop stolen")
+    try:
+        await tether.approve(rid, approver=MANAGER, reason="looks fine")  # the validator: pinned
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = await tether.status(rid)
+            if status.pending is not None and status.pending.proposal_version == 2:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the request was not put to people again")
+        await tether.reject(rid, approver=LEAD, reason="a live key decides")
+    finally:
+        store.activate("support", before.version, by="test", reason="drill over")
+    outcome = await tether.outcome(rid)
+    assert [(r.approver, r.verdict) for r in outcome.reviews] == [
+        (MANAGER, "approve"),
+        ("system", "reopened"),
+        (LEAD, "reject"),
+    ]
+    assert outcome.reviews[1].reason.startswith("revoked_key")
+    assert outcome.actions == []

@@ -29,6 +29,11 @@ def up() -> None:
                 out.print(f"Codec server {stack.codec_url}: the UI decodes encrypted history")
             for name, system in stack.systems.items():
                 out.print(f"Business system {name}: {getattr(system, 'url', '')}")
+            for pack, version in stack.without_approvers():
+                err.print(
+                    f"{pack}: policy {version} has no approver directory, so requests that "
+                    "need a person are refused (no_approver); see docs/security.md"
+                )
             out.print("Ctrl-C stops everything.")
             await until_interrupted()
         out.print("stopped")
