@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from tether.contracts import Proposal, ToolCall, ToolResult
 
@@ -180,6 +181,11 @@ class ToolRegistry:
             errors.extend(self.check_call(call))
         if errors:
             raise ProposalInvalid(errors)
-        return proposal.model_copy(
+        accepted = proposal.model_copy(
             update={"tool_calls": [self.normalise(c) for c in proposal.tool_calls]}
         )
+        try:  # it travels as JSON: a lone surrogate ("\\ud800") in a citation would not
+            accepted.model_dump_json()
+        except PydanticSerializationError as err:
+            raise ProposalInvalid([f"proposal: not writable as JSON: {err}"[:300]]) from None
+        return accepted

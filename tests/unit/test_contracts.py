@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from pydantic import ValidationError
 
+from tests.unit.builders import GOOD, proposal
 from tether.client import parse_request
 from tether.contracts import Request
 from tether.domains.support import INTENTS, PACK
 from tether.domains.support.tools import REGISTRY
 from tether.errors import InvalidRequest
 from tether.tools import ProposalInvalid
-
-GOOD = {"request_id": "r-1", "subject": "C-1", "requester": "C-1", "text": "Where is ORD-1001?"}
 
 
 def test_a_good_request_parses_and_the_pack_finds_its_records() -> None:
@@ -47,23 +44,6 @@ def test_bad_requests_name_the_field(change: dict[str, str], message: str) -> No
     with pytest.raises(InvalidRequest) as err:
         parse_request({**GOOD, **change}, PACK)
     assert message in str(err.value)
-
-
-def proposal(**overrides: object) -> str:
-    body: dict[str, object] = {
-        "intent": "refund_request",
-        "answer": "Refunds arrive in 5 to 10 business days.",
-        "citations": ["refund-policy@v3#3"],
-        "tool_calls": [
-            {
-                "tool": "issue_refund",
-                "arguments": {"order_id": "ORD-1001", "amount_cents": 4000, "reason": "r"},
-            }
-        ],
-        "confidence": 0.8,
-    }
-    body.update(overrides)
-    return json.dumps(body)
 
 
 def test_valid_output_passes_with_typed_arguments() -> None:

@@ -4,18 +4,18 @@ database, its policy checks, and its systems' idempotency over HTTP."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.unit.builders import FRESH, NOW, grant, restart, rotate
 from tether.contracts import (
     DecisionAction,
     Evidence,
     Facts,
-    FreshnessReport,
     Proposal,
     Request,
     ToolCall,
@@ -26,8 +26,6 @@ from tether.domains.itops.rules import ItopsRules
 from tether.domains.itops.systems import WRITES, ItopsDB, ItopsServer
 from tether.policy import decide
 
-NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
-FRESH = FreshnessReport(index_refreshed_at=NOW, index_age_seconds=60, stale_index=False)
 NO_FREEZE = PACK.policy.merged({"rules": {"freeze_windows": []}})
 FROZEN = PACK.policy.merged(
     {
@@ -43,22 +41,6 @@ FROZEN = PACK.policy.merged(
 @pytest.fixture(scope="module")
 def cmdb(tmp_path_factory: pytest.TempPathFactory) -> ItopsDB:
     return ItopsDB(tmp_path_factory.mktemp("itops") / "itops.sqlite")
-
-
-def restart(host: str, service: str, by: str) -> ToolCall:
-    return ToolCall(
-        tool="restart_service", arguments={"host": host, "service": service, "requested_by": by}
-    )
-
-
-def grant(group: str, member: str, by: str, tool: str = "add_to_group") -> ToolCall:
-    return ToolCall(tool=tool, arguments={"group": group, "member": member, "requested_by": by})
-
-
-def rotate(host: str, service: str, by: str) -> ToolCall:
-    return ToolCall(
-        tool="rotate_credential", arguments={"host": host, "service": service, "requested_by": by}
-    )
 
 
 @dataclass

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from tests.unit.builders import FRESH, NOW, REPLY, order, record, refund
 from tether.config import PolicyConfig
 from tether.contracts import (
-    ContextRecord,
     DecisionAction,
     Evidence,
     Facts,
@@ -29,36 +29,10 @@ from tether.domains.support.records import OrderSnapshot
 from tether.domains.support.rules import RefundRules
 from tether.policy import decide
 
-NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 CONFIG = PACK.policy
-FRESH = FreshnessReport(index_refreshed_at=NOW, index_age_seconds=60, stale_index=False)
 STALE = FreshnessReport(
     index_refreshed_at=NOW - timedelta(days=30), index_age_seconds=2.6e6, stale_index=True
 )
-
-
-def order(
-    *, total: int = 20_000, refunded: int = 0, customer: str = "C-1", delivered_days: int | None = 5
-) -> OrderSnapshot:
-    return OrderSnapshot(
-        order_id="ORD-1234",
-        customer_id=customer,
-        status="delivered" if delivered_days is not None else "shipped",
-        total_cents=total,
-        refunded_cents=refunded,
-        placed_at=NOW - timedelta(days=10),
-        delivered_at=NOW - timedelta(days=delivered_days) if delivered_days is not None else None,
-    )
-
-
-def refund(cents: int) -> ToolCall:
-    return ToolCall(
-        tool="issue_refund",
-        arguments={"order_id": "ORD-1234", "amount_cents": cents, "reason": "r"},
-    )
-
-
-REPLY = ToolCall(tool="send_reply", arguments={"customer_id": "C-1", "body": "hello"})
 
 
 @dataclass
@@ -345,11 +319,6 @@ def run(case: Case, config: PolicyConfig = CONFIG, pack: DomainPack = PACK) -> A
         verification=verification,
     )
     return decide(facts, config, pack, NOW)
-
-
-def record(snapshot: OrderSnapshot) -> ContextRecord:
-    data = snapshot.model_dump(mode="json")
-    return PACK.context_record(PACK.reference("order"), snapshot.order_id, data)
 
 
 def named(name: str) -> Case:

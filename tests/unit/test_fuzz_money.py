@@ -1,0 +1,88 @@
+"""Bad input, fuzzed, at the support pack's reading of money: whatever the text, amounts_in
+raises nothing (it documents no error) and returns whole cents, never negative, found in the
+text in order and read as the number written (a number past every limit reads past 10**18
+cents, never as a small one); an amount spelled the usual ways reads back as written."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.unit.hostile import texts
+from tether.domains.support.money import _NUMBER, amounts_in, named_cents
+
+pytestmark = pytest.mark.fuzz
+
+CAP = 10**18  # what money.py reads a number past a float's range as
+PIECES = [
+    *"$€£-+., eE\u00a0\u0663\u0967\uff11",
+    *["USD", "usd", "EUR", "GBP", "dollars", "bucks", "euro", "pounds", "1,000", "1e9", "1e999"],
+    *["0", "5", "40", "4.50", "99999999999999999999", "ORD-1001", "refund", "\n"],
+]
+MONEYISH = st.lists(st.sampled_from(PIECES) | texts(max_size=3), max_size=8).map("".join)
+# As long as a request may be (4000 characters), one money-like piece over and over.
+LONG = st.builds(lambda piece, times: (piece * times)[:4_000], MONEYISH, st.integers(1, 1_000))
+
+
+def _written(text: str) -> Decimal:
+    """The number an amount's text writes, exactly."""
+    number = re.search(_NUMBER, text)
+    assert number is not None, text
+    digits = re.sub(r"[,\u00a0 ]", "", number.group(0))
+    try:
+        return Decimal(digits)
+    except InvalidOperation:  # an exponent past what Decimal holds: nothing, or past any cap
+        return Decimal(0) if "e-" in digits.lower() else Decimal("Infinity")
+
+
+@given(st.one_of(MONEYISH, MONEYISH, LONG, texts(max_size=80)))
+def test_any_text_reads_as_whole_cents_where_it_says_them(text: str) -> None:
+    amounts = amounts_in(text)
+    at = 0
+    for amount in amounts:
+        assert type(amount.cents) is int and amount.cents >= 0
+        assert amount.currency in {"USD", "EUR", "GBP", "?"}
+        at = text.index(amount.text, at) + len(amount.text)  # in the text, in order, apart
+        written = _written(amount.text)
+        if written < Decimal(CAP) / 100:
+            cents = written * 100
+            assert abs(amount.cents - cents) <= max(1, cents / 10**15)  # a float's precision
+        else:
+            assert amount.cents >= CAP, (amount, written)
+        str(amount)  # and it can be said
+    assert named_cents(text) == [a.cents for a in amounts if a.usable]
+
+
+FORMS = [  # (spelling of a number of dollars, its currency, negative)
+    ("${:,.2f}", "USD", False),
+    ("$ {:.2f}", "USD", False),
+    ("{:.2f} dollars", "USD", False),
+    ("USD {:,.2f}", "USD", False),
+    ("{:,.2f} bucks", "USD", False),
+    ("-${:.2f}", "USD", True),
+    ("€{:,.2f}", "EUR", False),
+    ("{:.2f} EUR", "EUR", False),
+    ("£{:.2f}", "GBP", False),
+    ("{:.2f} pounds", "GBP", False),
+]
+SAID = ["please", "refund", "my", "order", "ORD-1001", "the", "jacket", "thanks,", "\n"]
+
+
+@given(
+    cents=st.integers(0, 10**12),
+    form=st.sampled_from(FORMS),
+    before=st.lists(st.sampled_from(SAID), max_size=3),
+    after=st.lists(st.sampled_from(SAID), max_size=3),
+)
+def test_an_amount_spelled_the_usual_ways_reads_back(
+    cents: int, form: tuple[str, str, bool], before: list[str], after: list[str]
+) -> None:
+    spelling, currency, negative = form
+    text = " ".join([*before, spelling.format(cents / 100), *after])
+    [amount] = amounts_in(text)
+    assert (amount.cents, amount.currency, amount.negative) == (cents, currency, negative)
+    assert named_cents(text) == ([cents] if amount.usable else [])
