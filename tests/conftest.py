@@ -3,6 +3,7 @@ mode and SQLite in a temporary directory, and the real workers with the real loc
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -32,6 +33,7 @@ from tether.workers.main import WORKFLOWS, Resources, model_worker, resolution_w
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HISTORIES = Path(__file__).parent / "histories"
+HISTORY_IDS = HISTORIES / "workflow_ids.json"
 FRESHNESS_AS_OF = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SUPPORT_KB = Path(str(SUPPORT.knowledge[0].location))
 # The session's workers serve the reference pack and a pack that lives only in the test tree.
@@ -216,3 +218,6 @@ async def replay_and_keep(handle: WorkflowHandle[object, object], name: str) -> 
     if os.environ.get("TETHER_RECORD_HISTORIES") == "1":
         HISTORIES.mkdir(exist_ok=True)
         (HISTORIES / f"{name}.json").write_text(history.to_json())
+        # The workflow id is not in the history, and signed reviews are bound to it.
+        ids = json.loads(HISTORY_IDS.read_text()) if HISTORY_IDS.exists() else {}
+        HISTORY_IDS.write_text(json.dumps({**ids, name: handle.id}, indent=2, sort_keys=True) + "\n")

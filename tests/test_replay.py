@@ -6,6 +6,7 @@ Re-record after an intended, versioned change with
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,18 +17,20 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from tests.conftest import DOMAINS
+from tests.conftest import DOMAINS, HISTORY_IDS
 from tether import packs
 from tether.contracts import Outcome, ResolutionInput, RetrievalQuery
 from tether.sandbox import workflow_runner
 from tether.workers.main import WORKFLOWS
 
-RECORDED = sorted((Path(__file__).parent / "histories").glob("*.json"))
+RECORDED = sorted(p for p in HISTORY_IDS.parent.glob("*.json") if p != HISTORY_IDS)
 packs.load(DOMAINS)  # the workflows decide with the packs' rules, on replay as live
 
 
 def load(path: Path) -> WorkflowHistory:
-    return WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
+    """A recorded history under its workflow's own id (signed reviews are bound to it)."""
+    ids = json.loads(HISTORY_IDS.read_text())
+    return WorkflowHistory.from_json(ids.get(path.stem, f"replay-{path.stem}"), path.read_text())
 
 
 def test_every_path_has_a_recorded_history() -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -136,9 +136,18 @@ def parse_request(data: Request | Mapping[str, Any], pack: DomainPack) -> Reques
 
 
 class Tether:
-    def __init__(self, client: Client, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings | None = None,
+        *,
+        clock: Callable[[], Awaitable[datetime]] | None = None,
+    ) -> None:
         self.client = client
         self.settings = settings or Settings()
+        # The time a signature claims. Workflows judge it by their own clock, which is this
+        # one in a deployment; a time-skipping test server's clock runs ahead (pass its own).
+        self._clock = clock
         self.packs = packs.load(self.settings.domains)
 
     def pack(self, domain: str | None = None) -> DomainPack:
@@ -331,7 +340,9 @@ class Tether:
         key = key or self.keys().get(message.approver)
         if key is None:
             return message
-        signature = key.sign(message, workflow_id_for(request_id), now or datetime.now(UTC))
+        if now is None:
+            now = await self._clock() if self._clock else datetime.now(UTC)
+        signature = key.sign(message, workflow_id_for(request_id), now)
         return message.model_copy(update={"signature": signature})
 
     async def _decide(

@@ -32,7 +32,6 @@ from urllib.parse import urlsplit
 from cryptography.exceptions import InvalidTag
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from pydantic import BaseModel, ConfigDict, SecretStr
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -42,24 +41,10 @@ from starlette.routing import Route
 from temporalio.api.common.v1 import Payload, Payloads
 
 from tether.codec import EncryptionCodec, UnknownKey, codec_for
-from tether.config import Settings
+from tether.config import CodecServerConfig, Settings
 
-DEFAULT_PORT = 8234  # beside the UI's 8233; clear of 7233 (Temporal) and 8300 (console)
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
 ALLOWED_HEADERS = ["content-type", "x-namespace", "authorization"]
-
-
-class CodecServerConfig(BaseModel):
-    """Where the codec server listens and whom it serves (the module docstring says why)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    token: SecretStr | None = None
-    loopback_without_token: bool = False  # the local dev stack only
-    origins: list[str] = []  # browsers' origins (the UI's); empty: the settings' UI
-    namespaces: list[str] = []  # empty: the settings' namespace
 
 
 class Refused(Exception):

@@ -244,6 +244,22 @@ class ConsoleConfig(BaseModel):
         return self
 
 
+DEFAULT_CODEC_PORT = 8234  # beside the UI's 8233; clear of 7233 (Temporal) and 8300 (console)
+
+
+class CodecServerConfig(BaseModel):
+    """Where the codec server listens and whom it serves (the module docstring says why)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_CODEC_PORT
+    token: SecretStr | None = None
+    loopback_without_token: bool = False  # the local dev stack only
+    origins: list[str] = []  # browsers' origins (the UI's); empty: the settings' UI
+    namespaces: list[str] = []  # empty: the settings' namespace
+
+
 class TemporalTLS(BaseModel):
     """TLS to the Temporal frontend (TETHER_TEMPORAL_TLS__*): a private CA's certificate, and a
     client certificate and key for mTLS. Files, so secrets stay out of the environment."""
@@ -316,6 +332,8 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_tls: TemporalTLS = TemporalTLS()
     encryption: EncryptionConfig = EncryptionConfig()
+    # The codec server (tether codec-server; tether up runs one when encryption is on).
+    codec_server: CodecServerConfig = CodecServerConfig()
     # Sent as "Authorization: Bearer ..." (Temporal Cloud); TLS is then on unless disabled.
     temporal_api_key: SecretStr | None = None
     temporal_ui_port: int = 8233

@@ -52,6 +52,13 @@ def _settings() -> Settings:
             "data_dir": base.data_dir / "demo",
             "temporal_address": f"127.0.0.1:{temporal}",
             "temporal_ui_port": ui,
+            "codec_server": base.codec_server.model_copy(
+                update={
+                    "port": base.codec_server.port
+                    if port_free(base.codec_server.port)
+                    else free_port()
+                }
+            ),
             "systems": {**base.systems, **systems},
             # An outage is noticed after 3 s instead of 20 s, so the demo stays short.
             "timeouts": Timeouts(model_schedule_to_start=timedelta(seconds=3)),

@@ -13,7 +13,7 @@ from temporalio.worker import Worker
 
 from tether import packs
 from tether.client import Tether, connect
-from tether.codecserver import CodecServerConfig, create_app
+from tether.codecserver import create_app
 from tether.config import Settings
 from tether.domain import EmbeddedSystem
 from tether.stack import AppServer, TemporalDevServer
@@ -28,7 +28,8 @@ class EmbeddedStack:
         self.codec: AppServer | None = None
         self.codec_url: str | None = None
         if settings.encryption.keys:
-            codec = CodecServerConfig(loopback_without_token=True)
+            # A dev stack: the UI on this machine sends no token, so loopback callers need none.
+            codec = settings.codec_server.model_copy(update={"loopback_without_token": True})
             self.codec = AppServer(create_app(settings, codec), port=codec.port, name="codec")
             self.codec_url = f"http://{codec.host}:{codec.port}"
         self.temporal = TemporalDevServer(

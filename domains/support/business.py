@@ -97,6 +97,9 @@ SEED: list[tuple[str, str, str, int, int, int | None]] = [
     ("ORD-1019", "C-116", "delivered", 30_000, 6, 3),
     ("ORD-1020", "C-117", "delivered", 30_000, 6, 3),
     ("ORD-1021", "C-118", "delivered", 30_000, 6, 3),
+    ("ORD-1022", "C-119", "delivered", 30_000, 6, 3),
+    ("ORD-1023", "C-120", "delivered", 30_000, 6, 3),
+    ("ORD-1024", "C-121", "delivered", 30_000, 6, 3),
 ]
 
 

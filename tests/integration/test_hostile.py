@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Callable
 
 import pytest
@@ -238,7 +239,8 @@ async def test_ticket_text_that_looks_like_markup_is_printed_as_written(
                 tether_cli, cli, "ask", text, "--subject", "C-100", "--request-id", rid, *flags
             )
         )
-        for _ in range(600):  # the command starts it in its own process: wait for it
+        deadline = time.monotonic() + 120  # its own process starts it: a clock, not polls
+        while time.monotonic() < deadline:
             with contextlib.suppress(RPCError):
                 if (await tether.status(rid)).pending is not None:
                     break

@@ -96,7 +96,7 @@ async def bad_messages(tether: Tether, rid: str, other: str, old: Path) -> list[
         tool_calls=[
             ToolCall(
                 tool="issue_refund",
-                arguments={"order_id": "ORD-1013", "amount_cents": 5_000, "reason": "edited"},
+                arguments={"order_id": "ORD-1022", "amount_cents": 5_000, "reason": "edited"},
             )
         ],
     )
@@ -143,14 +143,14 @@ async def test_a_client_cannot_choose_the_policy_or_the_approvers(
         }
     )
     sly = Tether(tether.client, lenient)
-    rid = await pending(sly, "C-110", "ORD-1013")
+    rid = await pending(sly, "C-119", "ORD-1022")
     status = await sly.status(rid)
     assert status.decision is not None and status.decision.action is DecisionAction.APPROVAL
     assert "amount_above_auto_limit" in status.decision.codes()
     with pytest.raises(ReviewRejected) as refused:
         await sly.approve(rid, approver=me)
     assert refused.value.code == "unknown_approver"
-    await tether.reject(rid, approver=LEAD, reason="test over")
+    await tether.reject(rid, approver=MANAGER, reason="test over")
     outcome = await tether.outcome(rid)
     assert outcome.actions == [] and outcome.policy_sha256
     assert outcome.decision.policy_version == (await asyncio.to_thread(_active_version, tether))
@@ -229,8 +229,8 @@ async def test_a_raw_start_carrying_a_policy_runs_nothing(
 
 
 async def test_refusals_by_update(tether: Tether, rotation: dict[str, Path]) -> None:
-    rid = await pending(tether, "C-110", "ORD-1013")
-    other = await pending(tether, "C-111", "ORD-1014")
+    rid = await pending(tether, "C-119", "ORD-1022")
+    other = await pending(tether, "C-120", "ORD-1023")
     for code, message in await bad_messages(tether, rid, other, rotation["old"]):
         update = names.EDIT if isinstance(message, Edit) else names.REVIEW
         with pytest.raises(WorkflowUpdateFailedError) as failed:
@@ -251,8 +251,8 @@ async def test_refusals_by_update(tether: Tether, rotation: dict[str, Path]) -> 
 
 
 async def test_refusals_by_signal(tether: Tether, rotation: dict[str, Path]) -> None:
-    rid = await pending(tether, "C-110", "ORD-1013")
-    other = await pending(tether, "C-111", "ORD-1014")
+    rid = await pending(tether, "C-119", "ORD-1022")
+    other = await pending(tether, "C-120", "ORD-1023")
     expected = []
     handle = tether.handle(rid)
     for code, message in await bad_messages(tether, rid, other, rotation["old"]):
@@ -276,7 +276,7 @@ async def test_refusals_by_the_tether_cli(
     cli = tether.settings.model_copy(
         update={"temporal_address": temporal_env.client.service_client.config.target_host}
     )
-    rid = await pending(tether, "C-110", "ORD-1013")
+    rid = await pending(tether, "C-119", "ORD-1022")
     lead_as_manager = tmp_path / "forged.key"
     SigningKey(MANAGER, tether.keys()[LEAD].private).save(lead_as_manager)
     for approver, key, code in [
@@ -307,8 +307,8 @@ async def test_refusals_by_the_tether_cli(
 async def test_refusals_by_the_official_temporal_cli(
     tether: Tether, temporal_env: WorkflowEnvironment, rotation: dict[str, Path]
 ) -> None:
-    rid = await pending(tether, "C-110", "ORD-1013")
-    other = await pending(tether, "C-111", "ORD-1014")
+    rid = await pending(tether, "C-119", "ORD-1022")
+    other = await pending(tether, "C-120", "ORD-1023")
     for code, message in await bad_messages(tether, rid, other, rotation["old"]):
         if isinstance(message, Edit):
             continue  # the update named review takes reviews; edits are covered above
@@ -332,7 +332,7 @@ async def test_refusals_by_the_console(
             "console": ConsoleConfig(identity_header="X-Test-User", keyring=held),
         }
     )
-    rid = await pending(tether, "C-110", "ORD-1013")
+    rid = await pending(tether, "C-119", "ORD-1022")
     who = {"X-Test-User": ROTATED}
     with serve_console(configured) as url:
         async with httpx.AsyncClient(base_url=url) as http:
@@ -353,7 +353,7 @@ async def test_a_key_revoked_after_the_request_began_approves_nothing(
     while the request waits. The validator (pinned) lets the review in; the workflow then
     reads the key's status from the workers' active directory and puts the request to people
     again, and a live key decides it."""
-    rid = await pending(tether, "C-112", "ORD-1015")
+    rid = await pending(tether, "C-121", "ORD-1024")
     store = resources.policies
     before = store.active("support")
     assert before is not None
@@ -385,3 +385,33 @@ async def test_a_key_revoked_after_the_request_began_approves_nothing(
     ]
     assert outcome.reviews[1].reason.startswith("revoked_key")
     assert outcome.actions == []
+
+
+async def test_without_an_approver_directory_nothing_waits_for_nobody(
+    tether: Tether, resources: Resources, business: BusinessServer
+) -> None:
+    """The packs ship no approvers. A version without a directory refuses a request that
+    needs a person, saying why, instead of holding it until every SLA has run out."""
+    store = resources.policies
+    before = store.active("support")
+    assert before is not None
+    bare = before.policy.merged({"version": f"bare-{new_id()}", "approvers": {}})
+    store.add("support", bare, by="test")
+    store.activate("support", bare.version, by="test", reason="no directory")
+    try:
+        req = {
+            "request_id": new_id("bare"),
+            "subject": "C-120",
+            "requester": "C-120",
+            "text": "Please refund $120.00 on ORD-1023, the tent pole snapped on the first night.",
+        }
+        outcome = await tether.resolve(req)
+        small = {**req, "request_id": new_id("bare"), "text": "Where is my order ORD-1023?"}
+        answered = await tether.resolve(small)
+    finally:
+        store.activate("support", before.version, by="test", reason="drill over")
+    assert outcome.decision.action is DecisionAction.REJECT and outcome.actions == []
+    [why] = [r for r in outcome.decision.reasons if r.code == "no_approver"]
+    assert bare.version in why.detail and "approver directory" in why.detail
+    assert "amount_above_auto_limit" in outcome.decision.codes()  # what needed a person
+    assert answered.decision.action is DecisionAction.AUTO  # nothing needed one: unaffected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from pydantic import SecretStr
 
 from tether.cli.apps import app
 from tether.cli.output import fail, out
@@ -11,7 +12,7 @@ from tether.config import Settings
 
 @app.command("codec-server")
 def codec_server(
-    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    host: str | None = typer.Option(None, help="address to listen on (default 127.0.0.1)"),
     port: int | None = typer.Option(None, help="port to listen on (default 8234)"),
     origin: list[str] = typer.Option(
         [], help="a UI origin browsers may call from (repeatable; default: the settings' UI)"
@@ -34,19 +35,23 @@ def codec_server(
     """Serve Temporal's remote codec (/decode, /encode) with this installation's keys."""
     import uvicorn
 
-    from tether.codecserver import DEFAULT_PORT, CodecServerConfig, create_app
+    from tether.codecserver import create_app
 
-    config = CodecServerConfig(
-        host=host,
-        port=port or DEFAULT_PORT,
-        token=token,
-        loopback_without_token=loopback,
-        origins=origin,
-        namespaces=namespace,
+    settings = Settings()
+    given = settings.codec_server  # TETHER_CODEC_SERVER__*; the options here win
+    config = given.model_copy(
+        update={
+            "host": host or given.host,
+            "port": port or given.port,
+            "token": SecretStr(token) if token else given.token,
+            "loopback_without_token": loopback or given.loopback_without_token,
+            "origins": origin or given.origins,
+            "namespaces": namespace or given.namespaces,
+        }
     )
     try:
-        codec_app = create_app(Settings(), config)
+        codec_app = create_app(settings, config)
     except ValueError as error:
         fail(error)
-    out.print(f"codec server on http://{host}:{config.port} (for --ui-codec-endpoint)")
-    uvicorn.run(codec_app, host=host, port=config.port, log_level="warning")
+    out.print(f"codec server on http://{config.host}:{config.port} (for --ui-codec-endpoint)")
+    uvicorn.run(codec_app, host=config.host, port=config.port, log_level="warning")

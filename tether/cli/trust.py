@@ -56,6 +56,7 @@ def _store() -> tuple[Any, Any]:
     from tether.policystore import PolicyStore
 
     settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # the default store is a file there
     return settings, PolicyStore(settings.resolved_store_url())
 
 
