@@ -164,7 +164,9 @@ class PolicyConfig(BaseModel):
         directory given is the whole directory), except ``rules``, where each setting given
         replaces that setting."""
         base = self.model_dump()
-        rules = {**base["rules"], **overrides.get("rules", {})}
+        given = overrides.get("rules", {})
+        # Not a mapping (a file saying `rules: null`): left as given, for validation to name.
+        rules = {**base["rules"], **given} if isinstance(given, dict) else given
         return PolicyConfig.model_validate({**base, **overrides, "rules": rules})
 
 

@@ -112,7 +112,7 @@ def test_a_verdict_counts_only_when_its_approver_signed_exactly_it(
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | text,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
-    max_leaves=20,
+    max_leaves=8,
 )
 FIELDS = list(PolicyConfig.model_fields)
 

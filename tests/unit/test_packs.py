@@ -98,6 +98,7 @@ def test_a_deployments_policy_overrides_are_checked_when_a_worker_registers_them
         ({"rules": {"auto_limit_cent": 1}}, "auto_limit_cent"),  # misspelt: not a silent default
         ({"tiers": [{"name": "chief", "role": "c", "sla": "PT1H"}]}, "names tier 'lead'"),
         ({"min_grounding": "high"}, "min_grounding"),
+        ({"rules": None}, "rules"),  # found by hypothesis: was a TypeError
     ]:
         with pytest.raises(ConfigurationError) as err:
             policy_for(PACK, Settings(policies={"support": overrides}))
