@@ -220,4 +220,6 @@ async def replay_and_keep(handle: WorkflowHandle[object, object], name: str) -> 
         (HISTORIES / f"{name}.json").write_text(history.to_json())
         # The workflow id is not in the history, and signed reviews are bound to it.
         ids = json.loads(HISTORY_IDS.read_text()) if HISTORY_IDS.exists() else {}
-        HISTORY_IDS.write_text(json.dumps({**ids, name: handle.id}, indent=2, sort_keys=True) + "\n")
+        HISTORY_IDS.write_text(
+            json.dumps({**ids, name: handle.id}, indent=2, sort_keys=True) + "\n"
+        )

@@ -134,7 +134,9 @@ async def test_a_change_freeze_rejects_production_changes(
         assert not outcome.actions and changes(itops, req["request_id"])["restarts"] == []
         # A staging host is not frozen.
         staging = ticket("Restart svc-cart on stg-web-01 please.", "E-202")
-        assert (await tether.resolve(staging, domain="itops")).decision.action is DecisionAction.AUTO
+        assert (
+            await tether.resolve(staging, domain="itops")
+        ).decision.action is DecisionAction.AUTO
     finally:
         store.activate("itops", active.version, by="test", reason="drill over")
 

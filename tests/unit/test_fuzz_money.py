@@ -36,7 +36,9 @@ def _written(text: str) -> Decimal:
     try:
         return Decimal(digits)
     except InvalidOperation:  # an exponent past what Decimal holds: nothing, or past any cap
-        return Decimal(0) if "e-" in digits.lower() else Decimal("Infinity")
+        mantissa, _, exponent = digits.lower().partition("e")
+        nothing = Decimal(mantissa) == 0 or exponent.startswith("-")
+        return Decimal(0) if nothing else Decimal("Infinity")
 
 
 @given(st.one_of(MONEYISH, MONEYISH, LONG, texts(max_size=80)))
