@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import new_id
 from tests.integration.test_console import serve_console
+from tests.integration.test_edits import pending as pending_at_dollars
 from tests.integration.test_edits import update_by_temporal_cli
 from tests.processes import tether_cli
 from tether import names
@@ -68,22 +69,9 @@ def rotation(
     store.activate("support", before.version, by="test", reason="drill over")
 
 
-async def pending(tether: Tether, customer: str, order: str, dollars: int = 120) -> str:
-    rid = new_id("trust")
-    await tether.submit(
-        {
-            "request_id": rid,
-            "subject": customer,
-            "requester": customer,
-            "text": f"Please refund ${dollars}.00 on {order}, the tent pole snapped on the first night.",
-        }
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if (await tether.status(rid)).pending is not None:
-            return rid
-        await asyncio.sleep(0.05)
-    raise AssertionError("never pending")
+async def pending(tether: Tether, customer: str, order: str) -> str:
+    """A $120 refund, waiting for a person."""
+    return await pending_at_dollars(tether, customer, order, 120)
 
 
 async def bad_messages(tether: Tether, rid: str, other: str, old: Path) -> list[tuple[str, object]]:
