@@ -144,8 +144,11 @@ def _service_change(
 ) -> Iterator[Verdict]:
     host_id, name = str(call.arguments["host"]), str(call.arguments["service"])
     host = _asset(facts, host_id)
-    if host is None or host.kind != "host":
+    if host is None:
         return  # the core refuses a host nobody read
+    if host.kind != "host":  # the CMDB says it is something else: nothing runs there
+        yield Reject("not_a_host", f"the CMDB knows {host_id} as a {host.kind}, not a host")
+        return
     service = host.service(name)
     if service is None:
         yield Reject("service_not_on_host", f"{name} does not run on {host_id}")
@@ -179,8 +182,11 @@ def _service_change(
 def _access_change(facts: Facts, rules: ItopsRules, call: ToolCall) -> Iterator[Verdict]:
     group_id, member_id = str(call.arguments["group"]), str(call.arguments["member"])
     group = _asset(facts, group_id)
-    if group is None or group.kind != "group":
+    if group is None:
         return  # the core refuses a group nobody read
+    if group.kind != "group":
+        yield Reject("not_a_group", f"the CMDB knows {group_id} as a {group.kind}, not a group")
+        return
     subject = facts.request.subject
     member = _asset(facts, member_id)
     if member_id != subject and member is None:

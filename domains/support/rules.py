@@ -138,8 +138,13 @@ def refund_rules(facts: Facts, rules: RefundRules, now: datetime) -> Iterator[Ve
 def _customer_total(facts: Facts, rules: RefundRules, total: int) -> Iterator[Verdict]:
     """This refund with the customer's others over the window (when the tally is kept)."""
     others = facts.tallies.get(TALLY)
-    if others is None or not others:
+    if others is None:
         return
+    if not others and (
+        rules.customer_auto_limit_cents >= rules.auto_limit_cents
+        and rules.customer_max_cents >= rules.max_refund_cents
+    ):
+        return  # their first: this refund alone, which its own limits judge as strictly
     combined = others + total
     who = facts.request.subject
     if combined > rules.customer_max_cents:
