@@ -14,7 +14,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.common import RetryPolicy
 
@@ -85,7 +93,7 @@ class ApproverKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     public_key: str = Field(pattern=r"^[A-Za-z0-9+/]{43}=$")
-    revoked_at: datetime | None = None
+    revoked_at: AwareDatetime | None = None  # compared with workflow time: a zone is required
 
     @property
     def id(self) -> str:

@@ -12,7 +12,14 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from tether.config import PolicyConfig, Timeouts
 from tether.names import MODEL_QUEUE
@@ -279,7 +286,7 @@ class Signature(Frozen):
     workflow, the proposal version, the verdict, the reason, a hash of any edit, the time)."""
 
     key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
-    signed_at: datetime
+    signed_at: AwareDatetime  # compared with the workflow's time: a zone is required
     value: str = Field(pattern=r"^[A-Za-z0-9+/]{86}==$", description="base64, 64 bytes")
 
 

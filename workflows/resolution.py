@@ -1,9 +1,10 @@
 """ResolutionWorkflow: one governed request, from ticket to recorded outcome, for any domain
 pack. It reads top to bottom:
 
-pin the workers' policy -> gather facts (retrieve, read context, propose with bounded repair, verify) -> decide (pure
-policy) -> approve (Update/signal, SLA per tier, safe default; read again and decide again)
--> act (idempotent tools, saga) -> record.
+pin the workers' policy (an activity: version and hash in history) -> gather facts
+(retrieve, read context, propose with bounded repair, verify) -> decide (pure policy) ->
+approve (signed Update/signal, SLA per tier, safe default; read again and decide again) ->
+act (idempotent tools, saga) -> record.
 """
 
 from __future__ import annotations
@@ -352,6 +353,10 @@ class ResolutionWorkflow:
         except ReviewRefused as refused:
             self._gate.record_refusal(sender(message), refused)
             return
+        except Exception as err:  # a signal that breaks a check must not stall the workflow
+            unjudged = ReviewRefused("invalid_message", f"could not be judged: {err!r}"[:300])
+            self._gate.record_refusal(sender(message), unjudged)
+            return
         self._gate.accept(review)
 
     @workflow.update(name=names.EDIT)
@@ -380,6 +385,10 @@ class ResolutionWorkflow:
             edited = self._gate.check_edit(edit, self._assess)
         except ReviewRefused as refused:
             self._gate.record_refusal(sender(message), refused)
+            return
+        except Exception as err:  # a signal that breaks a check must not stall the workflow
+            unjudged = ReviewRefused("invalid_message", f"could not be judged: {err!r}"[:300])
+            self._gate.record_refusal(sender(message), unjudged)
             return
         self._gate.accept_edit(edit, edited)
 
