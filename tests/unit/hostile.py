@@ -84,11 +84,13 @@ RAW = st.one_of(
 ).map(Raw)
 KEYS = st.one_of(st.sampled_from(["a", "tool", "arguments", "order_id", "kind"]), TEXT)
 SCALARS = st.one_of(st.none(), NUMBERS, RAW, TEXT)
-JSON = st.recursive(
-    SCALARS,
-    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(KEYS, inner, max_size=2),
-    max_leaves=5,
-)
+
+
+def _containing(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=2) | st.dictionaries(KEYS, inner, max_size=2)
+
+
+JSON = st.recursive(SCALARS, _containing, max_leaves=5)
 
 
 def _nested(opening: str, depth: int, closed: bool) -> str:
