@@ -137,13 +137,9 @@ def documents(draw: st.DrawFn, values: st.SearchStrategy[Any]) -> str:
 
 
 def near(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
-    """Values near pydantic's JSON ``schema`` of a model: each value conforms four times in
-    five and is a hostile scalar the fifth; an object loses a field or gains one now and then."""
-    return _near(schema, schema.get("$defs", {}))
-
-
-def _near(schema: dict[str, Any], defs: dict[str, Any]) -> st.SearchStrategy[Any]:
-    return _mostly(_conforming(schema, defs))
+    """Values near pydantic's JSON ``schema`` of a model: mostly conforming; in an object now
+    and then one field hostile, one missing or one extra; a list's items hostile one in five."""
+    return _conforming(schema, schema.get("$defs", {}))
 
 
 @st.composite
@@ -174,7 +170,7 @@ def _conforming(schema: dict[str, Any], defs: dict[str, Any]) -> st.SearchStrate
     if kind == "null":
         return st.none()
     if kind == "array":
-        items = _near(schema.get("items", {}), defs)
+        items = _mostly(_conforming(schema.get("items", {}), defs))
         low = schema.get("minItems", 0)
         return st.lists(items, min_size=low, max_size=min(schema.get("maxItems", 2), low + 2))
     if kind == "object":
@@ -195,35 +191,45 @@ def _string(schema: dict[str, Any]) -> st.SearchStrategy[str]:
 
 
 def _object(schema: dict[str, Any], defs: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
-    fields = {name: _near(sub, defs) for name, sub in schema.get("properties", {}).items()}
+    fields = {name: _conforming(sub, defs) for name, sub in schema.get("properties", {}).items()}
     extra = schema.get("additionalProperties", False)
     more = (
-        st.dictionaries(KEYS, _near(extra if isinstance(extra, dict) else {}, defs), max_size=2)
+        st.dictionaries(
+            KEYS, _conforming(extra if isinstance(extra, dict) else {}, defs), max_size=2
+        )
         if extra is not False
         else st.just({})
     )
-    return _shaped(fields, frozenset(schema.get("required", [])), more)
+    optional = [name for name in fields if name not in schema.get("required", [])]
+    return _shaped(fields, optional, st.integers(0, 2 ** len(optional) - 1), more)
 
 
-SOMETIMES = st.integers(0, 9)  # 0: now and then
+# Which field of an object is made hostile, dropped or added: one draw for all (hypothesis's
+# cost is by the draw). Below len(fields): that field is hostile; the next two: one dropped,
+# one added; above: none.
+FATE = st.integers(min_value=0, max_value=2**16)
 
 
 @st.composite
 def _shaped(
     draw: st.DrawFn,
     fields: dict[str, st.SearchStrategy[Any]],
-    required: frozenset[str],
+    optional: list[str],
+    present: st.SearchStrategy[int],
     more: st.SearchStrategy[dict[str, Any]],
 ) -> dict[str, Any]:
+    bits = draw(present)
+    absent = {name for i, name in enumerate(optional) if not bits >> i & 1}
+    fate = draw(FATE) % (3 * len(fields) + 3)
     value = {
-        name: draw(field)
-        for name, field in fields.items()
-        if name in required or draw(st.booleans())
+        name: draw(SCALARS if i == fate else field)
+        for i, (name, field) in enumerate(fields.items())
+        if name not in absent
     }
     value |= draw(more)
-    if value and draw(SOMETIMES) == 0:
+    if fate == len(fields) and value:
         del value[sorted(value)[draw(INDEX) % len(value)]]
-    if draw(SOMETIMES) == 0:
+    elif fate == len(fields) + 1:
         value[draw(KEYS)] = draw(JSON)
     return value
 
