@@ -310,10 +310,13 @@ async def test_refusals_by_the_official_temporal_cli(
 async def test_refusals_by_the_console(
     tether: Tether, temporal_env: WorkflowEnvironment, rotation: dict[str, Path], tmp_path: Path
 ) -> None:
-    """The console signs with the key it holds for the operator: a revoked one is refused."""
+    """The console signs with the key it holds for the operator it signed in: a revoked key,
+    or a key that is not the operator's, is refused; the operator's live key approves."""
     held = tmp_path / "console-keys"
     held.mkdir()
     (held / f"{ROTATED}.key").write_bytes(rotation["old"].read_bytes())
+    SigningKey(MANAGER, tether.keys()[LEAD].private).save(held / f"{MANAGER}.key")  # not theirs
+    (held / f"{LEAD}.key").write_bytes((tether.settings.keyring / f"{LEAD}.key").read_bytes())  # type: ignore[operator]
     configured = tether.settings.model_copy(
         update={
             "temporal_address": temporal_env.client.service_client.config.target_host,
@@ -321,17 +324,29 @@ async def test_refusals_by_the_console(
         }
     )
     rid = await pending(tether, "C-119", "ORD-1022")
-    who = {"X-Test-User": ROTATED}
+
+    async def reject(http: httpx.AsyncClient, operator: str) -> httpx.Response:
+        who = {"X-Test-User": operator}
+        page = await http.get(f"/requests/{rid}", headers=who)
+        csrf = page.text.split("name='csrf' value='")[1].split("'")[0]
+        return await http.post(
+            f"/requests/{rid}/reject",
+            data={"csrf": csrf, "version": "1", "reason": "console drill"},
+            headers=who,
+        )
+
     with serve_console(configured) as url:
         async with httpx.AsyncClient(base_url=url) as http:
-            page = await http.get(f"/requests/{rid}", headers=who)
-            csrf = page.text.split("name='csrf' value='")[1].split("'")[0]
-            refused = await http.post(
-                f"/requests/{rid}/approve", data={"csrf": csrf, "version": "1"}, headers=who
-            )
-    assert refused.status_code == 409 and "revoked_key" in refused.text
-    assert (await tether.status(rid)).pending is not None
-    await tether.reject(rid, approver=MANAGER, reason="test over")
+            revoked = await reject(http, ROTATED)
+            forged = await reject(http, MANAGER)
+            assert (await tether.status(rid)).pending is not None  # neither counted
+            signed = await reject(http, LEAD)
+    assert revoked.status_code == 409 and "revoked_key" in revoked.text
+    assert forged.status_code == 409 and "unknown_key" in forged.text
+    assert signed.status_code in (200, 303), signed.text
+    outcome = await tether.outcome(rid)
+    assert [(r.approver, r.verdict) for r in outcome.reviews] == [(LEAD, "reject")]
+    assert outcome.reviews[0].key_id == tether.keys()[LEAD].id
 
 
 async def test_a_key_revoked_after_the_request_began_approves_nothing(
