@@ -63,7 +63,8 @@ async def test_escalations_replay_against_a_candidate_policy_without_side_effect
     lenient = active.policy.merged(  # pays up to $500 alone, trusts a far less sure model
         {
             "version": f"lenient-{new_id()}",
-            "rules": {"auto_limit_cents": 50_000},
+            # Both limits: a customer's total binds their first refund too.
+            "rules": {"auto_limit_cents": 50_000, "customer_auto_limit_cents": 50_000},
             "min_auto_confidence": 0.05,
         }
     )
