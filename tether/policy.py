@@ -265,7 +265,16 @@ def decide(facts: Facts, config: PolicyConfig, pack: DomainPack, now: datetime) 
     escalations += escalated
     if escalations:
         tier = max(t for t, _ in escalations)
-        return decision(DecisionAction.APPROVAL, mode, [r for _, r in escalations], tier)
+        reasons = [r for _, r in escalations]
+        if not config.can_decide(tier):  # nobody could sign a verdict: refuse now, saying so
+            detail = (
+                f"policy {config.version} names nobody with a live key who decides tier "
+                f"{config.tiers[tier].name}: configure the approver directory"
+            )
+            return decision(
+                DecisionAction.REJECT, mode, [*reasons, Reason(code="no_approver", detail=detail)]
+            )
+        return decision(DecisionAction.APPROVAL, mode, reasons, tier)
 
     allowed = [
         Reason(

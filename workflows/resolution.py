@@ -30,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
         Outcome,
         PinnedPolicy,
         Proposal,
-        Reason,
         ResolutionInput,
         Review,
         ReviewReceipt,
@@ -162,23 +161,6 @@ class ResolutionWorkflow:
         approval, with the reasons of what was approved (the edited proposal, if edited)."""
         assert self._pack is not None
         decision = decide(self._facts, self._policy, self._pack, workflow.now())
-        tier = decision.tier or 0
-        if decision.action is DecisionAction.APPROVAL and not self._policy.can_decide(tier):
-            # Nobody could sign a verdict: refuse now, not after every SLA ran out.
-            decision = decision.model_copy(
-                update={
-                    "action": DecisionAction.REJECT,
-                    "reasons": [
-                        *decision.reasons,
-                        Reason(
-                            code="no_approver",
-                            detail=f"policy {self._policy.version} names nobody with a live key "
-                            f"who decides tier {self._policy.tiers[tier].name}: configure the "
-                            "approver directory",
-                        ),
-                    ],
-                }
-            )
         if approved_at is not None and decision.action is not DecisionAction.REJECT:
             needed = decision.tier if decision.action is DecisionAction.APPROVAL else 0
             decision = decision.model_copy(

@@ -1,14 +1,17 @@
 """Builders the unit tests share: a decision's time, fresh evidence, the packs' records and
-tool calls, and a good request and proposal to change one field of."""
+tool calls, a good request and proposal to change one field of, and a policy with people."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
+from tether.config import PolicyConfig
 from tether.contracts import ContextRecord, FreshnessReport, ToolCall
 from tether.domains.support import PACK as SUPPORT
 from tether.domains.support.records import OrderSnapshot
+from tether.signing import SigningKey
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 FRESH = FreshnessReport(index_refreshed_at=NOW, index_age_seconds=60, stale_index=False)
@@ -89,3 +92,18 @@ def rotate(host: str, service: str, by: str) -> ToolCall:
     return ToolCall(
         tool="rotate_credential", arguments={"host": host, "service": service, "requested_by": by}
     )
+
+
+KEYS: dict[str, SigningKey] = {}  # one key per person for the whole session
+
+
+def staffed(policy: PolicyConfig, people: Mapping[str, list[str]]) -> PolicyConfig:
+    """``policy`` with ``people`` (approver -> roles) as its directory, a live key each: the
+    packs ship no approvers, and a policy nobody can sign for refuses what needs a person."""
+    for name in people:
+        KEYS.setdefault(name, SigningKey.new(name))
+    directory = {
+        name: {"roles": roles, "keys": [{"public_key": KEYS[name].public_key}]}
+        for name, roles in people.items()
+    }
+    return policy.merged({"approvers": directory})

@@ -6,22 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.unit.builders import KEYS, staffed
 from tether.approvals import ReviewRefused, authorise_review
 from tether.config import PolicyConfig
 from tether.contracts import Edit, PendingApproval, Proposal, Request, Review, ToolCall
 from tether.domains.support import PACK
 from tether.signing import SigningKey
 
-PEOPLE = {**PACK.demo_approvers, "C-1": ["support_manager"]}
-KEYS = {name: SigningKey.new(name) for name in PEOPLE}
-CONFIG = PACK.policy.merged(
-    {
-        "approvers": {
-            name: {"roles": roles, "keys": [{"public_key": KEYS[name].public_key}]}
-            for name, roles in PEOPLE.items()
-        }
-    }
-)
+CONFIG = staffed(PACK.policy, {**PACK.demo_approvers, "C-1": ["support_manager"]})
 REQUEST = Request(
     request_id="r-1", subject="C-1", requester="lead@northwind.example", text="refund please"
 )

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.unit.builders import FRESH, NOW, grant, restart, rotate
+from tests.unit.builders import FRESH, NOW, grant, restart, rotate, staffed
 from tether.contracts import (
     DecisionAction,
     Evidence,
@@ -26,8 +26,9 @@ from tether.domains.itops.rules import ItopsRules
 from tether.domains.itops.systems import WRITES, ItopsDB, ItopsServer
 from tether.policy import decide
 
-NO_FREEZE = PACK.policy.merged({"rules": {"freeze_windows": []}})
-FROZEN = PACK.policy.merged(
+STAFFED = staffed(PACK.policy, PACK.demo_approvers)
+NO_FREEZE = STAFFED.merged({"rules": {"freeze_windows": []}})
+FROZEN = STAFFED.merged(
     {
         "rules": {
             "freeze_windows": [

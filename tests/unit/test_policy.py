@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.builders import FRESH, NOW, REPLY, order, record, refund
+from tests.unit.builders import FRESH, NOW, REPLY, order, record, refund, staffed
 from tether.config import PolicyConfig
 from tether.contracts import (
     DecisionAction,
@@ -29,7 +29,7 @@ from tether.domains.support.records import OrderSnapshot
 from tether.domains.support.rules import RefundRules
 from tether.policy import decide
 
-CONFIG = PACK.policy
+CONFIG = staffed(PACK.policy, PACK.demo_approvers)
 STALE = FreshnessReport(
     index_refreshed_at=NOW - timedelta(days=30), index_age_seconds=2.6e6, stale_index=True
 )
@@ -361,6 +361,17 @@ def test_tiers_come_from_config() -> None:
     strict = CONFIG.merged({"rules": {"auto_limit_cents": 0}})
     assert run(named("small refund"), strict).action is DecisionAction.APPROVAL
     assert run(named("small refund"), strict).tier == 0
+
+
+def test_nobody_to_ask_is_a_reject_that_says_so() -> None:
+    """The packs ship no approvers: a policy without a directory (or whose only manager has
+    no live key) refuses what needs a person, in the policy itself, so shadow and live agree."""
+    decision = run(named("lead's limit"), PACK.policy)
+    assert decision.action is DecisionAction.REJECT and decision.tier is None
+    assert decision.codes()[-1] == "no_approver" and len(decision.codes()) > 1
+    keyless = CONFIG.merged({"approvers": {"lead@northwind.example": ["support_lead"]}})
+    assert run(named("lead's limit"), keyless).codes()[-1] == "no_approver"
+    assert run(named("lead's limit")).action is DecisionAction.APPROVAL
 
 
 def test_a_tier_the_policy_lacks_approves_nothing() -> None:
