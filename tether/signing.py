@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tether.config import PolicyConfig, key_id
 from tether.contracts import Edit, Review, Signature
+
+log = logging.getLogger(__name__)
 
 # A signature from a clock a little ahead of the workflow's still counts.
 CLOCK_SKEW = timedelta(minutes=2)
@@ -135,7 +138,11 @@ def keyring(directory: Path | None) -> dict[str, SigningKey]:
         return {}
     found: dict[str, SigningKey] = {}
     for path in sorted(directory.glob("*.key"), key=lambda p: p.stat().st_mtime):
-        key = SigningKey.load(path)
+        try:
+            key = SigningKey.load(path)
+        except KeyFileError as err:  # one broken file must not lock every other approver out
+            log.warning("%s", err)
+            continue
         found[key.approver] = key
     return found
 

@@ -231,7 +231,7 @@ def test_nobody_can_decide_without_a_directory_of_keys() -> None:
 def test_a_key_file_round_trips_and_refuses_garbage(tmp_path: object) -> None:
     from pathlib import Path
 
-    from tether.signing import KeyFileError
+    from tether.signing import KeyFileError, keyring
 
     path = Path(str(tmp_path)) / "m.key"
     KEYS[MANAGER].save(path)
@@ -242,3 +242,6 @@ def test_a_key_file_round_trips_and_refuses_garbage(tmp_path: object) -> None:
     path.write_text("{not json")
     with pytest.raises(KeyFileError):
         SigningKey.load(path)
+    KEYS[MANAGER].save(path.with_name("manager.key"))
+    held = keyring(path.parent)  # the broken file is skipped, the others still sign
+    assert list(held) == [MANAGER] and held[MANAGER].id == KEYS[MANAGER].id

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 import yaml
@@ -14,6 +14,11 @@ from pydantic import ValidationError
 
 from tether.cli.apps import app
 from tether.cli.output import JSON, emit, fail, out
+from tether.config import Settings
+
+if TYPE_CHECKING:
+    from tether.domain import DomainPack
+    from tether.policystore import PolicyStore
 
 keys = typer.Typer(no_args_is_help=True, help="Approvers' signing keys.")
 policy = typer.Typer(no_args_is_help=True, help="The workers' policy versions, per domain.")
@@ -51,8 +56,7 @@ def keys_new(
     emit({approver: {"roles": ["ROLE"], "keys": [{"public_key": key.public_key}]}})
 
 
-def _store() -> tuple[Any, Any]:
-    from tether.config import Settings
+def _store() -> tuple[Settings, PolicyStore]:
     from tether.policystore import PolicyStore
 
     settings = Settings()
@@ -60,7 +64,7 @@ def _store() -> tuple[Any, Any]:
     return settings, PolicyStore(settings.resolved_store_url())
 
 
-def _pack(settings: Any, domain: str | None) -> Any:
+def _pack(settings: Settings, domain: str | None) -> DomainPack:
     from tether import packs
 
     served = packs.load(settings.domains)
