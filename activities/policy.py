@@ -27,8 +27,9 @@ class KeyCheck(BaseModel):
 
 
 class PolicyActivities:
-    def __init__(self, store: PolicyStore) -> None:
+    def __init__(self, store: PolicyStore, compute_queue: str | None = None) -> None:
         self._store = store
+        self._compute_queue = compute_queue
 
     @activity.defn
     def pin_policy(self, inp: PinRequest) -> PinnedPolicy:
@@ -47,7 +48,7 @@ class PolicyActivities:
                 type=errors.NO_POLICY,
                 non_retryable=True,
             )
-        return pinned
+        return pinned.model_copy(update={"compute_queue": self._compute_queue})
 
     @activity.defn
     def key_revoked_at(self, inp: KeyCheck) -> datetime | None:

@@ -16,6 +16,7 @@ import numpy.typing as npt
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from tether import sentencevectors
 from tether.config import RetrievalConfig
 from tether.contracts import (
     DroppedPassage,
@@ -97,6 +98,8 @@ class RetrievalActivities:
                 )
                 continue
             passage = self._passage(hit)
+            # Its sentences' vectors, for the model and the verifier in this process.
+            sentencevectors.remember(self._embedder, hit.payload)
             kept.append(passage)
             kept_vectors.append(hit.vector)
             chars += len(passage.text)
@@ -253,19 +256,23 @@ class RetrievalActivities:
             if changed
             else np.zeros((0, 0), dtype=np.float32)
         )
+        sentences = sentencevectors.for_chunks(self._embedder, [c.text for c in changed])
         for pid in old:
             stored.pop(pid, None)  # gone with its document's new version
         return (
             [c.passage_id for c in changed],
             vectors,
-            [{**c.payload, "origin": origin} for c in changed],
+            [
+                {**c.payload, "origin": origin, **packed}
+                for c, packed in zip(changed, sentences, strict=True)
+            ],
             old,
         )
 
     def _encode_once(self, texts: list[str]) -> npt.NDArray[np.float32]:
         """Each distinct text is embedded once (the same paragraph in many documents)."""
         distinct = list(dict.fromkeys(texts))
-        vectors = self._embedder.encode(distinct)
+        vectors = self._embedder.encode_uncached(distinct)  # new or changed: not seen before
         row = {text: i for i, text in enumerate(distinct)}
         return vectors[[row[t] for t in texts]]
 

@@ -19,6 +19,7 @@ from tether import errors
 from tether.contracts import Facts, Finding, Verification, VerifyInput
 from tether.domain import DomainPack
 from tether.embeddings import Embedder
+from tether.sentencevectors import SentenceVectors
 from tether.text import split_sentences
 
 
@@ -89,9 +90,16 @@ def argument_findings(pack: DomainPack, facts: Facts) -> list[Finding]:
 
 class VerificationActivities:
     def __init__(
-        self, embedder: Embedder, packs: Sequence[DomainPack], *, grounding_similarity: float = 0.7
+        self,
+        embedder: Embedder,
+        packs: Sequence[DomainPack],
+        *,
+        grounding_similarity: float = 0.7,
+        sentence_vectors: SentenceVectors | None = None,
     ) -> None:
         self._embedder = embedder
+        # Cited passages' sentences were embedded at ingest: read, not embedded again.
+        self._known = sentence_vectors or SentenceVectors(embedder)
         self._packs = {pack.name: pack for pack in packs}
         self._threshold = grounding_similarity
 
@@ -124,6 +132,8 @@ class VerificationActivities:
             findings.append(
                 Finding(code="no_citations", severity="warn", detail="answer cites nothing")
             )
+        cited = set(proposal.citations)
+        self._known.ensure(inp.domain, [p for p in inp.evidence.passages if p.passage_id in cited])
         pool = [s for c in proposal.citations if c in sources for s in split_sentences(sources[c])]
         sentences = split_sentences(proposal.answer)
         # Text a tool carries to the subject, unless it is the answer itself: one more pass.

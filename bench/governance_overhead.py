@@ -1,107 +1,322 @@
-"""What governance costs: the same ticket through ResolutionWorkflow (retrieve, order lookup,
-propose, validate, verify, policy, act, record, search attributes) and through an ungoverned
-baseline (retrieve, propose, act), interleaved in one run against one dev server.
+"""What governance costs, one request at a time and under load: the same ticket through
+ResolutionWorkflow (pin policy, retrieve, read the order, propose, validate, verify, decide,
+act, record) and through an ungoverned baseline (retrieve, propose, act), at concurrency 1, 20
+and 50, in one run against one dev server and the same worker processes, deployed as `tether
+up` deploys them: a workflow process (--role workflow) and a compute process (--role compute:
+retrieval, verification, the local model). The client is this process.
 
-    make bench            # or: python -m bench.governance_overhead --rounds 30
+Then the orchestration's ceiling: the governed request with an instant model (a fixed valid
+proposal) against a bare workflow running as many do-nothing activities. And a profile by
+stage, from the governed requests' own histories: time waiting for a worker, time running.
+
+    make bench        # or: python -m bench.governance_overhead [--scale 0.5]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import statistics
+import sys
 import tempfile
 import time
 import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from bench.ungoverned import UngovernedWorkflow
+from bench.ungoverned import BareWorkflow, BaselineInput, UngovernedWorkflow
+from bench.worker import INSTANT_QUEUE
 from tether import search
 from tether.client import Tether
 from tether.config import Settings
 from tether.contracts import Request, ResolutionInput
 from tether.domains.support.business import BusinessServer
+from tether.names import workflow_id_for
 from tether.stack import FAST_DYNAMIC_CONFIG, temporal_binary
-from tether.workers.main import Resources, model_worker, resolution_worker
+from tether.workers.main import READY
 
 TICKET = "Where is my order ORD-1001? It has not arrived."
+LEVELS = {1: 30, 20: 120, 50: 200}  # concurrency -> requests per kind
+RESULTS = Path(__file__).parent / "results" / "throughput.json"
 
 
-def _pct(values: list[float], q: float) -> float:
+def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def main(rounds: int) -> None:
+async def spawn(role: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.worker",
+        role,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    log = []
+    while True:
+        line = (await asyncio.wait_for(process.stderr.readline(), 300)).decode()
+        log.append(line)
+        if READY in line:
+            break
+        if not line:
+            raise RuntimeError(f"bench worker {role} died:\n{''.join(log[-30:])}")
+    # Keep draining its log, so a full pipe never blocks it.
+    asyncio.create_task(process.stderr.read())  # noqa: RUF006
+    return process
+
+
+async def batch(
+    run_one: Callable[[int], Awaitable[None]], requests: int, concurrency: int
+) -> tuple[list[float], float]:
+    """Latencies (ms) and wall time (s) of ``requests`` calls, ``concurrency`` in flight."""
+    slots = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async def one(i: int) -> None:
+        async with slots:
+            t0 = time.perf_counter()
+            await run_one(i)
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(requests)))
+    return latencies, time.perf_counter() - started
+
+
+def request() -> Request:
+    rid = f"b-{uuid.uuid4().hex[:10]}"
+    return Request(request_id=rid, subject="C-100", requester="C-100", text=TICKET)
+
+
+async def profile(client: Client, workflow_ids: list[str]) -> dict[str, Any]:
+    """Per activity type: p50 ms waiting for a worker and running; and the workflow tasks'
+    p50/p99/max ms from scheduled to completed."""
+    waits: dict[str, list[float]] = defaultdict(list)
+    runs: dict[str, list[float]] = defaultdict(list)
+    tasks: list[float] = []
+    activities = 0
+    for wid in workflow_ids:
+        history = await client.get_workflow_handle(wid).fetch_history()
+        scheduled: dict[int, tuple[str, float]] = {}
+        started: dict[int, float] = {}
+        task_scheduled = 0.0
+        for event in history.events:
+            at = event.event_time.ToMicroseconds() / 1000
+            kind = event.event_type
+            if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+                task_scheduled = at
+            elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+                tasks.append(at - task_scheduled)
+            elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                name = event.activity_task_scheduled_event_attributes.activity_type.name
+                scheduled[event.event_id] = (name, at)
+                activities += 1
+            elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+                attrs = event.activity_task_started_event_attributes
+                name, then = scheduled[attrs.scheduled_event_id]
+                waits[name].append(at - then)
+                started[attrs.scheduled_event_id] = at
+            elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+                attrs = event.activity_task_completed_event_attributes
+                name, _ = scheduled[attrs.scheduled_event_id]
+                runs[name].append(at - started[attrs.scheduled_event_id])
+    return {
+        "activities_per_request": activities / max(1, len(workflow_ids)),
+        "stages": {
+            name: {
+                "wait_p50_ms": round(statistics.median(waits[name]), 1),
+                "run_p50_ms": round(statistics.median(runs[name]), 1) if runs[name] else None,
+            }
+            for name in sorted(waits)
+        },
+        "workflow_task_ms": {
+            "p50": round(pct(tasks, 0.5), 1),
+            "p99": round(pct(tasks, 0.99), 1),
+            "max": round(max(tasks), 1),
+        },
+    }
+
+
+async def main(scale: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         business = BusinessServer(Path(tmp) / "business.db").start()
-        settings = Settings(
-            data_dir=Path(tmp),
-            systems={"shop": business.url},
-            task_queue="bench",
-            model_queue="bench-model",
-        )
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=temporal_binary(),
             dev_server_extra_args=FAST_DYNAMIC_CONFIG,
             search_attributes=search.ALL,
             data_converter=pydantic_data_converter,
         )
-        res = Resources.build(settings)
         client = env.client
-        tether = Tether(client, settings)
+        settings = Settings(
+            data_dir=Path(tmp),
+            domains=["support"],
+            systems={"shop": business.url},
+            task_queue="bench",
+            model_queue="bench-model",
+            compute_queue="bench-compute",
+            temporal_address=client.service_client.config.target_host,
+        )
+        environ = {
+            **os.environ,
+            "TETHER_DATA_DIR": tmp,
+            "TETHER_DOMAINS": '["support"]',
+            "TETHER_SYSTEMS": json.dumps(settings.systems),
+            "TETHER_TASK_QUEUE": settings.task_queue,
+            "TETHER_MODEL_QUEUE": settings.model_queue,
+            "TETHER_COMPUTE_QUEUE": str(settings.compute_queue),
+            "TETHER_TEMPORAL_ADDRESS": settings.temporal_address,
+        }
+        processes = []
         try:
-            async with (
-                resolution_worker(client, res, extra_workflows=[UngovernedWorkflow]),
-                model_worker(client, res),
-            ):
-                await tether.ingest_pack("support")
-                governed: list[float] = []
-                baseline: list[float] = []
-                for i in range(rounds + 3):  # the first three warm caches and are discarded
-                    request = Request(
-                        request_id=f"b-{uuid.uuid4().hex[:8]}",
-                        subject="C-100",
-                        requester="C-100",
-                        text=TICKET,
-                    )
-                    t0 = time.perf_counter()
-                    outcome = await tether.resolve(request)
-                    t1 = time.perf_counter()
-                    await client.execute_workflow(
-                        UngovernedWorkflow.run,
-                        ResolutionInput(
-                            domain="support",
-                            request=request.model_copy(
-                                update={"request_id": request.request_id + "-u"}
-                            ),
-                            model_queue=settings.model_queue,
-                        ),
-                        id=f"ungoverned-{request.request_id}",
-                        task_queue=settings.task_queue,
-                    )
-                    t2 = time.perf_counter()
-                    assert outcome.decision.action.value == "auto", outcome.decision
-                    if i >= 3:
-                        governed.append((t1 - t0) * 1000)
-                        baseline.append((t2 - t1) * 1000)
+            for role in ("compute", "workflow", "instant"):
+                processes.append(await spawn(role, environ))
+            tether = Tether(client, settings)
+            await tether.ingest_pack("support")
+            report = await measure(client, tether, settings, scale)
         finally:
-            await res.close()
+            for process in processes:
+                process.terminate()
+                await process.wait()
             await env.shutdown()
             business.stop()
-    g50, b50 = statistics.median(governed), statistics.median(baseline)
-    print(f"rounds: {rounds} (same ticket, interleaved, one dev server, 2 cores)")
-    print(f"ungoverned  p50 {b50:7.1f} ms   p95 {_pct(baseline, 0.95):7.1f} ms")
-    print(f"governed    p50 {g50:7.1f} ms   p95 {_pct(governed, 0.95):7.1f} ms")
-    print(
-        f"ratio governed/ungoverned p50: {g50 / b50:.2f}x   p95: {_pct(governed, 0.95) / _pct(baseline, 0.95):.2f}x"
+    return report
+
+
+async def measure(
+    client: Client, tether: Tether, settings: Settings, scale: float
+) -> dict[str, Any]:
+    async def governed(_: int, model_queue: str = settings.model_queue) -> None:
+        r = request()
+        if model_queue == settings.model_queue:
+            outcome = await tether.resolve(r)
+        else:
+            outcome = await Tether(
+                client, settings.model_copy(update={"model_queue": model_queue})
+            ).resolve(r)
+        assert outcome.decision.action.value == "auto", outcome.decision
+        ids.append(workflow_id_for(r.request_id))
+
+    async def ungoverned(_: int) -> None:
+        r = request()
+        await client.execute_workflow(
+            UngovernedWorkflow.run,
+            BaselineInput(
+                resolution=ResolutionInput(
+                    domain="support", request=r, model_queue=settings.model_queue
+                ),
+                tool_queue=settings.task_queue,
+                compute_queue=settings.compute_queue,
+            ),
+            id=f"ungoverned-{r.request_id}",
+            task_queue=f"{settings.task_queue}-baseline",
+        )
+
+    ids: list[str] = []
+    for _ in range(3):  # warm caches and connections; not counted
+        await governed(0)
+        await ungoverned(0)
+    levels: dict[str, Any] = {}
+    for concurrency, count in LEVELS.items():
+        n = max(concurrency, int(count * scale)) // 2
+        ids.clear()
+        g1, gw1 = await batch(governed, n, concurrency)
+        u1, uw1 = await batch(ungoverned, n, concurrency)
+        u2, uw2 = await batch(ungoverned, n, concurrency)
+        g2, gw2 = await batch(governed, n, concurrency)
+        g, u = g1 + g2, u1 + u2
+        g_rate, u_rate = len(g) / (gw1 + gw2), len(u) / (uw1 + uw2)
+        levels[str(concurrency)] = {
+            "requests": len(g),
+            "governed": {
+                "p50_ms": round(pct(g, 0.5), 1),
+                "p95_ms": round(pct(g, 0.95), 1),
+                "per_s": round(g_rate, 2),
+            },
+            "ungoverned": {
+                "p50_ms": round(pct(u, 0.5), 1),
+                "p95_ms": round(pct(u, 0.95), 1),
+                "per_s": round(u_rate, 2),
+            },
+            "latency_ratio_p50": round(pct(g, 0.5) / pct(u, 0.5), 2),
+            "throughput_ratio": round(g_rate / u_rate, 2),
+            "profile": await profile(client, ids[:: max(1, len(ids) // 20)]),
+        }
+        print(json.dumps({concurrency: levels[str(concurrency)]}, indent=1), flush=True)
+
+    # The ceiling: no model work at all, against Temporal running as many empty activities.
+    concurrency, n = 20, max(20, int(120 * scale)) // 2
+    ids.clear()
+    instant, i_wall = await batch(lambda i: governed(i, INSTANT_QUEUE), n * 2, concurrency)
+    shape = await profile(client, ids[:10])
+    steps = round(shape["activities_per_request"])
+
+    async def bare(_: int) -> None:
+        await client.execute_workflow(
+            BareWorkflow.run,
+            steps,
+            id=f"bare-{uuid.uuid4().hex[:10]}",
+            task_queue=f"{settings.task_queue}-baseline",
+        )
+
+    plain, p_wall = await batch(bare, n * 2, concurrency)
+    ceiling = {
+        "concurrency": concurrency,
+        "activities": steps,
+        "governed_instant_per_s": round(len(instant) / i_wall, 2),
+        "bare_per_s": round(len(plain) / p_wall, 2),
+        "cost_ratio": round((len(plain) / p_wall) / (len(instant) / i_wall), 2),
+        "governed_instant_p50_ms": round(pct(instant, 0.5), 1),
+        "bare_p50_ms": round(pct(plain, 0.5), 1),
+    }
+    print(json.dumps({"ceiling": ceiling}, indent=1), flush=True)
+    return {"levels": levels, "ceiling": ceiling}
+
+
+def summary(report: dict[str, Any]) -> str:
+    lines = ["concurrency  governed p50 / req/s   ungoverned p50 / req/s   latency x  thruput x"]
+    for level, row in report["levels"].items():
+        g, u = row["governed"], row["ungoverned"]
+        lines.append(
+            f"{level:>11}  {g['p50_ms']:8.1f} ms {g['per_s']:6.2f}   "
+            f"{u['p50_ms']:10.1f} ms {u['per_s']:6.2f}   "
+            f"{row['latency_ratio_p50']:8.2f}  {row['throughput_ratio']:8.2f}"
+        )
+    c = report["ceiling"]
+    lines.append(
+        f"instant model, concurrency {c['concurrency']}: governed {c['governed_instant_per_s']}"
+        f" req/s, bare workflow of {c['activities']} empty activities {c['bare_per_s']}/s: "
+        f"cost {c['cost_ratio']}x"
     )
+    for level, row in report["levels"].items():
+        tasks = row["profile"]["workflow_task_ms"]
+        lines.append(
+            f"concurrency {level}: workflow task p50 {tasks['p50']} ms, p99 {tasks['p99']} ms, "
+            f"max {tasks['max']} ms; by stage (wait/run p50 ms): "
+            + ", ".join(
+                f"{name} {s['wait_p50_ms']}/{s['run_p50_ms']}"
+                for name, s in row["profile"]["stages"].items()
+            )
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=30)
-    asyncio.run(main(parser.parse_args().rounds))
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the requests")
+    report = asyncio.run(main(parser.parse_args().scale))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=1) + "\n")
+    print(summary(report))

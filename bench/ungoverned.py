@@ -1,10 +1,12 @@
-"""The baseline: the same request with no governance (retrieve -> propose -> act)."""
+"""The baselines: the same request with no governance (retrieve -> propose -> act), and a bare
+workflow that runs as many activities as a governed request does, each doing nothing."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from temporalio import workflow
+from pydantic import BaseModel
+from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
     from tether import names, packs
@@ -19,7 +21,13 @@ with workflow.unsafe.imports_passed_through():
         ToolResult,
     )
 
-TIMEOUT = timedelta(seconds=30)
+TIMEOUT = timedelta(seconds=60)
+
+
+class BaselineInput(BaseModel):
+    resolution: ResolutionInput
+    tool_queue: str  # where the pack's tools run (the workflow role's queue)
+    compute_queue: str | None = None  # where retrieval runs
 
 
 @workflow.defn
@@ -27,23 +35,26 @@ class UngovernedWorkflow:
     """What a demo does: trust the model's output and run its tool calls."""
 
     @workflow.run
-    async def run(self, inp: ResolutionInput) -> list[ToolResult]:
-        request, pack = inp.request, packs.get(inp.domain)
+    async def run(self, inp: BaselineInput) -> list[ToolResult]:
+        request, pack = inp.resolution.request, packs.get(inp.resolution.domain)
+        domain = inp.resolution.domain
         evidence = await workflow.execute_activity_method(
             RetrievalActivities.retrieve_evidence,
-            RetrievalQuery(domain=inp.domain, text=request.text, request_id=request.request_id),
+            RetrievalQuery(domain=domain, text=request.text, request_id=request.request_id),
+            task_queue=inp.compute_queue or inp.tool_queue,
             start_to_close_timeout=TIMEOUT,
         )
         raw = await workflow.execute_activity(
             names.PROPOSE,
             ProposeInput(
-                domain=inp.domain,
+                domain=domain,
                 request=request,
                 evidence=evidence,
                 tool_catalogue=pack.tools.catalogue(),
+                intents=list(pack.intents),
             ),
             result_type=RawProposal,
-            task_queue=inp.model_queue,
+            task_queue=inp.resolution.model_queue,
             start_to_close_timeout=TIMEOUT,
         )
         proposal = Proposal.model_validate_json(raw.content)
@@ -51,9 +62,9 @@ class UngovernedWorkflow:
         for step, call in enumerate(proposal.tool_calls, start=1):
             results.append(
                 await workflow.execute_activity(
-                    names.tool_activity(inp.domain, call.tool),
+                    names.tool_activity(domain, call.tool),
                     ToolInvocation(
-                        domain=inp.domain,
+                        domain=domain,
                         tool=call.tool,
                         arguments=call.arguments,
                         idempotency_key=f"{workflow.info().workflow_id}/{step}",
@@ -61,7 +72,23 @@ class UngovernedWorkflow:
                         granted=[pack.tools.get(call.tool).permission],  # no gate: all granted
                     ),
                     result_type=ToolResult,
+                    task_queue=inp.tool_queue,
                     start_to_close_timeout=TIMEOUT,
                 )
             )
         return results
+
+
+@activity.defn(name="bench_noop")
+async def noop() -> None:
+    """Nothing: what an activity costs Temporal and the worker, and no more."""
+
+
+@workflow.defn
+class BareWorkflow:
+    """``activities`` activities in a row, each doing nothing."""
+
+    @workflow.run
+    async def run(self, activities: int) -> None:
+        for _ in range(activities):
+            await workflow.execute_activity(noop, start_to_close_timeout=TIMEOUT)

@@ -29,7 +29,13 @@ from tether.packs import load
 from tether.sandbox import workflow_runner
 from tether.signing import directory_for
 from tether.stack import FAST_DYNAMIC_CONFIG, temporal_binary
-from tether.workers.main import WORKFLOWS, Resources, model_worker, resolution_worker
+from tether.workers.main import (
+    WORKFLOWS,
+    Resources,
+    compute_worker,
+    model_worker,
+    resolution_worker,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HISTORIES = Path(__file__).parent / "histories"
@@ -115,6 +121,9 @@ def settings(
         keyring=keys,
         task_queue=queue,
         model_queue=f"{queue}-model",
+        # Roles as a deployment runs them: workflows in one worker, the CPU-heavy activities
+        # (and the shards) in another.
+        compute_queue=f"{queue}-compute",
         # The handbook's review dates are fixed; judge them as of a fixed day so tests don't rot.
         retrieval=RetrievalConfig(freshness_as_of=FRESHNESS_AS_OF),
     )
@@ -144,7 +153,11 @@ async def workers(
     temporal_env: WorkflowEnvironment, resources: Resources, settings: Settings
 ) -> AsyncIterator[None]:
     client = temporal_env.client
-    async with resolution_worker(client, resources), model_worker(client, resources):
+    async with (
+        resolution_worker(client, resources, compute=False),
+        compute_worker(client, resources),
+        model_worker(client, resources),
+    ):
         tether = Tether(client, settings)
         for pack in resources.packs:
             await tether.ingest_pack(pack.name)

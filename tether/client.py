@@ -14,6 +14,7 @@ loads the domain packs it validates requests with (Settings.domains) from their 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
@@ -67,6 +68,8 @@ from tether.names import workflow_id_for
 from tether.shadow import Candidate, DatasetRef, ShadowInput, ShadowReport
 from tether.signing import SigningKey, keyring
 from tether.tracing import interceptors
+
+PENDING_QUERIES = 16  # workflow queries in flight while a page of approvals is read
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool | None:
@@ -244,8 +247,31 @@ class Tether:
         mode: str | None = None,
         domain: str | None = None,
     ) -> list[WorkflowStatus]:
-        """Requests waiting for a human, found through search attributes; ``queue`` is the
-        approval tier's name, ``intent``, ``mode`` and ``domain`` as recorded."""
+        """Every request waiting for a human (page after page of ``pending_page``)."""
+        found: list[WorkflowStatus] = []
+        token: bytes | None = None
+        while True:
+            page, token = await self.pending_page(
+                queue=queue, intent=intent, mode=mode, domain=domain, next_page_token=token
+            )
+            found += page
+            if token is None:
+                return found
+
+    async def pending_page(
+        self,
+        *,
+        queue: str | None = None,
+        intent: str | None = None,
+        mode: str | None = None,
+        domain: str | None = None,
+        page_size: int = 100,
+        next_page_token: bytes | None = None,
+    ) -> tuple[list[WorkflowStatus], bytes | None]:
+        """One page of the requests waiting for a human, found through search attributes
+        (``queue`` is the approval tier's name; ``intent``, ``mode`` and ``domain`` as
+        recorded), and the token of the next page (None after the last). Each one's state
+        is queried from its workflow, a bounded number at a time."""
         clauses = [
             f"TetherStage = '{Stage.AWAITING_APPROVAL.value}'",
             "ExecutionStatus = 'Running'",
@@ -260,15 +286,25 @@ class Tether:
                 if not value.replace("_", "").replace("-", "").isalnum():
                     raise InvalidRequest([f"{attribute}: {value!r} is not a plain name"])
                 clauses.append(f"{attribute} = '{value}'")
-        query = " AND ".join(clauses)
-        found = []
-        async for execution in self.client.list_workflows(query):
-            status = await self.client.get_workflow_handle(execution.id).query(
-                names.STATUS, result_type=WorkflowStatus
-            )
-            if status.pending is not None:
-                found.append(status)
-        return found
+        listing = self.client.list_workflows(
+            " AND ".join(clauses), page_size=page_size, next_page_token=next_page_token
+        )
+        await listing.fetch_next_page()
+        slots = asyncio.Semaphore(PENDING_QUERIES)
+
+        async def status(workflow_id: str) -> WorkflowStatus | None:
+            async with slots:
+                try:
+                    found: WorkflowStatus = await self.client.get_workflow_handle(
+                        workflow_id
+                    ).query(names.STATUS, result_type=WorkflowStatus)
+                    return found
+                except RPCError:  # it finished between the listing and the query
+                    return None
+
+        statuses = await asyncio.gather(*(status(e.id) for e in listing.current_page or []))
+        waiting = [s for s in statuses if s is not None and s.pending is not None]
+        return waiting, listing.next_page_token or None
 
     async def review(
         self,

@@ -12,14 +12,16 @@ import base64
 import hashlib
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -29,12 +31,25 @@ from temporalio.common import RetryPolicy
 from tether.names import MODEL_QUEUE, RESOLUTION_QUEUE
 
 
+def _seconds(value: object) -> object:
+    """A duration in a setting: plain seconds ("90", "2.5") as well as ISO 8601 ("PT90S")."""
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return value
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_seconds)]
+
+
 class Retry(BaseModel):
     """A retry policy with a name, instead of numbers inline in workflow code."""
 
-    initial: timedelta = timedelta(milliseconds=200)
+    initial: Duration = timedelta(milliseconds=200)
     backoff: float = 2.0
-    maximum_interval: timedelta = timedelta(seconds=10)
+    maximum_interval: Duration = timedelta(seconds=10)
     maximum_attempts: int = 5
 
     def policy(self, *, non_retryable: list[str] | None = None) -> RetryPolicy:
@@ -50,23 +65,27 @@ class Retry(BaseModel):
 class Timeouts(BaseModel):
     """Activity timeouts and retries used by ResolutionWorkflow."""
 
-    retrieval: timedelta = timedelta(seconds=30)
-    # How long a proposal may wait for a model worker before the model counts as down.
-    model_schedule_to_start: timedelta = timedelta(seconds=20)
-    model_start_to_close: timedelta = timedelta(seconds=60)
+    retrieval: Duration = timedelta(seconds=30)
+    # How long a proposal waits for a model worker before the workflow asks whether any worker
+    # polls the model queue: if one does, the queue is busy and the request waits in line (up
+    # to model_queue_patience); if none does, the model counts as down. A minute: a worker
+    # that crashes and comes back within it costs nobody a degraded answer.
+    model_schedule_to_start: Duration = timedelta(seconds=60)
+    model_queue_patience: Duration = timedelta(minutes=30)
+    model_start_to_close: Duration = timedelta(seconds=60)
     # A crashed worker costs an attempt, not a verdict on the model: several attempts, bounded
     # in time by model_budget, before the workflow falls back to retrieval-only.
     model_retry: Retry = Retry(maximum_attempts=6)
-    model_budget: timedelta = timedelta(minutes=3)
-    verification: timedelta = timedelta(seconds=30)
-    tool: timedelta = timedelta(seconds=15)
+    model_budget: Duration = timedelta(minutes=3)
+    verification: Duration = timedelta(seconds=30)
+    tool: Duration = timedelta(seconds=15)
     # Attempts are not counted (a target answering "in progress" is not failing); the step's
     # time is: past tool_budget the effect is reconciled by key and the plan compensated.
     tool_retry: Retry = Retry(maximum_attempts=0)
-    tool_budget: timedelta = timedelta(minutes=2)
+    tool_budget: Duration = timedelta(minutes=2)
     # Compensations and reconciliation never give up: money may have moved.
     compensation_retry: Retry = Retry(maximum_attempts=0, maximum_interval=timedelta(minutes=1))
-    record: timedelta = timedelta(seconds=15)
+    record: Duration = timedelta(seconds=15)
     # An outcome must never be lost: keep trying (0 = no limit); a stuck record shows in the UI.
     record_retry: Retry = Retry(maximum_attempts=0, maximum_interval=timedelta(minutes=1))
     default_retry: Retry = Retry(maximum_attempts=8)
@@ -78,7 +97,7 @@ class ApprovalTier(BaseModel):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     role: str
-    sla: timedelta
+    sla: Duration
 
 
 def key_id(public_key: str) -> str:
@@ -124,14 +143,14 @@ class PolicyConfig(BaseModel):
     # Empty (the packs ship none): every request that needs a person is refused, saying so.
     approvers: dict[str, Approver] = {}
     # A signed review counts this long after it was signed (and never before it).
-    signature_ttl: timedelta = timedelta(minutes=15)
+    signature_ttl: Duration = timedelta(minutes=15)
     max_repairs: int = 2
     # Permissions the system may exercise without a person; any other needs an approval.
     autonomous_permissions: list[str] = []
     rules: dict[str, Any] = Field(default={}, description="the pack's rule settings")
     # Per tally (a pack's DomainPack.tallies, by name): the window a subject's requests are
     # totalled over; a tally without a window is not counted.
-    tally_windows: dict[str, timedelta] = {}
+    tally_windows: dict[str, Duration] = {}
 
     @field_validator("approvers", mode="before")
     @classmethod
@@ -186,7 +205,7 @@ class RetrievalConfig(BaseModel):
     duplicate_similarity: float = 0.95
     max_passages: int = 4
     max_chars: int = 3_000
-    max_index_age: timedelta = timedelta(days=7)
+    max_index_age: Duration = timedelta(days=7)
     # Stale passages are dropped; with keep_stale they are kept, flagged, and policy allows
     # no autonomous write that cites one.
     keep_stale: bool = False
@@ -222,7 +241,7 @@ class LLMConfig(BaseModel):
     # The circuit opens after this many consecutive failures and lets one trial through after
     # breaker_reset; while open, proposals fail fast and workflows answer retrieval-only.
     breaker_failures: int = 5
-    breaker_reset: timedelta = timedelta(seconds=30)
+    breaker_reset: Duration = timedelta(seconds=30)
 
 
 class ConsoleConfig(BaseModel):
@@ -349,6 +368,10 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
     task_queue: str = RESOLUTION_QUEUE
     model_queue: str = MODEL_QUEUE
+    # CPU-heavy activities (retrieval, ingest, verification) on a task queue of their own,
+    # served by `tether worker --role compute`, so that they never hold the GIL of a process
+    # running workflow tasks. Unset: the workflow queue serves them (one process does all).
+    compute_queue: str | None = None
     grounding_similarity: float = 0.7
     store_url: str | None = None  # default: SQLite file in data_dir
     # The embedded vector store: Qdrant Edge in-process (chosen by bench/vector_backends.py),
@@ -400,3 +423,15 @@ class Settings(BaseSettings):
 
     def collection(self, domain: str) -> str:
         return f"{self.collection_prefix}_{domain}"
+
+
+def settings_problems(error: ValidationError) -> list[str]:
+    """Each invalid setting as one line naming the environment variable that sets it."""
+    lines = []
+    for problem in error.errors():
+        where = [str(part) for part in problem["loc"] if not isinstance(part, int)]
+        variable = "TETHER_" + "__".join(where).upper()
+        given = repr(problem.get("input"))
+        given = given if len(given) <= 60 else given[:57] + "..."
+        lines.append(f"{variable}: {problem['msg']} (got {given})")
+    return lines

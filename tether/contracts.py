@@ -34,6 +34,7 @@ class Stage(StrEnum):
     RECEIVED = "received"
     RETRIEVING = "retrieving"
     PROPOSING = "proposing"
+    WAITING_FOR_MODEL = "waiting_for_model"  # the model queue is busy: in line
     VERIFYING = "verifying"
     DECIDING = "deciding"
     AWAITING_APPROVAL = "awaiting_approval"
@@ -413,6 +414,9 @@ class PinnedPolicy(Frozen):
     version: str
     sha256: str
     policy: PolicyConfig
+    # Where these workers run retrieval and verification (Settings.compute_queue), read with
+    # the policy because it is theirs too; None: the workflow's own task queue.
+    compute_queue: str | None = None
 
 
 class Facts(Frozen):

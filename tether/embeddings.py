@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -44,6 +45,7 @@ class Embedder:
         batch_size: int = 32,
         backend: Literal["torch", "onnx"] = "onnx",
         onnx_cache: Path = ONNX_CACHE,
+        cache_size: int = 50_000,
     ) -> None:
         self._path = model_path
         self._batch_size = batch_size
@@ -52,6 +54,14 @@ class Embedder:
         self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
         self.name = MODEL_NAME
+        # Text -> vector, most recently used last: a ticket is embedded once per request
+        # (retrieval, the model and the verifier share it) and knowledge sentences, read
+        # from the store (``remember``), are never embedded again.
+        self._cache: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
 
     def _load(self) -> SentenceTransformer:
         with self._lock:
@@ -82,7 +92,42 @@ class Embedder:
         except OSError:
             shutil.rmtree(staging, ignore_errors=True)
 
+    def knows(self, text: str) -> bool:
+        with self._cache_lock:
+            return text in self._cache
+
+    def remember(self, texts: list[str], vectors: npt.NDArray[np.float32]) -> None:
+        """Vectors computed elsewhere (at ingest, stored with the chunks) for these texts."""
+        with self._cache_lock:
+            for text, vector in zip(texts, vectors, strict=True):
+                self._cache[text] = vector
+                self._cache.move_to_end(text)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
     def encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        """Normalised vectors of ``texts``; what was embedded or remembered before is not
+        embedded again."""
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        found: dict[str, npt.NDArray[np.float32]] = {}
+        with self._cache_lock:
+            for text in texts:
+                vector = self._cache.get(text)
+                if vector is not None:
+                    found[text] = vector
+                    self._cache.move_to_end(text)
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        self.hits += len(texts) - len(missing)
+        self.misses += len(missing)
+        if missing:
+            fresh = self.encode_uncached(missing)
+            self.remember(missing, fresh)
+            found.update(zip(missing, fresh, strict=True))
+        return np.stack([found[t] for t in texts])
+
+    def encode_uncached(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        """Always the model: ingest (whose texts are new or changed) and benchmarks."""
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
         vectors = self._load().encode(

@@ -27,6 +27,7 @@ from tether import errors
 from tether.contracts import ContextRecord, ModelIdentity, ProposeInput, RawProposal, Request
 from tether.domain import DomainPack
 from tether.embeddings import Embedder
+from tether.sentencevectors import SentenceVectors
 from tether.text import first_sentence, split_sentences
 
 
@@ -65,8 +66,11 @@ class LocalModel:
         neighbours: int = 3,
         margin_scale: float = 0.08,
         sentences: int = 2,
+        sentence_vectors: SentenceVectors | None = None,
     ) -> None:
         self._embedder = embedder
+        # The evidence's sentences were embedded at ingest: read, not embedded per request.
+        self._known = sentence_vectors or SentenceVectors(embedder)
         self._k = neighbours
         self._margin_scale = margin_scale
         self._sentences = sentences
@@ -144,6 +148,7 @@ class LocalModel:
         ]
         chosen: list[tuple[int, str, str]] = []
         if candidates:
+            self._known.ensure(inp.domain, inp.evidence.passages)
             vectors = self._embedder.encode([inp.request.text] + [s for s, _ in candidates])
             ranked = np.argsort(-(vectors[1:] @ vectors[0]))[: self._sentences]
             chosen = sorted((int(i), *candidates[int(i)]) for i in ranked)

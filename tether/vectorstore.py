@@ -3,6 +3,8 @@ qdrant-client against a Qdrant server by URL, or in its local mode (QdrantStore)
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 import uuid
 from dataclasses import dataclass
@@ -12,6 +14,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 from qdrant_client import QdrantClient, models
+
+from tether.sentencevectors import STORED_SENTENCES
 
 
 @dataclass(frozen=True)
@@ -32,9 +36,15 @@ class VectorStore(Protocol):
         delete: list[str],
     ) -> None: ...
     def hashes(self, origin: str | None = None) -> dict[str, str]: ...
+    def payloads(self, passage_ids: list[str]) -> dict[str, dict[str, Any]]: ...
     def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[Hit]: ...
     def optimize(self) -> None: ...
     def close(self) -> None: ...
+
+
+def _hash(payload: dict[str, Any]) -> str:
+    """A chunk stored before sentence vectors were reports no hash: written again, with them."""
+    return str(payload["content_hash"]) if STORED_SENTENCES in payload else ""
 
 
 def _point_id(passage_id: str) -> str:
@@ -110,7 +120,7 @@ class QdrantStore:
                     self._collection,
                     limit=512,
                     offset=offset,
-                    with_payload=["passage_id", "content_hash", "origin"],
+                    with_payload=["passage_id", "content_hash", "origin", STORED_SENTENCES],
                     with_vectors=False,
                 )
             for point in points:
@@ -119,11 +129,21 @@ class QdrantStore:
                 # refreshes next; their hash is withheld so they are written again, named.
                 owner = payload.get("origin")
                 if origin is None or owner == origin:
-                    found[str(payload["passage_id"])] = str(payload["content_hash"])
+                    found[str(payload["passage_id"])] = _hash(payload)
                 elif owner is None:
                     found[str(payload["passage_id"])] = ""
             if offset is None:
                 return found
+
+    def payloads(self, passage_ids: list[str]) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            points = self._client.retrieve(
+                self._collection,
+                [_point_id(pid) for pid in passage_ids],
+                with_payload=True,
+                with_vectors=False,
+            )
+        return {str(p.payload["passage_id"]): dict(p.payload) for p in points if p.payload}
 
     def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[Hit]:
         with self._lock:
@@ -152,29 +172,61 @@ class QdrantStore:
             self._client.close()
 
 
+class ShardInUse(RuntimeError):
+    """An embedded shard another process has open: two owners would each see only what they
+    wrote themselves."""
+
+
+def own(path: Path) -> int:
+    """Take the one-owner lock of the shard at ``path`` (an open file descriptor, held for
+    the life of the store; the kernel releases it if the process dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.parent / f".{path.name}.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise ShardInUse(
+            f"the knowledge shard {path} is owned by process {holder}: an embedded shard has "
+            "one owner. Run other workers with --role workflow (they reach it through the "
+            "compute task queue), or share a Qdrant server (TETHER_QDRANT_URL)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
 class EdgeStore:
     """Qdrant's engine in-process (qdrant-edge-py), the default embedded backend.
 
     Chosen by bench/vector_backends.py on real embeddings: at 100k chunks, with its HNSW
     index, a query takes 0.15x the time of numpy's exact dot product (recall@10 0.997), where
     qdrant-client's local mode takes 17.8x; ingest is about 25x faster. One process per
-    directory, like local mode: the worker that owns the index also ingests into it.
+    directory, enforced by a lock (``own``): the compute worker that owns the shard also
+    ingests into it, and every other process reaches it through the compute task queue.
     """
 
     def __init__(self, dimensions: int, path: Path) -> None:
         import qdrant_edge as edge
 
         self._edge = edge
+        self._owner = own(path)
         path.mkdir(parents=True, exist_ok=True)
         config = edge.EdgeConfig(
             vectors=edge.EdgeVectorParams(size=dimensions, distance=edge.Distance.Cosine)
         )
         fresh = not any(path.iterdir())
-        self._shard = (
-            edge.EdgeShard.create(str(path), config)
-            if fresh
-            else edge.EdgeShard.load(str(path), config)
-        )
+        try:
+            self._shard = (
+                edge.EdgeShard.create(str(path), config)
+                if fresh
+                else edge.EdgeShard.load(str(path), config)
+            )
+        except BaseException:
+            os.close(self._owner)
+            raise
         self._lock = threading.RLock()
         if fresh:  # the fields ingest and filters select on
             for field in ("doc_id", "status", "origin"):
@@ -230,9 +282,18 @@ class EdgeStore:
                 )
             for record in records:
                 payload = record.payload or {}
-                found[str(payload["passage_id"])] = str(payload["content_hash"])
+                found[str(payload["passage_id"])] = _hash(payload)
             if offset is None:
                 return found
+
+    def payloads(self, passage_ids: list[str]) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            records = self._shard.retrieve(
+                [_point_id(pid) for pid in passage_ids], with_payload=True, with_vector=False
+            )
+        return {
+            str(r.payload["passage_id"]): dict(r.payload) for r in records if r.payload is not None
+        }
 
     def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[Hit]:
         request = self._edge.QueryRequest(
@@ -262,3 +323,4 @@ class EdgeStore:
         with self._lock:
             self._shard.flush()
             self._shard.close()
+            os.close(self._owner)

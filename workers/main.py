@@ -8,11 +8,13 @@ handed to the activity classes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import httpx
 from temporalio.client import Client
@@ -20,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from tether import errors, packs
-from tether.activities.model import ModelActivities
+from tether.activities.model import ModelActivities, QueueActivities
 from tether.activities.policy import PolicyActivities
 from tether.activities.records import RecordActivities
 from tether.activities.retrieval import RetrievalActivities
@@ -35,6 +37,7 @@ from tether.openai_compat import OpenAICompatible
 from tether.policystore import PolicyStore
 from tether.providers import ModelProvider
 from tether.sandbox import workflow_runner
+from tether.sentencevectors import SentenceVectors
 from tether.store import Store
 from tether.vectorstore import EdgeStore, QdrantStore, VectorStore
 from tether.workflows.evaluation import LiveEvaluationWorkflow
@@ -159,8 +162,12 @@ class Resources:
             if self.settings.llm.provider == "openai":
                 self._model = OpenAICompatible(self.settings.llm)
             else:
-                self._model = LocalModel(self.embedder, self.packs)
+                self._model = LocalModel(self.embedder, self.packs, sentence_vectors=self.sentences)
         return self._model
+
+    @property
+    def sentences(self) -> SentenceVectors:
+        return SentenceVectors(self.embedder, self.vectors)
 
     async def close(self) -> None:
         if isinstance(self._model, OpenAICompatible):
@@ -181,24 +188,21 @@ def resolution_worker(
     *,
     task_queue: str | None = None,
     extra_workflows: Sequence[type] = (),
+    compute: bool = True,
 ) -> Worker:
-    """Workflows plus every activity except the model's."""
-    retrieval = RetrievalActivities(res.embedder, res.vectors, res.store, res.settings.retrieval)
-    verification = VerificationActivities(
-        res.embedder, res.packs, grounding_similarity=res.settings.grounding_similarity
-    )
+    """Workflows plus the activities that wait on I/O (tools, records, policy) and, with
+    ``compute`` (one process serves everything), the CPU-heavy ones as well."""
     tools = ToolActivities(res.packs, res.systems, res.ledger)
     records = RecordActivities(res.store)
-    policy = PolicyActivities(res.policies)
+    policy = PolicyActivities(res.policies, None if compute else res.settings.compute_queue)
+    queues = QueueActivities(res.settings.compute_queue)
     return Worker(
         client,
         task_queue=task_queue or res.settings.task_queue,
         workflows=[*WORKFLOWS, *extra_workflows],
         workflow_runner=workflow_runner(),
         activities=[
-            retrieval.retrieve_evidence,
-            retrieval.ingest_documents,
-            verification.verify_proposal,
+            *(compute_activities(res) if compute else []),
             *tools.activities(),
             records.record_outcome,
             records.hold_tally,
@@ -208,10 +212,39 @@ def resolution_worker(
             records.load_dataset,
             policy.pin_policy,
             policy.key_revoked_at,
+            queues.model_queue_state,
+            queues.compute_queue,
         ],
         activity_executor=res.executor,
         # No more activities than threads: a sync activity queued for a thread would burn
         # its start-to-close time waiting.
+        max_concurrent_activities=res.settings.activity_threads,
+    )
+
+
+def compute_activities(res: Resources) -> list[Callable[..., Any]]:
+    """Embedding, search and verification: CPU-bound, and (embedded store) the shard's."""
+    retrieval = RetrievalActivities(res.embedder, res.vectors, res.store, res.settings.retrieval)
+    verification = VerificationActivities(
+        res.embedder,
+        res.packs,
+        grounding_similarity=res.settings.grounding_similarity,
+        sentence_vectors=res.sentences,
+    )
+    return [retrieval.retrieve_evidence, retrieval.ingest_documents, verification.verify_proposal]
+
+
+def compute_worker(client: Client, res: Resources, *, task_queue: str | None = None) -> Worker:
+    """The CPU-heavy activities on their own queue (Settings.compute_queue), in a process that
+    runs no resolution workflow: it may hold the GIL for a whole batch without delaying
+    anyone's workflow task."""
+    queue = task_queue or res.settings.compute_queue
+    assert queue, "a compute worker serves Settings.compute_queue"
+    return Worker(
+        client,
+        task_queue=queue,
+        activities=compute_activities(res),
+        activity_executor=res.executor,
         max_concurrent_activities=res.settings.activity_threads,
     )
 
@@ -236,15 +269,56 @@ def model_worker_for(
     )
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
-    """Run both workers until ``stop`` is set."""
+READY = "tether worker serving"  # logged once every queue of the role is polled
+Role = Literal["all", "workflow", "compute", "model"]
+ROLES: tuple[Role, ...] = ("all", "workflow", "compute", "model")
+
+
+def workers_for(client: Client, res: Resources, role: Role) -> list[Worker]:
+    """What one process serves. ``all``: everything (a compute queue too, if one is set).
+    ``workflow``: workflows and I/O activities, nothing CPU-heavy (run as many as needed).
+    ``compute``: the compute queue and the model queue; with the embedded store, exactly one
+    such process owns each shard. ``model``: the model queue only (a remote provider, or the
+    local model beside a shared Qdrant server)."""
+    settings = res.settings
+    if role == "all":
+        workers = [resolution_worker(client, res), model_worker(client, res)]
+        if settings.compute_queue:
+            workers.append(compute_worker(client, res))
+        return workers
+    if role == "workflow":
+        if not settings.compute_queue:
+            raise errors.ConfigurationError(
+                [
+                    "--role workflow runs no retrieval or verification: set "
+                    "TETHER_COMPUTE_QUEUE (for workers and clients alike) and run a --role "
+                    "compute worker"
+                ]
+            )
+        return [resolution_worker(client, res, compute=False)]
+    if role == "compute":
+        if not settings.compute_queue:
+            raise errors.ConfigurationError(["--role compute serves TETHER_COMPUTE_QUEUE: set it"])
+        return [compute_worker(client, res), model_worker(client, res)]
+    return [model_worker(client, res)]
+
+
+async def run(settings: Settings, stop: asyncio.Event, role: Role = "all") -> None:
+    """Serve ``role`` until ``stop`` is set."""
     from tether.client import connect
 
     client = await connect(settings, serve_metrics=True)
     res = Resources.build(settings)
     try:
-        workers = [resolution_worker(client, res), model_worker(client, res)]
-        async with workers[0], workers[1]:
+        async with contextlib.AsyncExitStack() as stack:
+            workers = workers_for(client, res, role)
+            if role in ("all", "compute", "model"):
+                # Loaded before polling: the first proposal is not the one that waits for it.
+                await asyncio.to_thread(res.model)
+            for worker in workers:
+                await stack.enter_async_context(worker)
+            queues = ", ".join(w.task_queue for w in workers)
+            log.info("%s (role %s): %s", READY, role, queues)
             await stop.wait()
     finally:
         await res.close()

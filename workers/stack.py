@@ -6,6 +6,10 @@ is encrypted a codec server the UI decodes it through (loopback only, no token: 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import signal
+import sys
 from urllib.parse import urlsplit
 
 from temporalio.client import Client
@@ -17,14 +21,84 @@ from tether.codecserver import create_app
 from tether.config import Settings
 from tether.domain import EmbeddedSystem
 from tether.stack import AppServer, TemporalDevServer
-from tether.workers.main import Resources, model_worker, resolution_worker, system_urls
+from tether.workers.main import (
+    READY,
+    Resources,
+    model_worker,
+    resolution_worker,
+    system_urls,
+)
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+DEFAULT_COMPUTE_QUEUE = "tether-compute"
+log = logging.getLogger(__name__)
+
+
+class WorkerProcess:
+    """One `tether worker --role ...` child: started until it says it serves, its output
+    passed through with its role in front, stopped with SIGTERM (killed if it hangs)."""
+
+    def __init__(self, role: str, number: int, env: dict[str, str]) -> None:
+        self.role, self.name, self._env = role, f"{role}-{number}", env
+        self._process: asyncio.subprocess.Process | None = None
+        self._pipe: asyncio.Task[None] | None = None
+
+    async def start(self, timeout: float = 180.0) -> None:
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tether.cli",
+            "worker",
+            "--role",
+            self.role,
+            env=self._env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        ready = asyncio.get_running_loop().create_future()
+        self._pipe = asyncio.create_task(self._relay(ready))
+        try:
+            await asyncio.wait_for(ready, timeout)
+        except TimeoutError:
+            raise RuntimeError(f"worker {self.name} did not start within {timeout:.0f} s") from None
+
+    async def _relay(self, ready: asyncio.Future[None]) -> None:
+        assert self._process is not None and self._process.stderr is not None
+        async for raw in self._process.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            sys.stderr.write(f"[{self.name}] {line}\n")
+            if READY in line and not ready.done():
+                ready.set_result(None)
+        code = await self._process.wait()
+        if not ready.done():
+            ready.set_exception(RuntimeError(f"worker {self.name} exited with {code}"))
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            log.warning("worker %s did not stop within %.0f s: killed", self.name, timeout)
+            process.kill()
+            await process.wait()
+        if self._pipe is not None:
+            await self._pipe
 
 
 class EmbeddedStack:
-    def __init__(self, settings: Settings) -> None:
+    """``processes`` 0: the workers run in this process (the demo, tests). N: N worker processes
+    with ``--role workflow`` and one with ``--role compute`` that owns the embedded shards and
+    runs the model, all reading this process's environment (plus TETHER_COMPUTE_QUEUE)."""
+
+    def __init__(self, settings: Settings, *, processes: int = 0) -> None:
+        if processes and not settings.compute_queue:
+            settings = settings.model_copy(update={"compute_queue": DEFAULT_COMPUTE_QUEUE})
         self.settings = settings
+        self.processes = processes
+        self._children: list[WorkerProcess] = []
         self.codec: AppServer | None = None
         self.codec_url: str | None = None
         if settings.encryption.keys:
@@ -65,8 +139,11 @@ class EmbeddedStack:
                 system.start()
             self._client = await connect(self.settings)
             self._resources = Resources.build(self.settings)
-            self._run("resolution", resolution_worker(self._client, self._resources))
-            await self.start_model_worker()
+            if self.processes:
+                await self._start_processes()
+            else:
+                self._run("resolution", resolution_worker(self._client, self._resources))
+                await self.start_model_worker()
         except BaseException:
             await self.__aexit__(None, None, None)
             raise
@@ -78,6 +155,17 @@ class EmbeddedStack:
         store = self._resources.policies
         active = [store.active(p.name) for p in self._resources.packs]
         return [(p.domain, p.version) for p in active if p and not p.policy.approvers]
+
+    async def _start_processes(self) -> None:
+        env = {**os.environ, "TETHER_COMPUTE_QUEUE": str(self.settings.compute_queue)}
+        roles = ["compute"] + ["workflow"] * self.processes
+        for number, role in enumerate(roles):
+            mine = dict(env)
+            if number and self.settings.metrics_address:
+                mine.pop("TETHER_METRICS_ADDRESS", None)  # one process per address
+            self._children.append(WorkerProcess(role, number, mine))
+        # The owner first: it loads the embedding model while the others start.
+        await asyncio.gather(*(child.start() for child in self._children))
 
     def _run(self, name: str, worker: Worker) -> None:
         self._tasks[name] = (worker, asyncio.create_task(worker.run(), name=f"worker-{name}"))
@@ -103,6 +191,7 @@ class EmbeddedStack:
     async def __aexit__(self, *_: object) -> None:
         for name in list(self._tasks):
             await self._stop(name)
+        await asyncio.gather(*(child.stop() for child in self._children))
         if self._resources is not None:
             await self._resources.close()
         for system in self.systems.values():

@@ -87,17 +87,26 @@ class ResolutionWorkflow:
 
         if not pack.problems(inp.request):  # else policy rejects it (invalid_request) unread
             self._set_stage(Stage.RETRIEVING)
-            evidence = await steps.retrieve(pack.name, inp.request, inp.timeouts)
+            evidence = await steps.retrieve(
+                pack.name, inp.request, inp.timeouts, self._pinned.compute_queue
+            )
             self._facts = self._facts.model_copy(update={"evidence": evidence})
             self._facts = await self._read_context(pack, effects)
             if not self._facts.withheld:  # else policy refuses it, having shown the model nothing
                 self._set_stage(Stage.PROPOSING)
                 self._facts = await steps.propose(
-                    self._facts, pack, policy, inp.timeouts, inp.model_queue
+                    self._facts,
+                    pack,
+                    policy,
+                    inp.timeouts,
+                    inp.model_queue,
+                    waiting=lambda: self._set_stage(Stage.WAITING_FOR_MODEL),
                 )
                 if self._facts.proposal is not None:
                     self._set_stage(Stage.VERIFYING)
-                    self._facts = await steps.verify(self._facts, inp.timeouts)
+                    self._facts = await steps.verify(
+                        self._facts, inp.timeouts, self._pinned.compute_queue
+                    )
                     self._facts = await steps.tally(self._facts, pack, policy, inp.timeouts)
 
         self._set_stage(Stage.DECIDING)

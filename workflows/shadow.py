@@ -33,6 +33,8 @@ def _human(outcome: Outcome) -> str | None:
 
 @workflow.defn(name=names.SHADOW_EVALUATION)
 class ShadowEvaluationWorkflow:
+    _compute_queue: str | None = None  # the workers' (with the pinned policy)
+
     @workflow.run
     async def run(self, inp: ShadowInput) -> ShadowReport:
         try:
@@ -49,7 +51,7 @@ class ShadowEvaluationWorkflow:
         )
         # The candidate's version, from the workers' store: a caller names one, never sends one.
         pinned = await steps.pin_policy(pack.name, inp.timeouts, inp.candidate.policy_version)
-        policy = pinned.policy
+        policy, self._compute_queue = pinned.policy, pinned.compute_queue
         # Outcomes recorded before they carried their request cannot be replayed: skipped.
         cases = [
             await self._replay(inp, pack, policy, case.outcome)
@@ -71,7 +73,9 @@ class ShadowEvaluationWorkflow:
         assert recorded.request is not None  # filtered in run()
         evidence = recorded.evidence
         if candidate.retrieve_again or evidence is None:
-            evidence = await steps.retrieve(pack.name, recorded.request, timeouts)
+            evidence = await steps.retrieve(
+                pack.name, recorded.request, timeouts, self._compute_queue
+            )
         facts = Facts(  # as recorded; a shadow holds nothing on anyone's totals
             domain=pack.name,
             request=recorded.request,
@@ -83,7 +87,7 @@ class ShadowEvaluationWorkflow:
         facts = await steps.propose(
             facts, pack, policy, timeouts, candidate.model_queue or inp.model_queue
         )
-        facts = await steps.verify(facts, timeouts)
+        facts = await steps.verify(facts, timeouts, self._compute_queue)
         decision = decide(facts, policy, pack, recorded.started_at)  # as of the original moment
         return ShadowCase(
             request_id=recorded.request_id,

@@ -7,11 +7,15 @@ proposal, no verification) that policy then answers for.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
+
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
 
 with workflow.unsafe.imports_passed_through():
     from tether import errors, names
+    from tether.activities.model import QueueActivities, QueueCheck
     from tether.activities.policy import KeyCheck, PinRequest, PolicyActivities
     from tether.activities.records import RecordActivities
     from tether.activities.retrieval import RetrievalActivities
@@ -78,11 +82,14 @@ async def key_revoked(domain: str, key_id: str, timeouts: Timeouts) -> bool:
     return revoked_at is not None and workflow.now() >= revoked_at
 
 
-async def retrieve(domain: str, request: Request, timeouts: Timeouts) -> Evidence:
+async def retrieve(
+    domain: str, request: Request, timeouts: Timeouts, compute_queue: str | None = None
+) -> Evidence:
     try:
         return await workflow.execute_activity_method(
             RetrievalActivities.retrieve_evidence,
             RetrievalQuery(domain=domain, text=request.text, request_id=request.request_id),
+            task_queue=compute_queue,
             start_to_close_timeout=timeouts.retrieval,
             retry_policy=timeouts.default_retry.policy(non_retryable=[errors.UNKNOWN_DOMAIN]),
         )
@@ -101,15 +108,51 @@ def _model_failure(cause: BaseException | None) -> Reason:
     return Reason(code=code, detail=f"no proposal, answering from passages only: {cause}"[:300])
 
 
+def _waited_in_line(err: ActivityError) -> bool:
+    """No model worker started the call in time: a backlog or an outage (asked next)."""
+    cause = err.cause
+    return isinstance(cause, TimeoutError) and cause.type is TimeoutType.SCHEDULE_TO_START
+
+
+async def _model_queue_served(model_queue: str, timeouts: Timeouts) -> bool:
+    """Whether a model worker polled ``model_queue`` lately. Unknown counts as not served:
+    the request then degrades, as it did before this question was asked."""
+    try:
+        state = await workflow.execute_activity_method(
+            QueueActivities.model_queue_state,
+            QueueCheck(
+                task_queue=model_queue,
+                within=timeouts.model_start_to_close + timedelta(seconds=10),
+            ),
+            start_to_close_timeout=timeouts.record,
+            retry_policy=timeouts.default_retry.policy(),
+        )
+    except ActivityError as err:
+        workflow.logger.warning("could not tell a busy model queue from a dead one: %s", err)
+        return False
+    return state.served
+
+
 async def propose(
-    facts: Facts, pack: DomainPack, policy: PolicyConfig, timeouts: Timeouts, model_queue: str
+    facts: Facts,
+    pack: DomainPack,
+    policy: PolicyConfig,
+    timeouts: Timeouts,
+    model_queue: str,
+    waiting: Callable[[], None] | None = None,
 ) -> Facts:
     """Ask the model, validate, repair up to the bound; else change operating mode: no
-    model -> retrieval-only, no valid proposal after the repairs -> human draft."""
+    model -> retrieval-only, no valid proposal after the repairs -> human draft.
+
+    A call no model worker started within ``model_schedule_to_start`` is not yet "no model":
+    if workers are polling the queue, it is a backlog, and the request waits in line
+    (``waiting`` is told, the stage says so) for up to ``model_queue_patience``."""
     repair_errors: list[str] = []
     refused: list[list[str]] = []  # kept on the outcome: why each answer was not taken
     model = None
-    for attempt in range(policy.max_repairs + 1):
+    attempt = 0
+    in_line_since = None
+    while attempt <= policy.max_repairs:
         try:
             raw: RawProposal = await workflow.execute_activity(
                 names.PROPOSE,
@@ -133,20 +176,35 @@ async def propose(
                 summary=f"propose (attempt {attempt + 1})",
             )
         except ActivityError as err:
+            failure = _model_failure(err.cause)
+            if _waited_in_line(err):
+                in_line_since = in_line_since or workflow.now()
+                if workflow.now() - in_line_since >= timeouts.model_queue_patience:
+                    failure = Reason(
+                        code="model_busy",
+                        detail="no proposal: the model queue was served but busy for "
+                        f"{timeouts.model_queue_patience}; answering from passages only",
+                    )
+                elif await _model_queue_served(model_queue, timeouts):
+                    workflow.logger.info("model queue busy, waiting in line")
+                    if waiting is not None:
+                        waiting()
+                    continue
             workflow.logger.warning("model unavailable, retrieval-only mode: %s", err.cause)
             return facts.model_copy(
                 update={
                     "mode": Mode.RETRIEVAL_ONLY,
                     "model": model,
-                    "model_failure": _model_failure(err.cause),
+                    "model_failure": failure,
                     "repairs": refused,
                 }
             )
+        attempt += 1
         model = raw.model
         try:
             proposal = pack.tools.validate_proposal(raw.content, intents=pack.intents)
         except ProposalInvalid as invalid:
-            workflow.logger.info("proposal invalid (attempt %d): %s", attempt + 1, invalid)
+            workflow.logger.info("proposal invalid (attempt %d): %s", attempt, invalid)
             repair_errors = invalid.errors
             refused.append(invalid.errors)
             continue
@@ -156,7 +214,7 @@ async def propose(
     return facts.model_copy(update={"mode": Mode.HUMAN_DRAFT, "model": model, "repairs": refused})
 
 
-async def verify(facts: Facts, timeouts: Timeouts) -> Facts:
+async def verify(facts: Facts, timeouts: Timeouts, compute_queue: str | None = None) -> Facts:
     """The verifier's findings, or, when it cannot run, a finding that says so (which sends
     the proposal to a human: nothing unverified acts on its own)."""
     if facts.proposal is None:
@@ -171,6 +229,7 @@ async def verify(facts: Facts, timeouts: Timeouts) -> Facts:
                 context=facts.context,
                 proposal=facts.proposal,
             ),
+            task_queue=compute_queue,
             start_to_close_timeout=timeouts.verification,
             retry_policy=timeouts.default_retry.policy(non_retryable=[errors.UNKNOWN_DOMAIN]),
         )

@@ -4,7 +4,6 @@ and reported; re-ingesting embeds only what changed. Real Qdrant local mode, rea
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,9 +14,9 @@ from tests.conftest import FRESHNESS_AS_OF, SUPPORT_KB
 from tether.activities.retrieval import RetrievalActivities
 from tether.config import RetrievalConfig
 from tether.contracts import IngestInput, RetrievalQuery
-from tether.embeddings import DIMENSIONS, Embedder
+from tether.embeddings import Embedder
 from tether.store import Store
-from tether.vectorstore import EdgeStore, QdrantStore, VectorStore
+from tether.vectorstore import VectorStore
 
 DUPLICATE = """---
 doc_id: {doc_id}
@@ -40,20 +39,6 @@ def kb(tmp_path: Path) -> Path:
     target = tmp_path / "kb"
     shutil.copytree(SUPPORT_KB, target)
     return target
-
-
-@pytest.fixture(params=["edge", "local"])
-def parts(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[VectorStore, Store]]:
-    """Each retrieval rule on both embedded backends."""
-    vectors: VectorStore = (
-        EdgeStore(DIMENSIONS, tmp_path / "edge")
-        if request.param == "edge"
-        else QdrantStore("kb", DIMENSIONS, path=tmp_path / "qdrant")
-    )
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    yield vectors, store
-    vectors.close()
-    store.close()
 
 
 def activities(

@@ -174,10 +174,13 @@ class FailingEmbedder:
     def __init__(self, embedder: Embedder, calls: int) -> None:
         self._embedder, self._left = embedder, calls
 
-    def encode(self, texts: list[str]) -> Any:
+    def encode_uncached(self, texts: list[str]) -> Any:  # a batch of chunks
         if self._left == 0:
             raise RuntimeError("worker killed")
         self._left -= 1
+        return self._embedder.encode_uncached(texts)
+
+    def encode(self, texts: list[str]) -> Any:  # their sentences
         return self._embedder.encode(texts)
 
 

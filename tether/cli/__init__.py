@@ -24,11 +24,21 @@ def main() -> None:
     """The `tether` command. Once it has finished, the process leaves without interpreter
     teardown: the Temporal client's Rust threads can abort a short-lived process there
     (temporalio/sdk-python#300), and an operator's script must see the real exit code."""
+    from pydantic import ValidationError
+
+    from tether.config import settings_problems
+
     code = 0
     try:
         app()
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except ValidationError as error:
+        if error.title != "Settings":
+            raise
+        for line in settings_problems(error):  # one line per bad variable, no traceback
+            print(line, file=sys.stderr)
+        code = 2
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -3,6 +3,8 @@ audit of what was done, and feedback heard later."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import uuid
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 from rich.table import Table
+from temporalio.service import RPCError
 
 from tether.cli.apps import app, approvals
 from tether.cli.output import JSON, dump, emit, fail, out, run
@@ -99,19 +102,38 @@ def approvals_list(
     intent: str | None = typer.Option(None, help="an intent of the pack"),
     mode: str | None = typer.Option(None, help="e.g. human_draft, read_only"),
     domain: str | None = typer.Option(None, help="one pack's requests only"),
+    limit: int | None = typer.Option(
+        None, min=1, max=1000, help="one page of this many (the next page: --after)"
+    ),
+    after: str | None = typer.Option(None, help="the page token a --limit listing printed"),
     as_json: bool = JSON,
 ) -> None:
-    """Requests waiting for approval (filtered through search attributes)."""
+    """Requests waiting for approval (filtered through search attributes). With --limit, one
+    page: --json then prints {"approvals": [...], "next_page": token or null}."""
     from tether.client import Tether
 
     async def main() -> None:
         tether = await Tether.connect()
+        filters = {"queue": queue, "intent": intent, "mode": mode, "domain": domain}
+        token: bytes | None = None
         try:
-            waiting = await tether.pending(queue=queue, intent=intent, mode=mode, domain=domain)
-        except InvalidRequest as error:
+            if limit is None and after is None:
+                waiting = await tether.pending(**filters)
+            else:
+                start = base64.urlsafe_b64decode(after) if after else None
+                waiting, token = await tether.pending_page(
+                    **filters, page_size=limit or 100, next_page_token=start
+                )
+        except (InvalidRequest, binascii.Error) as error:
             fail(error)
+        except RPCError as error:  # a token the server cannot read
+            fail(f"--after: {error.message}")
+        following = base64.urlsafe_b64encode(token).decode() if token else None
         if as_json:
-            emit(dump(list(waiting)))
+            if limit is None and after is None:
+                emit(dump(list(waiting)))
+            else:
+                emit({"approvals": dump(list(waiting)), "next_page": following})
             return
         table = Table("request", "domain", "tier", "role", "deadline", "intent", "reasons")
         for status in waiting:
@@ -126,6 +148,8 @@ def approvals_list(
                 ", ".join(r.code for r in status.pending.reasons),
             )
         out.print(table)
+        if following:
+            out.print(f"more: tether approvals list --limit {limit or 100} --after {following}")
 
     run(main())
 

@@ -17,14 +17,27 @@ from tether.config import Settings
 
 
 @app.command()
-def up() -> None:
+def up(
+    workers: int = typer.Option(
+        1,
+        min=0,
+        max=32,
+        help="worker processes for workflows (--role workflow), beside the one --role compute "
+        "process that owns the knowledge and runs the model; 0: one process runs everything",
+    ),
+) -> None:
     """Run the embedded stack in the foreground (Temporal + UI, business systems, workers)."""
     from tether.workers.stack import EmbeddedStack
 
     async def main() -> None:
         settings = Settings()
-        async with EmbeddedStack(settings) as stack:
+        async with EmbeddedStack(settings, processes=workers) as stack:
             out.print(f"Temporal {settings.temporal_address}, UI {settings.ui_url}")
+            if workers:
+                out.print(
+                    f"Workers: {workers} workflow process(es) on {settings.task_queue}, one "
+                    f"compute process on {stack.settings.compute_queue} and {settings.model_queue}"
+                )
             if stack.codec_url is not None:
                 out.print(f"Codec server {stack.codec_url}: the UI decodes encrypted history")
             for name, system in stack.systems.items():
@@ -42,9 +55,19 @@ def up() -> None:
 
 
 @app.command()
-def worker() -> None:
-    """Run the workers against an existing Temporal server (Ctrl-C stops)."""
+def worker(
+    role: str = typer.Option(
+        "all",
+        help="all | workflow (workflows, I/O activities) | compute (retrieval, verification, "
+        "the model; owns the embedded shard) | model (the model queue only)",
+    ),
+) -> None:
+    """Run workers against an existing Temporal server (Ctrl-C stops)."""
+    from tether.workers.main import ROLES
     from tether.workers.main import run as run_workers
+
+    if role not in ROLES:
+        raise typer.BadParameter(f"{role!r}: one of {', '.join(ROLES)}", param_hint="--role")
 
     logging.basicConfig(
         level=os.environ.get("TETHER_LOG_LEVEL", "INFO").upper(),
@@ -53,7 +76,7 @@ def worker() -> None:
 
     async def main() -> None:
         stop = asyncio.Event()
-        task = asyncio.create_task(run_workers(Settings(), stop))
+        task = asyncio.create_task(run_workers(Settings(), stop, role))
         await until_interrupted()
         stop.set()
         await task
