@@ -107,9 +107,13 @@ async def profile(client: Client, workflow_ids: list[str]) -> dict[str, Any]:
     waits: dict[str, list[float]] = defaultdict(list)
     runs: dict[str, list[float]] = defaultdict(list)
     tasks: list[float] = []
-    activities = 0
+    activities = events = 0
+    kinds: dict[str, int] = defaultdict(int)
     for wid in workflow_ids:
         history = await client.get_workflow_handle(wid).fetch_history()
+        events += len(history.events)
+        for event in history.events:
+            kinds[EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")] += 1
         scheduled: dict[int, tuple[str, float]] = {}
         started: dict[int, float] = {}
         task_scheduled = 0.0
@@ -135,6 +139,8 @@ async def profile(client: Client, workflow_ids: list[str]) -> dict[str, Any]:
                 runs[name].append(at - started[attrs.scheduled_event_id])
     return {
         "activities_per_request": activities / max(1, len(workflow_ids)),
+        "events_per_request": events / max(1, len(workflow_ids)),
+        "events_by_type": {k: v / max(1, len(workflow_ids)) for k, v in sorted(kinds.items())},
         "stages": {
             name: {
                 "wait_p50_ms": round(statistics.median(waits[name]), 1),
@@ -150,7 +156,7 @@ async def profile(client: Client, workflow_ids: list[str]) -> dict[str, Any]:
     }
 
 
-async def main(scale: float) -> dict[str, Any]:
+async def main(scale: float, workflow_processes: int = 1) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         business = BusinessServer(Path(tmp) / "business.db").start()
         env = await WorkflowEnvironment.start_local(
@@ -181,7 +187,7 @@ async def main(scale: float) -> dict[str, Any]:
         }
         processes = []
         try:
-            for role in ("compute", "workflow", "instant"):
+            for role in ("compute", *["workflow"] * workflow_processes, "instant"):
                 processes.append(await spawn(role, environ))
             tether = Tether(client, settings)
             await tether.ingest_pack("support")
@@ -316,7 +322,12 @@ def summary(report: dict[str, Any]) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the requests")
-    report = asyncio.run(main(parser.parse_args().scale))
+    parser.add_argument(
+        "--workflow-processes", type=int, default=1, help="as `tether up --workers N`"
+    )
+    args = parser.parse_args()
+    report = asyncio.run(main(args.scale, args.workflow_processes))
+    report["workflow_processes"] = args.workflow_processes
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=1) + "\n")
     print(summary(report))

@@ -64,7 +64,7 @@ async def main(role: str) -> None:
                 client,
                 task_queue=f"{settings.task_queue}-baseline",
                 workflows=[UngovernedWorkflow, BareWorkflow],
-                workflow_runner=workflow_runner(),
+                workflow_runner=workflow_runner("bench.ungoverned"),
                 activities=[noop],
             )
         )

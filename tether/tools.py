@@ -14,6 +14,7 @@ the tool activities (activities/tools.py), never inside a workflow.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -108,6 +109,18 @@ class ProposalInvalid(Exception):
         self.errors = errors
 
 
+@functools.cache
+def _schema_json(model: type[BaseModel]) -> str:
+    return json.dumps(model.model_json_schema())
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A tool's argument schema: generated once per model (it is asked for on every proposal),
+    a fresh copy each time."""
+    parsed: dict[str, Any] = json.loads(_schema_json(model))
+    return parsed
+
+
 class ToolRegistry:
     def __init__(self, specs: Iterable[ToolSpec]) -> None:
         self._specs = {spec.name: spec for spec in specs}
@@ -132,7 +145,7 @@ class ToolRegistry:
                 "description": spec.description,
                 "risk": spec.risk,
                 "permission": spec.permission,
-                "parameters": spec.input_model.model_json_schema(),
+                "parameters": _schema(spec.input_model),
             }
             for spec in self._specs.values()
             if spec.proposable

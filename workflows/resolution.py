@@ -51,6 +51,9 @@ from tether.workflows.approval import (
 )
 from tether.workflows.effects import Effects
 
+# Stages a run may rest in for long, where operators list it by search attribute.
+RESTING = frozenset({Stage.AWAITING_APPROVAL, Stage.WAITING_FOR_MODEL, Stage.COMPLETED})
+
 
 @workflow.defn(name=names.RESOLUTION)
 class ResolutionWorkflow:
@@ -69,6 +72,7 @@ class ResolutionWorkflow:
         self._pinned: PinnedPolicy | None = None
         self._gate = ApprovalGate(inp.request, self._pack)
         self._effects: Effects | None = None
+        self._published: tuple[str, ...] | None = None  # the search attributes last written
 
     # --- run -------------------------------------------------------------------------
 
@@ -123,7 +127,12 @@ class ResolutionWorkflow:
 
         outcome = self._outcome(started, approved, actions)
         self._set_stage(Stage.RECORDING)
-        await workflow.execute_activity_method(
+        record = (
+            workflow.execute_local_activity_method
+            if workflow.patched(steps.LEAN_HISTORY)
+            else workflow.execute_activity_method
+        )
+        await record(
             RecordActivities.record_outcome,
             outcome,
             start_to_close_timeout=inp.timeouts.record,
@@ -300,15 +309,32 @@ class ResolutionWorkflow:
         return f"Declined by {verdict.approver}: {verdict.reason}", []
 
     def _set_stage(self, stage: Stage, queue: str = "none") -> None:
+        """The stage, for the status query at once; for the search attributes (a visibility
+        write on the server each), when the run comes to rest where an operator lists it
+        (approval, a model backlog, the end), leaves such a place, or starts. A step that
+        hangs in between shows in the UI as its pending activity, with its attempts."""
         self._stage = stage
         proposal = self._facts.proposal
+        attributes = (
+            self._inp.domain,
+            stage.value,
+            queue,
+            self._mode.value,
+            proposal.intent if proposal else "unknown",
+        )
+        if workflow.patched(steps.LEAN_HISTORY):
+            last = self._published
+            leaving = last is not None and Stage(last[1]) in RESTING
+            if attributes == last or not (last is None or stage in RESTING or leaving):
+                return
+        self._published = attributes
         workflow.upsert_search_attributes(
             [
-                search.DOMAIN.value_set(self._inp.domain),
-                search.STAGE.value_set(stage.value),
-                search.QUEUE.value_set(queue),
-                search.MODE.value_set(self._mode.value),
-                search.INTENT.value_set(proposal.intent if proposal else "unknown"),
+                search.DOMAIN.value_set(attributes[0]),
+                search.STAGE.value_set(attributes[1]),
+                search.QUEUE.value_set(attributes[2]),
+                search.MODE.value_set(attributes[3]),
+                search.INTENT.value_set(attributes[4]),
             ]
         )
 

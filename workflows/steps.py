@@ -42,6 +42,17 @@ with workflow.unsafe.imports_passed_through():
     from tether.tools import ProposalInvalid
 
 
+# The patch under which a run writes less history for the same work: the workers' own
+# bookkeeping (pinning the policy, recording the outcome) runs as local activities (in the
+# worker that runs the workflow, recorded as a marker, no task for the server to schedule,
+# dispatch and complete), and search attributes are written where a run comes to rest.
+# Histories from before replay on the old path.
+LEAN_HISTORY = "lean-history"
+# The patch under which a proposal that waited too long for a model worker asks whether the
+# model queue is served before it gives up on the model.
+MODEL_BACKLOG = "model-backlog"
+
+
 def no_evidence(request: Request) -> Evidence:
     """Evidence when retrieval could not run: none at all, flagged as stale so that policy
     lets nothing write without a human."""
@@ -57,7 +68,15 @@ def no_evidence(request: Request) -> Evidence:
 async def pin_policy(domain: str, timeouts: Timeouts, version: str | None = None) -> PinnedPolicy:
     """The workers' policy for ``domain`` (the active version, or the one named), recorded in
     this history with its hash. Without one nothing can be decided: the workflow fails, saying
-    why, before anything has run."""
+    why, before anything has run. A local activity: a store read is no reason for a round
+    trip through the Temporal server (histories from before keep their activity)."""
+    if workflow.patched(LEAN_HISTORY):
+        return await workflow.execute_local_activity_method(
+            PolicyActivities.pin_policy,
+            PinRequest(domain=domain, version=version),
+            start_to_close_timeout=timeouts.record,
+            retry_policy=timeouts.default_retry.policy(non_retryable=[errors.NO_POLICY]),
+        )
     return await workflow.execute_activity_method(
         PolicyActivities.pin_policy,
         PinRequest(domain=domain, version=version),
@@ -185,7 +204,9 @@ async def propose(
                         detail="no proposal: the model queue was served but busy for "
                         f"{timeouts.model_queue_patience}; answering from passages only",
                     )
-                elif await _model_queue_served(model_queue, timeouts):
+                elif workflow.patched(MODEL_BACKLOG) and await _model_queue_served(
+                    model_queue, timeouts
+                ):
                     workflow.logger.info("model queue busy, waiting in line")
                     if waiting is not None:
                         waiting()
