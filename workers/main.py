@@ -29,6 +29,7 @@ from tether.activities.retrieval import RetrievalActivities
 from tether.activities.tools import ToolActivities
 from tether.activities.verification import VerificationActivities
 from tether.config import LLMConfig, Settings
+from tether.contracts import ModelIdentity, ProposeInput, RawProposal
 from tether.domain import DomainPack
 from tether.embeddings import DIMENSIONS, Embedder
 from tether.ledger import Ledger
@@ -56,6 +57,10 @@ WORKFLOWS = [
     LiveEvaluationWorkflow,
     ShadowEvaluationWorkflow,
 ]
+
+READY = "tether worker serving"  # logged once every queue of the role is polled
+Role = Literal["all", "workflow", "compute", "model"]
+ROLES: tuple[Role, ...] = ("all", "workflow", "compute", "model")
 
 
 def vector_store(settings: Settings, domain: str) -> VectorStore:
@@ -117,6 +122,7 @@ class Resources:
     _vectors: dict[str, VectorStore] = field(default_factory=dict, repr=False)
     _vectors_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _model: ModelProvider | None = field(default=None, repr=False)
+    _model_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, *, embedder: Embedder | None = None) -> Resources:
@@ -158,6 +164,10 @@ class Resources:
     def model(self) -> ModelProvider:
         """The configured provider, built once: the local model, or an OpenAI-compatible
         endpoint (its circuit breaker lives as long as this worker)."""
+        with self._model_lock:
+            return self._build_model()
+
+    def _build_model(self) -> ModelProvider:
         if self._model is None:
             if self.settings.llm.provider == "openai":
                 self._model = OpenAICompatible(self.settings.llm)
@@ -168,6 +178,13 @@ class Resources:
     @property
     def sentences(self) -> SentenceVectors:
         return SentenceVectors(self.embedder, self.vectors)
+
+    def warm(self, role: Role) -> None:
+        """Load what the role's first activities need, so that they do not wait for it."""
+        if role in ("all", "compute", "model"):
+            self.model()
+        if role in ("all", "compute"):
+            self.embedder.encode_uncached(["warm up"])
 
     async def close(self) -> None:
         if isinstance(self._model, OpenAICompatible):
@@ -249,10 +266,25 @@ def compute_worker(client: Client, res: Resources, *, task_queue: str | None = N
     )
 
 
+class LazyModel:
+    """The provider, built on its first call (or by ``Resources.warm`` meanwhile): a restarted
+    worker polls its queues at once, not after the model has loaded, and the proposals that
+    arrive first wait for the load inside their start-to-close instead of in the queue."""
+
+    def __init__(self, build: Callable[[], ModelProvider]) -> None:
+        self._build = build
+
+    def identity(self) -> ModelIdentity:
+        return self._build().identity()
+
+    async def propose(self, inp: ProposeInput) -> RawProposal:
+        return await (await asyncio.to_thread(self._build)).propose(inp)
+
+
 def model_worker(client: Client, res: Resources, *, task_queue: str | None = None) -> Worker:
     """The model on its own task queue, so it can be scaled, limited or lost on its own."""
     return model_worker_for(
-        client, res.model(), res.settings.llm, task_queue or res.settings.model_queue
+        client, LazyModel(res.model), res.settings.llm, task_queue or res.settings.model_queue
     )
 
 
@@ -267,11 +299,6 @@ def model_worker_for(
         # Enforced by the Temporal server for the whole queue, across every model worker.
         max_task_queue_activities_per_second=llm.rate_limit_per_second,
     )
-
-
-READY = "tether worker serving"  # logged once every queue of the role is polled
-Role = Literal["all", "workflow", "compute", "model"]
-ROLES: tuple[Role, ...] = ("all", "workflow", "compute", "model")
 
 
 def workers_for(client: Client, res: Resources, role: Role) -> list[Worker]:
@@ -312,13 +339,13 @@ async def run(settings: Settings, stop: asyncio.Event, role: Role = "all") -> No
     try:
         async with contextlib.AsyncExitStack() as stack:
             workers = workers_for(client, res, role)
-            if role in ("all", "compute", "model"):
-                # Loaded before polling: the first proposal is not the one that waits for it.
-                await asyncio.to_thread(res.model)
             for worker in workers:
                 await stack.enter_async_context(worker)
             queues = ", ".join(w.task_queue for w in workers)
             log.info("%s (role %s): %s", READY, role, queues)
+            # Polling already; the model and the embeddings load meanwhile, off the loop.
+            warming = asyncio.create_task(asyncio.to_thread(res.warm, role))
             await stop.wait()
+            warming.cancel()
     finally:
         await res.close()

@@ -62,10 +62,8 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         task_queue=queue,
         model_queue=f"{queue}-model",
         # Short activity timeouts: a killed worker's activities are retried within seconds.
-        # Proposals may wait for the restarting worker (~8 s to load the model each time):
-        # this test is about side effects, test_resolution covers the outage fallback.
+        # How long a proposal waits for the restarting worker is the default's business.
         timeouts=Timeouts(
-            model_schedule_to_start=timedelta(minutes=2),
             retrieval=timedelta(seconds=5),
             model_start_to_close=timedelta(seconds=5),
             verification=timedelta(seconds=5),
