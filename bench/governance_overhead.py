@@ -47,6 +47,7 @@ from tether.workers.main import READY
 TICKET = "Where is my order ORD-1001? It has not arrived."
 LEVELS = {1: 30, 20: 120, 50: 200}  # concurrency -> requests per kind
 RESULTS = Path(__file__).parent / "results" / "throughput.json"
+DRAINS: set[asyncio.Task[None]] = set()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -54,7 +55,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def spawn(role: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+async def spawn(
+    role: str, env: dict[str, str], log: Path | None = None
+) -> asyncio.subprocess.Process:
+    """A bench worker of ``role``, once it polls; its log kept in ``log`` if given."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -65,17 +69,27 @@ async def spawn(role: str, env: dict[str, str]) -> asyncio.subprocess.Process:
         stderr=asyncio.subprocess.PIPE,
     )
     assert process.stderr is not None
-    log = []
+    lines = []
     while True:
         line = (await asyncio.wait_for(process.stderr.readline(), 300)).decode()
-        log.append(line)
+        lines.append(line)
         if READY in line:
             break
         if not line:
-            raise RuntimeError(f"bench worker {role} died:\n{''.join(log[-30:])}")
-    # Keep draining its log, so a full pipe never blocks it.
-    asyncio.create_task(process.stderr.read())  # noqa: RUF006
+            raise RuntimeError(f"bench worker {role} died:\n{''.join(lines[-30:])}")
+    # Keep draining its log, so a full pipe never blocks it (the task is kept: a task nobody
+    # references may be collected, and then the worker blocks writing a log line).
+    task = asyncio.create_task(drain(process.stderr, log))
+    DRAINS.add(task)
+    task.add_done_callback(DRAINS.discard)
     return process
+
+
+async def drain(stream: asyncio.StreamReader, log: Path | None) -> None:
+    async for line in stream:
+        if log is not None:
+            with log.open("ab") as out:
+                out.write(line)
 
 
 async def batch(

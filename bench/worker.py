@@ -47,6 +47,7 @@ class InstantModel:
 
 async def main(role: str) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {role} %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per tool call otherwise
     settings = Settings()
     client = await connect(settings)
     res = Resources.build(settings)

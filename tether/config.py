@@ -385,6 +385,14 @@ class Settings(BaseSettings):
     # onnx: the same vectors as torch, faster on CPU (bench/ingest_throughput.py).
     embedding_backend: Literal["torch", "onnx"] = "onnx"
     activity_threads: int = 8
+    # Workflows a worker keeps in memory between their tasks (Temporal's sticky cache); one
+    # evicted is replayed from its history when it next has work. Bounds what thousands of
+    # requests waiting for a person cost a worker (bench/parked.py).
+    max_cached_workflows: int = Field(default=600, ge=0)
+    # Workflow tasks one worker process runs at a time. More only queue inside the process,
+    # where the server cannot see them wait: under a burst they outlive their timeouts
+    # (bench/burst.py); fewer leave them in the server's queue until a slot frees.
+    workflow_task_slots: int = Field(default=10, ge=2)
     # Serve Prometheus metrics (Temporal's and Tether's) on host:port, e.g. 127.0.0.1:9464.
     metrics_address: str | None = None
     # Where drift alerts are POSTed, besides the log and the metrics.

@@ -74,6 +74,11 @@ class TemporalDevServer:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
     def args(self) -> list[str]:
         codec = ["--ui-codec-endpoint", self.codec_endpoint] if self.codec_endpoint else []
         return [

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from tether import errors, packs
+from tether import capacity, errors, packs
 from tether.activities.model import ModelActivities, QueueActivities
 from tether.activities.policy import PolicyActivities
 from tether.activities.records import RecordActivities
@@ -34,6 +36,7 @@ from tether.domain import DomainPack
 from tether.embeddings import DIMENSIONS, Embedder
 from tether.ledger import Ledger
 from tether.localmodel import LocalModel
+from tether.metrics import runtime_for
 from tether.openai_compat import OpenAICompatible
 from tether.policystore import PolicyStore
 from tether.providers import ModelProvider
@@ -236,6 +239,8 @@ def resolution_worker(
         # No more activities than threads: a sync activity queued for a thread would burn
         # its start-to-close time waiting.
         max_concurrent_activities=res.settings.activity_threads,
+        max_cached_workflows=res.settings.max_cached_workflows,
+        max_concurrent_workflow_tasks=res.settings.workflow_task_slots,
     )
 
 
@@ -318,8 +323,7 @@ def workers_for(client: Client, res: Resources, role: Role) -> list[Worker]:
             raise errors.ConfigurationError(
                 [
                     "--role workflow runs no retrieval or verification: set "
-                    "TETHER_COMPUTE_QUEUE (for workers and clients alike) and run a --role "
-                    "compute worker"
+                    "TETHER_COMPUTE_QUEUE and run a --role compute worker on it"
                 ]
             )
         return [resolution_worker(client, res, compute=False)]
@@ -328,6 +332,21 @@ def workers_for(client: Client, res: Resources, role: Role) -> list[Worker]:
             raise errors.ConfigurationError(["--role compute serves TETHER_COMPUTE_QUEUE: set it"])
         return [compute_worker(client, res), model_worker(client, res)]
     return [model_worker(client, res)]
+
+
+async def report_cpu(settings: Settings, role: Role, every: float = 2.0) -> None:
+    """This process's CPU seconds, by role, on its metrics endpoint: what `tether capacity`
+    sizes a deployment from."""
+    runtime = runtime_for(settings.metrics_address)
+    if runtime is None:
+        return
+    gauge = runtime.metric_meter.create_gauge_float(
+        capacity.CPU, "CPU seconds this worker process has used", "s"
+    )
+    labels = {"role": role, "pid": str(os.getpid())}
+    while True:
+        gauge.set(time.process_time(), labels)
+        await asyncio.sleep(every)
 
 
 async def run(settings: Settings, stop: asyncio.Event, role: Role = "all") -> None:
@@ -345,7 +364,9 @@ async def run(settings: Settings, stop: asyncio.Event, role: Role = "all") -> No
             log.info("%s (role %s): %s", READY, role, queues)
             # Polling already; the model and the embeddings load meanwhile, off the loop.
             warming = asyncio.create_task(asyncio.to_thread(res.warm, role))
+            reporting = asyncio.create_task(report_cpu(settings, role))
             await stop.wait()
             warming.cancel()
+            reporting.cancel()
     finally:
         await res.close()

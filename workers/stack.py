@@ -161,8 +161,9 @@ class EmbeddedStack:
         roles = ["compute"] + ["workflow"] * self.processes
         for number, role in enumerate(roles):
             mine = dict(env)
-            if number and self.settings.metrics_address:
-                mine.pop("TETHER_METRICS_ADDRESS", None)  # one process per address
+            if self.settings.metrics_address:  # one address per process: the next ports
+                host, port = self.settings.metrics_address.rsplit(":", 1)
+                mine["TETHER_METRICS_ADDRESS"] = f"{host}:{int(port) + number}"
             self._children.append(WorkerProcess(role, number, mine))
         # The owner first: it loads the embedding model while the others start.
         await asyncio.gather(*(child.start() for child in self._children))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tether.stack import free_port
+from tether.stack import free_port, port_free
 
 pytestmark = pytest.mark.integration
 
@@ -98,6 +98,14 @@ def test_the_generated_pack_passes_its_own_tests(domains: Path) -> None:
     assert " passed" in summary and "skipped" not in summary, summary
 
 
+def free_pair() -> int:
+    """A free port whose successor is free too."""
+    while True:
+        port = free_port()
+        if port_free(port + 1):
+            return port
+
+
 @pytest.fixture
 def served(domains: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
     """`tether up` serving the generated pack (and only it), as the tutorial runs it; the
@@ -109,6 +117,8 @@ def served(domains: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
         TETHER_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
         TETHER_TEMPORAL_UI_PORT=str(free_port()),
         TETHER_SYSTEMS=json.dumps({NAME: f"http://127.0.0.1:{free_port()}"}),
+        # `tether up` gives its worker processes this port and the next one.
+        TETHER_METRICS_ADDRESS=f"127.0.0.1:{free_pair()}",
     )
     log = tmp_path / "up.log"
     with log.open("wb") as out:
@@ -162,3 +172,37 @@ def test_tether_ask_is_answered_by_the_generated_pack(
             "SELECT record_id, user_id, units FROM reservations WHERE idempotency_key = ?", (key,)
         ).fetchall()
     assert rows == [("REC-103", "U-100", 2)]
+
+
+def test_capacity_is_read_from_the_workers_own_metrics(
+    domains: Path, served: dict[str, str], tmp_path: Path
+) -> None:
+    """`tether up` runs a compute and a workflow process, each exporting its CPU by role;
+    `tether capacity`, measuring while requests complete, names both and a bottleneck."""
+    host, port = served["TETHER_METRICS_ADDRESS"].rsplit(":", 1)
+    endpoints = [f"{host}:{port}", f"{host}:{int(port) + 1}"]
+    ingested = tether("ingest", "--domain", NAME, cwd=tmp_path, env=served)
+    assert ingested.returncode == 0, ingested.stderr
+    measuring = subprocess.Popen(
+        [sys.executable, "-m", "tether.cli", "capacity", "--seconds", "20", "--target", "50"]
+        + [arg for e in endpoints for arg in ("--metrics", e)]
+        + ["--json"],
+        cwd=tmp_path,
+        env=served,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for i in range(4):
+        asked = tether(
+            "ask", f"Please reserve {i + 1} units of REC-103 for the support team.",
+            "--subject", "U-100", "--domain", NAME, cwd=tmp_path, env=served,
+        )  # fmt: skip
+        assert asked.returncode == 0, asked.stderr
+    out, err = measuring.communicate(timeout=120)
+    assert measuring.returncode == 0, err
+    found = json.loads(out)
+    roles = {r["role"]: r for r in found["roles"]}
+    assert set(roles) == {"compute", "workflow"}, found
+    assert found["requests_per_s"] > 0 and found["bottleneck"] in roles
+    assert all(r["cpu_ms_per_request"] > 0 and r["needed"] >= 1 for r in roles.values())

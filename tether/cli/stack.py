@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from tether.cli.apps import app
-from tether.cli.output import JSON, emit, err, out, run, until_interrupted
+from tether.cli.output import JSON, emit, err, fail, out, run, until_interrupted
 from tether.config import Settings
 
 
@@ -73,6 +73,7 @@ def worker(
         level=os.environ.get("TETHER_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per tool call
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -174,3 +175,64 @@ def demo() -> None:
     from tether.workers.demo import run_demo
 
     run(run_demo())
+
+
+@app.command("capacity")
+def capacity_command(
+    metrics: list[str] = typer.Option(
+        [],
+        "--metrics",
+        help="a worker's metrics endpoint, host:port (repeat for each); default "
+        "TETHER_METRICS_ADDRESS",
+    ),
+    seconds: float = typer.Option(10.0, min=1.0, help="time between the two scrapes"),
+    target: float | None = typer.Option(None, min=0.0, help="requests/s to size for"),
+    as_json: bool = JSON,
+) -> None:
+    """Requests/s per worker role, the bottleneck, and the processes a target rate needs, from
+    the workers' own metrics (under real traffic: idle workers say nothing)."""
+    import dataclasses
+    import time
+
+    import httpx
+
+    from tether import capacity
+
+    endpoints = metrics or [a for a in [Settings().metrics_address] if a]
+    if not endpoints:
+        fail("no endpoint: pass --metrics host:port or set TETHER_METRICS_ADDRESS")
+    try:
+        before = capacity.scrape(endpoints)
+        time.sleep(seconds)
+        after = capacity.scrape(endpoints)
+    except httpx.HTTPError as error:
+        fail(f"cannot read the metrics: {error}")
+    found = capacity.assess(before, after, seconds, target)
+    if as_json:
+        emit(dataclasses.asdict(found))
+        return
+    if not after.cpu:
+        fail("no tether_process_cpu_seconds there: are these Tether workers' endpoints?")
+    out.print(f"over {seconds:.0f} s: {found.requests_per_s:.2f} requests/s completed")
+    table = Table("role", "processes", "cores used", "CPU ms/request", "req/s per process")
+    if target:
+        table.add_column(f"processes for {target:g}/s")
+    for role in found.roles:
+        row = [
+            role.role,
+            str(role.processes),
+            f"{role.cores:.2f}",
+            f"{role.cpu_ms_per_request:.1f}" if role.cpu_ms_per_request is not None else "-",
+            f"{role.per_process_per_s:.1f}" if role.per_process_per_s is not None else "-",
+        ]
+        if target:
+            row.append(str(role.needed) if role.needed is not None else "-")
+        table.add_row(*row)
+    out.print(table)
+    if found.bottleneck:
+        out.print(
+            f"bottleneck: {found.bottleneck} (this deployment carries about "
+            f"{found.ceiling_per_s:.1f} requests/s); the Temporal server's CPU is not counted"
+        )
+    else:
+        out.print("no requests completed while measuring: send traffic, then measure")
