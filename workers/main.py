@@ -214,8 +214,10 @@ def resolution_worker(
     ``compute`` (one process serves everything), the CPU-heavy ones as well."""
     tools = ToolActivities(res.packs, res.systems, res.ledger)
     records = RecordActivities(res.store)
-    policy = PolicyActivities(res.policies, None if compute else res.settings.compute_queue)
-    queues = QueueActivities(res.settings.compute_queue)
+    # Where this worker's workflows send CPU-heavy work: here, or the compute queue.
+    elsewhere = None if compute else res.settings.compute_queue
+    policy = PolicyActivities(res.policies, elsewhere)
+    queues = QueueActivities(elsewhere)
     return Worker(
         client,
         task_queue=task_queue or res.settings.task_queue,
