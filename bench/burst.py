@@ -12,97 +12,54 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType, TimeoutType
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
-from bench.governance_overhead import pct, request, spawn
-from tether import search
-from tether.client import Tether
-from tether.config import Settings
+from bench.deployment import deployment
+from bench.governance_overhead import pct, request
 from tether.contracts import Mode
-from tether.domains.support.business import BusinessServer
 from tether.names import workflow_id_for
-from tether.stack import FAST_DYNAMIC_CONFIG, temporal_binary
 
 RESULTS = Path(__file__).parent / "results" / "burst.json"
 
 
 async def main(requests: int, workflow_processes: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        business = BusinessServer(Path(tmp) / "business.db").start()
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_binary(),
-            dev_server_extra_args=FAST_DYNAMIC_CONFIG,
-            search_attributes=search.ALL,
-            data_converter=pydantic_data_converter,
-        )
-        client = env.client
-        settings = Settings(
-            data_dir=Path(tmp),
-            domains=["support"],
-            systems={"shop": business.url},
-            compute_queue="tether-compute",
-            temporal_address=client.service_client.config.target_host,
-        )
-        environ = {
-            **os.environ,
-            "TETHER_DATA_DIR": tmp,
-            "TETHER_DOMAINS": '["support"]',
-            "TETHER_SYSTEMS": json.dumps(settings.systems),
-            "TETHER_COMPUTE_QUEUE": str(settings.compute_queue),
-            "TETHER_TEMPORAL_ADDRESS": settings.temporal_address,
-        }
-        logs = [Path(tmp) / f"worker-{i}.log" for i in range(workflow_processes + 1)]
-        processes = [await spawn("compute", environ, logs[0])]
-        for log in logs[1:]:
-            processes.append(await spawn("workflow", environ, log))
-        try:
-            tether = Tether(client, settings)
-            await tether.ingest_pack("support")
-            batch = [request() for _ in range(requests)]
-            started = time.perf_counter()
-            handles = await asyncio.gather(*(tether.submit(r) for r in batch))
-            submitted = time.perf_counter() - started
-            outcomes = await asyncio.gather(*(h.result() for h in handles))
-            wall = time.perf_counter() - started
-            execution: list[float] = []
-            timeouts: dict[str, int] = {}
-            failures = 0
-            for r in batch:
-                history = await client.get_workflow_handle(
-                    workflow_id_for(r.request_id)
-                ).fetch_history()
-                begun = 0.0
-                for event in history.events:
-                    at = event.event_time.ToMicroseconds() / 1000
-                    kind = event.event_type
-                    if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-                        begun = at
-                    elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-                        execution.append(at - begun)
-                    elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
-                        # START_TO_CLOSE: a task ran too long and is run again (work lost);
-                        # SCHEDULE_TO_START: a task waited past the sticky queue's timeout and
-                        # moved to the shared queue (nothing lost, nothing run twice).
-                        kind_of = TimeoutType.Name(
-                            event.workflow_task_timed_out_event_attributes.timeout_type
-                        ).removeprefix("TIMEOUT_TYPE_")
-                        timeouts[kind_of] = timeouts.get(kind_of, 0) + 1
-                    elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
-                        failures += 1
-        finally:
-            for process in processes:
-                process.terminate()
-                await process.wait()
-            await env.shutdown()
-            business.stop()
+    async with deployment(["compute", *["workflow"] * workflow_processes]) as deployed:
+        client, tether, logs = deployed.client, deployed.tether, deployed.logs
+        batch = [request() for _ in range(requests)]
+        started = time.perf_counter()
+        handles = await asyncio.gather(*(tether.submit(r) for r in batch))
+        submitted = time.perf_counter() - started
+        outcomes = await asyncio.gather(*(h.result() for h in handles))
+        wall = time.perf_counter() - started
+        execution: list[float] = []
+        timeouts: dict[str, int] = {}
+        failures = 0
+        for r in batch:
+            history = await client.get_workflow_handle(
+                workflow_id_for(r.request_id)
+            ).fetch_history()
+            begun = 0.0
+            for event in history.events:
+                at = event.event_time.ToMicroseconds() / 1000
+                kind = event.event_type
+                if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+                    begun = at
+                elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+                    execution.append(at - begun)
+                elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+                    # START_TO_CLOSE: a task ran too long and is run again (work lost);
+                    # SCHEDULE_TO_START: a task waited past the sticky queue's timeout and
+                    # moved to the shared queue (nothing lost, nothing run twice).
+                    kind_of = TimeoutType.Name(
+                        event.workflow_task_timed_out_event_attributes.timeout_type
+                    ).removeprefix("TIMEOUT_TYPE_")
+                    timeouts[kind_of] = timeouts.get(kind_of, 0) + 1
+                elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+                    failures += 1
         warnings = sum(log.read_text(errors="replace").count("TMPRL1104") for log in logs)
     return {
         "requests": requests,

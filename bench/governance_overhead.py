@@ -19,8 +19,6 @@ import asyncio
 import json
 import os
 import statistics
-import sys
-import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -30,66 +28,23 @@ from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
+from bench.deployment import deployment
 from bench.ungoverned import BareWorkflow, BaselineInput, UngovernedWorkflow
 from bench.worker import INSTANT_QUEUE
-from tether import search
 from tether.client import Tether
 from tether.config import Settings
 from tether.contracts import Request, ResolutionInput
-from tether.domains.support.business import BusinessServer
 from tether.names import workflow_id_for
-from tether.stack import FAST_DYNAMIC_CONFIG, temporal_binary
-from tether.workers.main import READY
 
 TICKET = "Where is my order ORD-1001? It has not arrived."
 LEVELS = {1: 30, 20: 120, 50: 200}  # concurrency -> requests per kind
 RESULTS = Path(__file__).parent / "results" / "throughput.json"
-DRAINS: set[asyncio.Task[None]] = set()
 
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-async def spawn(
-    role: str, env: dict[str, str], log: Path | None = None
-) -> asyncio.subprocess.Process:
-    """A bench worker of ``role``, once it polls; its log kept in ``log`` if given."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.worker",
-        role,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    lines = []
-    while True:
-        line = (await asyncio.wait_for(process.stderr.readline(), 300)).decode()
-        lines.append(line)
-        if READY in line:
-            break
-        if not line:
-            raise RuntimeError(f"bench worker {role} died:\n{''.join(lines[-30:])}")
-    # Keep draining its log, so a full pipe never blocks it (the task is kept: a task nobody
-    # references may be collected, and then the worker blocks writing a log line).
-    task = asyncio.create_task(drain(process.stderr, log))
-    DRAINS.add(task)
-    task.add_done_callback(DRAINS.discard)
-    return process
-
-
-async def drain(stream: asyncio.StreamReader, log: Path | None) -> None:
-    async for line in stream:
-        if log is not None:
-            with log.open("ab") as out:
-                out.write(line)
 
 
 async def batch(
@@ -108,6 +63,29 @@ async def batch(
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(requests)))
     return latencies, time.perf_counter() - started
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def dev_server_pid() -> int | None:
+    """The Temporal dev server this process started (a child, found by its command line)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            parent = next(
+                (line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), ""
+            )
+            if b"start-dev" in cmdline and parent == str(os.getpid()):
+                return int(entry.name)
+    return None
 
 
 def request() -> Request:
@@ -143,14 +121,14 @@ async def profile(client: Client, workflow_ids: list[str]) -> dict[str, Any]:
                 scheduled[event.event_id] = (name, at)
                 activities += 1
             elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-                attrs = event.activity_task_started_event_attributes
-                name, then = scheduled[attrs.scheduled_event_id]
+                which = event.activity_task_started_event_attributes.scheduled_event_id
+                name, then = scheduled[which]
                 waits[name].append(at - then)
-                started[attrs.scheduled_event_id] = at
+                started[which] = at
             elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-                attrs = event.activity_task_completed_event_attributes
-                name, _ = scheduled[attrs.scheduled_event_id]
-                runs[name].append(at - started[attrs.scheduled_event_id])
+                which = event.activity_task_completed_event_attributes.scheduled_event_id
+                name, _ = scheduled[which]
+                runs[name].append(at - started[which])
     return {
         "activities_per_request": activities / max(1, len(workflow_ids)),
         "events_per_request": events / max(1, len(workflow_ids)),
@@ -171,52 +149,17 @@ async def profile(client: Client, workflow_ids: list[str]) -> dict[str, Any]:
 
 
 async def main(scale: float, workflow_processes: int = 1) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        business = BusinessServer(Path(tmp) / "business.db").start()
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_binary(),
-            dev_server_extra_args=FAST_DYNAMIC_CONFIG,
-            search_attributes=search.ALL,
-            data_converter=pydantic_data_converter,
-        )
-        client = env.client
-        settings = Settings(
-            data_dir=Path(tmp),
-            domains=["support"],
-            systems={"shop": business.url},
-            task_queue="bench",
-            model_queue="bench-model",
-            compute_queue="bench-compute",
-            temporal_address=client.service_client.config.target_host,
-        )
-        environ = {
-            **os.environ,
-            "TETHER_DATA_DIR": tmp,
-            "TETHER_DOMAINS": '["support"]',
-            "TETHER_SYSTEMS": json.dumps(settings.systems),
-            "TETHER_TASK_QUEUE": settings.task_queue,
-            "TETHER_MODEL_QUEUE": settings.model_queue,
-            "TETHER_COMPUTE_QUEUE": str(settings.compute_queue),
-            "TETHER_TEMPORAL_ADDRESS": settings.temporal_address,
-        }
-        processes = []
-        try:
-            for role in ("compute", *["workflow"] * workflow_processes, "instant"):
-                processes.append(await spawn(role, environ))
-            tether = Tether(client, settings)
-            await tether.ingest_pack("support")
-            report = await measure(client, tether, settings, scale)
-        finally:
-            for process in processes:
-                process.terminate()
-                await process.wait()
-            await env.shutdown()
-            business.stop()
-    return report
+    roles = ["compute", *["workflow"] * workflow_processes, "instant"]
+    async with deployment(roles) as deployed:
+        watched = {"compute": deployed.processes[0].pid, "workflow": deployed.processes[1].pid}
+        server = dev_server_pid()
+        if server is not None:
+            watched["temporal server"] = server
+        return await measure(deployed.client, deployed.tether, deployed.settings, scale, watched)
 
 
 async def measure(
-    client: Client, tether: Tether, settings: Settings, scale: float
+    client: Client, tether: Tether, settings: Settings, scale: float, roles: dict[str, int]
 ) -> dict[str, Any]:
     async def governed(_: int, model_queue: str = settings.model_queue) -> None:
         r = request()
@@ -252,7 +195,9 @@ async def measure(
     for concurrency, count in LEVELS.items():
         n = max(concurrency, int(count * scale)) // 2
         ids.clear()
+        used = {role: cpu_seconds(pid) for role, pid in roles.items()}
         g1, gw1 = await batch(governed, n, concurrency)
+        used = {role: cpu_seconds(pid) - used[role] for role, pid in roles.items()}
         u1, uw1 = await batch(ungoverned, n, concurrency)
         u2, uw2 = await batch(ungoverned, n, concurrency)
         g2, gw2 = await batch(governed, n, concurrency)
@@ -271,6 +216,11 @@ async def measure(
                 "per_s": round(u_rate, 2),
             },
             "latency_ratio_p50": round(pct(g, 0.5) / pct(u, 0.5), 2),
+            # CPU one governed request cost each process (its first batch), and its cores.
+            "governed_cpu_ms_per_request": {
+                role: round(1000 * seconds / len(g1), 1) for role, seconds in used.items()
+            },
+            "governed_cores": {role: round(seconds / gw1, 2) for role, seconds in used.items()},
             "throughput_ratio": round(g_rate / u_rate, 2),
             "profile": await profile(client, ids[:: max(1, len(ids) // 20)]),
         }
@@ -320,6 +270,14 @@ def summary(report: dict[str, Any]) -> str:
         f" req/s, bare workflow of {c['activities']} empty activities {c['bare_per_s']}/s: "
         f"cost {c['cost_ratio']}x"
     )
+    for level, row in report["levels"].items():
+        lines.append(
+            f"concurrency {level}: CPU per governed request (cores used) "
+            + ", ".join(
+                f"{role} {ms} ms ({row['governed_cores'][role]})"
+                for role, ms in row["governed_cpu_ms_per_request"].items()
+            )
+        )
     for level, row in report["levels"].items():
         tasks = row["profile"]["workflow_task_ms"]
         lines.append(

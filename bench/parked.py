@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.governance_overhead import spawn
+from bench.deployment import spawn
 from tether.client import Tether, connect
 from tether.config import Settings
 from tether.contracts import Request
