@@ -33,6 +33,7 @@ from temporalio.client import (
     ScheduleSpec,
     ScheduleUpdate,
     TLSConfig,
+    WorkflowExecution,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
@@ -292,17 +293,20 @@ class Tether:
         await listing.fetch_next_page()
         slots = asyncio.Semaphore(PENDING_QUERIES)
 
-        async def status(workflow_id: str) -> WorkflowStatus | None:
-            async with slots:
+        async def status(execution: WorkflowExecution) -> WorkflowStatus | None:
+            listed = (await execution.memo()).get(names.PENDING_MEMO)
+            if listed is not None:
+                return WorkflowStatus.model_validate(listed)
+            async with slots:  # started before approvals were listed in the memo: ask it
                 try:
                     found: WorkflowStatus = await self.client.get_workflow_handle(
-                        workflow_id
+                        execution.id
                     ).query(names.STATUS, result_type=WorkflowStatus)
                     return found
                 except RPCError:  # it finished between the listing and the query
                     return None
 
-        statuses = await asyncio.gather(*(status(e.id) for e in listing.current_page or []))
+        statuses = await asyncio.gather(*(status(e) for e in listing.current_page or []))
         waiting = [s for s in statuses if s is not None and s.pending is not None]
         return waiting, listing.next_page_token or None
 

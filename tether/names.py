@@ -25,6 +25,10 @@ REVIEW_SIGNAL = "review_signal"  # the same, for tools that can only signal
 EDIT = "edit"  # update
 EDIT_SIGNAL = "edit_signal"
 
+# A waiting request's status as it entered approval, in its memo: `pending()` lists from
+# visibility, without asking each workflow.
+PENDING_MEMO = "tether_pending"
+
 # Model activities (the model task queue).
 PROPOSE = "propose_resolution"
 RECONCILE = "reconcile_tool"

@@ -322,8 +322,9 @@ class ResolutionWorkflow:
             self._mode.value,
             proposal.intent if proposal else "unknown",
         )
-        if workflow.patched(steps.LEAN_HISTORY):
-            last = self._published
+        lean = workflow.patched(steps.LEAN_HISTORY)
+        last = self._published
+        if lean:
             leaving = last is not None and Stage(last[1]) in RESTING
             if attributes == last or not (last is None or stage in RESTING or leaving):
                 return
@@ -337,6 +338,10 @@ class ResolutionWorkflow:
                 search.INTENT.value_set(attributes[4]),
             ]
         )
+        waiting = stage is Stage.AWAITING_APPROVAL
+        if lean and (waiting or (last is not None and last[1] == Stage.AWAITING_APPROVAL.value)):
+            # What the approval queue lists, beside the attributes it is found by (None: gone).
+            workflow.upsert_memo({names.PENDING_MEMO: self.status() if waiting else None})
 
     # --- approval messages: the gate decides, the handlers deliver -------------------
     # Messages arrive as plain JSON and are read here, so that a malformed one (an extra

@@ -24,10 +24,11 @@ from tether.contracts import (
     RawProposal,
     Review,
     Stage,
+    WorkflowStatus,
 )
 from tether.domains.support.business import BusinessServer
 from tether.errors import InvalidRequest, ReviewRejected
-from tether.names import workflow_id_for
+from tether.names import PENDING_MEMO, workflow_id_for
 from tether.store import Store
 
 pytestmark = pytest.mark.integration
@@ -120,6 +121,9 @@ async def test_refund_over_the_auto_limit_waits_for_an_authorised_approver(
         await asyncio.sleep(0.1)
     else:
         raise AssertionError("pending request not listed by TetherStage search attribute")
+    # Listed from visibility: the status is in the memo, the workflow need not be asked.
+    memo = await (await handle.describe()).memo()
+    assert WorkflowStatus.model_validate(memo[PENDING_MEMO]).pending == status.pending
 
     refusals = [
         ("stranger@example.com", "approve", "", "unknown_approver"),
