@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -23,41 +21,17 @@ from tether.config import Settings
 from tether.contracts import Mode
 from tether.domains.support.business import BusinessServer
 from tether.stack import TemporalDevServer, free_port
-from tether.workers.main import READY
+from tether.workers.stack import WorkerProcess
 
 REQUESTS = 30
 RESULTS = Path(__file__).parent / "results" / "recovery.json"
 
 
-class Worker:
-    def __init__(self, role: str, env: dict[str, str], log: Path) -> None:
-        self.role, self.env, self.log = role, env, log
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> float:
-        """Seconds from exec to every queue of the role polled."""
-        started = time.perf_counter()
-        with self.log.open("ab") as out:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tether.cli", "worker", "--role", self.role,
-                env=self.env, stdout=out, stderr=out,
-            )  # fmt: skip
-        seen = self.log.stat().st_size
-        while READY not in self.log.read_bytes()[seen:].decode(errors="replace"):
-            if self.process.returncode is not None:
-                raise RuntimeError(self.log.read_text()[-3000:])
-            await asyncio.sleep(0.05)
-        return time.perf_counter() - started
-
-    async def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            await self.process.wait()
+async def started(worker: WorkerProcess) -> float:
+    """Seconds from exec to every queue of the worker's role polled."""
+    begun = time.perf_counter()
+    await worker.start()
+    return time.perf_counter() - begun
 
 
 async def main() -> dict[str, Any]:
@@ -78,7 +52,7 @@ async def main() -> dict[str, Any]:
             "TETHER_SYSTEMS": json.dumps(settings.systems),
         }
         try:
-            report = await measure(root, settings, env, business)
+            report = await measure(settings, env, business)
         finally:
             temporal.stop()
             business.stop()
@@ -86,17 +60,17 @@ async def main() -> dict[str, Any]:
 
 
 async def measure(
-    root: Path, settings: Settings, env: dict[str, str], business: BusinessServer
+    settings: Settings, env: dict[str, str], business: BusinessServer
 ) -> dict[str, Any]:
     split = {**env, "TETHER_COMPUTE_QUEUE": "tether-compute"}
     startup: dict[str, list[float]] = {}
     for role in ("workflow", "compute", "all"):
         for _ in range(2):  # the first compute start exports the ONNX model: not counted
-            worker = Worker(role, split if role != "all" else env, root / f"{role}.log")
-            seconds = await worker.start()
+            worker = WorkerProcess(role, 0, split if role != "all" else env)
+            seconds = await started(worker)
             await worker.stop()
             startup.setdefault(role, []).append(round(seconds, 2))
-    worker = Worker("all", env, root / "all.log")
+    worker = WorkerProcess("all", 1, env)
     await worker.start()
     tether = Tether(await connect(settings), settings)
     await tether.ingest_pack("support")
@@ -115,7 +89,7 @@ async def measure(
         await asyncio.sleep(0.02)
     await worker.kill()
     killed_at = time.perf_counter()
-    restart = await worker.start()
+    restart = await started(worker)
     outcomes = await asyncio.gather(*results)
     finished = time.perf_counter() - killed_at
     await worker.stop()

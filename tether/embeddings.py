@@ -120,9 +120,9 @@ class Embedder:
                 if vector is not None:
                     found[text] = vector
                     self._cache.move_to_end(text)
-        missing = list(dict.fromkeys(t for t in texts if t not in found))
-        self.hits += len(texts) - len(missing)
-        self.misses += len(missing)
+            missing = list(dict.fromkeys(t for t in texts if t not in found))
+            self.hits += len(texts) - len(missing)
+            self.misses += len(missing)
         if missing:
             fresh = self.encode_uncached(missing)
             self.remember(missing, fresh)

@@ -10,6 +10,7 @@ Qdrant server) reads them from the store by passage id.
 from __future__ import annotations
 
 import base64
+import binascii
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -63,12 +64,16 @@ def for_chunks(embedder: Embedder, texts: Sequence[str]) -> list[dict[str, Any]]
 
 def remember(embedder: Embedder, payload: Mapping[str, Any]) -> bool:
     """Hand a stored chunk's sentence vectors to the embedder; False when it has none (an
-    index written before they were stored) or they no longer match its sentences."""
+    index written before they were stored), they are unreadable, or they no longer match its
+    sentences (the request then embeds them, as before they were stored)."""
     packed = payload.get(SENTENCE_VECTORS)
     if not isinstance(packed, str):
         return False
     sentences = sentences_of(str(payload.get("text", "")))
-    vectors = unpack(packed)
+    try:
+        vectors = unpack(packed)
+    except (ValueError, binascii.Error):  # not what ingest wrote: embed instead
+        return False
     if len(vectors) != len(sentences):
         return False
     embedder.remember(sentences, vectors)

@@ -73,6 +73,14 @@ class WorkerProcess:
         if not ready.done():
             ready.set_exception(RuntimeError(f"worker {self.name} exited with {code}"))
 
+    async def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()
+            await self._process.wait()
+        if self._pipe is not None:
+            await self._pipe
+
     async def stop(self, timeout: float = 30.0) -> None:
         process = self._process
         if process is None or process.returncode is not None:

@@ -163,3 +163,14 @@ def test_another_process_cannot_open_an_owned_shard(shard: Path) -> None:
         assert "--role workflow" in done.stdout and "TETHER_QDRANT_URL" in done.stdout
     finally:
         owner.close()
+
+
+def test_unreadable_stored_vectors_are_embedded_instead() -> None:
+    """A payload that is not what ingest wrote fails nothing: the sentences are embedded."""
+    from tether.sentencevectors import remember
+
+    cache = Embedder(cache_size=10)
+    text = "One sentence here. And a second one."
+    for broken in ("not base64!", pack(np.zeros((1, 7), dtype=np.float32)), 42):
+        assert not remember(cache, {"text": text, SENTENCE_VECTORS: broken})
+    assert not cache.knows("One sentence here.")

@@ -207,12 +207,12 @@ def capacity_command(
         after = capacity.scrape(endpoints)
     except httpx.HTTPError as error:
         fail(f"cannot read the metrics: {error}")
+    if not after.cpu:
+        fail("no tether_process_cpu_seconds there: are these Tether workers' endpoints?")
     found = capacity.assess(before, after, seconds, target)
     if as_json:
         emit(dataclasses.asdict(found))
         return
-    if not after.cpu:
-        fail("no tether_process_cpu_seconds there: are these Tether workers' endpoints?")
     out.print(f"over {seconds:.0f} s: {found.requests_per_s:.2f} requests/s completed")
     table = Table("role", "processes", "cores used", "CPU ms/request", "req/s per process")
     if target:
