@@ -31,6 +31,9 @@ from tether.workers.main import (
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 DEFAULT_COMPUTE_QUEUE = "tether-compute"
+# A child that dies is started again after this many seconds, doubled for each crash that
+# follows within STEADY of the last start (a crash loop backs off instead of spinning).
+RESTART_DELAY, RESTART_DELAY_MAX, STEADY = 1.0, 30.0, 60.0
 log = logging.getLogger(__name__)
 
 
@@ -42,6 +45,19 @@ class WorkerProcess:
         self.role, self.name, self._env = role, f"{role}-{number}", env
         self._process: asyncio.subprocess.Process | None = None
         self._pipe: asyncio.Task[None] | None = None
+        self.stopping = False  # set once it is asked to stop: its exit is then no crash
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    async def exited(self) -> int | None:
+        """Its exit code, once the process has exited and its output is drained."""
+        if self._process is None:
+            return None
+        if self._pipe is not None:
+            await self._pipe
+        return await self._process.wait()
 
     async def start(self, timeout: float = 180.0) -> None:
         self._process = await asyncio.create_subprocess_exec(
@@ -82,6 +98,7 @@ class WorkerProcess:
             await self._pipe
 
     async def stop(self, timeout: float = 30.0) -> None:
+        self.stopping = True
         process = self._process
         if process is None or process.returncode is not None:
             return
@@ -107,6 +124,8 @@ class EmbeddedStack:
         self.settings = settings
         self.processes = processes
         self._children: list[WorkerProcess] = []
+        self._supervisors: list[asyncio.Task[None]] = []
+        self.restarts: dict[str, int] = {}  # by child name: how often it was started again
         self.codec: AppServer | None = None
         self.codec_url: str | None = None
         if settings.encryption.keys:
@@ -175,6 +194,38 @@ class EmbeddedStack:
             self._children.append(WorkerProcess(role, number, mine))
         # The owner first: it loads the embedding model while the others start.
         await asyncio.gather(*(child.start() for child in self._children))
+        self._supervisors = [
+            asyncio.create_task(self._supervise(c), name=f"supervise-{c.name}")
+            for c in self._children
+        ]
+
+    async def _supervise(self, child: WorkerProcess) -> None:
+        """Start ``child`` again whenever it exits without being asked to (a crash, the OOM
+        killer, a kill -9): what it ran is redone by Temporal on the process that comes back
+        or on its peers, and nothing waits for a person to notice."""
+        loop = asyncio.get_running_loop()
+        delay, started = RESTART_DELAY, loop.time()
+        while True:
+            code = await child.exited()
+            if child.stopping:
+                return
+            if loop.time() - started > STEADY:
+                delay = RESTART_DELAY
+            log.warning(
+                "worker %s exited with %s; starting it again in %.0f s", child.name, code, delay
+            )
+            await asyncio.sleep(delay)
+            if child.stopping:
+                return
+            started = loop.time()
+            try:
+                await child.start()
+            except RuntimeError as err:
+                log.error("worker %s could not be started again: %s", child.name, err)
+            else:
+                self.restarts[child.name] = self.restarts.get(child.name, 0) + 1
+                log.warning("worker %s serves again (pid %s)", child.name, child.pid)
+            delay = min(delay * 2, RESTART_DELAY_MAX)
 
     def _run(self, name: str, worker: Worker) -> None:
         self._tasks[name] = (worker, asyncio.create_task(worker.run(), name=f"worker-{name}"))
@@ -200,6 +251,11 @@ class EmbeddedStack:
     async def __aexit__(self, *_: object) -> None:
         for name in list(self._tasks):
             await self._stop(name)
+        for child in self._children:
+            child.stopping = True
+        for supervisor in self._supervisors:
+            supervisor.cancel()
+        await asyncio.gather(*self._supervisors, return_exceptions=True)
         await asyncio.gather(*(child.stop() for child in self._children))
         if self._resources is not None:
             await self._resources.close()

@@ -9,6 +9,7 @@ act (idempotent tools, saga) -> record.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from tether.approvals import ReviewRefused
     from tether.config import PolicyConfig
     from tether.contracts import (
+        ContextRecord,
         Decision,
         DecisionAction,
         Edit,
@@ -91,11 +93,20 @@ class ResolutionWorkflow:
 
         if not pack.problems(inp.request):  # else policy rejects it (invalid_request) unread
             self._set_stage(Stage.RETRIEVING)
-            evidence = await steps.retrieve(
+            retrieving = steps.retrieve(
                 pack.name, inp.request, inp.timeouts, self._pinned.compute_queue
             )
-            self._facts = self._facts.model_copy(update={"evidence": evidence})
-            self._facts = await self._read_context(pack, effects)
+            if workflow.patched(steps.CONCURRENT_FACTS):
+                # Neither needs the other: one round trip through the server, not two.
+                evidence, (records, withheld) = await asyncio.gather(
+                    retrieving, self._read_records(pack, effects)
+                )
+                self._facts = self._facts.model_copy(
+                    update={"evidence": evidence, "context": records, "withheld": withheld}
+                )
+            else:
+                self._facts = self._facts.model_copy(update={"evidence": await retrieving})
+                self._facts = await self._read_context(pack, effects)
             if not self._facts.withheld:  # else policy refuses it, having shown the model nothing
                 self._set_stage(Stage.PROPOSING)
                 self._facts = await steps.propose(
@@ -108,10 +119,16 @@ class ResolutionWorkflow:
                 )
                 if self._facts.proposal is not None:
                     self._set_stage(Stage.VERIFYING)
-                    self._facts = await steps.verify(
-                        self._facts, inp.timeouts, self._pinned.compute_queue
-                    )
-                    self._facts = await steps.tally(self._facts, pack, policy, inp.timeouts)
+                    verifying = steps.verify(self._facts, inp.timeouts, self._pinned.compute_queue)
+                    if workflow.patched(steps.CONCURRENT_FACTS):
+                        # The tallies count the proposal, not its verification.
+                        verified, counted = await asyncio.gather(
+                            verifying, steps.tally(self._facts, pack, policy, inp.timeouts)
+                        )
+                        self._facts = verified.model_copy(update={"tallies": counted.tallies})
+                    else:
+                        self._facts = await verifying
+                        self._facts = await steps.tally(self._facts, pack, policy, inp.timeouts)
 
         self._set_stage(Stage.DECIDING)
         decision = self._decide()
@@ -150,11 +167,19 @@ class ResolutionWorkflow:
         return self._pinned.policy
 
     async def _read_context(self, pack: DomainPack, effects: Effects) -> Facts:
-        """The facts with the records the request points at, read through the pack's lookup
-        tools. One that does not exist or cannot be read is left out: policy then refuses any
-        write naming it (reference_unknown). One of another subject is withheld: its data
-        never leaves the business system, and policy refuses the request."""
-        records, withheld = [], []
+        """The facts with the records the request points at (``_read_records``)."""
+        records, withheld = await self._read_records(pack, effects)
+        return self._facts.model_copy(update={"context": records, "withheld": withheld})
+
+    async def _read_records(
+        self, pack: DomainPack, effects: Effects
+    ) -> tuple[list[ContextRecord], list[str]]:
+        """The records the request points at, read through the pack's lookup tools, and the
+        references withheld. One that does not exist or cannot be read is left out: policy
+        then refuses any write naming it (reference_unknown). One of another subject is
+        withheld: its data never leaves the business system, and policy refuses the request."""
+        records: list[ContextRecord] = []
+        withheld: list[str] = []
         for ref, ident in pack.lookups(self._inp.request):
             try:
                 result = await effects.read(
@@ -171,7 +196,7 @@ class ResolutionWorkflow:
                     workflow.logger.warning("%s %s unreadable: %s", ref.name, ident, err.cause)
             except Exception as err:  # the pack could not describe it: as good as unread
                 workflow.logger.warning("%s %s not understood: %r", ref.name, ident, err)
-        return self._facts.model_copy(update={"context": records, "withheld": withheld})
+        return records, withheld
 
     def _decide(self, *, approved_at: int | None = None) -> Decision:
         """The one place the decision is made and written, on the current facts. Once a person

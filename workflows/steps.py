@@ -48,6 +48,9 @@ with workflow.unsafe.imports_passed_through():
 # dispatch and complete), and search attributes are written where a run comes to rest.
 # Histories from before replay on the old path.
 LEAN_HISTORY = "lean-history"
+# The patch under which the facts that do not depend on each other are gathered at once:
+# evidence beside the records the request names, verification beside the tallies.
+CONCURRENT_FACTS = "concurrent-facts"
 # The patch under which a proposal that waited too long for a model worker asks whether the
 # model queue is served before it gives up on the model.
 MODEL_BACKLOG = "model-backlog"

@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
+import httpx
 import pytest
 
+from tether.capacity import scrape
 from tether.stack import free_port, port_free
 
 pytestmark = pytest.mark.integration
@@ -206,3 +208,35 @@ def test_capacity_is_read_from_the_workers_own_metrics(
     assert set(roles) == {"compute", "workflow"}, found
     assert found["requests_per_s"] > 0 and found["bottleneck"] in roles
     assert all(r["cpu_ms_per_request"] > 0 and r["needed"] >= 1 for r in roles.values())
+
+
+def test_a_worker_process_that_dies_is_started_again(
+    domains: Path, served: dict[str, str], tmp_path: Path
+) -> None:
+    """`tether up` supervises its worker processes: one killed as the OOM killer would is
+    started again, and the stack answers as before."""
+    host, port = served["TETHER_METRICS_ADDRESS"].rsplit(":", 1)
+    workflow_endpoint = f"{host}:{int(port) + 1}"  # workflow-1: the next port
+
+    def workflow_pid() -> str | None:
+        try:
+            cpu = scrape([workflow_endpoint]).cpu
+        except httpx.HTTPError:
+            return None
+        return next((pid for role, pid in cpu if role == "workflow"), None)
+
+    killed = workflow_pid()
+    assert killed is not None
+    os.kill(int(killed), signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while workflow_pid() in (None, killed):
+        assert time.monotonic() < deadline, (tmp_path / "up.log").read_text()
+        time.sleep(0.5)
+    log = (tmp_path / "up.log").read_text(errors="replace")
+    assert "worker workflow-1 exited with -9" in log and "worker workflow-1 serves again" in log
+    asked = tether(
+        "ask", "Please reserve 1 unit of REC-103 for the support team.",
+        "--subject", "U-100", "--domain", NAME, "--json", cwd=tmp_path, env=served,
+    )  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout)["domain"] == NAME
