@@ -42,7 +42,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from tether import names, packs
+from tether import names, packs, search
 from tether.audit import AuditEntry, audit
 from tether.codec import data_converter
 from tether.config import Settings
@@ -139,6 +139,14 @@ def parse_request(data: Request | Mapping[str, Any], pack: DomainPack) -> Reques
     return request
 
 
+def started_now(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Whether start_workflow started this run (the server says so in its response) rather
+    than attaching to one already running. The SDK keeps the response on the handle but
+    offers no accessor; without it, this says no, and the caller asks the server."""
+    response = getattr(handle, "_start_workflow_response", None)
+    return bool(getattr(response, "started", False))
+
+
 class Tether:
     def __init__(
         self,
@@ -211,12 +219,16 @@ class Tether:
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 memo={DIGEST: digest},
+                search_attributes=search.at_start(pack.name),
                 # No subject or request text: every operator of the namespace reads the list.
                 static_summary=f"{pack.name} request {req.request_id}",
             )
         except WorkflowAlreadyStartedError:
             handle = self.handle(req.request_id)  # already finished: same request, same outcome
-        # Started now, or an earlier run attached to: either way it must be this request.
+        else:
+            if started_now(handle):
+                return handle  # with the memo just given: this request's
+        # An earlier run attached to (or a server that does not say): it must be this request.
         memo = await (await handle.describe()).memo()
         if memo.get(DIGEST) != digest:
             raise RequestConflict(req.request_id)

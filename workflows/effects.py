@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from tether.contracts import Decision, Request, ToolCall, ToolInvocation, ToolResult
     from tether.tools import ToolRegistry
 
+from tether.workflows import steps
 
 # Failures that mean the target made no change: refused before acting, or refused by it.
 NO_EFFECT = frozenset(
@@ -62,7 +63,10 @@ class Effects:
         raises the activity's failure."""
         grant = [self._registry.get(call.tool).permission]
         key = f"{workflow.info().workflow_id}/read/{key}"
-        return await self._run(call, key=key, granted=grant, why=why)
+        # A read changes nothing: it runs beside the workflow (a local activity, its result a
+        # marker in history), not as a task the server schedules and dispatches.
+        local = workflow.patched(steps.CURRENT)
+        return await self._run(call, key=key, granted=grant, why=why, local=local)
 
     async def act(self, calls: list[ToolCall], decision: Decision) -> list[ToolResult]:
         """Run the plan in sequence. Steps that can be undone run first and irreversible ones
@@ -162,10 +166,18 @@ class Effects:
         )
 
     async def _run(
-        self, call: ToolCall, *, key: str, granted: list[str], why: str, undo: bool = False
+        self,
+        call: ToolCall,
+        *,
+        key: str,
+        granted: list[str],
+        why: str,
+        undo: bool = False,
+        local: bool = False,
     ) -> ToolResult:
         timeouts = self._timeouts
-        result: ToolResult = await workflow.execute_activity(
+        execute = workflow.execute_local_activity if local else workflow.execute_activity
+        result: ToolResult = await execute(
             names.tool_activity(self._domain, call.tool),
             self._invocation(call, key, granted),
             result_type=ToolResult,

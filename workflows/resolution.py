@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from tether import errors, names, packs, search
@@ -96,7 +96,7 @@ class ResolutionWorkflow:
             retrieving = steps.retrieve(
                 pack.name, inp.request, inp.timeouts, self._pinned.compute_queue
             )
-            if workflow.patched(steps.CONCURRENT_FACTS):
+            if workflow.patched(steps.CURRENT):
                 # Neither needs the other: one round trip through the server, not two.
                 evidence, (records, withheld) = await asyncio.gather(
                     retrieving, self._read_records(pack, effects)
@@ -120,7 +120,7 @@ class ResolutionWorkflow:
                 if self._facts.proposal is not None:
                     self._set_stage(Stage.VERIFYING)
                     verifying = steps.verify(self._facts, inp.timeouts, self._pinned.compute_queue)
-                    if workflow.patched(steps.CONCURRENT_FACTS):
+                    if workflow.patched(steps.CURRENT):
                         # The tallies count the proposal, not its verification.
                         verified, counted = await asyncio.gather(
                             verifying, steps.tally(self._facts, pack, policy, inp.timeouts)
@@ -146,7 +146,7 @@ class ResolutionWorkflow:
         self._set_stage(Stage.RECORDING)
         record = (
             workflow.execute_local_activity_method
-            if workflow.patched(steps.LEAN_HISTORY)
+            if steps.since(steps.LEAN_HISTORY)
             else workflow.execute_activity_method
         )
         await record(
@@ -188,12 +188,14 @@ class ResolutionWorkflow:
                     why=f"the runtime reads the {ref.name} named in the request",
                 )
                 records.append(pack.context_record(ref, ident, result.output))
-            except ActivityError as err:
-                kind = err.cause.type if isinstance(err.cause, ApplicationError) else None
+            except FailureError as err:
+                # An activity's failure comes wrapped; a local activity's comes as itself.
+                cause = err.cause if isinstance(err, ActivityError) else err
+                kind = cause.type if isinstance(cause, ApplicationError) else None
                 if kind == errors.NOT_SUBJECTS_RECORD:
                     withheld.append(f"{ref.name}:{ident}")
                 elif kind != errors.NOT_FOUND:
-                    workflow.logger.warning("%s %s unreadable: %s", ref.name, ident, err.cause)
+                    workflow.logger.warning("%s %s unreadable: %s", ref.name, ident, cause)
             except Exception as err:  # the pack could not describe it: as good as unread
                 workflow.logger.warning("%s %s not understood: %r", ref.name, ident, err)
         return records, withheld
@@ -347,7 +349,9 @@ class ResolutionWorkflow:
             self._mode.value,
             proposal.intent if proposal else "unknown",
         )
-        lean = workflow.patched(steps.LEAN_HISTORY)
+        lean = steps.since(steps.LEAN_HISTORY)
+        if self._published is None and workflow.patched(steps.CURRENT):
+            self._published = search.at_start_of(workflow.info().typed_search_attributes)
         last = self._published
         if lean:
             leaving = last is not None and Stage(last[1]) in RESTING

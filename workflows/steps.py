@@ -42,18 +42,28 @@ with workflow.unsafe.imports_passed_through():
     from tether.tools import ProposalInvalid
 
 
-# The patch under which a run writes less history for the same work: the workers' own
-# bookkeeping (pinning the policy, recording the outcome) runs as local activities (in the
-# worker that runs the workflow, recorded as a marker, no task for the server to schedule,
-# dispatch and complete), and search attributes are written where a run comes to rest.
-# Histories from before replay on the old path.
+# Patches, each the change a run takes when it carries the patch's marker; histories from
+# before replay the path they recorded.
+# The workers' own bookkeeping (pinning the policy, recording the outcome) runs as local
+# activities (in the worker that runs the workflow, recorded as a marker, no task for the
+# server to schedule, dispatch and complete), and search attributes are written where a run
+# comes to rest.
 LEAN_HISTORY = "lean-history"
-# The patch under which the facts that do not depend on each other are gathered at once:
-# evidence beside the records the request names, verification beside the tallies.
-CONCURRENT_FACTS = "concurrent-facts"
-# The patch under which a proposal that waited too long for a model worker asks whether the
-# model queue is served before it gives up on the model.
+# A proposal that waited too long for a model worker asks whether the model queue is served
+# before it gives up on the model.
 MODEL_BACKLOG = "model-backlog"
+# What a run started today takes: every change above, and since then: facts that do not
+# depend on each other gathered at once (evidence beside the records the request names,
+# verification beside the tallies), the runtime's own reads as local activities, and no
+# search-attribute write for the attributes the client started the run with. One marker (and
+# one write of TemporalChangeVersion) for all of them, not one per change.
+CURRENT = "governed-2026-12"
+
+
+def since(patch: str) -> bool:
+    """Whether this run takes ``patch``'s change: every run under CURRENT does; an older
+    history only if it carries that patch's own marker."""
+    return workflow.patched(CURRENT) or workflow.patched(patch)
 
 
 def no_evidence(request: Request) -> Evidence:
@@ -73,7 +83,7 @@ async def pin_policy(domain: str, timeouts: Timeouts, version: str | None = None
     this history with its hash. Without one nothing can be decided: the workflow fails, saying
     why, before anything has run. A local activity: a store read is no reason for a round
     trip through the Temporal server (histories from before keep their activity)."""
-    if workflow.patched(LEAN_HISTORY):
+    if since(LEAN_HISTORY):
         return await workflow.execute_local_activity_method(
             PolicyActivities.pin_policy,
             PinRequest(domain=domain, version=version),
@@ -207,9 +217,7 @@ async def propose(
                         detail="no proposal: the model queue was served but busy for "
                         f"{timeouts.model_queue_patience}; answering from passages only",
                     )
-                elif workflow.patched(MODEL_BACKLOG) and await _model_queue_served(
-                    model_queue, timeouts
-                ):
+                elif since(MODEL_BACKLOG) and await _model_queue_served(model_queue, timeouts):
                     workflow.logger.info("model queue busy, waiting in line")
                     if waiting is not None:
                         waiting()
