@@ -151,7 +151,11 @@ async def profile(client: Client, workflow_ids: list[str]) -> dict[str, Any]:
 async def main(scale: float, workflow_processes: int = 1) -> dict[str, Any]:
     roles = ["compute", *["workflow"] * workflow_processes, "instant"]
     async with deployment(roles) as deployed:
-        watched = {"compute": deployed.processes[0].pid, "workflow": deployed.processes[1].pid}
+        watched = {
+            "compute": deployed.processes[0].pid,
+            "workflow": deployed.processes[1].pid,  # the ungoverned workflows' too
+            "client": os.getpid(),  # this process: starts them and waits for their results
+        }
         server = dev_server_pid()
         if server is not None:
             watched["temporal server"] = server
@@ -198,7 +202,9 @@ async def measure(
         used = {role: cpu_seconds(pid) for role, pid in roles.items()}
         g1, gw1 = await batch(governed, n, concurrency)
         used = {role: cpu_seconds(pid) - used[role] for role, pid in roles.items()}
+        baseline = {role: cpu_seconds(pid) for role, pid in roles.items()}
         u1, uw1 = await batch(ungoverned, n, concurrency)
+        baseline = {role: cpu_seconds(pid) - baseline[role] for role, pid in roles.items()}
         u2, uw2 = await batch(ungoverned, n, concurrency)
         g2, gw2 = await batch(governed, n, concurrency)
         g, u = g1 + g2, u1 + u2
@@ -221,6 +227,9 @@ async def measure(
                 role: round(1000 * seconds / len(g1), 1) for role, seconds in used.items()
             },
             "governed_cores": {role: round(seconds / gw1, 2) for role, seconds in used.items()},
+            "ungoverned_cpu_ms_per_request": {
+                role: round(1000 * seconds / len(u1), 1) for role, seconds in baseline.items()
+            },
             "throughput_ratio": round(g_rate / u_rate, 2),
             "profile": await profile(client, ids[:: max(1, len(ids) // 20)]),
         }
@@ -277,6 +286,13 @@ def summary(report: dict[str, Any]) -> str:
                 f"{role} {ms} ms ({row['governed_cores'][role]})"
                 for role, ms in row["governed_cpu_ms_per_request"].items()
             )
+        )
+    for level, row in report["levels"].items():
+        g_cpu, u_cpu = row["governed_cpu_ms_per_request"], row["ungoverned_cpu_ms_per_request"]
+        lines.append(
+            f"concurrency {level}: CPU per request, governed / ungoverned: "
+            + ", ".join(f"{role} {g_cpu[role]}/{u_cpu[role]} ms" for role in g_cpu)
+            + f"; all {round(sum(g_cpu.values()), 1)}/{round(sum(u_cpu.values()), 1)} ms"
         )
     for level, row in report["levels"].items():
         tasks = row["profile"]["workflow_task_ms"]
