@@ -56,7 +56,9 @@ class WorkerProcess:
         if self._process is None:
             return None
         if self._pipe is not None:
-            await self._pipe
+            # Shielded: a watcher cancelled while it waits must not cancel the relay with it
+            # (stop() awaits the relay, which would then raise CancelledError).
+            await asyncio.shield(self._pipe)
         return await self._process.wait()
 
     async def start(self, timeout: float = 180.0) -> None:

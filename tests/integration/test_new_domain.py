@@ -140,10 +140,19 @@ def served(domains: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
     finally:
         up.send_signal(signal.SIGINT)
         try:
-            up.wait(timeout=30)
+            code = up.wait(timeout=60)
         except subprocess.TimeoutExpired:
             up.kill()
             up.wait()
+            code = None
+    # Ctrl-C stops everything it started, the dev server too, and says so.
+    stopped = log.read_text(errors="replace")
+    assert code == 0 and "\nstopped" in stopped, stopped[-3000:]
+    port = int(env["TETHER_TEMPORAL_ADDRESS"].rsplit(":", 1)[1])
+    deadline = time.monotonic() + 15
+    while not port_free(port):
+        assert time.monotonic() < deadline, f"the dev server on :{port} outlived `tether up`"
+        time.sleep(0.2)
 
 
 def test_tether_ask_is_answered_by_the_generated_pack(
