@@ -59,6 +59,8 @@ async def spawn(
             break
         if not line:
             raise RuntimeError(f"bench worker {role} died:\n{''.join(lines[-30:])}")
+    if log is not None:
+        log.touch()  # a worker that logs nothing more still has a log to read
     # Keep draining its log, so a full pipe never blocks it (the task is kept: a task nobody
     # references may be collected, and then the worker blocks writing a log line).
     task = asyncio.create_task(drain(process.stderr, log))
