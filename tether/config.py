@@ -382,7 +382,8 @@ class Settings(BaseSettings):
     # Each domain's knowledge is a collection of its own: <prefix>_<domain>.
     collection_prefix: str = "tether"
     embedding_batch_size: int = 32
-    # onnx: the same vectors as torch, faster on CPU (bench/ingest_throughput.py).
+    # onnx: the same vectors as torch; a request's embedding in half the time, ingest about
+    # even (bench/embedding_backends.py chooses on the machine it runs on).
     embedding_backend: Literal["torch", "onnx"] = "onnx"
     activity_threads: int = 8
     # Workflows a worker keeps in memory between their tasks (Temporal's sticky cache); one
@@ -393,6 +394,11 @@ class Settings(BaseSettings):
     # where the server cannot see them wait: under a burst they outlive their timeouts
     # (bench/burst.py); fewer leave them in the server's queue until a slot frees.
     workflow_task_slots: int = Field(default=10, ge=2)
+    # How long a workflow's next task waits for the worker that ran its last one (Temporal's
+    # sticky queue, where its state is cached) before it moves to the shared queue, where any
+    # worker takes it and replays its history. A busy worker's tasks wait in line; a dead
+    # worker's wait this long before another takes them (bench/burst.py, bench/recovery.py).
+    sticky_queue_timeout: Duration = timedelta(seconds=10)
     # Serve Prometheus metrics (Temporal's and Tether's) on host:port, e.g. 127.0.0.1:9464.
     metrics_address: str | None = None
     # Where drift alerts are POSTed, besides the log and the metrics.

@@ -34,9 +34,9 @@ class Embedder:
     """Lazily loaded, thread-safe sentence embeddings (normalised, so dot = cosine).
 
     The default backend runs the model on ONNX Runtime: the same vectors as torch (minimum
-    cosine 1.0 over 512 chunks); Tether's ingest was 1.7x raw torch encode on one day's CPU
-    and 0.77x on another's (bench/ingest_throughput.py, docs/benchmarks.md). The model is
-    exported once and kept in ``onnx_cache``; ``backend="torch"`` runs it on torch.
+    cosine 1.0), a ticket embedded in half torch's time, batched ingest about as fast as
+    torch (bench/embedding_backends.py, docs/benchmarks.md). The model is exported once and
+    kept in ``onnx_cache``; ``backend="torch"`` runs it on torch.
 
     Texts seen before (a ticket, within a request; knowledge sentences, handed over from the
     store with ``remember``) come from a bounded cache instead of the model."""

@@ -243,6 +243,7 @@ def resolution_worker(
         max_concurrent_activities=res.settings.activity_threads,
         max_cached_workflows=res.settings.max_cached_workflows,
         max_concurrent_workflow_tasks=res.settings.workflow_task_slots,
+        sticky_queue_schedule_to_start_timeout=res.settings.sticky_queue_timeout,
     )
 
 

@@ -26,9 +26,11 @@ def test_durations_are_seconds_or_iso_8601(
 ) -> None:
     monkeypatch.setenv("TETHER_TIMEOUTS__MODEL_SCHEDULE_TO_START", given)
     monkeypatch.setenv("TETHER_RETRIEVAL__MAX_INDEX_AGE", given)
+    monkeypatch.setenv("TETHER_STICKY_QUEUE_TIMEOUT", given)
     settings = Settings()
     assert settings.timeouts.model_schedule_to_start == meant
     assert settings.retrieval.max_index_age == meant
+    assert settings.sticky_queue_timeout == meant
 
 
 def test_a_bad_setting_is_one_line_per_variable_and_no_traceback() -> None:
