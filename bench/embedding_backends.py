@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.ingest_throughput import write_corpus
+from bench.ingest_throughput import corpus_texts
 
 RESULTS = Path(__file__).parent / "results" / "embedding_backends.json"
 # What a backend must keep to be a default: the stored vectors (ingested by another backend,
@@ -159,19 +159,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    from tether.knowledge import load_directory
-
     cores = os.cpu_count() or 1
     threads = sorted({1, cores})
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "corpus"
-        corpus.mkdir()
-        write_corpus(corpus, args.docs)
-        chunks = [
-            c.embed_text
-            for _, found in load_directory(corpus, fetched_at=datetime.now(UTC))
-            for c in found
-        ]
+        chunks = corpus_texts(Path(tmp) / "corpus", args.docs)
         candidates = load_candidates(Path(tmp), threads)
         for encode in candidates.values():
             encode(chunks[:32])  # warm up outside the timings

@@ -51,6 +51,19 @@ def write_corpus(target: Path, documents: int) -> None:
         (target / f"doc-{d:04d}.md").write_text(f"# Item {d}\n\n" + "\n\n".join(parts) + "\n")
 
 
+def corpus_texts(target: Path, documents: int) -> list[str]:
+    """Write the corpus into ``target`` (made here) and return its chunks' embedded texts."""
+    from tether.knowledge import load_directory
+
+    target.mkdir()
+    write_corpus(target, documents)
+    return [
+        c.embed_text
+        for _, chunks in load_directory(target, fetched_at=datetime.now(UTC))
+        for c in chunks
+    ]
+
+
 def tether_ingest(corpus: Path, workdir: Path, embedder: Any = None) -> tuple[float, Any, Any]:
     """(seconds, report, activities) for one ingest into a fresh index."""
     from temporalio.testing import ActivityEnvironment
@@ -116,17 +129,10 @@ def main() -> None:
     from temporalio.testing import ActivityEnvironment
 
     from tether.contracts import IngestInput
-    from tether.knowledge import load_directory
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus"
-        corpus.mkdir()
-        write_corpus(corpus, args.docs)
-        texts = [
-            c.embed_text
-            for _, chunks in load_directory(corpus, fetched_at=datetime.now(UTC))
-            for c in chunks
-        ]
+        texts = corpus_texts(corpus, args.docs)
         EMBEDDER.encode(texts[:64])  # load the model and warm up outside the timings
         raw, fresh, again = [], [], []
         for r in range(args.rounds):  # interleaved, so both sides see the same machine
