@@ -78,6 +78,7 @@ class WorkerProcess:
         try:
             await asyncio.wait_for(ready, timeout)
         except TimeoutError:
+            await self.kill()  # a child that never served is not left running, unwatched
             raise RuntimeError(f"worker {self.name} did not start within {timeout:.0f} s") from None
 
     async def _relay(self, ready: asyncio.Future[None]) -> None:
@@ -222,8 +223,8 @@ class EmbeddedStack:
             started = loop.time()
             try:
                 await child.start()
-            except RuntimeError as err:
-                log.error("worker %s could not be started again: %s", child.name, err)
+            except Exception as err:  # it died again, hung, or could not be forked: back off
+                log.error("worker %s could not be started again: %r", child.name, err)
             else:
                 self.restarts[child.name] = self.restarts.get(child.name, 0) + 1
                 log.warning("worker %s serves again (pid %s)", child.name, child.pid)

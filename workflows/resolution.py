@@ -97,7 +97,9 @@ class ResolutionWorkflow:
                 pack.name, inp.request, inp.timeouts, self._pinned.compute_queue
             )
             if workflow.patched(steps.CURRENT):
-                # Neither needs the other: one round trip through the server, not two.
+                # Neither needs the other. The reads are local activities, so the workflow task
+                # (and with it retrieval's dispatch) completes once they are done: one round
+                # trip through the server, not two.
                 evidence, (records, withheld) = await asyncio.gather(
                     retrieving, self._read_records(pack, effects)
                 )
