@@ -31,8 +31,9 @@ def at_start(domain: str) -> TypedSearchAttributes:
 
 def at_start_of(found: TypedSearchAttributes) -> tuple[str, ...] | None:
     """The attributes a run was started with, as WRITTEN lists them; None unless all are there."""
-    values = tuple(found.get(key) for key in WRITTEN)
-    return values if all(isinstance(v, str) for v in values) else None  # type: ignore[return-value]
+    values = [found.get(key) for key in WRITTEN]
+    strings = [v for v in values if isinstance(v, str)]
+    return tuple(strings) if len(strings) == len(WRITTEN) else None
 
 
 def cli_flags() -> list[str]:

@@ -128,7 +128,6 @@ class EmbeddedStack:
         self.processes = processes
         self._children: list[WorkerProcess] = []
         self._supervisors: list[asyncio.Task[None]] = []
-        self.restarts: dict[str, int] = {}  # by child name: how often it was started again
         self.codec: AppServer | None = None
         self.codec_url: str | None = None
         if settings.encryption.keys:
@@ -226,7 +225,6 @@ class EmbeddedStack:
             except Exception as err:  # it died again, hung, or could not be forked: back off
                 log.error("worker %s could not be started again: %r", child.name, err)
             else:
-                self.restarts[child.name] = self.restarts.get(child.name, 0) + 1
                 log.warning("worker %s serves again (pid %s)", child.name, child.pid)
             delay = min(delay * 2, RESTART_DELAY_MAX)
 
