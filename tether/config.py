@@ -134,9 +134,11 @@ class PolicyConfig(BaseModel):
     it. The core's gates read the thresholds; the pack's rules read ``rules`` (validated by
     the pack's own settings model)."""
 
+    # Scores are shares in [0, 1]: infinity or NaN would parse, then be written as null in
+    # the pinned policy and never parse again (tests/unit/test_fuzz_trust.py found it).
     version: str = Field(min_length=1, max_length=64)
-    min_auto_confidence: float = 0.55
-    min_grounding: float = 0.75
+    min_auto_confidence: float = Field(default=0.55, ge=0, le=1, allow_inf_nan=False)
+    min_grounding: float = Field(default=0.75, ge=0, le=1, allow_inf_nan=False)
     tiers: list[ApprovalTier] = Field(min_length=1)
     # The approver directory: approver id -> roles and public keys. Pinned with the policy at
     # the workflow's start, so the Update validator verifies signatures deterministically.
