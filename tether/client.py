@@ -222,6 +222,10 @@ class Tether:
                 search_attributes=search.at_start(pack.name),
                 # No subject or request text: every operator of the namespace reads the list.
                 static_summary=f"{pack.name} request {req.request_id}",
+                static_details=(
+                    f"**domain** {pack.name}  \n**request** {req.request_id}  \n"
+                    f"**model queue** {s.model_queue}"
+                ),
             )
         except WorkflowAlreadyStartedError:
             handle = self.handle(req.request_id)  # already finished: same request, same outcome

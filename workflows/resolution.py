@@ -343,6 +343,8 @@ class ResolutionWorkflow:
         (approval, a model backlog, the end), leaves such a place, or starts. A step that
         hangs in between shows in the UI as its pending activity, with its attempts."""
         self._stage = stage
+        # What the UI shows on the run's page: no server write, served by a query.
+        workflow.set_current_details(self._details())
         proposal = self._facts.proposal
         attributes = (
             self._inp.domain,
@@ -373,6 +375,24 @@ class ResolutionWorkflow:
         if lean and (waiting or (last is not None and last[1] == Stage.AWAITING_APPROVAL.value)):
             # What the approval queue lists, beside the attributes it is found by (None: gone).
             workflow.upsert_memo({names.PENDING_MEMO: self.status() if waiting else None})
+
+    def _details(self) -> str:
+        """The run at a glance for the Temporal UI (markdown): what an operator scans for,
+        never the request's text or whom it is about: every operator of the namespace reads
+        it."""
+        proposal, decision = self._facts.proposal, self._decision
+        tier = "none"
+        if decision is not None and decision.tier is not None and self._pinned is not None:
+            tier = self._policy.tiers[decision.tier].name
+        rows = [
+            ("domain", self._inp.domain),
+            ("stage", self._stage.value),
+            ("intent", proposal.intent if proposal else "unknown"),
+            ("decision", decision.action.value if decision else "pending"),
+            ("tier", tier),
+            ("mode", self._mode.value),
+        ]
+        return "\n".join(f"**{name}** {value}  " for name, value in rows)
 
     # --- approval messages: the gate decides, the handlers deliver -------------------
     # Messages arrive as plain JSON and are read here, so that a malformed one (an extra

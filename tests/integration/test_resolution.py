@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from temporalio import activity
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.worker import Worker
@@ -122,8 +123,22 @@ async def test_refund_over_the_auto_limit_waits_for_an_authorised_approver(
     else:
         raise AssertionError("pending request not listed by TetherStage search attribute")
     # Listed from visibility: the status is in the memo, the workflow need not be asked.
-    memo = await (await handle.describe()).memo()
+    description = await handle.describe()
+    memo = await description.memo()
     assert WorkflowStatus.model_validate(memo[PENDING_MEMO]).pending == status.pending
+    # What the Temporal UI shows an operator: scannable, and nothing of the ticket or whom
+    # it is about.
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    shown = [
+        await description.static_summary() or "",
+        await description.static_details() or "",
+        metadata.current_details,
+    ]
+    assert shown[0] == f"support request {rid}"
+    for line in ("**stage** awaiting_approval", "**intent** refund_request", "**tier** lead"):
+        assert line in metadata.current_details
+    for text in shown:
+        assert "C-102" not in text and LEAD not in text and "jacket" not in text
 
     refusals = [
         ("stranger@example.com", "approve", "", "unknown_approver"),
