@@ -10,8 +10,10 @@ from sqlalchemy.engine import Engine
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # Waiting first: switching a new file to WAL takes a lock that another process opening it
+    # at the same moment (workers starting together) would otherwise fail on.
     cursor.execute("PRAGMA busy_timeout=5000")  # concurrent writers wait instead of failing
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
 
 

@@ -34,6 +34,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from tether.db import make_engine, utc
+from tether.migrations import upgrade
 
 metadata = MetaData()
 
@@ -67,7 +68,7 @@ class Claim:
 class Ledger:
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)
-        metadata.create_all(self.engine)
+        upgrade(self.engine)  # the schema is migrated (tether.migrations)
 
     def claim(
         self, key: str, tool: str, request_id: str, arguments: dict[str, Any], *, lease: timedelta

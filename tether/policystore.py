@@ -41,6 +41,7 @@ from tether.contracts import PinnedPolicy
 from tether.db import make_engine, utc
 from tether.domain import DomainPack
 from tether.errors import ConfigurationError
+from tether.migrations import upgrade
 
 metadata = MetaData()
 
@@ -152,7 +153,7 @@ def diff(old: PolicyConfig, new: PolicyConfig) -> list[str]:
 class PolicyStore:
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)
-        metadata.create_all(self.engine)
+        upgrade(self.engine)  # the schema is migrated (tether.migrations)
 
     def add(self, domain: str, policy: PolicyConfig, *, by: str, note: str = "") -> StoredVersion:
         """Store ``policy`` under its version name; the same content again is a no-op."""

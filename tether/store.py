@@ -1,6 +1,7 @@
 """Tether's own records: outcomes, human follow-ups, index refreshes (SQLAlchemy).
 
-SQLite by default; any SQLAlchemy URL (PostgreSQL included) by configuration.
+SQLite by default; any SQLAlchemy URL (PostgreSQL included) by configuration. The tables
+are migrated (tether/migrations): a change to one here needs a revision there.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from sqlalchemy import (
     Table,
     Text,
     func,
-    inspect,
     select,
     update,
 )
@@ -31,22 +31,9 @@ from sqlalchemy.exc import IntegrityError
 from tether.contracts import LaterFeedback, Outcome, TallyHold
 from tether.datasets import Case, digest
 from tether.db import make_engine, utc
+from tether.migrations import upgrade
 
 metadata = MetaData()
-
-
-def _refuse_old_schema(engine: Engine) -> None:
-    """Tables from before domain packs lack their ``domain`` column, and create_all does not
-    add columns: say so plainly instead of failing on the first write."""
-    inspector = inspect(engine)
-    for table in ("tether_outcomes", "tether_index_refreshes", "tether_fetched"):
-        if inspector.has_table(table):
-            columns = {c["name"] for c in inspector.get_columns(table)}
-            if "domain" not in columns:
-                raise RuntimeError(
-                    f"{engine.url.render_as_string(hide_password=True)}: {table} predates domain "
-                    "packs (no domain column); move the old database aside, or recreate it"
-                )
 
 
 outcomes = Table(
@@ -59,7 +46,8 @@ outcomes = Table(
     Column("mode", String(32), nullable=False),
     Column("intent", String(64)),
     Column("policy_version", String(64), nullable=False),
-    Column("finished_at", DateTime(timezone=True), nullable=False),
+    # Indexed (revision 0002): drift and evaluation read outcomes by a window of these.
+    Column("finished_at", DateTime(timezone=True), nullable=False, index=True),
     Column("body", Text, nullable=False),
 )
 
@@ -179,8 +167,7 @@ tally_locks = Table(
 class Store:
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)
-        _refuse_old_schema(self.engine)
-        metadata.create_all(self.engine)
+        upgrade(self.engine)  # a version read when at head already
 
     def record_outcome(self, outcome: Outcome) -> None:
         """Idempotent by request id: a retried activity rewrites the same row."""

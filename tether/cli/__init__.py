@@ -10,6 +10,7 @@ import sys
 
 from tether.cli import (  # noqa: F401  (they add commands)
     codec,
+    db,
     evaluation,
     knowledge,
     requests,
