@@ -11,3 +11,24 @@ evaluation = typer.Typer(
 )
 app.add_typer(evaluation, name="eval")
 app.add_typer(approvals, name="approvals")
+
+
+def _print_version(given: bool) -> None:
+    if given:
+        from tether import __version__
+
+        typer.echo(f"tether {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,  # before any command or setting is read: works with a broken environment
+        help="Print the installed version and exit.",
+    ),
+) -> None:
+    """Tether: governed AI workflows on Temporal."""
