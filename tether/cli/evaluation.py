@@ -146,16 +146,25 @@ def report_command(
         Path("tether-report.html"), "--out", help="where to write the HTML"
     ),
 ) -> None:
-    """Render outcomes over time (decisions, modes, escalations, quality, latency) as HTML."""
+    """Render outcomes over time (decisions, modes, escalations, quality, latency) as HTML,
+    marking mode switches and policy activations."""
+    from tether.policystore import PolicyStore
     from tether.report import render
     from tether.store import Store
 
-    store = Store(Settings().resolved_store_url())
+    url = Settings().resolved_store_url()
+    store = Store(url)
     now = datetime.now(UTC)
     outcomes = store.outcomes_between(now - timedelta(days=days), now, domain=domain)
     scores = {o.request_id: s for o in outcomes if (s := store.scores(o.request_id))}
     store.close()
-    out_file.write_text(render(outcomes, scores, generated=now), encoding="utf-8")
+    policies = PolicyStore(url)  # activations live beside the outcomes
+    domains = sorted({domain} if domain else {o.domain for o in outcomes})
+    activations = [a for d in domains for a in policies.activations(d)]
+    policies.close()
+    title = f"Tether report ({domain})" if domain else "Tether report"
+    page = render(outcomes, scores, generated=now, activations=activations, title=title)
+    out_file.write_text(page, encoding="utf-8")
     out.print(f"{len(outcomes)} outcomes -> {out_file.resolve()}")
 
 
