@@ -45,10 +45,12 @@ class RecordActivities:
         report.drift = detect(baseline, window, inp.drift)
         meter = activity.metric_meter()
         domain = {"domain": inp.domain or "all"}
+        # By window: a schedule per window (e.g. 1 h and 24 h) gives the fast and slow burn.
+        span = {"window": f"{inp.since_hours:g}h"}
         for budget in report.budgets:
             meter.create_gauge_float(
                 "tether_quality_burn_rate", "Quality budget burn rate (1 = on budget)"
-            ).set(budget.burn_rate, {"scorer": budget.scorer, **domain})
+            ).set(budget.burn_rate, {"scorer": budget.scorer, **domain, **span})
         for metric in report.drift.metrics:
             meter.create_gauge_float(
                 "tether_drift_psi", "Population stability index against the baseline window"

@@ -32,6 +32,8 @@ class CircuitBreaker:
     clock: Callable[[], float] = time.monotonic
     state: State = "closed"
     transitions: list[tuple[State, State]] = field(default_factory=list)
+    # Told of every move, under the lock (tether.metrics.watch_breaker: the state gauge).
+    on_move: Callable[[State, State], None] | None = field(default=None, repr=False)
     _consecutive: int = 0
     _opened_at: float = 0.0
     _trial_running: bool = False
@@ -78,4 +80,6 @@ class CircuitBreaker:
     def _move(self, to: State) -> None:
         log.warning("model circuit %s -> %s", self.state, to)
         self.transitions.append((self.state, to))
+        if self.on_move is not None:
+            self.on_move(self.state, to)
         self.state = to

@@ -1,13 +1,41 @@
 """Tether's own metrics, next to the Temporal runtime's on the same Prometheus endpoint
 (``TETHER_METRICS_ADDRESS``): decisions by type and mode, escalations, tool calls and their
-failures, follow-ups, quality scores and request latency, recorded once per outcome."""
+failures, follow-ups, quality scores and request latency, recorded once per outcome. Beside
+them, from where each is known: latency by stage (tether/stages.py, and the approval gate's
+wait), approval SLA breaches (the gate), the approval queue's depth (tether/queuedepth.py),
+the model circuit's state (``watch_breaker``), and the evaluation job's burn rates and drift
+(activities/records.py).
+
+The exporter adds no ``_total`` to counters and no unit to names (PrometheusConfig's
+defaults, which the Temporal SDK's own metrics are named by too): a name says its unit where
+the value is not the SDK's milliseconds."""
 
 from __future__ import annotations
 
 from temporalio.common import MetricMeter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from tether.breaker import CircuitBreaker, State
 from tether.contracts import Outcome
+
+STAGE_LATENCY = "tether_stage_latency_seconds"  # histogram: domain, stage
+SLA_BREACHES = "tether_approval_sla_breaches"  # counter: domain, tier
+QUEUE_DEPTH = "tether_approval_queue_depth"  # gauge: domain, tier
+CIRCUIT_STATE = "tether_circuit_state"  # gauge: breaker (CIRCUIT_CODES)
+CIRCUIT_OPENINGS = "tether_circuit_openings"  # counter: breaker
+CIRCUIT_CODES: dict[State, int] = {"closed": 0, "half_open": 1, "open": 2}
+
+_SHARES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0]
+_HOUR = 3600.0
+_SECONDS = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, _HOUR]
+# The SDK's default buckets (50 ms to 10 s) fit neither a share in [0, 1] nor a wait for a
+# person: an approval waits for hours (tiers' SLAs), a retrieval takes tens of milliseconds.
+BUCKETS: dict[str, list[float]] = {
+    STAGE_LATENCY: [*_SECONDS, 4 * _HOUR, 8 * _HOUR, 24 * _HOUR, 72 * _HOUR],
+    "tether_request_latency": [s * 1000 for s in [*_SECONDS[1:], 4 * _HOUR, 24 * _HOUR]],
+    "tether_grounding": _SHARES,
+    "tether_confidence": _SHARES,
+}
 
 _runtimes: dict[str, Runtime] = {}
 
@@ -17,10 +45,27 @@ def runtime_for(address: str | None) -> Runtime | None:
     if address is None:
         return None
     if address not in _runtimes:
-        _runtimes[address] = Runtime(
-            telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address))
-        )
+        prometheus = PrometheusConfig(bind_address=address, histogram_bucket_overrides=BUCKETS)
+        _runtimes[address] = Runtime(telemetry=TelemetryConfig(metrics=prometheus))
     return _runtimes[address]
+
+
+def watch_breaker(breaker: CircuitBreaker, meter: MetricMeter, name: str) -> None:
+    """``breaker``'s state as a gauge and its openings as a counter, both present from now
+    on (zero openings is an answer). The state moves only on a call: an open circuit whose
+    ``reset_after`` has passed reads open until the next call tries it."""
+    labels = {"breaker": name}
+    state = meter.create_gauge(CIRCUIT_STATE, "Circuit state: 0 closed, 1 half-open, 2 open")
+    openings = meter.create_counter(CIRCUIT_OPENINGS, "Times the circuit opened")
+
+    def moved(_: State, to: State) -> None:
+        state.set(CIRCUIT_CODES[to], labels)
+        if to == "open":
+            openings.add(1, labels)
+
+    state.set(CIRCUIT_CODES[breaker.state], labels)
+    openings.add(0, labels)
+    breaker.on_move = moved
 
 
 def record(outcome: Outcome, meter: MetricMeter) -> None:

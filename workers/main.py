@@ -23,7 +23,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from tether import capacity, errors, packs
+from tether import capacity, errors, migrations, packs, queuedepth
 from tether.activities.model import ModelActivities, QueueActivities
 from tether.activities.policy import PolicyActivities
 from tether.activities.records import RecordActivities
@@ -36,12 +36,13 @@ from tether.domain import DomainPack
 from tether.embeddings import DIMENSIONS, Embedder
 from tether.ledger import Ledger
 from tether.localmodel import LocalModel
-from tether.metrics import runtime_for
+from tether.metrics import runtime_for, watch_breaker
 from tether.openai_compat import OpenAICompatible
 from tether.policystore import PolicyStore
 from tether.providers import ModelProvider
 from tether.sandbox import workflow_runner
 from tether.sentencevectors import SentenceVectors
+from tether.stages import StageLatency
 from tether.store import Store
 from tether.vectorstore import EdgeStore, QdrantStore, VectorStore
 from tether.workflows.evaluation import LiveEvaluationWorkflow
@@ -130,6 +131,10 @@ class Resources:
     @classmethod
     def build(cls, settings: Settings, *, embedder: Embedder | None = None) -> Resources:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Before any store opens: a clear error if a database cannot be used, and the schema
+        # at head (once, under a lock, however many workers start together).
+        for url in migrations.databases(settings):
+            migrations.upgrade(url)
         served = packs.load(settings.domains)
         policies = PolicyStore(settings.resolved_store_url())
         for pack in served:
@@ -173,7 +178,11 @@ class Resources:
     def _build_model(self) -> ModelProvider:
         if self._model is None:
             if self.settings.llm.provider == "openai":
-                self._model = OpenAICompatible(self.settings.llm)
+                remote = OpenAICompatible(self.settings.llm)
+                runtime = runtime_for(self.settings.metrics_address)
+                if runtime is not None:
+                    watch_breaker(remote.breaker, runtime.metric_meter, "model")
+                self._model = remote
             else:
                 self._model = LocalModel(self.embedder, self.packs, sentence_vectors=self.sentences)
         return self._model
@@ -223,6 +232,7 @@ def resolution_worker(
         task_queue=task_queue or res.settings.task_queue,
         workflows=[*WORKFLOWS, *extra_workflows],
         workflow_runner=workflow_runner(),
+        interceptors=[StageLatency()],  # tether_stage_latency_seconds
         activities=[
             *(compute_activities(res) if compute else []),
             *tools.activities(),
@@ -352,6 +362,16 @@ async def report_cpu(settings: Settings, role: Role, every: float = 2.0) -> None
         await asyncio.sleep(every)
 
 
+async def report_queue(client: Client, res: Resources, role: Role) -> None:
+    """The approval queue's depth on this process's metrics endpoint, from the processes that
+    run resolution workflows (tether/queuedepth.py)."""
+    runtime = runtime_for(res.settings.metrics_address)
+    if runtime is None or role not in ("all", "workflow"):
+        return
+    domains = [p.name for p in res.packs]
+    await queuedepth.report(client, res.policies, domains, runtime.metric_meter)
+
+
 async def run(settings: Settings, stop: asyncio.Event, role: Role = "all") -> None:
     """Serve ``role`` until ``stop`` is set."""
     from tether.client import connect
@@ -368,8 +388,10 @@ async def run(settings: Settings, stop: asyncio.Event, role: Role = "all") -> No
             # Polling already; the model and the embeddings load meanwhile, off the loop.
             warming = asyncio.create_task(asyncio.to_thread(res.warm, role))
             reporting = asyncio.create_task(report_cpu(settings, role))
+            counting = asyncio.create_task(report_queue(client, res, role))
             await stop.wait()
             warming.cancel()
             reporting.cancel()
+            counting.cancel()
     finally:
         await res.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -17,7 +18,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from tether import errors
+    from tether import errors, metrics
     from tether.approvals import ReviewRefused, authorise_review
     from tether.config import PolicyConfig
     from tether.contracts import (
@@ -101,6 +102,7 @@ class ApprovalGate:
         ]
         tier = decision.tier or 0
         self._version += 1
+        began = workflow.now()
         while tier < len(tiers) and self.verdict is None:
             spec = tiers[tier]
             self.pending = PendingApproval(
@@ -115,6 +117,7 @@ class ApprovalGate:
                 citations=cited,
             )
             on_tier(spec.name)
+            self._count_breaches(spec.name, 0)  # a counter born at 1 shows no increase()
             try:
                 await workflow.wait_condition(
                     lambda: self.verdict is not None,
@@ -133,10 +136,31 @@ class ApprovalGate:
                         at=workflow.now(),
                     )
                 )
+                self._count_breaches(spec.name, 1)
                 tier += 1
         self.pending = None
         self.expired = self.verdict is None
+        self._time_wait(began)
         return self.verdict
+
+    # --- metrics: the workflow's meter records nothing on replay, and adds no command ----
+
+    @property
+    def _domain(self) -> str:
+        return self._pack.name if self._pack is not None else "unknown"
+
+    def _count_breaches(self, tier: str, breaches: int) -> None:
+        workflow.metric_meter().create_counter(
+            metrics.SLA_BREACHES, "Approval tiers whose SLA ran out without a verdict"
+        ).add(breaches, {"domain": self._domain, "tier": tier})
+
+    def _time_wait(self, began: datetime) -> None:
+        workflow.metric_meter().create_histogram_float(
+            metrics.STAGE_LATENCY, "Time a resolution run spent in each stage", "s"
+        ).record(
+            (workflow.now() - began).total_seconds(),
+            {"domain": self._domain, "stage": "approval_wait"},
+        )
 
     def reopen(self, why: str) -> None:
         """The approved proposal, judged again, needs more than its approver may give: put it

@@ -33,7 +33,7 @@ EXAMPLE = ROOT / "deploy" / "tether.env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 IMAGE = "tether:local"  # the image docker-compose.yml builds from the Dockerfile
 # Prometheus scrapes these on TETHER_METRICS_ADDRESS (deploy/prometheus/prometheus.yml).
-SCRAPED = {"worker-workflow", "worker-compute", "worker-model", "console"}
+SCRAPED = {"worker-workflow", "worker-compute", "worker-model"}
 METRICS_PORT = 9464
 DOCKER_COMPOSE = shutil.which("docker-compose") or "/usr/bin/docker-compose"
 
@@ -96,8 +96,10 @@ def compose(*args: str, env_file: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+# CI installs it (.ci/run): missing there is a failure, elsewhere a skip that says why.
+MISSING = not Path(DOCKER_COMPOSE).exists() and not os.environ.get("CI")
 needs_compose = pytest.mark.skipif(
-    not Path(DOCKER_COMPOSE).exists(),
+    MISSING,
     reason="docker-compose is not installed (Debian's package docker-compose; .ci/run installs it)",
 )
 
@@ -105,7 +107,7 @@ needs_compose = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """docker-compose.yml as docker-compose resolves it with the filled example."""
-    if not Path(DOCKER_COMPOSE).exists():
+    if MISSING:
         pytest.skip("docker-compose is not installed (Debian's docker-compose; .ci/run has it)")
     env_file = filled_example(tmp_path_factory.mktemp("compose") / "filled.env")
     checked = compose("config", "-q", env_file=env_file)
@@ -163,7 +165,7 @@ def test_each_tether_service_gets_valid_settings(
     resolved: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     services = tether_services(resolved)
-    assert set(services) == {*SCRAPED, "codec-server"}
+    assert set(services) == {*SCRAPED, "console", "codec-server"}
     for name, service in services.items():
         for variable in list(os.environ):
             if variable.startswith("TETHER_"):
@@ -178,6 +180,7 @@ def test_each_tether_service_gets_valid_settings(
             assert settings.qdrant_url == "http://qdrant:6333"
             assert settings.compute_queue, name  # worker-workflow runs nothing CPU-heavy
         if name == "console":
+            assert settings.metrics_address is None  # it would serve nothing there
             assert settings.console.secret is not None
             assert settings.console.host == "0.0.0.0"
             assert f"127.0.0.1:{settings.console.port}:{settings.console.port}" in _ports(service)
@@ -233,19 +236,13 @@ def test_mounted_files_exist(resolved: dict[str, Any]) -> None:
     for path in mounted:
         assert path.is_relative_to(ROOT), f"{path} is outside the repository"
     missing = [p.relative_to(ROOT).as_posix() for p in mounted if not p.exists()]
-    theirs = ("deploy/prometheus/", "deploy/grafana/")  # written beside this bundle
-    outside_deploy = [p for p in missing if not p.startswith(theirs)]
-    assert not outside_deploy, f"mounted but missing: {outside_deploy}"
-    if missing:
-        pytest.skip(f"Prometheus's and Grafana's files are not written yet: {missing}")
+    assert not missing, f"mounted but missing: {missing}"
 
 
 def test_prometheus_and_grafana_find_what_compose_runs() -> None:
     """Names agreed with deploy/: the scrape targets, Grafana's datasource and dashboards."""
     scrape = ROOT / "deploy" / "prometheus" / "prometheus.yml"
     provisioning = ROOT / "deploy" / "grafana" / "provisioning"
-    if not scrape.exists() or not provisioning.exists():
-        pytest.skip("deploy/prometheus and deploy/grafana are not written yet")
     text = scrape.read_text()
     for service in SCRAPED:
         assert service in text, f"prometheus.yml does not scrape {service}"
