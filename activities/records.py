@@ -8,7 +8,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from tether import metrics
-from tether.contracts import LaterFeedback, Outcome, TallyHold
+from tether.contracts import LaterFeedback, Outcome, Reused, ReuseQuery, TallyHold
 from tether.datasets import carve
 from tether.drift import alert, detect
 from tether.evaluation import EvaluationInput, EvaluationReport, evaluate
@@ -25,6 +25,19 @@ class RecordActivities:
         self._store.record_outcome(outcome)
         if activity.info().attempt == 1:  # count an outcome once, however often it is written
             metrics.record(outcome, activity.metric_meter())
+
+    @activity.defn
+    def reusable_proposal(self, query: ReuseQuery) -> Reused | None:
+        """An earlier proposal this request may take instead of calling the model (a local
+        activity: its answer is recorded in the history as a marker)."""
+        found, why = self._store.reusable(query, datetime.now(UTC))
+        result = "hit" if found else ("miss" if why in ("miss", "expired") else "stale")
+        activity.metric_meter().create_counter(
+            metrics.PROPOSAL_REUSE, "Proposal reuse lookups: hit, miss, stale (evidence changed)"
+        ).add(1, {"domain": query.domain, "result": result})
+        if found is None and why != "miss":
+            activity.logger.info("proposal not reused: %s", why)
+        return found
 
     @activity.defn
     def hold_tally(self, hold: TallyHold) -> int:

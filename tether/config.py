@@ -153,6 +153,9 @@ class PolicyConfig(BaseModel):
     # Per tally (a pack's DomainPack.tallies, by name): the window a subject's requests are
     # totalled over; a tally without a window is not counted.
     tally_windows: dict[str, Duration] = {}
+    # How long a proposal may be reused by a matching request whose cited evidence has not
+    # changed (tether/reuse.py); None: never, every request asks the model.
+    proposal_reuse: Duration | None = None
 
     @field_validator("approvers", mode="before")
     @classmethod

@@ -419,6 +419,24 @@ class PinnedPolicy(Frozen):
     compute_queue: str | None = None
 
 
+class ReuseQuery(Frozen):
+    """Is there a proposal to reuse (tether/reuse.py)? ``key`` is the stored key."""
+
+    domain: str
+    key: str
+    subject: str
+    evidence: Evidence
+    max_age: timedelta
+
+
+class Reused(Frozen):
+    """A proposal reused: whose it was and the model that made it."""
+
+    request_id: str
+    proposal: Proposal
+    model: ModelIdentity | None
+
+
 class Facts(Frozen):
     """What a decision is made on, gathered and judged once: the request, the evidence, the
     context records, what the model proposed (or why it did not) and what the verifier found.
@@ -441,6 +459,10 @@ class Facts(Frozen):
     withheld: list[str] = []
     # Per tally (Tally.name): the subject's other requests' total over the policy's window.
     tallies: dict[str, int] = {}
+    # Proposal reuse (tether/reuse.py): the key this request matched under, and the request
+    # whose proposal it took instead of calling the model.
+    reuse_key: str | None = None
+    reused_from: str | None = None
 
     def records(self, kind: str) -> list[ContextRecord]:
         return [r for r in self.context if r.kind == kind]
@@ -495,6 +517,8 @@ class Outcome(Frozen):
     followup_required: bool
     model: ModelIdentity | None
     policy_sha256: str | None = Field(default=None, description="of the pinned version")
+    reuse_key: str | None = Field(default=None, description="tether/reuse.py: matched under")
+    reused_from: str | None = Field(default=None, description="whose proposal it took")
     started_at: datetime
     finished_at: datetime
 

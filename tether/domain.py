@@ -27,7 +27,7 @@ replay` against the live histories before deploying it, as for any workflow chan
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +38,7 @@ from pydantic import BaseModel, ValidationError
 from tether.config import PolicyConfig
 from tether.contracts import DOMAIN, ContextRecord, Facts, Finding, Request, ToolCall
 from tether.policy import Rule, Verdict
+from tether.reuse import default_key
 from tether.tools import ToolRegistry
 
 
@@ -157,6 +158,9 @@ class DomainPack:
     knowledge: tuple[KnowledgeSource, ...] = ()
     systems: tuple[SystemSpec, ...] = ()
     describe_call: Callable[[ToolCall], str] | None = None
+    # When two requests ask the same thing (tether/reuse.py; the policy's proposal_reuse
+    # turns reuse on): a key from the request and the context read, None for "never".
+    reuse_match: Callable[[Request, Sequence[ContextRecord]], str | None] = default_key
     demo: tuple[DemoTicket, ...] = ()
     # The people of the demo and the tests (approver id -> roles). Never in ``policy``: a
     # deployment configures its own directory, with keys (tether/policystore.py).

@@ -23,6 +23,7 @@ SLA_BREACHES = "tether_approval_sla_breaches"  # counter: domain, tier
 QUEUE_DEPTH = "tether_approval_queue_depth"  # gauge: domain, tier
 CIRCUIT_STATE = "tether_circuit_state"  # gauge: breaker (CIRCUIT_CODES)
 CIRCUIT_OPENINGS = "tether_circuit_openings"  # counter: breaker
+PROPOSAL_REUSE = "tether_proposal_reuse"  # counter: domain, result (hit, miss, stale)
 CIRCUIT_CODES: dict[State, int] = {"closed": 0, "half_open": 1, "open": 2}
 
 _SHARES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0]

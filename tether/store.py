@@ -28,7 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from tether.contracts import LaterFeedback, Outcome, TallyHold
+from tether import reuse
+from tether.contracts import LaterFeedback, Outcome, Reused, ReuseQuery, TallyHold
 from tether.datasets import Case, digest
 from tether.db import make_engine, utc
 from tether.migrations import upgrade
@@ -162,6 +163,19 @@ tally_locks = Table(
     Column("subject", String(128), primary_key=True),
     Column("holds", BigInteger, nullable=False),
 )
+# Proposals kept for reuse (tether/reuse.py): the newest per key and scope (revision 0003).
+proposals = Table(
+    "tether_proposal_reuse",
+    metadata,
+    Column("domain", String(32), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("scope", String(128), primary_key=True),  # reuse.ANY_SUBJECT or a subject
+    Column("request_id", String(128), nullable=False, index=True),
+    Column("body", Text, nullable=False),  # the ReuseEntry
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+# Feedback that says an outcome was wrong: its proposal is not reused again.
+WRONG = frozenset({"complaint", "reversal", "clawback", "correction"})
 
 
 class Store:
@@ -199,6 +213,7 @@ class Store:
                     )
                 )
             self._settle(conn, outcome)
+            self._keep_proposal(conn, outcome)
             if outcome.followup_required:
                 conn.execute(followups.delete().where(followups.c.request_id == outcome.request_id))
                 conn.execute(
@@ -209,6 +224,61 @@ class Store:
                         status="open",
                     )
                 )
+
+    @staticmethod
+    def _keep_proposal(conn: Connection, outcome: Outcome) -> None:
+        """Keep a proposal that stood for the next matching request; forget a reused one a
+        person turned down (it stood once, on evidence a person now reads otherwise)."""
+        if outcome.reused_from is not None and any(r.verdict != "approve" for r in outcome.reviews):
+            conn.execute(proposals.delete().where(proposals.c.request_id == outcome.reused_from))
+        entry = reuse.keepable(outcome, outcome.reuse_key) if outcome.reuse_key else None
+        if entry is None:
+            return
+        mine = (
+            (proposals.c.domain == entry.domain)
+            & (proposals.c.key == entry.key)
+            & (proposals.c.scope == entry.scope)
+        )
+        conn.execute(proposals.delete().where(mine))
+        conn.execute(
+            proposals.insert().values(
+                domain=entry.domain,
+                key=entry.key,
+                scope=entry.scope,
+                request_id=entry.request_id,
+                body=entry.model_dump_json(),
+                at=outcome.finished_at,
+            )
+        )
+
+    def reusable(self, query: ReuseQuery, now: datetime) -> tuple[Reused | None, str]:
+        """The proposal ``query`` may reuse, and why (hit, miss, expired, or what changed):
+        the subject's own entry first, then one any subject may take; newer than
+        ``query.max_age`` and standing on the evidence as it is now."""
+        scopes = [query.subject, reuse.ANY_SUBJECT]
+        found = select(proposals.c.scope, proposals.c.body, proposals.c.at).where(
+            (proposals.c.domain == query.domain)
+            & (proposals.c.key == query.key)
+            & proposals.c.scope.in_(scopes)
+        )
+        with self.engine.connect() as conn:
+            rows = sorted(conn.execute(found), key=lambda r: scopes.index(r.scope))
+        why = "miss"
+        for row in rows:
+            if now - utc(row.at) > query.max_age:
+                why = "expired"
+                continue
+            entry = reuse.ReuseEntry.model_validate_json(row.body)
+            changed = reuse.stale(entry, query.evidence)
+            if changed is None:
+                return entry.reused(), "hit"
+            why = changed
+        return None, why
+
+    def forget_proposals(self, request_id: str) -> int:
+        with self.engine.begin() as conn:
+            gone = conn.execute(proposals.delete().where(proposals.c.request_id == request_id))
+        return gone.rowcount or 0
 
     @staticmethod
     def _settle(conn: Connection, outcome: Outcome) -> None:
@@ -318,6 +388,8 @@ class Store:
             seen = conn.execute(
                 select(later_feedback.c.id).where(later_feedback.c.digest == digest)
             ).first()
+            if item.kind in WRONG:  # never reused again
+                conn.execute(proposals.delete().where(proposals.c.request_id == item.request_id))
             if seen is None:
                 conn.execute(
                     later_feedback.insert().values(

@@ -238,6 +238,7 @@ def resolution_worker(
             *tools.activities(),
             records.record_outcome,
             records.hold_tally,
+            records.reusable_proposal,
             records.attach_feedback,
             records.evaluate_recent,
             records.carve_datasets,

@@ -111,14 +111,18 @@ class ResolutionWorkflow:
                 self._facts = await self._read_context(pack, effects)
             if not self._facts.withheld:  # else policy refuses it, having shown the model nothing
                 self._set_stage(Stage.PROPOSING)
-                self._facts = await steps.propose(
-                    self._facts,
-                    pack,
-                    policy,
-                    inp.timeouts,
-                    inp.model_queue,
-                    waiting=lambda: self._set_stage(Stage.WAITING_FOR_MODEL),
+                self._facts = await steps.reuse(
+                    self._facts, pack, policy, inp.timeouts, inp.model_queue
                 )
+                if self._facts.reused_from is None:
+                    self._facts = await steps.propose(
+                        self._facts,
+                        pack,
+                        policy,
+                        inp.timeouts,
+                        inp.model_queue,
+                        waiting=lambda: self._set_stage(Stage.WAITING_FOR_MODEL),
+                    )
                 if self._facts.proposal is not None:
                     self._set_stage(Stage.VERIFYING)
                     verifying = steps.verify(self._facts, inp.timeouts, self._pinned.compute_queue)
@@ -297,6 +301,8 @@ class ResolutionWorkflow:
             followup_required=not approved or any(not a.ok for a in actions),
             model=facts.model,
             policy_sha256=self._pinned.sha256 if self._pinned else None,
+            reuse_key=facts.reuse_key,
+            reused_from=facts.reused_from,
             started_at=started,
             finished_at=workflow.now(),
         )

@@ -11,7 +11,13 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    FailureError,
+    TimeoutError,
+    TimeoutType,
+)
 
 with workflow.unsafe.imports_passed_through():
     from tether import errors, names
@@ -33,12 +39,14 @@ with workflow.unsafe.imports_passed_through():
         Reason,
         Request,
         RetrievalQuery,
+        ReuseQuery,
         TallyHold,
         Verification,
         VerifyInput,
     )
     from tether.domain import DomainPack
     from tether.policy import argument_total, writes_of
+    from tether.reuse import key_for
     from tether.tools import ProposalInvalid
 
 
@@ -58,6 +66,9 @@ MODEL_BACKLOG = "model-backlog"
 # search-attribute write for the attributes the client started the run with. One marker (and
 # one write of TemporalChangeVersion) for all of them, not one per change.
 CURRENT = "governed-2026-12"
+# A request that matches an earlier one takes its proposal while the evidence it cited has
+# not changed (tether/reuse.py). Taken only where the pinned policy turns reuse on.
+REUSE = "proposal-reuse"
 
 
 def since(patch: str) -> bool:
@@ -163,6 +174,57 @@ async def _model_queue_served(model_queue: str, timeouts: Timeouts) -> bool:
         workflow.logger.warning("could not tell a busy model queue from a dead one: %s", err)
         return False
     return state.served
+
+
+async def reuse(
+    facts: Facts, pack: DomainPack, policy: PolicyConfig, timeouts: Timeouts, model_queue: str
+) -> Facts:
+    """An earlier proposal, if the pinned policy allows reuse, the pack's match finds one and
+    every passage it cited is unchanged in this request's evidence (tether/reuse.py): the
+    facts as if the model had just proposed it, for the verifier and policy to judge again.
+    The lookup's answer is recorded in the history (a local activity's marker), so a replay
+    takes the same path. A lookup that fails, or a proposal this pack no longer accepts,
+    is no hit: the model is asked."""
+    if policy.proposal_reuse is None:
+        return facts
+    match = pack.reuse_match(facts.request, facts.context)
+    if match is None or not workflow.patched(REUSE):
+        return facts
+    facts = facts.model_copy(update={"reuse_key": key_for(facts.domain, model_queue, match)})
+    assert facts.reuse_key is not None
+    try:
+        found = await workflow.execute_local_activity_method(
+            RecordActivities.reusable_proposal,
+            ReuseQuery(
+                domain=facts.domain,
+                key=facts.reuse_key,
+                subject=facts.request.subject,
+                evidence=facts.evidence,
+                max_age=policy.proposal_reuse,
+            ),
+            start_to_close_timeout=timeouts.record,
+            retry_policy=timeouts.default_retry.policy(),
+        )
+    except FailureError as err:
+        workflow.logger.warning("proposal reuse not looked up: %s", err)
+        return facts
+    if found is None:
+        return facts
+    try:
+        proposal = pack.tools.validate_proposal(
+            found.proposal.model_dump_json(), intents=pack.intents
+        )
+    except ProposalInvalid as invalid:
+        workflow.logger.info("kept proposal no longer valid here: %s", invalid)
+        return facts
+    return facts.model_copy(
+        update={
+            "mode": Mode.NORMAL,
+            "proposal": proposal,
+            "model": found.model,
+            "reused_from": found.request_id,
+        }
+    )
 
 
 async def propose(
