@@ -103,8 +103,18 @@ def content_hash(policy: PolicyConfig) -> str:
     return hashlib.sha256(canonical(policy).encode()).hexdigest()
 
 
+# Fields PolicyConfig gained after versions were first stored, with their defaults: left out of
+# the canonical form while at the default, so a version stored before a field existed reads
+# back with the hash it was stored under (and registering it again is no new version).
+ADDED_LATER: dict[str, Any] = {"proposal_reuse": None}
+
+
 def canonical(policy: PolicyConfig) -> str:
-    return json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    body = policy.model_dump(mode="json")
+    for name, default in ADDED_LATER.items():
+        if name in body and body[name] == default:
+            del body[name]
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 
 def policy_for(

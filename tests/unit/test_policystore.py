@@ -3,13 +3,25 @@ worker's start, and diffs (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+
 import pytest
 import sqlalchemy
 
 from tether.config import Settings
 from tether.domains.itops import PACK as ITOPS
 from tether.domains.support import PACK
-from tether.policystore import NoSuchVersion, PolicyConflict, PolicyStore, content_hash, diff
+from tether.policystore import (
+    ADDED_LATER,
+    NoSuchVersion,
+    PolicyConflict,
+    PolicyStore,
+    content_hash,
+    diff,
+    versions,
+)
 
 
 @pytest.fixture
@@ -90,3 +102,29 @@ def test_a_diff_names_every_changed_setting() -> None:
     assert any(line.startswith("rules.auto_limit_cents: ") for line in lines)
     assert 'approvers.a@x.roles: null -> ["support_lead"]' in lines
     assert diff(PACK.policy, PACK.policy) == []
+
+
+def test_a_version_stored_before_a_field_existed_keeps_its_hash(store: PolicyStore) -> None:
+    """A field PolicyConfig gained later (ADDED_LATER) is left out of the hash at its
+    default: the version reads back, and registering it again adds nothing."""
+    old = PACK.policy.model_dump(mode="json")
+    for name in ADDED_LATER:
+        old.pop(name, None)
+    body = json.dumps(old, sort_keys=True, separators=(",", ":"))
+    with store.engine.begin() as conn:
+        conn.execute(
+            versions.insert().values(
+                domain="support",
+                version=PACK.policy.version,
+                sha256=hashlib.sha256(body.encode()).hexdigest(),
+                body=body,
+                created_at=datetime.now(UTC),
+                created_by="an older release",
+                note="",
+            )
+        )
+    assert store.get("support", PACK.policy.version).policy == PACK.policy
+    assert store.add("support", PACK.policy, by="ops").created_by == "an older release"
+    hour = timedelta(hours=1)
+    reusing = PACK.policy.model_copy(update={"version": "reuse/1", "proposal_reuse": hour})
+    assert store.add("support", reusing, by="ops").sha256 != content_hash(PACK.policy)
