@@ -48,7 +48,9 @@ class PolicyActivities:
                 type=errors.NO_POLICY,
                 non_retryable=True,
             )
-        return pinned.model_copy(update={"compute_queue": self._compute_queue})
+        # A live pin (the active version) carries the domain's running candidate, if any.
+        shadow = self._store.candidate(inp.domain) if inp.version is None else None
+        return pinned.model_copy(update={"compute_queue": self._compute_queue, "shadow": shadow})
 
     @activity.defn
     def key_revoked_at(self, inp: KeyCheck) -> datetime | None:

@@ -8,7 +8,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from tether import metrics
-from tether.contracts import LaterFeedback, Outcome, Reused, ReuseQuery, TallyHold
+from tether.contracts import (
+    LaterFeedback,
+    Outcome,
+    Reused,
+    ReuseQuery,
+    ShadowDecision,
+    TallyHold,
+)
 from tether.datasets import carve
 from tether.drift import alert, detect
 from tether.evaluation import EvaluationInput, EvaluationReport, evaluate
@@ -38,6 +45,10 @@ class RecordActivities:
         if found is None and why != "miss":
             activity.logger.info("proposal not reused: %s", why)
         return found
+
+    @activity.defn
+    def record_shadow(self, decision: ShadowDecision) -> None:
+        self._store.record_shadow(decision)
 
     @activity.defn
     def hold_tally(self, hold: TallyHold) -> int:

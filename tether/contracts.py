@@ -406,6 +406,17 @@ class ResolutionInput(Frozen):
     model_queue: str = MODEL_QUEUE
 
 
+class LiveCandidate(Frozen):
+    """A candidate running beside live traffic (tether candidate start): a policy version
+    and/or a model queue, for a share of a domain's requests. It decides in a shadow run that
+    no worker lets call a tool (tether/shadowguard.py); only promotion makes it govern."""
+
+    name: str = Field(pattern=IDENT, max_length=64)
+    policy_version: str | None = Field(default=None, max_length=64)
+    model_queue: str | None = Field(default=None, max_length=200)
+    share: float = Field(gt=0, le=1, allow_inf_nan=False)
+
+
 class PinnedPolicy(Frozen):
     """A policy version as a workflow pinned it: read by an activity from the workers' store,
     recorded in history with its content hash, kept to the end."""
@@ -417,6 +428,9 @@ class PinnedPolicy(Frozen):
     # Where these workers run retrieval and verification (Settings.compute_queue), read with
     # the policy because it is theirs too; None: the workflow's own task queue.
     compute_queue: str | None = None
+    # The domain's live candidate when the active version was pinned, if any: read with the
+    # policy, so whether a request was shadowed is in its history.
+    shadow: LiveCandidate | None = None
 
 
 class ReuseQuery(Frozen):
@@ -481,6 +495,36 @@ class TallyHold(Frozen):
     request_id: str
     amount: int
     window: timedelta
+
+
+class LiveShadowInput(Frozen):
+    """A live request's facts (evidence, context, tallies; not its proposal) for a candidate
+    to propose and decide on, as of the live decision's moment."""
+
+    domain: str = Field(pattern=DOMAIN)
+    candidate: LiveCandidate
+    facts: Facts
+    model_queue: str = Field(description="the live run's, for a candidate that names none")
+    timeouts: Timeouts = Timeouts()
+    decided_at: datetime
+
+
+class ShadowDecision(Frozen):
+    """What a candidate decided on a live request's facts; compared with the live decision
+    and with what people did later (tether candidate status)."""
+
+    request_id: str
+    domain: str
+    candidate: str
+    policy_version: str
+    action: DecisionAction
+    mode: Mode
+    reasons: list[str]
+    intent: str | None
+    grounding: float | None
+    confidence: float | None
+    planned: list[str] = Field(default=[], description="the tools the candidate's plan names")
+    at: datetime
 
 
 class Outcome(Frozen):
@@ -577,6 +621,10 @@ class IngestReport(Frozen):
 
 
 # --- feedback that arrives later ------------------------------------------------------
+
+
+# Later feedback that says an outcome was wrong (the rest: a confirmation).
+WRONG_FEEDBACK = frozenset({"complaint", "reversal", "clawback", "correction"})
 
 
 class LaterFeedback(Frozen):

@@ -17,6 +17,9 @@ KNOWLEDGE_REFRESH = "KnowledgeRefreshWorkflow"
 FEEDBACK = "FeedbackWorkflow"
 LIVE_EVALUATION = "LiveEvaluationWorkflow"
 SHADOW_EVALUATION = "ShadowEvaluationWorkflow"
+LIVE_SHADOW = "LiveShadowWorkflow"  # a live candidate's run beside one request
+# Workflows that decide without acting: the worker refuses them any tool (tether/shadowguard.py).
+SHADOWS = frozenset({SHADOW_EVALUATION, LIVE_SHADOW})
 
 # ResolutionWorkflow's messages.
 STATUS = "status"  # query

@@ -37,7 +37,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from tether.config import PolicyConfig, Settings
-from tether.contracts import PinnedPolicy
+from tether.contracts import LiveCandidate, PinnedPolicy
 from tether.db import make_engine, utc
 from tether.domain import DomainPack
 from tether.errors import ConfigurationError
@@ -71,11 +71,36 @@ activations = Table(
 )
 
 
+# Candidates beside live traffic (tether candidate start|stop|promote): at most one running
+# per domain (stopped_at null); every start, stop and promotion stays on the record.
+candidates = Table(
+    "tether_candidates",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("domain", String(32), nullable=False, index=True),
+    Column("name", String(64), nullable=False),
+    Column("body", Text, nullable=False),  # the LiveCandidate
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("started_by", String(200), nullable=False),
+    Column("stopped_at", DateTime(timezone=True)),
+    Column("stopped_by", String(200)),
+    Column("outcome", String(16)),  # stopped or promoted
+)
+
+
 class PolicyConflict(Exception):
     """A version name already stored with other content: versions never change."""
 
 
 class NoSuchVersion(LookupError):
+    pass
+
+
+class CandidateRunning(Exception):
+    """A domain runs one candidate at a time."""
+
+
+class NoCandidate(LookupError):
     pass
 
 
@@ -256,6 +281,77 @@ class PolicyStore:
         return PinnedPolicy(
             domain=domain, version=version, sha256=stored.sha256, policy=stored.policy
         )
+
+    # --- candidates beside live traffic -------------------------------------------------
+
+    def start_candidate(self, domain: str, candidate: LiveCandidate, *, by: str) -> None:
+        """Run ``candidate`` beside ``domain``'s live traffic from the next pinned request. Its
+        policy version must be stored; one already running must be stopped first."""
+        if candidate.policy_version is not None:
+            self.get(domain, candidate.policy_version)  # NoSuchVersion if not
+        with self.engine.begin() as conn:
+            running = conn.execute(
+                select(candidates.c.name).where(
+                    (candidates.c.domain == domain) & candidates.c.stopped_at.is_(None)
+                )
+            ).first()
+            if running is not None:
+                raise CandidateRunning(
+                    f"{domain} already runs candidate {running.name}: stop or promote it first"
+                )
+            conn.execute(
+                insert(candidates).values(
+                    domain=domain,
+                    name=candidate.name,
+                    body=candidate.model_dump_json(),
+                    started_at=datetime.now(UTC),
+                    started_by=by,
+                )
+            )
+
+    def candidate(self, domain: str) -> LiveCandidate | None:
+        """The candidate running beside ``domain``'s live traffic, if any."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(candidates.c.body).where(
+                    (candidates.c.domain == domain) & candidates.c.stopped_at.is_(None)
+                )
+            ).first()
+        return LiveCandidate.model_validate_json(row.body) if row else None
+
+    def candidate_runs(self, domain: str) -> list[dict[str, Any]]:
+        """Every candidate ``domain`` ran, oldest first, with who started and ended it."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(candidates).where(candidates.c.domain == domain).order_by(candidates.c.seq)
+            ).all()
+        return [
+            {
+                **{k: v for k, v in r._mapping.items() if k != "body"},
+                "candidate": LiveCandidate.model_validate_json(r.body),
+                "started_at": utc(r.started_at),
+                "stopped_at": utc(r.stopped_at) if r.stopped_at else None,
+            }
+            for r in rows
+        ]
+
+    def stop_candidate(self, domain: str, *, by: str, outcome: str = "stopped") -> LiveCandidate:
+        """End the running candidate (NoCandidate when none runs); new requests stop being
+        shadowed at once, shadow runs already started finish."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(candidates.c.seq, candidates.c.body).where(
+                    (candidates.c.domain == domain) & candidates.c.stopped_at.is_(None)
+                )
+            ).first()
+            if row is None:
+                raise NoCandidate(f"{domain} runs no candidate")
+            conn.execute(
+                candidates.update()
+                .where(candidates.c.seq == row.seq)
+                .values(stopped_at=datetime.now(UTC), stopped_by=by, outcome=outcome)
+            )
+        return LiveCandidate.model_validate_json(row.body)
 
     def register(self, pack: DomainPack, settings: Settings, *, by: str) -> StoredVersion:
         """The policy ``settings`` describe for ``pack``, stored (a version name taken by other

@@ -29,7 +29,15 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from tether import reuse
-from tether.contracts import LaterFeedback, Outcome, Reused, ReuseQuery, TallyHold
+from tether.contracts import (
+    WRONG_FEEDBACK,
+    LaterFeedback,
+    Outcome,
+    Reused,
+    ReuseQuery,
+    ShadowDecision,
+    TallyHold,
+)
 from tether.datasets import Case, digest
 from tether.db import make_engine, utc
 from tether.migrations import upgrade
@@ -174,8 +182,16 @@ proposals = Table(
     Column("body", Text, nullable=False),  # the ReuseEntry
     Column("at", DateTime(timezone=True), nullable=False),
 )
-# Feedback that says an outcome was wrong: its proposal is not reused again.
-WRONG = frozenset({"complaint", "reversal", "clawback", "correction"})
+# What a live candidate decided on a live request's facts (tether candidate status).
+shadow_decisions = Table(
+    "tether_shadow_decisions",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("candidate", String(64), primary_key=True),
+    Column("domain", String(32), nullable=False, index=True),
+    Column("body", Text, nullable=False),  # the ShadowDecision
+    Column("at", DateTime(timezone=True), nullable=False),
+)
 
 
 class Store:
@@ -274,6 +290,34 @@ class Store:
                 return entry.reused(), "hit"
             why = changed
         return None, why
+
+    def record_shadow(self, decision: ShadowDecision) -> None:
+        """Idempotent by (request, candidate): a retried activity rewrites the same row."""
+        mine = (shadow_decisions.c.request_id == decision.request_id) & (
+            shadow_decisions.c.candidate == decision.candidate
+        )
+        with self.engine.begin() as conn:
+            conn.execute(shadow_decisions.delete().where(mine))
+            conn.execute(
+                shadow_decisions.insert().values(
+                    request_id=decision.request_id,
+                    candidate=decision.candidate,
+                    domain=decision.domain,
+                    body=decision.model_dump_json(),
+                    at=decision.at,
+                )
+            )
+
+    def shadow_decisions(self, domain: str, candidate: str) -> list[ShadowDecision]:
+        query = (
+            select(shadow_decisions.c.body)
+            .where(
+                (shadow_decisions.c.domain == domain) & (shadow_decisions.c.candidate == candidate)
+            )
+            .order_by(shadow_decisions.c.at)
+        )
+        with self.engine.connect() as conn:
+            return [ShadowDecision.model_validate_json(r.body) for r in conn.execute(query)]
 
     def forget_proposals(self, request_id: str) -> int:
         with self.engine.begin() as conn:
@@ -388,7 +432,7 @@ class Store:
             seen = conn.execute(
                 select(later_feedback.c.id).where(later_feedback.c.digest == digest)
             ).first()
-            if item.kind in WRONG:  # never reused again
+            if item.kind in WRONG_FEEDBACK:  # its proposal is never reused again
                 conn.execute(proposals.delete().where(proposals.c.request_id == item.request_id))
             if seen is None:
                 conn.execute(

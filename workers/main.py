@@ -42,6 +42,7 @@ from tether.policystore import PolicyStore
 from tether.providers import ModelProvider
 from tether.sandbox import workflow_runner
 from tether.sentencevectors import SentenceVectors
+from tether.shadowguard import ShadowGuard
 from tether.stages import StageLatency
 from tether.store import Store
 from tether.vectorstore import EdgeStore, QdrantStore, VectorStore
@@ -49,7 +50,7 @@ from tether.workflows.evaluation import LiveEvaluationWorkflow
 from tether.workflows.feedback import FeedbackWorkflow
 from tether.workflows.knowledge import KnowledgeIngestWorkflow, KnowledgeRefreshWorkflow
 from tether.workflows.resolution import ResolutionWorkflow
-from tether.workflows.shadow import ShadowEvaluationWorkflow
+from tether.workflows.shadow import LiveShadowWorkflow, ShadowEvaluationWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ WORKFLOWS = [
     FeedbackWorkflow,
     LiveEvaluationWorkflow,
     ShadowEvaluationWorkflow,
+    LiveShadowWorkflow,
 ]
 
 READY = "tether worker serving"  # logged once every queue of the role is polled
@@ -232,13 +234,15 @@ def resolution_worker(
         task_queue=task_queue or res.settings.task_queue,
         workflows=[*WORKFLOWS, *extra_workflows],
         workflow_runner=workflow_runner(),
-        interceptors=[StageLatency()],  # tether_stage_latency_seconds
+        # Latency by stage (tether_stage_latency_seconds); shadow runs refused any tool.
+        interceptors=[StageLatency(), ShadowGuard()],
         activities=[
             *(compute_activities(res) if compute else []),
             *tools.activities(),
             records.record_outcome,
             records.hold_tally,
             records.reusable_proposal,
+            records.record_shadow,
             records.attach_feedback,
             records.evaluate_recent,
             records.carve_datasets,

@@ -17,7 +17,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from tether import errors, names, packs, search
+    from tether import candidates, errors, names, packs, search
     from tether.activities.records import RecordActivities
     from tether.activities.verification import argument_findings
     from tether.approvals import ReviewRefused
@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         DecisionAction,
         Edit,
         Facts,
+        LiveShadowInput,
         Mode,
         Outcome,
         PinnedPolicy,
@@ -137,6 +138,7 @@ class ResolutionWorkflow:
                         self._facts = await steps.tally(self._facts, pack, policy, inp.timeouts)
 
         self._set_stage(Stage.DECIDING)
+        shadowing = self._shadow(inp, pack)
         decision = self._decide()
         approved = decision.action is DecisionAction.AUTO
         if decision.action is DecisionAction.APPROVAL:
@@ -162,6 +164,8 @@ class ResolutionWorkflow:
             retry_policy=inp.timeouts.record_retry.policy(),
         )
         self._set_stage(Stage.COMPLETED)
+        if shadowing is not None:
+            await self._shadow_started(shadowing)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return outcome
 
@@ -261,6 +265,56 @@ class ResolutionWorkflow:
         )
         facts = facts.model_copy(update={"verification": checked})
         return facts, decide(facts, self._policy, self._pack, workflow.now())
+
+    # --- a live candidate beside this request ------------------------------------------
+
+    def _shadow(self, inp: ResolutionInput, pack: DomainPack) -> asyncio.Task[Any] | None:
+        """Start the domain's live candidate on this request's facts, if it samples this
+        request: a child workflow (tether/shadowguard.py lets it call no tool) that outlives
+        this run and is not waited for. Only facts go to it (evidence, context, tallies);
+        never this run's proposal. A request refused unread is not shadowed."""
+        candidate = self._pinned.shadow if self._pinned else None
+        if candidate is None or not candidates.selected(inp.request.request_id, candidate):
+            return None
+        if pack.problems(inp.request) or self._facts.withheld or not workflow.patched(steps.SHADOW):
+            return None
+        facts = self._facts.model_copy(
+            update={
+                "mode": Mode.NORMAL,
+                "proposal": None,
+                "verification": None,
+                "model": None,
+                "model_failure": None,
+                "repairs": [],
+                "reuse_key": None,
+                "reused_from": None,
+            }
+        )
+        return asyncio.create_task(
+            workflow.start_child_workflow(
+                names.LIVE_SHADOW,
+                LiveShadowInput(
+                    domain=pack.name,
+                    candidate=candidate,
+                    facts=facts,
+                    model_queue=inp.model_queue,
+                    timeouts=inp.timeouts,
+                    decided_at=workflow.now(),
+                ),
+                id=f"shadow-{candidate.name}-{workflow.info().workflow_id}",
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                static_summary=f"candidate {candidate.name}, beside {workflow.info().workflow_id}",
+            )
+        )
+
+    @staticmethod
+    async def _shadow_started(shadowing: asyncio.Task[Any]) -> None:
+        """The shadow's start, long done by now; one that could not start is logged: the
+        live outcome never depends on its shadow."""
+        try:
+            await shadowing
+        except Exception as err:
+            workflow.logger.warning("live candidate not started beside this request: %s", err)
 
     # --- the record ------------------------------------------------------------------
 

@@ -1,6 +1,13 @@
-"""ShadowEvaluationWorkflow: replay a dataset against a candidate, through the same steps as
-production (retrieve, propose with the bounded repair, verify, decide). It has no path to any
-tool at all, so shadow mode cannot act; the context is replayed as it was recorded."""
+"""Shadow runs: decide without acting, through the same steps as production (retrieve, propose
+with the bounded repair, verify, decide).
+
+- ShadowEvaluationWorkflow replays a dataset against a candidate; the context is replayed as
+  it was recorded.
+- LiveShadowWorkflow runs a live candidate beside one live request (a child the request starts
+  and does not wait for), on the live run's facts.
+
+Neither has a path to any tool: the code calls none, and the worker refuses any tool, child
+or signal a shadow run asks for (tether/shadowguard.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from tether import errors, names, packs
     from tether.activities.records import RecordActivities
     from tether.config import PolicyConfig
-    from tether.contracts import Decision, Facts, Outcome
+    from tether.contracts import Decision, Facts, LiveShadowInput, Outcome, ShadowDecision
     from tether.domain import DomainPack
     from tether.policy import decide
     from tether.shadow import ShadowCase, ShadowInput, ShadowReport
@@ -100,3 +107,48 @@ class ShadowEvaluationWorkflow:
             grounding_candidate=facts.verification.grounding if facts.verification else None,
             changed=_label(decision) != _label(recorded.decision),
         )
+
+
+@workflow.defn(name=names.LIVE_SHADOW)
+class LiveShadowWorkflow:
+    """The candidate proposes on the live run's facts (its own model queue, or the live one),
+    is verified, and decides under its own policy version (or the active one) as of the live
+    decision's moment; the decision is recorded beside the live outcome."""
+
+    @workflow.run
+    async def run(self, inp: LiveShadowInput) -> ShadowDecision:
+        try:
+            pack = packs.get(inp.domain)
+        except packs.UnknownDomain as err:
+            raise ApplicationError(
+                str(err), type=errors.UNKNOWN_DOMAIN, non_retryable=True
+            ) from None
+        candidate, timeouts = inp.candidate, inp.timeouts
+        pinned = await steps.pin_policy(pack.name, timeouts, candidate.policy_version)
+        facts = await steps.propose(
+            inp.facts, pack, pinned.policy, timeouts, candidate.model_queue or inp.model_queue
+        )
+        facts = await steps.verify(facts, timeouts, pinned.compute_queue)
+        decision = decide(facts, pinned.policy, pack, inp.decided_at)
+        proposal = facts.proposal
+        shadow = ShadowDecision(
+            request_id=facts.request.request_id,
+            domain=pack.name,
+            candidate=candidate.name,
+            policy_version=pinned.version,
+            action=decision.action,
+            mode=decision.mode,
+            reasons=decision.codes(),
+            intent=proposal.intent if proposal else None,
+            grounding=facts.verification.grounding if facts.verification else None,
+            confidence=proposal.confidence if proposal else None,
+            planned=[c.tool for c in proposal.tool_calls] if proposal else [],
+            at=workflow.now(),
+        )
+        await workflow.execute_local_activity_method(
+            RecordActivities.record_shadow,
+            shadow,
+            start_to_close_timeout=timeouts.record,
+            retry_policy=timeouts.record_retry.policy(),
+        )
+        return shadow

@@ -69,6 +69,9 @@ CURRENT = "governed-2026-12"
 # A request that matches an earlier one takes its proposal while the evidence it cited has
 # not changed (tether/reuse.py). Taken only where the pinned policy turns reuse on.
 REUSE = "proposal-reuse"
+# A request the domain's live candidate samples starts the candidate's shadow run beside it
+# (a child it does not wait for). Taken only where the pinned policy carries a candidate.
+SHADOW = "live-shadow"
 
 
 def since(patch: str) -> bool:

@@ -4,9 +4,7 @@ verified and decided; an updated document makes the next one ask the model again
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,14 +12,12 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import SUPPORT_KB, new_id, replay_and_keep, ticket
+from tests.conftest import new_id, replay_and_keep, ticket
+from tests.deployments import Deployment, own_deployment
 from tether import names
-from tether.client import Tether
 from tether.config import Settings
 from tether.contracts import DecisionAction, Outcome
-from tether.domains.support.business import BusinessServer
 from tether.embeddings import Embedder
-from tether.workers.main import Resources, compute_worker, model_worker, resolution_worker
 
 pytestmark = pytest.mark.integration
 
@@ -29,49 +25,15 @@ QUESTION = "How long does standard shipping take?"
 SHIPPING = "shipping-options.md"
 
 
-@dataclass
-class Deployment:
-    tether: Tether
-    kb: Path
-    business: BusinessServer
-
-
 @pytest.fixture
 async def deployment(
     tmp_path: Path, temporal_env: WorkflowEnvironment, settings: Settings, embedder: Embedder
 ) -> AsyncIterator[Deployment]:
-    """A deployment of its own (store, vectors, queues) whose support policy reuses
-    proposals for an hour, over a copy of the handbook this test may edit."""
-    queue = new_id("reuse")
-    business = BusinessServer(tmp_path / "business.db").start()  # this test changes its rows
-    policies = dict(settings.policies)
-    policies["support"] = {**policies["support"], "proposal_reuse": "PT1H"}
-    local = settings.model_copy(
-        update={
-            "data_dir": tmp_path / "data",
-            "task_queue": queue,
-            "model_queue": f"{queue}-model",
-            "compute_queue": f"{queue}-compute",
-            "policies": policies,
-            "systems": {**settings.systems, "shop": business.url},
-        }
-    )
-    kb = tmp_path / "kb"
-    shutil.copytree(SUPPORT_KB, kb)
-    res = Resources.build(local, embedder=embedder)
-    client = temporal_env.client
-    try:
-        async with (
-            resolution_worker(client, res, compute=False),
-            compute_worker(client, res),
-            model_worker(client, res),
-        ):
-            tether = Tether(client, local)
-            await tether.ingest(str(kb), domain="support", source="kb")
-            yield Deployment(tether, kb, business)
-    finally:
-        await res.close()
-        business.stop()
+    """A deployment of its own whose support policy reuses proposals for an hour, over a
+    copy of the handbook this test may edit."""
+    reuse = {"proposal_reuse": "PT1H"}
+    async with own_deployment(tmp_path, temporal_env, settings, embedder, reuse) as deployed:
+        yield deployed
 
 
 async def asked_the_model(handle: WorkflowHandle[object, Outcome]) -> bool:

@@ -174,6 +174,10 @@ LATER = [
     ("add_index", "ix_tether_outcomes_finished_at"),  # 0002
     ("add_table", "tether_proposal_reuse"),  # 0003, and its index:
     ("add_index", "ix_tether_proposal_reuse_request_id"),
+    ("add_table", "tether_candidates"),  # 0004, with their indexes
+    ("add_index", "ix_tether_candidates_domain"),
+    ("add_table", "tether_shadow_decisions"),
+    ("add_index", "ix_tether_shadow_decisions_domain"),
 ]
 
 

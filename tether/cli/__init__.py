@@ -9,6 +9,7 @@ import os
 import sys
 
 from tether.cli import (  # noqa: F401  (they add commands)
+    candidates,
     codec,
     db,
     evaluation,

@@ -1,0 +1,181 @@
+"""A candidate beside live traffic, against the real dev server, workers, local model and shop:
+it decides on every live request's facts, never reaches the business system (the worker
+refuses it any tool), is compared with the live decisions and people, and is promoted
+through the audited policy path."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from typer.testing import CliRunner
+
+from tests.conftest import new_id, ticket
+from tests.deployments import Deployment, own_deployment
+from tests.processes import environment
+from tether import names
+from tether.activities.tools import ToolActivities
+from tether.cli.apps import app
+from tether.config import Settings
+from tether.contracts import DecisionAction, Outcome, ShadowDecision, Stage, ToolInvocation
+from tether.embeddings import Embedder
+from tether.policystore import PolicyStore
+from tether.shadowguard import SHADOW_REFUSED, ShadowGuard
+from tether.store import Store
+
+pytestmark = pytest.mark.integration
+
+SMALL = ("C-100", "Please refund $40 for the headlamp on ORD-1005, it's too dim.")
+LARGE = ("C-102", "I'd like a refund of $120 for ORD-1003, the jacket doesn't fit.")
+STATUS = ("C-100", "Hi, where is my order ORD-1001? I need it before my trip.")
+LENIENT = {"auto_limit_cents": 50_000, "customer_auto_limit_cents": 50_000}
+
+
+@pytest.fixture
+async def deployed(
+    tmp_path: Path, temporal_env: WorkflowEnvironment, settings: Settings, embedder: Embedder
+) -> AsyncIterator[Deployment]:
+    async with own_deployment(tmp_path, temporal_env, settings, embedder) as deployment:
+        yield deployment
+
+
+def lenient(policies: PolicyStore) -> str:
+    """A stored version that lets refunds up to $500 act on their own."""
+    active = policies.active("support")
+    assert active is not None
+    rules = {**active.policy.rules, **LENIENT}
+    version = active.policy.model_copy(update={"version": "lenient/1", "rules": rules})
+    return policies.add("support", version, by="test", note="a candidate").version
+
+
+async def shadows(store: Store, name: str, count: int) -> list[ShadowDecision]:
+    for _ in range(600):
+        found = store.shadow_decisions("support", name)
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{len(found)} shadow decisions of {count}")
+
+
+def rows(deployment: Deployment, table: str) -> list[dict[str, object]]:
+    return deployment.business.db.rows(table)
+
+
+def acted(outcomes: list[Outcome], tool: str) -> int:
+    return sum(1 for o in outcomes for a in o.actions if a.tool == tool and a.ok)
+
+
+def cli(deployment: Deployment, *args: str) -> str:
+    env = environment(deployment.settings)
+    result = CliRunner().invoke(app, list(args), env=env)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+async def test_a_candidate_decides_beside_live_traffic_and_never_acts(
+    deployed: Deployment,
+) -> None:
+    res, tether = deployed.resources, deployed.tether
+    version = lenient(res.policies)
+    cli(deployed, "candidate", "start", "lenient", "--domain", "support",
+        "--policy-version", version, "--share", "1", "--by", "carol")  # fmt: skip
+
+    small = await tether.submit(ticket(SMALL[1], SMALL[0]))
+    status = await tether.submit(ticket(STATUS[1], STATUS[0]))
+    large = await tether.submit(ticket(LARGE[1], LARGE[0]))  # live: waits for a person
+    live = [await small.result(), await status.result()]
+    found = {s.request_id: s for s in await shadows(res.store, "lenient", 3)}
+
+    # Live acted; the candidate decided the same requests and acted on none of them: every
+    # row in the shop is one a live outcome accounts for.
+    assert live[0].decision.action is DecisionAction.AUTO and acted(live, "issue_refund") == 1
+    assert len(rows(deployed, "refunds")) == acted(live, "issue_refund")
+    assert len(rows(deployed, "messages")) == acted(live, "send_reply")
+    waiting = large.id.removeprefix("resolution-")
+    assert (await tether.status(waiting)).stage is Stage.AWAITING_APPROVAL
+    candidate_large = found[waiting]
+    assert candidate_large.policy_version == version
+    assert candidate_large.action is DecisionAction.AUTO  # it would have refunded $120 ...
+    assert "issue_refund" in candidate_large.planned
+    assert not [
+        r for r in rows(deployed, "refunds") if r["order_id"] == "ORD-1003"
+    ]  # ... it did not
+    for outcome in live:
+        assert found[outcome.request_id].candidate == "lenient"
+
+    # Its record against live and people: the two finished requests are compared.
+    await tether.feedback(live[0].request_id, kind="confirmation", detail="it arrived")
+    report = cli(deployed, "candidate", "status", "--domain", "support")
+    assert "shadowed 3, with a live outcome 2" in report
+    assert "agrees with people: 1/1" in report
+
+    # Promotion activates its version through the audited path and stops the shadowing.
+    cli(deployed, "candidate", "promote", "--domain", "support", "--reason", "agrees",
+        "--by", "carol")  # fmt: skip
+    active = res.policies.active_activation("support")
+    assert active is not None and active.version == version and active.by == "carol"
+    assert "promoted candidate lenient" in active.reason
+    assert res.policies.candidate("support") is None
+    after = await tether.resolve(ticket(STATUS[1], STATUS[0]))
+    await asyncio.sleep(1)
+    assert after.request_id not in {
+        s.request_id for s in res.store.shadow_decisions("support", "lenient")
+    }
+    await large.terminate("test over")
+
+
+@workflow.defn(name=names.LIVE_SHADOW)
+class RogueShadow:
+    """A shadow whose code tries to act: the worker must refuse it."""
+
+    @workflow.run
+    async def run(self, invocation: ToolInvocation) -> None:
+        await workflow.execute_activity(
+            names.tool_activity("support", "issue_refund"),
+            invocation,
+            start_to_close_timeout=timedelta(seconds=10),
+        )
+
+
+async def test_the_worker_refuses_a_shadow_any_tool(
+    deployed: Deployment, temporal_env: WorkflowEnvironment
+) -> None:
+    """Enforced by the worker, not by the shadow's code: a workflow of a shadow type that
+    calls a pack's tool, on a worker that has the tool, is refused, and the shop is untouched."""
+    res = deployed.resources
+    queue = new_id("rogue")
+    tools = ToolActivities(res.packs, res.systems, res.ledger)
+    before = rows(deployed, "refunds")
+    async with Worker(
+        temporal_env.client,
+        task_queue=queue,
+        workflows=[RogueShadow],
+        activities=tools.activities(),
+        interceptors=[ShadowGuard()],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    ):
+        invocation = ToolInvocation(
+            domain="support",
+            tool="issue_refund",
+            arguments={"order_id": "ORD-1005", "amount_cents": 100, "reason": "rogue"},
+            idempotency_key=f"rogue/{new_id()}/1",
+            request_id=new_id("rogue"),
+            subject="C-100",
+            granted=["refunds:issue"],
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await temporal_env.client.execute_workflow(
+                RogueShadow.run, invocation, id=new_id("rogue"), task_queue=queue
+            )
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == SHADOW_REFUSED
+    assert "support.issue_refund" in str(cause)
+    assert rows(deployed, "refunds") == before
