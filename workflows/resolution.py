@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import Priority
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -53,6 +54,8 @@ from tether.workflows.approval import (
     sender,
 )
 from tether.workflows.effects import Effects
+
+SHADOW_PRIORITY = 5  # the server's default lowest (live work is 3)
 
 # Stages a run may rest in for long, where operators list it by search attribute.
 RESTING = frozenset({Stage.AWAITING_APPROVAL, Stage.WAITING_FOR_MODEL, Stage.COMPLETED})
@@ -303,6 +306,9 @@ class ResolutionWorkflow:
                 ),
                 id=f"shadow-{candidate.name}-{workflow.info().workflow_id}",
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                # The lowest priority (its activities inherit it): where queues back up, live
+                # work is taken first.
+                priority=Priority(priority_key=SHADOW_PRIORITY),
                 static_summary=f"candidate {candidate.name}, beside {workflow.info().workflow_id}",
             )
         )

@@ -114,6 +114,7 @@ async def test_a_candidate_decides_beside_live_traffic_and_never_acts(
     # Its record against live and people: the two finished requests are compared.
     await tether.feedback(live[0].request_id, kind="confirmation", detail="it arrived")
     report = cli(deployed, "candidate", "status", "--domain", "support")
+    print(report)  # docs/learning-loop.md shows it
     assert "shadowed 3, with a live outcome 2" in report
     assert "agrees with people: 1/1" in report
 
