@@ -129,6 +129,16 @@ class Approver(BaseModel):
     keys: list[ApproverKey] = []
 
 
+class IntentThresholds(BaseModel):
+    """One intent's own confidence and grounding thresholds (``tether calibrate`` proposes
+    them); a threshold left out is the policy's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_auto_confidence: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    min_grounding: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+
+
 class PolicyConfig(BaseModel):
     """Deterministic policy for one domain. Nothing a user, document or model says can change
     it. The core's gates read the thresholds; the pack's rules read ``rules`` (validated by
@@ -139,6 +149,9 @@ class PolicyConfig(BaseModel):
     version: str = Field(min_length=1, max_length=64)
     min_auto_confidence: float = Field(default=0.55, ge=0, le=1, allow_inf_nan=False)
     min_grounding: float = Field(default=0.75, ge=0, le=1, allow_inf_nan=False)
+    # Per intent (one of the pack's), thresholds in place of the two above; an intent not
+    # named here has those. Only these two gates move: every rule and permission still holds.
+    intent_thresholds: dict[str, IntentThresholds] = {}
     tiers: list[ApprovalTier] = Field(min_length=1)
     # The approver directory: approver id -> roles and public keys. Pinned with the policy at
     # the workflow's start, so the Update validator verifies signatures deterministically.
@@ -171,6 +184,18 @@ class PolicyConfig(BaseModel):
                 if k.id == kid:
                     return approver, k
         return None
+
+    def min_confidence_for(self, intent: str | None) -> float:
+        """The confidence a proposal of ``intent`` needs to be decided without a person."""
+        own = self.intent_thresholds.get(intent) if intent is not None else None
+        given = own.min_auto_confidence if own is not None else None
+        return self.min_auto_confidence if given is None else given
+
+    def min_grounding_for(self, intent: str | None) -> float:
+        """The grounding a proposal of ``intent`` needs to be decided without a person."""
+        own = self.intent_thresholds.get(intent) if intent is not None else None
+        given = own.min_grounding if own is not None else None
+        return self.min_grounding if given is None else given
 
     def tier_index(self, name: str) -> int | None:
         return next((i for i, t in enumerate(self.tiers) if t.name == name), None)

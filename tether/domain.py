@@ -263,11 +263,15 @@ class DomainPack:
     def policy_problems(self, policy: PolicyConfig) -> list[str]:
         """What is wrong with ``policy`` for this pack: its rule settings, and the pack's own
         checks of them against the rest (e.g. limits for tiers the policy has)."""
+        problems = []
+        unknown = [i for i in policy.intent_thresholds if i not in self.intents]
+        if unknown:  # a misspelt intent would silently keep the policy's thresholds
+            problems.append(f"intent_thresholds names {unknown}; the intents are {self.intents}")
         try:
             settings = self.settings(policy)
         except ValueError as err:
-            return [str(err)]
-        return list(self.check_policy(policy, settings)) if self.check_policy else []
+            return [*problems, str(err)]
+        return problems + (list(self.check_policy(policy, settings)) if self.check_policy else [])
 
     def judge(self, facts: Facts, policy: PolicyConfig, now: datetime) -> list[Verdict]:
         settings = self.settings(policy)

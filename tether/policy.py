@@ -8,6 +8,8 @@ Sequence: degraded modes; then rejects (the verifier's blocks, the core's refere
 subject gates, the pack's rules); then escalations (stale index or evidence, low confidence,
 weak grounding, permissions outside the autonomous set, the verifier's warnings, the pack's
 rules), to the highest tier any of them needs; else automatic. Every branch says why.
+The confidence and grounding thresholds are the policy's, or the proposal's intent's own
+where the policy names them (``PolicyConfig.intent_thresholds``).
 
 A domain pack adds rules: pure functions of (facts, the pack's rule settings, now) returning
 verdicts: ``Reject``, ``Escalate`` to a tier by name, or ``Allow`` (a reason shown when the
@@ -50,6 +52,11 @@ class Allow:
 
 
 Verdict = Reject | Escalate | Allow
+# The two escalations the confidence and grounding thresholds make (tether/calibration.py
+# reads them: a request escalated for nothing else is automatic above the thresholds).
+LOW_CONFIDENCE = "low_confidence"
+WEAK_GROUNDING = "weak_grounding"
+THRESHOLD_CODES = frozenset({LOW_CONFIDENCE, WEAK_GROUNDING})
 # (facts, the pack's rule settings as its own model, the decision's time) -> verdicts
 Rule = Callable[[Facts, Any, datetime], Iterable[Verdict]]
 
@@ -206,7 +213,12 @@ def decide(facts: Facts, config: PolicyConfig, pack: DomainPack, now: datetime) 
                 ),
             )
         )
-    if proposal.confidence < config.min_auto_confidence:
+    # The intent's own thresholds, if the policy names any (else the policy's): the intent
+    # is the model's word, like its confidence, so it moves only these two gates.
+    min_confidence = config.min_confidence_for(proposal.intent)
+    min_grounding = config.min_grounding_for(proposal.intent)
+    whose = f" for {proposal.intent}" if proposal.intent in config.intent_thresholds else ""
+    if proposal.confidence < min_confidence:
         # The model is unsure: what it wrote goes to a person as a draft, not as a decision.
         if mode is Mode.NORMAL:
             mode = Mode.HUMAN_DRAFT
@@ -214,20 +226,20 @@ def decide(facts: Facts, config: PolicyConfig, pack: DomainPack, now: datetime) 
             (
                 0,
                 Reason(
-                    code="low_confidence",
-                    detail=f"confidence {proposal.confidence:.2f} < {config.min_auto_confidence:.2f}",
+                    code=LOW_CONFIDENCE,
+                    detail=f"confidence {proposal.confidence:.2f} < {min_confidence:.2f}{whose}",
                 ),
             )
         )
-    if verification.grounding < config.min_grounding:
+    if verification.grounding < min_grounding:
         if writes:  # evidence that does not support the answer cannot justify an action
             mode = Mode.READ_ONLY
         escalations.append(
             (
                 0,
                 Reason(
-                    code="weak_grounding",
-                    detail=f"grounding {verification.grounding:.2f} < {config.min_grounding:.2f}",
+                    code=WEAK_GROUNDING,
+                    detail=f"grounding {verification.grounding:.2f} < {min_grounding:.2f}{whose}",
                 ),
             )
         )
@@ -279,11 +291,11 @@ def decide(facts: Facts, config: PolicyConfig, pack: DomainPack, now: datetime) 
     allowed = [
         Reason(
             code="confidence_ok",
-            detail=f"confidence {proposal.confidence:.2f} >= {config.min_auto_confidence:.2f}",
+            detail=f"confidence {proposal.confidence:.2f} >= {min_confidence:.2f}{whose}",
         ),
         Reason(
             code="grounded",
-            detail=f"grounding {verification.grounding:.2f} >= {config.min_grounding:.2f}",
+            detail=f"grounding {verification.grounding:.2f} >= {min_grounding:.2f}{whose}",
         ),
     ]
     allowed += [Reason(code=v.code, detail=v.detail) for v in verdicts if isinstance(v, Allow)]

@@ -20,7 +20,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from tests.unit.builders import FRESH, NOW, grant, order, record, refund, restart, rotate
-from tether.config import PolicyConfig
+from tether.config import IntentThresholds, PolicyConfig
 from tether.contracts import (
     ContextRecord,
     Decision,
@@ -78,23 +78,37 @@ def _later(hours: int) -> datetime:
 TIMES = st.integers(-48, 24 * 60).map(_later)
 
 
+# Now and then the proposals' intent ("i") has thresholds of its own, one or both.
+INTENT_THRESHOLDS: st.SearchStrategy[dict[str, IntentThresholds]] = st.one_of(
+    st.just({}),
+    st.builds(
+        lambda c, g: {"i": IntentThresholds(min_auto_confidence=c, min_grounding=g)},
+        st.none() | st.floats(0, 1),
+        st.none() | st.floats(0, 1),
+    ),
+)
+
+
 def _configs(
     pack: DomainPack, rules: st.SearchStrategy[dict[str, Any]]
 ) -> st.SearchStrategy[PolicyConfig]:
-    """The pack's own policy with generated thresholds: confidence, grounding, the rules'
-    settings, and which permissions are autonomous (any of the pack's tools', so the rules
-    are tested without the permission gate's help too)."""
+    """The pack's own policy with generated thresholds: confidence, grounding (the policy's,
+    now and then the intent's own), the rules' settings, and which permissions are autonomous
+    (any of the pack's tools', so the rules are tested without the permission gate's help
+    too)."""
     return st.builds(
-        lambda confidence, grounding, autonomous, changed: pack.policy.model_copy(
+        lambda confidence, grounding, own, autonomous, changed: pack.policy.model_copy(
             update={
                 "min_auto_confidence": confidence,
                 "min_grounding": grounding,
+                "intent_thresholds": own,
                 "autonomous_permissions": autonomous,
                 "rules": {**pack.policy.rules, **changed},
             }
         ),
         st.floats(0, 1),
         st.floats(0, 1),
+        INTENT_THRESHOLDS,
         _subset(sorted({spec.permission for spec in pack.tools})),
         rules,
     )
@@ -205,8 +219,8 @@ def _core_guarantees(facts: Facts, config: PolicyConfig, pack: DomainPack) -> No
     assert proposal is not None and verification is not None
     assert facts.mode is Mode.NORMAL and not facts.withheld
     assert not pack.problems(facts.request)
-    assert proposal.confidence >= config.min_auto_confidence
-    assert verification.grounding >= config.min_grounding
+    assert proposal.confidence >= config.min_confidence_for(proposal.intent)
+    assert verification.grounding >= config.min_grounding_for(proposal.intent)
     assert all(f.severity == "info" for f in verification.findings)
     for call in proposal.tool_calls:
         assert pack.tools.get(call.tool).permission in config.autonomous_permissions

@@ -47,6 +47,7 @@ class Case:
     mode: Mode = Mode.NORMAL
     proposal: bool = True
     text: str = "Please refund my order ORD-1234"
+    intent: str = "refund_request"
     # The customer's other refunds over the window (None: nobody could count them).
     tallies: dict[str, int] | None = field(default_factory=lambda: {"refunds": 0})
     # expectations
@@ -293,7 +294,7 @@ CASES = [
 def run(case: Case, config: PolicyConfig = CONFIG, pack: DomainPack = PACK) -> Any:
     proposal = (
         Proposal(
-            intent="refund_request",
+            intent=case.intent,
             answer="a",
             citations=["p"],
             tool_calls=case.calls,
@@ -438,3 +439,57 @@ def test_a_permission_outside_the_autonomous_set_needs_a_person() -> None:
     assert (
         run(named("answer only"), cautious).action is DecisionAction.AUTO
     )  # a reply alone still is
+
+
+# Per-intent thresholds: (the policy's intent_thresholds, the proposal) -> the decision.
+OWN = {"refund_request": {"min_auto_confidence": 0.3, "min_grounding": 0.9}}
+INTENT_CASES = [
+    # (name, intent_thresholds, intent, confidence, grounding, action, codes, detail)
+    ("none named: the policy's", {}, "refund_request", 0.5, 1.0, "approval", {"low_confidence"},
+     "confidence 0.50 < 0.55"),
+    ("an intent's lower confidence", OWN, "refund_request", 0.5, 1.0, "auto", {"confidence_ok"},
+     "confidence 0.50 >= 0.30 for refund_request"),
+    ("another intent keeps the policy's", OWN, "order_status", 0.5, 1.0, "approval",
+     {"low_confidence"}, "confidence 0.50 < 0.55"),
+    ("an intent's higher grounding", OWN, "refund_request", 0.9, 0.8, "approval",
+     {"weak_grounding"}, "grounding 0.80 < 0.90 for refund_request"),
+    ("the policy's grounding passes it elsewhere", OWN, "order_status", 0.9, 0.8, "auto",
+     {"grounded"}, "grounding 0.80 >= 0.75"),
+    ("a threshold left out is the policy's",
+     {"refund_request": {"min_grounding": 0.5}}, "refund_request", 0.5, 0.6, "approval",
+     {"low_confidence"}, "confidence 0.50 < 0.55 for refund_request"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("row", INTENT_CASES, ids=[r[0] for r in INTENT_CASES])
+def test_an_intents_own_thresholds_replace_the_policys(row: tuple[Any, ...]) -> None:
+    _, own, intent, confidence, grounding, action, codes, detail = row
+    config = CONFIG.merged({"intent_thresholds": own})
+    case = Case("x", confidence=confidence, grounding=grounding, intent=intent)
+    decision = run(case, config)
+    assert decision.action.value == action, decision.reasons
+    assert codes <= set(decision.codes())
+    assert detail in [r.detail for r in decision.reasons]
+
+
+def test_an_intents_thresholds_move_only_the_two_gates() -> None:
+    """An intent allowed at any confidence and grounding still meets every rule: a refund
+    over the auto limit waits for a person, one over the balance is refused."""
+    anything = CONFIG.merged(
+        {"intent_thresholds": {"refund_request": {"min_auto_confidence": 0, "min_grounding": 0}}}
+    )
+    over = run(dataclasses.replace(named("refund one cent over"), confidence=0.0), anything)
+    assert over.action is DecisionAction.APPROVAL
+    assert "amount_above_auto_limit" in over.codes()
+    assert not {"low_confidence", "weak_grounding"} & set(over.codes())
+    balance = run(dataclasses.replace(named("more than the balance"), grounding=0.0), anything)
+    assert balance.action is DecisionAction.REJECT
+
+
+def test_the_pack_refuses_thresholds_for_an_intent_it_does_not_have() -> None:
+    typo = CONFIG.merged({"intent_thresholds": {"refund_requets": {"min_grounding": 0.9}}})
+    [problem] = PACK.policy_problems(typo)
+    assert "refund_requets" in problem and "refund_request" in problem
+    assert PACK.policy_problems(CONFIG.merged({"intent_thresholds": OWN})) == []
+    with pytest.raises(ValueError, match="less than or equal to 1"):
+        CONFIG.merged({"intent_thresholds": {"refund_request": {"min_grounding": 1.5}}})
