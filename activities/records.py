@@ -19,6 +19,7 @@ from tether.contracts import (
 from tether.datasets import carve
 from tether.drift import alert, detect
 from tether.evaluation import EvaluationInput, EvaluationReport, evaluate
+from tether.incident import evaluation_events
 from tether.shadow import DatasetCases, DatasetRef
 from tether.store import Store
 
@@ -83,6 +84,10 @@ class RecordActivities:
             len(report.drift.fingerprints_new), domain
         )
         alert(report.drift, inp.webhook)
+        # The run's alarms, for the incident timeline; a retry writes them again, not twice.
+        info = activity.info()
+        source = f"evaluation {info.workflow_id}/{info.workflow_run_id}"
+        self._store.replace_events(source, evaluation_events(report, inp, at=now, source=source))
         return report
 
     @activity.defn

@@ -32,8 +32,9 @@ class CircuitBreaker:
     clock: Callable[[], float] = time.monotonic
     state: State = "closed"
     transitions: list[tuple[State, State]] = field(default_factory=list)
-    # Told of every move, under the lock (tether.metrics.watch_breaker: the state gauge).
-    on_move: Callable[[State, State], None] | None = field(default=None, repr=False)
+    # Told of every move (old, new), under the lock, so quick: the metrics' gauge
+    # (tether.metrics.watch_breaker), the incident log's queue (tether.eventlog). See listen.
+    listeners: list[Callable[[State, State], None]] = field(default_factory=list, repr=False)
     _consecutive: int = 0
     _opened_at: float = 0.0
     _trial_running: bool = False
@@ -72,6 +73,11 @@ class CircuitBreaker:
                 self._opened_at = self.clock()
                 self._move("open")
 
+    def listen(self, listener: Callable[[State, State], None]) -> None:
+        """Tell ``listener`` of every move from now on. One that raises is logged; the call
+        that moved the circuit goes on as if it had not been told."""
+        self.listeners.append(listener)
+
     def release(self) -> None:
         """The call ended without a verdict on the endpoint (e.g. it was cancelled)."""
         with self._lock:
@@ -80,6 +86,9 @@ class CircuitBreaker:
     def _move(self, to: State) -> None:
         log.warning("model circuit %s -> %s", self.state, to)
         self.transitions.append((self.state, to))
-        if self.on_move is not None:
-            self.on_move(self.state, to)
+        for listener in self.listeners:
+            try:
+                listener(self.state, to)
+            except Exception:
+                log.exception("circuit listener %r failed on %s -> %s", listener, self.state, to)
         self.state = to

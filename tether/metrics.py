@@ -66,7 +66,7 @@ def watch_breaker(breaker: CircuitBreaker, meter: MetricMeter, name: str) -> Non
 
     state.set(CIRCUIT_CODES[breaker.state], labels)
     openings.add(0, labels)
-    breaker.on_move = moved
+    breaker.listen(moved)
 
 
 def record(outcome: Outcome, meter: MetricMeter) -> None:

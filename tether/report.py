@@ -1,7 +1,9 @@
 """`tether report`: one HTML page a person would rather look at than read. Outcomes over time,
 in buckets of minutes, hours or days: decisions, operating modes, escalation rate, grounding
 and confidence, latency (p50 and p95), and the live evaluation's scores, with a marker where a
-domain's operating mode changed and where a policy version was activated.
+domain's operating mode changed and where a policy version was activated; an events table lists
+those markers with the incident timeline's other events (tether/incident.py): the recorded
+circuit moves, budgets burning and drift alarms, and model fingerprint changes.
 
 Charts are drawn by matplotlib on Figure objects (the Agg canvas, no pyplot state, so a server
 thread may build a report) to SVG with text kept as text, and inlined: the page has no
@@ -14,7 +16,6 @@ import math
 import re
 import statistics
 import threading
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,9 +30,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+from tether import incident
 from tether.contracts import DecisionAction, Mode, Outcome
+from tether.text import clean
 
 if TYPE_CHECKING:
+    from tether.incident import Event
     from tether.policystore import Activation
 
 # Bucket widths, finest first: the first that gives at most MAX_BUCKETS buckets is used.
@@ -141,13 +145,6 @@ def step_name(step: timedelta) -> str:
         return "hour" if step == timedelta(hours=1) else f"{step // timedelta(hours=1)} hours"
     minutes = step // timedelta(minutes=1)
     return "minute" if minutes == 1 else f"{minutes} minutes"
-
-
-def clean(text: str, limit: int = 60) -> str:
-    """Text from data, fit for any page: no control, format or surrogate characters (XML takes
-    none of them, UTF-8 no surrogate), at most ``limit`` characters. Still to be escaped."""
-    kept = "".join(c for c in text if unicodedata.category(c) not in {"Cc", "Cf", "Cs"})
-    return kept if len(kept) <= limit else kept[: limit - 1] + "…"
 
 
 def _label(text: str, limit: int = 60) -> str:
@@ -461,12 +458,35 @@ def _by_intent(outcomes: Sequence[Outcome]) -> str:
     return _table(["domain", "intent", "requests", *actions], rows, numeric=1 + len(actions))
 
 
-def _events(markers: Sequence[Marker]) -> str:
-    if not markers:
-        return "<p>No mode switch and no policy activation in this window.</p>"
+# The events table's names for the incident timeline's kinds the charts do not mark.
+EVENT_NAMES = {
+    "circuit": "circuit",
+    "model_fingerprint": "model fingerprint",
+    "budget_burn": "budget burning",
+    "drift": "drift",
+}
+
+
+def _events(markers: Sequence[Marker], events: Sequence[Event]) -> str:
+    """The markers (mode switches as charted, policy activations) and the other events, by
+    time: what the store recorded, and the model fingerprint changes."""
     kinds = {"mode": "mode switch", "policy": "policy activation"}
-    rows = [[f"{m.at:%Y-%m-%d %H:%M:%S}", kinds[m.kind], m.label, m.detail] for m in markers]
-    return _table(["time (UTC)", "event", "what", "detail"], rows)
+    rows = [(m.at, kinds[m.kind], m.label, m.detail) for m in markers]
+    rows += [
+        (e.at, EVENT_NAMES[e.kind], f"{e.domain}: {e.summary}" if e.domain else e.summary, e.source)
+        for e in events
+        if e.kind in EVENT_NAMES
+    ]
+    if not rows:
+        return (
+            "<p>No event in this window: no mode switch, policy activation, circuit move, "
+            "budget burning, drift alarm or model fingerprint change.</p>"
+        )
+    rows.sort(key=lambda r: r[0])
+    return _table(
+        ["time (UTC)", "event", "what", "detail"],
+        [[f"{at:%Y-%m-%d %H:%M:%S}", *rest] for at, *rest in rows],
+    )
 
 
 def render(
@@ -475,16 +495,20 @@ def render(
     *,
     generated: datetime,
     activations: Sequence[Activation] = (),
+    events: Sequence[Event] = (),
     title: str = "Tether report",
 ) -> str:
-    """The page: a summary, the markers and counts as tables, then one SVG chart per panel."""
+    """The page: a summary, the events and counts as tables, then one SVG chart per panel.
+    ``events``: what the store recorded in the window (``Store.events_between``)."""
     head = (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{escape(clean(title))}</title><style>{STYLE}</style></head><body>"
     )
     if not outcomes:
+        recorded = f"<h2>Events</h2>{_events([], events)}" if events else ""
         return (
-            f"{head}<h1>{escape(clean(title))}</h1><p>No outcomes in this window.</p></body></html>"
+            f"{head}<h1>{escape(clean(title))}</h1><p>No outcomes in this window.</p>"
+            f"{recorded}</body></html>"
         )
     outcomes = sorted(outcomes, key=lambda o: (o.finished_at, o.request_id))
     w = window(outcomes)
@@ -501,6 +525,7 @@ def render(
         f"from {outcomes[0].finished_at:%Y-%m-%d %H:%M} to "
         f"{outcomes[-1].finished_at:%Y-%m-%d %H:%M} UTC, one bucket per {step_name(w.step)}, "
         f"generated {generated:%Y-%m-%d %H:%M} UTC.</p>"
-        f"<h2>Events</h2>{_events(markers)}<h2>By domain and intent</h2>{_by_intent(outcomes)}"
+        f"<h2>Events</h2>{_events(markers, [*events, *incident.changes(outcomes)])}"
+        f"<h2>By domain and intent</h2>{_by_intent(outcomes)}"
         f"<h2>Over time</h2>{''.join(charts)}</body></html>"
     )

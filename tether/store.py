@@ -1,4 +1,5 @@
-"""Tether's own records: outcomes, human follow-ups, index refreshes (SQLAlchemy).
+"""Tether's own records: outcomes, human follow-ups, index refreshes, the events the incident
+timeline reads beside outcomes (SQLAlchemy).
 
 SQLite by default; any SQLAlchemy URL (PostgreSQL included) by configuration. The tables
 are migrated (tether/migrations): a change to one here needs a revision there.
@@ -40,6 +41,7 @@ from tether.contracts import (
 )
 from tether.datasets import Case, digest
 from tether.db import make_engine, utc
+from tether.incident import Event
 from tether.migrations import upgrade
 
 metadata = MetaData()
@@ -191,6 +193,20 @@ shadow_decisions = Table(
     Column("domain", String(32), nullable=False, index=True),
     Column("body", Text, nullable=False),  # the ShadowDecision
     Column("at", DateTime(timezone=True), nullable=False),
+)
+# What the incident timeline needs and nothing else keeps (tether/incident.py RECORDED): a
+# worker's circuit moves, an evaluation run's alarms. Revision 0005.
+events = Table(
+    "tether_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("domain", String(32)),  # null: every domain's (a worker's model circuit)
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("summary", Text, nullable=False),
+    Column("detail", Text, nullable=False),  # JSON
+    # Who recorded it: a worker (host:pid), an evaluation run (workflow and run id).
+    Column("source", String(200), nullable=False, index=True),
 )
 
 
@@ -411,6 +427,64 @@ class Store:
         with self.engine.connect() as conn:
             return [Outcome.model_validate_json(b) for b in conn.execute(query).scalars()]
 
+    def latest_before(self, at: datetime, *, domain: str | None = None) -> list[Outcome]:
+        """Each domain's last outcome finished before ``at`` (or one domain's): what a
+        window's first outcome is compared with."""
+        last = select(outcomes.c.domain, func.max(outcomes.c.finished_at).label("at")).where(
+            outcomes.c.finished_at < at
+        )
+        if domain is not None:
+            last = last.where(outcomes.c.domain == domain)
+        newest = last.group_by(outcomes.c.domain).subquery()
+        query = (
+            select(outcomes.c.body)
+            .join(
+                newest,
+                (outcomes.c.domain == newest.c.domain) & (outcomes.c.finished_at == newest.c.at),
+            )
+            .order_by(outcomes.c.domain, outcomes.c.request_id)
+        )
+        with self.engine.connect() as conn:
+            return [Outcome.model_validate_json(b) for b in conn.execute(query).scalars()]
+
+    def record_event(self, event: Event) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(events.insert().values(**_event_row(event, event.source)))
+
+    def replace_events(self, source: str, recorded: Sequence[Event]) -> None:
+        """``source``'s events are ``recorded`` from now on: a retried evaluation activity
+        writes its alarms again, not twice."""
+        with self.engine.begin() as conn:
+            conn.execute(events.delete().where(events.c.source == source))
+            for event in recorded:
+                conn.execute(events.insert().values(**_event_row(event, source)))
+
+    def events_between(
+        self, start: datetime, end: datetime, *, domain: str | None = None
+    ) -> list[Event]:
+        """Recorded events in [start, end), oldest first: all domains', or one domain's and
+        those of every domain."""
+        query = (
+            select(events)
+            .where(events.c.at >= start, events.c.at < end)
+            .order_by(events.c.at, events.c.id)
+        )
+        if domain is not None:
+            query = query.where((events.c.domain == domain) | events.c.domain.is_(None))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            Event(
+                at=utc(r.at),
+                kind=r.kind,
+                domain=r.domain,
+                summary=r.summary,
+                detail=json.loads(r.detail),
+                source=r.source,
+            )
+            for r in rows
+        ]
+
     def feedback(self, request_id: str | None = None) -> list[dict[str, Any]]:
         """Edits as (original, edited) pairs, newest last."""
         query = select(feedback).order_by(feedback.c.at, feedback.c.seq)
@@ -601,3 +675,14 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _event_row(event: Event, source: str) -> dict[str, Any]:
+    return {
+        "kind": event.kind,
+        "domain": event.domain,
+        "at": event.at.astimezone(UTC),  # SQLite keeps the digits, not the zone
+        "summary": event.summary,
+        "detail": json.dumps(event.detail, ensure_ascii=False),
+        "source": source[:200],
+    }

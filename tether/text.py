@@ -1,10 +1,17 @@
-"""Small text helpers shared by the local model and the verifier."""
+"""Small text helpers: sentences (the local model, the verifier), and text from data made fit
+to show (the report's page, the incident timeline's lines)."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+# Line and paragraph separators: shown as a space, like the controls that are whitespace
+# (tab, newline...), since a line or a column would break at them.
+_BREAKS = frozenset({"Zl", "Zp"})
+# Control, format (direction overrides, zero-width) and surrogate characters: dropped.
+_HIDDEN = frozenset({"Cc", "Cf", "Cs"})
 
 
 def split_sentences(text: str, *, min_length: int = 3) -> list[str]:
@@ -14,3 +21,18 @@ def split_sentences(text: str, *, min_length: int = 3) -> list[str]:
 def first_sentence(text: str) -> str:
     sentences = split_sentences(text)
     return sentences[0] if sentences else text
+
+
+def clean(text: str, limit: int = 60) -> str:
+    """Text from data, fit for any page or line: no control, format or surrogate characters
+    (XML takes none of them, UTF-8 no surrogate, a terminal obeys escapes), a space for each
+    tab or line break, at most ``limit`` characters. Still to be escaped for HTML."""
+    kept = []
+    for c in text:
+        kind = unicodedata.category(c)
+        if c.isspace() and (kind in _BREAKS or kind in _HIDDEN):
+            kept.append(" ")
+        elif kind not in _HIDDEN:
+            kept.append(c)
+    shown = "".join(kept)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"

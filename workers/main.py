@@ -34,6 +34,7 @@ from tether.config import LLMConfig, Settings
 from tether.contracts import ModelIdentity, ProposeInput, RawProposal
 from tether.domain import DomainPack
 from tether.embeddings import DIMENSIONS, Embedder
+from tether.eventlog import EventWriter, watch_circuit
 from tether.ledger import Ledger
 from tether.localmodel import LocalModel
 from tether.metrics import runtime_for, watch_breaker
@@ -129,6 +130,7 @@ class Resources:
     _vectors_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _model: ModelProvider | None = field(default=None, repr=False)
     _model_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _events: EventWriter | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, *, embedder: Embedder | None = None) -> Resources:
@@ -184,6 +186,11 @@ class Resources:
                 runtime = runtime_for(self.settings.metrics_address)
                 if runtime is not None:
                     watch_breaker(remote.breaker, runtime.metric_meter, "model")
+                # Its moves into the incident timeline, written by a thread of their own.
+                self._events = EventWriter(self.store)
+                known = remote.identity()
+                endpoint = f"{known.model} at {known.provider}"
+                watch_circuit(remote.breaker, self._events, endpoint=endpoint)
                 self._model = remote
             else:
                 self._model = LocalModel(self.embedder, self.packs, sentence_vectors=self.sentences)
@@ -200,9 +207,15 @@ class Resources:
         if role in ("all", "compute"):
             self.embedder.encode_uncached(["warm up"])
 
-    async def close(self) -> None:
+    async def close_model(self) -> None:
+        """The remote model's connections, and its circuit's events written."""
         if isinstance(self._model, OpenAICompatible):
             await self._model.close()
+        if self._events is not None:
+            await asyncio.to_thread(self._events.close)
+
+    async def close(self) -> None:
+        await self.close_model()
         for http in self.systems.values():
             await http.aclose()
         for vectors in self._vectors.values():

@@ -178,6 +178,9 @@ LATER = [
     ("add_index", "ix_tether_candidates_domain"),
     ("add_table", "tether_shadow_decisions"),
     ("add_index", "ix_tether_shadow_decisions_domain"),
+    ("add_table", "tether_events"),  # 0005, with its indexes
+    ("add_index", "ix_tether_events_at"),
+    ("add_index", "ix_tether_events_source"),
 ]
 
 

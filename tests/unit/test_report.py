@@ -1,5 +1,6 @@
 """`tether report`: outcomes over time as matplotlib charts inlined as SVG, computed from what
-was recorded, with mode switches and policy activations marked; one page that loads nothing."""
+was recorded, with mode switches and policy activations marked, and the incident timeline's
+events in its events table; one page that loads nothing."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from pathlib import Path
 from tests.unit.test_drift import NOW, outcome
 from tether import packs
 from tether.config import Settings
-from tether.contracts import DecisionAction, Mode, Outcome
+from tether.contracts import DecisionAction, Mode, ModelIdentity, Outcome
+from tether.incident import Event, circuit_event
 from tether.policystore import Activation, PolicyStore
 from tether.report import render, window
 from tether.store import Store
@@ -165,6 +167,82 @@ def test_the_mode_switch_and_the_policy_activation_are_marked_on_every_panel() -
     assert "policy activation</td><td>support: policy v2</td><td>by ops, replacing v1" in html
 
 
+def circuit_opened(at: datetime, endpoint: str = "m at host") -> Event:
+    return circuit_event("closed", "open", at=at, source="worker w:1", endpoint=endpoint)
+
+
+def rows(html: str) -> list[list[str]]:
+    """The events table's rows, as text."""
+    table = html.split("<h2>Events</h2>")[1].split("<h2>")[0]
+    found = [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", table)]
+    return [cells for cells in found if cells]  # not the header
+
+
+def test_the_events_table_holds_the_incident_events_beside_the_markers() -> None:
+    outcomes = traffic()
+    # The model's build changes at hour 15 (the retrieval-only hours had none to compare).
+    outcomes = [
+        o.model_copy(update={"model": ModelIdentity(provider="p", model="m", fingerprint="fp-2")})
+        if o.finished_at >= NOW + timedelta(hours=15)
+        else o
+        for o in outcomes
+    ]
+    burning = Event(
+        at=NOW + timedelta(hours=12),
+        kind="budget_burn",
+        domain="support",
+        summary="quality budget grounded burning at 3.0x",
+        source="evaluation e/1",
+    )
+    outcome_line = Event(at=NOW, kind="outcome", domain="support", summary="not a table row")
+    html = render(
+        outcomes,
+        {},
+        generated=NOW,
+        activations=[activation(NOW + timedelta(hours=5, minutes=30))],
+        events=[burning, circuit_opened(NOW + timedelta(hours=9, minutes=59)), outcome_line],
+    )
+    switched = NOW + timedelta(hours=SWITCH_HOUR)
+    assert rows(html) == [
+        [
+            f"{NOW + timedelta(hours=5, minutes=30):%Y-%m-%d %H:%M:%S}",
+            "policy activation",
+            ACTIVATED,
+            "by ops, replacing v1: x",
+        ],
+        [
+            f"{switched - timedelta(minutes=1):%Y-%m-%d %H:%M:%S}",
+            "circuit",
+            "model circuit closed -&gt; open (m at host)",
+            "worker w:1",
+        ],
+        [f"{switched:%Y-%m-%d %H:%M:%S}", "mode switch", SWITCH, ""],
+        [
+            f"{NOW + timedelta(hours=12):%Y-%m-%d %H:%M:%S}",
+            "budget burning",
+            "support: quality budget grounded burning at 3.0x",
+            "evaluation e/1",
+        ],
+        [
+            f"{NOW + timedelta(hours=15):%Y-%m-%d %H:%M:%S}",
+            "model fingerprint",
+            "support: model fingerprint fp-1 -&gt; fp-2 (m at p; from r-150-fp-1-"
+            f"{(NOW + timedelta(hours=15)).timestamp()})",
+            "outcomes",
+        ],
+    ]
+    # Without outcomes the page still lists what was recorded.
+    empty = render([], {}, generated=NOW, events=[circuit_opened(NOW)])
+    assert "No outcomes in this window" in empty and "circuit" in rows(empty)[0]
+
+
+def test_hostile_event_text_is_escaped_in_the_table() -> None:
+    hostile = "<script>alert(1)</script>\n\x1b[31m\u202e"
+    html = render(traffic(), {}, generated=NOW, events=[circuit_opened(NOW, endpoint=hostile)])
+    assert "<script" not in html and "\x1b" not in html and "\u202e" not in html
+    assert "model circuit closed -&gt; open (&lt;script&gt;alert(1)&lt;/script&gt; [31m)" in html
+
+
 def test_an_activation_outside_the_window_is_not_marked() -> None:
     outcomes = traffic()
     html = render(outcomes, {}, generated=NOW, activations=[activation(NOW - timedelta(days=2))])
@@ -240,6 +318,8 @@ def test_the_command_marks_the_stores_activations(tmp_path: Path) -> None:
     for o in outcomes:
         store.record_outcome(o)
     store.record_scores(scored(outcomes), now)
+    store.record_event(circuit_opened(now - timedelta(hours=2)))  # a worker's, say
+    store.record_event(circuit_opened(now - timedelta(days=3)))  # before the window
     store.close()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
     done = subprocess.run(
@@ -256,3 +336,4 @@ def test_the_command_marks_the_stores_activations(tmp_path: Path) -> None:
     assert len(svgs(html)) == 6
     labels = [t for g in groups(svgs(html)[0], "marker-label") for t in texts(g)]
     assert labels == [SWITCH, f"support: policy {activated.version}"]  # a minute apart
+    assert [r[1] for r in rows(html)] == ["circuit", "mode switch", "policy activation"]

@@ -9,10 +9,12 @@ import os
 import sys
 
 from tether.cli import (  # noqa: F401  (they add commands)
+    calibration,
     candidates,
     codec,
     db,
     evaluation,
+    incident,
     knowledge,
     requests,
     scaffold,

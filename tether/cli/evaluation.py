@@ -147,7 +147,7 @@ def report_command(
     ),
 ) -> None:
     """Render outcomes over time (decisions, modes, escalations, quality, latency) as HTML,
-    marking mode switches and policy activations."""
+    marking mode switches and policy activations, with the incident timeline's events."""
     from tether.policystore import PolicyStore
     from tether.report import render
     from tether.store import Store
@@ -155,15 +155,19 @@ def report_command(
     url = Settings().resolved_store_url()
     store = Store(url)
     now = datetime.now(UTC)
-    outcomes = store.outcomes_between(now - timedelta(days=days), now, domain=domain)
+    start = now - timedelta(days=days)
+    outcomes = store.outcomes_between(start, now, domain=domain)
     scores = {o.request_id: s for o in outcomes if (s := store.scores(o.request_id))}
+    events = store.events_between(start, now, domain=domain)
     store.close()
     policies = PolicyStore(url)  # activations live beside the outcomes
     domains = sorted({domain} if domain else {o.domain for o in outcomes})
     activations = [a for d in domains for a in policies.activations(d)]
     policies.close()
     title = f"Tether report ({domain})" if domain else "Tether report"
-    page = render(outcomes, scores, generated=now, activations=activations, title=title)
+    page = render(
+        outcomes, scores, generated=now, activations=activations, events=events, title=title
+    )
     out_file.write_text(page, encoding="utf-8")
     out.print(f"{len(outcomes)} outcomes -> {out_file.resolve()}")
 

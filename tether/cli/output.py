@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sys
 from collections.abc import Coroutine
@@ -26,15 +27,22 @@ JSON = typer.Option(False, "--json", help="print one JSON document on stdout (fo
 
 
 def fail(message: object, code: int = 2) -> NoReturn:
-    """Say what is wrong on stderr and leave with ``code`` (2: bad input, 1: refused)."""
-    err.print(str(message), style="red")
+    """Say what is wrong on stderr, on one line however long (the terminal wraps it, not
+    rich), and leave with ``code`` (2: bad input, 1: refused)."""
+    err.print(str(message), style="red", soft_wrap=True)
     raise typer.Exit(code)
+
+
+# Left raw by json.dumps(ensure_ascii=False), though a reader may break a line at them (U+2028,
+# U+2029, NEL) or a terminal obey them (C1 controls): escaped. Only strings can hold them.
+_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029]")
 
 
 def emit(record: BaseModel | list[Any] | dict[str, Any]) -> None:
     """One JSON document on stdout, on one line."""
     data = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+    text = json.dumps(data, ensure_ascii=False, default=str)
+    sys.stdout.write(_UNSAFE.sub(lambda c: f"\\u{ord(c[0]):04x}", text) + "\n")
 
 
 def dump(records: list[BaseModel]) -> list[Any]:
