@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from tether import metrics
+from tether import metrics, protection
 from tether.contracts import (
     LaterFeedback,
     Outcome,
@@ -17,9 +17,10 @@ from tether.contracts import (
     TallyHold,
 )
 from tether.datasets import carve
-from tether.drift import alert, detect
+from tether.drift import alert, detect, post
 from tether.evaluation import EvaluationInput, EvaluationReport, evaluate
 from tether.incident import evaluation_events
+from tether.overlay import TETHER, Overlay, OverlayQuery, OverlaySwitch
 from tether.shadow import DatasetCases, DatasetRef
 from tether.store import Store
 
@@ -48,6 +49,12 @@ class RecordActivities:
         return found
 
     @activity.defn
+    def active_overlay(self, query: OverlayQuery) -> Overlay | None:
+        """The conservative overlay that governs a decision in the query's domain and intent,
+        if one is on (a local activity: its answer is recorded in the history as a marker)."""
+        return self._store.overlay_for(query.domain, query.intent)
+
+    @activity.defn
     def record_shadow(self, decision: ShadowDecision) -> None:
         self._store.record_shadow(decision)
 
@@ -62,7 +69,7 @@ class RecordActivities:
         now = datetime.now(UTC)
         start = now - timedelta(hours=inp.since_hours)
         window = self._store.outcomes_between(start, now, domain=inp.domain)
-        scores, report = evaluate(window, self._store.later, inp.config)
+        scores, report = evaluate(window, self._store.later, inp.config, now=now)
         self._store.record_scores(scores, now)
         baseline = self._store.outcomes_between(
             start - timedelta(days=inp.baseline_days), start, domain=inp.domain
@@ -70,12 +77,19 @@ class RecordActivities:
         report.drift = detect(baseline, window, inp.drift)
         meter = activity.metric_meter()
         domain = {"domain": inp.domain or "all"}
-        # By window: a schedule per window (e.g. 1 h and 24 h) gives the fast and slow burn.
+        # By window: the run's own (the slow burn), and the short one at its end (the fast).
         span = {"window": f"{inp.since_hours:g}h"}
+        fast = inp.config.fast_window.total_seconds() / 3600
+        short = {"window": f"{fast:g}h"} if fast < inp.since_hours else None
         for budget in report.budgets:
-            meter.create_gauge_float(
+            rate = meter.create_gauge_float(
                 "tether_quality_burn_rate", "Quality budget burn rate (1 = on budget)"
-            ).set(budget.burn_rate, {"scorer": budget.scorer, **domain, **span})
+            )
+            rate.set(budget.burn_rate, {"scorer": budget.scorer, **domain, **span})
+            if short is not None and budget.fast_burn_rate is not None:
+                rate.set(budget.fast_burn_rate, {"scorer": budget.scorer, **domain, **short})
+        if inp.config.self_protection:
+            report.overlays = self._protect(inp, window, scores, report, now)
         for metric in report.drift.metrics:
             meter.create_gauge_float(
                 "tether_drift_psi", "Population stability index against the baseline window"
@@ -89,6 +103,63 @@ class RecordActivities:
         source = f"evaluation {info.workflow_id}/{info.workflow_run_id}"
         self._store.replace_events(source, evaluation_events(report, inp, at=now, source=source))
         return report
+
+    def _protect(
+        self,
+        inp: EvaluationInput,
+        window: list[Outcome],
+        scores: dict[str, dict[str, float]],
+        report: EvaluationReport,
+        now: datetime,
+    ) -> list[OverlaySwitch]:
+        """Switch the scopes burning fast to the conservative overlay and switch off those
+        recovered (tether/protection.py decides); each switch to the webhook and the metrics.
+        A retried run finds its overlays on already and sets none twice."""
+        since = report.fast_since or now
+        recent = [
+            (o.domain, o.intent, scores[o.request_id])
+            for o in window
+            if o.request_id in scores and o.finished_at >= since
+        ]
+        active = self._store.overlays(inp.domain)
+        plan = protection.plan(active, recent, inp.config, since=since, until=now)
+        switches: list[OverlaySwitch] = []
+        for target in plan.switch_on:
+            made = self._store.set_overlay(
+                target.domain,
+                target.intent,
+                by=TETHER,
+                reason=target.reason,
+                at=now,
+                evidence=target.evidence,
+            )
+            if made is not None:
+                switches.append(OverlaySwitch(on=True, overlay=made))
+        self._store.overlays_burning(plan.burning, now)
+        for clear in plan.switch_off:
+            done = self._store.clear_overlay(clear.id, by=TETHER, reason=clear.reason, at=now)
+            if done is not None:
+                switches.append(OverlaySwitch(on=False, overlay=done))
+        meter = activity.metric_meter()
+        counted = meter.create_counter(
+            metrics.OVERLAY_SWITCHES, "Switches of the conservative overlay, on and off"
+        )
+        for switch in switches:
+            labels = metrics.overlay_labels(switch.overlay)
+            counted.add(1, {**labels, "to": "on" if switch.on else "off"})
+            if inp.webhook:
+                body = {"alert": "overlay", **switch.model_dump(mode="json")}
+                post(inp.webhook, body, what="overlay")
+        # On: 1; off within the run's window (by this run or a person since): 0.
+        shown = meter.create_gauge(
+            metrics.OVERLAY_ACTIVE, "Conservative overlay on (1) or off (0), per domain and intent"
+        )
+        start = now - timedelta(hours=inp.since_hours)
+        known = self._store.overlays(inp.domain, active=False, cleared_since=start)
+        on = {o.scope for o in known if o.active}
+        for overlay in known:
+            shown.set(int(overlay.scope in on), metrics.overlay_labels(overlay))
+        return switches
 
     @activity.defn
     def carve_datasets(self, inp: EvaluationInput) -> dict[str, int]:

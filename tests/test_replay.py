@@ -50,6 +50,7 @@ def test_every_path_has_a_recorded_history() -> None:
         "saga_answer_lost_reconciled",
         "approval_edited",  # an approver's edit, by Update
         "rooms_auto_booking",  # a pack from the test tree, on the same workflow
+        "overlay_approval_approved",  # a write held by the conservative overlay, approved
     } <= names
 
 

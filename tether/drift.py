@@ -125,9 +125,12 @@ def alert(report: DriftReport, webhook: str | None = None) -> None:
     for name in report.fired:
         log.warning("drift: %s shifted against the baseline", name)
     if report.fired and webhook:
-        try:
-            httpx.post(
-                webhook, json=report.model_dump(mode="json"), timeout=10.0
-            ).raise_for_status()
-        except httpx.HTTPError as err:  # an unreachable hook must not hide the alert
-            log.error("drift webhook %s failed: %r", webhook, err)
+        post(webhook, report.model_dump(mode="json"), what="drift")
+
+
+def post(webhook: str, body: dict[str, object], *, what: str) -> None:
+    """An alert's JSON to the webhook; a failure is logged, never raised."""
+    try:
+        httpx.post(webhook, json=body, timeout=10.0).raise_for_status()
+    except httpx.HTTPError as err:  # an unreachable hook must not hide the alert
+        log.error("%s webhook %s failed: %r", what, webhook, err)

@@ -4,28 +4,62 @@ burn like error budgets.
 Scorers map an outcome (and what was heard about it later) to a score in [0, 1], or None when
 the criterion does not apply. A domain picks its scorers and targets in EvaluationConfig.
 Sampling is by a hash of the request id, so a re-run picks the same requests.
+
+Each budget burns over two windows: the run's own (``since_hours``, the long one) against its
+slow rate, and the last ``fast_window`` of it against its fast rate. A fast burn is what
+switches a domain (or an intent) to the conservative overlay (tether/protection.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from tether.config import Duration
 from tether.contracts import DecisionAction, Mode, Outcome
 from tether.drift import DriftConfig, DriftReport
+from tether.overlay import OverlaySwitch
 
 BAD_NEWS = frozenset({"complaint", "reversal", "clawback"})
 
 
+# The fast rate when a budget names none: 14.4 (a month's budget in two days), or, for a target
+# too loose to ever burn that fast (a 90% target burns at most 10x), the rate at which half the
+# short window is bad.
+FAST_BURN = 14.4
+
+
 class Budget(BaseModel):
     """An SLO on a scorer: at least ``target`` of scored outcomes must be good (score >= 0.5);
-    the burn rate says how fast the allowed bad share is being spent."""
+    the burn rate says how fast the allowed bad share is being spent.
+
+    ``slow_burn_rate`` is judged over the run's window, ``fast_burn_rate`` over the last
+    ``EvaluationConfig.fast_window`` of it. A config from before the two rates says
+    ``alert_burn_rate``: that is the slow rate (it was judged over the run's window), and
+    the fast rate takes its default."""
 
     target: float = Field(gt=0, lt=1)
-    alert_burn_rate: float = 2.0
+    slow_burn_rate: float = Field(default=2.0, gt=0)
+    fast_burn_rate: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _alert_rate_is_the_slow_rate(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "alert_burn_rate" in value:
+            value = dict(value)
+            old = value.pop("alert_burn_rate")
+            value.setdefault("slow_burn_rate", old)
+        return value
+
+    @property
+    def fast_threshold(self) -> float:
+        if self.fast_burn_rate is not None:
+            return self.fast_burn_rate
+        return round(min(FAST_BURN, 0.5 / (1 - self.target)), 3)
 
 
 class EvaluationConfig(BaseModel):
@@ -49,6 +83,15 @@ class EvaluationConfig(BaseModel):
             "resolved_without_reversal": Budget(target=0.95),
         }
     )
+    # The short window, ending at the run, that fast burns are judged over (clipped to the
+    # run's own window); fewer scored outcomes in it than fast_min_scored fire nothing: one
+    # bad answer is not a trend.
+    fast_window: Duration = timedelta(hours=1)
+    fast_min_scored: int = Field(default=5, ge=1)
+    # A fast burn switches its domain (or intent) to the conservative overlay: no automatic
+    # write until the burn has stayed below the fast rate this long, or a person clears it.
+    self_protection: bool = True
+    overlay_recovery: Duration = timedelta(hours=1)
 
 
 def sampled(request_id: str, rate: float) -> bool:
@@ -128,31 +171,68 @@ def score(
 
 
 class BudgetStatus(BaseModel):
+    """A budget over one run: the long window (the run's) and the short one (its end).
+    ``fired``: either alert, as before there were two; ``slow_fired`` and ``fast_fired`` say
+    which."""
+
     scorer: str
     target: float
     scored: int
     good_share: float
     burn_rate: float
     fired: bool
+    slow_threshold: float | None = None
+    slow_fired: bool = False
+    fast_scored: int = 0
+    fast_good_share: float | None = None
+    fast_burn_rate: float | None = None
+    fast_threshold: float | None = None
+    fast_fired: bool = False
 
 
-def burn(scored: Sequence[dict[str, float]], config: EvaluationConfig) -> list[BudgetStatus]:
-    """Each budget over a window of scores: burn rate = bad share / allowed bad share."""
+def _rate(values: Sequence[float], target: float) -> tuple[float, float]:
+    """(good share, burn rate = bad share / allowed bad share), as reported (and compared):
+    rounded, so that half of a 90% target's window bad is 5x, not 5.000000000000001x."""
+    good = sum(1 for v in values if v >= 0.5) / len(values)
+    return round(good, 4), round((1 - good) / (1 - target), 3)
+
+
+def burn(
+    scored: Sequence[dict[str, float]],
+    config: EvaluationConfig,
+    recent: Sequence[dict[str, float]] | None = None,
+) -> list[BudgetStatus]:
+    """Each budget over a window of scores (slow) and over ``recent``, its last part (fast;
+    None: the whole window). A fast burn needs ``fast_min_scored`` scores in ``recent``."""
     statuses = []
+    recent = scored if recent is None else recent
     for name, budget in config.budgets.items():
         values = [s[name] for s in scored if name in s]
         if not values:
             continue
-        good = sum(1 for v in values if v >= 0.5) / len(values)
-        rate = (1 - good) / (1 - budget.target)
+        good, rate = _rate(values, budget.target)
+        latest = [s[name] for s in recent if name in s]
+        fast_good, fast_rate = _rate(latest, budget.target) if latest else (None, None)
+        fast = budget.fast_threshold
+        fast_fired = (
+            fast_rate is not None and len(latest) >= config.fast_min_scored and fast_rate > fast
+        )
+        slow_fired = rate > budget.slow_burn_rate
         statuses.append(
             BudgetStatus(
                 scorer=name,
                 target=budget.target,
                 scored=len(values),
-                good_share=round(good, 4),
-                burn_rate=round(rate, 3),
-                fired=rate > budget.alert_burn_rate,
+                good_share=good,
+                burn_rate=rate,
+                fired=slow_fired or fast_fired,
+                slow_threshold=budget.slow_burn_rate,
+                slow_fired=slow_fired,
+                fast_scored=len(latest),
+                fast_good_share=fast_good,
+                fast_burn_rate=fast_rate,
+                fast_threshold=fast,
+                fast_fired=fast_fired,
             )
         )
     return statuses
@@ -177,6 +257,10 @@ class EvaluationReport(BaseModel):
     budgets: list[BudgetStatus]
     datasets: dict[str, int] = Field(default={}, description="name -> version carved")
     drift: DriftReport | None = None
+    # The fast window's bounds, and the overlays this run switched on or off.
+    fast_since: datetime | None = None
+    until: datetime | None = None
+    overlays: list[OverlaySwitch] = []
 
     @property
     def fired(self) -> list[str]:
@@ -184,12 +268,23 @@ class EvaluationReport(BaseModel):
         return budgets + [f"drift:{name}" for name in (self.drift.fired if self.drift else [])]
 
 
+def fast_start(outcomes: Sequence[Outcome], config: EvaluationConfig, now: datetime) -> datetime:
+    """Where the short window begins: ``fast_window`` before ``now``, never before the run's
+    first outcome (then both windows are the same)."""
+    start = now - config.fast_window
+    first = min((o.finished_at for o in outcomes), default=start)
+    return max(start, first)
+
+
 def evaluate(
     outcomes: Sequence[Outcome],
     later: Callable[[str], list[dict[str, Any]]],
     config: EvaluationConfig,
+    *,
+    now: datetime | None = None,
 ) -> tuple[dict[str, dict[str, float]], EvaluationReport]:
-    """(scores by request id, the window's report) for the sampled share of ``outcomes``."""
+    """(scores by request id, the window's report) for the sampled share of ``outcomes``;
+    the short window ends at ``now`` (default: the newest outcome)."""
     picked = [o for o in outcomes if sampled(o.request_id, config.sample_rate)]
     scores = {o.request_id: score(o, later(o.request_id), config) for o in picked}
     names = sorted({n for s in scores.values() for n in s})
@@ -201,10 +296,15 @@ def evaluate(
         )
         for n in names
     }
+    end = now or max((o.finished_at for o in outcomes), default=None)
+    since = fast_start(outcomes, config, end) if end is not None else None
+    recent = [scores[o.request_id] for o in picked if since is None or o.finished_at >= since]
     report = EvaluationReport(
         outcomes=len(outcomes),
         sampled=len(picked),
         means=means,
-        budgets=burn(list(scores.values()), config),
+        budgets=burn(list(scores.values()), config, recent),
+        fast_since=since,
+        until=end,
     )
     return scores, report

@@ -5,6 +5,8 @@ The sources:
 - outcomes, each an event, and what a domain's consecutive outcomes show changed: its
   operating mode, its model's fingerprint (derived here, never recorded twice);
 - policy activations (tether/policystore.py);
+- the conservative overlay's switches, on and off, by an evaluation run or a person
+  (tether/overlay.py, kept in the store's overlays table);
 - what nothing else keeps (``RECORDED``, in the outcome store's events table): a worker's
   model circuit moving (tether/eventlog.py), and each evaluation run's quality budgets burning
   past their alert rate and its drift alarms (activities/records.py).
@@ -26,10 +28,12 @@ from tether.text import clean
 
 if TYPE_CHECKING:
     from tether.breaker import State
+    from tether.overlay import Overlay
     from tether.policystore import Activation
 
 # At one instant, a cause before what it caused: an activation or a circuit move, then the
-# switch it brought, then the outcome that shows it, then what an evaluation made of them.
+# switch it brought, then the outcome that shows it, then what an evaluation made of them,
+# then the overlay that evaluation switched.
 Kind = Literal[
     "policy_activation",
     "circuit",
@@ -38,6 +42,7 @@ Kind = Literal[
     "outcome",
     "budget_burn",
     "drift",
+    "overlay",
 ]
 KINDS: tuple[Kind, ...] = get_args(Kind)
 RECORDED: frozenset[Kind] = frozenset({"circuit", "budget_burn", "drift"})
@@ -156,6 +161,35 @@ def activation_event(a: Activation) -> Event:
     )
 
 
+def overlay_events(o: Overlay) -> list[Event]:
+    """An overlay's switch on and, once cleared, off: who, why, and the burn behind it."""
+    detail: dict[str, JsonValue] = {"id": o.id, "scope": o.scope, "intent": o.intent}
+    evidence = o.evidence.model_dump(mode="json") if o.evidence else None
+    found = [
+        Event(
+            at=o.set_at,
+            kind="overlay",
+            domain=o.domain,
+            summary=f"conservative overlay on for {o.scope} (by {o.set_by}): {o.reason}",
+            detail={**detail, "to": "on", "by": o.set_by, "reason": o.reason, "evidence": evidence},
+            source="overlays",
+        )
+    ]
+    if o.cleared_at is not None:
+        found.append(
+            Event(
+                at=o.cleared_at,
+                kind="overlay",
+                domain=o.domain,
+                summary=f"conservative overlay off for {o.scope} (by {o.cleared_by}): "
+                f"{o.clear_reason}",
+                detail={**detail, "to": "off", "by": o.cleared_by, "reason": o.clear_reason},
+                source="overlays",
+            )
+        )
+    return found
+
+
 # -- recorded: what nothing else keeps ------------------------------------------------------
 
 
@@ -263,6 +297,7 @@ def timeline(
     before: Sequence[Outcome] = (),
     recorded: Sequence[Event] = (),
     activations: Sequence[Activation] = (),
+    overlays: Sequence[Overlay] = (),
     kinds: Collection[Kind] | None = None,
     domain: str | None = None,
 ) -> list[Event]:
@@ -273,6 +308,7 @@ def timeline(
         *map(outcome_event, outcomes),
         *changes([*before, *outcomes]),
         *map(activation_event, activations),
+        *(e for o in overlays for e in overlay_events(o)),
         *recorded,
     ]
     kept = [

@@ -17,6 +17,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from tether.breaker import CircuitBreaker, State
 from tether.contracts import Outcome
+from tether.overlay import Overlay
 
 STAGE_LATENCY = "tether_stage_latency_seconds"  # histogram: domain, stage
 SLA_BREACHES = "tether_approval_sla_breaches"  # counter: domain, tier
@@ -24,6 +25,8 @@ QUEUE_DEPTH = "tether_approval_queue_depth"  # gauge: domain, tier
 CIRCUIT_STATE = "tether_circuit_state"  # gauge: breaker (CIRCUIT_CODES)
 CIRCUIT_OPENINGS = "tether_circuit_openings"  # counter: breaker
 PROPOSAL_REUSE = "tether_proposal_reuse"  # counter: domain, result (hit, miss, stale)
+OVERLAY_ACTIVE = "tether_overlay_active"  # gauge: domain, intent ("*": the whole domain)
+OVERLAY_SWITCHES = "tether_overlay_switches"  # counter: domain, intent, to (on, off)
 CIRCUIT_CODES: dict[State, int] = {"closed": 0, "half_open": 1, "open": 2}
 
 _SHARES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0]
@@ -67,6 +70,10 @@ def watch_breaker(breaker: CircuitBreaker, meter: MetricMeter, name: str) -> Non
     state.set(CIRCUIT_CODES[breaker.state], labels)
     openings.add(0, labels)
     breaker.listen(moved)
+
+
+def overlay_labels(overlay: Overlay) -> dict[str, str]:
+    return {"domain": overlay.domain, "intent": overlay.intent or "*"}
 
 
 def record(outcome: Outcome, meter: MetricMeter) -> None:

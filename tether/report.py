@@ -464,6 +464,7 @@ EVENT_NAMES = {
     "model_fingerprint": "model fingerprint",
     "budget_burn": "budget burning",
     "drift": "drift",
+    "overlay": "conservative overlay",
 }
 
 

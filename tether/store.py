@@ -43,6 +43,7 @@ from tether.datasets import Case, digest
 from tether.db import make_engine, utc
 from tether.incident import Event
 from tether.migrations import upgrade
+from tether.overlay import BurnEvidence, Overlay, scope
 
 metadata = MetaData()
 
@@ -207,6 +208,29 @@ events = Table(
     Column("detail", Text, nullable=False),  # JSON
     # Who recorded it: a worker (host:pid), an evaluation run (workflow and run id).
     Column("source", String(200), nullable=False, index=True),
+)
+
+
+# The conservative overlay (tether/overlay.py) of a domain, or of one intent of it: switched on
+# by an evaluation run whose budget burns fast (or by a person), off by a run after the
+# recovery window (or by a person). Rows stay when cleared: who, when, why and on what
+# evidence. Revision 0006.
+overlays = Table(
+    "tether_overlays",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("domain", String(32), nullable=False, index=True),
+    Column("intent", String(64)),  # null: the whole domain
+    # The scope (overlay.scope) while on, null once cleared: at most one on per scope.
+    Column("active_scope", String(100), unique=True, index=True),
+    Column("set_at", DateTime(timezone=True), nullable=False),
+    Column("set_by", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("evidence", Text),  # BurnEvidence as JSON; null for a person's
+    Column("last_burning_at", DateTime(timezone=True)),
+    Column("cleared_at", DateTime(timezone=True)),
+    Column("cleared_by", String(200)),
+    Column("clear_reason", Text),
 )
 
 
@@ -673,6 +697,99 @@ class Store:
         with self.engine.connect() as conn:
             return {source: utc(at) for source, at in conn.execute(query).all()}
 
+    # --- the conservative overlay ------------------------------------------------------
+
+    def overlays(
+        self,
+        domain: str | None = None,
+        *,
+        active: bool = True,
+        cleared_since: datetime | None = None,
+    ) -> list[Overlay]:
+        """The overlays on now (``active``), or also those cleared (since ``cleared_since``,
+        if given); oldest first."""
+        query = select(overlays).order_by(overlays.c.set_at, overlays.c.id)
+        if domain is not None:
+            query = query.where(overlays.c.domain == domain)
+        on = overlays.c.active_scope.is_not(None)
+        if active:
+            query = query.where(on)
+        elif cleared_since is not None:
+            query = query.where(on | (overlays.c.cleared_at >= cleared_since.astimezone(UTC)))
+        with self.engine.connect() as conn:
+            return [_overlay(r._mapping) for r in conn.execute(query)]
+
+    def overlay_for(self, domain: str, intent: str | None) -> Overlay | None:
+        """The overlay on now that governs ``intent`` in ``domain``: the whole domain's, else
+        the intent's own."""
+        scopes = [scope(domain, None)] + ([scope(domain, intent)] if intent else [])
+        query = select(overlays).where(overlays.c.active_scope.in_(scopes))
+        with self.engine.connect() as conn:
+            found = [_overlay(r._mapping) for r in conn.execute(query)]
+        return min(found, key=lambda o: o.intent is not None, default=None)
+
+    def set_overlay(
+        self,
+        domain: str,
+        intent: str | None,
+        *,
+        by: str,
+        reason: str,
+        at: datetime,
+        evidence: BurnEvidence | None = None,
+    ) -> Overlay | None:
+        """Switch the scope's overlay on; None when it is on already (never set twice)."""
+        at = at.astimezone(UTC)  # SQLite keeps the digits, not the zone
+        row = {
+            "domain": domain,
+            "intent": intent,
+            "active_scope": scope(domain, intent),
+            "set_at": at,
+            "set_by": by,
+            "reason": reason,
+            "evidence": evidence.model_dump_json() if evidence else None,
+            "last_burning_at": at if evidence else None,
+        }
+        with self.engine.begin() as conn:
+            try:
+                with conn.begin_nested():
+                    made = conn.execute(overlays.insert().values(**row))
+            except IntegrityError:
+                return None
+            key = made.inserted_primary_key
+            assert key is not None
+            found = conn.execute(select(overlays).where(overlays.c.id == key[0])).one()
+        return _overlay(found._mapping)
+
+    def overlays_burning(self, ids: Sequence[int], at: datetime) -> None:
+        """The overlays' scopes still burn at ``at``: their recovery starts again."""
+        if not ids:
+            return
+        at = at.astimezone(UTC)
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(overlays)
+                .where(overlays.c.id.in_(list(ids)), overlays.c.active_scope.is_not(None))
+                .values(last_burning_at=at)
+            )
+
+    def clear_overlay(
+        self, overlay_id: int, *, by: str, reason: str, at: datetime
+    ) -> Overlay | None:
+        """Switch overlay ``overlay_id`` off; None when it is off already."""
+        mine = (overlays.c.id == overlay_id) & overlays.c.active_scope.is_not(None)
+        at = at.astimezone(UTC)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(overlays)
+                .where(mine)
+                .values(active_scope=None, cleared_at=at, cleared_by=by, clear_reason=reason)
+            )
+            if not done.rowcount:
+                return None
+            found = conn.execute(select(overlays).where(overlays.c.id == overlay_id)).one()
+        return _overlay(found._mapping)
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -686,3 +803,22 @@ def _event_row(event: Event, source: str) -> dict[str, Any]:
         "detail": json.dumps(event.detail, ensure_ascii=False),
         "source": source[:200],
     }
+
+
+def _overlay(row: Any) -> Overlay:
+    def at(value: datetime | None) -> datetime | None:
+        return utc(value) if value is not None else None
+
+    return Overlay(
+        id=row["id"],
+        domain=row["domain"],
+        intent=row["intent"],
+        set_at=utc(row["set_at"]),
+        set_by=row["set_by"],
+        reason=row["reason"],
+        evidence=BurnEvidence.model_validate_json(row["evidence"]) if row["evidence"] else None,
+        last_burning_at=at(row["last_burning_at"]),
+        cleared_at=at(row["cleared_at"]),
+        cleared_by=row["cleared_by"],
+        clear_reason=row["clear_reason"],
+    )

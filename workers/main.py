@@ -255,6 +255,7 @@ def resolution_worker(
             records.record_outcome,
             records.hold_tally,
             records.reusable_proposal,
+            records.active_overlay,
             records.record_shadow,
             records.attach_feedback,
             records.evaluate_recent,

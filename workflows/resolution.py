@@ -18,7 +18,7 @@ from temporalio.common import Priority
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from tether import candidates, errors, names, packs, search
+    from tether import candidates, errors, names, overlay, packs, search
     from tether.activities.records import RecordActivities
     from tether.activities.verification import argument_findings
     from tether.approvals import ReviewRefused
@@ -43,7 +43,8 @@ with workflow.unsafe.imports_passed_through():
         WorkflowStatus,
     )
     from tether.domain import DomainPack
-    from tether.policy import argument_total, decide
+    from tether.overlay import Overlay
+    from tether.policy import argument_total, decide, writes_of
 
 # Workflow code: sandboxed and reloaded with this module, not passed through.
 from tether.workflows import steps
@@ -76,6 +77,7 @@ class ResolutionWorkflow:
         )
         self._decision: Decision | None = None
         self._pinned: PinnedPolicy | None = None
+        self._overlay: Overlay | None = None  # read where a decision would write on its own
         self._gate = ApprovalGate(inp.request, self._pack)
         self._effects: Effects | None = None
         self._published: tuple[str, ...] | None = None  # the search attributes last written
@@ -143,6 +145,11 @@ class ResolutionWorkflow:
         self._set_stage(Stage.DECIDING)
         shadowing = self._shadow(inp, pack)
         decision = self._decide()
+        if self._writes_alone(decision):
+            assert self._facts.proposal is not None
+            intent = self._facts.proposal.intent
+            self._overlay = await steps.read_overlay(pack.name, intent, inp.timeouts)
+            decision = self._decide()
         approved = decision.action is DecisionAction.AUTO
         if decision.action is DecisionAction.APPROVAL:
             approved = await self._approve(pack, effects, decision)
@@ -213,12 +220,28 @@ class ResolutionWorkflow:
                 workflow.logger.warning("%s %s not understood: %r", ref.name, ident, err)
         return records, withheld
 
-    def _decide(self, *, approved_at: int | None = None) -> Decision:
-        """The one place the decision is made and written, on the current facts. Once a person
-        has approved at tier ``approved_at``, a decision that is not a reject records the
-        approval, with the reasons of what was approved (the edited proposal, if edited)."""
+    def _writes_alone(self, decision: Decision) -> bool:
+        """Whether ``decision`` would write without a person: then the overlay is read."""
         assert self._pack is not None
-        decision = decide(self._facts, self._policy, self._pack, workflow.now())
+        return (
+            decision.action is DecisionAction.AUTO
+            and bool(writes_of(self._facts, self._pack.tools))
+            and workflow.patched(steps.OVERLAY)
+        )
+
+    def _decide(self, *, approved_at: int | None = None) -> Decision:
+        """The one place the decision is made and written, on the current facts, under the
+        conservative overlay if one was read (never looser for it). Once a person has
+        approved at tier ``approved_at``, a decision that is not a reject records the
+        approval, with the reasons of what was approved (the edited proposal, if edited):
+        that approval is what an overlay asks for."""
+        assert self._pack is not None
+        decision = overlay.apply(
+            decide(self._facts, self._policy, self._pack, workflow.now()),
+            self._overlay,
+            writes=bool(writes_of(self._facts, self._pack.tools)),
+            approvable=self._policy.can_decide(0),
+        )
         if approved_at is not None and decision.action is not DecisionAction.REJECT:
             needed = decision.tier if decision.action is DecisionAction.APPROVAL else 0
             decision = decision.model_copy(

@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyInput,
     )
     from tether.domain import DomainPack
+    from tether.overlay import Overlay, OverlayQuery, unreadable
     from tether.policy import argument_total, writes_of
     from tether.reuse import key_for
     from tether.tools import ProposalInvalid
@@ -72,6 +73,10 @@ REUSE = "proposal-reuse"
 # A request the domain's live candidate samples starts the candidate's shadow run beside it
 # (a child it does not wait for). Taken only where the pinned policy carries a candidate.
 SHADOW = "live-shadow"
+# A decision that would write on its own first reads the conservative overlay of its domain
+# and intent (tether/overlay.py), which may make it wait for a person. Its own marker: runs
+# under CURRENT exist in recorded histories without the read.
+OVERLAY = "self-protection-overlay"
 
 
 def since(patch: str) -> bool:
@@ -126,6 +131,22 @@ async def key_revoked(domain: str, key_id: str, timeouts: Timeouts) -> bool:
         workflow.logger.warning("could not read key %s's status: %s", key_id, err.cause)
         return True
     return revoked_at is not None and workflow.now() >= revoked_at
+
+
+async def read_overlay(domain: str, intent: str | None, timeouts: Timeouts) -> Overlay | None:
+    """The conservative overlay on for ``intent`` in ``domain`` now, if any: a local
+    activity, so the answer is a marker in this history. Unreadable counts as on: a write
+    is not let go on an answer nobody could read."""
+    try:
+        return await workflow.execute_local_activity_method(
+            RecordActivities.active_overlay,
+            OverlayQuery(domain=domain, intent=intent),
+            start_to_close_timeout=timeouts.record,
+            retry_policy=timeouts.default_retry.policy(),
+        )
+    except FailureError as err:
+        workflow.logger.warning("could not read the overlay, assuming it on: %s", err)
+        return unreadable(domain, intent, workflow.now(), str(err))
 
 
 async def retrieve(

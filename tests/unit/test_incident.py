@@ -387,6 +387,14 @@ def test_the_command_prints_a_line_per_event_or_json_and_refuses_a_bad_since(
         circuit_event("closed", "open", at=now - 45 * MIN, source="worker w:1", endpoint=HOSTILE)
     )
     store.record_outcome(run(0).model_copy(update={"finished_at": now - timedelta(hours=3)}))
+    # The conservative overlay: on at -35 min by a person (hostile reason), off at -20 min;
+    # one switched on and off three hours ago is outside the window.
+    old = store.set_overlay("support", None, by="ops", reason="old", at=now - 3 * 60 * MIN)
+    assert old is not None
+    store.clear_overlay(old.id, by="ops", reason="old", at=now - 170 * MIN)
+    on = store.set_overlay("support", "refund", by="ops", reason=HOSTILE, at=now - 35 * MIN)
+    assert on is not None
+    store.clear_overlay(on.id, by="tether", reason="calm for 1:00:00", at=now - 20 * MIN)
     store.close()
 
     text = tether_cli(settings, "incident", "--since", "1h")
@@ -397,9 +405,19 @@ def test_the_command_prints_a_line_per_event_or_json_and_refuses_a_bad_since(
         "circuit",
         "mode_switch",
         "outcome",
+        "overlay",
         "mode_switch",
         "outcome",
+        "overlay",
     ]
+    on_line, off_line = (ln for ln in lines if "\toverlay\t" in ln)
+    assert on_line.split("\t")[2:3] == ["support"]
+    assert on_line.split("\t")[3].startswith(
+        "conservative overlay on for support/refund (by ops): "
+    )
+    assert off_line.endswith(
+        "conservative overlay off for support/refund (by tether): calm for 1:00:00"
+    )
     assert lines == sorted(lines)  # ISO times in UTC: sorted as text too
     assert all(ln.count("\t") == 3 and ln.split("\t")[0].endswith("Z") for ln in lines)
 

@@ -181,6 +181,9 @@ LATER = [
     ("add_table", "tether_events"),  # 0005, with its indexes
     ("add_index", "ix_tether_events_at"),
     ("add_index", "ix_tether_events_source"),
+    ("add_table", "tether_overlays"),  # 0006, with its indexes
+    ("add_index", "ix_tether_overlays_domain"),
+    ("add_index", "ix_tether_overlays_active_scope"),
 ]
 
 

@@ -16,6 +16,7 @@ from tether.cli import (  # noqa: F401  (they add commands)
     evaluation,
     incident,
     knowledge,
+    overlay,
     requests,
     scaffold,
     stack,

@@ -43,22 +43,32 @@ def eval_run(
         if as_json:
             emit({**report.model_dump(mode="json"), "fired": report.fired, "schedule": schedule})
         else:
-            table = Table("scorer", "mean", "budget target", "good", "burn rate")
+            table = Table("scorer", "mean", "budget target", "good", "burn rate", "fast burn")
             budgets = {b.scorer: b for b in report.budgets}
             for name, mean in report.means.items():
                 b = budgets.get(name)
-                burn = f"{b.burn_rate:.1f}x{' (burning)' if b.fired else ''}" if b else ""
+                burn = f"{b.burn_rate:.1f}x{' (burning)' if b.slow_fired else ''}" if b else ""
+                fast = ""
+                if b is not None and b.fast_burn_rate is not None:
+                    fast = f"{b.fast_burn_rate:.1f}x{' (burning)' if b.fast_fired else ''}"
                 table.add_row(
                     name,
                     f"{mean:.3f}",
                     f"{b.target:.1%}" if b else "",
                     f"{b.good_share:.1%}" if b else "",
                     burn,
+                    fast,
                 )
             out.print(f"{report.sampled} of {report.outcomes} outcomes scored")
             out.print(table)
             if report.drift is not None and report.drift.fired:
                 out.print(f"drift: {', '.join(report.drift.fired)}", style="red")
+            for switch in report.overlays:
+                o = switch.overlay
+                if switch.on:
+                    out.print(f"conservative overlay on: {o.scope}: {o.reason}", style="red")
+                else:
+                    out.print(f"conservative overlay off: {o.scope}: {o.clear_reason}")
             if schedule:
                 out.print(f"evaluating every {every} (schedule {schedule})")
         if report.fired:
@@ -148,6 +158,7 @@ def report_command(
 ) -> None:
     """Render outcomes over time (decisions, modes, escalations, quality, latency) as HTML,
     marking mode switches and policy activations, with the incident timeline's events."""
+    from tether.incident import overlay_events
     from tether.policystore import PolicyStore
     from tether.report import render
     from tether.store import Store
@@ -159,6 +170,8 @@ def report_command(
     outcomes = store.outcomes_between(start, now, domain=domain)
     scores = {o.request_id: s for o in outcomes if (s := store.scores(o.request_id))}
     events = store.events_between(start, now, domain=domain)
+    overlays = store.overlays(domain, active=False, cleared_since=start)
+    events += [e for o in overlays for e in overlay_events(o) if e.at >= start]
     store.close()
     policies = PolicyStore(url)  # activations live beside the outcomes
     domains = sorted({domain} if domain else {o.domain for o in outcomes})

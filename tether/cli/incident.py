@@ -29,8 +29,9 @@ def incident_command(
     as_json: bool = JSON,
 ) -> None:
     """The incident timeline, sorted by time (UTC): outcomes, mode switches, model fingerprint
-    changes, policy activations, circuit moves, budgets burning and drift alarms. One line per
-    event, tab-separated: time, kind, domain ("-": every domain's), summary."""
+    changes, policy activations, circuit moves, budgets burning, drift alarms and conservative
+    overlay switches. One line per event, tab-separated: time, kind, domain ("-": every
+    domain's), summary."""
     from tether.policystore import PolicyStore
     from tether.store import Store
 
@@ -57,6 +58,7 @@ def incident_command(
         outcomes = store.outcomes_between(start, end, domain=domain)
         before = store.latest_before(start, domain=domain)
         recorded = store.events_between(start, end, domain=domain)
+        overlays = store.overlays(domain, active=False, cleared_since=start)
         seen = {o.domain for o in [*outcomes, *before]} | {e.domain for e in recorded}
         domains = sorted({d for d in seen if d} | ({domain} if domain else set()))
         activations = [a for d in domains for a in policies.activations(d)]
@@ -70,6 +72,7 @@ def incident_command(
         before=before,
         recorded=recorded,
         activations=activations,
+        overlays=overlays,
         kinds=kinds,
         domain=domain,
     )

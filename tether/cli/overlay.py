@@ -1,0 +1,166 @@
+"""`tether overlay status | set | clear`: the conservative overlay (tether/overlay.py) a domain,
+or one intent of it, runs under: writes wait for a person. Evaluation runs switch it on when a
+quality budget burns fast and off once it has recovered; a person may set or clear it here.
+It reads and writes the store the workers use (TETHER_STORE_URL); every switch is kept, with
+who, when and why. Workers read it at each decision, so a change reaches the next decision."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import UTC, datetime
+
+import typer
+
+from tether.cli.apps import app
+from tether.cli.output import JSON, dump, emit, fail, out
+from tether.config import Settings
+from tether.contracts import DOMAIN
+from tether.overlay import Overlay
+
+overlay = typer.Typer(
+    no_args_is_help=True, help="The conservative overlay: writes wait for a person."
+)
+app.add_typer(overlay, name="overlay")
+
+SCOPE_DOMAIN = typer.Option(..., "--domain", help="the domain")
+INTENT = typer.Option(None, "--intent", help="one intent of it (default: the whole domain)")
+WHO = typer.Option(..., "--by", help="who does this (kept with the switch)")
+WHY = typer.Option(..., "--reason", help="why (kept with the switch)")
+
+
+# Control, format (direction overrides, zero-width) and surrogate characters: what a terminal
+# shows of them is not what they are, and a lone surrogate cannot be stored.
+HIDDEN = frozenset({"Cc", "Cf", "Cs"})
+
+
+def _text(option: str, value: str, limit: int, *, lines: bool) -> str:
+    """``value`` as kept in the audit, or a refusal: blank, too long, or with control or
+    invisible characters (a name is one line; a reason may have lines and tabs)."""
+    value = value.strip()
+    if not value:
+        fail(f"{option}: say {'who' if option == '--by' else 'why'}")
+    if len(value) > limit:
+        fail(f"{option}: at most {limit} characters")
+    allowed = "\n\t" if lines else ""
+    odd = sorted({c for c in value if unicodedata.category(c) in HIDDEN and c not in allowed})
+    if odd:
+        shown = ", ".join(f"U+{ord(c):04X}" for c in odd[:5])
+        fail(f"{option}: control or invisible characters are not kept ({shown})")
+    return value
+
+
+def _scope(domain: str, intent: str | None) -> tuple[str, str | None]:
+    if not re.fullmatch(DOMAIN, domain):
+        fail(f"--domain: {domain!r} is not a domain name")
+    if intent is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", intent):
+        fail(f"--intent: {intent!r} is not an intent name")
+    return domain, intent
+
+
+def _person(by: str) -> str:
+    who = _text("--by", by, 200, lines=False)
+    if who.lower() == "tether":
+        fail("--by: 'tether' names the runtime's own switches; name yourself")
+    return who
+
+
+@overlay.command("status")
+def overlay_status(
+    domain: str | None = typer.Option(None, "--domain", help="one domain (default: all)"),
+    every: bool = typer.Option(False, "--all", help="cleared ones too: the whole record"),
+    as_json: bool = JSON,
+) -> None:
+    """The overlays on now (with --all, every switch ever made); exit 1 if any is on."""
+    from tether.store import Store
+
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.resolved_store_url())
+    found = store.overlays(domain, active=not every)
+    store.close()
+    if as_json:
+        emit(dump(list(found)))
+    elif not found:
+        out.print("no overlay on" + (f" in {domain}" if domain else ""))
+    else:
+        for o in found:
+            _show(o)
+    if any(o.active for o in found):
+        raise typer.Exit(1)
+
+
+def _show(o: Overlay) -> None:
+    since = f"{o.set_at:%Y-%m-%d %H:%M:%S}"
+    if o.cleared_at is None:
+        out.print(f"{o.scope}: on since {since} UTC, set by {o.set_by}")
+    else:
+        out.print(
+            f"{o.scope}: off, was on {since} to {o.cleared_at:%H:%M:%S} UTC, set by {o.set_by}"
+        )
+    out.print(f"  why: {o.reason}")
+    if o.evidence is not None:
+        burns = ", ".join(
+            f"{b.scorer} {b.burn_rate:g}x/{b.threshold:g}x" for b in o.evidence.budgets
+        )
+        span = f"{o.evidence.since:%H:%M:%S} to {o.evidence.until:%H:%M:%S} UTC"
+        out.print(f"  evidence: {burns} ({span})")
+    if o.cleared_at is not None:
+        out.print(
+            f"  cleared {o.cleared_at:%Y-%m-%d %H:%M:%S} UTC by {o.cleared_by}: {o.clear_reason}"
+        )
+
+
+@overlay.command("set")
+def overlay_set(
+    domain: str = SCOPE_DOMAIN,
+    intent: str | None = INTENT,
+    by: str = WHO,
+    reason: str = WHY,
+    as_json: bool = JSON,
+) -> None:
+    """Switch the overlay on by hand; it stays on until a person clears it."""
+    from tether.store import Store
+
+    domain, intent = _scope(domain, intent)
+    who, why = _person(by), _text("--reason", reason, 2000, lines=True)
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.resolved_store_url())
+    made = store.set_overlay(domain, intent, by=who, reason=why, at=datetime.now(UTC))
+    store.close()
+    if made is None:
+        fail(f"{domain if intent is None else f'{domain}/{intent}'}: the overlay is on already", 1)
+    if as_json:
+        emit(made)
+        return
+    out.print(f"{made.scope}: conservative overlay on; writes wait for a person", style="green")
+
+
+@overlay.command("clear")
+def overlay_clear(
+    domain: str = SCOPE_DOMAIN,
+    intent: str | None = INTENT,
+    by: str = WHO,
+    reason: str = WHY,
+    as_json: bool = JSON,
+) -> None:
+    """Switch the overlay of the domain (or of --intent) off: writes may go on their own again
+    where policy allows. Kept: who, when, why."""
+    from tether.overlay import scope
+    from tether.store import Store
+
+    domain, intent = _scope(domain, intent)
+    who, why = _person(by), _text("--reason", reason, 2000, lines=True)
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.resolved_store_url())
+    on = next((o for o in store.overlays(domain) if o.scope == scope(domain, intent)), None)
+    done = on and store.clear_overlay(on.id, by=who, reason=why, at=datetime.now(UTC))
+    store.close()
+    if done is None:
+        fail(f"{scope(domain, intent)}: no overlay on", 1)
+    if as_json:
+        emit(done)
+        return
+    out.print(f"{done.scope}: conservative overlay off, cleared by {who}", style="green")
