@@ -27,9 +27,15 @@ class KeyCheck(BaseModel):
 
 
 class PolicyActivities:
-    def __init__(self, store: PolicyStore, compute_queue: str | None = None) -> None:
+    def __init__(
+        self,
+        store: PolicyStore,
+        compute_queue: str | None = None,
+        shadow_queue: str | None = None,
+    ) -> None:
         self._store = store
         self._compute_queue = compute_queue
+        self._shadow_queue = shadow_queue
 
     @activity.defn
     def pin_policy(self, inp: PinRequest) -> PinnedPolicy:
@@ -50,7 +56,13 @@ class PolicyActivities:
             )
         # A live pin (the active version) carries the domain's running candidate, if any.
         shadow = self._store.candidate(inp.domain) if inp.version is None else None
-        return pinned.model_copy(update={"compute_queue": self._compute_queue, "shadow": shadow})
+        return pinned.model_copy(
+            update={
+                "compute_queue": self._compute_queue,
+                "shadow": shadow,
+                "shadow_queue": self._shadow_queue if shadow else None,
+            }
+        )
 
     @activity.defn
     def key_revoked_at(self, inp: KeyCheck) -> datetime | None:

@@ -67,7 +67,7 @@ class RecordActivities:
     def evaluate_recent(self, inp: EvaluationInput) -> EvaluationReport:
         """Score the sampled share of the last ``since_hours`` of outcomes; keep the scores."""
         now = datetime.now(UTC)
-        start = now - timedelta(hours=inp.since_hours)
+        start = inp.start(now)
         window = self._store.outcomes_between(start, now, domain=inp.domain)
         scores, report = evaluate(window, self._store.later, inp.config, now=now)
         self._store.record_scores(scores, now)
@@ -154,7 +154,7 @@ class RecordActivities:
         shown = meter.create_gauge(
             metrics.OVERLAY_ACTIVE, "Conservative overlay on (1) or off (0), per domain and intent"
         )
-        start = now - timedelta(hours=inp.since_hours)
+        start = inp.start(now)
         known = self._store.overlays(inp.domain, active=False, cleared_since=start)
         on = {o.scope for o in known if o.active}
         for overlay in known:
@@ -165,7 +165,7 @@ class RecordActivities:
     def carve_datasets(self, inp: EvaluationInput) -> dict[str, int]:
         """Refresh the failure-history datasets from the window; name -> current version."""
         now = datetime.now(UTC)
-        start = now - timedelta(hours=inp.since_hours)
+        start = inp.start(now)
         window = self._store.outcomes_between(start, now, domain=inp.domain)
         sets = carve(window, self._store.later, slo_ms=inp.config.latency_slo_ms)
         return {name: self._store.save_dataset(name, cases, now) for name, cases in sets.items()}

@@ -1,14 +1,15 @@
 """What a live candidate costs the live request: the same tickets with no candidate and with a
 candidate sampling every request (share 1), in alternating rounds against one deployment as
-`tether up` runs it (a compute process with the local model, a workflow process), at
-concurrency 1 and 4. The candidate is a stored copy of the active policy, in two settings:
+`tether up` runs it (a compute process with the local model, a workflow process, a shadow
+process for the candidates' runs), at concurrency 1 and 4. The candidate is a stored copy of
+the active policy, in two settings:
 
-- same_model: on the live model queue, so on this machine's two cores it proposes, is
-  verified and decides exactly as much as the live request does (the worst case: the
-  candidate's work competes with live work for the same CPU);
+- same_model: a policy version alone, on the live model: it decides on the live proposal and
+  verification, so what it costs the live request is starting its run and the shadow
+  process's work beside it;
 - own_model: its model served elsewhere (the instant model, in a process of its own, standing
-  in for a candidate model on other hardware): what is left is the orchestration and the
-  verification of the candidate's proposal.
+  in for a candidate model on other hardware): it proposes, and its proposal is verified on
+  the compute process the live requests use too.
 
 Live latency is submit to outcome. The shadow runs it started are counted from the store.
 
@@ -37,7 +38,8 @@ TICKET = ("C-100", "Where is my order ORD-1001? It has not arrived.")
 
 
 async def main(rounds: int, per_round: int) -> dict[str, Any]:
-    async with deployment(["compute", "workflow", "instant"]) as deployed:
+    roles = ["compute", "shadow", "workflow", "instant"]
+    async with deployment(roles, TETHER_SHADOW_QUEUE="bench-shadow") as deployed:
         tether, url = deployed.tether, deployed.settings.resolved_store_url()
         policies, store = PolicyStore(url), Store(url)
         active = policies.active("support")

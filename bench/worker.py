@@ -69,6 +69,8 @@ async def main(role: str) -> None:
                 activities=[noop],
             )
         )
+    elif role == "shadow":
+        workers = workers_for(client, res, "shadow")
     else:
         workers = workers_for(client, res, "compute")
         await asyncio.to_thread(res.model)

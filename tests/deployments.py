@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,13 @@ from tether.client import Tether
 from tether.config import Settings
 from tether.domains.support.business import BusinessServer
 from tether.embeddings import Embedder
-from tether.workers.main import Resources, compute_worker, model_worker, resolution_worker
+from tether.workers.main import (
+    Resources,
+    compute_worker,
+    model_worker,
+    resolution_worker,
+    shadow_worker,
+)
 
 
 @dataclass
@@ -39,8 +45,11 @@ async def own_deployment(
     settings: Settings,
     embedder: Embedder,
     support_policy: Mapping[str, Any] | None = None,
+    *,
+    shadow: bool = False,
 ) -> AsyncIterator[Deployment]:
-    """``support_policy``: settings over the support pack's policy (TETHER_POLICIES)."""
+    """``support_policy``: settings over the support pack's policy (TETHER_POLICIES);
+    ``shadow``: live candidates on a shadow queue with a worker of their own."""
     queue = new_id("own")
     business = BusinessServer(tmp_path / "business.db").start()
     policies = dict(settings.policies)
@@ -51,6 +60,7 @@ async def own_deployment(
             "task_queue": queue,
             "model_queue": f"{queue}-model",
             "compute_queue": f"{queue}-compute",
+            "shadow_queue": f"{queue}-shadow" if shadow else None,
             "policies": policies,
             "systems": {**settings.systems, "shop": business.url},
         }
@@ -59,11 +69,12 @@ async def own_deployment(
     shutil.copytree(SUPPORT_KB, kb)
     res = Resources.build(local, embedder=embedder)
     try:
-        async with (
-            resolution_worker(env.client, res, compute=False),
-            compute_worker(env.client, res),
-            model_worker(env.client, res),
-        ):
+        async with AsyncExitStack() as workers:
+            await workers.enter_async_context(resolution_worker(env.client, res, compute=False))
+            await workers.enter_async_context(compute_worker(env.client, res))
+            await workers.enter_async_context(model_worker(env.client, res))
+            if shadow:
+                await workers.enter_async_context(shadow_worker(env.client, res))
             tether = Tether(env.client, local)
             await tether.ingest(str(kb), domain="support", source="kb")
             yield Deployment(tether, local, res, business, kb)

@@ -402,6 +402,10 @@ class Settings(BaseSettings):
     # served by `tether worker --role compute`, so that they never hold the GIL of a process
     # running workflow tasks. Unset: the workflow queue serves them (one process does all).
     compute_queue: str | None = None
+    # Live candidates' shadow runs on a task queue of their own, served by `tether worker
+    # --role shadow`, so that a candidate's workflow tasks never share a process (or its GIL)
+    # with live ones. Unset: the workflow queue serves them too.
+    shadow_queue: str | None = None
     grounding_similarity: float = 0.7
     store_url: str | None = None  # default: SQLite file in data_dir
     # The embedded vector store: Qdrant Edge in-process (chosen by bench/vector_backends.py),

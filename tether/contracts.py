@@ -431,6 +431,9 @@ class PinnedPolicy(Frozen):
     # The domain's live candidate when the active version was pinned, if any: read with the
     # policy, so whether a request was shadowed is in its history.
     shadow: LiveCandidate | None = None
+    # Where these workers run live candidates (Settings.shadow_queue); None: the workflow's
+    # own task queue.
+    shadow_queue: str | None = None
 
 
 class ReuseQuery(Frozen):
@@ -498,8 +501,10 @@ class TallyHold(Frozen):
 
 
 class LiveShadowInput(Frozen):
-    """A live request's facts (evidence, context, tallies; not its proposal) for a candidate
-    to propose and decide on, as of the live decision's moment."""
+    """A live request's facts for a candidate to decide on, as of the live decision's moment.
+    For a candidate on another model queue: evidence, context and tallies, and it proposes on
+    them. For one on the live model (a policy version alone): the live proposal and its
+    verification too, so the two policies are compared on the same answer."""
 
     domain: str = Field(pattern=DOMAIN)
     candidate: LiveCandidate
@@ -525,6 +530,9 @@ class ShadowDecision(Frozen):
     confidence: float | None
     planned: list[str] = Field(default=[], description="the tools the candidate's plan names")
     at: datetime
+    # True: decided on the live run's proposal and verification (a candidate on the live
+    # model); False: it proposed and was verified on its own.
+    on_live_proposal: bool = False
 
 
 class Outcome(Frozen):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from tether.config import Duration
 from tether.contracts import DecisionAction, Mode, Outcome
@@ -243,11 +243,18 @@ class EvaluationInput(BaseModel):
     # moves every distribution drift watches.
     domain: str | None = None
     since_hours: float = Field(default=24, gt=0)
+    # The window's start as a moment (an incident's start, a drill's first request), when a
+    # length measured from whenever the activity runs would be too late: wins over since_hours.
+    since: AwareDatetime | None = None
     config: EvaluationConfig = EvaluationConfig()
     # Drift: this window against the baseline_days before it; alerts also to the webhook.
     baseline_days: float = Field(default=7, gt=0)
     drift: DriftConfig = DriftConfig()
     webhook: str | None = None
+
+    def start(self, now: datetime) -> datetime:
+        """Where the window that ends at ``now`` begins."""
+        return self.since if self.since is not None else now - timedelta(hours=self.since_hours)
 
 
 class EvaluationReport(BaseModel):

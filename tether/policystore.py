@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import (
     Column,
     DateTime,
+    Index,
     Integer,
     MetaData,
     String,
@@ -32,6 +33,7 @@ from sqlalchemy import (
     Text,
     insert,
     select,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -85,6 +87,14 @@ candidates = Table(
     Column("stopped_at", DateTime(timezone=True)),
     Column("stopped_by", String(200)),
     Column("outcome", String(16)),  # stopped or promoted
+    # At most one running per domain, held by the database (revision 0007).
+    Index(
+        "uq_tether_candidates_running",
+        "domain",
+        unique=True,
+        sqlite_where=text("stopped_at IS NULL"),
+        postgresql_where=text("stopped_at IS NULL"),
+    ),
 )
 
 
@@ -289,25 +299,23 @@ class PolicyStore:
         policy version must be stored; one already running must be stopped first."""
         if candidate.policy_version is not None:
             self.get(domain, candidate.policy_version)  # NoSuchVersion if not
-        with self.engine.begin() as conn:
-            running = conn.execute(
-                select(candidates.c.name).where(
-                    (candidates.c.domain == domain) & candidates.c.stopped_at.is_(None)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(candidates).values(
+                        domain=domain,
+                        name=candidate.name,
+                        body=candidate.model_dump_json(),
+                        started_at=datetime.now(UTC),
+                        started_by=by,
+                    )
                 )
-            ).first()
-            if running is not None:
-                raise CandidateRunning(
-                    f"{domain} already runs candidate {running.name}: stop or promote it first"
-                )
-            conn.execute(
-                insert(candidates).values(
-                    domain=domain,
-                    name=candidate.name,
-                    body=candidate.model_dump_json(),
-                    started_at=datetime.now(UTC),
-                    started_by=by,
-                )
-            )
+        except IntegrityError:  # one running already (the unique index): say which
+            running = self.candidate(domain)
+            name = running.name if running else "another"
+            raise CandidateRunning(
+                f"{domain} already runs candidate {name}: stop or promote it first"
+            ) from None
 
     def candidate(self, domain: str) -> LiveCandidate | None:
         """The candidate running beside ``domain``'s live traffic, if any."""

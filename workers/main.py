@@ -66,8 +66,8 @@ WORKFLOWS = [
 ]
 
 READY = "tether worker serving"  # logged once every queue of the role is polled
-Role = Literal["all", "workflow", "compute", "model"]
-ROLES: tuple[Role, ...] = ("all", "workflow", "compute", "model")
+Role = Literal["all", "workflow", "compute", "model", "shadow"]
+ROLES: tuple[Role, ...] = ("all", "workflow", "compute", "model", "shadow")
 
 
 def vector_store(settings: Settings, domain: str) -> VectorStore:
@@ -240,7 +240,7 @@ def resolution_worker(
     records = RecordActivities(res.store)
     # Where this worker's workflows send CPU-heavy work: here, or the compute queue.
     elsewhere = None if compute else res.settings.compute_queue
-    policy = PolicyActivities(res.policies, elsewhere)
+    policy = PolicyActivities(res.policies, elsewhere, res.settings.shadow_queue)
     queues = QueueActivities(elsewhere)
     return Worker(
         client,
@@ -273,6 +273,34 @@ def resolution_worker(
         max_cached_workflows=res.settings.max_cached_workflows,
         max_concurrent_workflow_tasks=res.settings.workflow_task_slots,
         sticky_queue_schedule_to_start_timeout=res.settings.sticky_queue_timeout,
+    )
+
+
+def shadow_worker(client: Client, res: Resources, *, compute: bool = False) -> Worker:
+    """Live candidates' shadow runs on their own queue (Settings.shadow_queue): their workflow
+    tasks in a process of their own, never beside a live request's. It registers no tool at
+    all, and refuses a shadow any activity but the decision ones (tether/shadowguard.py).
+    With ``compute`` (one process serves everything) it verifies here too."""
+    queue = res.settings.shadow_queue
+    assert queue, "a shadow worker serves Settings.shadow_queue"
+    records = RecordActivities(res.store)
+    elsewhere = None if compute else res.settings.compute_queue
+    policy = PolicyActivities(res.policies, elsewhere)
+    return Worker(
+        client,
+        task_queue=queue,
+        workflows=[LiveShadowWorkflow],
+        workflow_runner=workflow_runner(),
+        interceptors=[StageLatency(), ShadowGuard()],
+        activities=[
+            *(compute_activities(res) if compute else []),
+            records.record_shadow,
+            policy.pin_policy,
+        ],
+        activity_executor=res.executor,
+        max_concurrent_activities=res.settings.activity_threads,
+        max_cached_workflows=res.settings.max_cached_workflows,
+        max_concurrent_workflow_tasks=res.settings.workflow_task_slots,
     )
 
 
@@ -343,13 +371,28 @@ def workers_for(client: Client, res: Resources, role: Role) -> list[Worker]:
     ``workflow``: workflows and I/O activities, nothing CPU-heavy (run as many as needed).
     ``compute``: the compute queue and the model queue; with the embedded store, exactly one
     such process owns each shard. ``model``: the model queue only (a remote provider, or the
-    local model beside a shared Qdrant server)."""
+    local model beside a shared Qdrant server). ``shadow``: live candidates' shadow runs
+    (Settings.shadow_queue), verified on the compute queue."""
     settings = res.settings
     if role == "all":
         workers = [resolution_worker(client, res), model_worker(client, res)]
         if settings.compute_queue:
             workers.append(compute_worker(client, res))
+        if settings.shadow_queue:
+            workers.append(shadow_worker(client, res, compute=not settings.compute_queue))
         return workers
+    if role == "shadow":
+        missing = []
+        if not settings.shadow_queue:
+            missing.append("--role shadow serves TETHER_SHADOW_QUEUE: set it")
+        if not settings.compute_queue:
+            missing.append(
+                "--role shadow runs no verification: set TETHER_COMPUTE_QUEUE and run a "
+                "--role compute worker on it"
+            )
+        if missing:
+            raise errors.ConfigurationError(missing)
+        return [shadow_worker(client, res)]
     if role == "workflow":
         if not settings.compute_queue:
             raise errors.ConfigurationError(

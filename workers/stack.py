@@ -31,6 +31,7 @@ from tether.workers.main import (
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 DEFAULT_COMPUTE_QUEUE = "tether-compute"
+DEFAULT_SHADOW_QUEUE = "tether-shadow"
 # A child that dies is started again after this many seconds, doubled for each crash that
 # follows within STEADY of the last start (a crash loop backs off instead of spinning).
 RESTART_DELAY, RESTART_DELAY_MAX, STEADY = 1.0, 30.0, 60.0
@@ -118,12 +119,15 @@ class WorkerProcess:
 
 class EmbeddedStack:
     """``processes`` 0: the workers run in this process (the demo, tests). N: N worker processes
-    with ``--role workflow`` and one with ``--role compute`` that owns the embedded shards and
-    runs the model, all reading this process's environment (plus TETHER_COMPUTE_QUEUE)."""
+    with ``--role workflow``, one with ``--role compute`` that owns the embedded shards and
+    runs the model, and one with ``--role shadow`` for live candidates, all reading this
+    process's environment (plus TETHER_COMPUTE_QUEUE and TETHER_SHADOW_QUEUE)."""
 
     def __init__(self, settings: Settings, *, processes: int = 0) -> None:
         if processes and not settings.compute_queue:
             settings = settings.model_copy(update={"compute_queue": DEFAULT_COMPUTE_QUEUE})
+        if processes and not settings.shadow_queue:
+            settings = settings.model_copy(update={"shadow_queue": DEFAULT_SHADOW_QUEUE})
         self.settings = settings
         self.processes = processes
         self._children: list[WorkerProcess] = []
@@ -186,8 +190,13 @@ class EmbeddedStack:
         return [(p.domain, p.version) for p in active if p and not p.policy.approvers]
 
     async def _start_processes(self) -> None:
-        env = {**os.environ, "TETHER_COMPUTE_QUEUE": str(self.settings.compute_queue)}
-        roles = ["compute"] + ["workflow"] * self.processes
+        env = {
+            **os.environ,
+            "TETHER_COMPUTE_QUEUE": str(self.settings.compute_queue),
+            "TETHER_SHADOW_QUEUE": str(self.settings.shadow_queue),
+        }
+        # The shadow process last: the metrics ports of the others stay where they were.
+        roles = ["compute"] + ["workflow"] * self.processes + ["shadow"]
         for number, role in enumerate(roles):
             mine = dict(env)
             if self.settings.metrics_address:  # one address per process: the next ports

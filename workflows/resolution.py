@@ -297,25 +297,19 @@ class ResolutionWorkflow:
     def _shadow(self, inp: ResolutionInput, pack: DomainPack) -> asyncio.Task[Any] | None:
         """Start the domain's live candidate on this request's facts, if it samples this
         request: a child workflow (tether/shadowguard.py lets it call no tool) that outlives
-        this run and is not waited for. Only facts go to it (evidence, context, tallies);
-        never this run's proposal. A request refused unread is not shadowed."""
-        candidate = self._pinned.shadow if self._pinned else None
+        this run and is not waited for, on the workers' shadow queue if they have one (a
+        process of its own). A candidate on another model gets the facts (evidence, context,
+        tallies) and proposes on them; one on the live model gets this run's proposal and
+        verification as well. A request refused unread is not shadowed."""
+        pinned = self._pinned
+        candidate = pinned.shadow if pinned else None
         if candidate is None or not candidates.selected(inp.request.request_id, candidate):
             return None
         if pack.problems(inp.request) or self._facts.withheld or not workflow.patched(steps.SHADOW):
             return None
-        facts = self._facts.model_copy(
-            update={
-                "mode": Mode.NORMAL,
-                "proposal": None,
-                "verification": None,
-                "model": None,
-                "model_failure": None,
-                "repairs": [],
-                "reuse_key": None,
-                "reused_from": None,
-            }
-        )
+        # The child decides whether to take the live answer (tether/workflows/shadow.py).
+        facts = self._facts if candidate.model_queue is None else steps.unanswered(self._facts)
+        assert pinned is not None
         return asyncio.create_task(
             workflow.start_child_workflow(
                 names.LIVE_SHADOW,
@@ -328,6 +322,7 @@ class ResolutionWorkflow:
                     decided_at=workflow.now(),
                 ),
                 id=f"shadow-{candidate.name}-{workflow.info().workflow_id}",
+                task_queue=pinned.shadow_queue,
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 # The lowest priority (its activities inherit it): where queues back up, live
                 # work is taken first.

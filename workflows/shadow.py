@@ -31,6 +31,16 @@ def _label(decision: Decision) -> str:
     return f"{decision.action.value}/{decision.mode.value}"
 
 
+def _answered(facts: Facts, policy: PolicyConfig) -> bool:
+    """Whether ``facts`` carry a live proposal, verified, that the candidate's repair bound
+    would have reached too (its bound could not have changed the answer)."""
+    return (
+        facts.proposal is not None
+        and facts.verification is not None
+        and len(facts.repairs) <= policy.max_repairs
+    )
+
+
 def _human(outcome: Outcome) -> str | None:
     if outcome.edits:
         return "edited"
@@ -111,9 +121,11 @@ class ShadowEvaluationWorkflow:
 
 @workflow.defn(name=names.LIVE_SHADOW)
 class LiveShadowWorkflow:
-    """The candidate proposes on the live run's facts (its own model queue, or the live one),
-    is verified, and decides under its own policy version (or the active one) as of the live
-    decision's moment; the decision is recorded beside the live outcome."""
+    """The candidate decides under its own policy version (or the active one) as of the live
+    decision's moment, and the decision is recorded beside the live outcome. On its own model
+    queue it proposes on the live run's facts and is verified; on the live model it takes the
+    live proposal and verification (what asking the same model again would measure is the
+    model's noise, not the policy), unless its repair bound could have changed the answer."""
 
     @workflow.run
     async def run(self, inp: LiveShadowInput) -> ShadowDecision:
@@ -125,10 +137,17 @@ class LiveShadowWorkflow:
             ) from None
         candidate, timeouts = inp.candidate, inp.timeouts
         pinned = await steps.pin_policy(pack.name, timeouts, candidate.policy_version)
-        facts = await steps.propose(
-            inp.facts, pack, pinned.policy, timeouts, candidate.model_queue or inp.model_queue
-        )
-        facts = await steps.verify(facts, timeouts, pinned.compute_queue)
+        facts = inp.facts
+        live = _answered(facts, pinned.policy) and workflow.patched(steps.SHADOW_ON_LIVE)
+        if not live:
+            facts = await steps.propose(
+                steps.unanswered(facts),
+                pack,
+                pinned.policy,
+                timeouts,
+                candidate.model_queue or inp.model_queue,
+            )
+            facts = await steps.verify(facts, timeouts, pinned.compute_queue)
         decision = decide(facts, pinned.policy, pack, inp.decided_at)
         proposal = facts.proposal
         shadow = ShadowDecision(
@@ -144,6 +163,7 @@ class LiveShadowWorkflow:
             confidence=proposal.confidence if proposal else None,
             planned=[c.tool for c in proposal.tool_calls] if proposal else [],
             at=workflow.now(),
+            on_live_proposal=live,
         )
         await workflow.execute_local_activity_method(
             RecordActivities.record_shadow,

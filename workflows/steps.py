@@ -77,6 +77,10 @@ SHADOW = "live-shadow"
 # and intent (tether/overlay.py), which may make it wait for a person. Its own marker: runs
 # under CURRENT exist in recorded histories without the read.
 OVERLAY = "self-protection-overlay"
+# A live candidate on the live model (a policy version alone) decides on the live run's
+# proposal and verification instead of asking the model again: the two policies are
+# compared on the same answer, and the shadow costs no model call or verification.
+SHADOW_ON_LIVE = "shadow-on-live-proposal"
 
 
 def since(patch: str) -> bool:
@@ -131,6 +135,22 @@ async def key_revoked(domain: str, key_id: str, timeouts: Timeouts) -> bool:
         workflow.logger.warning("could not read key %s's status: %s", key_id, err.cause)
         return True
     return revoked_at is not None and workflow.now() >= revoked_at
+
+
+def unanswered(facts: Facts) -> Facts:
+    """``facts`` without the model's answer: what a candidate proposes on."""
+    return facts.model_copy(
+        update={
+            "mode": Mode.NORMAL,
+            "proposal": None,
+            "verification": None,
+            "model": None,
+            "model_failure": None,
+            "repairs": [],
+            "reuse_key": None,
+            "reused_from": None,
+        }
+    )
 
 
 async def read_overlay(domain: str, intent: str | None, timeouts: Timeouts) -> Overlay | None:

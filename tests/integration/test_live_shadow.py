@@ -6,13 +6,15 @@ through the audited policy path."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from temporalio import workflow
-from temporalio.client import WorkflowFailureError
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -25,7 +27,14 @@ from tether import names
 from tether.activities.tools import ToolActivities
 from tether.cli.apps import app
 from tether.config import Settings
-from tether.contracts import DecisionAction, Outcome, ShadowDecision, Stage, ToolInvocation
+from tether.contracts import (
+    DecisionAction,
+    LiveCandidate,
+    Outcome,
+    ShadowDecision,
+    Stage,
+    ToolInvocation,
+)
 from tether.embeddings import Embedder
 from tether.policystore import PolicyStore
 from tether.shadowguard import SHADOW_REFUSED, ShadowGuard
@@ -180,3 +189,71 @@ async def test_the_worker_refuses_a_shadow_any_tool(
     assert isinstance(cause, ApplicationError) and cause.type == SHADOW_REFUSED
     assert "support.issue_refund" in str(cause)
     assert rows(deployed, "refunds") == before
+
+
+@pytest.fixture
+async def with_shadow_worker(
+    tmp_path: Path, temporal_env: WorkflowEnvironment, settings: Settings, embedder: Embedder
+) -> AsyncIterator[Deployment]:
+    async with own_deployment(tmp_path, temporal_env, settings, embedder, shadow=True) as d:
+        yield d
+
+
+async def shadow_run(client: Client, candidate: str, request_id: str) -> tuple[str, list[str]]:
+    """(task queue, activities in the history: scheduled ones by type, local ones as
+    ``local:type``) of the candidate's shadow run beside ``request_id``."""
+    handle = client.get_workflow_handle(f"shadow-{candidate}-resolution-{request_id}")
+    await handle.result()
+    described = await handle.describe()
+    found = []
+    for event in (await handle.fetch_history()).events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            found.append(event.activity_task_scheduled_event_attributes.activity_type.name)
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name == "core_local_activity":
+                data = json.loads(marker.details["data"].payloads[0].data)
+                found.append(f"local:{data['activity_type']}")
+    return described.task_queue, found
+
+
+async def test_a_candidate_runs_on_the_shadow_queue_and_on_the_live_answer(
+    with_shadow_worker: Deployment, temporal_env: WorkflowEnvironment
+) -> None:
+    """With a shadow queue, candidates run in the shadow worker, not beside live workflow tasks.
+    A policy version alone decides on the live proposal and verification: no model call, no
+    verification of its own. One on a model queue of its own proposes and is verified."""
+    deployed, client = with_shadow_worker, temporal_env.client
+    res, tether, settings = deployed.resources, deployed.tether, deployed.settings
+    version = lenient(res.policies)
+    policy_only = LiveCandidate(name="lenient", policy_version=version, share=1.0)
+    res.policies.start_candidate("support", policy_only, by="carol")
+    large = await tether.submit(ticket(LARGE[1], LARGE[0]))  # live: waits for a person
+    rid = large.id.removeprefix("resolution-")
+    [decided] = await shadows(res.store, "lenient", 1)
+    assert decided.on_live_proposal and decided.action is DecisionAction.AUTO
+    assert "issue_refund" in decided.planned and not rows(deployed, "refunds")
+    queue, ran = await shadow_run(client, "lenient", rid)
+    assert queue == settings.shadow_queue
+    assert ran == ["local:pin_policy", "local:record_shadow"]  # no model, no verification
+    live = await tether.status(rid)
+    assert live.stage is Stage.AWAITING_APPROVAL and live.pending is not None
+    await large.terminate("test over")
+
+    res.policies.stop_candidate("support", by="carol")
+    own = LiveCandidate(
+        name="own", policy_version=version, model_queue=settings.model_queue, share=1.0
+    )
+    res.policies.start_candidate("support", own, by="carol")
+    status = await tether.resolve(ticket(STATUS[1], STATUS[0]))
+    [proposed] = await shadows(res.store, "own", 1)
+    assert not proposed.on_live_proposal and proposed.request_id == status.request_id
+    queue, ran = await shadow_run(client, "own", status.request_id)
+    assert queue == settings.shadow_queue
+    assert ran == [
+        "local:pin_policy",
+        names.PROPOSE,
+        "verify_proposal",
+        "local:record_shadow",
+    ]
+    assert len(rows(deployed, "refunds")) == 0

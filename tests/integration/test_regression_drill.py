@@ -89,11 +89,8 @@ async def test_an_injected_regression_is_detected_three_ways(
         )
         # 0. One evaluation run over the candidate's traffic switches support to the
         # conservative overlay (the run judges its window fast: it is shorter than an hour).
-        hours = (datetime.now(UTC) - since).total_seconds() / 3600
         run = await Tether(client, settings).evaluate(
-            EvaluationInput(
-                domain="support", since_hours=hours, config=EvaluationConfig(sample_rate=1.0)
-            )
+            EvaluationInput(domain="support", since=since, config=EvaluationConfig(sample_rate=1.0))
         )
         [switch] = run.overlays
         assert switch.on and (switch.overlay.domain, switch.overlay.intent) == ("support", None)

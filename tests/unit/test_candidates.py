@@ -3,11 +3,15 @@ and its start, stop and history in the policy store (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from tether import candidates
+from tether.config import Settings
 from tether.contracts import (
     Decision,
     DecisionAction,
@@ -148,3 +152,46 @@ def test_one_candidate_at_a_time_and_every_run_on_the_record(policies: PolicySto
     [run] = policies.candidate_runs("support")
     assert (run["started_by"], run["stopped_by"], run["outcome"]) == ("carol", "dan", "stopped")
     assert run["stopped_at"] >= run["started_at"]
+
+
+def test_simultaneous_starts_run_one_candidate(policies: PolicyStore) -> None:
+    """Six operators start a candidate at once: the database lets one run, the others are
+    told which one runs."""
+    barrier = threading.Barrier(6)
+    refused: list[str] = []
+
+    def start(n: int) -> None:
+        barrier.wait()
+        try:
+            policies.start_candidate("support", candidate(name=f"c{n}"), by=f"op{n}")
+        except CandidateRunning as error:
+            refused.append(str(error))
+
+    threads = [threading.Thread(target=start, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    running = policies.candidate("support")
+    assert running is not None and len(refused) == 5
+    assert all(f"already runs candidate {running.name}" in r for r in refused)
+    assert len(policies.candidate_runs("support")) == 1
+
+
+def test_a_shadow_worker_needs_its_queue_and_a_compute_queue(tmp_path: Path) -> None:
+    """`tether worker --role shadow` says what is missing, each in one line, before it
+    builds a worker."""
+    from tether.errors import ConfigurationError
+    from tether.workers.main import Resources, workers_for
+
+    res = Resources.build(Settings(data_dir=tmp_path, domains=["support"]))
+    try:
+        with pytest.raises(ConfigurationError) as refused:
+            workers_for(None, res, "shadow")  # type: ignore[arg-type]  # never reached
+        assert refused.value.problems == [
+            "--role shadow serves TETHER_SHADOW_QUEUE: set it",
+            "--role shadow runs no verification: set TETHER_COMPUTE_QUEUE and run a --role "
+            "compute worker on it",
+        ]
+    finally:
+        asyncio.run(res.close())

@@ -33,7 +33,7 @@ EXAMPLE = ROOT / "deploy" / "tether.env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 IMAGE = "tether:local"  # the image docker-compose.yml builds from the Dockerfile
 # Prometheus scrapes these on TETHER_METRICS_ADDRESS (deploy/prometheus/prometheus.yml).
-SCRAPED = {"worker-workflow", "worker-compute", "worker-model"}
+SCRAPED = {"worker-workflow", "worker-compute", "worker-model", "worker-shadow"}
 METRICS_PORT = 9464
 DOCKER_COMPOSE = shutil.which("docker-compose") or "/usr/bin/docker-compose"
 
@@ -222,7 +222,7 @@ def test_each_tether_service_runs_a_real_command(resolved: dict[str, Any]) -> No
         if command[0] == "worker" and "--role" in command:
             assert command[command.index("--role") + 1] in ROLES, name
     roles = {tuple(c) for n, c in commands.items() if n.startswith("worker-")}
-    assert roles == {("worker", "--role", r) for r in ("workflow", "compute", "model")}
+    assert roles == {("worker", "--role", r) for r in ("workflow", "compute", "model", "shadow")}
 
 
 def test_mounted_files_exist(resolved: dict[str, Any]) -> None:

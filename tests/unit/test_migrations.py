@@ -184,6 +184,7 @@ LATER = [
     ("add_table", "tether_overlays"),  # 0006, with its indexes
     ("add_index", "ix_tether_overlays_domain"),
     ("add_index", "ix_tether_overlays_active_scope"),
+    ("add_index", "uq_tether_candidates_running"),  # 0007
 ]
 
 

@@ -23,7 +23,8 @@ def up(
         min=0,
         max=32,
         help="worker processes for workflows (--role workflow), beside the one --role compute "
-        "process that owns the knowledge and runs the model; 0: one process runs everything",
+        "process that owns the knowledge and runs the model and the one --role shadow process "
+        "for live candidates; 0: one process runs everything",
     ),
 ) -> None:
     """Run the embedded stack in the foreground (Temporal + UI, business systems, workers)."""
@@ -37,6 +38,7 @@ def up(
                 out.print(
                     f"Workers: {workers} workflow process(es) on {settings.task_queue}, one "
                     f"compute process on {stack.settings.compute_queue} and {settings.model_queue}"
+                    f", one shadow process on {stack.settings.shadow_queue}"
                 )
             if stack.codec_url is not None:
                 out.print(f"Codec server {stack.codec_url}: the UI decodes encrypted history")
@@ -59,7 +61,8 @@ def worker(
     role: str = typer.Option(
         "all",
         help="all | workflow (workflows, I/O activities) | compute (retrieval, verification, "
-        "the model; owns the embedded shard) | model (the model queue only)",
+        "the model; owns the embedded shard) | model (the model queue only) | shadow (live "
+        "candidates' shadow runs)",
     ),
 ) -> None:
     """Run workers against an existing Temporal server (Ctrl-C stops)."""
