@@ -54,13 +54,23 @@ class PolicyActivities:
                 type=errors.NO_POLICY,
                 non_retryable=True,
             )
-        # A live pin (the active version) carries the domain's running candidate, if any.
+        # A live pin (the active version) carries the domain's running candidate, if any, and
+        # for one on the live model its policy: it decides inside the live run.
         shadow = self._store.candidate(inp.domain) if inp.version is None else None
+        in_run = None
+        if shadow is not None and shadow.model_queue is None:
+            version = shadow.policy_version
+            try:
+                in_run = self._store.pinned(inp.domain, version).policy if version else None
+            except (NoSuchVersion, PolicyConflict):  # then its own run fails, on the record
+                in_run = None
+            in_run = in_run if version else pinned.policy
         return pinned.model_copy(
             update={
                 "compute_queue": self._compute_queue,
                 "shadow": shadow,
                 "shadow_queue": self._shadow_queue if shadow else None,
+                "shadow_policy": in_run,
             }
         )
 

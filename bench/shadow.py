@@ -4,12 +4,11 @@ candidate sampling every request (share 1), in alternating rounds against one de
 process for the candidates' runs), at concurrency 1 and 4. The candidate is a stored copy of
 the active policy, in two settings:
 
-- same_model: a policy version alone, on the live model: it decides on the live proposal and
-  verification, so what it costs the live request is starting its run and the shadow
-  process's work beside it;
+- same_model: a policy version alone, on the live model: it decides inside the live run, on
+  the live proposal and verification, and its decision is written beside the outcome;
 - own_model: its model served elsewhere (the instant model, in a process of its own, standing
-  in for a candidate model on other hardware): it proposes, and its proposal is verified on
-  the compute process the live requests use too.
+  in for a candidate model on other hardware): a run of its own in the shadow process, whose
+  proposal is verified on the compute process the live requests use too.
 
 Live latency is submit to outcome. The shadow runs it started are counted from the store.
 

@@ -18,13 +18,16 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from tether.contracts import (
     WRONG_FEEDBACK,
+    Decision,
     DecisionAction,
+    Facts,
     LiveCandidate,
     Outcome,
     ShadowDecision,
@@ -37,6 +40,34 @@ SHOWN = 20  # disagreements listed by status
 def selected(request_id: str, candidate: LiveCandidate) -> bool:
     digest = hashlib.sha256(f"{candidate.name}\x00{request_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < candidate.share
+
+
+def shadow_decision(
+    facts: Facts,
+    decision: Decision,
+    *,
+    candidate: str,
+    policy_version: str,
+    at: datetime,
+    on_live_proposal: bool,
+) -> ShadowDecision:
+    """What the candidate decided on ``facts``, as kept beside the live outcome."""
+    proposal = facts.proposal
+    return ShadowDecision(
+        request_id=facts.request.request_id,
+        domain=facts.domain,
+        candidate=candidate,
+        policy_version=policy_version,
+        action=decision.action,
+        mode=decision.mode,
+        reasons=decision.codes(),
+        intent=proposal.intent if proposal else None,
+        grounding=facts.verification.grounding if facts.verification else None,
+        confidence=proposal.confidence if proposal else None,
+        planned=[c.tool for c in proposal.tool_calls] if proposal else [],
+        at=at,
+        on_live_proposal=on_live_proposal,
+    )
 
 
 def judgement(outcome: Outcome, later: Sequence[Mapping[str, Any]]) -> Judgement | None:

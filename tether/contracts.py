@@ -434,6 +434,9 @@ class PinnedPolicy(Frozen):
     # Where these workers run live candidates (Settings.shadow_queue); None: the workflow's
     # own task queue.
     shadow_queue: str | None = None
+    # A candidate on the live model decides inside the live run, on its proposal: its policy
+    # version's content, pinned here with the live one.
+    shadow_policy: PolicyConfig | None = None
 
 
 class ReuseQuery(Frozen):

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         ResolutionInput,
         Review,
         ReviewReceipt,
+        ShadowDecision,
         Stage,
         ToolCall,
         ToolResult,
@@ -78,6 +79,7 @@ class ResolutionWorkflow:
         self._decision: Decision | None = None
         self._pinned: PinnedPolicy | None = None
         self._overlay: Overlay | None = None  # read where a decision would write on its own
+        self._beside: ShadowDecision | None = None  # a live-model candidate's, decided here
         self._gate = ApprovalGate(inp.request, self._pack)
         self._effects: Effects | None = None
         self._published: tuple[str, ...] | None = None  # the search attributes last written
@@ -152,6 +154,8 @@ class ResolutionWorkflow:
             decision = self._decide()
         approved = decision.action is DecisionAction.AUTO
         if decision.action is DecisionAction.APPROVAL:
+            if self._beside is not None:  # kept now: a person may take days
+                await self._keep_beside(inp)
             approved = await self._approve(pack, effects, decision)
 
         actions: list[ToolResult] = []
@@ -167,12 +171,16 @@ class ResolutionWorkflow:
             if steps.since(steps.LEAN_HISTORY)
             else workflow.execute_activity_method
         )
-        await record(
+        recorded = record(
             RecordActivities.record_outcome,
             outcome,
             start_to_close_timeout=inp.timeouts.record,
             retry_policy=inp.timeouts.record_retry.policy(),
         )
+        if self._beside is None:
+            await recorded
+        else:  # the candidate's decision beside it, at once
+            await asyncio.gather(recorded, self._keep_beside(inp))
         self._set_stage(Stage.COMPLETED)
         if shadowing is not None:
             await self._shadow_started(shadowing)
@@ -295,21 +303,35 @@ class ResolutionWorkflow:
     # --- a live candidate beside this request ------------------------------------------
 
     def _shadow(self, inp: ResolutionInput, pack: DomainPack) -> asyncio.Task[Any] | None:
-        """Start the domain's live candidate on this request's facts, if it samples this
-        request: a child workflow (tether/shadowguard.py lets it call no tool) that outlives
-        this run and is not waited for, on the workers' shadow queue if they have one (a
-        process of its own). A candidate on another model gets the facts (evidence, context,
-        tallies) and proposes on them; one on the live model gets this run's proposal and
-        verification as well. A request refused unread is not shadowed."""
+        """Run the domain's live candidate on this request's facts, if it samples this
+        request. One on the live model decides here, on this run's proposal. One on another
+        model queue is a child workflow (tether/shadowguard.py lets it call no tool) on the
+        workers' shadow queue if they have one (a process of its own), outliving this run
+        and not waited for: it gets the facts (evidence, context, tallies), never this run's
+        proposal, and proposes on them. A request refused unread is not shadowed."""
         pinned = self._pinned
         candidate = pinned.shadow if pinned else None
         if candidate is None or not candidates.selected(inp.request.request_id, candidate):
             return None
-        if pack.problems(inp.request) or self._facts.withheld or not workflow.patched(steps.SHADOW):
+        if pack.problems(inp.request) or self._facts.withheld:
             return None
-        # The child decides whether to take the live answer (tether/workflows/shadow.py).
-        facts = self._facts if candidate.model_queue is None else steps.unanswered(self._facts)
         assert pinned is not None
+        if pinned.shadow_policy is not None and workflow.patched(steps.SHADOW_IN_RUN):
+            # On the live model: this run's proposal is what the candidate would get, so it
+            # decides here, a pure function of the facts (it can reach no tool: nothing it
+            # returns is acted on), kept beside the outcome.
+            self._beside = candidates.shadow_decision(
+                self._facts,
+                decide(self._facts, pinned.shadow_policy, pack, workflow.now()),
+                candidate=candidate.name,
+                policy_version=candidate.policy_version or pinned.version,
+                at=workflow.now(),
+                on_live_proposal=True,
+            )
+            return None
+        if not workflow.patched(steps.SHADOW):
+            return None
+        facts = steps.unanswered(self._facts)
         return asyncio.create_task(
             workflow.start_child_workflow(
                 names.LIVE_SHADOW,
@@ -330,6 +352,17 @@ class ResolutionWorkflow:
                 static_summary=f"candidate {candidate.name}, beside {workflow.info().workflow_id}",
             )
         )
+
+    async def _keep_beside(self, inp: ResolutionInput) -> None:
+        """Record the candidate's decision made in this run (once)."""
+        beside, self._beside = self._beside, None
+        if beside is not None:
+            await workflow.execute_local_activity_method(
+                RecordActivities.record_shadow,
+                beside,
+                start_to_close_timeout=inp.timeouts.record,
+                retry_policy=inp.timeouts.record_retry.policy(),
+            )
 
     @staticmethod
     async def _shadow_started(shadowing: asyncio.Task[Any]) -> None:

@@ -16,7 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from tether import errors, names, packs
+    from tether import candidates, errors, names, packs
     from tether.activities.records import RecordActivities
     from tether.config import PolicyConfig
     from tether.contracts import Decision, Facts, LiveShadowInput, Outcome, ShadowDecision
@@ -29,16 +29,6 @@ from tether.workflows import steps  # workflow code: sandboxed with this module
 
 def _label(decision: Decision) -> str:
     return f"{decision.action.value}/{decision.mode.value}"
-
-
-def _answered(facts: Facts, policy: PolicyConfig) -> bool:
-    """Whether ``facts`` carry a live proposal, verified, that the candidate's repair bound
-    would have reached too (its bound could not have changed the answer)."""
-    return (
-        facts.proposal is not None
-        and facts.verification is not None
-        and len(facts.repairs) <= policy.max_repairs
-    )
 
 
 def _human(outcome: Outcome) -> str | None:
@@ -121,11 +111,10 @@ class ShadowEvaluationWorkflow:
 
 @workflow.defn(name=names.LIVE_SHADOW)
 class LiveShadowWorkflow:
-    """The candidate decides under its own policy version (or the active one) as of the live
-    decision's moment, and the decision is recorded beside the live outcome. On its own model
-    queue it proposes on the live run's facts and is verified; on the live model it takes the
-    live proposal and verification (what asking the same model again would measure is the
-    model's noise, not the policy), unless its repair bound could have changed the answer."""
+    """The candidate proposes on the live run's facts (on its own model queue; one on the live
+    model decides inside the live run instead: workflows/resolution.py), is verified, and
+    decides under its own policy version (or the active one) as of the live decision's
+    moment; the decision is recorded beside the live outcome."""
 
     @workflow.run
     async def run(self, inp: LiveShadowInput) -> ShadowDecision:
@@ -137,33 +126,18 @@ class LiveShadowWorkflow:
             ) from None
         candidate, timeouts = inp.candidate, inp.timeouts
         pinned = await steps.pin_policy(pack.name, timeouts, candidate.policy_version)
-        facts = inp.facts
-        live = _answered(facts, pinned.policy) and workflow.patched(steps.SHADOW_ON_LIVE)
-        if not live:
-            facts = await steps.propose(
-                steps.unanswered(facts),
-                pack,
-                pinned.policy,
-                timeouts,
-                candidate.model_queue or inp.model_queue,
-            )
-            facts = await steps.verify(facts, timeouts, pinned.compute_queue)
+        facts = await steps.propose(
+            inp.facts, pack, pinned.policy, timeouts, candidate.model_queue or inp.model_queue
+        )
+        facts = await steps.verify(facts, timeouts, pinned.compute_queue)
         decision = decide(facts, pinned.policy, pack, inp.decided_at)
-        proposal = facts.proposal
-        shadow = ShadowDecision(
-            request_id=facts.request.request_id,
-            domain=pack.name,
+        shadow = candidates.shadow_decision(
+            facts,
+            decision,
             candidate=candidate.name,
             policy_version=pinned.version,
-            action=decision.action,
-            mode=decision.mode,
-            reasons=decision.codes(),
-            intent=proposal.intent if proposal else None,
-            grounding=facts.verification.grounding if facts.verification else None,
-            confidence=proposal.confidence if proposal else None,
-            planned=[c.tool for c in proposal.tool_calls] if proposal else [],
             at=workflow.now(),
-            on_live_proposal=live,
+            on_live_proposal=False,
         )
         await workflow.execute_local_activity_method(
             RecordActivities.record_shadow,

@@ -77,10 +77,11 @@ SHADOW = "live-shadow"
 # and intent (tether/overlay.py), which may make it wait for a person. Its own marker: runs
 # under CURRENT exist in recorded histories without the read.
 OVERLAY = "self-protection-overlay"
-# A live candidate on the live model (a policy version alone) decides on the live run's
-# proposal and verification instead of asking the model again: the two policies are
-# compared on the same answer, and the shadow costs no model call or verification.
-SHADOW_ON_LIVE = "shadow-on-live-proposal"
+# A live candidate on the live model (a policy version alone; its policy pinned with the
+# live one) decides inside the live run, on the live proposal and verification: the two
+# policies are compared on the same answer, and the candidate costs no model call, no
+# verification and no run of its own. Its decision is kept beside the outcome.
+SHADOW_IN_RUN = "shadow-in-run"
 
 
 def since(patch: str) -> bool:

@@ -10,12 +10,14 @@ import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from typer.testing import CliRunner
@@ -199,12 +201,9 @@ async def with_shadow_worker(
         yield d
 
 
-async def shadow_run(client: Client, candidate: str, request_id: str) -> tuple[str, list[str]]:
-    """(task queue, activities in the history: scheduled ones by type, local ones as
-    ``local:type``) of the candidate's shadow run beside ``request_id``."""
-    handle = client.get_workflow_handle(f"shadow-{candidate}-resolution-{request_id}")
-    await handle.result()
-    described = await handle.describe()
+async def activities_of(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The activities a run's history holds: scheduled ones by type, local ones (markers) as
+    ``local:type``, and patches as ``patch:id``."""
     found = []
     for event in (await handle.fetch_history()).events:
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
@@ -214,15 +213,19 @@ async def shadow_run(client: Client, candidate: str, request_id: str) -> tuple[s
             if marker.marker_name == "core_local_activity":
                 data = json.loads(marker.details["data"].payloads[0].data)
                 found.append(f"local:{data['activity_type']}")
-    return described.task_queue, found
+            elif marker.marker_name == "core_patch":
+                patch = json.loads(marker.details["patch-data"].payloads[0].data)
+                found.append(f"patch:{patch['id']}")
+    return found
 
 
-async def test_a_candidate_runs_on_the_shadow_queue_and_on_the_live_answer(
+async def test_a_candidate_on_the_live_model_decides_in_the_run_another_in_the_shadow_worker(
     with_shadow_worker: Deployment, temporal_env: WorkflowEnvironment
 ) -> None:
-    """With a shadow queue, candidates run in the shadow worker, not beside live workflow tasks.
-    A policy version alone decides on the live proposal and verification: no model call, no
-    verification of its own. One on a model queue of its own proposes and is verified."""
+    """A policy version alone decides inside the live run, on its proposal: no run of its own,
+    no model call, no verification; its decision is kept before the live run waits for a
+    person. One on a model queue of its own runs in the shadow worker's process (its own
+    task queue), proposes and is verified there."""
     deployed, client = with_shadow_worker, temporal_env.client
     res, tether, settings = deployed.resources, deployed.tether, deployed.settings
     version = lenient(res.policies)
@@ -232,12 +235,15 @@ async def test_a_candidate_runs_on_the_shadow_queue_and_on_the_live_answer(
     rid = large.id.removeprefix("resolution-")
     [decided] = await shadows(res.store, "lenient", 1)
     assert decided.on_live_proposal and decided.action is DecisionAction.AUTO
+    assert decided.policy_version == version
     assert "issue_refund" in decided.planned and not rows(deployed, "refunds")
-    queue, ran = await shadow_run(client, "lenient", rid)
-    assert queue == settings.shadow_queue
-    assert ran == ["local:pin_policy", "local:record_shadow"]  # no model, no verification
     live = await tether.status(rid)
     assert live.stage is Stage.AWAITING_APPROVAL and live.pending is not None
+    ran = await activities_of(large)
+    assert "patch:shadow-in-run" in ran and "local:record_shadow" in ran
+    assert ran.count(names.PROPOSE) == 1  # the live run's own, nothing more
+    with pytest.raises(RPCError, match="not found"):
+        await client.get_workflow_handle(f"shadow-lenient-{large.id}").describe()
     await large.terminate("test over")
 
     res.policies.stop_candidate("support", by="carol")
@@ -248,9 +254,10 @@ async def test_a_candidate_runs_on_the_shadow_queue_and_on_the_live_answer(
     status = await tether.resolve(ticket(STATUS[1], STATUS[0]))
     [proposed] = await shadows(res.store, "own", 1)
     assert not proposed.on_live_proposal and proposed.request_id == status.request_id
-    queue, ran = await shadow_run(client, "own", status.request_id)
-    assert queue == settings.shadow_queue
-    assert ran == [
+    child = client.get_workflow_handle(f"shadow-own-resolution-{status.request_id}")
+    await child.result()
+    assert (await child.describe()).task_queue == settings.shadow_queue
+    assert [a for a in await activities_of(child) if not a.startswith("patch:")] == [
         "local:pin_policy",
         names.PROPOSE,
         "verify_proposal",
