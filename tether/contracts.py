@@ -517,6 +517,16 @@ class LiveShadowInput(Frozen):
     decided_at: datetime
 
 
+class ShadowStart(Frozen):
+    """A live candidate's own run, as the live run asks its worker to start it."""
+
+    workflow_id: str
+    task_queue: str
+    input: LiveShadowInput
+    priority: int = Field(ge=1)
+    summary: str = ""
+
+
 class ShadowDecision(Frozen):
     """What a candidate decided on a live request's facts; compared with the live decision
     and with what people did later (tether candidate status)."""

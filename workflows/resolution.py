@@ -20,6 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from tether import candidates, errors, names, overlay, packs, search
     from tether.activities.records import RecordActivities
+    from tether.activities.shadowstart import start_shadow
     from tether.activities.verification import argument_findings
     from tether.approvals import ReviewRefused
     from tether.config import PolicyConfig
@@ -38,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         Review,
         ReviewReceipt,
         ShadowDecision,
+        ShadowStart,
         Stage,
         ToolCall,
         ToolResult,
@@ -80,6 +82,7 @@ class ResolutionWorkflow:
         self._pinned: PinnedPolicy | None = None
         self._overlay: Overlay | None = None  # read where a decision would write on its own
         self._beside: ShadowDecision | None = None  # a live-model candidate's, decided here
+        self._shadow_start: ShadowStart | None = None  # another's run, to start beside
         self._gate = ApprovalGate(inp.request, self._pack)
         self._effects: Effects | None = None
         self._published: tuple[str, ...] | None = None  # the search attributes last written
@@ -154,7 +157,7 @@ class ResolutionWorkflow:
             decision = self._decide()
         approved = decision.action is DecisionAction.AUTO
         if decision.action is DecisionAction.APPROVAL:
-            if self._beside is not None:  # kept now: a person may take days
+            if self._candidate_waiting:  # now: a person may take days
                 await self._keep_beside(inp)
             approved = await self._approve(pack, effects, decision)
 
@@ -177,9 +180,9 @@ class ResolutionWorkflow:
             start_to_close_timeout=inp.timeouts.record,
             retry_policy=inp.timeouts.record_retry.policy(),
         )
-        if self._beside is None:
+        if not self._candidate_waiting:
             await recorded
-        else:  # the candidate's decision beside it, at once
+        else:  # the candidate's decision, or its run's start, beside it at once
             await asyncio.gather(recorded, self._keep_beside(inp))
         self._set_stage(Stage.COMPLETED)
         if shadowing is not None:
@@ -329,33 +332,49 @@ class ResolutionWorkflow:
                 on_live_proposal=True,
             )
             return None
+        shadow = LiveShadowInput(
+            domain=pack.name,
+            candidate=candidate,
+            facts=steps.unanswered(self._facts),
+            model_queue=inp.model_queue,
+            timeouts=inp.timeouts,
+            decided_at=workflow.now(),
+        )
+        here = workflow.info().workflow_id
+        if workflow.patched(steps.SHADOW_STARTED):
+            self._shadow_start = ShadowStart(
+                workflow_id=f"shadow-{candidate.name}-{here}",
+                task_queue=pinned.shadow_queue or workflow.info().task_queue,
+                input=shadow,
+                priority=SHADOW_PRIORITY,
+                summary=f"candidate {candidate.name}, beside {here}",
+            )
+            return None
         if not workflow.patched(steps.SHADOW):
             return None
-        facts = steps.unanswered(self._facts)
         return asyncio.create_task(
             workflow.start_child_workflow(
                 names.LIVE_SHADOW,
-                LiveShadowInput(
-                    domain=pack.name,
-                    candidate=candidate,
-                    facts=facts,
-                    model_queue=inp.model_queue,
-                    timeouts=inp.timeouts,
-                    decided_at=workflow.now(),
-                ),
-                id=f"shadow-{candidate.name}-{workflow.info().workflow_id}",
+                shadow,
+                id=f"shadow-{candidate.name}-{here}",
                 task_queue=pinned.shadow_queue,
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 # The lowest priority (its activities inherit it): where queues back up, live
                 # work is taken first.
                 priority=Priority(priority_key=SHADOW_PRIORITY),
-                static_summary=f"candidate {candidate.name}, beside {workflow.info().workflow_id}",
+                static_summary=f"candidate {candidate.name}, beside {here}",
             )
         )
 
+    @property
+    def _candidate_waiting(self) -> bool:
+        return self._beside is not None or self._shadow_start is not None
+
     async def _keep_beside(self, inp: ResolutionInput) -> None:
-        """Record the candidate's decision made in this run (once)."""
+        """Record the candidate's decision made in this run, or start its own run (once).
+        A run that could not start is logged: the live outcome never depends on it."""
         beside, self._beside = self._beside, None
+        start, self._shadow_start = self._shadow_start, None
         if beside is not None:
             await workflow.execute_local_activity_method(
                 RecordActivities.record_shadow,
@@ -363,6 +382,16 @@ class ResolutionWorkflow:
                 start_to_close_timeout=inp.timeouts.record,
                 retry_policy=inp.timeouts.record_retry.policy(),
             )
+        if start is not None:
+            try:
+                await workflow.execute_local_activity(
+                    start_shadow,
+                    start,
+                    start_to_close_timeout=inp.timeouts.record,
+                    retry_policy=inp.timeouts.record_retry.policy(),
+                )
+            except FailureError as err:
+                workflow.logger.warning("live candidate not started beside this request: %s", err)
 
     @staticmethod
     async def _shadow_started(shadowing: asyncio.Task[Any]) -> None:

@@ -82,6 +82,10 @@ OVERLAY = "self-protection-overlay"
 # policies are compared on the same answer, and the candidate costs no model call, no
 # verification and no run of its own. Its decision is kept beside the outcome.
 SHADOW_IN_RUN = "shadow-in-run"
+# A candidate with a run of its own is started by a local activity beside the outcome's
+# record (or before a wait for a person), not as a child: the live run then takes no workflow
+# task for the child's start.
+SHADOW_STARTED = "shadow-started-beside"
 
 
 def since(patch: str) -> bool:

@@ -225,7 +225,8 @@ async def test_a_candidate_on_the_live_model_decides_in_the_run_another_in_the_s
     """A policy version alone decides inside the live run, on its proposal: no run of its own,
     no model call, no verification; its decision is kept before the live run waits for a
     person. One on a model queue of its own runs in the shadow worker's process (its own
-    task queue), proposes and is verified there."""
+    task queue), started by a local activity beside the outcome's record, and proposes and
+    is verified there."""
     deployed, client = with_shadow_worker, temporal_env.client
     res, tether, settings = deployed.resources, deployed.tether, deployed.settings
     version = lenient(res.policies)
@@ -254,6 +255,8 @@ async def test_a_candidate_on_the_live_model_decides_in_the_run_another_in_the_s
     status = await tether.resolve(ticket(STATUS[1], STATUS[0]))
     [proposed] = await shadows(res.store, "own", 1)
     assert not proposed.on_live_proposal and proposed.request_id == status.request_id
+    live_run = client.get_workflow_handle(f"resolution-{status.request_id}")
+    assert "local:start_shadow" in await activities_of(live_run)  # not a child: no task
     child = client.get_workflow_handle(f"shadow-own-resolution-{status.request_id}")
     await child.result()
     assert (await child.describe()).task_queue == settings.shadow_queue
