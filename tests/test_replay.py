@@ -51,6 +51,9 @@ def test_every_path_has_a_recorded_history() -> None:
         "approval_edited",  # an approver's edit, by Update
         "rooms_auto_booking",  # a pack from the test tree, on the same workflow
         "overlay_approval_approved",  # a write held by the conservative overlay, approved
+        "shadow_in_run_auto",  # a policy candidate decided inside the live run
+        "shadow_started_beside",  # a model candidate's run started by a local activity
+        "shadow_own_run",  # that run: proposed, verified, decided, recorded
     } <= names
 
 

@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from typer.testing import CliRunner
 
-from tests.conftest import new_id, ticket
+from tests.conftest import new_id, replay_and_keep, ticket
 from tests.deployments import Deployment, own_deployment
 from tests.processes import environment
 from tether import names
@@ -246,6 +246,9 @@ async def test_a_candidate_on_the_live_model_decides_in_the_run_another_in_the_s
     with pytest.raises(RPCError, match="not found"):
         await client.get_workflow_handle(f"shadow-lenient-{large.id}").describe()
     await large.terminate("test over")
+    small = await tether.submit(ticket(SMALL[1], SMALL[0]))  # live acts on its own
+    assert (await small.result()).decision.action is DecisionAction.AUTO
+    await replay_and_keep(small, "shadow_in_run_auto")
 
     res.policies.stop_candidate("support", by="carol")
     own = LiveCandidate(
@@ -257,8 +260,10 @@ async def test_a_candidate_on_the_live_model_decides_in_the_run_another_in_the_s
     assert not proposed.on_live_proposal and proposed.request_id == status.request_id
     live_run = client.get_workflow_handle(f"resolution-{status.request_id}")
     assert "local:start_shadow" in await activities_of(live_run)  # not a child: no task
+    await replay_and_keep(live_run, "shadow_started_beside")
     child = client.get_workflow_handle(f"shadow-own-resolution-{status.request_id}")
     await child.result()
+    await replay_and_keep(child, "shadow_own_run")
     assert (await child.describe()).task_queue == settings.shadow_queue
     assert [a for a in await activities_of(child) if not a.startswith("patch:")] == [
         "local:pin_policy",
@@ -266,4 +271,4 @@ async def test_a_candidate_on_the_live_model_decides_in_the_run_another_in_the_s
         "verify_proposal",
         "local:record_shadow",
     ]
-    assert len(rows(deployed, "refunds")) == 0
+    assert len(rows(deployed, "refunds")) == 1  # the live small refund, nothing else
