@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
+from tests.deployments import Deployment, own_deployment
+from tether.config import Settings
+from tether.embeddings import Embedder
 from tether.workers.main import Resources
 
 
@@ -25,3 +30,12 @@ def no_overlay_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[Non
         store.clear_overlay(
             overlay.id, by="tests", reason=f"after {request.node.name}", at=datetime.now(UTC)
         )
+
+
+@pytest.fixture
+async def deployed(
+    tmp_path: Path, temporal_env: WorkflowEnvironment, settings: Settings, embedder: Embedder
+) -> AsyncIterator[Deployment]:
+    """A deployment of the test's own (tests/deployments.py): its store, shop and workers."""
+    async with own_deployment(tmp_path, temporal_env, settings, embedder) as deployment:
+        yield deployment

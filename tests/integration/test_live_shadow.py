@@ -50,14 +50,6 @@ STATUS = ("C-100", "Hi, where is my order ORD-1001? I need it before my trip.")
 LENIENT = {"auto_limit_cents": 50_000, "customer_auto_limit_cents": 50_000}
 
 
-@pytest.fixture
-async def deployed(
-    tmp_path: Path, temporal_env: WorkflowEnvironment, settings: Settings, embedder: Embedder
-) -> AsyncIterator[Deployment]:
-    async with own_deployment(tmp_path, temporal_env, settings, embedder) as deployment:
-        yield deployment
-
-
 def lenient(policies: PolicyStore) -> str:
     """A stored version that lets refunds up to $500 act on their own."""
     active = policies.active("support")

@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import replay_and_keep, ticket
-from tests.deployments import Deployment, own_deployment
+from tests.deployments import Deployment
 from tests.integration.test_resolution import LEAD, wait_pending
 from tests.processes import tether_cli
 from tether.client import Tether
-from tether.config import Settings
 from tether.contracts import DecisionAction, Mode, Outcome
-from tether.embeddings import Embedder
 from tether.evaluation import EvaluationConfig, EvaluationInput, EvaluationReport
 from tether.overlay import CODE, TETHER
 
@@ -37,14 +32,6 @@ SHIPPING = ("How long does standard shipping take to Ohio?", "C-101")
 SMALL = ("Please refund $40 for the headlamp on ORD-1005, it is too dim.", "C-100")
 RECOVERY = timedelta(seconds=45)
 CONFIG = EvaluationConfig(sample_rate=1.0, overlay_recovery=RECOVERY)
-
-
-@pytest.fixture
-async def deployed(
-    tmp_path: Path, temporal_env: WorkflowEnvironment, settings: Settings, embedder: Embedder
-) -> AsyncIterator[Deployment]:
-    async with own_deployment(tmp_path, temporal_env, settings, embedder) as deployment:
-        yield deployment
 
 
 async def evaluate(tether: Tether, since: datetime) -> EvaluationReport:
