@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -17,6 +18,9 @@ from tether.cli.output import JSON, dump, emit, fail, out
 from tether.config import Settings
 from tether.contracts import DOMAIN
 from tether.overlay import Overlay
+
+if TYPE_CHECKING:
+    from tether.store import Store
 
 overlay = typer.Typer(
     no_args_is_help=True, help="The conservative overlay: writes wait for a person."
@@ -58,6 +62,15 @@ def _scope(domain: str, intent: str | None) -> tuple[str, str | None]:
     return domain, intent
 
 
+def _store() -> Store:
+    """The store the workers use (TETHER_STORE_URL, or the data directory's)."""
+    from tether.store import Store
+
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return Store(settings.resolved_store_url())
+
+
 def _person(by: str) -> str:
     who = _text("--by", by, 200, lines=False)
     if who.lower() == "tether":
@@ -72,11 +85,7 @@ def overlay_status(
     as_json: bool = JSON,
 ) -> None:
     """The overlays on now (with --all, every switch ever made); exit 1 if any is on."""
-    from tether.store import Store
-
-    settings = Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(settings.resolved_store_url())
+    store = _store()
     found = store.overlays(domain, active=not every)
     store.close()
     if as_json:
@@ -120,13 +129,9 @@ def overlay_set(
     as_json: bool = JSON,
 ) -> None:
     """Switch the overlay on by hand; it stays on until a person clears it."""
-    from tether.store import Store
-
     domain, intent = _scope(domain, intent)
     who, why = _person(by), _text("--reason", reason, 2000, lines=True)
-    settings = Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(settings.resolved_store_url())
+    store = _store()
     made = store.set_overlay(domain, intent, by=who, reason=why, at=datetime.now(UTC))
     store.close()
     if made is None:
@@ -148,13 +153,10 @@ def overlay_clear(
     """Switch the overlay of the domain (or of --intent) off: writes may go on their own again
     where policy allows. Kept: who, when, why."""
     from tether.overlay import scope
-    from tether.store import Store
 
     domain, intent = _scope(domain, intent)
     who, why = _person(by), _text("--reason", reason, 2000, lines=True)
-    settings = Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(settings.resolved_store_url())
+    store = _store()
     on = next((o for o in store.overlays(domain) if o.scope == scope(domain, intent)), None)
     done = on and store.clear_overlay(on.id, by=who, reason=why, at=datetime.now(UTC))
     store.close()
