@@ -54,6 +54,8 @@ def test_every_path_has_a_recorded_history() -> None:
         "shadow_in_run_auto",  # a policy candidate decided inside the live run
         "shadow_started_beside",  # a model candidate's run started by a local activity
         "shadow_own_run",  # that run: proposed, verified, decided, recorded
+        "latest_auto_order_status",  # under LATEST: one patch marker for today's changes
+        "latest_approval_approved",
     } <= names
 
 

@@ -65,7 +65,7 @@ class Effects:
         key = f"{workflow.info().workflow_id}/read/{key}"
         # A read changes nothing: it runs beside the workflow (a local activity, its result a
         # marker in history), not as a task the server schedules and dispatches.
-        local = workflow.patched(steps.CURRENT)
+        local = steps.current()
         return await self._run(call, key=key, granted=grant, why=why, local=local)
 
     async def act(self, calls: list[ToolCall], decision: Decision) -> list[ToolResult]:

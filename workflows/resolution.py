@@ -107,7 +107,7 @@ class ResolutionWorkflow:
             retrieving = steps.retrieve(
                 pack.name, inp.request, inp.timeouts, self._pinned.compute_queue
             )
-            if workflow.patched(steps.CURRENT):
+            if steps.current():
                 # Neither needs the other. The reads are local activities, so the workflow task
                 # (and with it retrieval's dispatch) completes once they are done: one round
                 # trip through the server, not two.
@@ -137,7 +137,7 @@ class ResolutionWorkflow:
                 if self._facts.proposal is not None:
                     self._set_stage(Stage.VERIFYING)
                     verifying = steps.verify(self._facts, inp.timeouts, self._pinned.compute_queue)
-                    if workflow.patched(steps.CURRENT):
+                    if steps.current():
                         # The tallies count the proposal, not its verification.
                         verified, counted = await asyncio.gather(
                             verifying, steps.tally(self._facts, pack, policy, inp.timeouts)
@@ -237,7 +237,7 @@ class ResolutionWorkflow:
         return (
             decision.action is DecisionAction.AUTO
             and bool(writes_of(self._facts, self._pack.tools))
-            and workflow.patched(steps.OVERLAY)
+            and steps.since_latest(steps.OVERLAY)
         )
 
     def _decide(self, *, approved_at: int | None = None) -> Decision:
@@ -319,7 +319,7 @@ class ResolutionWorkflow:
         if pack.problems(inp.request) or self._facts.withheld:
             return None
         assert pinned is not None
-        if pinned.shadow_policy is not None and workflow.patched(steps.SHADOW_IN_RUN):
+        if pinned.shadow_policy is not None and steps.since_latest(steps.SHADOW_IN_RUN):
             # On the live model: this run's proposal is what the candidate would get, so it
             # decides here, a pure function of the facts (it can reach no tool: nothing it
             # returns is acted on), kept beside the outcome.
@@ -341,7 +341,7 @@ class ResolutionWorkflow:
             decided_at=workflow.now(),
         )
         here = workflow.info().workflow_id
-        if workflow.patched(steps.SHADOW_STARTED):
+        if steps.since_latest(steps.SHADOW_STARTED):
             self._shadow_start = ShadowStart(
                 workflow_id=f"shadow-{candidate.name}-{here}",
                 task_queue=pinned.shadow_queue or workflow.info().task_queue,
@@ -500,7 +500,7 @@ class ResolutionWorkflow:
             proposal.intent if proposal else "unknown",
         )
         lean = steps.since(steps.LEAN_HISTORY)
-        if self._published is None and workflow.patched(steps.CURRENT):
+        if self._published is None and steps.current():
             self._published = search.at_start_of(workflow.info().typed_search_attributes)
         last = self._published
         if lean:

@@ -61,7 +61,7 @@ LEAN_HISTORY = "lean-history"
 # A proposal that waited too long for a model worker asks whether the model queue is served
 # before it gives up on the model.
 MODEL_BACKLOG = "model-backlog"
-# What a run started today takes: every change above, and since then: facts that do not
+# What runs took before LATEST: every change above, and since then: facts that do not
 # depend on each other gathered at once (evidence beside the records the request names,
 # verification beside the tallies), the runtime's own reads as local activities, and no
 # search-attribute write for the attributes the client started the run with. One marker (and
@@ -74,8 +74,8 @@ REUSE = "proposal-reuse"
 # (a child it does not wait for). Taken only where the pinned policy carries a candidate.
 SHADOW = "live-shadow"
 # A decision that would write on its own first reads the conservative overlay of its domain
-# and intent (tether/overlay.py), which may make it wait for a person. Its own marker: runs
-# under CURRENT exist in recorded histories without the read.
+# and intent (tether/overlay.py), which may make it wait for a person. Runs under CURRENT
+# exist in recorded histories without the read.
 OVERLAY = "self-protection-overlay"
 # A live candidate on the live model (a policy version alone; its policy pinned with the
 # live one) decides inside the live run, on the live proposal and verification: the two
@@ -86,12 +86,27 @@ SHADOW_IN_RUN = "shadow-in-run"
 # record (or before a wait for a person), not as a child: the live run then takes no workflow
 # task for the child's start.
 SHADOW_STARTED = "shadow-started-beside"
+# What a run started today takes: all CURRENT takes, and OVERLAY, SHADOW_IN_RUN and
+# SHADOW_STARTED. One marker and one write of TemporalChangeVersion again, where each of
+# those changes had added its own to every run (3 of a governed request's 38 events).
+LATEST = "governed-2026-12-06"
+
+
+def current() -> bool:
+    """Whether this run takes every change CURRENT names: every run started since does."""
+    return workflow.patched(LATEST) or workflow.patched(CURRENT)
 
 
 def since(patch: str) -> bool:
-    """Whether this run takes ``patch``'s change: every run under CURRENT does; an older
-    history only if it carries that patch's own marker."""
-    return workflow.patched(CURRENT) or workflow.patched(patch)
+    """Whether this run takes ``patch``'s change, one CURRENT names: every run under CURRENT
+    or LATEST does; an older history only if it carries that patch's own marker."""
+    return current() or workflow.patched(patch)
+
+
+def since_latest(patch: str) -> bool:
+    """The same for a change made after CURRENT, one LATEST names: a history recorded under
+    CURRENT takes it only if it carries the change's own marker."""
+    return workflow.patched(LATEST) or workflow.patched(patch)
 
 
 def no_evidence(request: Request) -> Evidence:
