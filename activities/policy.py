@@ -59,12 +59,13 @@ class PolicyActivities:
         shadow = self._store.candidate(inp.domain) if inp.version is None else None
         in_run = None
         if shadow is not None and shadow.model_queue is None:
-            version = shadow.policy_version
-            try:
-                in_run = self._store.pinned(inp.domain, version).policy if version else None
-            except (NoSuchVersion, PolicyConflict):  # then its own run fails, on the record
-                in_run = None
-            in_run = in_run if version else pinned.policy
+            if shadow.policy_version is None:
+                in_run = pinned.policy
+            else:
+                try:
+                    in_run = self._store.pinned(inp.domain, shadow.policy_version).policy
+                except (NoSuchVersion, PolicyConflict):  # its own run then fails, on the record
+                    in_run = None
         return pinned.model_copy(
             update={
                 "compute_queue": self._compute_queue,

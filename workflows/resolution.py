@@ -308,10 +308,11 @@ class ResolutionWorkflow:
     def _shadow(self, inp: ResolutionInput, pack: DomainPack) -> asyncio.Task[Any] | None:
         """Run the domain's live candidate on this request's facts, if it samples this
         request. One on the live model decides here, on this run's proposal. One on another
-        model queue is a child workflow (tether/shadowguard.py lets it call no tool) on the
-        workers' shadow queue if they have one (a process of its own), outliving this run
-        and not waited for: it gets the facts (evidence, context, tallies), never this run's
-        proposal, and proposes on them. A request refused unread is not shadowed."""
+        model queue gets a run of its own (tether/shadowguard.py lets it call no tool), on the
+        workers' shadow queue if they have one (a process of its own), started beside the
+        outcome's record (``_keep_beside``; a child, in histories from before), never waited
+        for: it gets the facts (evidence, context, tallies), never this run's proposal, and
+        proposes on them. A request refused unread is not shadowed."""
         pinned = self._pinned
         candidate = pinned.shadow if pinned else None
         if candidate is None or not candidates.selected(inp.request.request_id, candidate):
@@ -372,26 +373,27 @@ class ResolutionWorkflow:
 
     async def _keep_beside(self, inp: ResolutionInput) -> None:
         """Record the candidate's decision made in this run, or start its own run (once).
-        A run that could not start is logged: the live outcome never depends on it."""
+        One that could not be kept or started is logged: the live outcome never depends on
+        its candidate."""
         beside, self._beside = self._beside, None
         start, self._shadow_start = self._shadow_start, None
-        if beside is not None:
-            await workflow.execute_local_activity_method(
-                RecordActivities.record_shadow,
-                beside,
-                start_to_close_timeout=inp.timeouts.record,
-                retry_policy=inp.timeouts.record_retry.policy(),
-            )
-        if start is not None:
-            try:
+        try:
+            if beside is not None:
+                await workflow.execute_local_activity_method(
+                    RecordActivities.record_shadow,
+                    beside,
+                    start_to_close_timeout=inp.timeouts.record,
+                    retry_policy=inp.timeouts.record_retry.policy(),
+                )
+            if start is not None:
                 await workflow.execute_local_activity(
                     start_shadow,
                     start,
                     start_to_close_timeout=inp.timeouts.record,
                     retry_policy=inp.timeouts.record_retry.policy(),
                 )
-            except FailureError as err:
-                workflow.logger.warning("live candidate not started beside this request: %s", err)
+        except FailureError as err:
+            workflow.logger.warning("live candidate not kept beside this request: %s", err)
 
     @staticmethod
     async def _shadow_started(shadowing: asyncio.Task[Any]) -> None:
