@@ -406,6 +406,10 @@ class Settings(BaseSettings):
     # --role shadow`, so that a candidate's workflow tasks never share a process (or its GIL)
     # with live ones. Unset: the workflow queue serves them too.
     shadow_queue: str | None = None
+    # `tether up` schedules the live evaluation this often (every domain, the last 24 h, a
+    # fifth of them scored): what raises the quality alarms and switches the conservative
+    # overlay on and off by itself. 0: no schedule (`tether eval run --every` makes one).
+    evaluation_every: Duration | None = timedelta(minutes=5)
     grounding_similarity: float = 0.7
     store_url: str | None = None  # default: SQLite file in data_dir
     # The embedded vector store: Qdrant Edge in-process (chosen by bench/vector_backends.py),
@@ -444,6 +448,13 @@ class Settings(BaseSettings):
     timeouts: Timeouts = Timeouts()
     llm: LLMConfig = LLMConfig()
     console: ConsoleConfig = ConsoleConfig()
+
+    @field_validator("evaluation_every")
+    @classmethod
+    def _zero_is_none(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(0):
+            raise ValueError("a schedule's interval is not negative (0: no schedule)")
+        return value or None
 
     @model_validator(mode="after")
     def _model_calls_end_before_temporal_gives_up(self) -> Settings:

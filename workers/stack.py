@@ -20,6 +20,7 @@ from tether.client import Tether, connect
 from tether.codecserver import create_app
 from tether.config import Settings
 from tether.domain import EmbeddedSystem
+from tether.evaluation import EvaluationInput
 from tether.stack import AppServer, TemporalDevServer
 from tether.workers.main import (
     READY,
@@ -177,6 +178,10 @@ class EmbeddedStack:
             else:
                 self._run("resolution", resolution_worker(self._client, self._resources))
                 await self.start_model_worker()
+            if self.settings.evaluation_every is not None:
+                await self.tether.schedule_evaluation(
+                    EvaluationInput(), self.settings.evaluation_every
+                )
         except BaseException:
             await self.__aexit__(None, None, None)
             raise

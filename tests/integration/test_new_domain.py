@@ -5,6 +5,7 @@ step runs the real command in a process of its own, outside this project's pytes
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,12 +15,16 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleDescription
 
+from tether import names
 from tether.capacity import scrape
+from tether.client import EVALUATION_SCHEDULE
 from tether.stack import free_port, port_free
 
 pytestmark = pytest.mark.integration
@@ -100,11 +105,11 @@ def test_the_generated_pack_passes_its_own_tests(domains: Path) -> None:
     assert " passed" in summary and "skipped" not in summary, summary
 
 
-def free_pair() -> int:
-    """A free port whose successor is free too."""
+def free_run(count: int) -> int:
+    """A free port whose ``count - 1`` successors are free too."""
     while True:
         port = free_port()
-        if port_free(port + 1):
+        if all(port_free(port + i) for i in range(1, count)):
             return port
 
 
@@ -119,8 +124,9 @@ def served(domains: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
         TETHER_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
         TETHER_TEMPORAL_UI_PORT=str(free_port()),
         TETHER_SYSTEMS=json.dumps({NAME: f"http://127.0.0.1:{free_port()}"}),
-        # `tether up` gives its worker processes this port and the next one.
-        TETHER_METRICS_ADDRESS=f"127.0.0.1:{free_pair()}",
+        # `tether up` gives its worker processes (compute, workflow, shadow) this port and
+        # the next two.
+        TETHER_METRICS_ADDRESS=f"127.0.0.1:{free_run(3)}",
     )
     log = tmp_path / "up.log"
     with log.open("wb") as out:
@@ -183,6 +189,19 @@ def test_tether_ask_is_answered_by_the_generated_pack(
             "SELECT record_id, user_id, units FROM reservations WHERE idempotency_key = ?", (key,)
         ).fetchall()
     assert rows == [("REC-103", "U-100", 2)]
+
+    # `tether up` scheduled the live evaluation (what switches self-protection by itself).
+    assert "Evaluating every 0:05:00 (Temporal Schedule)" in (tmp_path / "up.log").read_text()
+
+    async def evaluation_schedule() -> ScheduleDescription:
+        client = await Client.connect(served["TETHER_TEMPORAL_ADDRESS"])
+        return await client.get_schedule_handle(EVALUATION_SCHEDULE).describe()
+
+    described = asyncio.run(evaluation_schedule())
+    assert [i.every for i in described.schedule.spec.intervals] == [timedelta(minutes=5)]
+    action = described.schedule.action
+    assert isinstance(action, ScheduleActionStartWorkflow)
+    assert action.workflow == names.LIVE_EVALUATION
 
 
 def test_capacity_is_read_from_the_workers_own_metrics(

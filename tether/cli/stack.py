@@ -40,6 +40,11 @@ def up(
                     f"compute process on {stack.settings.compute_queue} and {settings.model_queue}"
                     f", one shadow process on {stack.settings.shadow_queue}"
                 )
+            if settings.evaluation_every is not None:
+                out.print(
+                    f"Evaluating every {settings.evaluation_every} (Temporal Schedule): quality "
+                    "budgets, drift and self-protection (TETHER_EVALUATION_EVERY=0: none)"
+                )
             if stack.codec_url is not None:
                 out.print(f"Codec server {stack.codec_url}: the UI decodes encrypted history")
             for name, system in stack.systems.items():
