@@ -644,8 +644,15 @@ class IngestReport(Frozen):
 # --- feedback that arrives later ------------------------------------------------------
 
 
-# Later feedback that says an outcome was wrong (the rest: a confirmation).
-WRONG_FEEDBACK = frozenset({"complaint", "reversal", "clawback", "correction"})
+# What later feedback says of an outcome, one named set per question asked of it:
+# - its effect was undone (the reversals dataset);
+UNDONE_FEEDBACK = frozenset({"reversal", "clawback"})
+# - it did not resolve the request (the resolved_without_reversal scorer): undone, or the
+#   customer complained; a correction is the business amending the record, not a verdict;
+UNRESOLVED_FEEDBACK = UNDONE_FEEDBACK | {"complaint"}
+# - its proposal was wrong (never reused again; a candidate that acted alone on it was
+#   wrong): any of those, or a correction. The rest is a confirmation.
+WRONG_FEEDBACK = UNRESOLVED_FEEDBACK | {"correction"}
 
 
 class LaterFeedback(Frozen):

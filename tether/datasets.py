@@ -10,9 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tether.contracts import DecisionAction, Outcome
-
-BAD_NEWS_REVERSAL = frozenset({"reversal", "clawback"})
+from tether.contracts import UNDONE_FEEDBACK, DecisionAction, Outcome
 
 
 class Case(BaseModel):
@@ -29,7 +27,7 @@ Rule = Callable[[Outcome, list[dict[str, Any]], float], bool]
 RULES: dict[str, Rule] = {
     "escalations": lambda o, _, __: o.decision.action is DecisionAction.APPROVAL,
     "reversals": lambda o, later, _: (
-        bool(o.compensations) or any(f["kind"] in BAD_NEWS_REVERSAL for f in later)
+        bool(o.compensations) or any(f["kind"] in UNDONE_FEEDBACK for f in later)
     ),
     "edits": lambda o, _, __: bool(o.edits),
     "complaints": lambda o, later, _: any(f["kind"] == "complaint" for f in later),

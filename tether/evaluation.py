@@ -20,12 +20,9 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from tether.config import Duration
-from tether.contracts import DecisionAction, Mode, Outcome
+from tether.contracts import UNRESOLVED_FEEDBACK, DecisionAction, Mode, Outcome
 from tether.drift import DriftConfig, DriftReport
 from tether.overlay import OverlaySwitch
-
-BAD_NEWS = frozenset({"complaint", "reversal", "clawback"})
-
 
 # The fast rate when a budget names none: 14.4 (a month's budget in two days), or, for a target
 # too loose to ever burn that fast (a 90% target burns at most 10x), the rate at which half the
@@ -131,7 +128,7 @@ def _resolved(o: Outcome, later: list[dict[str, Any]], __: EvaluationConfig) -> 
     if o.decision.action is DecisionAction.REJECT:
         return None
     failed = any(not a.ok for a in o.actions) or bool(o.compensations)
-    bad = any(f["kind"] in BAD_NEWS for f in later)
+    bad = any(f["kind"] in UNRESOLVED_FEEDBACK for f in later)
     return 0.0 if failed or bad else 1.0
 
 
