@@ -323,10 +323,18 @@ class ResolutionWorkflow:
         if pinned.shadow_policy is not None and steps.since_latest(steps.SHADOW_IN_RUN):
             # On the live model: this run's proposal is what the candidate would get, so it
             # decides here, a pure function of the facts (it can reach no tool: nothing it
-            # returns is acted on), kept beside the outcome.
+            # returns is acted on), kept beside the outcome. A candidate policy that cannot
+            # decide is logged; the live request goes on.
+            try:
+                decided = decide(self._facts, pinned.shadow_policy, pack, workflow.now())
+            except Exception as err:
+                workflow.logger.warning(
+                    "live candidate %s could not decide: %r", candidate.name, err
+                )
+                return None
             self._beside = candidates.shadow_decision(
                 self._facts,
-                decide(self._facts, pinned.shadow_policy, pack, workflow.now()),
+                decided,
                 candidate=candidate.name,
                 policy_version=candidate.policy_version or pinned.version,
                 at=workflow.now(),

@@ -264,3 +264,24 @@ async def test_a_candidate_on_the_live_model_decides_in_the_run_another_in_the_s
         "local:record_shadow",
     ]
     assert len(rows(deployed, "refunds")) == 1  # the live small refund, nothing else
+
+
+async def test_a_candidate_policy_that_cannot_decide_leaves_the_live_request_alone(
+    deployed: Deployment,
+) -> None:
+    """A stored version whose rules its pack cannot read (the store does not check them): the
+    candidate's decision inside the live run is a reject for the pack's error, on the record,
+    and the live request acts as it would have."""
+    res, tether = deployed.resources, deployed.tether
+    active = res.policies.active("support")
+    assert active is not None
+    rules = {**active.policy.rules, "auto_limit_cents": "lots"}
+    broken = active.policy.model_copy(update={"version": "broken/1", "rules": rules})
+    res.policies.add("support", broken, by="test", note="rules its pack cannot read")
+    candidate = LiveCandidate(name="broken", policy_version="broken/1", share=1.0)
+    res.policies.start_candidate("support", candidate, by="carol")
+    outcome = await tether.resolve(ticket(SMALL[1], SMALL[0]))
+    assert outcome.decision.action is DecisionAction.AUTO
+    assert acted([outcome], "issue_refund") == 1
+    [decided] = res.store.shadow_decisions("support", "broken")
+    assert decided.action is DecisionAction.REJECT and decided.reasons == ["pack_error"]
