@@ -3,15 +3,13 @@ an event of its own; outcomes read back from the store by window (SQLite and Pos
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.unit.webhook import webhook
 from tether.contracts import (
     Decision,
     DecisionAction,
@@ -125,26 +123,12 @@ def test_the_store_returns_outcomes_by_window(database_url: str) -> None:
 
 
 def test_a_fired_signal_reaches_the_log_and_the_webhook(caplog: pytest.LogCaptureFixture) -> None:
-    received: list[dict[str, object]] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     report = detect(
         traffic(100, grounding=(0.85, 1.0)),
         traffic(100, grounding=(0.4, 0.75), fingerprint="fp-2"),
         DriftConfig(),
     )
-    with caplog.at_level(logging.WARNING, logger="tether.drift"):
-        alert(report, f"http://127.0.0.1:{server.server_address[1]}/hook")
-    server.shutdown()
+    with webhook() as (url, received), caplog.at_level(logging.WARNING, logger="tether.drift"):
+        alert(report, url)
     assert "drift: grounding shifted" in caplog.text
     assert received and received[0]["fingerprints_new"] == ["fp-2"]

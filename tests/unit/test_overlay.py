@@ -10,7 +10,6 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -23,6 +22,7 @@ from typer.testing import CliRunner
 
 from tests.unit.hostile import texts
 from tests.unit.test_drift import NOW, outcome
+from tests.unit.webhook import webhook
 from tether import metrics
 from tether.activities.records import RecordActivities
 from tether.capacity import parse
@@ -351,68 +351,55 @@ def test_simultaneous_switches_of_one_scope_make_one_overlay(store: Store) -> No
 
 
 def test_the_evaluation_run_switches_alerts_and_counts(tmp_path: Path) -> None:
-    received: list[dict[str, object]] = []
+    with webhook() as (url, received):
+        address = f"127.0.0.1:{free_port()}"
+        runtime = metrics.runtime_for(address)
+        assert runtime is not None
+        env = ActivityEnvironment()
+        env.metric_meter = runtime.metric_meter
 
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
+        def gauge(name: str, **labels: str) -> float:
+            found = parse(httpx.get(f"http://{address}/metrics", timeout=5).text)
+            return sum(
+                x.value
+                for x in found
+                if x.name == name and all(x.labels.get(k) == v for k, v in labels.items())
+            )
 
-        def log_message(self, *_: object) -> None:
-            pass
-
-    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
-    address = f"127.0.0.1:{free_port()}"
-    runtime = metrics.runtime_for(address)
-    assert runtime is not None
-    env = ActivityEnvironment()
-    env.metric_meter = runtime.metric_meter
-
-    def gauge(name: str, **labels: str) -> float:
-        found = parse(httpx.get(f"http://{address}/metrics", timeout=5).text)
-        return sum(
-            x.value
-            for x in found
-            if x.name == name and all(x.labels.get(k) == v for k, v in labels.items())
+        store = Store(f"sqlite:///{tmp_path / 'records.db'}")
+        now = datetime.now(UTC)
+        for i in range(6):  # ungrounded, 40 minutes ago
+            store.record_outcome(outcome(i, grounding=0.2, at=now - timedelta(minutes=40)))
+        records = RecordActivities(store)
+        config = EvaluationConfig(sample_rate=1.0, overlay_recovery=timedelta(0))
+        inp = EvaluationInput(
+            domain="support",
+            since_hours=1,
+            config=config,
+            webhook=url,
         )
+        [on] = env.run(records.evaluate_recent, inp).overlays
+        assert on.on and on.overlay.scope == "support"
+        assert received == [{"alert": "overlay", **on.model_dump(mode="json")}]
+        assert gauge(metrics.OVERLAY_ACTIVE, domain="support", intent="*") == 1
+        assert gauge(metrics.OVERLAY_SWITCHES, domain="support", to="on") == 1
+        assert env.run(records.evaluate_recent, inp).overlays == []  # a retry: on already
+        assert len(received) == 1 and len(store.overlays(active=False)) == 1
 
-    store = Store(f"sqlite:///{tmp_path / 'records.db'}")
-    now = datetime.now(UTC)
-    for i in range(6):  # ungrounded, 40 minutes ago
-        store.record_outcome(outcome(i, grounding=0.2, at=now - timedelta(minutes=40)))
-    records = RecordActivities(store)
-    config = EvaluationConfig(sample_rate=1.0, overlay_recovery=timedelta(0))
-    inp = EvaluationInput(
-        domain="support",
-        since_hours=1,
-        config=config,
-        webhook=f"http://127.0.0.1:{hook.server_address[1]}/hook",
-    )
-    [on] = env.run(records.evaluate_recent, inp).overlays
-    assert on.on and on.overlay.scope == "support"
-    assert received == [{"alert": "overlay", **on.model_dump(mode="json")}]
-    assert gauge(metrics.OVERLAY_ACTIVE, domain="support", intent="*") == 1
-    assert gauge(metrics.OVERLAY_SWITCHES, domain="support", to="on") == 1
-    assert env.run(records.evaluate_recent, inp).overlays == []  # a retry: on already
-    assert len(received) == 1 and len(store.overlays(active=False)) == 1
-
-    for i in range(6):  # grounded, now: the last 10 minutes are calm
-        store.record_outcome(outcome(100 + i, grounding=0.9, at=now))
-    calm = inp.model_copy(
-        update={"config": config.model_copy(update={"fast_window": timedelta(minutes=10)})}
-    )
-    [off] = env.run(records.evaluate_recent, calm).overlays
-    assert not off.on and off.overlay.cleared_by == TETHER
-    assert received[-1]["on"] is False
-    assert gauge(metrics.OVERLAY_ACTIVE, domain="support", intent="*") == 0
-    assert gauge(metrics.OVERLAY_SWITCHES, domain="support", to="off") == 1
-    # The fast window's burn is exported beside the run's own, by window.
-    assert gauge("tether_quality_burn_rate", scorer="grounded", window="1h") == 5.0
-    assert gauge("tether_quality_burn_rate", scorer="grounded", window="0.166667h") == 0.0
-    hook.shutdown()
-    store.close()
+        for i in range(6):  # grounded, now: the last 10 minutes are calm
+            store.record_outcome(outcome(100 + i, grounding=0.9, at=now))
+        calm = inp.model_copy(
+            update={"config": config.model_copy(update={"fast_window": timedelta(minutes=10)})}
+        )
+        [off] = env.run(records.evaluate_recent, calm).overlays
+        assert not off.on and off.overlay.cleared_by == TETHER
+        assert received[-1]["on"] is False
+        assert gauge(metrics.OVERLAY_ACTIVE, domain="support", intent="*") == 0
+        assert gauge(metrics.OVERLAY_SWITCHES, domain="support", to="off") == 1
+        # The fast window's burn is exported beside the run's own, by window.
+        assert gauge("tether_quality_burn_rate", scorer="grounded", window="1h") == 5.0
+        assert gauge("tether_quality_burn_rate", scorer="grounded", window="0.166667h") == 0.0
+        store.close()
 
 
 # --- the command line --------------------------------------------------------------------
