@@ -648,7 +648,7 @@ class IngestReport(Frozen):
 # - its effect was undone (the reversals dataset);
 UNDONE_FEEDBACK = frozenset({"reversal", "clawback"})
 # - it did not resolve the request (the resolved_without_reversal scorer): undone, or the
-#   the requester complained; a correction is the business amending the record, not a verdict;
+#   requester complained; a correction is the business amending the record, not a verdict;
 UNRESOLVED_FEEDBACK = UNDONE_FEEDBACK | {"complaint"}
 # - its proposal was wrong (never reused again; a candidate that acted alone on it was
 #   wrong): any of those, or a correction. The rest is a confirmation.
