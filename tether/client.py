@@ -567,19 +567,29 @@ class Tether:
         )
         return report
 
-    async def schedule_evaluation(self, inp: EvaluationInput, every: timedelta) -> str:
+    async def schedule_evaluation(
+        self, inp: EvaluationInput, every: timedelta, *, replace: bool = True
+    ) -> str:
+        """The live evaluation on a schedule; ``replace`` False keeps one that exists (what
+        `tether up` asks at each start: an operator's own schedule stays as they made it)."""
         action = ScheduleActionStartWorkflow(
             names.LIVE_EVALUATION,
             inp,
             id="live-evaluation",
             task_queue=self.settings.task_queue,
         )
-        return await self._schedule(EVALUATION_SCHEDULE, action, every)
+        return await self._schedule(EVALUATION_SCHEDULE, action, every, replace=replace)
 
     async def _schedule(
-        self, schedule_id: str, action: ScheduleActionStartWorkflow, every: timedelta
+        self,
+        schedule_id: str,
+        action: ScheduleActionStartWorkflow,
+        every: timedelta,
+        *,
+        replace: bool = True,
     ) -> str:
-        """Create the schedule, or update it in place; overlapping runs are skipped."""
+        """Create the schedule, or update it in place (unless not ``replace``); overlapping
+        runs are skipped."""
         schedule = Schedule(
             action=action,
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
@@ -588,9 +598,10 @@ class Tether:
         try:
             await self.client.create_schedule(schedule_id, schedule)
         except ScheduleAlreadyRunningError:
-            await self.client.get_schedule_handle(schedule_id).update(
-                lambda _: ScheduleUpdate(schedule=schedule)
-            )
+            if replace:
+                await self.client.get_schedule_handle(schedule_id).update(
+                    lambda _: ScheduleUpdate(schedule=schedule)
+                )
         return schedule_id
 
     async def feedback(

@@ -178,9 +178,9 @@ class EmbeddedStack:
             else:
                 self._run("resolution", resolution_worker(self._client, self._resources))
                 await self.start_model_worker()
-            if self.settings.evaluation_every is not None:
+            if self.settings.evaluation_every is not None:  # unless one exists already
                 await self.tether.schedule_evaluation(
-                    EvaluationInput(), self.settings.evaluation_every
+                    EvaluationInput(), self.settings.evaluation_every, replace=False
                 )
         except BaseException:
             await self.__aexit__(None, None, None)

@@ -21,10 +21,13 @@ from pathlib import Path
 import httpx
 import pytest
 from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleDescription
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from tether import names
 from tether.capacity import scrape
-from tether.client import EVALUATION_SCHEDULE
+from tether.client import EVALUATION_SCHEDULE, Tether
+from tether.config import Settings
+from tether.evaluation import EvaluationInput
 from tether.stack import free_port, port_free
 
 pytestmark = pytest.mark.integration
@@ -193,8 +196,14 @@ def test_tether_ask_is_answered_by_the_generated_pack(
     # `tether up` scheduled the live evaluation (what switches self-protection by itself).
     assert "Evaluating every 0:05:00 (Temporal Schedule)" in (tmp_path / "up.log").read_text()
 
-    async def evaluation_schedule() -> ScheduleDescription:
-        client = await Client.connect(served["TETHER_TEMPORAL_ADDRESS"])
+    async def evaluation_schedule(every: timedelta | None = None) -> ScheduleDescription:
+        """The schedule, after asking for one ``every`` as `tether up` does at a start."""
+        client = await Client.connect(
+            served["TETHER_TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter
+        )
+        if every is not None:
+            tether = Tether(client, Settings(task_queue="unused"))
+            await tether.schedule_evaluation(EvaluationInput(), every, replace=False)
         return await client.get_schedule_handle(EVALUATION_SCHEDULE).describe()
 
     described = asyncio.run(evaluation_schedule())
@@ -202,6 +211,9 @@ def test_tether_ask_is_answered_by_the_generated_pack(
     action = described.schedule.action
     assert isinstance(action, ScheduleActionStartWorkflow)
     assert action.workflow == names.LIVE_EVALUATION
+    # A start finds it there (or an operator's own) and leaves it as it is.
+    kept = asyncio.run(evaluation_schedule(timedelta(hours=1)))
+    assert [i.every for i in kept.schedule.spec.intervals] == [timedelta(minutes=5)]
 
 
 def test_capacity_is_read_from_the_workers_own_metrics(
