@@ -5,6 +5,7 @@ for anyone reading it, and a replay uses exactly what was pinned."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from pydantic import BaseModel, Field
@@ -12,7 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from tether import errors
-from tether.contracts import DOMAIN, PinnedPolicy
+from tether.contracts import DOMAIN, Overlay, PinnedPolicy
 from tether.policystore import NoSuchVersion, PolicyConflict, PolicyStore
 
 
@@ -32,10 +33,12 @@ class PolicyActivities:
         store: PolicyStore,
         compute_queue: str | None = None,
         shadow_queue: str | None = None,
+        overlays: Callable[[str], list[Overlay]] | None = None,
     ) -> None:
         self._store = store
         self._compute_queue = compute_queue
         self._shadow_queue = shadow_queue
+        self._overlays = overlays  # a domain's overlays on now (Store.overlays)
 
     @activity.defn
     def pin_policy(self, inp: PinRequest) -> PinnedPolicy:
@@ -72,8 +75,21 @@ class PolicyActivities:
                 "shadow": shadow,
                 "shadow_queue": self._shadow_queue if shadow else None,
                 "shadow_policy": in_run,
+                "overlays": self._overlays_on(inp) if inp.version is None else None,
             }
         )
+
+    def _overlays_on(self, inp: PinRequest) -> list[Overlay] | None:
+        """The domain's overlays on now, for the decision to take from the pin; None when
+        they cannot be read (the decision then reads them itself, and if it cannot either,
+        assumes one on). A pin never fails for them."""
+        if self._overlays is None:
+            return None
+        try:
+            return self._overlays(inp.domain)
+        except Exception as err:
+            activity.logger.warning("overlays not read with the pin: %r", err)
+            return None
 
     @activity.defn
     def key_revoked_at(self, inp: KeyCheck) -> datetime | None:

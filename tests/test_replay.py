@@ -56,6 +56,8 @@ def test_every_path_has_a_recorded_history() -> None:
         "shadow_own_run",  # that run: proposed, verified, decided, recorded
         "latest_auto_order_status",  # under LATEST: one patch marker for today's changes
         "latest_approval_approved",
+        "pinread_auto_order_status",  # the pin beside the reads, the overlay with the pin
+        "pinread_overlay_approval_approved",
     } <= names
 
 

@@ -169,6 +169,10 @@ class PolicyConfig(BaseModel):
     # How long a proposal may be reused by a matching request whose cited evidence has not
     # changed (tether/reuse.py); None: never, every request asks the model.
     proposal_reuse: Duration | None = None
+    # How long the conservative overlays read with the policy's pin stand for the request's
+    # decision (tether/overlay.py); a decision later than this after the pin reads them again.
+    # Zero: always read at the decision.
+    overlay_pinned_for: Duration = Field(default=timedelta(seconds=30), ge=timedelta(0))
 
     @field_validator("approvers", mode="before")
     @classmethod

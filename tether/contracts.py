@@ -417,6 +417,62 @@ class LiveCandidate(Frozen):
     share: float = Field(gt=0, le=1, allow_inf_nan=False)
 
 
+# --- the conservative overlay (tether/overlay.py applies it) ---------------------
+
+
+def scope(domain: str, intent: str | None) -> str:
+    """``domain`` for the whole domain, ``domain/intent`` for one intent of it."""
+    return domain if intent is None else f"{domain}/{intent}"
+
+
+class Burn(Frozen):
+    """One budget's fast burn, as the switch saw it."""
+
+    scorer: str
+    target: float
+    scored: int
+    good_share: float
+    burn_rate: float
+    threshold: float
+
+
+class BurnEvidence(Frozen):
+    """Why the runtime switched: the short window and the budgets burning in it."""
+
+    since: datetime
+    until: datetime
+    budgets: list[Burn]
+
+
+class Overlay(Frozen):
+    """One switch to the conservative overlay, as the store keeps it (active while
+    ``cleared_at`` is None)."""
+
+    id: int
+    domain: str = Field(pattern=DOMAIN)
+    intent: str | None = Field(default=None, description="None: the whole domain")
+    set_at: datetime
+    set_by: str
+    reason: str
+    evidence: BurnEvidence | None = Field(default=None, description="None: set by a person")
+    # The last evaluation run that found its scope still burning (hysteresis counts from it).
+    last_burning_at: datetime | None = None
+    cleared_at: datetime | None = None
+    cleared_by: str | None = None
+    clear_reason: str | None = None
+
+    @property
+    def scope(self) -> str:
+        return scope(self.domain, self.intent)
+
+    @property
+    def active(self) -> bool:
+        return self.cleared_at is None
+
+    def covers(self, domain: str, intent: str | None) -> bool:
+        return self.domain == domain and self.intent in (None, intent)
+
+
 class PinnedPolicy(Frozen):
     """A policy version as a workflow pinned it: read by an activity from the workers' store,
     recorded in history with its content hash, kept to the end."""
@@ -437,6 +493,11 @@ class PinnedPolicy(Frozen):
     # A candidate on the live model decides inside the live run, on its proposal: its policy
     # version's content, pinned here with the live one.
     shadow_policy: PolicyConfig | None = None
+    # The domain's conservative overlays on at the pin, read with the policy: a decision soon
+    # after the pin takes its overlay from here (tether/overlay.py). None: not read (a pin of
+    # a named version, a store that could not be read, a history from before), and the
+    # decision reads the overlay itself.
+    overlays: list[Overlay] | None = None
 
 
 class ReuseQuery(Frozen):

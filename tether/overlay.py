@@ -5,8 +5,12 @@ It is not a policy version and never replaces the one a workflow pinned: ``apply
 makes a decision stricter. An automatic decision whose plan writes becomes an approval at the
 lowest tier (or a reject, when nobody could approve it); approvals, rejects and degraded
 decisions pass unchanged, and so does an automatic answer that writes nothing (it changes no
-record, and the budgets keep scoring it). A workflow reads the overlay at its decision point
-through a local activity, so the read is in its history and replays as it was.
+record, and the budgets keep scoring it). A workflow has the domain's overlays as they were
+when it pinned its policy (the pin is in its history); a decision later than the policy's
+``overlay_pinned_for`` (30 s) after the pin reads them again through a local activity (a
+marker in its history). Either way a replay sees what the run saw. The evaluation run that
+switches an overlay runs every few minutes; a request decides within a second of its pin
+unless its model call waited in line.
 
 The evaluation run switches it on and off (tether/protection.py decides, the store keeps every
 switch with its evidence); a person can set or clear it (`tether overlay`).
@@ -14,67 +18,37 @@ switch with its evidence); a person can set or clear it (`tether overlay`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from pydantic import Field
+from tether.contracts import (  # the records themselves are contracts: a pin carries them
+    Burn,
+    BurnEvidence,
+    Decision,
+    DecisionAction,
+    Frozen,
+    Mode,
+    Overlay,
+    Reason,
+    scope,
+)
 
-from tether.contracts import DOMAIN, Decision, DecisionAction, Frozen, Mode, Reason
+__all__ = [
+    "CODE",
+    "TETHER",
+    "Burn",
+    "BurnEvidence",
+    "Overlay",
+    "OverlayQuery",
+    "OverlaySwitch",
+    "apply",
+    "governing",
+    "scope",
+    "unreadable",
+]
 
 TETHER = "tether"  # who set an overlay the evaluation run switched on
 CODE = "overlay_conservative"
-
-
-def scope(domain: str, intent: str | None) -> str:
-    """``domain`` for the whole domain, ``domain/intent`` for one intent of it."""
-    return domain if intent is None else f"{domain}/{intent}"
-
-
-class Burn(Frozen):
-    """One budget's fast burn, as the switch saw it."""
-
-    scorer: str
-    target: float
-    scored: int
-    good_share: float
-    burn_rate: float
-    threshold: float
-
-
-class BurnEvidence(Frozen):
-    """Why the runtime switched: the short window and the budgets burning in it."""
-
-    since: datetime
-    until: datetime
-    budgets: list[Burn]
-
-
-class Overlay(Frozen):
-    """One switch to the conservative overlay, as the store keeps it (active while
-    ``cleared_at`` is None)."""
-
-    id: int
-    domain: str = Field(pattern=DOMAIN)
-    intent: str | None = Field(default=None, description="None: the whole domain")
-    set_at: datetime
-    set_by: str
-    reason: str
-    evidence: BurnEvidence | None = Field(default=None, description="None: set by a person")
-    # The last evaluation run that found its scope still burning (hysteresis counts from it).
-    last_burning_at: datetime | None = None
-    cleared_at: datetime | None = None
-    cleared_by: str | None = None
-    clear_reason: str | None = None
-
-    @property
-    def scope(self) -> str:
-        return scope(self.domain, self.intent)
-
-    @property
-    def active(self) -> bool:
-        return self.cleared_at is None
-
-    def covers(self, domain: str, intent: str | None) -> bool:
-        return self.domain == domain and self.intent in (None, intent)
 
 
 class OverlayQuery(Frozen):
@@ -89,6 +63,13 @@ class OverlaySwitch(Frozen):
 
     on: bool
     overlay: Overlay
+
+
+def governing(overlays: Sequence[Overlay], domain: str, intent: str | None) -> Overlay | None:
+    """Of the overlays on, the one that governs ``intent`` in ``domain``: the whole domain's,
+    else the intent's own."""
+    covering = [o for o in overlays if o.active and o.covers(domain, intent)]
+    return min(covering, key=lambda o: o.intent is not None, default=None)
 
 
 def unreadable(domain: str, intent: str | None, at: datetime, why: str) -> Overlay:

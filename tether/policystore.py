@@ -141,7 +141,11 @@ def content_hash(policy: PolicyConfig) -> str:
 # Fields PolicyConfig gained after versions were first stored, with their defaults: left out of
 # the canonical form while at the default, so a version stored before a field existed reads
 # back with the hash it was stored under (and registering it again is no new version).
-ADDED_LATER: dict[str, Any] = {"proposal_reuse": None, "intent_thresholds": {}}
+ADDED_LATER: dict[str, Any] = {
+    "proposal_reuse": None,
+    "intent_thresholds": {},
+    "overlay_pinned_for": "PT30S",
+}
 
 
 def canonical(policy: PolicyConfig) -> str:

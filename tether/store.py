@@ -43,7 +43,7 @@ from tether.datasets import Case, digest
 from tether.db import make_engine, utc
 from tether.incident import Event
 from tether.migrations import upgrade
-from tether.overlay import BurnEvidence, Overlay, scope
+from tether.overlay import BurnEvidence, Overlay, governing, scope
 
 metadata = MetaData()
 
@@ -726,7 +726,7 @@ class Store:
         query = select(overlays).where(overlays.c.active_scope.in_(scopes))
         with self.engine.connect() as conn:
             found = [_overlay(r._mapping) for r in conn.execute(query)]
-        return min(found, key=lambda o: o.intent is not None, default=None)
+        return governing(found, domain, intent)
 
     def set_overlay(
         self,

@@ -241,7 +241,9 @@ def resolution_worker(
     records = RecordActivities(res.store)
     # Where this worker's workflows send CPU-heavy work: here, or the compute queue.
     elsewhere = None if compute else res.settings.compute_queue
-    policy = PolicyActivities(res.policies, elsewhere, res.settings.shadow_queue)
+    policy = PolicyActivities(
+        res.policies, elsewhere, res.settings.shadow_queue, overlays=res.store.overlays
+    )
     queues = QueueActivities(elsewhere)
     return Worker(
         client,

@@ -98,16 +98,27 @@ class ResolutionWorkflow:
             # takes it (a rolling deploy), shown in the UI meanwhile. Nothing has run yet.
             raise RuntimeError(f"no domain pack {inp.domain!r} on this worker")
         effects = self._effects = Effects(pack.name, pack.tools, inp.timeouts, inp.request)
-        self._pinned = await steps.pin_policy(pack.name, inp.timeouts)
+        readable = not pack.problems(inp.request)  # else policy rejects it (invalid_request)
+        pinning = steps.pin_policy(pack.name, inp.timeouts)
+        if readable and steps.pin_beside_reads():
+            # Two local activities at once: the policy does not say what to read. Retrieval
+            # needs the pin (its queue is the workers'), and goes out once both are in.
+            pinned, (records, withheld) = await asyncio.gather(
+                pinning, self._read_records(pack, effects)
+            )
+            self._facts = self._facts.model_copy(update={"context": records, "withheld": withheld})
+        else:
+            pinned = await pinning
+        self._pinned = pinned
         self._gate.pin(self._policy)
         policy = self._policy
 
-        if not pack.problems(inp.request):  # else policy rejects it (invalid_request) unread
+        if readable:
             self._set_stage(Stage.RETRIEVING)
-            retrieving = steps.retrieve(
-                pack.name, inp.request, inp.timeouts, self._pinned.compute_queue
-            )
-            if steps.current():
+            retrieving = steps.retrieve(pack.name, inp.request, inp.timeouts, pinned.compute_queue)
+            if steps.pin_beside_reads():
+                self._facts = self._facts.model_copy(update={"evidence": await retrieving})
+            elif steps.current():
                 # Neither needs the other. The reads are local activities, so the workflow task
                 # (and with it retrieval's dispatch) completes once they are done: one round
                 # trip through the server, not two.
@@ -136,7 +147,7 @@ class ResolutionWorkflow:
                     )
                 if self._facts.proposal is not None:
                     self._set_stage(Stage.VERIFYING)
-                    verifying = steps.verify(self._facts, inp.timeouts, self._pinned.compute_queue)
+                    verifying = steps.verify(self._facts, inp.timeouts, pinned.compute_queue)
                     if steps.current():
                         # The tallies count the proposal, not its verification.
                         verified, counted = await asyncio.gather(
@@ -153,7 +164,7 @@ class ResolutionWorkflow:
         if self._writes_alone(decision):
             assert self._facts.proposal is not None
             intent = self._facts.proposal.intent
-            self._overlay = await steps.read_overlay(pack.name, intent, inp.timeouts)
+            self._overlay = await steps.overlay_at_decision(pinned, intent, started, inp.timeouts)
             decision = self._decide()
         approved = decision.action is DecisionAction.AUTO
         if decision.action is DecisionAction.APPROVAL:

@@ -8,7 +8,7 @@ proposal, no verification) that policy then answers for.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import (
@@ -45,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyInput,
     )
     from tether.domain import DomainPack
-    from tether.overlay import Overlay, OverlayQuery, unreadable
+    from tether.overlay import Overlay, OverlayQuery, governing, unreadable
     from tether.policy import argument_total, writes_of
     from tether.reuse import key_for
     from tether.tools import ProposalInvalid
@@ -90,23 +90,38 @@ SHADOW_STARTED = "shadow-started-beside"
 # SHADOW_STARTED. One marker and one write of TemporalChangeVersion again, where each of
 # those changes had added its own to every run (3 of a governed request's 38 events).
 LATEST = "governed-2026-12-06"
+# What a run started since takes: all LATEST takes, and the policy pinned beside the
+# runtime's reads of the records the request names (two local activities at once, not one
+# after the other), retrieval dispatched once both are in. Replaces LATEST's marker: still
+# one marker and one write of TemporalChangeVersion per run.
+PIN_BESIDE_READS = "governed-2026-12-06-pin"
 
 
 def current() -> bool:
     """Whether this run takes every change CURRENT names: every run started since does."""
-    return workflow.patched(LATEST) or workflow.patched(CURRENT)
+    return latest() or workflow.patched(CURRENT)
+
+
+def latest() -> bool:
+    """Whether this run takes every change LATEST names: every run started since does."""
+    return pin_beside_reads() or workflow.patched(LATEST)
+
+
+def pin_beside_reads() -> bool:
+    """Whether this run pins its policy beside its reads: every run started today does."""
+    return workflow.patched(PIN_BESIDE_READS)
 
 
 def since(patch: str) -> bool:
     """Whether this run takes ``patch``'s change, one CURRENT names: every run under CURRENT
-    or LATEST does; an older history only if it carries that patch's own marker."""
+    or later does; an older history only if it carries that patch's own marker."""
     return current() or workflow.patched(patch)
 
 
 def since_latest(patch: str) -> bool:
     """The same for a change made after CURRENT, one LATEST names: a history recorded under
     CURRENT takes it only if it carries the change's own marker."""
-    return workflow.patched(LATEST) or workflow.patched(patch)
+    return latest() or workflow.patched(patch)
 
 
 def no_evidence(request: Request) -> Evidence:
@@ -171,6 +186,18 @@ def unanswered(facts: Facts) -> Facts:
             "reused_from": None,
         }
     )
+
+
+async def overlay_at_decision(
+    pinned: PinnedPolicy, intent: str | None, pinned_at: datetime, timeouts: Timeouts
+) -> Overlay | None:
+    """The conservative overlay that governs this decision on ``intent``: from the overlays
+    read with the pin while they are at most the policy's ``overlay_pinned_for`` old (no
+    second read: the pin is in this history), else read now."""
+    fresh = workflow.now() - pinned_at <= pinned.policy.overlay_pinned_for
+    if pinned.overlays is not None and fresh:
+        return governing(pinned.overlays, pinned.domain, intent)
+    return await read_overlay(pinned.domain, intent, timeouts)
 
 
 async def read_overlay(domain: str, intent: str | None, timeouts: Timeouts) -> Overlay | None:

@@ -3,23 +3,28 @@ of the test's own (its store and shop: an overlay here reaches no other test). C
 the resolution budget fast; one evaluation run switches the domain to the conservative
 overlay; the next requests that would write on their own wait for a person (each history
 holds the overlay's read), nothing is written without one; the overlay goes off after the
-recovery window once the burn is low, and at once when a person clears it."""
+recovery window once the burn is low, and at once when a person clears it. A decision takes
+its overlay from the policy's pin while the pin is fresh, else reads it again."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import replay_and_keep, ticket
-from tests.deployments import Deployment
+from tests.deployments import Deployment, own_deployment
 from tests.integration.test_resolution import LEAD, wait_pending
 from tests.processes import tether_cli
 from tether.client import Tether
+from tether.config import Settings
 from tether.contracts import DecisionAction, Mode, Outcome
+from tether.embeddings import Embedder
 from tether.evaluation import EvaluationConfig, EvaluationInput, EvaluationReport
 from tether.overlay import CODE, TETHER
 
@@ -120,14 +125,11 @@ async def test_a_fast_burn_holds_every_write_for_a_person_until_it_recovers(
         "send_reply"
     ]
     assert [r.verdict for r in approved.reviews] == ["approve"]  # the approval satisfied it
-    # The read is in the history (a marker): at the decision, before the approval's re-read.
-    assert await local_activities(tether, reply["request_id"]) == [
-        "pin_policy",
-        "support.lookup_order",
-        "active_overlay",
-        "support.lookup_order",
-        "record_outcome",
-    ]
+    # The overlay came with the pin (its marker, beside the order's read): no second read at
+    # the decision, a second ago. The order is read again after the approval.
+    markers = await local_activities(tether, reply["request_id"])
+    assert sorted(markers[:2]) == ["pin_policy", "support.lookup_order"]  # at once: either first
+    assert markers[2:] == ["support.lookup_order", "record_outcome"]
     await replay_and_keep(replied, "overlay_approval_approved")
 
     # 3. Calm since a boundary: still on within the recovery window, off after it.
@@ -181,3 +183,32 @@ async def test_a_fast_burn_holds_every_write_for_a_person_until_it_recovers(
         f"switched on by {overlay.reason!r}; held 2 writes for a person; off after "
         f"{RECOVERY}: {off.overlay.clear_reason!r}"
     )
+
+
+async def test_a_decision_long_after_its_pin_reads_the_overlay_again(
+    tmp_path: Path, temporal_env: WorkflowEnvironment, settings: Settings, embedder: Embedder
+) -> None:
+    """With ``overlay_pinned_for`` 0 every pin is too old by the decision: the decision reads
+    the overlay itself (a marker of its own), and a person's overlay set after the pin holds
+    the write all the same."""
+    async with own_deployment(
+        tmp_path, temporal_env, settings, embedder, {"overlay_pinned_for": 0}
+    ) as deployed:
+        tether, store = deployed.tether, deployed.resources.store
+        set_by_person = store.set_overlay(
+            "support", None, by="ops@example", reason="incident 12", at=datetime.now(UTC)
+        )
+        assert set_by_person is not None
+        before = writes(deployed)
+        request = ticket(*STATUS)
+        handle = await tether.submit(request)
+        await wait_pending(tether, request["request_id"])
+        pending = (await tether.status(request["request_id"])).pending
+        assert pending is not None and pending.reasons[0].code == CODE
+        assert "incident 12" in pending.reasons[0].detail
+        await tether.reject(request["request_id"], approver=LEAD, reason="not now")
+        declined = await handle.result()
+        assert declined.actions == [] and writes(deployed) == before
+        markers = await local_activities(tether, request["request_id"])
+        assert sorted(markers[:2]) == ["pin_policy", "support.lookup_order"]
+        assert markers[2:] == ["active_overlay", "record_outcome"]

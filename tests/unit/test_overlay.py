@@ -24,13 +24,17 @@ from tests.unit.hostile import texts
 from tests.unit.test_drift import NOW, outcome
 from tests.unit.webhook import webhook
 from tether import metrics
+from tether.activities.policy import PinRequest, PolicyActivities
 from tether.activities.records import RecordActivities
 from tether.capacity import parse
 from tether.cli.apps import app
 from tether.cli.overlay import _text
+from tether.config import Settings
 from tether.contracts import Decision, DecisionAction, Mode, Reason
+from tether.domains.support import PACK
 from tether.evaluation import Budget, EvaluationConfig, EvaluationInput, burn, evaluate
-from tether.overlay import CODE, TETHER, Overlay, apply, unreadable
+from tether.overlay import CODE, TETHER, Overlay, apply, governing, unreadable
+from tether.policystore import PolicyStore
 from tether.protection import Plan, Scored, plan, targets
 from tether.stack import free_port
 from tether.store import Store
@@ -326,6 +330,54 @@ def test_one_overlay_on_per_scope_and_the_record_kept(store: Store) -> None:
     assert [o.id for o in since] == [mine.id]  # on, or cleared since then
     again = store.set_overlay("support", None, by=TETHER, reason="burning again", at=NOW)
     assert again is not None and again.id != made.id  # a cleared scope can switch on again
+
+
+def test_the_domains_overlay_governs_before_an_intents_own() -> None:
+    def on(id: int, domain: str, intent: str | None, cleared: bool = False) -> Overlay:
+        return Overlay(
+            id=id,
+            domain=domain,
+            intent=intent,
+            set_at=NOW,
+            set_by="ops",
+            reason="r",
+            cleared_at=NOW if cleared else None,
+        )
+
+    whole, refunds = on(1, "support", None), on(2, "support", "refund")
+    gone = on(3, "support", "a", cleared=True)
+    assert governing([refunds, whole], "support", "refund") == whole
+    assert governing([refunds], "support", "refund") == refunds
+    assert governing([refunds], "support", "order_status") is None
+    assert governing([refunds], "support", None) is None  # no intent: the domain's alone
+    assert governing([gone], "support", "a") is None
+    assert governing([whole], "itops", "refund") is None
+
+
+def test_a_live_pin_carries_the_overlays_on_and_never_fails_for_them(
+    store: Store, database_url: str
+) -> None:
+    """The decision takes its overlay from the pin (no second read) while the pin is fresh:
+    the pin reads the domain's overlays on. A pin of a named version reads none, and a pin
+    whose overlays cannot be read says so with None (the decision then reads them itself)."""
+    policies = PolicyStore(database_url)
+    version = policies.register(PACK, Settings(), by="test").version
+    made = store.set_overlay("support", "refund", by="ops", reason="incident 9", at=NOW)
+    assert made is not None
+    env = ActivityEnvironment()
+    pin = PolicyActivities(policies, overlays=store.overlays).pin_policy
+    assert env.run(pin, PinRequest(domain="support")).overlays == [made]
+    assert env.run(pin, PinRequest(domain="support", version=version)).overlays is None
+
+    def unreadable_store(domain: str) -> list[Overlay]:
+        raise OSError("disk gone")
+
+    broken = PolicyActivities(policies, overlays=unreadable_store).pin_policy
+    pinned = env.run(broken, PinRequest(domain="support"))
+    assert pinned.overlays is None and pinned.version == version
+    unasked = PolicyActivities(policies).pin_policy  # a shadow worker's: no overlays
+    assert env.run(unasked, PinRequest(domain="support")).overlays is None
+    policies.close()
 
 
 def test_simultaneous_switches_of_one_scope_make_one_overlay(store: Store) -> None:
