@@ -4,7 +4,10 @@ Temporal reloads a workflow's module for every run, and with it every module tha
 passed through. Tether's workflows live inside the ``tether`` package, so without this the
 sandbox would load fresh copies of the contracts, the policy and the pack registry (empty) for
 each run. Every module of the package is passed through, except the workflows themselves,
-which stay sandboxed and reloaded. Every worker and replayer of Tether's workflows uses it.
+which stay sandboxed and reloaded, and with them the sandbox's guard against a call that
+would not replay. The steps they share pass through too (``SHARED_STEPS``): stateless, held
+to it and to replay-safe calls by tests/unit/test_sandbox.py. Every worker and replayer of
+Tether's workflows uses it.
 """
 
 from __future__ import annotations
@@ -20,13 +23,18 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 import tether
 
 SANDBOXED = "workflows"  # tether.workflows.*: reloaded for every run
+# The steps the workflows share, loaded once per process: like tether.policy, functions a
+# workflow calls (with no state of their own: tests/unit/test_sandbox.py holds them to it),
+# not workflows. Reloading them for every run was a tenth of a workflow process's CPU.
+SHARED_STEPS = ("steps", "approval", "effects")
 
 
 def passthrough() -> list[str]:
     """``tether.<name>`` for every module and subpackage but the workflows (a subpackage
-    passes through with everything under it)."""
+    passes through with everything under it), and the workflows' shared steps."""
     return [
-        f"tether.{m.name}" for m in pkgutil.iter_modules(tether.__path__) if m.name != SANDBOXED
+        *(f"tether.{m.name}" for m in pkgutil.iter_modules(tether.__path__) if m.name != SANDBOXED),
+        *(f"tether.{SANDBOXED}.{name}" for name in SHARED_STEPS),
     ]
 
 
