@@ -310,10 +310,20 @@ def test_the_command_marks_the_stores_activations(tmp_path: Path) -> None:
     policies = PolicyStore(url)
     (pack,) = packs.load(["support"])
     activated = policies.register(pack, Settings(), by="test")  # activated now
+    activation = policies.active_activation("support")
+    assert activation is not None
     policies.close()
     now = datetime.now(UTC)
     # Every ten minutes from ten hours ago; those after the command's "now" are not reported.
     outcomes = traffic(start=now - timedelta(hours=10, minutes=1))
+    # One after the activation: the chart ends with the last outcome's bucket, and the
+    # activation must fall inside it whatever the time of day (a bucket boundary between the
+    # last traffic, a minute ago, and the activation left it out of the chart).
+    last = max((o for o in outcomes if o.finished_at < now), key=lambda o: o.finished_at)
+    after = activation.at + (now - activation.at) / 2
+    outcomes.append(
+        last.model_copy(update={"request_id": "after-activation", "finished_at": after})
+    )
     store = Store(url)
     for o in outcomes:
         store.record_outcome(o)
