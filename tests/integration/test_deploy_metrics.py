@@ -231,7 +231,11 @@ async def test_an_automatic_request_times_each_stage(deployment: Deployment) -> 
     # Each stage within the request's own time, the stages together too (they do not overlap).
     total = (outcome.finished_at - outcome.started_at).total_seconds()
     spent = {s: scrape.value("tether_stage_latency_seconds_sum", stage=s) - sums[s] for s in stages}
-    assert all(v > 0 for v in spent.values()) and sum(spent.values()) <= total, (spent, total)
+    # Microsecond sums in floating point: equal can come out a hair over.
+    assert all(v > 0 for v in spent.values()) and sum(spent.values()) <= total + 1e-6, (
+        spent,
+        total,
+    )
     assert scrape.value("tether_decisions", action="auto", domain="support") >= 1
     # Buckets fit for the values (tether.metrics.BUCKETS), not the SDK's 50 ms to 10 s.
     names = {(s.name, s.labels.get("le")) for s in scrape.samples()}

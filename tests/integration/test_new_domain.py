@@ -141,7 +141,8 @@ def served(domains: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
             stderr=out,
         )
     try:
-        deadline = time.monotonic() + 120
+        # A dev server, three worker processes and the embedding model: slow beside busy loops.
+        deadline = time.monotonic() + 300
         while READY not in log.read_text(errors="replace"):
             assert up.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
