@@ -5,7 +5,8 @@ that depend on an idle machine fail here. A busy loop is a process spinning in p
     python -m bench.under_stress [--runs 3] [--hogs 2] [-- PYTEST ARGS]
 
 Writes bench/results/under_stress.json: each run's exit code, duration and pytest summary.
-Stops at the first failing run (its output is kept in the results).
+Stops at the first failing run: its last lines are kept in the results, and its whole output
+beside them (bench/results/under_stress-run-N.log), for the errors' tracebacks.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def main() -> int:
     for hog in hogs:
         hog.start()
     runs = []
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     try:
         for n in range(1, args.runs + 1):
             started = time.monotonic()
@@ -57,6 +59,9 @@ def main() -> int:
             }
             if done.returncode != 0:
                 run["output_tail"] = "\n".join(lines[-60:])
+                log = RESULTS.with_name(f"under_stress-run-{n}.log")
+                log.write_text(done.stdout + done.stderr)
+                run["output"] = str(log.relative_to(RESULTS.parent.parent.parent))
             runs.append(run)
             print(json.dumps(run), flush=True)
             if done.returncode != 0:
@@ -72,7 +77,6 @@ def main() -> int:
         "all_passed": len(runs) == args.runs and all(r["exit_code"] == 0 for r in runs),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     return 0 if result["all_passed"] else 1
 
