@@ -6,7 +6,8 @@ that depend on an idle machine fail here. A busy loop is a process spinning in p
 
 Writes bench/results/under_stress.json: each run's exit code, duration and pytest summary.
 Stops at the first failing run: its last lines are kept in the results, and its whole output
-beside them (bench/results/under_stress-run-N.log), for the errors' tracebacks.
+beside them (bench/results/under_stress-run-N.log, not tracked by git), for the errors'
+tracebacks. A run removes the logs an earlier one left.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results" / "under_stress.json"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "under_stress.json"
 
 
 def spin() -> None:  # pragma: no cover - runs in a child until killed
@@ -42,6 +44,8 @@ def main() -> int:
         hog.start()
     runs = []
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    for stale in RESULTS.parent.glob("under_stress-run-*.log"):  # an earlier failure's
+        stale.unlink()
     try:
         for n in range(1, args.runs + 1):
             started = time.monotonic()
@@ -61,7 +65,7 @@ def main() -> int:
                 run["output_tail"] = "\n".join(lines[-60:])
                 log = RESULTS.with_name(f"under_stress-run-{n}.log")
                 log.write_text(done.stdout + done.stderr)
-                run["output"] = str(log.relative_to(RESULTS.parent.parent.parent))
+                run["output"] = str(log.relative_to(ROOT))
             runs.append(run)
             print(json.dumps(run), flush=True)
             if done.returncode != 0:
