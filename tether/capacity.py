@@ -56,13 +56,21 @@ class Snapshot:
     decisions: float
 
 
+class Unreadable(Exception):
+    """An endpoint that gave no metrics: which one, and why, on one line."""
+
+
 def scrape(endpoints: list[str], timeout: float = 5.0) -> Snapshot:
     cpu: dict[tuple[str, str], float] = {}
     decisions = 0.0
     for endpoint in endpoints:
         url = endpoint if endpoint.startswith("http") else f"http://{endpoint}/metrics"
-        response = httpx.get(url, timeout=timeout)
-        response.raise_for_status()
+        try:
+            response = httpx.get(url, timeout=timeout)
+            response.raise_for_status()
+        except (httpx.HTTPError, httpx.InvalidURL) as err:  # an address mistyped is one too
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise Unreadable(f"{endpoint}: {reason}") from err
         for sample in parse(response.text):
             if sample.name == CPU:
                 key = (sample.labels.get("role", "?"), sample.labels.get("pid", endpoint))

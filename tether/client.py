@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -62,7 +63,7 @@ from tether.contracts import (
     WorkflowStatus,
 )
 from tether.domain import DomainPack
-from tether.errors import InvalidRequest, RequestConflict, ReviewRejected
+from tether.errors import InvalidRequest, RequestConflict, ReviewRejected, TemporalUnreachable
 from tether.evaluation import EvaluationInput, EvaluationReport
 from tether.metrics import runtime_for
 from tether.names import workflow_id_for
@@ -92,15 +93,26 @@ async def connect(settings: Settings, *, serve_metrics: bool = False) -> Client:
     """``serve_metrics``: workers only; one process serves TETHER_METRICS_ADDRESS. TLS, mTLS
     and an API key come from Settings (temporal_tls, temporal_api_key) for every process."""
     api_key = settings.temporal_api_key
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        tls=tls_config(settings),
-        api_key=api_key.get_secret_value() if api_key else None,
-        data_converter=data_converter(settings),
-        runtime=runtime_for(settings.metrics_address) if serve_metrics else None,
-        interceptors=interceptors(settings.tracing),
-    )
+    try:
+        return await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            tls=tls_config(settings),
+            api_key=api_key.get_secret_value() if api_key else None,
+            data_converter=data_converter(settings),
+            runtime=runtime_for(settings.metrics_address) if serve_metrics else None,
+            interceptors=interceptors(settings.tracing),
+        )
+    except RuntimeError as err:  # the SDK's own type for it, with the transport's words inside
+        if not str(err).startswith("Failed client connect"):
+            raise
+        raise TemporalUnreachable(settings.temporal_address, connect_failure(err)) from err
+
+
+def connect_failure(err: RuntimeError) -> str:
+    """The reason in the SDK's connect error ('Connection refused'), else its whole text."""
+    said = re.findall(r'message: "([^"]+)"', str(err))
+    return said[-1] if said else str(err).removeprefix("Failed client connect: ")
 
 
 REFRESH_SCHEDULE = "tether-knowledge-refresh"

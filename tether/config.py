@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -41,16 +42,44 @@ def _seconds(value: object) -> object:
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(_seconds)]
+def _not_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError("a duration is not negative")
+    return value
+
+
+def _positive(value: timedelta) -> timedelta:
+    # Temporal reads a zero timeout as none given: an activity with no other limit is then
+    # refused at the workflow's task, which fails again on every retry (the run is stuck).
+    if value <= timedelta(0):
+        raise ValueError("a timeout is more than 0 (0 is no limit, which Temporal refuses)")
+    return value
+
+
+# Never negative: Temporal refuses a negative timeout in the workflow's task, and a run that
+# schedules one is stuck retrying that task (tests/unit/test_config.py).
+Duration = Annotated[timedelta, BeforeValidator(_seconds), AfterValidator(_not_negative)]
+# An activity's timeout: more than 0.
+Timeout = Annotated[Duration, AfterValidator(_positive)]
 
 
 class Retry(BaseModel):
     """A retry policy with a name, instead of numbers inline in workflow code."""
 
+    # Temporal's own rules (RetryPolicy): checked here, where a bad setting is read, and not
+    # where a workflow first schedules an activity with it.
     initial: Duration = timedelta(milliseconds=200)
-    backoff: float = 2.0
+    backoff: float = Field(default=2.0, ge=1, allow_inf_nan=False)
     maximum_interval: Duration = timedelta(seconds=10)
-    maximum_attempts: int = 5
+    maximum_attempts: int = Field(default=5, ge=0)  # 0: no limit
+
+    @model_validator(mode="after")
+    def _maximum_not_below_initial(self) -> Retry:
+        if self.maximum_interval < self.initial:
+            raise ValueError(
+                f"maximum_interval ({self.maximum_interval}) is less than initial ({self.initial})"
+            )
+        return self
 
     def policy(self, *, non_retryable: list[str] | None = None) -> RetryPolicy:
         return RetryPolicy(
@@ -65,27 +94,27 @@ class Retry(BaseModel):
 class Timeouts(BaseModel):
     """Activity timeouts and retries used by ResolutionWorkflow."""
 
-    retrieval: Duration = timedelta(seconds=30)
+    retrieval: Timeout = timedelta(seconds=30)
     # How long a proposal waits for a model worker before the workflow asks whether any worker
     # polls the model queue: if one does, the queue is busy and the request waits in line (up
     # to model_queue_patience); if none does, the model counts as down. A minute: a worker
     # that crashes and comes back within it costs nobody a degraded answer.
-    model_schedule_to_start: Duration = timedelta(seconds=60)
+    model_schedule_to_start: Timeout = timedelta(seconds=60)
     model_queue_patience: Duration = timedelta(minutes=30)
-    model_start_to_close: Duration = timedelta(seconds=60)
+    model_start_to_close: Timeout = timedelta(seconds=60)
     # A crashed worker costs an attempt, not a verdict on the model: several attempts, bounded
     # in time by model_budget, before the workflow falls back to retrieval-only.
     model_retry: Retry = Retry(maximum_attempts=6)
-    model_budget: Duration = timedelta(minutes=3)
-    verification: Duration = timedelta(seconds=30)
-    tool: Duration = timedelta(seconds=15)
+    model_budget: Timeout = timedelta(minutes=3)
+    verification: Timeout = timedelta(seconds=30)
+    tool: Timeout = timedelta(seconds=15)
     # Attempts are not counted (a target answering "in progress" is not failing); the step's
     # time is: past tool_budget the effect is reconciled by key and the plan compensated.
     tool_retry: Retry = Retry(maximum_attempts=0)
-    tool_budget: Duration = timedelta(minutes=2)
+    tool_budget: Timeout = timedelta(minutes=2)
     # Compensations and reconciliation never give up: money may have moved.
     compensation_retry: Retry = Retry(maximum_attempts=0, maximum_interval=timedelta(minutes=1))
-    record: Duration = timedelta(seconds=15)
+    record: Timeout = timedelta(seconds=15)
     # An outcome must never be lost: keep trying (0 = no limit); a stuck record shows in the UI.
     record_retry: Retry = Retry(maximum_attempts=0, maximum_interval=timedelta(minutes=1))
     default_retry: Retry = Retry(maximum_attempts=8)
@@ -234,11 +263,11 @@ class PolicyConfig(BaseModel):
 class RetrievalConfig(BaseModel):
     """Query-time freshness, dedup and budget rules."""
 
-    top_k: int = 8
-    min_score: float = 0.25
-    duplicate_similarity: float = 0.95
-    max_passages: int = 4
-    max_chars: int = 3_000
+    top_k: int = Field(default=8, ge=1)
+    min_score: float = Field(default=0.25, ge=-1, le=1, allow_inf_nan=False)  # cosine
+    duplicate_similarity: float = Field(default=0.95, ge=0, le=1, allow_inf_nan=False)
+    max_passages: int = Field(default=4, ge=1)
+    max_chars: int = Field(default=3_000, ge=1)
     max_index_age: Duration = timedelta(days=7)
     # Stale passages are dropped; with keep_stale they are kept, flagged, and policy allows
     # no autonomous write that cites one.
@@ -261,20 +290,20 @@ class LLMConfig(BaseModel):
     # with the schema as its parameters; none: the prompt alone. Answers come back as JSON
     # content or as a function call, whichever the server sends; Tether validates either way.
     response_format: Literal["json_schema", "json_object", "tools", "none"] = "json_schema"
-    temperature: float = 0.0
-    max_tokens: int = 1_000
+    temperature: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    max_tokens: int = Field(default=1_000, ge=1)
     # Per phase, in seconds: a slow first byte and a dead socket are different failures.
-    connect_timeout: float = 5.0
-    read_timeout: float = 50.0
-    write_timeout: float = 10.0
-    pool_timeout: float = 5.0
+    connect_timeout: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+    read_timeout: float = Field(default=50.0, gt=0, allow_inf_nan=False)
+    write_timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    pool_timeout: float = Field(default=5.0, gt=0, allow_inf_nan=False)
     # Protection of the endpoint: at most this many proposals per second leave the model task
     # queue (Temporal enforces it across all model workers), and this many at once per worker.
-    rate_limit_per_second: float | None = None
-    max_concurrent: int = 4
+    rate_limit_per_second: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_concurrent: int = Field(default=4, ge=1)
     # The circuit opens after this many consecutive failures and lets one trial through after
     # breaker_reset; while open, proposals fail fast and workflows answer retrieval-only.
-    breaker_failures: int = 5
+    breaker_failures: int = Field(default=5, ge=1)
     breaker_reset: Duration = timedelta(seconds=30)
 
 
@@ -283,7 +312,7 @@ class ConsoleConfig(BaseModel):
     in front of it, or from a token an operator signs in with (token -> approver id)."""
 
     host: str = "127.0.0.1"
-    port: int = 8300
+    port: int = Field(default=8300, ge=1, le=65535)
     identity_header: str | None = None  # e.g. X-Forwarded-User, only behind such a proxy
     # The header is believed only from these peer addresses (the proxy's); from others, ignored.
     trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
@@ -316,7 +345,7 @@ class CodecServerConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     host: str = "127.0.0.1"
-    port: int = DEFAULT_CODEC_PORT
+    port: int = Field(default=DEFAULT_CODEC_PORT, ge=1, le=65535)
     token: SecretStr | None = None
     loopback_without_token: bool = False  # the local dev stack only
     origins: list[str] = []  # browsers' origins (the UI's); empty: the settings' UI
@@ -399,7 +428,7 @@ class Settings(BaseSettings):
     codec_server: CodecServerConfig = CodecServerConfig()
     # Sent as "Authorization: Bearer ..." (Temporal Cloud); TLS is then on unless disabled.
     temporal_api_key: SecretStr | None = None
-    temporal_ui_port: int = 8233
+    temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
     task_queue: str = RESOLUTION_QUEUE
     model_queue: str = MODEL_QUEUE
     # CPU-heavy activities (retrieval, ingest, verification) on a task queue of their own,
@@ -414,7 +443,7 @@ class Settings(BaseSettings):
     # fifth of them scored): what raises the quality alarms and switches the conservative
     # overlay on and off by itself. 0: no schedule (`tether eval run --every` makes one).
     evaluation_every: Duration | None = timedelta(minutes=5)
-    grounding_similarity: float = 0.7
+    grounding_similarity: float = Field(default=0.7, ge=0, le=1, allow_inf_nan=False)
     store_url: str | None = None  # default: SQLite file in data_dir
     # The embedded vector store: Qdrant Edge in-process (chosen by bench/vector_backends.py),
     # or qdrant-client's local mode. qdrant_url, when set, wins over both.
@@ -423,11 +452,11 @@ class Settings(BaseSettings):
     qdrant_url: str | None = None  # a Qdrant server instead of local mode
     # Each domain's knowledge is a collection of its own: <prefix>_<domain>.
     collection_prefix: str = "tether"
-    embedding_batch_size: int = 32
+    embedding_batch_size: int = Field(default=32, ge=1)
     # onnx: the same vectors as torch; a request's embedding in half the time, ingest about
     # even (bench/embedding_backends.py chooses on the machine it runs on).
     embedding_backend: Literal["torch", "onnx"] = "onnx"
-    activity_threads: int = 8
+    activity_threads: int = Field(default=8, ge=1)
     # Workflows a worker keeps in memory between their tasks (Temporal's sticky cache); one
     # evicted is replayed from its history when it next has work. Bounds what thousands of
     # requests waiting for a person cost a worker (bench/parked.py).

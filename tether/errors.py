@@ -8,8 +8,9 @@ Client side (Python exceptions)::
     ├── RequestConflict    a request id already names another request (other subject, text
     │                      or domain): nothing was started, nothing of the other is shown
     ├── ReviewRejected     an approval Update was refused; ``.code`` says why
-    └── ConfigurationError this deployment's settings break a pack's contract (a policy
-                           override): found when a client or worker starts
+    ├── ConfigurationError this deployment's settings break a pack's contract (a policy
+    │                      override): found when a client or worker starts
+    └── TemporalUnreachable no Temporal server answers at the configured address
 
 Inside Temporal (``ApplicationError.type``; non-retryable unless noted)::
 
@@ -84,6 +85,18 @@ class ConfigurationError(TetherError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("configuration: " + "; ".join(problems))
         self.problems = problems
+
+
+class TemporalUnreachable(TetherError):
+    """No Temporal server answered at ``address`` (TETHER_TEMPORAL_ADDRESS); ``reason`` is the
+    transport's own word for it (connection refused, no such host, a timeout)."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(
+            f"no Temporal server answers at {address} (TETHER_TEMPORAL_ADDRESS): {reason}"
+        )
+        self.address = address
+        self.reason = reason
 
 
 class ReviewRejected(TetherError):

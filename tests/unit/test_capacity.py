@@ -3,9 +3,11 @@ costs each role, the bottleneck, and the processes a target rate needs."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
-from tether.capacity import HEADROOM, Snapshot, assess, parse
+from tether.capacity import HEADROOM, Snapshot, Unreadable, assess, parse, scrape
 
 EXPOSITION = """# HELP tether_process_cpu_seconds CPU seconds this worker process has used
 # TYPE tether_process_cpu_seconds gauge
@@ -50,3 +52,24 @@ def test_no_traffic_sizes_nothing() -> None:
     found = assess(still, still, 5.0, target=10.0)
     assert found.requests_per_s == 0 and found.bottleneck is None
     assert found.roles[0].per_process_per_s is None and found.roles[0].needed is None
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "said"),
+    [
+        (f"127.0.0.1:{_closed_port()}", "refused"),
+        ("http://127.0.0.1:port/metrics", "Invalid port"),  # not httpx's HTTPError: it escaped
+        ("", "missing an 'http://'"),
+    ],
+)
+def test_an_endpoint_without_metrics_is_named_in_one_line(endpoint: str, said: str) -> None:
+    with pytest.raises(Unreadable) as caught:
+        scrape([endpoint], timeout=2.0)
+    message = str(caught.value)
+    assert message.startswith(f"{endpoint}: ") and said in message and "\n" not in message

@@ -3,13 +3,19 @@ line naming its variable, never a traceback."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+import temporalio.api.common.v1
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from tether.config import Settings
+from tether.config import Retry, Settings, Timeouts, settings_problems
 
 
 @pytest.mark.parametrize(
@@ -54,3 +60,133 @@ def test_a_bad_setting_is_one_line_per_variable_and_no_traceback() -> None:
         line.startswith("TETHER_TIMEOUTS__MODEL_BUDGET: ") and "'soon'" in line for line in lines
     )
     assert any(line.startswith("TETHER_ACTIVITY_THREADS: ") and "'many'" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("variable", "given", "said"),
+    [
+        # Each of these reached a workflow before, and Temporal refused it in the workflow's
+        # task: the run was stuck retrying that task.
+        ("TETHER_TIMEOUTS__MODEL_SCHEDULE_TO_START", "-5", "not negative"),
+        ("TETHER_TIMEOUTS__RECORD", "0", "more than 0"),
+        ("TETHER_TIMEOUTS__TOOL", "PT0S", "more than 0"),
+        ("TETHER_TIMEOUTS__MODEL_RETRY__BACKOFF", "0.5", "greater than or equal to 1"),
+        ("TETHER_TIMEOUTS__MODEL_RETRY__BACKOFF", "nan", "finite"),
+        ("TETHER_TIMEOUTS__RECORD_RETRY__MAXIMUM_ATTEMPTS", "-1", "greater than or equal to 0"),
+        # Two fields at odds: the line names the group, and says which two.
+        ("TETHER_TIMEOUTS__TOOL_RETRY__INITIAL", "PT2M", "maximum_interval (0:00:10) is less"),
+        ("TETHER_RETRIEVAL__MAX_INDEX_AGE", "-1", "not negative"),
+        ("TETHER_STICKY_QUEUE_TIMEOUT", "-PT1S", "not negative"),
+    ],
+)
+def test_a_setting_temporal_would_refuse_is_refused_when_read(
+    monkeypatch: pytest.MonkeyPatch, variable: str, given: str, said: str
+) -> None:
+    monkeypatch.setenv(variable, given)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    lines = settings_problems(caught.value)
+    assert len(lines) == 1, lines
+    named = variable if "maximum_interval" not in said else variable.rsplit("__", 1)[0]
+    assert lines[0].startswith(f"{named}: ") and said in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    ("variable", "given"),
+    [
+        ("TETHER_ACTIVITY_THREADS", "0"),  # a pool of no thread: the worker did not start
+        ("TETHER_EMBEDDING_BATCH_SIZE", "0"),
+        ("TETHER_GROUNDING_SIMILARITY", "nan"),
+        ("TETHER_GROUNDING_SIMILARITY", "1.5"),
+        ("TETHER_RETRIEVAL__TOP_K", "0"),  # no passage could ever be found
+        ("TETHER_RETRIEVAL__MAX_PASSAGES", "-1"),
+        ("TETHER_RETRIEVAL__MIN_SCORE", "inf"),
+        ("TETHER_LLM__READ_TIMEOUT", "0"),
+        ("TETHER_LLM__MAX_CONCURRENT", "0"),
+        ("TETHER_LLM__RATE_LIMIT_PER_SECOND", "-2"),
+        ("TETHER_LLM__BREAKER_FAILURES", "0"),
+        ("TETHER_CONSOLE__PORT", "70000"),
+        ("TETHER_TEMPORAL_UI_PORT", "0"),
+    ],
+)
+def test_a_number_out_of_its_range_is_refused_when_read(
+    monkeypatch: pytest.MonkeyPatch, variable: str, given: str
+) -> None:
+    monkeypatch.setenv(variable, given)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    lines = settings_problems(caught.value)
+    assert len(lines) == 1 and lines[0].startswith(f"{variable}: "), lines
+
+
+def test_waiting_in_line_may_be_refused_outright(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Zero patience is a choice (answer from passages rather than queue), not a mistake."""
+    monkeypatch.setenv("TETHER_TIMEOUTS__MODEL_QUEUE_PATIENCE", "0")
+    assert Settings().timeouts.model_queue_patience == timedelta(0)
+
+
+seconds = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    initial=seconds,
+    maximum=seconds,
+    backoff=st.floats(allow_nan=True, allow_infinity=True),
+    attempts=st.integers(min_value=-5, max_value=50),
+)
+def test_every_retry_accepted_is_one_temporal_accepts(
+    initial: float, maximum: float, backoff: float, attempts: int
+) -> None:
+    """What the settings let through never fails where a workflow schedules an activity."""
+    try:
+        retry = Retry.model_validate(
+            {
+                "initial": initial,
+                "maximum_interval": maximum,
+                "backoff": backoff,
+                "maximum_attempts": attempts,
+            }
+        )
+    except ValidationError:
+        return
+    retry.policy().apply_to_proto(temporalio.api.common.v1.RetryPolicy())  # raises if refused
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=seconds)
+def test_every_timeout_accepted_is_a_limit(value: float) -> None:
+    try:
+        timeouts = Timeouts.model_validate({"record": value})
+    except ValidationError:
+        assert timedelta(seconds=value) <= timedelta(0)  # below a microsecond: 0
+        return
+    assert timeouts.record > timedelta(0)
+
+
+def free_address() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("command", [["approvals", "list"], ["worker", "--role", "workflow"]])
+def test_no_server_is_one_line_and_its_own_exit_code(command: list[str], tmp_path: Path) -> None:
+    """A command that cannot reach Temporal says so in one line and ends (a worker did not:
+    it waited, silent, for a Ctrl-C), with exit code 3: worth trying again, not bad input."""
+    address = free_address()  # nobody listens there
+    done = subprocess.run(
+        [sys.executable, "-m", "tether.cli", *command],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "TETHER_TEMPORAL_ADDRESS": address,
+            "TETHER_DATA_DIR": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"no Temporal server answers at {address} (TETHER_TEMPORAL_ADDRESS): ")

@@ -16,12 +16,14 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 
-from tether.errors import ConfigurationError
+from tether.errors import ConfigurationError, TemporalUnreachable
 
 # markup=False: a ticket saying "[/red]" or "[bold]" is printed as written, never styled.
 out = Console(markup=False, highlight=False, width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True, markup=False, highlight=False)
 T = TypeVar("T")
+
+UNREACHABLE = 3  # exit code: Temporal did not answer (2: bad input, 1: refused)
 
 JSON = typer.Option(False, "--json", help="print one JSON document on stdout (for programs)")
 
@@ -54,6 +56,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     except ConfigurationError as error:  # no command can do anything useful with these settings
         fail(error)
+    except TemporalUnreachable as error:  # worth trying again later: not the input's fault
+        fail(error, code=UNREACHABLE)
 
 
 async def until_interrupted() -> None:

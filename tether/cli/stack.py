@@ -86,7 +86,11 @@ def worker(
     async def main() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(run_workers(Settings(), stop, role))
-        await until_interrupted()
+        # Until interrupted, or until the workers end by themselves (no server to reach, a
+        # crash): then the command ends too, with what ended them, and a supervisor sees it.
+        interrupted = asyncio.create_task(until_interrupted())
+        await asyncio.wait({task, interrupted}, return_when=asyncio.FIRST_COMPLETED)
+        interrupted.cancel()
         stop.set()
         await task
 
@@ -133,6 +137,7 @@ def console_command(
     """Serve the web operator console (approval queue, details, approve/reject/edit)."""
     import uvicorn
 
+    from tether.client import connect
     from tether.console import create_app
 
     settings = Settings()
@@ -141,6 +146,7 @@ def console_command(
             "no TETHER_CONSOLE__TOKENS or TETHER_CONSOLE__IDENTITY_HEADER: nobody can sign in",
             style="yellow",
         )
+    run(connect(settings))  # a server that does not answer: one line now, not a traceback later
     uvicorn.run(
         create_app(settings),
         host=settings.console.host,
@@ -202,8 +208,6 @@ def capacity_command(
     import dataclasses
     import time
 
-    import httpx
-
     from tether import capacity
 
     endpoints = metrics or [a for a in [Settings().metrics_address] if a]
@@ -213,8 +217,8 @@ def capacity_command(
         before = capacity.scrape(endpoints)
         time.sleep(seconds)
         after = capacity.scrape(endpoints)
-    except httpx.HTTPError as error:
-        fail(f"cannot read the metrics: {error}")
+    except capacity.Unreadable as error:
+        fail(f"cannot read the metrics at {error}")
     if not after.cpu:
         fail("no tether_process_cpu_seconds there: are these Tether workers' endpoints?")
     found = capacity.assess(before, after, seconds, target)
