@@ -64,7 +64,7 @@ def scrape(endpoints: list[str], timeout: float = 5.0) -> Snapshot:
     cpu: dict[tuple[str, str], float] = {}
     decisions = 0.0
     for endpoint in endpoints:
-        url = endpoint if endpoint.startswith("http") else f"http://{endpoint}/metrics"
+        url = endpoint if "://" in endpoint else f"http://{endpoint}/metrics"
         try:
             response = httpx.get(url, timeout=timeout)
             response.raise_for_status()

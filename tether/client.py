@@ -20,6 +20,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -63,7 +64,13 @@ from tether.contracts import (
     WorkflowStatus,
 )
 from tether.domain import DomainPack
-from tether.errors import InvalidRequest, RequestConflict, ReviewRejected, TemporalUnreachable
+from tether.errors import (
+    ConfigurationError,
+    InvalidRequest,
+    RequestConflict,
+    ReviewRejected,
+    TemporalUnreachable,
+)
 from tether.evaluation import EvaluationInput, EvaluationReport
 from tether.metrics import runtime_for
 from tether.names import workflow_id_for
@@ -81,10 +88,17 @@ def tls_config(settings: Settings) -> TLSConfig | bool | None:
         return None
     if tls.server_ca is None and tls.client_cert is None and tls.server_name is None:
         return True  # the system's roots
+
+    def read(path: Path | None, field: str) -> bytes | None:
+        try:
+            return path.read_bytes() if path else None
+        except OSError as err:
+            raise ConfigurationError([f"TETHER_TEMPORAL_TLS__{field.upper()}: {err}"]) from None
+
     return TLSConfig(
-        server_root_ca_cert=tls.server_ca.read_bytes() if tls.server_ca else None,
-        client_cert=tls.client_cert.read_bytes() if tls.client_cert else None,
-        client_private_key=tls.client_key.read_bytes() if tls.client_key else None,
+        server_root_ca_cert=read(tls.server_ca, "server_ca"),
+        client_cert=read(tls.client_cert, "client_cert"),
+        client_private_key=read(tls.client_key, "client_key"),
         domain=tls.server_name,
     )
 
@@ -107,12 +121,20 @@ async def connect(settings: Settings, *, serve_metrics: bool = False) -> Client:
         if not str(err).startswith("Failed client connect"):
             raise
         raise TemporalUnreachable(settings.temporal_address, connect_failure(err)) from err
+    except ValueError as err:  # the address itself: "invalid target URL: empty host"
+        raise ConfigurationError(
+            [f"TETHER_TEMPORAL_ADDRESS {settings.temporal_address!r}: {err}"]
+        ) from None
 
 
 def connect_failure(err: RuntimeError) -> str:
-    """The reason in the SDK's connect error ('Connection refused'), else its whole text."""
-    said = re.findall(r'message: "([^"]+)"', str(err))
-    return said[-1] if said else str(err).removeprefix("Failed client connect: ")
+    """The innermost reason in the SDK's connect error (Rust debug text): 'Connection
+    refused', 'failed to lookup address information: …', a server's own message; else the
+    whole text."""
+    text = str(err)
+    said = re.findall(r'(?:message|error): "((?:[^"\\]|\\.)*)"', text)
+    reason = said[-1].replace('\\"', '"') if said else text
+    return reason.removeprefix("Failed client connect: ")
 
 
 REFRESH_SCHEDULE = "tether-knowledge-refresh"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -52,14 +53,15 @@ def _positive(value: timedelta) -> timedelta:
     # Temporal reads a zero timeout as none given: an activity with no other limit is then
     # refused at the workflow's task, which fails again on every retry (the run is stuck).
     if value <= timedelta(0):
-        raise ValueError("a timeout is more than 0 (0 is no limit, which Temporal refuses)")
+        raise ValueError("an activity's only time limit is more than 0 (0 would be none)")
     return value
 
 
 # Never negative: Temporal refuses a negative timeout in the workflow's task, and a run that
-# schedules one is stuck retrying that task (tests/unit/test_config.py).
+# schedules one is stuck retrying that task (tests/unit/test_settings.py).
 Duration = Annotated[timedelta, BeforeValidator(_seconds), AfterValidator(_not_negative)]
-# An activity's timeout: more than 0.
+# An activity's start-to-close, its only limit: more than 0. A limit beside it (schedule-to-
+# start, schedule-to-close) is a Duration, where 0 is Temporal's "no limit".
 Timeout = Annotated[Duration, AfterValidator(_positive)]
 
 
@@ -70,12 +72,12 @@ class Retry(BaseModel):
     # where a workflow first schedules an activity with it.
     initial: Duration = timedelta(milliseconds=200)
     backoff: float = Field(default=2.0, ge=1, allow_inf_nan=False)
-    maximum_interval: Duration = timedelta(seconds=10)
+    maximum_interval: Duration = timedelta(seconds=10)  # 0: Temporal's, 100 times initial
     maximum_attempts: int = Field(default=5, ge=0)  # 0: no limit
 
     @model_validator(mode="after")
     def _maximum_not_below_initial(self) -> Retry:
-        if self.maximum_interval < self.initial:
+        if self.maximum_interval and self.maximum_interval < self.initial:
             raise ValueError(
                 f"maximum_interval ({self.maximum_interval}) is less than initial ({self.initial})"
             )
@@ -99,25 +101,40 @@ class Timeouts(BaseModel):
     # polls the model queue: if one does, the queue is busy and the request waits in line (up
     # to model_queue_patience); if none does, the model counts as down. A minute: a worker
     # that crashes and comes back within it costs nobody a degraded answer.
-    model_schedule_to_start: Timeout = timedelta(seconds=60)
+    model_schedule_to_start: Duration = timedelta(seconds=60)
     model_queue_patience: Duration = timedelta(minutes=30)
     model_start_to_close: Timeout = timedelta(seconds=60)
     # A crashed worker costs an attempt, not a verdict on the model: several attempts, bounded
     # in time by model_budget, before the workflow falls back to retrieval-only.
     model_retry: Retry = Retry(maximum_attempts=6)
-    model_budget: Timeout = timedelta(minutes=3)
+    model_budget: Duration = timedelta(minutes=3)
     verification: Timeout = timedelta(seconds=30)
     tool: Timeout = timedelta(seconds=15)
     # Attempts are not counted (a target answering "in progress" is not failing); the step's
     # time is: past tool_budget the effect is reconciled by key and the plan compensated.
     tool_retry: Retry = Retry(maximum_attempts=0)
-    tool_budget: Timeout = timedelta(minutes=2)
+    tool_budget: Duration = timedelta(minutes=2)
     # Compensations and reconciliation never give up: money may have moved.
     compensation_retry: Retry = Retry(maximum_attempts=0, maximum_interval=timedelta(minutes=1))
     record: Timeout = timedelta(seconds=15)
     # An outcome must never be lost: keep trying (0 = no limit); a stuck record shows in the UI.
     record_retry: Retry = Retry(maximum_attempts=0, maximum_interval=timedelta(minutes=1))
     default_retry: Retry = Retry(maximum_attempts=8)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_retry_over_its_default(cls, data: Any) -> Any:
+        """TETHER_TIMEOUTS__RECORD_RETRY__BACKOFF=3 changes that one field of record_retry:
+        the others stay record_retry's defaults (no limit on attempts), not a bare Retry's
+        (five attempts: an outcome given up on)."""
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for name, field in cls.model_fields.items():
+            given, default = data.get(name), field.default
+            if isinstance(given, dict) and isinstance(default, Retry):
+                merged[name] = {**default.model_dump(), **given}
+        return merged
 
 
 class ApprovalTier(BaseModel):
@@ -172,6 +189,10 @@ class PolicyConfig(BaseModel):
     """Deterministic policy for one domain. Nothing a user, document or model says can change
     it. The core's gates read the thresholds; the pack's rules read ``rules`` (validated by
     the pack's own settings model)."""
+
+    # A setting misspelt (min_groundig) is refused: dropped, it would leave the threshold an
+    # operator meant to tighten where it was, and `tether policy diff` would show nothing.
+    model_config = ConfigDict(extra="forbid")
 
     # Scores are shares in [0, 1]: infinity or NaN would parse, then be written as null in
     # the pinned policy and never parse again (tests/unit/test_fuzz_trust.py found it).
@@ -482,6 +503,13 @@ class Settings(BaseSettings):
     llm: LLMConfig = LLMConfig()
     console: ConsoleConfig = ConsoleConfig()
 
+    @field_validator("data_dir")
+    @classmethod
+    def _a_folder(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError("not a folder (a file is there)")
+        return value
+
     @field_validator("evaluation_every")
     @classmethod
     def _zero_is_none(cls, value: timedelta | None) -> timedelta | None:
@@ -517,13 +545,31 @@ class Settings(BaseSettings):
         return f"{self.collection_prefix}_{domain}"
 
 
+# Settings whose values are never repeated in an error (a key, a token, a password).
+SECRET_PARTS = frozenset({"keys", "api_key", "temporal_api_key", "token", "tokens", "secret"})
+
+
 def settings_problems(error: ValidationError) -> list[str]:
-    """Each invalid setting as one line naming the environment variable that sets it."""
+    """Each invalid setting as one line naming the environment variable that sets it, and the
+    value given, unless it is a secret or a group of settings (which may hold one)."""
     lines = []
     for problem in error.errors():
         where = [str(part) for part in problem["loc"] if not isinstance(part, int)]
-        variable = "TETHER_" + "__".join(where).upper()
-        given = repr(problem.get("input"))
-        given = given if len(given) <= 60 else given[:57] + "..."
-        lines.append(f"{variable}: {problem['msg']} (got {given})")
+        variable = "TETHER_" + "__".join(where).upper() if where else "settings"
+        given = problem.get("input")
+        if isinstance(given, dict | list) or SECRET_PARTS & {w.lower() for w in where}:
+            lines.append(f"{variable}: {problem['msg']}")
+            continue
+        shown = repr(given)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        lines.append(f"{variable}: {problem['msg']} (got {shown})")
     return lines
+
+
+def setting_unreadable(error: Exception) -> str:
+    """pydantic-settings' 'error parsing value for field "policies" from source …' (a JSON
+    value that is not JSON) as one line naming the variable."""
+    found = re.search(r'field "([^"]+)"', str(error))
+    if found is None:
+        return f"settings: {error}"
+    return f"TETHER_{found.group(1).upper()}: not valid JSON"

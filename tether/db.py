@@ -6,6 +6,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from tether.errors import ConfigurationError
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
@@ -18,7 +21,10 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    engine = create_engine(url, future=True)
+    try:
+        engine = create_engine(url, future=True)
+    except (ArgumentError, NoSuchModuleError) as err:  # "garbage": a traceback in every command
+        raise ConfigurationError([f"TETHER_STORE_URL: not a database URL ({err})"]) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

@@ -10,7 +10,8 @@ Client side (Python exceptions)::
     ├── ReviewRejected     an approval Update was refused; ``.code`` says why
     ├── ConfigurationError this deployment's settings break a pack's contract (a policy
     │                      override): found when a client or worker starts
-    └── TemporalUnreachable no Temporal server answers at the configured address
+    └── TemporalUnreachable no connection to Temporal at the configured address (no server
+                           there, no such host, or TLS or credentials it refused)
 
 Inside Temporal (``ApplicationError.type``; non-retryable unless noted)::
 
@@ -88,12 +89,13 @@ class ConfigurationError(TetherError):
 
 
 class TemporalUnreachable(TetherError):
-    """No Temporal server answered at ``address`` (TETHER_TEMPORAL_ADDRESS); ``reason`` is the
-    transport's own word for it (connection refused, no such host, a timeout)."""
+    """No connection to Temporal at ``address`` (TETHER_TEMPORAL_ADDRESS); ``reason`` is the
+    transport's or the server's own word for it (connection refused, a name not found, TLS or
+    credentials refused)."""
 
     def __init__(self, address: str, reason: str) -> None:
         super().__init__(
-            f"no Temporal server answers at {address} (TETHER_TEMPORAL_ADDRESS): {reason}"
+            f"cannot connect to Temporal at {address} (TETHER_TEMPORAL_ADDRESS): {reason}"
         )
         self.address = address
         self.reason = reason

@@ -67,5 +67,10 @@ def load(specs: Iterable[str] | None = None) -> list[DomainPack]:
             raise UnknownDomain(
                 spec, f" installed (installed: {sorted(available)}; or name module:ATTRIBUTE)"
             )
-        packs.append(register(_import(where)))
+        try:
+            pack = _import(where)
+        except ModuleNotFoundError as err:
+            hint = f" ({err}: is the folder holding it on PYTHONPATH?)"
+            raise UnknownDomain(spec, hint) from None
+        packs.append(register(pack))
     return packs

@@ -18,13 +18,12 @@ from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleDescription
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from tether import names
-from tether.capacity import scrape
+from tether.capacity import Unreadable, scrape
 from tether.client import EVALUATION_SCHEDULE, Tether
 from tether.config import Settings
 from tether.evaluation import EvaluationInput
@@ -262,7 +261,7 @@ def test_a_worker_process_that_dies_is_started_again(
     def workflow_pid() -> str | None:
         try:
             cpu = scrape([workflow_endpoint]).cpu
-        except httpx.HTTPError:
+        except Unreadable:  # down, or not yet up again
             return None
         return next((pid for role, pid in cpu if role == "workflow"), None)
 

@@ -63,13 +63,20 @@ def _closed_port() -> int:
 @pytest.mark.parametrize(
     ("endpoint", "said"),
     [
-        (f"127.0.0.1:{_closed_port()}", "refused"),
+        ("127.0.0.1:{closed}", "refused"),
         ("http://127.0.0.1:port/metrics", "Invalid port"),  # not httpx's HTTPError: it escaped
         ("", "missing an 'http://'"),
     ],
 )
 def test_an_endpoint_without_metrics_is_named_in_one_line(endpoint: str, said: str) -> None:
+    endpoint = endpoint.format(closed=_closed_port())  # just before: nobody takes it meanwhile
     with pytest.raises(Unreadable) as caught:
         scrape([endpoint], timeout=2.0)
     message = str(caught.value)
     assert message.startswith(f"{endpoint}: ") and said in message and "\n" not in message
+
+
+def test_a_host_whose_name_starts_with_http_is_a_host() -> None:
+    with pytest.raises(Unreadable) as caught:
+        scrape(["httpd-worker.invalid:9464"], timeout=2.0)
+    assert "missing an 'http://'" not in str(caught.value)

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tether.client import connect_failure
 from tether.config import Retry, Settings, Timeouts, settings_problems
 
 
@@ -119,10 +120,37 @@ def test_a_number_out_of_its_range_is_refused_when_read(
     assert len(lines) == 1 and lines[0].startswith(f"{variable}: "), lines
 
 
-def test_waiting_in_line_may_be_refused_outright(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Zero patience is a choice (answer from passages rather than queue), not a mistake."""
+def test_zero_is_allowed_where_it_means_something(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Zero patience: answer from passages rather than wait in line. A zero schedule-to-start
+    or budget beside a start-to-close: Temporal's "no limit". A zero maximum interval:
+    Temporal's own, 100 times the initial one."""
     monkeypatch.setenv("TETHER_TIMEOUTS__MODEL_QUEUE_PATIENCE", "0")
-    assert Settings().timeouts.model_queue_patience == timedelta(0)
+    monkeypatch.setenv("TETHER_TIMEOUTS__MODEL_SCHEDULE_TO_START", "0")
+    monkeypatch.setenv("TETHER_TIMEOUTS__MODEL_BUDGET", "0")
+    monkeypatch.setenv("TETHER_TIMEOUTS__TOOL_BUDGET", "PT0S")
+    monkeypatch.setenv("TETHER_TIMEOUTS__DEFAULT_RETRY__MAXIMUM_INTERVAL", "0")
+    timeouts = Settings().timeouts
+    assert timeouts.model_queue_patience == timeouts.model_schedule_to_start == timedelta(0)
+    assert timeouts.model_budget == timeouts.tool_budget == timedelta(0)
+    temporalio_policy = timeouts.default_retry.policy()
+    temporalio_policy.apply_to_proto(temporalio.api.common.v1.RetryPolicy())
+    assert temporalio_policy.maximum_interval == timedelta(0)
+
+
+def test_one_field_of_a_retry_leaves_the_others_at_that_retrys_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The outcome's record never gives up (no limit on attempts, up to a minute apart):
+    changing its backoff must not bring a bare Retry's five attempts and 10 s back."""
+    monkeypatch.setenv("TETHER_TIMEOUTS__RECORD_RETRY__BACKOFF", "3")
+    monkeypatch.setenv("TETHER_TIMEOUTS__COMPENSATION_RETRY__INITIAL", "PT30S")
+    timeouts = Settings().timeouts
+    assert timeouts.record_retry == Retry(
+        backoff=3, maximum_attempts=0, maximum_interval=timedelta(minutes=1)
+    )
+    assert timeouts.compensation_retry.initial == timedelta(seconds=30)
+    assert timeouts.compensation_retry.maximum_attempts == 0
+    assert Timeouts(model_retry={"backoff": 4}).model_retry.maximum_attempts == 6
 
 
 seconds = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
@@ -189,4 +217,27 @@ def test_no_server_is_one_line_and_its_own_exit_code(command: list[str], tmp_pat
     assert done.returncode == 3, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"no Temporal server answers at {address} (TETHER_TEMPORAL_ADDRESS): ")
+    assert last == f"cannot connect to Temporal at {address} (TETHER_TEMPORAL_ADDRESS): " + (
+        "Connection refused"
+    )
+
+
+@pytest.mark.parametrize(
+    ("said", "reason"),
+    [
+        (
+            "Server connection error: tonic::transport::Error(Transport, ConnectError(ConnectError("
+            '"dns error", Custom { kind: Uncategorized, error: "failed to lookup address '
+            'information: Name or service not known" })))',
+            "failed to lookup address information: Name or service not known",
+        ),
+        (  # the server answered, and refused: its own words, quotes and all
+            'status: Unauthenticated, message: "Request unauthorized: \\"bad\\" key", '
+            "details: [], metadata: MetadataMap { headers: {} }",
+            'Request unauthorized: "bad" key',
+        ),
+        ("something else", "something else"),
+    ],
+)
+def test_a_failed_connection_is_told_in_its_own_words(said: str, reason: str) -> None:
+    assert connect_failure(RuntimeError(f"Failed client connect: {said}")) == reason

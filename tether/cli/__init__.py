@@ -30,8 +30,12 @@ def main() -> None:
     teardown: the Temporal client's Rust threads can abort a short-lived process there
     (temporalio/sdk-python#300), and an operator's script must see the real exit code."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
-    from tether.config import settings_problems
+    from tether import packs
+    from tether.cli.output import UNREACHABLE
+    from tether.config import setting_unreadable, settings_problems
+    from tether.errors import ConfigurationError, TemporalUnreachable
 
     code = 0
     try:
@@ -44,6 +48,15 @@ def main() -> None:
         for line in settings_problems(error):  # one line per bad variable, no traceback
             print(line, file=sys.stderr)
         code = 2
+    except SettingsError as error:  # a JSON-valued variable that is not JSON
+        print(setting_unreadable(error), file=sys.stderr)
+        code = 2
+    except (ConfigurationError, packs.UnknownDomain) as error:  # a store, a pack not found
+        print(error, file=sys.stderr)
+        code = 2
+    except TemporalUnreachable as error:
+        print(error, file=sys.stderr)
+        code = UNREACHABLE
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

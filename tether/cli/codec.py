@@ -6,14 +6,16 @@ import typer
 from pydantic import SecretStr
 
 from tether.cli.apps import app
-from tether.cli.output import fail, out
+from tether.cli.output import fail, out, serve
 from tether.config import Settings
 
 
 @app.command("codec-server")
 def codec_server(
     host: str | None = typer.Option(None, help="address to listen on (default 127.0.0.1)"),
-    port: int | None = typer.Option(None, help="port to listen on (default 8234)"),
+    port: int | None = typer.Option(
+        None, min=1, max=65535, help="port to listen on (default 8234)"
+    ),
     origin: list[str] = typer.Option(
         [], help="a UI origin browsers may call from (repeatable; default: the settings' UI)"
     ),
@@ -33,8 +35,6 @@ def codec_server(
     ),
 ) -> None:
     """Serve Temporal's remote codec (/decode, /encode) with this installation's keys."""
-    import uvicorn
-
     from tether.codecserver import create_app
 
     settings = Settings()
@@ -54,4 +54,4 @@ def codec_server(
     except ValueError as error:
         fail(error)
     out.print(f"codec server on http://{config.host}:{config.port} (for --ui-codec-endpoint)")
-    uvicorn.run(codec_app, host=config.host, port=config.port, log_level="warning")
+    serve(codec_app, config.host, config.port)

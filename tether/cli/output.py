@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import signal
 import sys
@@ -19,8 +20,11 @@ from rich.console import Console
 from tether.errors import ConfigurationError, TemporalUnreachable
 
 # markup=False: a ticket saying "[/red]" or "[bold]" is printed as written, never styled.
-out = Console(markup=False, highlight=False, width=None if sys.stdout.isatty() else 150)
-err = Console(stderr=True, markup=False, highlight=False)
+# emoji=False: "hotfix:fire:2" is a version name, not a picture.
+out = Console(
+    markup=False, highlight=False, emoji=False, width=None if sys.stdout.isatty() else 150
+)
+err = Console(stderr=True, markup=False, highlight=False, emoji=False)
 T = TypeVar("T")
 
 UNREACHABLE = 3  # exit code: Temporal did not answer (2: bad input, 1: refused)
@@ -40,15 +44,39 @@ def fail(message: object, code: int = 2) -> NoReturn:
 _UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029]")
 
 
+def _finite(data: Any) -> Any:
+    """NaN and infinities (a metric's +Inf) as null: JSON has no word for them."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
+
+
 def emit(record: BaseModel | list[Any] | dict[str, Any]) -> None:
     """One JSON document on stdout, on one line."""
     data = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
-    text = json.dumps(data, ensure_ascii=False, default=str)
+    text = json.dumps(_finite(data), ensure_ascii=False, default=str, allow_nan=False)
     sys.stdout.write(_UNSAFE.sub(lambda c: f"\\u{ord(c[0]):04x}", text) + "\n")
 
 
 def dump(records: list[BaseModel]) -> list[Any]:
     return [r.model_dump(mode="json") for r in records]
+
+
+def serve(app: Any, host: str, port: int) -> None:
+    """An HTTP app until interrupted. uvicorn leaves with 3 when it cannot start (the port in
+    use, no such address), which here says Temporal is unreachable: 1, after its own line."""
+    import uvicorn
+
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    except SystemExit as exit_:
+        if exit_.code == UNREACHABLE:
+            fail(f"could not serve on {host}:{port} (the line above says why)", code=1)
+        raise
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

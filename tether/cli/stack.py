@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from tether.cli.apps import app
-from tether.cli.output import JSON, emit, err, fail, out, run, until_interrupted
+from tether.cli.output import JSON, emit, err, fail, out, run, serve, until_interrupted
 from tether.config import Settings
 
 
@@ -77,8 +77,11 @@ def worker(
     if role not in ROLES:
         raise typer.BadParameter(f"{role!r}: one of {', '.join(ROLES)}", param_hint="--role")
 
+    level = os.environ.get("TETHER_LOG_LEVEL", "INFO").upper()
+    if not isinstance(logging.getLevelName(level), int):
+        fail(f"TETHER_LOG_LEVEL {level!r}: one of DEBUG, INFO, WARNING, ERROR")
     logging.basicConfig(
-        level=os.environ.get("TETHER_LOG_LEVEL", "INFO").upper(),
+        level=level,
         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per tool call
@@ -132,11 +135,11 @@ def domains(as_json: bool = JSON) -> None:
 
 @app.command("console")
 def console_command(
-    port: int | None = typer.Option(None, help="default: TETHER_CONSOLE__PORT (8300)"),
+    port: int | None = typer.Option(
+        None, min=1, max=65535, help="default: TETHER_CONSOLE__PORT (8300)"
+    ),
 ) -> None:
     """Serve the web operator console (approval queue, details, approve/reject/edit)."""
-    import uvicorn
-
     from tether.client import connect
     from tether.console import create_app
 
@@ -147,12 +150,7 @@ def console_command(
             style="yellow",
         )
     run(connect(settings))  # a server that does not answer: one line now, not a traceback later
-    uvicorn.run(
-        create_app(settings),
-        host=settings.console.host,
-        port=port or settings.console.port,
-        log_level="warning",
-    )
+    serve(create_app(settings), settings.console.host, port or settings.console.port)
 
 
 @app.command("replay")

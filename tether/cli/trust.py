@@ -5,6 +5,7 @@ workers use (TETHER_STORE_URL), never a running workflow: a workflow keeps what 
 from __future__ import annotations
 
 import getpass
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,8 +40,11 @@ def keys_new(
 ) -> None:
     """Make a key pair for APPROVER: the private key in a file only you can read, and the
     directory entry (the public key) on stdout, for the policy's approvers."""
+    from tether.contracts import IDENT
     from tether.signing import SigningKey, key_file
 
+    if not re.fullmatch(IDENT, approver):  # "../../etc/x" would be a file outside the keyring
+        fail(f"{approver!r} is not an approver id (letters, digits and . _ : @ -, up to 128)")
     path = out_file or (key_file(keyring, approver) if keyring else None)
     if path is None:
         fail("name the key file: --out FILE, or --keyring DIR (TETHER_KEYRING)")

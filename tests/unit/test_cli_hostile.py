@@ -1,0 +1,122 @@
+"""The `tether` command given what an operator mistypes or an attacker tries: each ends in one
+line on stderr saying what is wrong, the exit code saying whose fault it is (2: the input), no
+traceback, and nothing written where it should not be."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tether.cli.output import emit
+from tether.config import PolicyConfig
+from tether.domains.support import PACK
+
+
+def tether(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`tether ARGS` with nothing but ``env`` set (and a data folder of its own)."""
+    return subprocess.run(
+        [sys.executable, "-m", "tether.cli", *args],
+        env={"PATH": "/usr/bin:/bin", "TETHER_DATA_DIR": str(tmp_path / "data"), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+
+
+def one_line(done: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    assert done.returncode == code, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+REAL_KEY = base64.b64encode(b"k" * 32).decode()
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "said"),
+    [
+        # A JSON-valued variable that is not JSON.
+        ({"TETHER_POLICIES": "{bad"}, ["domains"], "TETHER_POLICIES: not valid JSON"),
+        ({"TETHER_SYSTEMS": "notjson"}, ["domains"], "TETHER_SYSTEMS: not valid JSON"),
+        # A store that cannot be opened, from a URL that is not one.
+        (
+            {"TETHER_STORE_URL": "garbage"},
+            ["policy", "show", "--domain", "support"],
+            "TETHER_STORE_URL: not a database URL",
+        ),
+        # A data folder that is a file.
+        ({"TETHER_DATA_DIR": "/etc/hostname"}, ["domains"], "TETHER_DATA_DIR: Value error, not"),
+        # The pack a newcomer's `tether new-domain` printed, without its PYTHONPATH.
+        ({"TETHER_DOMAINS": '["mypack:PACK"]'}, ["domains"], "is the folder holding it on"),
+        ({"TETHER_DOMAINS": '["nope"]'}, ["domains"], "no domain pack 'nope'"),
+        # An address that is not one, and TLS files that are not there.
+        ({"TETHER_TEMPORAL_ADDRESS": ""}, ["approvals", "list"], "TETHER_TEMPORAL_ADDRESS '':"),
+        (
+            {"TETHER_TEMPORAL_TLS__SERVER_CA": "/no/such/ca.pem"},
+            ["approvals", "list"],
+            "TETHER_TEMPORAL_TLS__SERVER_CA: [Errno 2]",
+        ),
+        ({"TETHER_LOG_LEVEL": "bogus"}, ["worker"], "TETHER_LOG_LEVEL 'BOGUS': one of"),
+    ],
+)
+def test_a_setting_no_command_can_use_is_one_line(
+    tmp_path: Path, env: dict[str, str], args: list[str], said: str
+) -> None:
+    assert said in one_line(tether(tmp_path, *args, **env))
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        # A group's check fails: the group (and a secret in it) is not repeated.
+        {"TETHER_ENCRYPTION__KEYS": json.dumps({"k1": REAL_KEY, "k2": "short"})},
+        {
+            "TETHER_LLM__API_KEY": "sk-live-s3cr3t-1234567890",
+            "TETHER_LLM__PROVIDER": "openai",
+            "TETHER_LLM__READ_TIMEOUT": "59",
+        },
+        {"TETHER_CONSOLE__TOKENS": '{"tok-s3cr3t-abc": "alice"}', "TETHER_CONSOLE__PROCESSES": "2"},
+    ],
+)
+def test_a_settings_error_never_repeats_a_secret(tmp_path: Path, env: dict[str, str]) -> None:
+    line = one_line(tether(tmp_path, "domains", **env))
+    for secret in (REAL_KEY[:12], "s3cr3t"):
+        assert secret not in line, line
+    assert not line.startswith("TETHER_:"), line  # a whole-settings check is named as such
+
+
+def test_a_policy_setting_misspelt_is_refused_not_dropped(tmp_path: Path) -> None:
+    """Dropped, `min_groundig: 0.99` would leave the threshold where it was, silently."""
+    with pytest.raises(ValueError, match="min_groundig"):
+        PACK.policy.merged({"min_groundig": 0.99})
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("version: typo1\nmin_groundig: 0.99\n")
+    refused = tether(tmp_path, "policy", "add", str(typo), "--domain", "support")
+    assert refused.returncode == 2 and "min_groundig" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    # What is pinned and recorded still reads back: every field it writes is one it knows.
+    assert PolicyConfig.model_validate(PACK.policy.model_dump(mode="json")) == PACK.policy
+
+
+@pytest.mark.parametrize("name", ["../../etc/evil", "a/b", "", "x\x1b[31m"])
+def test_a_key_file_is_named_after_an_approver_never_a_path(tmp_path: Path, name: str) -> None:
+    keyring = tmp_path / "ring" / "keys"
+    keyring.mkdir(parents=True)
+    line = one_line(tether(tmp_path, "keys", "new", name, "--keyring", str(keyring)))
+    assert "is not an approver id" in line and "\x1b" not in line
+    assert [p for p in tmp_path.rglob("*.key")] == []
+
+
+def test_json_output_stays_json_and_text_stays_text(capsys: pytest.CaptureFixture[str]) -> None:
+    """A metric's +Inf is null on stdout (JSON has no word for it); an emoji code is text."""
+    emit({"per_s": float("inf"), "rows": [float("nan"), 1.5], "version": "hotfix:fire:2"})
+    printed = capsys.readouterr().out
+    assert json.loads(printed) == {"per_s": None, "rows": [None, 1.5], "version": "hotfix:fire:2"}
