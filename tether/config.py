@@ -31,6 +31,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.common import RetryPolicy
 
 from tether.names import MODEL_QUEUE, RESOLUTION_QUEUE
+from tether.text import hidden
 
 
 def _seconds(value: object) -> object:
@@ -223,6 +224,13 @@ class PolicyConfig(BaseModel):
     # decision (tether/overlay.py); a decision later than this after the pin reads them again.
     # Zero: always read at the decision.
     overlay_pinned_for: Duration = Field(default=timedelta(seconds=30), ge=timedelta(0))
+
+    @field_validator("version")
+    @classmethod
+    def _a_plain_name(cls, value: str) -> str:
+        if hidden(value):
+            raise ValueError("a version name holds no control or invisible characters")
+        return value
 
     @field_validator("approvers", mode="before")
     @classmethod

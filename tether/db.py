@@ -24,7 +24,9 @@ def make_engine(url: str) -> Engine:
     try:
         engine = create_engine(url, future=True)
     except (ArgumentError, NoSuchModuleError) as err:  # "garbage": a traceback in every command
-        raise ConfigurationError([f"TETHER_STORE_URL: not a database URL ({err})"]) from None
+        raise ConfigurationError(
+            [f"TETHER_STORE_URL: not a database URL Tether can open ({err})"]
+        ) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

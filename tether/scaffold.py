@@ -14,9 +14,9 @@ import hashlib
 import importlib.util
 import keyword
 import re
+import secrets
 import shutil
 import sys
-import tempfile
 from datetime import UTC, datetime
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -97,8 +97,14 @@ def create(name: str, into: Path) -> list[Path]:
     if found:
         raise Refused("; ".join(found))
     values = words(name)
-    into.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=into))
+    # Not mkdtemp: its folder is 0700, kept by the rename, and a worker or CI job running as
+    # another user could not import the pack. mkdir gives what the umask says.
+    staging = into / f".{name}-{secrets.token_hex(6)}"
+    try:
+        into.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+    except OSError as err:
+        raise Refused(f"--into {into}: {err}") from None
     try:
         written = []
         for relative, template in _walk(_templates()):

@@ -14,6 +14,12 @@ _BREAKS = frozenset({"Zl", "Zp"})
 _HIDDEN = frozenset({"Cc", "Cf", "Cs"})
 
 
+def hidden(text: str, allowed: str = "") -> list[str]:
+    """The control, format and surrogate characters in ``text`` (but ``allowed``), sorted: a
+    terminal obeys them, and a name holding one is not the name it shows."""
+    return sorted({c for c in text if unicodedata.category(c) in _HIDDEN and c not in allowed})
+
+
 def split_sentences(text: str, *, min_length: int = 3) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if len(s.strip()) >= min_length]
 

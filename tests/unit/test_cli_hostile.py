@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,102 @@ def test_json_output_stays_json_and_text_stays_text(capsys: pytest.CaptureFixtur
     emit({"per_s": float("inf"), "rows": [float("nan"), 1.5], "version": "hotfix:fire:2"})
     printed = capsys.readouterr().out
     assert json.loads(printed) == {"per_s": None, "rows": [None, 1.5], "version": "hotfix:fire:2"}
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        # Checked before connecting: the input's fault whether or not a server is up.
+        (["eval", "run", "--sample-rate", "1.5"], "sample_rate"),
+        (["eval", "run", "--since-hours", "nan"], "--since-hours: a number above 0"),
+        (["eval", "run", "--every", "²m"], "expected a number"),  # "²".isdigit() is true
+        (["eval", "run", "--every", "99999999999999d"], "at most 3650 days"),
+        (["report", "--days", "inf"], "--days: a number above 0"),
+        (["report", "--out", "/no/such/folder/r.html"], "--out /no/such/folder/r.html: "),
+        (["drift", "--window-hours", "99999999999"], "--window-hours: a number above 0"),
+        (["calibrate", "--target-precision", "0.9", "--days", "nan"], "--days: a number above"),
+        (["capacity", "--metrics", "127.0.0.1:1", "--target", "inf"], "--target: a number"),
+        # An overlay on a pack not served, or an intent it has not, protects nothing.
+        (["overlay", "set", "--domain", "nosuch", "--by", "me", "--reason", "x"], "not a pack"),
+        (
+            [
+                "overlay",
+                "set",
+                "--domain",
+                "support",
+                "--intent",
+                "nosuch",
+                "--by",
+                "me",
+                "--reason",
+                "x",
+            ],
+            "--intent: 'nosuch' is not one of support's",
+        ),
+        # A candidate whose queue came from an unset variable changes nothing.
+        (
+            [
+                "candidate",
+                "start",
+                "c1",
+                "--domain",
+                "support",
+                "--share",
+                "0.5",
+                "--model-queue",
+                "",
+            ],
+            "--model-queue: empty",
+        ),
+        (
+            [
+                "policy",
+                "activate",
+                "v1",
+                "--domain",
+                "support",
+                "--reason",
+                "x",
+                "--by",
+                "e\x1b[31mRED",
+            ],
+            "--by: control or invisible characters",
+        ),
+        (["new-domain", "abcqq", "--into", "/etc/hostname/sub"], "--into /etc/hostname/sub: "),
+    ],
+)
+def test_an_option_out_of_its_range_is_one_line(tmp_path: Path, args: list[str], said: str) -> None:
+    env = {"TETHER_DOMAINS": '["support"]'}
+    assert said in one_line(tether(tmp_path, *args, **env))
+
+
+def test_files_and_names_an_operator_hands_over(tmp_path: Path) -> None:
+    utf16 = tmp_path / "u16.yaml"
+    utf16.write_text("version: v9\nmin_grounding: 0.9\n", encoding="utf-16")  # PowerShell's >
+    line = one_line(tether(tmp_path, "policy", "add", str(utf16), "--domain", "support"))
+    assert line == f"{utf16}: not UTF-8 text"
+    hidden = tmp_path / "hidden.yaml"
+    hidden.write_text('version: "v\\u202e9"\n')  # a right-to-left override in the name
+    line = one_line(tether(tmp_path, "policy", "add", str(hidden), "--domain", "support"))
+    assert "no control or invisible characters" in line
+    # TETHER_DEFAULT_DOMAIN is the domain a command means when it names none (two served).
+    shown = tether(tmp_path, "policy", "show", TETHER_DEFAULT_DOMAIN="support")
+    assert one_line(shown, 1) == "no support policy is active yet: a worker registers one at start"
+
+
+def test_a_schema_from_a_newer_release_is_not_called_behind(tmp_path: Path) -> None:
+    assert tether(tmp_path, "db", "upgrade").returncode == 0
+    with sqlite3.connect(tmp_path / "data" / "tether.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = '9999'")
+    done = tether(tmp_path, "db", "current")
+    assert done.returncode == 1
+    assert "9999\tunknown to this release" in done.stdout
+    assert "ahead: a newer Tether release" in done.stderr and "behind" not in done.stderr
+
+
+def test_a_new_pack_is_readable_by_whoever_runs_the_workers(tmp_path: Path) -> None:
+    """Not 0700 (a temporary folder's mode, kept by the rename): another user imports it."""
+    made = tether(tmp_path, "new-domain", "abcqq", "--into", str(tmp_path / "packs"))
+    assert made.returncode == 0, made.stderr
+    mode = (tmp_path / "packs" / "abcqq").stat().st_mode & 0o777
+    assert mode & 0o055 == 0o055, oct(mode)  # this suite's umask is 022 or looser

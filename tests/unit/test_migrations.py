@@ -335,6 +335,7 @@ def test_db_current_and_upgrade(database_url: str, engine: sa.Engine, tmp_path: 
                 "revision": head,
                 "head": head,
                 "at_head": True,
+                "ahead": False,
                 "unversioned": False,
             }
         ],

@@ -28,7 +28,7 @@ from tether.activities.policy import PinRequest, PolicyActivities
 from tether.activities.records import RecordActivities
 from tether.capacity import parse
 from tether.cli.apps import app
-from tether.cli.overlay import _text
+from tether.cli.output import kept_text
 from tether.config import Settings
 from tether.contracts import Decision, DecisionAction, Mode, Reason
 from tether.domains.support import PACK
@@ -522,7 +522,7 @@ def test_clear_keeps_hostile_text_as_written_or_refuses_it(tmp_path: Path) -> No
 @given(texts(max_size=60, encodable=False))
 def test_reason_text_is_kept_stripped_or_refused(text: str) -> None:
     try:
-        kept = _text("--reason", text, 2_000, lines=True)
+        kept = kept_text("--reason", text, 2_000, lines=True)
     except typer.Exit as refused:
         assert refused.exit_code == 2
         return

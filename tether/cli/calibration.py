@@ -12,7 +12,7 @@ import typer
 
 from tether.calibration import Calibration, IntentFit, Interval
 from tether.cli.apps import app
-from tether.cli.output import JSON, emit, fail, out
+from tether.cli.output import JSON, LONGEST, emit, fail, out, within
 from tether.cli.trust import BY, DOMAIN, _pack, _store
 
 
@@ -100,6 +100,8 @@ def calibrate_command(
 
     if days <= 0 or min_labelled < 1 or settle_hours < 0:
         fail("--days and --min-labelled: above 0; --settle-hours: 0 or more")
+    within(days, "--days", LONGEST.days)
+    within(settle_hours, "--settle-hours", LONGEST.days * 24, low=-1)
     settings, policies = _store()
     pack = _pack(settings, domain)
     active = policies.active(pack.name)

@@ -46,6 +46,9 @@ def candidate_start(
         )
     except ValidationError as error:
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()))
+    for option, given in (("--policy-version", policy_version), ("--model-queue", model_queue)):
+        if given is not None and not given.strip():  # "$QUEUE" unset in a script
+            fail(f"{option}: empty")
     if policy_version is None and model_queue is None:
         fail("a candidate changes something: --policy-version, --model-queue or both")
     try:

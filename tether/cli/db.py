@@ -53,6 +53,7 @@ def current(as_json: bool = JSON) -> None:
                     "revision": s.revision,
                     "head": s.head,
                     "at_head": s.at_head,
+                    "ahead": s.ahead,
                     "unversioned": s.unversioned,
                 }
                 for s in found
@@ -60,8 +61,17 @@ def current(as_json: bool = JSON) -> None:
         )
     else:
         for s in found:
-            where = "at head" if s.at_head else f"behind head {s.head}"
+            where = (
+                "at head"
+                if s.at_head
+                else f"unknown to this release (head {s.head})"
+                if s.ahead
+                else f"behind head {s.head}"
+            )
             print(f"{s.database}\t{_revision(s)}\t{where}")
+    if any(s.ahead for s in found):
+        err.print("ahead: a newer Tether release migrated it; run that release", soft_wrap=True)
+        raise typer.Exit(1)
     if not all(s.at_head for s in found):
         err.print("behind: `tether db upgrade` migrates (workers do at start)", soft_wrap=True)
         raise typer.Exit(1)

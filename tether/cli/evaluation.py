@@ -6,10 +6,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from tether.cli.apps import app, evaluation
-from tether.cli.output import JSON, emit, fail, out, parse_interval, run
+from tether.cli.output import (
+    JSON,
+    LONGEST,
+    emit,
+    fail,
+    out,
+    parse_interval,
+    problems,
+    run,
+    store_url,
+    within,
+)
 from tether.config import Settings
 from tether.errors import InvalidRequest
 
@@ -29,15 +41,19 @@ def eval_run(
     from tether.evaluation import EvaluationConfig, EvaluationInput
 
     interval = parse_interval(every) if every else None
-
-    async def main() -> None:
-        tether = await Tether.connect()
+    within(since_hours, "--since-hours", LONGEST.days * 24)
+    try:  # before connecting: a bad option is the input's fault whether or not a server is up
         inp = EvaluationInput(
             domain=domain,
             since_hours=since_hours,
             config=EvaluationConfig(sample_rate=sample_rate),
             webhook=Settings().alert_webhook,
         )
+    except ValidationError as error:
+        fail(problems(error))
+
+    async def main() -> None:
+        tether = await Tether.connect()
         report = await tether.evaluate(inp)
         schedule = await tether.schedule_evaluation(inp, interval) if interval else None
         if as_json:
@@ -82,7 +98,7 @@ def eval_datasets(as_json: bool = JSON) -> None:
     """The datasets carved from failure history (each `eval run` refreshes them)."""
     from tether.store import Store
 
-    store = Store(Settings().resolved_store_url())
+    store = Store(store_url())
     rows = store.datasets()
     store.close()
     if as_json:
@@ -108,14 +124,16 @@ def eval_replay(
     as_json: bool = JSON,
 ) -> None:
     """Replay a dataset against a candidate in shadow mode (no side effects); what changed."""
-    from pydantic import ValidationError
-
     from tether.client import Tether
     from tether.shadow import Candidate
 
     try:
         chosen = Candidate.model_validate_json(candidate.read_text())
-    except (OSError, ValidationError) as error:
+    except UnicodeDecodeError:
+        fail(f"{candidate}: not UTF-8 text")
+    except ValidationError as error:
+        fail(f"{candidate}: {problems(error)}")
+    except OSError as error:
         fail(f"{candidate}: {error}")
 
     async def main() -> None:
@@ -163,7 +181,8 @@ def report_command(
     from tether.report import render
     from tether.store import Store
 
-    url = Settings().resolved_store_url()
+    within(days, "--days", LONGEST.days)
+    url = store_url()
     store = Store(url)
     now = datetime.now(UTC)
     start = now - timedelta(days=days)
@@ -181,7 +200,10 @@ def report_command(
     page = render(
         outcomes, scores, generated=now, activations=activations, events=events, title=title
     )
-    out_file.write_text(page, encoding="utf-8")
+    try:
+        out_file.write_text(page, encoding="utf-8")
+    except OSError as error:
+        fail(f"--out {out_file}: {error}")
     out.print(f"{len(outcomes)} outcomes -> {out_file.resolve()}")
 
 
@@ -199,8 +221,10 @@ def drift_command(
     from tether.drift import DriftConfig, alert, detect
     from tether.store import Store
 
+    within(window_hours, "--window-hours", LONGEST.days * 24)
+    within(baseline_days, "--baseline-days", LONGEST.days)
     settings = Settings()
-    store = Store(settings.resolved_store_url())
+    store = Store(store_url(settings))
     now = datetime.now(UTC)
     start = now - timedelta(hours=window_hours)
     report = detect(

@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 import typer
 
 from tether.cli.apps import app
-from tether.cli.output import JSON, emit, err, fail
-from tether.config import Settings
+from tether.cli.output import JSON, emit, err, fail, store_url
 from tether.errors import ConfigurationError
 from tether.incident import KINDS, Kind, line, moment, stamp, timeline
 
@@ -48,7 +47,7 @@ def incident_command(
         fail(f"--kind {unknown[0]!r}: expected one of {', '.join(KINDS)}")
     kinds: set[Kind] | None = {k for k in KINDS if k in kind} or None
 
-    url = Settings().resolved_store_url()
+    url = store_url()
     try:
         store = Store(url)
         policies = PolicyStore(url)  # activations live beside the outcomes

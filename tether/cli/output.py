@@ -14,10 +14,12 @@ from datetime import timedelta
 from typing import Any, NoReturn, TypeVar
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
+from tether.config import Settings
 from tether.errors import ConfigurationError, TemporalUnreachable
+from tether.text import hidden
 
 # markup=False: a ticket saying "[/red]" or "[bold]" is printed as written, never styled.
 # emoji=False: "hotfix:fire:2" is a version name, not a picture.
@@ -30,6 +32,28 @@ T = TypeVar("T")
 UNREACHABLE = 3  # exit code: Temporal did not answer (2: bad input, 1: refused)
 
 JSON = typer.Option(False, "--json", help="print one JSON document on stdout (for programs)")
+
+
+def problems(error: ValidationError) -> str:
+    """pydantic's many-line report as one line: 'field: message; field: message'."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in error.errors()
+    )
+
+
+def kept_text(option: str, value: str, limit: int, *, lines: bool) -> str:
+    """``value`` as kept in an audit, or a refusal: blank, too long, or with control or
+    invisible characters (a name is one line; a reason may have lines and tabs)."""
+    value = value.strip()
+    if not value:
+        fail(f"{option}: say {'who' if option == '--by' else 'why'}")
+    if len(value) > limit:
+        fail(f"{option}: at most {limit} characters")
+    odd = hidden(value, "\n\t" if lines else "")
+    if odd:
+        shown = ", ".join(f"U+{ord(c):04X}" for c in odd[:5])
+        fail(f"{option}: control or invisible characters are not kept ({shown})")
+    return value
 
 
 def fail(message: object, code: int = 2) -> NoReturn:
@@ -79,6 +103,18 @@ def serve(app: Any, host: str, port: int) -> None:
         raise
 
 
+def store_url(settings: Settings | None = None) -> str:
+    """The workers' store: TETHER_STORE_URL, or the data folder's file, the folder made (a
+    command run where nothing has run yet reads an empty store, not 'unable to open')."""
+    settings = settings or Settings()
+    if settings.store_url is None:
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            fail(f"TETHER_DATA_DIR {settings.data_dir}: {error}")
+    return settings.resolved_store_url()
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
@@ -96,9 +132,25 @@ async def until_interrupted() -> None:
     await stop.wait()
 
 
+LONGEST = timedelta(days=3650)  # a window, an interval: ten years is already none
+
+
+def within(value: float, option: str, high: float, *, low: float = 0.0) -> float:
+    """A number option above ``low`` and at most ``high``; NaN and infinities are neither."""
+    if not (math.isfinite(value) and low < value <= high):
+        fail(f"{option}: a number above {low:g} and at most {high:g} (got {value!r})")
+    return value
+
+
 def parse_interval(text: str) -> timedelta:
     units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
     number, unit = text[:-1], text[-1:]
-    if unit not in units or not number.isdigit() or int(number) == 0:
+    # isascii: "²".isdigit() is true, and int("²") is not a number
+    if unit not in units or not (number.isascii() and number.isdigit()) or int(number) == 0:
         fail(f"--every {text!r}: expected a number and s, m, h or d")
-    return timedelta(**{units[unit]: int(number)})
+    if int(number) > LONGEST.days * 86_400:
+        fail(f"--every {text!r}: at most {LONGEST.days} days")
+    interval = timedelta(**{units[unit]: int(number)})
+    if interval > LONGEST:
+        fail(f"--every {text!r}: at most {LONGEST.days} days")
+    return interval

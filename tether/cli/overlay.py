@@ -7,14 +7,13 @@ who, when and why. Workers read it at each decision, so a change reaches the nex
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import typer
 
 from tether.cli.apps import app
-from tether.cli.output import JSON, dump, emit, fail, out
+from tether.cli.output import JSON, dump, emit, fail, kept_text, out
 from tether.config import Settings
 from tether.contracts import DOMAIN
 from tether.overlay import Overlay
@@ -35,25 +34,6 @@ WHY = typer.Option(..., "--reason", help="why (kept with the switch)")
 
 # Control, format (direction overrides, zero-width) and surrogate characters: what a terminal
 # shows of them is not what they are, and a lone surrogate cannot be stored.
-HIDDEN = frozenset({"Cc", "Cf", "Cs"})
-
-
-def _text(option: str, value: str, limit: int, *, lines: bool) -> str:
-    """``value`` as kept in the audit, or a refusal: blank, too long, or with control or
-    invisible characters (a name is one line; a reason may have lines and tabs)."""
-    value = value.strip()
-    if not value:
-        fail(f"{option}: say {'who' if option == '--by' else 'why'}")
-    if len(value) > limit:
-        fail(f"{option}: at most {limit} characters")
-    allowed = "\n\t" if lines else ""
-    odd = sorted({c for c in value if unicodedata.category(c) in HIDDEN and c not in allowed})
-    if odd:
-        shown = ", ".join(f"U+{ord(c):04X}" for c in odd[:5])
-        fail(f"{option}: control or invisible characters are not kept ({shown})")
-    return value
-
-
 def _scope(domain: str, intent: str | None) -> tuple[str, str | None]:
     if not re.fullmatch(DOMAIN, domain):
         fail(f"--domain: {domain!r} is not a domain name")
@@ -72,7 +52,7 @@ def _store() -> Store:
 
 
 def _person(by: str) -> str:
-    who = _text("--by", by, 200, lines=False)
+    who = kept_text("--by", by, 200, lines=False)
     if who.lower() == "tether":
         fail("--by: 'tether' names the runtime's own switches; name yourself")
     return who
@@ -129,8 +109,15 @@ def overlay_set(
     as_json: bool = JSON,
 ) -> None:
     """Switch the overlay on by hand; it stays on until a person clears it."""
+    from tether import packs
+
     domain, intent = _scope(domain, intent)
-    who, why = _person(by), _text("--reason", reason, 2000, lines=True)
+    served = {p.name: p for p in packs.load(Settings().domains)}
+    if domain not in served:  # it would protect nothing, and `status` would say on forever
+        fail(f"--domain: {domain!r} is not a pack served here ({', '.join(sorted(served))})")
+    if intent is not None and intent not in served[domain].intents:
+        fail(f"--intent: {intent!r} is not one of {domain}'s ({', '.join(served[domain].intents)})")
+    who, why = _person(by), kept_text("--reason", reason, 2000, lines=True)
     store = _store()
     made = store.set_overlay(domain, intent, by=who, reason=why, at=datetime.now(UTC))
     store.close()
@@ -155,7 +142,7 @@ def overlay_clear(
     from tether.overlay import scope
 
     domain, intent = _scope(domain, intent)
-    who, why = _person(by), _text("--reason", reason, 2000, lines=True)
+    who, why = _person(by), kept_text("--reason", reason, 2000, lines=True)
     store = _store()
     on = next((o for o in store.overlays(domain) if o.scope == scope(domain, intent)), None)
     done = on and store.clear_overlay(on.id, by=who, reason=why, at=datetime.now(UTC))

@@ -12,7 +12,17 @@ import typer
 from rich.table import Table
 
 from tether.cli.apps import app
-from tether.cli.output import JSON, emit, err, fail, out, run, serve, until_interrupted
+from tether.cli.output import (
+    JSON,
+    emit,
+    err,
+    fail,
+    out,
+    run,
+    serve,
+    until_interrupted,
+    within,
+)
 from tether.config import Settings
 
 
@@ -197,7 +207,7 @@ def capacity_command(
         help="a worker's metrics endpoint, host:port (repeat for each); default "
         "TETHER_METRICS_ADDRESS",
     ),
-    seconds: float = typer.Option(10.0, min=1.0, help="time between the two scrapes"),
+    seconds: float = typer.Option(10.0, min=1.0, max=3600.0, help="time between the two scrapes"),
     target: float | None = typer.Option(None, min=0.0, help="requests/s to size for"),
     as_json: bool = JSON,
 ) -> None:
@@ -208,6 +218,8 @@ def capacity_command(
 
     from tether import capacity
 
+    if target is not None:
+        within(target, "--target", 1e9, low=-1)
     endpoints = metrics or [a for a in [Settings().metrics_address] if a]
     if not endpoints:
         fail("no endpoint: pass --metrics host:port or set TETHER_METRICS_ADDRESS")

@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from tether.cli.apps import app
-from tether.cli.output import JSON, emit, fail, out
+from tether.cli.output import JSON, emit, fail, kept_text, out, problems
 from tether.config import Settings
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ def _pack(settings: Settings, domain: str | None) -> DomainPack:
     from tether import packs
 
     served = packs.load(settings.domains)
+    domain = domain or settings.default_domain
     if domain is None and len(served) == 1:
         return served[0]
     named = [p for p in served if p.name == domain]
@@ -164,6 +165,8 @@ def policy_add(
     pack = _pack(settings, domain)
     try:
         fields = yaml.safe_load(file.read_text())
+    except UnicodeDecodeError:
+        fail(f"{file}: not UTF-8 text")
     except (OSError, yaml.YAMLError) as error:
         fail(f"{file}: {error}")
     if not isinstance(fields, dict) or not isinstance(fields.get("version"), str):
@@ -172,11 +175,11 @@ def policy_add(
         stored = store.add(
             pack.name,
             checked(pack, pack.policy.merged(fields)),
-            by=by or getpass.getuser(),
-            note=note,
+            by=kept_text("--by", by, 200, lines=False) if by is not None else getpass.getuser(),
+            note=kept_text("--note", note, 2000, lines=True) if note.strip() else "",
         )
     except ValidationError as error:
-        fail(f"{file}: {error}")
+        fail(f"{file}: {problems(error)}")
     except (ConfigurationError, PolicyConflict) as error:
         fail(error)
     if as_json:
@@ -199,10 +202,10 @@ def policy_activate(
 
     settings, store = _store()
     pack = _pack(settings, domain)
-    if not reason.strip():
-        fail("--reason: say why")
+    reason = kept_text("--reason", reason, 2000, lines=True)
+    who = kept_text("--by", by, 200, lines=False) if by is not None else getpass.getuser()
     try:
-        activation = store.activate(pack.name, version, by=by or getpass.getuser(), reason=reason)
+        activation = store.activate(pack.name, version, by=who, reason=reason)
     except NoSuchVersion as error:
         fail(error, 1)
     if as_json:

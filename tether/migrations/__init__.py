@@ -65,6 +65,11 @@ class Status:
     def at_head(self) -> bool:
         return self.revision == self.head
 
+    @property
+    def ahead(self) -> bool:
+        """A revision this release does not know: a newer release's (upgrade refuses it)."""
+        return self.revision is not None and self.revision not in revisions()
+
 
 def databases(settings: Settings) -> list[str]:
     """Each database the stores use, once. Outcomes, ledger and policy versions all live at
@@ -78,6 +83,11 @@ def config(url: str | None = None) -> Config:
     if url is not None:  # for alembic commands run by hand; upgrade() hands a connection
         cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
+
+
+@functools.cache
+def revisions() -> frozenset[str]:
+    return frozenset(s.revision for s in ScriptDirectory.from_config(config()).walk_revisions())
 
 
 @functools.cache
