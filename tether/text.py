@@ -20,6 +20,19 @@ def hidden(text: str, allowed: str = "") -> list[str]:
     return sorted({c for c in text if unicodedata.category(c) in _HIDDEN and c not in allowed})
 
 
+def visible(text: str, kept: str = "\n\t") -> str:
+    """``text`` with each control, format or surrogate character (but ``kept``) written as
+    its escape (``\\x1b``, ``\\u202e``): shown, never obeyed by a terminal."""
+    if not any(unicodedata.category(c) in _HIDDEN for c in text):
+        return text
+    return "".join(
+        c
+        if c in kept or unicodedata.category(c) not in _HIDDEN
+        else (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+        for c in text
+    )
+
+
 def split_sentences(text: str, *, min_length: int = 3) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if len(s.strip()) >= min_length]
 

@@ -265,6 +265,14 @@ async def test_refusals_by_the_tether_cli(
         update={"temporal_address": temporal_env.client.service_client.config.target_host}
     )
     rid = await pending(tether, "C-119", "ORD-1022")
+    # What is not there yet, or not at all: one line, never a wait or a traceback.
+    waiting = await asyncio.to_thread(tether_cli, cli, "audit", rid)
+    assert waiting.returncode == 1, waiting.stderr
+    assert waiting.stderr.strip() == f"{rid} is awaiting_approval: nothing to audit yet"
+    for command in (["audit", "no-such-request"], ["approvals", "show", "no-such-request"]):
+        missing = await asyncio.to_thread(tether_cli, cli, *command)
+        assert missing.returncode == 2 and "Traceback" not in missing.stderr, missing.stderr
+        assert "not found" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
     lead_as_manager = tmp_path / "forged.key"
     SigningKey(MANAGER, tether.keys()[LEAD].private).save(lead_as_manager)
     for approver, key, code in [

@@ -5,6 +5,7 @@ traceback, and nothing written where it should not be."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import sqlite3
 import subprocess
@@ -12,10 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from rich.table import Table
 
-from tether.cli.output import emit
+from tether.cli.output import _Shown, emit
 from tether.config import PolicyConfig
 from tether.domains.support import PACK
+from tether.text import visible
 
 
 def tether(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -220,3 +223,55 @@ def test_a_new_pack_is_readable_by_whoever_runs_the_workers(tmp_path: Path) -> N
     assert made.returncode == 0, made.stderr
     mode = (tmp_path / "packs" / "abcqq").stat().st_mode & 0o777
     assert mode & 0o055 == 0o055, oct(mode)  # this suite's umask is 022 or looser
+
+
+ESCAPES = (
+    "\x1b[2J\x1b[31mSYSTEM OK\x1b[0m \x1b]8;;http://evil.example\x1b\\click\x1b]8;;\x1b\\ \u202e"
+)
+
+
+def test_text_from_data_never_drives_the_terminal() -> None:
+    """A passage the model quoted, an approver's edit, a ticket: shown with its escapes
+    written out, in a table too; the command's own colours still reach the terminal."""
+    shown = _Shown(file=io.StringIO(), force_terminal=True, color_system="standard", width=200)
+    table = Table("answer")
+    table.add_row(ESCAPES)
+    shown.print(table)
+    shown.print("approved", style="green")
+    printed = shown.file.getvalue()  # type: ignore[attr-defined]
+    assert "\x1b[2J" not in printed and "\x1b]8" not in printed and "\u202e" not in printed
+    assert "\\x1b[2J" in printed and "\\u202e" in printed
+    assert "\x1b[32mapproved" in printed  # rich's own styling, untouched
+    assert visible("line\n\ttab") == "line\n\ttab"
+
+
+def test_json_output_escapes_what_a_terminal_would_obey(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    emit({"ticket": ESCAPES})
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed and "\u202e" not in printed
+    assert json.loads(printed) == {"ticket": ESCAPES}
+
+
+def test_an_approval_is_checked_before_anything_connects(tmp_path: Path) -> None:
+    """Another's key, a reason or an answer with an escape sequence: refused in one line
+    before the command reaches for a server (there is none here)."""
+    mallory = tmp_path / "mallory.key"
+    assert (
+        tether(tmp_path, "keys", "new", "mallory@evil.example", "--out", str(mallory)).returncode
+        == 0
+    )
+    base = ["approvals", "approve", "r-1", "--as", "lead@northwind.example"]
+    line = one_line(tether(tmp_path, *base, "--key", str(mallory)))
+    assert line == f"{mallory} signs for mallory@evil.example, not lead@northwind.example"
+    line = one_line(tether(tmp_path, *base, "--reason", "ok\x1b[31mred"))
+    assert line == "--reason: control or invisible characters are not kept (U+001B)"
+    line = one_line(
+        tether(
+            tmp_path,
+            *["approvals", "edit", "r-1", "--as", "lead@northwind.example", "--reason", "fix"],
+            *["--answer", "We refunded $150.\x1b[2J"],
+        )
+    )
+    assert line.startswith("--answer: control or invisible characters are not sent")

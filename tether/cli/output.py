@@ -9,24 +9,39 @@ import math
 import re
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from datetime import timedelta
 from typing import Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.segment import Segment
+from temporalio.client import WorkflowFailureError
+from temporalio.service import RPCError, RPCStatusCode
 
 from tether.config import Settings
 from tether.errors import ConfigurationError, TemporalUnreachable
-from tether.text import hidden
+from tether.text import hidden, visible
+
+
+class _Shown(Console):
+    """Text from data (a ticket, a passage the model quoted, an approver's edit) never drives
+    the terminal: its escape sequences and direction overrides are printed as escapes. Rich's
+    own styling is in the segments' styles, rendered after this, and is untouched."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            Segment(visible(text), style, control) if control is None else segment
+            for segment in buffer
+            for text, style, control in [segment]
+        )
+
 
 # markup=False: a ticket saying "[/red]" or "[bold]" is printed as written, never styled.
 # emoji=False: "hotfix:fire:2" is a version name, not a picture.
-out = Console(
-    markup=False, highlight=False, emoji=False, width=None if sys.stdout.isatty() else 150
-)
-err = Console(stderr=True, markup=False, highlight=False, emoji=False)
+out = _Shown(markup=False, highlight=False, emoji=False, width=None if sys.stdout.isatty() else 150)
+err = _Shown(stderr=True, markup=False, highlight=False, emoji=False)
 T = TypeVar("T")
 
 UNREACHABLE = 3  # exit code: Temporal did not answer (2: bad input, 1: refused)
@@ -65,7 +80,9 @@ def fail(message: object, code: int = 2) -> NoReturn:
 
 # Left raw by json.dumps(ensure_ascii=False), though a reader may break a line at them (U+2028,
 # U+2029, NEL) or a terminal obey them (C1 controls): escaped. Only strings can hold them.
-_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029]")
+_UNSAFE = re.compile(
+    "[\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]"
+)
 
 
 def _finite(data: Any) -> Any:
@@ -122,6 +139,13 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         fail(error)
     except TemporalUnreachable as error:  # worth trying again later: not the input's fault
         fail(error, code=UNREACHABLE)
+    except RPCError as error:  # no such request; a query the server cannot read
+        if error.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            raise
+        fail(error.message)
+    except WorkflowFailureError as error:  # what the run said, not the client's traceback
+        cause = error.cause
+        fail(f"failed: {getattr(cause, 'message', None) or cause}", 1)
 
 
 async def until_interrupted() -> None:

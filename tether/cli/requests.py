@@ -16,10 +16,11 @@ from rich.table import Table
 from temporalio.service import RPCError
 
 from tether.cli.apps import app, approvals
-from tether.cli.output import JSON, dump, emit, fail, out, run
-from tether.contracts import Outcome, Review, ReviewReceipt
+from tether.cli.output import JSON, dump, emit, fail, kept_text, out, run
+from tether.contracts import Outcome, Review, ReviewReceipt, Stage
 from tether.errors import InvalidRequest, RequestConflict, ReviewRejected
 from tether.signing import KeyFileError, SigningKey
+from tether.text import hidden
 
 
 @app.command()
@@ -181,11 +182,21 @@ KEY = typer.Option(
 )
 
 
-def signing_key(path: Path | None) -> SigningKey | None:
+def signing_key(path: Path | None, approver: str) -> SigningKey | None:
+    """The key in ``path``, which must sign for ``approver`` (refused here, in one line)."""
     try:
-        return SigningKey.load(path) if path else None
+        key = SigningKey.load(path) if path else None
     except KeyFileError as error:
         fail(error)
+    if key is not None and key.approver != approver:
+        fail(f"{path} signs for {key.approver}, not {approver}")
+    return key
+
+
+def _reason(reason: str) -> str:
+    """A reason as kept in the history: no control or invisible characters (a terminal showing
+    the review would obey them); empty stays empty where the command allows it."""
+    return kept_text("--reason", reason, 2000, lines=True) if reason.strip() else reason
 
 
 def _review(
@@ -193,7 +204,8 @@ def _review(
 ) -> None:
     from tether.client import Tether
 
-    signer = signing_key(key)
+    signer = signing_key(key, approver)
+    reason = _reason(reason)
 
     async def main() -> None:
         tether = await Tether.connect()
@@ -252,7 +264,8 @@ def approvals_sign(
     It counts for the pending proposal version, for signature_ttl (default 15 minutes)."""
     from tether.client import Tether
 
-    signer = signing_key(key)
+    signer = signing_key(key, approver)
+    reason = _reason(reason)
     if verdict not in ("approve", "reject"):
         fail(f"--verdict: {verdict!r} is not approve or reject")
 
@@ -289,7 +302,11 @@ def approvals_edit(
     and against the editor's own reach."""
     from tether.client import Tether
 
-    signer = signing_key(key)
+    signer = signing_key(key, approver)
+    reason = _reason(reason)
+    odd = hidden(answer or "", "\n\t")
+    if odd:  # what the requester would get: shown as written, so never an escape sequence
+        fail(f"--answer: control or invisible characters are not sent (U+{ord(odd[0]):04X})")
 
     async def main() -> None:
         tether = await Tether.connect()
@@ -336,6 +353,9 @@ def audit_command(request_id: str, as_json: bool = JSON) -> None:
 
     async def main() -> None:
         tether = await Tether.connect()
+        status = await tether.status(request_id)
+        if status.stage is not Stage.COMPLETED:  # else this would wait for the run to end
+            fail(f"{request_id} is {status.stage.value}: nothing to audit yet", 1)
         outcome = await tether.outcome(request_id)
         entries = audit(outcome)
         if as_json:
