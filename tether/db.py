@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from tether.errors import ConfigurationError
+from tether.errors import MigrationError
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
@@ -20,12 +20,25 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
+def hidden(url: str | Engine) -> str:
+    """A database URL fit for a message: its password hidden."""
+    try:
+        parsed = url.url if isinstance(url, Engine) else make_url(url)
+    except ArgumentError:
+        return str(url)
+    return parsed.render_as_string(hide_password=True)
+
+
 def make_engine(url: str) -> Engine:
+    """Every store's engine, and the one place a URL that cannot be opened is said so (the
+    stores, the migrations and `tether db` all come here)."""
     try:
         engine = create_engine(url, future=True)
-    except (ArgumentError, NoSuchModuleError) as err:  # "garbage": a traceback in every command
-        raise ConfigurationError(
-            [f"TETHER_STORE_URL: not a database URL Tether can open ({err})"]
+    except (ArgumentError, NoSuchModuleError) as err:
+        raise MigrationError(f"{hidden(url)}: not a database URL Tether can open ({err})") from None
+    except ImportError as err:
+        raise MigrationError(
+            f"{hidden(url)}: its database driver is not installed ({err})"
         ) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

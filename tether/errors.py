@@ -9,7 +9,8 @@ Client side (Python exceptions)::
     │                      or domain): nothing was started, nothing of the other is shown
     ├── ReviewRejected     an approval Update was refused; ``.code`` says why
     ├── ConfigurationError this deployment's settings break a pack's contract (a policy
-    │                      override): found when a client or worker starts
+    │   │                  override): found when a client or worker starts
+    │   └── MigrationError the store's database cannot be opened (bad URL, no driver, down)
     └── TemporalUnreachable no connection to Temporal at the configured address (no server
                            there, no such host, or TLS or credentials it refused)
 
@@ -99,6 +100,13 @@ class TemporalUnreachable(TetherError):
         )
         self.address = address
         self.reason = reason
+
+
+class MigrationError(ConfigurationError):
+    """The database could not be opened or reached (bad URL, missing driver, down)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__([problem])
 
 
 class ReviewRejected(TetherError):

@@ -54,7 +54,7 @@ REAL_KEY = base64.b64encode(b"k" * 32).decode()
         (
             {"TETHER_STORE_URL": "garbage"},
             ["policy", "show", "--domain", "support"],
-            "TETHER_STORE_URL: not a database URL",
+            "garbage: not a database URL Tether can open",
         ),
         # A data folder that is a file.
         ({"TETHER_DATA_DIR": "/etc/hostname"}, ["domains"], "TETHER_DATA_DIR: Value error, not"),

@@ -4,7 +4,6 @@ stays a person's step (`tether policy activate`, on the record)."""
 
 from __future__ import annotations
 
-import getpass
 import shlex
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +12,7 @@ import typer
 from tether.calibration import Calibration, IntentFit, Interval
 from tether.cli.apps import app
 from tether.cli.output import JSON, LONGEST, emit, fail, out, within
-from tether.cli.trust import BY, DOMAIN, _pack, _store
+from tether.cli.trust import BY, DOMAIN, _pack, _store, _who
 
 
 def shown(text: str) -> str:
@@ -140,7 +139,7 @@ def calibrate_command(
             stored = policies.add(
                 pack.name,
                 checked(pack, proposed),
-                by=by or getpass.getuser(),
+                by=_who(by),
                 note=calibration.summary(report),
             )
         except (ConfigurationError, PolicyConflict) as error:

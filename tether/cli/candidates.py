@@ -5,14 +5,12 @@ start or a stop reaches the next request, never a running one."""
 
 from __future__ import annotations
 
-import getpass
-
 import typer
 from pydantic import ValidationError
 
 from tether.cli.apps import app
-from tether.cli.output import JSON, emit, fail, out
-from tether.cli.trust import BY, DOMAIN, _pack, _store
+from tether.cli.output import JSON, emit, fail, out, problems
+from tether.cli.trust import BY, DOMAIN, _pack, _store, _who
 
 candidate = typer.Typer(
     no_args_is_help=True, help="A candidate beside live traffic: decides, never acts."
@@ -45,14 +43,14 @@ def candidate_start(
             name=name, policy_version=policy_version, model_queue=model_queue, share=share
         )
     except ValidationError as error:
-        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()))
+        fail(problems(error))
     for option, given in (("--policy-version", policy_version), ("--model-queue", model_queue)):
         if given is not None and not given.strip():  # "$QUEUE" unset in a script
             fail(f"{option}: empty")
     if policy_version is None and model_queue is None:
         fail("a candidate changes something: --policy-version, --model-queue or both")
     try:
-        store.start_candidate(pack.name, live, by=by or getpass.getuser())
+        store.start_candidate(pack.name, live, by=_who(by))
     except (CandidateRunning, NoSuchVersion) as error:
         fail(error, 1)
     if as_json:
@@ -116,7 +114,7 @@ def candidate_stop(domain: str | None = DOMAIN, by: str | None = BY) -> None:
     settings, store = _store()
     pack = _pack(settings, domain)
     try:
-        stopped = store.stop_candidate(pack.name, by=by or getpass.getuser())
+        stopped = store.stop_candidate(pack.name, by=_who(by))
     except NoCandidate as error:
         fail(error, 1)
     out.print(f"{pack.name}: candidate {stopped.name} stopped", style="green")
@@ -140,7 +138,7 @@ def candidate_promote(
     running = store.candidate(pack.name)
     if running is None:
         fail(NoCandidate(f"{pack.name} runs no candidate"), 1)
-    who = by or getpass.getuser()
+    who = _who(by)
     activation = None
     if running.policy_version is not None:
         activation = store.activate(

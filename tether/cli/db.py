@@ -11,6 +11,7 @@ import typer
 from tether.cli.apps import app
 from tether.cli.output import JSON, emit, err
 from tether.config import Settings
+from tether.errors import MigrationError
 
 if TYPE_CHECKING:
     from tether.migrations import Status
@@ -30,7 +31,7 @@ def upgrade() -> None:
         try:
             before = migrations.status(url)
             migrations.upgrade(url)
-        except migrations.MigrationError as error:
+        except MigrationError as error:
             _fail(error.problems[0], 1 if isinstance(error, migrations.SchemaRefused) else 2)
         done = "at head already" if before.at_head else f"upgraded from {_revision(before)}"
         print(f"{before.database}\t{before.head}\t{done}", flush=True)
@@ -43,7 +44,7 @@ def current(as_json: bool = JSON) -> None:
 
     try:
         found = [migrations.status(url) for url in migrations.databases(Settings())]
-    except migrations.MigrationError as error:
+    except MigrationError as error:
         _fail(error.problems[0], 2)
     if as_json:
         emit(

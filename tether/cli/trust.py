@@ -68,6 +68,11 @@ def _store() -> tuple[Settings, PolicyStore]:
     return settings, PolicyStore(settings.resolved_store_url())
 
 
+def _who(by: str | None) -> str:
+    """Who does this, as kept on the record: --by as given (one plain line), else the login."""
+    return kept_text("--by", by, 200, lines=False) if by is not None else getpass.getuser()
+
+
 def _pack(settings: Settings, domain: str | None) -> DomainPack:
     from tether import packs
 
@@ -175,7 +180,7 @@ def policy_add(
         stored = store.add(
             pack.name,
             checked(pack, pack.policy.merged(fields)),
-            by=kept_text("--by", by, 200, lines=False) if by is not None else getpass.getuser(),
+            by=_who(by),
             note=kept_text("--note", note, 2000, lines=True) if note.strip() else "",
         )
     except ValidationError as error:
@@ -203,7 +208,7 @@ def policy_activate(
     settings, store = _store()
     pack = _pack(settings, domain)
     reason = kept_text("--reason", reason, 2000, lines=True)
-    who = kept_text("--by", by, 200, lines=False) if by is not None else getpass.getuser()
+    who = _who(by)
     try:
         activation = store.activate(pack.name, version, by=who, reason=reason)
     except NoSuchVersion as error:

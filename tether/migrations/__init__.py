@@ -27,11 +27,12 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import Connection, MetaData, inspect, make_url, text
+from sqlalchemy import Connection, MetaData, inspect, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import DBAPIError
 
-from tether.errors import ConfigurationError
+from tether.db import hidden, make_engine
+from tether.errors import MigrationError
 from tether.migrations.baseline import schema
 
 if TYPE_CHECKING:
@@ -40,13 +41,6 @@ if TYPE_CHECKING:
 HERE = Path(__file__).parent
 BASELINE = "0001"
 log = logging.getLogger(__name__)
-
-
-class MigrationError(ConfigurationError):
-    """The database could not be opened or reached (bad URL, missing driver, down)."""
-
-    def __init__(self, problem: str) -> None:
-        super().__init__([problem])
 
 
 class SchemaRefused(MigrationError):
@@ -106,14 +100,6 @@ def target_metadata() -> MetaData:
         for table in part.tables.values():
             table.to_metadata(combined)
     return combined
-
-
-def hidden(url: str | Engine) -> str:
-    try:
-        parsed = url.url if isinstance(url, Engine) else make_url(url)
-    except ArgumentError:
-        return str(url)
-    return parsed.render_as_string(hide_password=True)
 
 
 def upgrade(url: str | Engine) -> None:
@@ -190,16 +176,7 @@ def _opened(url: str | Engine) -> Iterator[Engine]:
     if isinstance(url, Engine):
         yield url
         return
-    from tether.db import make_engine
-
-    try:
-        engine = make_engine(url)
-    except (ArgumentError, NoSuchModuleError) as err:
-        raise MigrationError(f"{hidden(url)}: not a database URL Tether can open ({err})") from None
-    except ImportError as err:
-        raise MigrationError(
-            f"{hidden(url)}: its database driver is not installed ({err})"
-        ) from None
+    engine = make_engine(url)  # a URL it cannot open: MigrationError, there
     try:
         yield engine
     finally:
