@@ -52,6 +52,18 @@ def _utc(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def allowed_source(url: httpx.URL, hosts: list[str]) -> bool:
+    """Whether ``url`` is on one of ``hosts`` ("name", any port; "name:port", that one).
+    Names compare as the URL parser reads them: a user part (``allowed@elsewhere``) or a
+    case change does not make another host an allowed one."""
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+    for entry in hosts:
+        allowed = httpx.URL(f"http://{entry}")
+        if allowed.host == url.host and allowed.port in (None, port):
+            return True
+    return False
+
+
 class RetrievalActivities:
     """Sync activities: embedding is CPU-bound and runs in the worker's thread pool. Each
     domain's knowledge is a vector store of its own (``vectors(domain)``): one business never
@@ -303,8 +315,19 @@ class RetrievalActivities:
             headers["If-None-Match"] = known["etag"]
         if known and known["last_modified"]:
             headers["If-Modified-Since"] = known["last_modified"]
+
+        def allowed(request: httpx.Request) -> None:  # each request, each redirect's too
+            if not allowed_source(request.url, self._config.source_hosts):
+                raise DocumentError(
+                    f"{request.url.host}: not a source this worker fetches from "
+                    "(TETHER_RETRIEVAL__SOURCE_HOSTS names the hosts it may)"
+                )
+
         try:
-            response = httpx.get(url, headers=headers, timeout=30.0, follow_redirects=True)
+            with httpx.Client(
+                timeout=30.0, follow_redirects=True, event_hooks={"request": [allowed]}
+            ) as client:
+                response = client.get(url, headers=headers)
         except httpx.HTTPError as err:
             raise ApplicationError(f"{url}: {err!r}", type="SourceUnavailable") from err
         if response.status_code == 304 and known:

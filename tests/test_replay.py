@@ -58,6 +58,9 @@ def test_every_path_has_a_recorded_history() -> None:
         "latest_approval_approved",
         "pinread_auto_order_status",  # the pin beside the reads, the overlay with the pin
         "pinread_overlay_approval_approved",
+        "reviewed_auto_order_status",  # people's text checked at the door, edits carried
+        "reviewed_approval_edited",
+        "reviewed_answer_carried",  # an edit of the answer alone, sent as the reply's body
     } <= names
 
 

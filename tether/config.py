@@ -303,6 +303,10 @@ class RetrievalConfig(BaseModel):
     keep_stale: bool = False
     # Judge freshness as of this instant instead of now: for tests and shadow replays.
     freshness_as_of: datetime | None = None
+    # The hosts an ingest may fetch from ("docs.example.com", or "host:port" for one port),
+    # redirects included. None by default: the worker fetches what its operator allowed, not
+    # whatever a caller names (a cloud's metadata address, an admin page inside the network).
+    source_hosts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.\[\]:-]+$")]] = []
 
 
 class LLMConfig(BaseModel):
@@ -517,6 +521,12 @@ class Settings(BaseSettings):
         if value.exists() and not value.is_dir():
             raise ValueError("not a folder (a file is there)")
         return value
+
+    @field_validator("domains")
+    @classmethod
+    def _each_once(cls, value: list[str] | None) -> list[str] | None:
+        """A pack named twice is served once (not listed, loaded and registered twice)."""
+        return list(dict.fromkeys(value)) if value is not None else None
 
     @field_validator("evaluation_every")
     @classmethod

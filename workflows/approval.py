@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewRecord,
     )
     from tether.domain import DomainPack
+    from tether.text import hidden
     from tether.tools import ProposalInvalid
 
 MAX_REFUSED_SIGNALS = 20
@@ -82,6 +83,9 @@ class ApprovalGate:
         self.tier: int | None = None  # the tier a verdict was given at
         self.expired = False  # every tier's SLA ran out without a verdict
         self._version = 0  # of the proposal put to people: a review names the one it saw
+        # Set by the run (steps.REVIEWED_TEXT): people's text is checked before it is kept,
+        # and an edited answer reaches the subject wherever the model's answer would have.
+        self.reviewed_text = False
 
     def pin(self, policy: PolicyConfig) -> None:
         self._policy = policy
@@ -192,6 +196,8 @@ class ApprovalGate:
             workflow_id=workflow.info().workflow_id,
             now=workflow.now(),
         )
+        if self.reviewed_text:
+            _showable(review)
 
     def accept(self, review: Review) -> ReviewReceipt:
         assert self.pending is not None
@@ -236,6 +242,8 @@ class ApprovalGate:
             changed["answer"] = edit.answer
         if edit.tool_calls is not None:
             changed["tool_calls"] = [c.model_dump(mode="json") for c in edit.tool_calls]
+        if self.reviewed_text and edit.answer is not None:
+            self._carry(changed["tool_calls"], original.answer, edit)
         try:
             edited = self._pack.tools.validate_proposal(
                 json.dumps(changed), intents=self._pack.intents
@@ -264,6 +272,27 @@ class ApprovalGate:
             )
         return facts
 
+    def _carry(self, calls: list[dict[str, Any]], was: str, edit: Edit) -> None:
+        """An edited answer goes where the model's went: each outbound argument (a message
+        body) that held the model's answer holds the new one. An outbound argument that says
+        something else must be edited too, unless the edit sets the calls itself: else the
+        approver's correction is recorded and the subject is sent the model's words."""
+        assert self._pack is not None and edit.answer is not None
+        for call in calls:
+            if call["tool"] not in self._pack.tools:
+                continue  # refused by the contracts next
+            for argument in self._pack.tools.get(call["tool"]).outbound:
+                said = call["arguments"].get(argument)
+                if said == was:
+                    call["arguments"][argument] = edit.answer
+                elif edit.tool_calls is None and said is not None and said != edit.answer:
+                    raise ReviewRefused(
+                        "edit_misses_outbound",
+                        f"{call['tool']}.{argument} also reaches the "
+                        f"{self._pack.subject_label} and does not say the answer: "
+                        "edit it too, or approve the answer as it is",
+                    )
+
     def accept_edit(self, edit: Edit, edited: Facts) -> ReviewReceipt:
         assert self.pending is not None and edited.proposal is not None
         self.edited = edited
@@ -286,4 +315,45 @@ class ApprovalGate:
                 signature=edit.signature,
             )
         )
-        return ReviewReceipt(accepted=True, tier=self.edits[-1].tier, detail="edit approved")
+        carried = carried_to(self.edits[-1].original, edited.proposal, self._pack)
+        detail = "edit approved" + (
+            f"; the new answer is sent as {', '.join(carried)}" if carried else ""
+        )
+        return ReviewReceipt(accepted=True, tier=self.edits[-1].tier, detail=detail)
+
+
+def carried_to(original: Proposal, edited: Proposal, pack: DomainPack | None) -> list[str]:
+    """The outbound arguments (``tool.argument``) that held the model's answer and now hold
+    the approver's."""
+    if pack is None or edited.answer == original.answer:
+        return []
+    return [
+        f"{after.tool}.{argument}"
+        for before, after in zip(original.tool_calls, edited.tool_calls, strict=False)
+        if before.tool == after.tool and after.tool in pack.tools
+        for argument in pack.tools.get(after.tool).outbound
+        if before.arguments.get(argument) == original.answer
+        and after.arguments.get(argument) == edited.answer
+    ]
+
+
+def _showable(review: Review | Edit) -> None:
+    """What a person wrote is kept in the history and shown to people (an operator's
+    terminal, the console) or sent to the subject: never a control or invisible character,
+    which a terminal would obey and a reader would not see. Tab and newline are text."""
+    said = [("reason", review.reason)]
+    if isinstance(review, Edit):
+        said.append(("answer", review.answer or ""))
+        said += [
+            (f"{call.tool}.{name}", value)
+            for call in review.tool_calls or []
+            for name, value in call.arguments.items()
+            if isinstance(value, str)
+        ]
+    for where, text in said:
+        odd = hidden(text, "\n\t")
+        if odd:
+            raise ReviewRefused(
+                "hidden_characters",
+                f"{where}: control or invisible characters are not kept (U+{ord(odd[0]):04X})",
+            )

@@ -111,6 +111,7 @@ class ResolutionWorkflow:
             pinned = await pinning
         self._pinned = pinned
         self._gate.pin(self._policy)
+        self._gate.reviewed_text = steps.reviewed_text()
         policy = self._policy
 
         if readable:

@@ -95,6 +95,12 @@ LATEST = "governed-2026-12-06"
 # after the other), retrieval dispatched once both are in. Replaces LATEST's marker: still
 # one marker and one write of TemporalChangeVersion per run.
 PIN_BESIDE_READS = "governed-2026-12-06-pin"
+# What a run started since takes: all PIN_BESIDE_READS takes, and people's text held to what
+# a terminal can show (a review's reason, an edit's answer and arguments with a control or
+# invisible character are refused at the door, the Update's validator), and an edited answer
+# carried into the outbound arguments (a message body) that held the model's. Replaces
+# PIN_BESIDE_READS's marker.
+REVIEWED_TEXT = "governed-2026-12-07"
 
 
 def current() -> bool:
@@ -108,8 +114,14 @@ def latest() -> bool:
 
 
 def pin_beside_reads() -> bool:
-    """Whether this run pins its policy beside its reads: every run started today does."""
-    return workflow.patched(PIN_BESIDE_READS)
+    """Whether this run pins its policy beside its reads: every run started since does."""
+    return reviewed_text() or workflow.patched(PIN_BESIDE_READS)
+
+
+def reviewed_text() -> bool:
+    """Whether this run checks people's text and carries an edited answer: every run started
+    today does."""
+    return workflow.patched(REVIEWED_TEXT)
 
 
 def since(patch: str) -> bool:

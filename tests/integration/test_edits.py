@@ -83,6 +83,11 @@ async def test_an_edit_within_limits_is_executed_and_kept_as_feedback(
     [edit] = outcome.edits
     assert edit.original.tool_calls[0].arguments["amount_cents"] == 12_000
     assert edit.edited.tool_calls[0].arguments["amount_cents"] == 10_000
+    # The reply was copied from the draft, where it said the model's answer: it carries the
+    # lead's instead, and the receipt says so.
+    assert reply.arguments["body"] == edit.original.answer
+    assert outcome.actions[1].arguments["body"] == outcome.answer
+    assert receipt.detail.endswith("the new answer is sent as send_reply.body")
     assert [(r.approver, r.verdict) for r in outcome.reviews] == [(LEAD, "approve")]
     refunds = [
         r
@@ -93,7 +98,75 @@ async def test_an_edit_within_limits_is_executed_and_kept_as_feedback(
     [row] = resources.store.feedback(rid)  # type: ignore[attr-defined]
     assert json.loads(row["edited"])["answer"] == outcome.answer
     assert json.loads(row["original"])["tool_calls"][0]["arguments"]["amount_cents"] == 12_000
-    await replay_and_keep(tether.handle(rid), "approval_edited")
+    await replay_and_keep(tether.handle(rid), "reviewed_approval_edited")
+
+
+async def test_an_edited_answer_is_the_one_sent(tether: Tether, business: BusinessServer) -> None:
+    """An edit of the answer alone: the reply that held the model's answer sends the
+    approver's, on the business system too, not only on the record."""
+    rid = await pending(tether, "C-111", "ORD-1014", 130)
+    status = await tether.status(rid)
+    assert status.pending is not None
+    said = "We have refunded $130.00 for the pole; a replacement is on its way."
+    receipt = await tether.edit(
+        rid,
+        approver=MANAGER,  # the customer's refunds in this session may have outgrown a lead's
+        reason="promise the replacement too",
+        answer=said,
+        proposal_version=status.pending.proposal_version,
+    )
+    assert "send_reply.body" in receipt.detail
+    outcome = await tether.handle(rid).result()
+    assert outcome.answer == said
+    [reply] = [a for a in outcome.actions if a.tool == "send_reply"]
+    assert reply.ok and reply.arguments["body"] == said
+    sent = [
+        m
+        for m in business.db.rows("messages")
+        if str(m["idempotency_key"]).startswith(workflow_id_for(rid))
+    ]
+    assert [m["body"] for m in sent] == [said]
+    await replay_and_keep(tether.handle(rid), "reviewed_answer_carried")
+
+
+async def test_text_a_terminal_would_obey_is_refused_at_the_door(
+    tether: Tether, business: BusinessServer
+) -> None:
+    """The client's API reaches the workflow without the CLI's checks: the validator refuses a
+    control or invisible character in a reason, an answer or an edited argument, and nothing
+    of it enters the history."""
+    rid = await pending(tether, "C-112", "ORD-1015", 140)
+    screen = "\x1b[2J\x1b]8;;http://evil.example/\x07click\x1b]8;;\x07"
+    attempts = [
+        lambda: tether.approve(rid, approver=LEAD, reason="fine" + screen),
+        lambda: tether.reject(rid, approver=MANAGER, reason="no\u202eon"),
+        lambda: tether.edit(rid, approver=LEAD, reason="ok", answer="Refunded." + screen),
+        lambda: tether.edit(
+            rid,
+            approver=LEAD,
+            reason="ok",
+            tool_calls=[
+                {
+                    "tool": "issue_refund",
+                    "arguments": {
+                        "order_id": "ORD-1015",
+                        "amount_cents": 14_000,
+                        "reason": "pole\u200b",
+                    },
+                }
+            ],
+        ),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ReviewRejected) as refused:
+            await attempt()
+        assert refused.value.code == "hidden_characters", refused.value
+    history = await tether.handle(rid).fetch_history()
+    assert "\\u001b" not in history.to_json() and "\\u202e" not in history.to_json()
+    # Declined: this customer's later refunds are another test's.
+    await tether.reject(rid, approver=MANAGER, reason="tabs\tand\nnewlines are text")
+    outcome = await tether.handle(rid).result()
+    assert [r.reason for r in outcome.reviews] == ["tabs\tand\nnewlines are text"]
 
 
 async def test_edits_are_refused_by_the_same_checks(
@@ -248,6 +321,34 @@ async def unsure_reply(inp: ProposeInput) -> RawProposal:
     return RawProposal(
         content=content, model=ModelIdentity(provider="test", model="unsure", fingerprint="0")
     )
+
+
+async def test_an_answer_the_reply_does_not_say_is_edited_with_it(
+    temporal_env: WorkflowEnvironment, settings: Settings, workers: None, business: BusinessServer
+) -> None:
+    """The draft's reply says something other than its answer: an edit of the answer alone
+    would leave the reply the model's, so it is refused; with the reply edited too, it runs."""
+    queue = new_id("unsure")
+    tether = Tether(temporal_env.client, settings.model_copy(update={"model_queue": queue}))
+    async with Worker(temporal_env.client, task_queue=queue, activities=[unsure_reply]):
+        rid = await pending(tether, "C-113", "ORD-1016", 10)
+        status = await tether.status(rid)
+        assert status.pending is not None
+        with pytest.raises(ReviewRejected) as refused:
+            await tether.edit(rid, approver=LEAD, reason="kinder", answer="We are on it.")
+        assert refused.value.code == "edit_misses_outbound"
+        assert "send_reply.body also reaches the customer" in str(refused.value)
+        reply = {"customer_id": "C-113", "body": "We are on it, and will write by Friday."}
+        await tether.edit(
+            rid,
+            approver=LEAD,
+            reason="kinder",
+            answer="We are on it.",
+            tool_calls=[{"tool": "send_reply", "arguments": reply}],
+        )
+        outcome = await tether.handle(rid).result()
+    assert outcome.answer == "We are on it."
+    assert [a.arguments["body"] for a in outcome.actions] == [reply["body"]]
 
 
 async def test_an_edit_may_add_an_action_the_draft_lacked(

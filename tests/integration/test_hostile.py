@@ -232,7 +232,7 @@ async def test_ticket_text_that_looks_like_markup_is_printed_as_written(
     text = "hmm about the thing [/red] from before, you know [bold]what[/bold] I mean \\[x]"
     reason = "[/red] not [bold]now[/bold]"
 
-    async def ask(*flags: str) -> tuple[str, str]:
+    async def ask(*flags: str, linger: float = 0.0) -> tuple[str, str]:
         rid = new_id("markup")
         done = asyncio.create_task(
             asyncio.to_thread(
@@ -245,13 +245,20 @@ async def test_ticket_text_that_looks_like_markup_is_printed_as_written(
                 if (await tether.status(rid)).pending is not None:
                     break
             await asyncio.sleep(0.05)
+        await asyncio.sleep(linger)  # the CLI looks once a second
         await tether.reject(rid, approver=LEAD, reason=reason)  # their words go in the reply
         result = await done
         assert result.returncode == 0, result.stderr
         return result.stdout, result.stderr
 
-    human, errors = await ask()
-    assert reason in human and errors == ""  # not styled away, not a crash
+    human, errors = await ask(linger=3.0)
+    assert reason in human  # not styled away, not a crash
+    # The wait is not silent: who decides, by when, and where to look (on stderr).
+    lines = errors.splitlines()
+    assert len(lines) == 1, errors
+    [hint] = lines
+    assert hint.startswith("waiting for a person: tier lead (support_lead) decides by 20")
+    assert "; tether approvals show markup-" in hint
     piped, _ = await ask("--json")
     outcome = json.loads(piped)
     assert outcome["request"]["text"] == text and reason in outcome["answer"]

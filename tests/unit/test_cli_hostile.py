@@ -186,6 +186,7 @@ def test_json_output_stays_json_and_text_stays_text(capsys: pytest.CaptureFixtur
             "--by: control or invisible characters",
         ),
         (["new-domain", "abcqq", "--into", "/etc/hostname/sub"], "--into /etc/hostname/sub: "),
+        (["ask", "hello", "--subject", "C-100", "--request-id", " "], "--request-id: empty"),
     ],
 )
 def test_an_option_out_of_its_range_is_one_line(tmp_path: Path, args: list[str], said: str) -> None:

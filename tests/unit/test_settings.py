@@ -137,6 +137,19 @@ def test_zero_is_allowed_where_it_means_something(monkeypatch: pytest.MonkeyPatc
     assert temporalio_policy.maximum_interval == timedelta(0)
 
 
+def test_a_pack_named_twice_is_served_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TETHER_DOMAINS", '["support", "itops", "support"]')
+    assert Settings().domains == ["support", "itops"]
+
+
+def test_ingest_hosts_are_host_names_not_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TETHER_RETRIEVAL__SOURCE_HOSTS", '["docs.example.com", "[::1]:8080"]')
+    assert Settings().retrieval.source_hosts == ["docs.example.com", "[::1]:8080"]
+    monkeypatch.setenv("TETHER_RETRIEVAL__SOURCE_HOSTS", '["https://docs.example.com/"]')
+    with pytest.raises(ValidationError, match="source_hosts"):
+        Settings()
+
+
 def test_one_field_of_a_retry_leaves_the_others_at_that_retrys_defaults(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -13,7 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from tests.conftest import FRESHNESS_AS_OF
@@ -51,6 +53,12 @@ def site() -> Iterator[tuple[Site, str]]:
             if state.body is None:
                 self._answer(404, b"")
                 return
+            if self.path.startswith("/go/"):  # a redirect to wherever the path says
+                self.send_response(302)
+                self.send_header("Location", self.path.removeprefix("/go/"))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             match = self.headers.get("If-None-Match")
             if match:
                 state.conditional.append(match)
@@ -83,7 +91,10 @@ def acts(tmp_path: Path, embedder: Embedder) -> Iterator[RetrievalActivities]:
     vectors = EdgeStore(DIMENSIONS, tmp_path / "edge")
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     yield RetrievalActivities(
-        embedder, lambda _: vectors, store, RetrievalConfig(freshness_as_of=FRESHNESS_AS_OF)
+        embedder,
+        lambda _: vectors,
+        store,
+        RetrievalConfig(freshness_as_of=FRESHNESS_AS_OF, source_hosts=["127.0.0.1"]),
     )
     vectors.close()
     store.close()
@@ -207,3 +218,51 @@ def test_an_interrupted_ingest_resumes_without_duplicates(
     assert resumed.chunks == 180 and resumed.embedded == 180 - written  # not a second time
     stored = acts._vectors("support").hashes("corpus")
     assert len(stored) == 180 and len(set(stored)) == 180
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",  # a cloud's metadata address
+        "http://127.0.0.1.nip.io/x",
+        "http://127.0.0.1@169.254.169.254/latest/meta-data/",  # a user part, not the host
+        "http://[::1]/x",
+        "http://localhost/x",
+    ],
+)
+def test_a_host_the_operator_did_not_allow_is_never_fetched(
+    acts: RetrievalActivities, url: str
+) -> None:
+    with pytest.raises(ApplicationError, match="not a source this worker fetches from") as err:
+        ingest(acts, source="elsewhere", url=url)
+    assert err.value.non_retryable
+    assert acts._vectors("support").hashes("elsewhere") == {}
+
+
+def test_a_redirect_off_the_allowed_hosts_is_not_followed(
+    acts: RetrievalActivities, site: tuple[Site, str]
+) -> None:
+    state, url = site
+    base = url.split("/help/")[0]
+    hop = f"{base}/go/http://169.254.169.254/latest/meta-data/"
+    with pytest.raises(ApplicationError, match=r"169\.254\.169\.254: not a source"):
+        ingest(acts, source="help-site", url=hop)
+    assert ingest(acts, source="help-site", url=f"{base}/go/{url}").chunks > 0  # on the host
+    assert state.answers[200] == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "hosts", "allowed"),
+    [
+        ("https://docs.example.com/a", ["docs.example.com"], True),
+        ("https://DOCS.example.com:443/a", ["docs.example.com:443"], True),
+        ("https://docs.example.com:8443/a", ["docs.example.com:443"], False),
+        ("http://docs.example.com/a", ["docs.example.com:80"], True),
+        ("https://docs.example.com.evil.io/a", ["docs.example.com"], False),
+        ("https://evil.io/docs.example.com", ["docs.example.com"], False),
+        ("http://[::1]:8080/a", ["[::1]:8080"], True),
+        ("https://docs.example.com/a", [], False),
+    ],
+)
+def test_which_urls_a_host_list_allows(url: str, hosts: list[str], allowed: bool) -> None:
+    assert retrieval.allowed_source(httpx.URL(url), hosts) is allowed

@@ -3,24 +3,29 @@ audit of what was done, and feedback heard later."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from pydantic import ValidationError
 from rich.table import Table
+from temporalio.client import WorkflowHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from tether.cli.apps import app, approvals
-from tether.cli.output import JSON, dump, emit, fail, kept_text, out, run
+from tether.cli.output import JSON, dump, emit, err, fail, kept_text, out, run
 from tether.contracts import Outcome, Review, ReviewReceipt, Stage
 from tether.errors import InvalidRequest, RequestConflict, ReviewRejected
 from tether.signing import KeyFileError, SigningKey
 from tether.text import hidden
+
+if TYPE_CHECKING:
+    from tether.client import Tether
 
 
 @app.command()
@@ -43,6 +48,8 @@ def ask(
     """Start a request and print its outcome (or, with --no-wait, where to follow it)."""
     from tether.client import Tether
 
+    if request_id is not None and not request_id.strip():
+        fail("--request-id: empty (leave it out for a new id)")
     references: dict[str, list[str]] = {}
     for item in ref or []:
         kind, _, ident = item.partition("=")
@@ -52,7 +59,7 @@ def ask(
 
     async def main() -> None:
         tether = await Tether.connect()
-        rid = request_id or f"cli-{uuid.uuid4().hex[:10]}"
+        rid = request_id if request_id is not None else f"cli-{uuid.uuid4().hex[:10]}"
         try:
             handle = await tether.submit(
                 {
@@ -74,10 +81,32 @@ def ask(
             return
         if not as_json:
             out.print(f"started {handle.id}: {started['ui']}")
-        outcome = await handle.result()
+        outcome = await _awaited(tether, rid, handle)
         emit(outcome) if as_json else show_outcome(outcome)
 
     run(main())
+
+
+async def _awaited(tether: Tether, rid: str, handle: WorkflowHandle[Any, Outcome]) -> Outcome:
+    """The outcome; if the request goes to a person meanwhile, a line on stderr says who
+    decides by when, and how to look at it, instead of a silent wait."""
+    result = asyncio.ensure_future(handle.result())
+    while not result.done():
+        await asyncio.wait({result}, timeout=1.0)
+        if result.done():
+            break
+        try:
+            pending = (await tether.status(rid)).pending
+        except (RPCError, WorkflowQueryFailedError):
+            continue  # the hint is a courtesy: the wait goes on without it
+        if pending is not None:
+            err.print(
+                f"waiting for a person: tier {pending.tier_name} ({pending.role}) decides by "
+                f"{pending.deadline.isoformat(timespec='seconds')}; tether approvals show {rid}",
+                soft_wrap=True,  # one line, whatever the terminal's width
+            )
+            break
+    return await result
 
 
 def show_outcome(outcome: Outcome) -> None:

@@ -166,7 +166,7 @@ def console_command(
 @app.command("replay")
 def replay_command(
     query: str = typer.Option("", help="which executions (Temporal visibility query; all)"),
-    limit: int = typer.Option(100, help="at most this many histories"),
+    limit: int = typer.Option(100, min=1, help="at most this many histories"),
     as_json: bool = JSON,
 ) -> None:
     """Replay recent histories from the server against this code; exit 1 on any divergence."""
