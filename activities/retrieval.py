@@ -16,7 +16,7 @@ import numpy.typing as npt
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from tether import sentencevectors
+from tether import packs, sentencevectors
 from tether.config import RetrievalConfig
 from tether.contracts import (
     DroppedPassage,
@@ -83,6 +83,25 @@ class RetrievalActivities:
 
     def _now(self) -> datetime:
         return self._config.freshness_as_of or datetime.now(UTC)
+
+    # The sources an ingest may read: the operator's lists, and the domain's pack's own
+    # knowledge (installed by that same operator).
+
+    def _own(self, domain: str) -> list[str]:
+        try:
+            return [str(k.location) for k in packs.get(domain).knowledge]
+        except packs.UnknownDomain:
+            return []
+
+    def _hosts(self, domain: str) -> list[str]:
+        own = [httpx.URL(loc) for loc in self._own(domain) if "://" in loc]
+        return [*self._config.source_hosts, *(u.netloc.decode("ascii") for u in own)]
+
+    def _folders(self, domain: str) -> list[Path] | None:
+        if self._config.source_folders is None:
+            return None
+        own = [Path(loc) for loc in self._own(domain) if "://" not in loc]
+        return [*self._config.source_folders, *own]
 
     @activity.defn
     def retrieve_evidence(self, query: RetrievalQuery) -> Evidence:
@@ -299,6 +318,7 @@ class RetrievalActivities:
                 source=inp.source,
                 max_age_days=inp.max_age_days,
                 valid_until=inp.valid_until,
+                within=self._folders(inp.domain),
             )
             return documents, None
         assert inp.url is not None
@@ -317,7 +337,7 @@ class RetrievalActivities:
             headers["If-Modified-Since"] = known["last_modified"]
 
         def allowed(request: httpx.Request) -> None:  # each request, each redirect's too
-            if not allowed_source(request.url, self._config.source_hosts):
+            if not allowed_source(request.url, self._hosts(inp.domain)):
                 raise DocumentError(
                     f"{request.url.host}: not a source this worker fetches from "
                     "(TETHER_RETRIEVAL__SOURCE_HOSTS names the hosts it may)"

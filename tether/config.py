@@ -307,6 +307,9 @@ class RetrievalConfig(BaseModel):
     # redirects included. None by default: the worker fetches what its operator allowed, not
     # whatever a caller names (a cloud's metadata address, an admin page inside the network).
     source_hosts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.\[\]:-]+$")]] = []
+    # The folders an ingest may read (and what is under them), on the worker's host. None:
+    # any folder the worker can read, for one person's machine; a deployment names its own.
+    source_folders: list[Path] | None = None
 
 
 class LLMConfig(BaseModel):

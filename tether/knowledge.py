@@ -206,12 +206,21 @@ def load_directory(
     source: str = "kb",
     max_age_days: int = 30,
     valid_until: datetime | None = None,
+    within: list[Path] | None = None,
 ) -> list[tuple[DocumentMeta, list[Chunk]]]:
-    """Every markdown, text and HTML file; files without front matter get the source's rule."""
+    """Every markdown, text and HTML file; files without front matter get the source's rule.
+    With ``within``, the folder must be under one of those, and so must each file once its
+    links are followed (a link to a file elsewhere is not read)."""
     if not path.is_dir():
         raise DocumentError(f"{path}: not a directory")
+    if within is not None and not _inside(path, within):
+        raise DocumentError(
+            f"{path}: not a folder this worker reads from "
+            "(TETHER_RETRIEVAL__SOURCE_FOLDERS names the folders it may)"
+        )
     documents = []
-    for file in sorted(f for f in path.iterdir() if f.suffix.lower() in KINDS):
+    files = sorted(f for f in path.iterdir() if f.suffix.lower() in KINDS)
+    for file in files if within is None else [f for f in files if _inside(f, within)]:
         modified = datetime.fromtimestamp(file.stat().st_mtime, tz=fetched_at.tzinfo)
         meta, body = read_document(
             file.name,  # with its extension: x.md and x.html are two documents
@@ -224,3 +233,8 @@ def load_directory(
         )
         documents.append((meta, chunk_document(meta, body, fetched_at=fetched_at)))
     return documents
+
+
+def _inside(path: Path, folders: list[Path]) -> bool:
+    real = path.resolve()
+    return any(real.is_relative_to(folder.resolve()) for folder in folders)

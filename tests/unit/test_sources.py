@@ -19,10 +19,12 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from tests.conftest import FRESHNESS_AS_OF
+from tether import packs
 from tether.activities import retrieval
 from tether.activities.retrieval import RetrievalActivities
 from tether.config import RetrievalConfig
 from tether.contracts import IngestInput, IngestReport, RetrievalQuery
+from tether.domains.support import PACK
 from tether.embeddings import DIMENSIONS, Embedder
 from tether.store import Store
 from tether.vectorstore import EdgeStore
@@ -266,3 +268,31 @@ def test_a_redirect_off_the_allowed_hosts_is_not_followed(
 )
 def test_which_urls_a_host_list_allows(url: str, hosts: list[str], allowed: bool) -> None:
     assert retrieval.allowed_source(httpx.URL(url), hosts) is allowed
+
+
+def test_with_a_folder_list_only_those_folders_are_read(
+    acts: RetrievalActivities, tmp_path: Path
+) -> None:
+    """Another folder, a way out by ``..``, a link to a file elsewhere: not read. The pack's
+    own knowledge is its operator's, and stays readable."""
+    allowed, other = tmp_path / "allowed", tmp_path / "other"
+    allowed.mkdir()
+    other.mkdir()
+    (allowed / "hours.md").write_text("# Hours\n\nNorthwind stores open at nine every day.\n")
+    (other / "secret.md").write_text("# Secret\n\nThe admin password is hunter2.\n")
+    (allowed / "linked.md").symlink_to(other / "secret.md")
+    strict = RetrievalActivities(
+        acts._embedder,
+        acts._vectors,
+        acts._store,
+        acts._config.model_copy(update={"source_folders": [allowed]}),
+    )
+    for path in (other, allowed / ".." / "other"):
+        with pytest.raises(ApplicationError, match="not a folder this worker reads from"):
+            ingest(strict, source="other", path=str(path))
+    read = ingest(strict, source="allowed", path=str(allowed))
+    assert read.documents == 1  # hours.md; not the link to the secret
+    assert not any("hunter2" in t for t in ask(strict, "What is the admin password?"))
+    packs.register(PACK)  # as a worker serving it has
+    own = ingest(strict, source="kb", path=str(PACK.knowledge[0].location))
+    assert own.documents > 0
