@@ -11,8 +11,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict
+
+from tether.handed import load_yaml
 
 _SECTION = re.compile(r"^##\s+(.+)$", re.MULTILINE)
 
@@ -55,7 +56,7 @@ def parse_front_matter(name: str, raw: str) -> tuple[DocumentMeta, str]:
     if not raw.startswith("---") or len(parts) < 3:
         raise DocumentError(f"{name}: missing YAML front matter between '---' lines")
     try:
-        meta = DocumentMeta.model_validate(yaml.safe_load(parts[1]))
+        meta = DocumentMeta.model_validate(load_yaml(parts[1]))  # fetched from anywhere
     except Exception as err:
         raise DocumentError(f"{name}: bad front matter: {err}") from err
     return meta, parts[2].strip()

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tether.config import PolicyConfig, key_id
 from tether.contracts import Edit, Review, Signature
+from tether.handed import read_small
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +122,10 @@ class SigningKey:
     @classmethod
     def load(cls, path: Path) -> SigningKey:
         try:
-            body = json.loads(path.read_text())
+            body = json.loads(read_small(path, 64 * 1024))  # a key is a few hundred bytes
             raw = base64.b64decode(body["private_key"], validate=True)
             key = cls(str(body["approver"]), Ed25519PrivateKey.from_private_bytes(raw))
-        except (OSError, ValueError, KeyError, TypeError) as err:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
             raise KeyFileError(f"{path}: not a tether key file ({err})") from None
         if body.get("public_key") not in (None, key.public_key):
             raise KeyFileError(f"{path}: its public key does not match its private key")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -203,6 +204,32 @@ def test_files_and_names_an_operator_hands_over(tmp_path: Path) -> None:
     hidden.write_text('version: "v\\u202e9"\n')  # a right-to-left override in the name
     line = one_line(tether(tmp_path, "policy", "add", str(hidden), "--domain", "support"))
     assert "no control or invisible characters" in line
+    odd = tmp_path / "odd.yaml"
+    odd.write_text('version: "v9; touch pwned"\n')
+    added = tether(tmp_path, "policy", "add", str(odd), "--domain", "support")
+    assert added.returncode == 0, added.stderr
+    assert "activate: tether policy activate 'v9; touch pwned' --domain support" in added.stdout
+    bomb = tmp_path / "bomb.yaml"  # nine levels of ten: a billion strings, from 400 bytes
+    levels = [f'a0: &a0 ["{"x" * 8}"]'] + [
+        f"a{i}: &a{i} [{', '.join(f'*a{i - 1}' for _ in range(10))}]" for i in range(1, 10)
+    ]
+    bomb.write_text("version: v9\n" + "\n".join(levels) + "\n")
+    line = one_line(tether(tmp_path, "policy", "add", str(bomb), "--domain", "support"))
+    assert line.startswith(f"{bomb}: aliases are not read here")
+    fifo = tmp_path / "policy.fifo"
+    os.mkfifo(fifo)  # nobody writes to it: reading would wait forever
+    line = one_line(tether(tmp_path, "policy", "add", str(fifo), "--domain", "support"))
+    assert line == f"{fifo}: not a regular file"
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("version: v9\n" + "#" * 2_000_000 + "\n")
+    line = one_line(tether(tmp_path, "policy", "add", str(huge), "--domain", "support"))
+    assert line == f"{huge}: larger than 1,000,000 bytes"
+    key = ["approvals", "approve", "r-1", "--as", "lead@northwind.example", "--key"]
+    nested = tmp_path / "nested.key"
+    nested.write_text("[" * 50_000)
+    assert "not a tether key file" in one_line(tether(tmp_path, *key, str(nested)))
+    line = one_line(tether(tmp_path, *key, str(fifo)))
+    assert line == f"{fifo}: not a tether key file (not a regular file)"
     # TETHER_DEFAULT_DOMAIN is the domain a command means when it names none (two served).
     shown = tether(tmp_path, "policy", "show", TETHER_DEFAULT_DOMAIN="support")
     assert one_line(shown, 1) == "no support policy is active yet: a worker registers one at start"

@@ -26,6 +26,7 @@ from tether.config import RetrievalConfig
 from tether.contracts import IngestInput, IngestReport, RetrievalQuery
 from tether.domains.support import PACK
 from tether.embeddings import DIMENSIONS, Embedder
+from tether.knowledge import DocumentError, parse_front_matter
 from tether.store import Store
 from tether.vectorstore import EdgeStore
 
@@ -296,3 +297,14 @@ def test_with_a_folder_list_only_those_folders_are_read(
     packs.register(PACK)  # as a worker serving it has
     own = ingest(strict, source="kb", path=str(PACK.knowledge[0].location))
     assert own.documents > 0
+
+
+def test_front_matter_from_anywhere_holds_no_alias_bomb() -> None:
+    """A fetched page's front matter is YAML from a stranger: ten levels of ten aliases would
+    be ten billion strings; it is refused at the first alias."""
+    levels = ['a0: &a0 ["x"]'] + [
+        f"a{i}: &a{i} [{', '.join(f'*a{i - 1}' for _ in range(10))}]" for i in range(1, 11)
+    ]
+    raw = "---\n" + "\n".join(levels) + "\n---\n# Page\n\nText.\n"
+    with pytest.raises(DocumentError, match="aliases are not read here"):
+        parse_front_matter("page.md", raw)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import getpass
 import re
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 from tether.cli.apps import app
 from tether.cli.output import JSON, emit, fail, kept_text, out, problems
 from tether.config import Settings
+from tether.handed import Unreadable, load_yaml, read_small, yaml_problem
 
 if TYPE_CHECKING:
     from tether.domain import DomainPack
@@ -169,11 +171,11 @@ def policy_add(
     settings, store = _store()
     pack = _pack(settings, domain)
     try:
-        fields = yaml.safe_load(file.read_text())
-    except UnicodeDecodeError:
-        fail(f"{file}: not UTF-8 text")
-    except (OSError, yaml.YAMLError) as error:
+        fields = load_yaml(read_small(file, 1_000_000))
+    except Unreadable as error:
         fail(f"{file}: {error}")
+    except yaml.YAMLError as error:
+        fail(f"{file}: {yaml_problem(error)}")
     if not isinstance(fields, dict) or not isinstance(fields.get("version"), str):
         fail(f"{file}: a mapping with a 'version' name and the settings that change")
     try:
@@ -191,7 +193,9 @@ def policy_add(
         emit({"domain": pack.name, "version": stored.version, "sha256": stored.sha256})
         return
     out.print(f"stored {pack.name} policy {stored.version} (sha256 {stored.sha256[:12]})")
-    out.print(f"activate: tether policy activate {stored.version} --domain {pack.name} --reason …")
+    # Quoted: a version may hold spaces or a shell's metacharacters, and this line is pasted.
+    again = f"tether policy activate {shlex.quote(stored.version)} --domain {pack.name}"
+    out.print(f"activate: {again} --reason …")
 
 
 @policy.command("activate")
