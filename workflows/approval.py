@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewRecord,
     )
     from tether.domain import DomainPack
-    from tether.text import hidden
+    from tether.text import hidden, visible
     from tether.tools import ProposalInvalid
 
 MAX_REFUSED_SIGNALS = 20
@@ -218,6 +218,8 @@ class ApprovalGate:
     def record_refusal(self, approver: str, refused: ReviewRefused) -> None:
         if sum(1 for r in self.reviews if r.verdict == "refused") >= MAX_REFUSED_SIGNALS:
             return  # a flood of bad signals must not grow the outcome without bound
+        if self.reviewed_text:  # a name the message gave, unchecked: kept as its escapes
+            approver = visible(approver)
         self.reviews.append(
             ReviewRecord(
                 approver=approver,
