@@ -17,7 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from tether import packs, sentencevectors
-from tether.config import RetrievalConfig
+from tether.config import RetrievalConfig, host_and_port
 from tether.contracts import (
     DroppedPassage,
     DropReason,
@@ -54,12 +54,12 @@ def _utc(text: str) -> datetime:
 
 def allowed_source(url: httpx.URL, hosts: list[str]) -> bool:
     """Whether ``url`` is on one of ``hosts`` ("name", any port; "name:port", that one).
-    Names compare as the URL parser reads them: a user part (``allowed@elsewhere``) or a
-    case change does not make another host an allowed one."""
+    The host is the one the URL parser connects to: a user part (``allowed@elsewhere``) or
+    a case change does not make another host an allowed one."""
     port = url.port or {"http": 80, "https": 443}.get(url.scheme)
     for entry in hosts:
-        allowed = httpx.URL(f"http://{entry}")
-        if allowed.host == url.host and allowed.port in (None, port):
+        host, allowed_port = host_and_port(entry)
+        if host == url.host and allowed_port in (None, port):
             return True
     return False
 
@@ -94,8 +94,16 @@ class RetrievalActivities:
             return []
 
     def _hosts(self, domain: str) -> list[str]:
-        own = [httpx.URL(loc) for loc in self._own(domain) if "://" in loc]
-        return [*self._config.source_hosts, *(u.netloc.decode("ascii") for u in own)]
+        own = [
+            httpx.URL(loc) for loc in self._own(domain) if loc.startswith(("http://", "https://"))
+        ]
+        return [
+            *self._config.source_hosts,
+            *(
+                f"{f'[{u.host}]' if ':' in u.host else u.host}:{u.port or (443 if u.scheme == 'https' else 80)}"
+                for u in own
+            ),
+        ]
 
     def _folders(self, domain: str) -> list[Path] | None:
         if self._config.source_folders is None:

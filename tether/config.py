@@ -303,13 +303,36 @@ class RetrievalConfig(BaseModel):
     keep_stale: bool = False
     # Judge freshness as of this instant instead of now: for tests and shadow replays.
     freshness_as_of: datetime | None = None
-    # The hosts an ingest may fetch from ("docs.example.com", or "host:port" for one port),
-    # redirects included. None by default: the worker fetches what its operator allowed, not
-    # whatever a caller names (a cloud's metadata address, an admin page inside the network).
-    source_hosts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.\[\]:-]+$")]] = []
+    # The hosts an ingest may fetch from ("docs.example.com" on any port, "host:port" or
+    # "[::1]:port" on that one), redirects included. Empty by default: the worker fetches what
+    # its operator allowed, not whatever a caller names (a cloud's metadata address, an admin
+    # page inside the network).
+    source_hosts: list[str] = []
     # The folders an ingest may read (and what is under them), on the worker's host. None:
     # any folder the worker can read, for one person's machine; a deployment names its own.
     source_folders: list[Path] | None = None
+
+    @field_validator("source_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            host_and_port(entry)  # refused here, at start, not at every fetch
+        return value
+
+
+_HOST = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9.-]+))(?::(?P<port>\d{1,5}))?$"
+)
+
+
+def host_and_port(entry: str) -> tuple[str, int | None]:
+    """An allowed source host as (host, port or None for any): ``name``, ``name:port``,
+    ``[v6]`` or ``[v6]:port``; ValueError for anything else."""
+    match = _HOST.match(entry)
+    port = int(match["port"]) if match and match["port"] else None
+    if match is None or (port is not None and not 0 < port < 65536):
+        raise ValueError(f"{entry!r} is not a host name, host:port or [IPv6]:port")
+    return (match["v6"] or match["name"]).lower().rstrip("."), port
 
 
 class LLMConfig(BaseModel):

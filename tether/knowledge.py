@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from tether.handed import load_yaml
+from tether.handed import Unreadable, load_yaml, read_small
 
 _SECTION = re.compile(r"^##\s+(.+)$", re.MULTILINE)
 
@@ -45,6 +45,9 @@ class Chunk:
     embed_text: str
     content_hash: str
     payload: dict[str, Any]
+
+
+DOCUMENT_LIMIT = 20_000_000  # bytes of one file: a manual, not a disk image
 
 
 class DocumentError(ValueError):
@@ -212,20 +215,24 @@ def load_directory(
     """Every markdown, text and HTML file; files without front matter get the source's rule.
     With ``within``, the folder must be under one of those, and so must each file once its
     links are followed (a link to a file elsewhere is not read)."""
-    if not path.is_dir():
-        raise DocumentError(f"{path}: not a directory")
-    if within is not None and not _inside(path, within):
+    if within is not None and not _inside(path, within):  # first: say nothing of what is not
         raise DocumentError(
             f"{path}: not a folder this worker reads from "
             "(TETHER_RETRIEVAL__SOURCE_FOLDERS names the folders it may)"
         )
+    if not path.is_dir():
+        raise DocumentError(f"{path}: not a directory")
     documents = []
     files = sorted(f for f in path.iterdir() if f.suffix.lower() in KINDS)
     for file in files if within is None else [f for f in files if _inside(f, within)]:
-        modified = datetime.fromtimestamp(file.stat().st_mtime, tz=fetched_at.tzinfo)
+        try:
+            modified = datetime.fromtimestamp(file.stat().st_mtime, tz=fetched_at.tzinfo)
+            text = read_small(file, DOCUMENT_LIMIT)  # a FIFO named x.md does not hang it
+        except (OSError, Unreadable) as err:
+            raise DocumentError(f"{file.name}: {getattr(err, 'strerror', None) or err}") from None
         meta, body = read_document(
             file.name,  # with its extension: x.md and x.html are two documents
-            file.read_text(encoding="utf-8"),
+            text,
             kind=KINDS[file.suffix.lower()],
             source=source,
             updated_at=modified,

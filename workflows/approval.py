@@ -218,13 +218,14 @@ class ApprovalGate:
     def record_refusal(self, approver: str, refused: ReviewRefused) -> None:
         if sum(1 for r in self.reviews if r.verdict == "refused") >= MAX_REFUSED_SIGNALS:
             return  # a flood of bad signals must not grow the outcome without bound
-        if self.reviewed_text:  # a name the message gave, unchecked: kept as its escapes
-            approver = visible(approver)
+        reason = f"{refused.code}: {refused.detail}"
+        if self.reviewed_text:  # a name and fields the message gave, unchecked: as escapes
+            approver, reason = visible(approver), visible(reason)
         self.reviews.append(
             ReviewRecord(
                 approver=approver,
                 verdict="refused",
-                reason=f"{refused.code}: {refused.detail}",
+                reason=reason,
                 tier=self.pending.tier if self.pending else -1,
                 at=workflow.now(),
             )
@@ -244,7 +245,7 @@ class ApprovalGate:
             changed["answer"] = edit.answer
         if edit.tool_calls is not None:
             changed["tool_calls"] = [c.model_dump(mode="json") for c in edit.tool_calls]
-        if self.reviewed_text and edit.answer is not None:
+        if self.reviewed_text and edit.answer not in (None, original.answer):
             self._carry(changed["tool_calls"], original.answer, edit)
         try:
             edited = self._pack.tools.validate_proposal(
@@ -346,12 +347,8 @@ def _showable(review: Review | Edit) -> None:
     said = [("reason", review.reason)]
     if isinstance(review, Edit):
         said.append(("answer", review.answer or ""))
-        said += [
-            (f"{call.tool}.{name}", value)
-            for call in review.tool_calls or []
-            for name, value in call.arguments.items()
-            if isinstance(value, str)
-        ]
+        for call in review.tool_calls or []:
+            said += [("tool", call.tool), *_strings(call.tool, call.arguments)]
     for where, text in said:
         odd = hidden(text, "\n\t")
         if odd:
@@ -359,3 +356,18 @@ def _showable(review: Review | Edit) -> None:
                 "hidden_characters",
                 f"{where}: control or invisible characters are not kept (U+{ord(odd[0]):04X})",
             )
+
+
+def _strings(where: str, value: object) -> list[tuple[str, str]]:
+    """Every string in ``value`` (keys too, at any depth), with where it is."""
+    if isinstance(value, str):
+        return [(where, value)]
+    if isinstance(value, dict):
+        return [
+            found
+            for key, item in value.items()
+            for found in [(where, str(key)), *_strings(f"{where}.{key}", item)]
+        ]
+    if isinstance(value, list):
+        return [found for item in value for found in _strings(where, item)]
+    return []

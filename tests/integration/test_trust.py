@@ -249,7 +249,8 @@ async def test_refusals_by_signal(tether: Tether, rotation: dict[str, Path]) -> 
         expected.append(code)
     # A name no check has read yet is kept as its escapes, never as what a terminal obeys.
     await handle.signal(names.REVIEW_SIGNAL, {"approver": "x\x1b[2J", "verdict": "approve"})
-    expected.append("invalid_message")
+    await handle.signal(names.REVIEW_SIGNAL, {"approver": "y", "verdict": "approve", "\x1b]8;": 1})
+    expected += ["invalid_message", "invalid_message"]
     await handle.signal(
         names.REVIEW_SIGNAL,
         await tether.sign(rid, Review(approver=MANAGER, verdict="reject", reason="drill")),
@@ -258,7 +259,7 @@ async def test_refusals_by_signal(tether: Tether, rotation: dict[str, Path]) -> 
     refused = [r.reason.split(":")[0] for r in outcome.reviews if r.verdict == "refused"]
     assert refused == expected
     assert "x\\x1b[2J" in [r.approver for r in outcome.reviews]
-    assert not any("\x1b" in r.approver for r in outcome.reviews)
+    assert not any("\x1b" in r.approver + r.reason for r in outcome.reviews)
     assert outcome.reviews[-1].verdict == "reject" and outcome.actions == []
     await tether.reject(other, approver=MANAGER, reason="test over")
 

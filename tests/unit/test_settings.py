@@ -145,9 +145,10 @@ def test_a_pack_named_twice_is_served_once(monkeypatch: pytest.MonkeyPatch) -> N
 def test_ingest_hosts_are_host_names_not_urls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TETHER_RETRIEVAL__SOURCE_HOSTS", '["docs.example.com", "[::1]:8080"]')
     assert Settings().retrieval.source_hosts == ["docs.example.com", "[::1]:8080"]
-    monkeypatch.setenv("TETHER_RETRIEVAL__SOURCE_HOSTS", '["https://docs.example.com/"]')
-    with pytest.raises(ValidationError, match="source_hosts"):
-        Settings()
+    for bad in ('["https://docs.example.com/"]', '["::1"]', '["intra:abc"]', '["a:70000"]'):
+        monkeypatch.setenv("TETHER_RETRIEVAL__SOURCE_HOSTS", bad)
+        with pytest.raises(ValidationError, match="source_hosts"):
+            Settings()
 
 
 def test_one_field_of_a_retry_leaves_the_others_at_that_retrys_defaults(

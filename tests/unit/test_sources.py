@@ -4,6 +4,7 @@ and an interrupted ingest resuming. Real Qdrant local mode, real embeddings, rea
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -265,6 +266,10 @@ def test_a_redirect_off_the_allowed_hosts_is_not_followed(
         ("https://evil.io/docs.example.com", ["docs.example.com"], False),
         ("http://[::1]:8080/a", ["[::1]:8080"], True),
         ("https://docs.example.com/a", [], False),
+        ("http://intra:6379/", ["intra:80"], False),  # a port named is that port only
+        ("https://intra:22/", ["intra:443"], False),
+        ("http://intra/", ["intra:80"], True),
+        ("http://docs.example.com./a", ["docs.example.com"], False),
     ],
 )
 def test_which_urls_a_host_list_allows(url: str, hosts: list[str], allowed: bool) -> None:
@@ -288,12 +293,16 @@ def test_with_a_folder_list_only_those_folders_are_read(
         acts._store,
         acts._config.model_copy(update={"source_folders": [allowed]}),
     )
-    for path in (other, allowed / ".." / "other"):
+    for path in (other, allowed / ".." / "other", tmp_path / "nowhere"):
         with pytest.raises(ApplicationError, match="not a folder this worker reads from"):
             ingest(strict, source="other", path=str(path))
     read = ingest(strict, source="allowed", path=str(allowed))
     assert read.documents == 1  # hours.md; not the link to the secret
     assert not any("hunter2" in t for t in ask(strict, "What is the admin password?"))
+    os.mkfifo(allowed / "pipe.md")  # nobody writes to it: reading would wait forever
+    with pytest.raises(ApplicationError, match=r"pipe\.md: not a regular file"):
+        ingest(strict, source="allowed", path=str(allowed))
+    (allowed / "pipe.md").unlink()
     packs.register(PACK)  # as a worker serving it has
     own = ingest(strict, source="kb", path=str(PACK.knowledge[0].location))
     assert own.documents > 0

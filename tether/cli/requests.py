@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from pydantic import ValidationError
 from rich.table import Table
-from temporalio.client import WorkflowHandle, WorkflowQueryFailedError
+from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
 from tether.cli.apps import app, approvals
@@ -91,14 +91,16 @@ async def _awaited(tether: Tether, rid: str, handle: WorkflowHandle[Any, Outcome
     """The outcome; if the request goes to a person meanwhile, a line on stderr says who
     decides by when, and how to look at it, instead of a silent wait."""
     result = asyncio.ensure_future(handle.result())
+    pause = 1.0
     while not result.done():
-        await asyncio.wait({result}, timeout=1.0)
+        await asyncio.wait({result}, timeout=pause)
+        pause = min(pause * 1.5, 10.0)  # a slow model is not asked after every second
         if result.done():
             break
         try:
             pending = (await tether.status(rid)).pending
-        except (RPCError, WorkflowQueryFailedError):
-            continue  # the hint is a courtesy: the wait goes on without it
+        except Exception:  # a status this CLI cannot read: no hint, the same wait
+            continue
         if pending is not None:
             err.print(
                 f"waiting for a person: tier {pending.tier_name} ({pending.role}) decides by "

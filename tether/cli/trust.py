@@ -176,6 +176,8 @@ def policy_add(
         fail(f"{file}: {error}")
     except yaml.YAMLError as error:
         fail(f"{file}: {yaml_problem(error)}")
+    except RecursionError:
+        fail(f"{file}: nested too deeply")
     if not isinstance(fields, dict) or not isinstance(fields.get("version"), str):
         fail(f"{file}: a mapping with a 'version' name and the settings that change")
     try:
