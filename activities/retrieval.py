@@ -64,6 +64,13 @@ def allowed_source(url: httpx.URL, hosts: list[str]) -> bool:
     return False
 
 
+def _host_with_port(location: str) -> str:
+    """A URL's host and the port it is fetched on, as a ``source_hosts`` entry."""
+    url = httpx.URL(location)
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    return f"{host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+
+
 class RetrievalActivities:
     """Sync activities: embedding is CPU-bound and runs in the worker's thread pool. Each
     domain's knowledge is a vector store of its own (``vectors(domain)``): one business never
@@ -94,16 +101,8 @@ class RetrievalActivities:
             return []
 
     def _hosts(self, domain: str) -> list[str]:
-        own = [
-            httpx.URL(loc) for loc in self._own(domain) if loc.startswith(("http://", "https://"))
-        ]
-        return [
-            *self._config.source_hosts,
-            *(
-                f"{f'[{u.host}]' if ':' in u.host else u.host}:{u.port or (443 if u.scheme == 'https' else 80)}"
-                for u in own
-            ),
-        ]
+        own = [loc for loc in self._own(domain) if loc.startswith(("http://", "https://"))]
+        return [*self._config.source_hosts, *map(_host_with_port, own)]
 
     def _folders(self, domain: str) -> list[Path] | None:
         if self._config.source_folders is None:

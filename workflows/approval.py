@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -43,6 +44,12 @@ M = TypeVar("M", bound=BaseModel)
 
 # An edited proposal, judged again: its facts (arguments re-verified) and its decision.
 Assess = Callable[[Proposal], tuple[Facts, Decision]]
+
+
+@dataclass(frozen=True)
+class Edited:
+    facts: Facts  # of the edited proposal, judged again
+    carried: tuple[str, ...]  # the outbound arguments (tool.argument) given the edited answer
 
 
 def parse_message(model: type[M], message: object) -> M:
@@ -233,7 +240,7 @@ class ApprovalGate:
 
     # --- edits --------------------------------------------------------------------------
 
-    def check_edit(self, edit: Edit, assess: Assess) -> Facts:
+    def check_edit(self, edit: Edit, assess: Assess) -> Edited:
         """The edited facts, or ReviewRefused. In order: the review's checks, the tools'
         contracts, policy on the edited proposal, and the editor's own reach: an edit that
         needs a higher tier than any the editor holds is theirs to propose, not to approve."""
@@ -245,8 +252,9 @@ class ApprovalGate:
             changed["answer"] = edit.answer
         if edit.tool_calls is not None:
             changed["tool_calls"] = [c.model_dump(mode="json") for c in edit.tool_calls]
+        carried: tuple[str, ...] = ()
         if self.reviewed_text and edit.answer not in (None, original.answer):
-            self._carry(changed["tool_calls"], original.answer, edit)
+            carried = self._carry(changed["tool_calls"], original.answer, edit)
         try:
             edited = self._pack.tools.validate_proposal(
                 json.dumps(changed), intents=self._pack.intents
@@ -273,14 +281,15 @@ class ApprovalGate:
                 + "; ".join(r.detail for r in decision.reasons)
                 + f"); {edit.approver} decides up to tier {held}",
             )
-        return facts
+        return Edited(facts, carried)
 
-    def _carry(self, calls: list[dict[str, Any]], was: str, edit: Edit) -> None:
+    def _carry(self, calls: list[dict[str, Any]], was: str, edit: Edit) -> tuple[str, ...]:
         """An edited answer goes where the model's went: each outbound argument (a message
         body) that held the model's answer holds the new one. An outbound argument that says
         something else must be edited too, unless the edit sets the calls itself: else the
         approver's correction is recorded and the subject is sent the model's words."""
         assert self._pack is not None and edit.answer is not None
+        carried = []
         for call in calls:
             if call["tool"] not in self._pack.tools:
                 continue  # refused by the contracts next
@@ -288,6 +297,7 @@ class ApprovalGate:
                 said = call["arguments"].get(argument)
                 if said == was:
                     call["arguments"][argument] = edit.answer
+                    carried.append(f"{call['tool']}.{argument}")
                 elif edit.tool_calls is None and said is not None and said != edit.answer:
                     raise ReviewRefused(
                         "edit_misses_outbound",
@@ -295,17 +305,18 @@ class ApprovalGate:
                         f"{self._pack.subject_label} and does not say the answer: "
                         "edit it too, or approve the answer as it is",
                     )
+        return tuple(carried)
 
-    def accept_edit(self, edit: Edit, edited: Facts) -> ReviewReceipt:
-        assert self.pending is not None and edited.proposal is not None
-        self.edited = edited
+    def accept_edit(self, edit: Edit, edited: Edited) -> ReviewReceipt:
+        assert self.pending is not None and edited.facts.proposal is not None
+        self.edited = edited.facts
         self.edits.append(
             EditRecord(
                 approver=edit.approver,
                 reason=edit.reason,
                 tier=self.pending.tier,
                 original=self.pending.proposal,
-                edited=edited.proposal,
+                edited=edited.facts.proposal,
                 at=workflow.now(),
             )
         )
@@ -318,26 +329,10 @@ class ApprovalGate:
                 signature=edit.signature,
             )
         )
-        carried = carried_to(self.edits[-1].original, edited.proposal, self._pack)
         detail = "edit approved" + (
-            f"; the new answer is sent as {', '.join(carried)}" if carried else ""
+            f"; the new answer is sent as {', '.join(edited.carried)}" if edited.carried else ""
         )
         return ReviewReceipt(accepted=True, tier=self.edits[-1].tier, detail=detail)
-
-
-def carried_to(original: Proposal, edited: Proposal, pack: DomainPack | None) -> list[str]:
-    """The outbound arguments (``tool.argument``) that held the model's answer and now hold
-    the approver's."""
-    if pack is None or edited.answer == original.answer:
-        return []
-    return [
-        f"{after.tool}.{argument}"
-        for before, after in zip(original.tool_calls, edited.tool_calls, strict=False)
-        if before.tool == after.tool and after.tool in pack.tools
-        for argument in pack.tools.get(after.tool).outbound
-        if before.arguments.get(argument) == original.answer
-        and after.arguments.get(argument) == edited.answer
-    ]
 
 
 def _showable(review: Review | Edit) -> None:

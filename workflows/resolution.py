@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
 from tether.workflows import steps
 from tether.workflows.approval import (
     ApprovalGate,
+    Edited,
     parse_message,
     refused_update,
     sender,
@@ -611,7 +612,7 @@ class ResolutionWorkflow:
     def _validate_edit(self, message: dict[str, Any]) -> None:
         self._checked_edit(message)
 
-    def _checked_edit(self, message: dict[str, Any]) -> tuple[Edit, Facts]:
+    def _checked_edit(self, message: dict[str, Any]) -> tuple[Edit, Edited]:
         try:
             edit = parse_message(Edit, message)
             return edit, self._gate.check_edit(edit, self._assess)
