@@ -110,12 +110,22 @@ class TemporalDevServer:
             self._proc = subprocess.Popen(
                 self.args(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+        from temporalio.client import Client
+
         deadline = time.monotonic() + timeout
-        while port_free(self.port):
+        while True:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"temporal dev server exited; see {self._log}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"temporal dev server did not listen on {self.port}")
+                raise TimeoutError(f"temporal dev server did not become healthy on {self.port}")
+            if not port_free(self.port):
+                # Listening is not serving: until its frontend is healthy, a connect is refused
+                # ("Frontend is not healthy yet"). Started means a client can connect now.
+                try:
+                    await Client.connect(self.address)
+                    return
+                except RuntimeError:
+                    pass
             await asyncio.sleep(0.2)
 
     def stop(self) -> None:
