@@ -72,7 +72,7 @@ def argument_findings(pack: DomainPack, facts: Facts) -> list[Finding]:
             foreign = [
                 f"{ref.name} {ident}"
                 for ref in pack.references
-                for ident in ref.find(text)
+                for ident in ref.find(text, loose=True)
                 if ident not in mentioned.get(ref.name, []) and ident not in known
             ]
             if foreign:

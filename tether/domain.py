@@ -54,8 +54,14 @@ class ReferenceKind:
     ignore_case: bool = False  # matched in any case, written upper-case
     describe: Callable[[dict[str, Any]], str] | None = None  # the record in words
 
-    def _regex(self) -> re.Pattern[str]:
-        return re.compile(rf"\b({self.pattern})\b", re.IGNORECASE if self.ignore_case else 0)
+    def _regex(self, *, loose: bool = False) -> re.Pattern[str]:
+        # Whole ids only: one continued by a hyphen (grp-admin-ro2) is another id, never the
+        # prefix that happens to exist (grp-admin), nor is one that continues another's.
+        # Loose: any id-shaped part, for text that leaves (it errs towards seeing an id).
+        edge = (r"\b", r"\b") if loose else (r"(?<![\w-])", r"(?![\w-])")
+        return re.compile(
+            rf"{edge[0]}({self.pattern}){edge[1]}", re.IGNORECASE if self.ignore_case else 0
+        )
 
     def normalise(self, ident: str) -> str:
         return ident.upper() if self.ignore_case else ident
@@ -65,10 +71,11 @@ class ReferenceKind:
             re.fullmatch(self.pattern, ident, re.IGNORECASE if self.ignore_case else 0) is not None
         )
 
-    def find(self, text: str) -> list[str]:
-        """Ids mentioned in ``text``, normalised, first mention first."""
+    def find(self, text: str, *, loose: bool = False) -> list[str]:
+        """Ids mentioned in ``text``, normalised, first mention first (``loose``: every
+        id-shaped part, as in ``_regex``)."""
         seen: dict[str, None] = {}
-        for match in self._regex().finditer(text):
+        for match in self._regex(loose=loose).finditer(text):
             seen.setdefault(self.normalise(match.group(1)), None)
         return list(seen)
 

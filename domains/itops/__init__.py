@@ -14,7 +14,14 @@ from tether.config import ApprovalTier, PolicyConfig
 from tether.domain import DemoTicket, DomainPack, KnowledgeSource, SystemSpec
 
 from .planner import change_record, describe_call, membership, notify, service_change
-from .rules import ASSETS, ItopsRules, check_policy, itops_rules, member_as_asked
+from .rules import (
+    ASSETS,
+    ItopsRules,
+    check_policy,
+    itops_rules,
+    member_as_asked,
+    service_as_asked,
+)
 from .tools import CHANGES, CMDB, REGISTRY
 
 HERE = Path(__file__).resolve().parent
@@ -74,7 +81,7 @@ PACK = DomainPack(
     rules=(itops_rules,),
     rule_settings=ItopsRules,
     check_policy=check_policy,
-    checks=(member_as_asked,),
+    checks=(member_as_asked, service_as_asked),
     fillers={
         "restart_service": service_change,
         "rotate_credential": service_change,

@@ -8,10 +8,11 @@ from typing import Any
 
 from tether.contracts import ContextRecord, Request, ToolCall
 
-from .tools import ASSET, PERSON_ID, SERVICE_ID, Asset
+from .tools import ASSET, PERSON_ID, Asset
 
-_SERVICE = re.compile(rf"\b({SERVICE_ID})\b")
-_PERSON = re.compile(rf"\b({PERSON_ID})\b")
+# Every service the text names, whole: svc-search-ro is named, and is not svc-search.
+_SERVICE = re.compile(r"(?<![\w-])(svc-[\w-]*\w)")
+_PERSON = re.compile(rf"(?<![\w-])({PERSON_ID})(?![\w-])")
 _SELF = re.compile(r"\b(?:me|myself|my own)\b", re.IGNORECASE)
 
 
@@ -44,19 +45,27 @@ def _assets(context: list[ContextRecord], kind: str) -> list[Asset]:
 def service_change(
     request: Request, context: list[ContextRecord], answer: str, intent: str
 ) -> dict[str, Any] | None:
-    """The first host read, and the service the text names on it (or its only one)."""
+    """The one host read that runs a service the text names; with no service named, the one
+    host read if it runs one service. Anything else (a service on two hosts read, a service
+    that runs on none of them) is a question for a person, not a guess."""
     hosts = _assets(context, "host")
-    if not hosts:
-        return None
-    host = hosts[0]
-    named = [s for s in _SERVICE.findall(request.text) if host.service(s)]
+    named = asked_services(request)
     if named:
-        service = named[0]
-    elif len(host.services) == 1:
-        service = host.services[0].name
+        pairs = [(h.asset_id, s) for h in hosts for s in named if h.service(s)]
+        if len(pairs) != 1:
+            return None
+        host_id, service = pairs[0]
+    elif len(hosts) == 1 and len(hosts[0].services) == 1:
+        host_id, service = hosts[0].asset_id, hosts[0].services[0].name
     else:
-        return None  # which one is a question for a person, not a guess
-    return {"host": host.asset_id, "service": service, "requested_by": request.subject}
+        return None
+    return {"host": host_id, "service": service, "requested_by": request.subject}
+
+
+def asked_services(request: Request) -> list[str]:
+    """The services the request's text names, first mention first: any word that starts
+    ``svc-``, known or not (one that is no service is still not another one)."""
+    return list(dict.fromkeys(_SERVICE.findall(request.text)))
 
 
 def membership(

@@ -24,7 +24,7 @@ from tether.contracts import Facts, Finding, ToolCall
 from tether.domain import ReferenceKind
 from tether.policy import Allow, Escalate, Reject, Verdict, writes_of
 
-from .planner import asked_member, describe_asset
+from .planner import asked_member, asked_services, describe_asset
 from .tools import ASSET, ASSET_ID, GROUP_ID, HOST_ID, REGISTRY, Asset
 
 MAX_LOOKUPS = 4  # assets read per request; more hosts than a request may change anyway
@@ -223,4 +223,26 @@ def member_as_asked(facts: Facts) -> Iterator[Finding]:
                 severity="warn",
                 detail=f"{call.tool} names {call.arguments.get('member')}; the request asks "
                 f"for {asked or 'nobody clearly'}",
+            )
+
+
+def service_as_asked(facts: Facts) -> Iterator[Finding]:
+    """A restart or rotation of a service the request does not name (the verifier's check of
+    the model's arguments against the text): a person looks. With no service named, the one
+    service of the one host named may be meant; any other is a guess."""
+    asked = asked_services(facts.request)
+    for call in facts.proposal.tool_calls if facts.proposal else []:
+        if call.tool not in SERVICE_TOOLS:
+            continue
+        service, host = (
+            call.arguments.get("service"),
+            _asset(facts, str(call.arguments.get("host"))),
+        )
+        only = not asked and host is not None and [s.name for s in host.services] == [service]
+        if service not in asked and not only:
+            yield Finding(
+                code="service_not_asked",
+                severity="warn",
+                detail=f"{call.tool} names {service}; the request asks for "
+                + (", ".join(asked) if asked else "no service by name"),
             )

@@ -384,3 +384,108 @@ def test_names_in_sql_are_the_schemas_own(tmp_path: Path) -> None:
         shop.record("orders; --", "order_id", "ORD-1")
     with pytest.raises(ValueError, match="no table"):
         shop.rows("keys")
+
+
+@pytest.mark.parametrize(
+    ("text", "whole", "loose"),
+    [
+        ("Add me to grp-search-admin-ro2", [], ["GRP-SEARCH-ADMIN"]),
+        ("Add E-204 to grp-prod-admin-2", ["E-204"], ["E-204", "GRP-PROD-ADMIN"]),
+        ("restart stg-web-01-blue", [], ["STG-WEB-01"]),
+        ("restart stg-web-01.", ["stg-web-01"], ["stg-web-01"]),
+        ("(grp-payments-read), thanks", ["grp-payments-read"], ["grp-payments-read"]),
+    ],
+)
+def test_an_id_continued_by_a_hyphen_is_another_id(
+    text: str, whole: list[str], loose: list[str]
+) -> None:
+    """An id that goes on (grp-search-admin-ro2) is not the prefix that exists: the pack must
+    not read, plan or decide on grp-search-admin for it. Text that leaves reads loosely: any
+    id-shaped part is seen."""
+    from tether.domains.itops.rules import ASSETS
+
+    assert ASSETS.find(text) == whole
+    assert [i.upper() for i in ASSETS.find(text, loose=True)] == [i.upper() for i in loose]
+
+
+def test_a_grant_on_the_prefix_of_a_named_group_is_refused(cmdb: ItopsDB) -> None:
+    case = Case(
+        "a group named past its prefix",
+        "E-203",
+        "Add me to grp-search-admin-ro2",
+        [grant("grp-search-admin", "E-203", "E-203")],
+        DecisionAction.REJECT,
+        set(),
+    )
+    decision = run(case, cmdb)
+    assert decision.action is DecisionAction.REJECT, decision.reasons
+    assert "low_sensitivity_group" not in decision.codes()
+
+
+def _hosts(cmdb: ItopsDB, *idents: str) -> list[Any]:
+    return [
+        PACK.context_record(PACK.reference("asset"), ident, data)
+        for ident in idents
+        if (data := cmdb.asset(ident)) is not None
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "hosts", "planned"),
+    [
+        ("Restart svc-checkout on stg-web-01", ["stg-web-01"], ("stg-web-01", "svc-checkout")),
+        # A service that runs on none of the hosts read: not the host's other one.
+        ("Restart svc-etl on stg-search-01 please", ["stg-search-01"], None),
+        # A service on two hosts read: which one is a person's question.
+        (
+            "Leave prod-search-01 alone; restart svc-search on stg-search-01",
+            ["prod-search-01", "stg-search-01"],
+            None,
+        ),
+        # No service named, one host with one service: that one.
+        ("stg-search-01 is stuck, restart it", ["stg-search-01"], ("stg-search-01", "svc-search")),
+        ("Restart svc-search-ro on stg-search-01", ["stg-search-01"], None),
+    ],
+)
+def test_the_local_model_plans_the_service_asked_or_none(
+    cmdb: ItopsDB, text: str, hosts: list[str], planned: tuple[str, str] | None
+) -> None:
+    from tether.domains.itops.planner import service_change
+
+    request = Request(request_id="r", subject="E-203", requester="E-203", text=text)
+    args = service_change(request, _hosts(cmdb, *hosts), "ok", "restart_service")
+    assert (args and (args["host"], args["service"])) == planned or args is planned
+
+
+@pytest.mark.parametrize(
+    ("text", "service", "flagged"),
+    [
+        ("Restart svc-checkout on stg-web-01", "svc-checkout", False),
+        ("Is svc-cart on stg-web-01 healthy? Do not restart svc-checkout", "svc-cart", False),
+        ("Is svc-cart on stg-web-01 healthy?", "svc-checkout", True),
+        ("stg-web-01 is slow", "svc-checkout", True),  # two services there: a guess
+        ("Restart svc-search-ro on stg-web-01", "svc-checkout", True),
+    ],
+)
+def test_a_service_the_request_does_not_name_goes_to_a_person(
+    cmdb: ItopsDB, text: str, service: str, flagged: bool
+) -> None:
+    from tether.domains.itops.rules import service_as_asked
+
+    request = Request(request_id="r", subject="E-201", requester="E-201", text=text)
+    facts = Facts(
+        domain="itops",
+        request=request,
+        evidence=Evidence(query=text, passages=[], freshness=FRESH),
+        context=_hosts(cmdb, "stg-web-01"),
+        proposal=Proposal(
+            intent="restart_service",
+            answer="ok",
+            citations=[],
+            tool_calls=[restart("stg-web-01", service, "E-201")],
+            confidence=0.9,
+        ),
+    )
+    findings = list(service_as_asked(facts))
+    assert [f.code for f in findings] == (["service_not_asked"] if flagged else []), findings
+    assert all(f.severity == "warn" for f in findings)
