@@ -1,13 +1,31 @@
 """Amounts of money in a customer's words: "$5,000", "5000 dollars", "2400 EUR", "€12.50",
-"USD 40", "-500", "1e9". Each amount keeps its currency and sign, so that what is named can be
-compared with what is proposed, and nothing unnamed or unreadable passes for it."""
+"USD 40", "USD40", "-500", "1e9", "$1.5k", "2 million euros", "50000 cents", "100,00 €",
+"five hundred dollars", and the full-width forms. Each amount keeps its currency and sign, so that what is
+named can be compared with what is proposed, and nothing unnamed or unreadable passes for it."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-_NUMBER = r"\d{1,3}(?:[,\u00a0 ]\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"
+# "1.000,50" and "100,00" (a decimal comma: two digits after it), "1,000.50", "40", "1e9".
+_NUMBER = (
+    r"\d{1,3}(?:\.\d{3})+,\d{2}(?![\d,.])"
+    r"|\d+,\d{2}(?![\d,.])"
+    r"|\d{1,3}(?:[,\u00a0 ]\d{3})+(?:\.\d+)?"
+    r"|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"
+)
+_SCALES = {
+    "k": 10**3,
+    "thousand": 10**3,
+    "m": 10**6,
+    "mn": 10**6,
+    "million": 10**6,
+    "bn": 10**9,
+    "billion": 10**9,
+}
+# "1k", "1.5 million": a scale right after the number.
+_SCALE = r"(?:\s?(?P<scale>k|mn|m|bn|thousand|million|billion)(?![\w-]))?"
 _CURRENCIES = {
     "$": "USD",
     "usd": "USD",
@@ -22,24 +40,55 @@ _CURRENCIES = {
     "gbp": "GBP",
     "pound": "GBP",
     "pounds": "GBP",
+    "cent": "USD",
+    "cents": "USD",
+    "¢": "USD",
 }
+_IN_CENTS = {"cent", "cents", "¢"}
 _SYMBOL = r"[$€£]"
-_CODE = r"\b(?:USD|EUR|GBP)\b"
-_WORD = r"(?:usd|eur|gbp|dollars?|bucks|euros?|pounds?)\b"
-# "$40", "-$40", "$ -40", "USD 40", "€12.50"
+_CODE = r"\b(?:USD|EUR|GBP)(?![a-z])"  # "USD40" too
+_WORD = r"(?:usd|eur|gbp|dollars?|bucks|euros?|pounds?|cents?)\b|¢"
+# "$40", "-$40", "$ -40", "USD 40", "€12.50", "$1.5k"
 _BEFORE = re.compile(
-    rf"(?P<sign>-)?\s?(?P<cur>{_SYMBOL}|{_CODE})\s?(?P<sign2>-)?\s?(?P<num>{_NUMBER})",
+    rf"(?P<sign>-)?\s?(?P<cur>{_SYMBOL}|{_CODE})\s?(?P<sign2>-)?\s?(?P<num>{_NUMBER}){_SCALE}",
     re.IGNORECASE,
 )
-# "40 dollars", "-500 EUR", "2400€"
+# "40 dollars", "-500 EUR", "2400€", "2 million euros", "50000 cents"
 _AFTER = re.compile(
-    rf"(?<![\w.-])(?P<sign>-)?(?P<num>{_NUMBER})\s?(?P<cur>{_SYMBOL}|{_WORD})", re.IGNORECASE
+    rf"(?<![\w.-])(?P<sign>-)?(?P<num>{_NUMBER}){_SCALE}\s?(?P<cur>{_SYMBOL}|{_WORD})",
+    re.IGNORECASE,
 )
 # No currency, but plainly an amount: a signed number ("-500"), or one with an exponent ("1e9").
 _BARE = re.compile(
     r"(?<![\w.$€£-])(?P<sign>-)(?P<num>\d+(?:\.\d+)?)\b"
     r"|(?<![\w.])(?P<exp>\d+(?:\.\d+)?[eE][+-]?\d+)\b"
 )
+_UNITS = {
+    w: n
+    for n, w in enumerate(
+        (
+            *("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"),
+            *("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen"),
+            *("seventeen", "eighteen", "nineteen"),
+        )
+    )
+}
+_TENS = {
+    w: 10 * n
+    for n, w in enumerate(
+        ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"), 2
+    )
+}
+_NUMBER_WORD = "|".join([*_UNITS, *_TENS, "hundred", "thousand", "million", "billion", "a"])
+# "five hundred dollars", "a thousand euros", "twenty-five bucks", "one hundred and ten pounds"
+_SPELLED = re.compile(
+    rf"(?<![\w-])(?P<sign>minus\s+)?(?P<words>(?:{_NUMBER_WORD})"
+    rf"(?:(?:\s+and)?[\s-]+(?:{_NUMBER_WORD}))*)\s+(?P<cur>{_WORD})",
+    re.IGNORECASE,
+)
+# Full-width forms (U+FF04 for $, U+FF15 for 5) read as what they show; one character for one, so that
+# what is found is where the text has it.
+_WIDE = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)} | {0xFE69: ord("$"), 0xFFE1: ord("£")}
 
 
 @dataclass(frozen=True)
@@ -59,27 +108,57 @@ class Amount:
         return f"{sign}{self.cents / 100:,.2f} {self.currency}"
 
 
-def _cents(number: str) -> int:
-    digits = re.sub(r"[,\u00a0 ]", "", number)
+def _cents(number: str, scale: str | None = None, in_cents: bool = False) -> int:
+    european = re.fullmatch(r"[\d.]*,\d{2}", number)  # a decimal comma
+    digits = number.replace(".", "").replace(",", ".") if european else number
+    digits = re.sub(r"[,\u00a0 ]", "", digits)
+    factor = _SCALES[scale.lower()] if scale else 1
     try:
-        return round(float(digits) * 100)
+        return round(float(digits) * factor * (1 if in_cents else 100))
     except OverflowError:  # "1e999": larger than anything a limit allows
         return 10**18
 
 
+def _spelled(words: str) -> int | None:
+    """A number in English words ("two thousand five hundred"), or None if it is not one."""
+    total = current = 0
+    said = False
+    for word in re.split(r"[\s-]+", words.lower()):
+        if word == "and":
+            continue
+        if word in _UNITS or word in _TENS or word == "a":
+            current += _UNITS.get(word, _TENS.get(word, 1))
+        elif word == "hundred":
+            current = (current or 1) * 100
+        else:  # thousand, million, billion
+            total += (current or 1) * _SCALES[word]
+            current = 0
+        said = True
+    return total + current if said else None
+
+
 def amounts_in(text: str) -> list[Amount]:
     """Every amount in ``text``, in order of mention; a span is read once."""
+    seen = text.translate(_WIDE)
     found: list[tuple[int, int, Amount]] = []
-    for pattern in (_BEFORE, _AFTER, _BARE):
-        for match in pattern.finditer(text):
+    for pattern in (_BEFORE, _AFTER, _SPELLED, _BARE):
+        for match in pattern.finditer(seen):
             start, end = match.span()
             if any(start < e and s < end for s, e, _ in found):
                 continue
             groups = match.groupdict()
-            number = groups.get("num") or groups.get("exp") or ""
-            currency = _CURRENCIES.get((groups.get("cur") or "").lower(), "?")
+            unit = (groups.get("cur") or "").lower()
+            currency = _CURRENCIES.get(unit, "?")
             negative = bool(groups.get("sign") or groups.get("sign2"))
-            found.append((start, end, Amount(_cents(number), currency, negative, match.group(0))))
+            if groups.get("words"):
+                number = _spelled(groups["words"])
+                if number is None:
+                    continue
+                cents = number * (1 if unit in _IN_CENTS else 100)
+            else:
+                number_text = groups.get("num") or groups.get("exp") or ""
+                cents = _cents(number_text, groups.get("scale"), unit in _IN_CENTS)
+            found.append((start, end, Amount(cents, currency, negative, text[start:end])))
     return [amount for _, _, amount in sorted(found, key=lambda f: f[0])]
 
 

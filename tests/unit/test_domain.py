@@ -56,6 +56,19 @@ def test_knowledge_base_has_provenance_and_one_superseded_policy() -> None:
         ("give me 1e9", ["1,000,000,000.00 ?"]),
         ("$40 USD", ["40.00 USD"]),  # read once
         ("ORD-1002 within 5 to 10 business days", []),  # ids and counts are no money
+        ("USD500, not USD 5", ["500.00 USD", "5.00 USD"]),
+        ("\uff04\uff15\uff10\uff10 please", ["500.00 USD"]),  # full-width
+        ("50000 cents or 99\u00a2", ["500.00 USD", "0.99 USD"]),
+        (
+            "$1.5k, 2 million euros, 3bn GBP",
+            ["1,500.00 USD", "2,000,000.00 EUR", "3,000,000,000.00 GBP"],
+        ),
+        ("100,00 \u20ac and 1.000,50 \u20ac", ["100.00 EUR", "1,000.50 EUR"]),
+        ("five hundred dollars", ["500.00 USD"]),
+        ("a thousand euros, twenty-five bucks", ["1,000.00 EUR", "25.00 USD"]),
+        ("one hundred and ten pounds", ["110.00 GBP"]),
+        ("minus fifty dollars", ["-50.00 USD"]),
+        ("3 m tall, a dog and two cats", []),  # a scale or a count without money is no money
     ],
 )
 def test_amounts_are_read_in_every_spelling(text: str, named: list[str]) -> None:
@@ -118,6 +131,18 @@ def reply_facts(body: str, *, refund: int | None = None) -> Facts:
         ),
         ("Your refund has been processed.", None, ["reply_claims_unplanned_refund"]),
         ("We refunded $45.00 to your card.", 4_000, ["reply_names_unplanned_amount"]),
+        # The same lie in the spellings a model or an approver's edit might use.
+        ("We refunded USD500 to your card.", 4_000, ["reply_names_unplanned_amount"]),
+        (
+            "We refunded \uff04\uff15\uff10\uff10 to your card.",
+            4_000,
+            ["reply_names_unplanned_amount"],
+        ),
+        ("We refunded 50000 cents to your card.", 4_000, ["reply_names_unplanned_amount"]),
+        ("We refunded 1k dollars to your card.", 4_000, ["reply_names_unplanned_amount"]),
+        ("We refunded five hundred dollars.", 4_000, ["reply_names_unplanned_amount"]),
+        ("We refunded forty dollars to your card.", 4_000, []),
+        ("We refunded 4000 cents to your card.", 4_000, []),
     ],
 )
 def test_a_reply_says_only_what_the_plan_does_and_the_sources_say(

@@ -13,7 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.unit.hostile import texts
-from tether.domains.support.money import _NUMBER, amounts_in, named_cents
+from tether.domains.support.money import (
+    _NUMBER,
+    _SCALES,
+    _WIDE,
+    _spelled,
+    amounts_in,
+    named_cents,
+)
 
 pytestmark = pytest.mark.fuzz
 
@@ -22,6 +29,8 @@ PIECES = [
     *"$€£-+., eE\u00a0\u0663\u0967\uff11",
     *["USD", "usd", "EUR", "GBP", "dollars", "bucks", "euro", "pounds", "1,000", "1e9", "1e999"],
     *["0", "5", "40", "4.50", "99999999999999999999", "ORD-1001", "refund", "\n"],
+    *["k", " m", "bn", " million", "cents", "¢", "100,00", "1.000,50", "\uff04", "\uff15"],
+    *["five", " hundred", " and", "-", "twenty", " thousand", "a ", "minus "],
 ]
 MONEYISH = st.lists(st.sampled_from(PIECES) | texts(max_size=3), max_size=8).map("".join)
 # As long as a request may be (4000 characters), one money-like piece over and over.
@@ -29,16 +38,34 @@ LONG = st.builds(lambda piece, times: (piece * times)[:4_000], MONEYISH, st.inte
 
 
 def _written(text: str) -> Decimal:
-    """The number an amount's text writes, exactly."""
-    number = re.search(_NUMBER, text)
-    assert number is not None, text
-    digits = re.sub(r"[,\u00a0 ]", "", number.group(0))
+    """The number of cents an amount's text writes, exactly: its number (a decimal comma when
+    two digits follow the last comma), times its scale (k, million, ...), in cents unless it
+    says cents; in words, what the words say."""
+    seen = text.translate(_WIDE)
+    number = re.search(_NUMBER, seen)
+    if number is None:  # in words
+        spelled = _spelled(re.sub(r"(?i)^minus\s+|\s+\S+$", "", seen.strip()))
+        assert spelled is not None, text
+        return Decimal(spelled) * (1 if _says_cents(seen) else 100)
+    raw = number.group(0)
+    if re.fullmatch(r"[\d.]*,\d{2}", raw):
+        raw = raw.replace(".", "").replace(",", ".")
+    digits = re.sub(r"[,\u00a0 ]", "", raw)
+    scale = re.match(
+        r"\s?(k|mn|m|bn|thousand|million|billion)(?![\w-])", seen[number.end() :], re.I
+    )
+    factor = Decimal(_SCALES[scale.group(1).lower()] if scale else 1)
+    factor *= 1 if _says_cents(seen) else 100
     try:
-        return Decimal(digits)
+        return Decimal(digits) * factor
     except InvalidOperation:  # an exponent past what Decimal holds: nothing, or past any cap
         mantissa, _, exponent = digits.lower().partition("e")
         nothing = Decimal(mantissa) == 0 or exponent.startswith("-")
         return Decimal(0) if nothing else Decimal("Infinity")
+
+
+def _says_cents(text: str) -> bool:
+    return re.search(r"(?i)(?:cents?|¢)$", text.strip()) is not None
 
 
 @given(st.one_of(MONEYISH, MONEYISH, LONG, texts(max_size=80)))
@@ -49,12 +76,11 @@ def test_any_text_reads_as_whole_cents_where_it_says_them(text: str) -> None:
         assert type(amount.cents) is int and amount.cents >= 0
         assert amount.currency in {"USD", "EUR", "GBP", "?"}
         at = text.index(amount.text, at) + len(amount.text)  # in the text, in order, apart
-        written = _written(amount.text)
-        if written < Decimal(CAP) / 100:
-            cents = written * 100
+        cents = _written(amount.text)
+        if cents < Decimal(CAP):
             assert abs(amount.cents - cents) <= max(1, cents / 10**15)  # a float's precision
         else:
-            assert amount.cents >= CAP, (amount, written)
+            assert amount.cents >= CAP, (amount, cents)
         str(amount)  # and it can be said
     assert named_cents(text) == [a.cents for a in amounts if a.usable]
 
@@ -70,6 +96,9 @@ FORMS = [  # (spelling of a number of dollars, its currency, negative)
     ("{:.2f} EUR", "EUR", False),
     ("£{:.2f}", "GBP", False),
     ("{:.2f} pounds", "GBP", False),
+    ("USD{:.2f}", "USD", False),
+    ("\uff04{:.2f}", "USD", False),
+    ("{:.2f}\u00a0EUR", "EUR", False),
 ]
 SAID = ["please", "refund", "my", "order", "ORD-1001", "the", "jacket", "thanks,", "\n"]
 
