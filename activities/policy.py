@@ -6,7 +6,7 @@ for anyone reading it, and a replay uses exactly what was pinned."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 from temporalio import activity
@@ -15,6 +15,9 @@ from temporalio.exceptions import ApplicationError
 from tether import errors
 from tether.contracts import DOMAIN, Overlay, PinnedPolicy
 from tether.policystore import NoSuchVersion, PolicyConflict, PolicyStore
+
+# When a key the active directory no longer holds was revoked: before any signature.
+REMOVED = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class PinRequest(BaseModel):
@@ -95,7 +98,11 @@ class PolicyActivities:
     def key_revoked_at(self, inp: KeyCheck) -> datetime | None:
         """When the active version's directory revoked this key (None: not revoked). A
         workflow pinned its directory at its start; this is how a revocation since then
-        still reaches its pending approvals."""
+        still reaches its pending approvals. A key the active directory no longer holds (its
+        approver removed, or the key) is revoked: taking someone out of the directory is how
+        many would offboard them."""
         active = self._store.active(inp.domain)
-        found = active.policy.key(inp.key_id) if active else None
-        return found[1].revoked_at if found else None
+        if active is None:
+            return None  # nothing stored: the directory pinned is the one there is
+        found = active.policy.key(inp.key_id)
+        return found[1].revoked_at if found else REMOVED

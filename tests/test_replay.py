@@ -61,6 +61,9 @@ def test_every_path_has_a_recorded_history() -> None:
         "reviewed_auto_order_status",  # people's text checked at the door, edits carried
         "reviewed_approval_edited",
         "reviewed_answer_carried",  # an edit of the answer alone, sent as the reply's body
+        "signed_approval_approved",  # a verdict signed over the proposal's hash
+        "signed_approval_by_signal",
+        "signed_approval_edited",
     } <= names
 
 

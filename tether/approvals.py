@@ -6,7 +6,7 @@ from datetime import datetime
 
 from tether.config import PolicyConfig
 from tether.contracts import Edit, PendingApproval, Request, Review
-from tether.signing import SignatureRefused, verify
+from tether.signing import SignatureRefused, proposal_digest, verify
 
 
 class ReviewRefused(Exception):
@@ -26,10 +26,13 @@ def authorise_review(
     *,
     workflow_id: str,
     now: datetime,
+    require_digest: bool = False,
 ) -> str:
     """Return the role under which ``review`` (or an edit, an approval) counts, or raise
     ReviewRefused. The approver is who the signature proves, checked against the pinned
-    directory; the name in the message alone proves nothing."""
+    directory; the name in the message alone proves nothing. What they signed must be the
+    proposal pending: its version, and its hash (``require_digest``: a run started since
+    2026-12-07 takes no signature without one)."""
     if pending is None:
         raise ReviewRefused("nothing_pending", "no approval is pending for this request")
     entry = config.approvers.get(review.approver)
@@ -54,6 +57,18 @@ def authorise_review(
         raise ReviewRefused(
             "stale_proposal",
             f"review is for version {review.proposal_version}, pending is {pending.proposal_version}",
+        )
+    if review.proposal_sha256 is None:
+        if require_digest:
+            raise ReviewRefused(
+                "unsigned_proposal",
+                "the signature names no proposal: sign the one you were shown "
+                "(tether approvals and the console do)",
+            )
+    elif review.proposal_sha256 != proposal_digest(pending.proposal):
+        raise ReviewRefused(
+            "stale_proposal",
+            "signed for another proposal than the one pending (it changed since it was shown)",
         )
     if isinstance(review, Review) and review.verdict == "reject" and not review.reason:
         raise ReviewRefused("reason_required", "a rejection must say why")

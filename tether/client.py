@@ -75,7 +75,7 @@ from tether.evaluation import EvaluationInput, EvaluationReport
 from tether.metrics import runtime_for
 from tether.names import workflow_id_for
 from tether.shadow import Candidate, DatasetRef, ShadowInput, ShadowReport
-from tether.signing import SigningKey, keyring
+from tether.signing import SigningKey, keyring, proposal_digest
 from tether.tracing import interceptors
 
 PENDING_QUERIES = 16  # workflow queries in flight while a page of approvals is read
@@ -368,13 +368,20 @@ class Tether:
         verdict: Literal["approve", "reject"],
         reason: str = "",
         proposal_version: int | None = None,
+        proposal_sha256: str | None = None,
         key: SigningKey | None = None,
     ) -> ReviewReceipt:
         """A verdict on the pending proposal, signed with ``key`` (else the approver's key
-        from ``Settings.keyring``); unsigned, the workflow refuses it."""
+        from ``Settings.keyring``); unsigned, the workflow refuses it. Name the version (or
+        the hash, ``signing.proposal_digest``) of the proposal the approver was shown: else
+        the verdict is on whatever is pending when it is signed."""
         try:
             review = Review(
-                approver=approver, verdict=verdict, reason=reason, proposal_version=proposal_version
+                approver=approver,
+                verdict=verdict,
+                reason=reason,
+                proposal_version=proposal_version,
+                proposal_sha256=proposal_sha256,
             )
         except ValidationError as err:
             raise invalid(err, "review") from None
@@ -389,6 +396,7 @@ class Tether:
         answer: str | None = None,
         tool_calls: list[ToolCall] | list[dict[str, Any]] | None = None,
         proposal_version: int | None = None,
+        proposal_sha256: str | None = None,
         key: SigningKey | None = None,
     ) -> ReviewReceipt:
         """Approve a changed answer and/or tool calls; refused like a review, and also when
@@ -401,6 +409,7 @@ class Tether:
                     "answer": answer,
                     "tool_calls": tool_calls,
                     "proposal_version": proposal_version,
+                    "proposal_sha256": proposal_sha256,
                 }
             )
         except ValidationError as err:
@@ -419,13 +428,19 @@ class Tether:
         *,
         now: datetime | None = None,
     ) -> Review | Edit:
-        """``message`` naming the proposal version pending now (unless it names one) and
-        signed for this request's workflow; unchanged when no key for its approver is held."""
-        if message.proposal_version is None:
-            status = await self.status(request_id)
-            if status.pending is not None:
+        """``message`` naming the proposal pending now (unless it names a version, or the
+        proposal's hash, of its own: what its approver was shown) and signed for this
+        request's workflow; unchanged when no key for its approver is held. A message that
+        names a version no longer pending is signed without a hash, and refused as stale."""
+        if message.proposal_version is None or message.proposal_sha256 is None:
+            pending = (await self.status(request_id)).pending
+            if pending is not None and message.proposal_version in (None, pending.proposal_version):
                 message = message.model_copy(
-                    update={"proposal_version": status.pending.proposal_version}
+                    update={
+                        "proposal_version": pending.proposal_version,
+                        "proposal_sha256": message.proposal_sha256
+                        or proposal_digest(pending.proposal),
+                    }
                 )
         key = key or self.keys().get(message.approver)
         if key is None:
@@ -455,11 +470,45 @@ class Tether:
                 raise ReviewRejected("nothing_pending", f"{request_id}: {err.message}") from None
             raise
 
-    async def approve(self, request_id: str, *, approver: str, reason: str = "") -> ReviewReceipt:
-        return await self.review(request_id, approver=approver, verdict="approve", reason=reason)
+    async def approve(
+        self,
+        request_id: str,
+        *,
+        approver: str,
+        reason: str = "",
+        proposal_version: int | None = None,
+        proposal_sha256: str | None = None,
+        key: SigningKey | None = None,
+    ) -> ReviewReceipt:
+        return await self.review(
+            request_id,
+            approver=approver,
+            verdict="approve",
+            reason=reason,
+            proposal_version=proposal_version,
+            proposal_sha256=proposal_sha256,
+            key=key,
+        )
 
-    async def reject(self, request_id: str, *, approver: str, reason: str) -> ReviewReceipt:
-        return await self.review(request_id, approver=approver, verdict="reject", reason=reason)
+    async def reject(
+        self,
+        request_id: str,
+        *,
+        approver: str,
+        reason: str,
+        proposal_version: int | None = None,
+        proposal_sha256: str | None = None,
+        key: SigningKey | None = None,
+    ) -> ReviewReceipt:
+        return await self.review(
+            request_id,
+            approver=approver,
+            verdict="reject",
+            reason=reason,
+            proposal_version=proposal_version,
+            proposal_sha256=proposal_sha256,
+            key=key,
+        )
 
     async def ingest(
         self,

@@ -38,7 +38,7 @@ from tether.client import Tether
 from tether.config import Settings
 from tether.contracts import WorkflowStatus
 from tether.errors import InvalidRequest, ReviewRejected
-from tether.signing import keyring
+from tether.signing import keyring, proposal_digest
 
 COOKIE = "tether_session"
 TEMPLATES = Path(__file__).with_name("console_templates")
@@ -249,6 +249,7 @@ class Console:
             "label": pack.subject_label if pack else "subject",
             "calls": calls,
             "calls_json": json.dumps(editable, indent=1),
+            "shown": proposal_digest(proposal),
             "csrf": self.csrf(identity),
         }
 
@@ -260,7 +261,9 @@ class Console:
                 "base.html", identity, title="Refused", error="The form is not yours.", code=403
             )
         reason = str(form.get("reason", "")).strip()
-        version = int(str(form.get("version") or 0)) or None
+        said = str(form.get("version") or "")
+        version = int(said) if said.isascii() and said.isdigit() and len(said) < 10 else None
+        shown = str(form.get("proposal") or "") or None  # the hash of the proposal shown
         # The console signs for the operator it authenticated, with the key it holds for them.
         key = keyring(self.config.keyring).get(identity)
         if key is None:
@@ -276,6 +279,7 @@ class Console:
                     answer=str(form.get("answer", "")) or None,
                     tool_calls=json.loads(str(form.get("tool_calls") or "null")),
                     proposal_version=version,
+                    proposal_sha256=shown,
                     key=key,
                 )
             elif verdict in ("approve", "reject"):
@@ -285,6 +289,7 @@ class Console:
                     verdict=verdict,
                     reason=reason,
                     proposal_version=version,
+                    proposal_sha256=shown,
                     key=key,
                 )
             else:

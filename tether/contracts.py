@@ -282,9 +282,13 @@ class PendingApproval(Frozen):
     citations: list[Passage]
 
 
+SHA256 = r"^[0-9a-f]{64}$"
+
+
 class Signature(Frozen):
     """An approver's Ed25519 signature over what they decided (tether/signing.py: the
-    workflow, the proposal version, the verdict, the reason, a hash of any edit, the time)."""
+    workflow, the proposal version and a hash of the proposal shown, the verdict, the reason,
+    a hash of any edit, the time)."""
 
     key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
     signed_at: AwareDatetime  # compared with the workflow's time: a zone is required
@@ -299,6 +303,7 @@ class Review(Frozen):
     verdict: Literal["approve", "reject"]
     reason: str = Field(default="", max_length=2_000)
     proposal_version: int | None = None
+    proposal_sha256: str | None = Field(default=None, pattern=SHA256)  # of the one shown
     signature: Signature | None = None
 
     @field_validator("reason")
@@ -315,6 +320,7 @@ class Edit(Frozen):
     approver: str = Field(pattern=IDENT)
     reason: str = Field(min_length=1, max_length=2_000)
     proposal_version: int | None = None
+    proposal_sha256: str | None = Field(default=None, pattern=SHA256)  # of the one shown
     answer: str | None = Field(default=None, min_length=1, max_length=4_000)
     tool_calls: list[ToolCall] | None = Field(default=None, max_length=8)
     signature: Signature | None = None

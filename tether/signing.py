@@ -2,8 +2,8 @@
 
 Each approver holds an Ed25519 key pair (``tether keys new``); the approver directory in the
 pinned policy holds the public keys. A review or an edit carries a signature over a
-*statement*: the approver, the workflow, the proposal version they saw, the verdict, the
-reason, a hash of the edit (if any) and the time of signing. The workflow's Update validator
+*statement*: the approver, the workflow, the proposal version they saw and a hash of that
+proposal, the verdict, the reason, a hash of the edit (if any) and the time of signing. The workflow's Update validator
 and signal handler verify it with the pinned directory: a pure, deterministic check, so it
 runs inside the workflow like any other validator.
 
@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tether.config import PolicyConfig, key_id
-from tether.contracts import Edit, Review, Signature
+from tether.contracts import Edit, Proposal, Review, Signature
 from tether.handed import read_small
 
 log = logging.getLogger(__name__)
@@ -53,24 +53,32 @@ def edit_digest(edit: Edit | None) -> str | None:
     return hashlib.sha256(_canonical(changed)).hexdigest()
 
 
+def proposal_digest(proposal: Proposal) -> str:
+    """What an approver was shown, as they sign it: the whole proposal (answer, calls,
+    intent, citations). A run started again under the same id puts another proposal at the
+    same version: a signature over this one does not approve that."""
+    return hashlib.sha256(_canonical(proposal.model_dump(mode="json"))).hexdigest()
+
+
 def statement(message: Review | Edit, workflow_id: str, signed_at: datetime, kid: str) -> bytes:
     """The bytes signed and verified: the same on the signer's side and in the workflow."""
     edit = message if isinstance(message, Edit) else None
     # An edit signs as "edit": a review's signature can never be replayed as an edit's.
     verdict = "edit" if isinstance(message, Edit) else message.verdict
-    return _canonical(
-        {
-            "tether": "approval/1",
-            "approver": message.approver,
-            "key_id": kid,
-            "workflow_id": workflow_id,
-            "proposal_version": message.proposal_version,
-            "verdict": verdict,
-            "reason": message.reason,
-            "edit_sha256": edit_digest(edit),
-            "signed_at": signed_at.isoformat(),
-        }
-    )
+    signed: dict[str, Any] = {
+        "tether": "approval/1",
+        "approver": message.approver,
+        "key_id": kid,
+        "workflow_id": workflow_id,
+        "proposal_version": message.proposal_version,
+        "verdict": verdict,
+        "reason": message.reason,
+        "edit_sha256": edit_digest(edit),
+        "signed_at": signed_at.isoformat(),
+    }
+    if message.proposal_sha256 is not None:  # absent, the bytes signed before it existed
+        signed["proposal_sha256"] = message.proposal_sha256
+    return _canonical(signed)
 
 
 def _canonical(value: Any) -> bytes:
@@ -137,15 +145,13 @@ def keyring(directory: Path | None) -> dict[str, SigningKey]:
     rotated key is a new file)."""
     if directory is None or not directory.is_dir():
         return {}
-    found: dict[str, SigningKey] = {}
-    for path in sorted(directory.glob("*.key"), key=lambda p: p.stat().st_mtime):
-        try:
-            key = SigningKey.load(path)
-        except KeyFileError as err:  # one broken file must not lock every other approver out
-            log.warning("%s", err)
-            continue
-        found[key.approver] = key
-    return found
+    loaded: list[tuple[float, SigningKey]] = []
+    for path in directory.glob("*.key"):
+        try:  # a dangling link, a file gone mid-rotation: skipped like a broken one
+            loaded.append((path.stat().st_mtime, SigningKey.load(path)))
+        except (OSError, KeyFileError) as err:  # one bad file must not lock the others out
+            log.warning("%s", err if isinstance(err, KeyFileError) else f"{path}: {err}")
+    return {key.approver: key for _, key in sorted(loaded, key=lambda found: found[0])}
 
 
 class SignatureRefused(Exception):
@@ -178,7 +184,13 @@ def verify(message: Review | Edit, policy: PolicyConfig, workflow_id: str, now: 
         raise SignatureRefused(
             "bad_signature", "the signature does not match this review of this request"
         ) from None
-    if sig.signed_at > now + CLOCK_SKEW or now - sig.signed_at > policy.signature_ttl:
+    if sig.signed_at > now + CLOCK_SKEW:
+        raise SignatureRefused(
+            "expired",
+            f"signed at {sig.signed_at.isoformat()}, after now ({now.isoformat()}): the "
+            f"signer's clock runs ahead by more than {CLOCK_SKEW}; set it right and sign again",
+        )
+    if now - sig.signed_at > policy.signature_ttl:
         raise SignatureRefused(
             "expired",
             f"signed at {sig.signed_at.isoformat()}; a signature counts for "

@@ -93,6 +93,9 @@ class ApprovalGate:
         # Set by the run (steps.REVIEWED_TEXT): people's text is checked before it is kept,
         # and an edited answer reaches the subject wherever the model's answer would have.
         self.reviewed_text = False
+        # Set by the run (steps.SIGNED_PROPOSAL): a verdict's signature must name the
+        # proposal pending by its hash.
+        self.signed_proposal = False
 
     def pin(self, policy: PolicyConfig) -> None:
         self._policy = policy
@@ -202,6 +205,7 @@ class ApprovalGate:
             self.policy,
             workflow_id=workflow.info().workflow_id,
             now=workflow.now(),
+            require_digest=self.signed_proposal,
         )
         if self.reviewed_text:
             _showable(review)
@@ -326,6 +330,7 @@ class ApprovalGate:
                 verdict="approve",
                 reason=edit.reason,
                 proposal_version=edit.proposal_version,
+                proposal_sha256=edit.proposal_sha256,
                 signature=edit.signature,
             )
         )

@@ -113,6 +113,7 @@ class ResolutionWorkflow:
         self._pinned = pinned
         self._gate.pin(self._policy)
         self._gate.reviewed_text = steps.reviewed_text()
+        self._gate.signed_proposal = steps.signed_proposal()
         policy = self._policy
 
         if readable:
@@ -526,9 +527,12 @@ class ResolutionWorkflow:
         if self._published is None and steps.current():
             self._published = search.at_start_of(workflow.info().typed_search_attributes)
         last = self._published
+        waiting = stage is Stage.AWAITING_APPROVAL
         if lean:
             leaving = last is not None and Stage(last[1]) in RESTING
             if attributes == last or not (last is None or stage in RESTING or leaving):
+                if waiting and self._gate.signed_proposal:  # put to people again: a new version
+                    workflow.upsert_memo({names.PENDING_MEMO: self.status()})
                 return
         self._published = attributes
         workflow.upsert_search_attributes(
@@ -540,7 +544,6 @@ class ResolutionWorkflow:
                 search.INTENT.value_set(attributes[4]),
             ]
         )
-        waiting = stage is Stage.AWAITING_APPROVAL
         if lean and (waiting or (last is not None and last[1] == Stage.AWAITING_APPROVAL.value)):
             # What the approval queue lists, beside the attributes it is found by (None: gone).
             workflow.upsert_memo({names.PENDING_MEMO: self.status() if waiting else None})

@@ -101,6 +101,11 @@ PIN_BESIDE_READS = "governed-2026-12-06-pin"
 # carried into the outbound arguments (a message body) that held the model's. Replaces
 # PIN_BESIDE_READS's marker.
 REVIEWED_TEXT = "governed-2026-12-07"
+# What a run started since takes: all REVIEWED_TEXT takes, and a verdict counts only signed
+# over a hash of the proposal pending (a signature for another run's proposal under the same
+# id approves nothing), and the approval queue's memo follows a request put to people again.
+# Replaces REVIEWED_TEXT's marker.
+SIGNED_PROPOSAL = "governed-2026-12-07-signed"
 
 
 def current() -> bool:
@@ -120,8 +125,14 @@ def pin_beside_reads() -> bool:
 
 def reviewed_text() -> bool:
     """Whether this run checks people's text and carries an edited answer: every run started
-    today does."""
-    return workflow.patched(REVIEWED_TEXT)
+    since does."""
+    return signed_proposal() or workflow.patched(REVIEWED_TEXT)
+
+
+def signed_proposal() -> bool:
+    """Whether this run takes only verdicts signed over the proposal pending: every run
+    started today does."""
+    return workflow.patched(SIGNED_PROPOSAL)
 
 
 def since(patch: str) -> bool:

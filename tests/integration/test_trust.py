@@ -30,7 +30,7 @@ from tether.contracts import DecisionAction, Edit, Review, ToolCall
 from tether.domains.support.business import BusinessServer
 from tether.errors import ReviewRejected
 from tether.names import workflow_id_for
-from tether.signing import SigningKey, directory_for
+from tether.signing import SigningKey, directory_for, proposal_digest
 from tether.stack import temporal_binary
 from tether.workers.main import Resources
 
@@ -94,7 +94,22 @@ async def bad_messages(tether: Tether, rid: str, other: str, old: Path) -> list[
         for c in edit.tool_calls or []
     ]
     long_ago = datetime.now(UTC) - timedelta(minutes=30)
+    seen = (await tether.status(other)).pending
+    assert seen is not None
+    # Signed after seeing another proposal at the same version (as under a run started again
+    # with this id): the signature holds, the proposal it names is not the one pending.
+    elsewhere = review.model_copy(update={"proposal_sha256": proposal_digest(seen.proposal)})
+    # Signed over the version alone, as before 2026-12-07: a version another run reuses.
+    bare = review.model_copy(update={"proposal_version": 1})
+    manager = tether.keys()[MANAGER]
     return [
+        ("stale_proposal", await tether.sign(rid, elsewhere)),
+        (
+            "unsigned_proposal",
+            bare.model_copy(
+                update={"signature": manager.sign(bare, workflow_id_for(rid), datetime.now(UTC))}
+            ),
+        ),
         ("unsigned", (await tether.sign(rid, review)).model_copy(update={"signature": None})),
         ("unknown_key", await tether.sign(rid, review, SigningKey(MANAGER, lead.private))),
         ("bad_signature", signed_edit.model_copy(update={"tool_calls": more})),
@@ -363,21 +378,25 @@ async def test_refusals_by_the_console(
     assert outcome.reviews[0].key_id == tether.keys()[LEAD].id
 
 
+@pytest.mark.parametrize("offboarded", ["revoked", "removed"])
 async def test_a_key_revoked_after_the_request_began_approves_nothing(
-    tether: Tether, resources: Resources, business: BusinessServer
+    tether: Tether, resources: Resources, business: BusinessServer, offboarded: str
 ) -> None:
     """The workflow pinned a directory in which the manager's key was live; it is revoked
-    while the request waits. The validator (pinned) lets the review in; the workflow then
-    reads the key's status from the workers' active directory and puts the request to people
-    again, and a live key decides it."""
+    while the request waits, or the manager is taken out of the directory. The validator
+    (pinned) lets the review in; the workflow then reads the key's status from the workers'
+    active directory and puts the request to people again, and a live key decides it."""
     rid = await pending(tether, "C-121", "ORD-1024")
     store = resources.policies
     before = store.active("support")
     assert before is not None
     directory = {k: v.model_dump(mode="json") for k, v in before.policy.approvers.items()}
-    directory[MANAGER]["keys"] = [
-        {**k, "revoked_at": datetime.now(UTC).isoformat()} for k in directory[MANAGER]["keys"]
-    ]
+    if offboarded == "removed":
+        del directory[MANAGER]
+    else:
+        directory[MANAGER]["keys"] = [
+            {**k, "revoked_at": datetime.now(UTC).isoformat()} for k in directory[MANAGER]["keys"]
+        ]
     revoked = before.policy.merged({"version": f"revoked-{new_id()}", "approvers": directory})
     store.add("support", revoked, by="test")
     store.activate("support", revoked.version, by="test", reason="manager's laptop stolen")
@@ -391,6 +410,13 @@ async def test_a_key_revoked_after_the_request_began_approves_nothing(
             await asyncio.sleep(0.1)
         else:
             raise AssertionError("the request was not put to people again")
+        # The approval queue (read from the memo) lists it as it is now: version 2.
+        while True:
+            listed = [s for s in await tether.pending() if s.request_id == rid]
+            if listed and listed[0].pending and listed[0].pending.proposal_version == 2:
+                break
+            assert time.monotonic() < deadline, f"the queue still lists {listed}"
+            await asyncio.sleep(0.2)
         await tether.reject(rid, approver=LEAD, reason="a live key decides")
     finally:
         store.activate("support", before.version, by="test", reason="drill over")

@@ -245,3 +245,43 @@ def test_a_key_file_round_trips_and_refuses_garbage(tmp_path: object) -> None:
     KEYS[MANAGER].save(path.with_name("manager.key"))
     held = keyring(path.parent)  # the broken file is skipped, the others still sign
     assert list(held) == [MANAGER] and held[MANAGER].id == KEYS[MANAGER].id
+    # A link to a key file moved away (a rotation half done): skipped the same way.
+    path.with_name("gone.key").symlink_to(path.with_name("nowhere.key"))
+    assert list(keyring(path.parent)) == [MANAGER]
+
+
+def test_a_clock_ahead_is_told_so() -> None:
+    """A signer whose clock runs ahead is told that, not that their signature is old."""
+    review = signed(REVIEW, at=NOW + timedelta(minutes=10))
+    with pytest.raises(ReviewRefused, match="clock runs ahead"):
+        authorise_review(review, pending(0), REQUEST, CONFIG, workflow_id=WORKFLOW, now=NOW)
+
+
+def test_a_signature_binds_the_proposal_it_was_shown() -> None:
+    """A verdict signed over the hash of the proposal shown counts only while that proposal
+    is pending: a run started again under the same id, with another proposal at the same
+    version, is not approved by it. A hash stripped or swapped breaks the signature."""
+    from tether.signing import proposal_digest
+
+    shown = pending(0).proposal
+    other = shown.model_copy(update={"answer": "another refund, to someone else"})
+    for_shown = signed(REVIEW.model_copy(update={"proposal_sha256": proposal_digest(shown)}))
+    assert authorise(for_shown) == "support_lead"
+    for_other = signed(REVIEW.model_copy(update={"proposal_sha256": proposal_digest(other)}))
+    assert authorise(for_other) == "stale_proposal"
+    stripped = for_shown.model_copy(update={"proposal_sha256": None})
+    assert authorise(stripped) == "bad_signature"
+    swapped = for_other.model_copy(update={"proposal_sha256": proposal_digest(shown)})
+    assert authorise(swapped) == "bad_signature"
+
+
+def test_a_run_started_today_takes_no_signature_without_the_proposal() -> None:
+    """Without a hash the signature names only a version, which another run reuses: a run
+    under governed-2026-12-07-signed refuses it; older runs (replayed as recorded) take it."""
+    bare = signed(REVIEW)
+    assert authorise(bare) == "support_lead"
+    with pytest.raises(ReviewRefused) as refused:
+        authorise_review(
+            bare, pending(0), REQUEST, CONFIG, workflow_id=WORKFLOW, now=NOW, require_digest=True
+        )
+    assert refused.value.code == "unsigned_proposal"

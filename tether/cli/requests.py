@@ -211,6 +211,12 @@ KEY = typer.Option(
     envvar="TETHER_APPROVER_KEY",
     help="your key file (tether keys new); default: yours in TETHER_KEYRING",
 )
+VERSION = typer.Option(
+    None,
+    "--version",
+    min=1,
+    help="the proposal version you were shown (tether approvals show): refused if it changed",
+)
 
 
 def signing_key(path: Path | None, approver: str) -> SigningKey | None:
@@ -231,7 +237,13 @@ def _reason(reason: str) -> str:
 
 
 def _review(
-    request_id: str, approver: str, verdict: str, reason: str, key: Path | None, as_json: bool
+    request_id: str,
+    approver: str,
+    verdict: str,
+    reason: str,
+    key: Path | None,
+    as_json: bool,
+    version: int | None,
 ) -> None:
     from tether.client import Tether
 
@@ -246,6 +258,7 @@ def _review(
                 approver=approver,
                 verdict="approve" if verdict == "approve" else "reject",
                 reason=reason,
+                proposal_version=version,
                 key=signer,
             )
         except InvalidRequest as error:
@@ -264,10 +277,11 @@ def approvals_approve(
     reason: str = typer.Option("", help="why"),
     key: Path | None = KEY,
     as_json: bool = JSON,
+    version: int | None = VERSION,
 ) -> None:
     """Approve a pending request, signed with your key (the workflow checks the signature
     against its pinned approver directory, then your role)."""
-    _review(request_id, approver, "approve", reason, key, as_json)
+    _review(request_id, approver, "approve", reason, key, as_json, version)
 
 
 @approvals.command("reject")
@@ -277,9 +291,10 @@ def approvals_reject(
     reason: str = typer.Option(..., help="why (required)"),
     key: Path | None = KEY,
     as_json: bool = JSON,
+    version: int | None = VERSION,
 ) -> None:
     """Reject a pending request, signed; nothing is executed."""
-    _review(request_id, approver, "reject", reason, key, as_json)
+    _review(request_id, approver, "reject", reason, key, as_json, version)
 
 
 @approvals.command("sign")
