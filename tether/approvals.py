@@ -43,7 +43,7 @@ def authorise_review(
     except SignatureRefused as refused:
         raise ReviewRefused(refused.code, refused.detail) from None
     roles = entry.roles
-    if review.approver in (request.requester, request.subject):
+    if {request.requester, request.subject} & {review.approver, *entry.subjects}:
         raise ReviewRefused("self_approval", f"{review.approver} submitted this request")
     # A tier may be decided by its own role or by any higher tier's role.
     acceptable = [t.role for t in config.tiers[pending.tier :]]

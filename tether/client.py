@@ -39,6 +39,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
@@ -79,6 +80,7 @@ from tether.signing import SigningKey, keyring, proposal_digest
 from tether.tracing import interceptors
 
 PENDING_QUERIES = 16  # workflow queries in flight while a page of approvals is read
+DECIDE_WITHIN = timedelta(seconds=30)  # Tether.decide_within
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool | None:
@@ -195,6 +197,9 @@ class Tether:
         # one in a deployment; a time-skipping test server's clock runs ahead (pass its own).
         self._clock = clock
         self.packs = packs.load(self.settings.domains)
+        # How long a verdict waits for its workflow to take it: with no worker serving the
+        # run, an Update would wait for one forever.
+        self.decide_within = DECIDE_WITHIN
 
     def pack(self, domain: str | None = None) -> DomainPack:
         """The pack ``domain`` names, else the default one, else the only one this client
@@ -454,11 +459,19 @@ class Tether:
         self, request_id: str, update: str, message: Review | Edit, key: SigningKey | None
     ) -> ReviewReceipt:
         try:
-            signed = await self.sign(request_id, message, key)
-            receipt: ReviewReceipt = await self.handle(request_id).execute_update(
-                update, signed, result_type=ReviewReceipt
-            )
+            async with asyncio.timeout(self.decide_within.total_seconds()):
+                signed = await self.sign(request_id, message, key)
+                receipt: ReviewReceipt = await self.handle(request_id).execute_update(
+                    update, signed, result_type=ReviewReceipt, rpc_timeout=self.decide_within
+                )
             return receipt
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            raise ReviewRejected(
+                "no_answer",
+                f"{request_id} did not take the verdict within {self.decide_within} (no worker "
+                "serving it?); it may still be taken while its signature is fresh: "
+                f"tether approvals show {request_id}",
+            ) from None
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.details:

@@ -174,6 +174,9 @@ class Approver(BaseModel):
 
     roles: list[str] = Field(min_length=1)
     keys: list[ApproverKey] = []
+    # The ids this person also has as a requester or subject (an employee id beside the name
+    # they approve under): they never approve a request of their own under either.
+    subjects: list[str] = []
 
 
 class IntentThresholds(BaseModel):

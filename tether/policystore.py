@@ -148,11 +148,19 @@ ADDED_LATER: dict[str, Any] = {
 }
 
 
+# The same for fields an approver directory's entry gained later.
+APPROVER_ADDED_LATER: dict[str, Any] = {"subjects": []}
+
+
 def canonical(policy: PolicyConfig) -> str:
     body = policy.model_dump(mode="json")
     for name, default in ADDED_LATER.items():
         if name in body and body[name] == default:
             del body[name]
+    for entry in body.get("approvers", {}).values():
+        for name, default in APPROVER_ADDED_LATER.items():
+            if entry.get(name) == default:
+                del entry[name]
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 

@@ -458,3 +458,24 @@ async def test_without_an_approver_directory_nothing_waits_for_nobody(
     assert bare.version in why.detail and "approver directory" in why.detail
     assert "amount_above_auto_limit" in outcome.decision.codes()  # what needed a person
     assert answered.decision.action is DecisionAction.AUTO  # nothing needed one: unaffected
+
+
+async def test_a_verdict_nobody_takes_is_answered_in_bounded_time(tether: Tether) -> None:
+    """No worker serves the run (its task queue has no poller): the verdict does not wait for
+    one forever. It is refused as no_answer, with what to do, once ``decide_within`` ran out."""
+    rid = f"unserved-{new_id()}"
+    handle = await tether.submit(
+        {"request_id": rid, "subject": "C-101", "requester": "C-101", "text": "Where is ORD-1001?"},
+        task_queue=f"nobody-serves-{rid}",
+    )
+    tether.decide_within = timedelta(seconds=3)
+    began = time.monotonic()
+    try:
+        with pytest.raises(ReviewRejected) as refused:
+            await tether.approve(rid, approver=MANAGER, reason="ok")
+    finally:
+        tether.decide_within = timedelta(seconds=30)
+        await handle.terminate("test over")
+    assert refused.value.code == "no_answer", refused.value
+    assert f"tether approvals show {rid}" in refused.value.detail
+    assert time.monotonic() - began < 20

@@ -285,3 +285,15 @@ def test_a_run_started_today_takes_no_signature_without_the_proposal() -> None:
             bare, pending(0), REQUEST, CONFIG, workflow_id=WORKFLOW, now=NOW, require_digest=True
         )
     assert refused.value.code == "unsigned_proposal"
+
+
+def test_an_approver_never_approves_a_request_of_theirs_under_another_id() -> None:
+    """An approver who is also a requester under another id (an employee id beside the name
+    they approve under) lists it in the directory; a request of theirs is not theirs to
+    approve under either."""
+    directory = {k: v.model_dump() for k, v in CONFIG.approvers.items()}
+    directory[MANAGER]["subjects"] = ["C-1"]
+    knows = CONFIG.merged({"approvers": directory})
+    assert authorise(signed(REVIEW), config=knows) == "self_approval"
+    other = REQUEST.model_copy(update={"subject": "C-2", "requester": "C-2"})
+    assert authorise(signed(REVIEW), config=knows, request=other) == "support_lead"

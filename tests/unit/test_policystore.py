@@ -10,11 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy
 
+from tests.unit.builders import staffed
 from tether.config import Settings
 from tether.domains.itops import PACK as ITOPS
 from tether.domains.support import PACK
 from tether.policystore import (
     ADDED_LATER,
+    APPROVER_ADDED_LATER,
     NoSuchVersion,
     PolicyConflict,
     PolicyStore,
@@ -105,17 +107,22 @@ def test_a_diff_names_every_changed_setting() -> None:
 
 
 def test_a_version_stored_before_a_field_existed_keeps_its_hash(store: PolicyStore) -> None:
-    """A field PolicyConfig gained later (ADDED_LATER) is left out of the hash at its
-    default: the version reads back, and registering it again adds nothing."""
-    old = PACK.policy.model_dump(mode="json")
+    """A field PolicyConfig (or a directory's entry) gained later (ADDED_LATER) is left out
+    of the hash at its default: the version reads back, and registering it again adds
+    nothing."""
+    policy = staffed(PACK.policy, PACK.demo_approvers)
+    old = policy.model_dump(mode="json")
     for name in ADDED_LATER:
         old.pop(name, None)
+    for entry in old["approvers"].values():
+        for name in APPROVER_ADDED_LATER:
+            entry.pop(name)
     body = json.dumps(old, sort_keys=True, separators=(",", ":"))
     with store.engine.begin() as conn:
         conn.execute(
             versions.insert().values(
                 domain="support",
-                version=PACK.policy.version,
+                version=policy.version,
                 sha256=hashlib.sha256(body.encode()).hexdigest(),
                 body=body,
                 created_at=datetime.now(UTC),
@@ -123,8 +130,8 @@ def test_a_version_stored_before_a_field_existed_keeps_its_hash(store: PolicySto
                 note="",
             )
         )
-    assert store.get("support", PACK.policy.version).policy == PACK.policy
-    assert store.add("support", PACK.policy, by="ops").created_by == "an older release"
+    assert store.get("support", policy.version).policy == policy
+    assert store.add("support", policy, by="ops").created_by == "an older release"
     hour = timedelta(hours=1)
     reusing = PACK.policy.model_copy(update={"version": "reuse/1", "proposal_reuse": hour})
     assert store.add("support", reusing, by="ops").sha256 != content_hash(PACK.policy)
