@@ -68,8 +68,8 @@ def parse_payloads(body: bytes) -> list[Payload]:
     """The payloads of a request body; Refused (400) saying what is wrong with it."""
     try:
         document = json.loads(body)
-    except ValueError as e:  # UnicodeDecodeError included
-        raise Refused(400, f"the body is not JSON: {e}") from None
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError included; [[[[… too deep
+        raise Refused(400, f"the body is not JSON: {e}"[:300]) from None
     if not isinstance(document, dict) or not isinstance(document.get("payloads"), list):
         raise Refused(400, 'the body must be {"payloads": [...]} (temporal.api.common.v1.Payloads)')
     try:

@@ -32,7 +32,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowQueryFailedError
+from temporalio.service import RPCError
 
 from tether.client import Tether
 from tether.config import Settings
@@ -144,12 +145,14 @@ class Console:
         try:
             body = bytes.fromhex(data).decode()
             identity, expires, fingerprint = json.loads(body)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             return None
-        if not hmac.compare_digest(signature, self._sign(body)) or expires < time.time():
+        if not _same(signature, self._sign(body)) or not isinstance(expires, int | float):
+            return None
+        if expires < time.time():
             return None
         current = any(
-            who == identity and hmac.compare_digest(self._fingerprint(t), fingerprint)
+            who == identity and _same(self._fingerprint(t), str(fingerprint))
             for t, who in self.config.tokens.items()
         )
         return str(identity) if current else None
@@ -158,7 +161,7 @@ class Console:
         return hmac.new(self._secret, identity.encode(), hashlib.sha256).hexdigest()
 
     def _form_ok(self, identity: str, form: Any) -> bool:
-        return hmac.compare_digest(str(form.get("csrf", "")), self.csrf(identity))
+        return _same(str(form.get("csrf", "")), self.csrf(identity))
 
     # --- pages ---------------------------------------------------------------------------
 
@@ -167,6 +170,12 @@ class Console:
         proxies and browsers keep in logs and history)."""
         if request.method == "GET":
             return _page("login.html", None, title="Sign in")
+        if request.headers.get("sec-fetch-site") == "cross-site":
+            # Another site's form would sign this browser in as whoever's token it holds,
+            # and its operator would then review and sign as them.
+            return _page(
+                "login.html", None, title="Sign in", error="Sign in from this page.", code=403
+            )
         token = str((await request.form()).get("token", ""))
         identity = self._token_identity(token) if token else None
         if identity is None:
@@ -216,10 +225,19 @@ class Console:
             return _page(
                 "base.html", identity, title="Not found", error=f"No request {rid}.", code=404
             )
-        if described.status is WorkflowExecutionStatus.COMPLETED:
-            outcome = await self.tether.outcome(rid)
-            return _page("finished.html", identity, title=rid, error=error, outcome=outcome)
-        status = await self.tether.status(rid)
+        try:
+            if described.status is WorkflowExecutionStatus.COMPLETED:
+                outcome = await self.tether.outcome(rid)
+                return _page("finished.html", identity, title=rid, error=error, outcome=outcome)
+            status = await self.tether.status(rid)
+        except (RPCError, WorkflowQueryFailedError) as err:  # no worker, a failing run
+            return _page(
+                "base.html",
+                identity,
+                title=rid,
+                error=f"{rid} cannot be read now: {err}",
+                code=503,
+            )
         if status.pending is None:
             return _page(
                 "progress.html", identity, title=rid, error=error, rid=rid, stage=status.stage.value
@@ -298,8 +316,16 @@ class Console:
                 )
         except ReviewRejected as err:
             return await self.detail(request, identity, f"Refused ({err.code}): {err.detail}")
-        except (InvalidRequest, ValueError) as err:
-            return await self.detail(request, identity, f"Not accepted: {err}")
+        except (InvalidRequest, ValueError, RecursionError) as err:
+            return await self.detail(request, identity, f"Not accepted: {err}"[:500])
+        except (RPCError, WorkflowQueryFailedError) as err:  # no worker, a failing run
+            return _page(
+                "base.html",
+                identity,
+                title=rid,
+                error=f"{rid} cannot be decided now: {err}",
+                code=503,
+            )
         return RedirectResponse(f"/requests/{quote(rid, safe=':@')}", status_code=303)
 
 
@@ -334,3 +360,9 @@ def create_app(settings: Settings, tether: Tether | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
+
+
+def _same(given: str, expected: str) -> bool:
+    """``given`` is ``expected``, compared in constant time; any text a client sends (a
+    cookie's bytes read as latin-1 are not ASCII) is compared, never raised on."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
-from sqlalchemy import create_engine, event, make_url
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -20,22 +21,30 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
+# The password in a URL's authority: everything from the user's colon to the last "@" before
+# the host (a password may hold an unencoded "@"), and in its query (psycopg's ?password=).
+_AUTHORITY_SECRET = re.compile(r"^([^:/?#]+://[^:/?#@]*):[^/?#]*@")
+_TWO_ATS = re.compile(r"^[^:/?#]+://[^/?#]*@[^/?#]*@")
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pwd|sslpassword|secret|token)=)[^&#]*")
+
+
 def hidden(url: str | Engine) -> str:
-    """A database URL fit for a message: its password hidden."""
-    try:
-        parsed = url.url if isinstance(url, Engine) else make_url(url)
-    except ArgumentError:
-        return str(url)
-    return parsed.render_as_string(hide_password=True)
+    """A database URL fit for a message: its passwords hidden, whether or not it parses."""
+    text = url.url.render_as_string(hide_password=False) if isinstance(url, Engine) else url
+    return _QUERY_SECRET.sub(r"\1***", _AUTHORITY_SECRET.sub(r"\1:***@", text))
 
 
 def make_engine(url: str) -> Engine:
     """Every store's engine, and the one place a URL that cannot be opened is said so (the
     stores, the migrations and `tether db` all come here)."""
+    if _TWO_ATS.match(url):  # else the password's tail is read as the host, and shown as it
+        raise MigrationError(f"{hidden(url)}: write an @ in the password as %40")
     try:
         engine = create_engine(url, future=True)
-    except (ArgumentError, NoSuchModuleError) as err:
-        raise MigrationError(f"{hidden(url)}: not a database URL Tether can open ({err})") from None
+    except (ArgumentError, NoSuchModuleError, ValueError) as err:  # ValueError: a port "x"
+        raise MigrationError(
+            f"{hidden(url)}: not a database URL Tether can open ({hidden(str(err))})"
+        ) from None
     except ImportError as err:
         raise MigrationError(
             f"{hidden(url)}: its database driver is not installed ({err})"

@@ -138,6 +138,15 @@ class TemporalDevServer:
                 self._proc.wait()
 
 
+def http_config(app: Any, host: str, port: int) -> Any:
+    """How every HTTP app here is served (uvicorn.Config). No X-Forwarded-For rewriting: the
+    console believes an identity header by the peer's address (trusted_proxies), which must
+    stay the proxy's own, not the address the proxy says it forwards for."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False)
+
+
 class AppServer:
     """An ASGI app served by uvicorn in a background thread: how the embedded stack and the
     tests run a business system on this machine (port 0: any free port)."""
@@ -146,9 +155,7 @@ class AppServer:
         import uvicorn
 
         self._host = host
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=port, log_level="warning")
-        )
+        self._server = uvicorn.Server(http_config(app, host, port))
         self._thread = threading.Thread(target=self._server.run, name=name, daemon=True)
 
     def start(self, timeout: float = 10.0) -> Self:

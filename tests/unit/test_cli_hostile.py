@@ -70,12 +70,31 @@ REAL_KEY = base64.b64encode(b"k" * 32).decode()
             "TETHER_TEMPORAL_TLS__SERVER_CA: [Errno 2]",
         ),
         ({"TETHER_LOG_LEVEL": "bogus"}, ["worker"], "TETHER_LOG_LEVEL 'BOGUS': one of"),
+        # A store URL whose port is not a number.
+        (
+            {"TETHER_STORE_URL": "postgresql+psycopg://u:s3cr3t@db:notaport/tether"},
+            ["db", "current"],
+            "postgresql+psycopg://u:***@db:notaport/tether: not a database URL",
+        ),
     ],
 )
 def test_a_setting_no_command_can_use_is_one_line(
     tmp_path: Path, env: dict[str, str], args: list[str], said: str
 ) -> None:
     assert said in one_line(tether(tmp_path, *args, **env))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://tether@127.0.0.1:1/tether?password=s3cr3tpw",  # psycopg's form
+        "postgresql+psycopg://tether:p@ss-s3cr3t@127.0.0.1:1/tether",  # an "@" not encoded
+    ],
+)
+def test_a_store_that_cannot_be_reached_never_shows_its_password(tmp_path: Path, url: str) -> None:
+    done = tether(tmp_path, "db", "current", "--json", TETHER_STORE_URL=url)
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert "s3cr3t" not in done.stderr + done.stdout, done.stderr
 
 
 @pytest.mark.parametrize(
@@ -188,6 +207,7 @@ def test_json_output_stays_json_and_text_stays_text(capsys: pytest.CaptureFixtur
         ),
         (["new-domain", "abcqq", "--into", "/etc/hostname/sub"], "--into /etc/hostname/sub: "),
         (["ask", "hello", "--subject", "C-100", "--request-id", " "], "--request-id: empty"),
+        (["approvals", "list", "--limit", "5", "--after", "\u00e9"], "--after: not a token"),
     ],
 )
 def test_an_option_out_of_its_range_is_one_line(tmp_path: Path, args: list[str], said: str) -> None:
@@ -303,3 +323,26 @@ def test_an_approval_is_checked_before_anything_connects(tmp_path: Path) -> None
         )
     )
     assert line.startswith("--answer: control or invisible characters are not sent")
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [("UNAVAILABLE", 3), ("DEADLINE_EXCEEDED", 3), ("NOT_FOUND", 2), ("PERMISSION_DENIED", 1)],
+)
+def test_temporal_failing_mid_command_is_one_line_and_its_exit_code(
+    status: str, code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Temporal going away after the connection (3: try again later) is told from a request
+    it does not know (2) and one it refuses (1), never a traceback."""
+    import typer
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from tether.cli.output import run
+
+    async def command() -> None:
+        raise RPCError("it said no", getattr(RPCStatusCode, status), b"")
+
+    with pytest.raises(typer.Exit) as left:
+        run(command())
+    assert left.value.exit_code == code
+    assert "it said no" in capsys.readouterr().err

@@ -143,6 +143,7 @@ def test_cors_answers_the_uis_origin_alone() -> None:
         (b'{"payloads": 3}', '{"payloads": [...]}'),
         (b'{"payloads": [{"data": 7}]}', "not temporal.api.common.v1.Payloads"),
         (b'{"payloads": [{"colour": "red"}]}', "not temporal.api.common.v1.Payloads"),
+        (b"[" * 100_000, "not JSON"),  # past Python's recursion limit: still a 400
     ],
 )
 def test_a_bad_body_is_400_and_says_why(raw: bytes, says: str) -> None:

@@ -122,3 +122,41 @@ def test_replicas_must_share_a_secret() -> None:
     with pytest.raises(ValidationError, match=r"needs console\.secret"):
         ConsoleConfig(tokens=TOKENS, processes=2)
     assert ConsoleConfig(tokens=TOKENS, processes=2, secret="x" * 32).processes == 2
+
+
+def test_what_a_stranger_sends_is_refused_never_raised_on() -> None:
+    """A cookie or a form field that is not ASCII, a session body nested past Python's
+    recursion limit, another site's sign-in form: each a refusal, never a 500."""
+    http = client()
+    body = b'["x",1,"y"]'.hex()
+    for cookie in (f"{body}.\xe9", f"{('[' * 5000).encode().hex()}.00", "zz.\xa0"):
+        raw = f"{COOKIE}={cookie}".encode("latin-1")  # as a browser may send it, not ASCII
+        assert http.get("/", headers={b"Cookie": raw}).status_code == 401, cookie
+    signed_in(http)
+    form = http.post("/requests/r-1/approve", data={"csrf": "\u00e9"}, follow_redirects=False)
+    assert form.status_code == 403
+    elsewhere = http.post(
+        "/login", data={"token": "lead-token"}, headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert elsewhere.status_code == 403 and COOKIE not in elsewhere.cookies
+
+
+def test_a_proxy_on_the_same_host_stays_the_peer() -> None:
+    """Served as `tether console` serves it (tether.stack.http_config), over real HTTP on
+    loopback: the identity header from the proxy on this host is believed whatever address
+    the proxy says it forwards for (X-Forwarded-For must not replace the peer)."""
+    import httpx
+
+    from tether.stack import AppServer
+
+    config = ConsoleConfig(tokens=TOKENS, secret="s" * 32, identity_header="X-Forwarded-User")
+    app = create_app(Settings(console=config), NoTemporal())  # type: ignore[arg-type]
+    server = AppServer(app, name="console").start()
+    try:
+        page = httpx.get(
+            f"{server.url}/",
+            headers={"X-Forwarded-User": LEAD, "X-Forwarded-For": "203.0.113.9"},
+        )
+    finally:
+        server.stop()
+    assert page.status_code == 200 and LEAD in page.text

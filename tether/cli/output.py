@@ -112,8 +112,13 @@ def serve(app: Any, host: str, port: int) -> None:
     use, no such address), which here says Temporal is unreachable: 1, after its own line."""
     import uvicorn
 
+    from tether.stack import http_config
+
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        server = uvicorn.Server(http_config(app, host, port))
+        server.run()
+        if not server.started:  # as uvicorn.run says it
+            raise SystemExit(UNREACHABLE)
     except SystemExit as exit_:
         if exit_.code == UNREACHABLE:
             fail(f"could not serve on {host}:{port} (the line above says why)", code=1)
@@ -139,10 +144,12 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         fail(error)
     except TemporalUnreachable as error:  # worth trying again later: not the input's fault
         fail(error, code=UNREACHABLE)
-    except RPCError as error:  # no such request; a query the server cannot read
-        if error.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
-            raise
-        fail(error.message)
+    except RPCError as error:
+        if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            fail(error.message)  # no such request; a query the server cannot read
+        if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            fail(f"Temporal went away: {error.message}", code=UNREACHABLE)  # worth a retry
+        fail(f"Temporal refused: {error.message}", 1)
     except WorkflowFailureError as error:  # what the run said, not the client's traceback
         cause = error.cause
         fail(f"failed: {getattr(cause, 'message', None) or cause}", 1)

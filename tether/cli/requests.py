@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import json
 import uuid
 from pathlib import Path
@@ -144,6 +143,11 @@ def approvals_list(
     page: --json then prints {"approvals": [...], "next_page": token or null}."""
     from tether.client import Tether
 
+    try:  # before anything connects
+        start = base64.urlsafe_b64decode(after) if after else None
+    except ValueError as error:  # binascii.Error, or text that is not ASCII
+        fail(f"--after: not a token this command printed ({error})")
+
     async def main() -> None:
         tether = await Tether.connect()
         filters = {"queue": queue, "intent": intent, "mode": mode, "domain": domain}
@@ -152,11 +156,10 @@ def approvals_list(
             if limit is None and after is None:
                 waiting = await tether.pending(**filters)
             else:
-                start = base64.urlsafe_b64decode(after) if after else None
                 waiting, token = await tether.pending_page(
                     **filters, page_size=limit or 100, next_page_token=start
                 )
-        except (InvalidRequest, binascii.Error) as error:
+        except InvalidRequest as error:
             fail(error)
         except RPCError as error:  # a token the server cannot read
             fail(f"--after: {error.message}")
