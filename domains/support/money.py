@@ -80,12 +80,14 @@ _TENS = {
     )
 }
 _NUMBER_WORD = "|".join([*_UNITS, *_TENS, "hundred", "thousand", "million", "billion", "a"])
-# "five hundred dollars", "a thousand euros", "twenty-five bucks", "one hundred and ten pounds"
+# "five hundred dollars", "a thousand euros", "twenty-five bucks", "one hundred and ten pounds";
+# twelve words at most, so that text of many ("a a a ...") is read in linear time.
 _SPELLED = re.compile(
     rf"(?<![\w-])(?P<sign>minus\s+)?(?P<words>(?:{_NUMBER_WORD})"
-    rf"(?:(?:\s+and)?[\s-]+(?:{_NUMBER_WORD}))*)\s+(?P<cur>{_WORD})",
+    rf"(?:(?:\s+and)?[\s-]+(?:{_NUMBER_WORD})){{0,11}})\s+(?P<cur>{_WORD})",
     re.IGNORECASE,
 )
+_MORE_WORDS = re.compile(rf"(?<![\w-])(?:{_NUMBER_WORD})(?:\s+and)?[\s-]+$", re.IGNORECASE)
 # Full-width forms (U+FF04 for $, U+FF15 for 5) read as what they show; one character for one, so that
 # what is found is where the text has it.
 _WIDE = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)} | {0xFE69: ord("$"), 0xFFE1: ord("£")}
@@ -155,6 +157,10 @@ def amounts_in(text: str) -> list[Amount]:
                 if number is None:
                     continue
                 cents = number * (1 if unit in _IN_CENTS else 100)
+                if _MORE_WORDS.search(
+                    seen, max(0, start - 40), start
+                ):  # past twelve words: not small
+                    cents = 10**18
             else:
                 number_text = groups.get("num") or groups.get("exp") or ""
                 cents = _cents(number_text, groups.get("scale"), unit in _IN_CENTS)
