@@ -230,14 +230,8 @@ class Console:
                 outcome = await self.tether.outcome(rid)
                 return _page("finished.html", identity, title=rid, error=error, outcome=outcome)
             status = await self.tether.status(rid)
-        except (RPCError, WorkflowQueryFailedError) as err:  # no worker, a failing run
-            return _page(
-                "base.html",
-                identity,
-                title=rid,
-                error=f"{rid} cannot be read now: {err}",
-                code=503,
-            )
+        except UNAVAILABLE as err:
+            return _unavailable(identity, rid, "read", err)
         if status.pending is None:
             return _page(
                 "progress.html", identity, title=rid, error=error, rid=rid, stage=status.stage.value
@@ -318,14 +312,8 @@ class Console:
             return await self.detail(request, identity, f"Refused ({err.code}): {err.detail}")
         except (InvalidRequest, ValueError, RecursionError) as err:
             return await self.detail(request, identity, f"Not accepted: {err}"[:500])
-        except (RPCError, WorkflowQueryFailedError) as err:  # no worker, a failing run
-            return _page(
-                "base.html",
-                identity,
-                title=rid,
-                error=f"{rid} cannot be decided now: {err}",
-                code=503,
-            )
+        except UNAVAILABLE as err:
+            return _unavailable(identity, rid, "decided", err)
         return RedirectResponse(f"/requests/{quote(rid, safe=':@')}", status_code=303)
 
 
@@ -359,6 +347,16 @@ def create_app(settings: Settings, tether: Tether | None = None) -> Starlette:
             Route("/requests/{request_id}/{verdict}", signed_in(console.decide), methods=["POST"]),
         ],
         lifespan=lifespan,
+    )
+
+
+# What a request that exists cannot do now: no worker answers its queries, its run fails.
+UNAVAILABLE = (RPCError, WorkflowQueryFailedError)
+
+
+def _unavailable(identity: str, rid: str, done: str, err: Exception) -> Response:
+    return _page(
+        "base.html", identity, title=rid, error=f"{rid} cannot be {done} now: {err}", code=503
     )
 
 

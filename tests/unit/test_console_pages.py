@@ -23,6 +23,7 @@ from jinja2 import UndefinedError
 from markupsafe import escape
 from starlette.testclient import TestClient
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from tests.unit import hostile
 from tether.config import ConsoleConfig, Settings
@@ -74,7 +75,8 @@ def shown(text: str) -> str:
 
 class World:
     """The console's client, where every string it hands over is ``text``. Its request ids:
-    ``waiting`` (for a person), ``acting`` (past the gate), ``done``; others are unknown."""
+    ``waiting`` (for a person), ``acting`` (past the gate), ``done``, ``stuck`` (no worker
+    answers it); others are unknown."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -128,7 +130,7 @@ class World:
 
     def handle(self, rid: str) -> Any:
         async def describe() -> Any:
-            if rid not in ("waiting", "acting", "done"):
+            if rid not in ("waiting", "acting", "done", "stuck"):
                 raise LookupError(rid)
             done = rid == "done"
             return SimpleNamespace(status=COMPLETED if done else WorkflowExecutionStatus.RUNNING)
@@ -136,6 +138,8 @@ class World:
         return SimpleNamespace(describe=describe)
 
     async def status(self, rid: str) -> WorkflowStatus:
+        if rid == "stuck":  # no worker answers its queries
+            raise RPCError(f"{self.text}: no poller", RPCStatusCode.DEADLINE_EXCEEDED, b"")
         return self._status(Stage.AWAITING_APPROVAL if rid == "waiting" else Stage.ACTING)
 
     async def outcome(self, rid: str) -> Outcome:
@@ -179,6 +183,7 @@ def pages(text: str) -> dict[str, tuple[int, str]]:
             "waiting": http.get("/requests/waiting"),
             "acting": http.get("/requests/acting"),
             "done": http.get("/requests/done"),
+            "stuck": http.get("/requests/stuck"),
             "login": http.get("/login", params={"token": text}),
             "login_failed": http.post("/login", data={"token": text}),
         }
@@ -202,6 +207,7 @@ STATUSES = {
     "waiting": 200,
     "acting": 200,
     "done": 200,
+    "stuck": 503,
     "login": 200,
     "login_failed": 401,
     "refused": 409,
