@@ -110,13 +110,24 @@ class Console:
 
     def identity(self, request: Request) -> str | None:
         header = self.config.identity_header
-        peer = request.client.host if request.client else None
-        if header and request.headers.get(header) and peer in self.config.trusted_proxies:
+        if header and request.headers.get(header) and self._from_proxy(request):
             return request.headers[header]
         bearer = request.headers.get("Authorization", "")
         if bearer.startswith("Bearer "):
             return self._token_identity(bearer.removeprefix("Bearer "))
         return self._session_identity(request.cookies.get(COOKIE, ""))
+
+    def _from_proxy(self, request: Request) -> bool:
+        """Whether the peer is a proxy the settings trust (trusted_proxies)."""
+        peer = request.client.host if request.client else None
+        return peer in self.config.trusted_proxies
+
+    def _over_https(self, request: Request) -> bool:
+        """Whether the browser reached us over TLS: directly, or through a trusted proxy that
+        ended it and says so (X-Forwarded-Proto; the console reads no forwarding header
+        from anyone else)."""
+        said = request.headers.get("x-forwarded-proto", "").lower()
+        return request.url.scheme == "https" or (said == "https" and self._from_proxy(request))
 
     def _token_identity(self, token: str) -> str | None:
         """Whose ``token`` is; every configured token is compared, in constant time."""
@@ -170,7 +181,7 @@ class Console:
         proxies and browsers keep in logs and history)."""
         if request.method == "GET":
             return _page("login.html", None, title="Sign in")
-        if request.headers.get("sec-fetch-site") == "cross-site":
+        if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
             # Another site's form would sign this browser in as whoever's token it holds,
             # and its operator would then review and sign as them.
             return _page(
@@ -187,7 +198,7 @@ class Console:
             max_age=int(self.config.session_hours * 3600),
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=self._over_https(request),
         )
         return response
 

@@ -21,11 +21,12 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
-# The password in a URL's authority: everything from the user's colon to the last "@" before
-# the host (a password may hold an unencoded "@"), and in its query (psycopg's ?password=).
-_AUTHORITY_SECRET = re.compile(r"^([^:/?#]+://[^:/?#@]*):[^/?#]*@")
+# The password in a URL's authority: everything from the user's colon to the last "@" (a
+# password may hold an unencoded "@", "/", "?" or "#"; hiding too much is the safe side), and
+# in its query (psycopg's ?password=).
+_AUTHORITY_SECRET = re.compile(r"^([^:/?#]+://[^:/?#@]*):.*@", re.DOTALL)
 _TWO_ATS = re.compile(r"^[^:/?#]+://[^/?#]*@[^/?#]*@")
-_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pwd|sslpassword|secret|token)=)[^&#]*")
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pwd|ssl_?password|secret|token)=)[^&#]*")
 
 
 def hidden(url: str | Engine) -> str:

@@ -41,6 +41,14 @@ from tether.policy import Rule, Verdict
 from tether.reuse import default_key
 from tether.tools import ToolRegistry
 
+# What continues an id rather than ends it: a word character, a hyphen or dash of any script
+# (U+2010 and its kin, the soft hyphen, full-width), or an invisible format character (a
+# zero-width space between "grp-admin" and "-ro2" still makes them one id).
+ID_GOES_ON = (
+    r"[\w\-\u00ad\u2010-\u2015\u2212\u2043\ufe58\ufe63\uff0d"
+    r"\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]"
+)
+
 
 @dataclass(frozen=True)
 class ReferenceKind:
@@ -58,7 +66,7 @@ class ReferenceKind:
         # Whole ids only: one continued by a hyphen (grp-admin-ro2) is another id, never the
         # prefix that happens to exist (grp-admin), nor is one that continues another's.
         # Loose: any id-shaped part, for text that leaves (it errs towards seeing an id).
-        edge = (r"\b", r"\b") if loose else (r"(?<![\w-])", r"(?![\w-])")
+        edge = (r"\b", r"\b") if loose else (rf"(?<!{ID_GOES_ON})", rf"(?!{ID_GOES_ON})")
         return re.compile(
             rf"{edge[0]}({self.pattern}){edge[1]}", re.IGNORECASE if self.ignore_case else 0
         )

@@ -7,12 +7,13 @@ import re
 from typing import Any
 
 from tether.contracts import ContextRecord, Request, ToolCall
+from tether.domain import ID_GOES_ON
 
 from .tools import ASSET, PERSON_ID, Asset
 
 # Every service the text names, whole: svc-search-ro is named, and is not svc-search.
-_SERVICE = re.compile(r"(?<![\w-])(svc-[\w-]*\w)")
-_PERSON = re.compile(rf"(?<![\w-])({PERSON_ID})(?![\w-])")
+_SERVICE = re.compile(rf"(?<!{ID_GOES_ON})(svc-{ID_GOES_ON}*\w)")
+_PERSON = re.compile(rf"(?<!{ID_GOES_ON})({PERSON_ID})(?!{ID_GOES_ON})")
 _SELF = re.compile(r"\b(?:me|myself|my own)\b", re.IGNORECASE)
 
 

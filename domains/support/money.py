@@ -16,6 +16,7 @@ _NUMBER = (
     r"|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"
 )
 _SCALES = {
+    "hundred": 10**2,
     "k": 10**3,
     "thousand": 10**3,
     "m": 10**6,
@@ -24,8 +25,12 @@ _SCALES = {
     "bn": 10**9,
     "billion": 10**9,
 }
-# "1k", "1.5 million": a scale right after the number.
-_SCALE = r"(?:\s?(?P<scale>k|mn|m|bn|thousand|million|billion)(?![\w-]))?"
+# "1k", "$20M", "1.5 million", "5 hundred": a scale after the number. A letter alone only
+# right after a digit and before no word ("$20 M&S voucher", "$40 m." are no millions).
+_SCALE = (
+    r"(?P<scale>(?<=\d)[km](?![\w&'-])"
+    r"|\s?(?:hundred|thousand|million|billion|mn|bn)(?![\w-]))?"
+)
 _CURRENCIES = {
     "$": "USD",
     "usd": "USD",
@@ -79,12 +84,14 @@ _TENS = {
         ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"), 2
     )
 }
-_NUMBER_WORD = "|".join([*_UNITS, *_TENS, "hundred", "thousand", "million", "billion", "a"])
+_NUMBER_WORD = "|".join([*_UNITS, *_TENS, "hundred", "thousand", "million", "billion"])
 # "five hundred dollars", "a thousand euros", "twenty-five bucks", "one hundred and ten pounds";
-# twelve words at most, so that text of many ("a a a ...") is read in linear time.
+# twelve words at most, so that text of many ("one one one ...") is read in linear time. Not
+# idioms: "a dollar" and "a cent" alone, any number of cents in words ("my two cents").
 _SPELLED = re.compile(
-    rf"(?<![\w-])(?P<sign>minus\s+)?(?P<words>(?:{_NUMBER_WORD})"
-    rf"(?:(?:\s+and)?[\s-]+(?:{_NUMBER_WORD})){{0,11}})\s+(?P<cur>{_WORD})",
+    rf"(?<![\w-])(?P<sign>minus\s+)?(?P<words>(?:a\s+(?=hundred|thousand|million|billion))?"
+    rf"(?:{_NUMBER_WORD})(?:(?:\s+and)?[\s-]+(?:{_NUMBER_WORD})){{0,11}})"
+    rf"\s+(?P<cur>(?:usd|eur|gbp|dollars?|bucks|euros?|pounds?)\b)",
     re.IGNORECASE,
 )
 _MORE_WORDS = re.compile(rf"(?<![\w-])(?:{_NUMBER_WORD})(?:\s+and)?[\s-]+$", re.IGNORECASE)
@@ -99,6 +106,7 @@ class Amount:
     currency: str  # USD, EUR, GBP, or "?" when the text gives none
     negative: bool
     text: str
+    spelled: bool = False  # in words, not digits
 
     @property
     def usable(self) -> bool:
@@ -114,7 +122,7 @@ def _cents(number: str, scale: str | None = None, in_cents: bool = False) -> int
     european = re.fullmatch(r"[\d.]*,\d{2}", number)  # a decimal comma
     digits = number.replace(".", "").replace(",", ".") if european else number
     digits = re.sub(r"[,\u00a0 ]", "", digits)
-    factor = _SCALES[scale.lower()] if scale else 1
+    factor = _SCALES[scale.strip().lower()] if scale else 1
     try:
         return round(float(digits) * factor * (1 if in_cents else 100))
     except OverflowError:  # "1e999": larger than anything a limit allows
@@ -164,13 +172,16 @@ def amounts_in(text: str) -> list[Amount]:
             else:
                 number_text = groups.get("num") or groups.get("exp") or ""
                 cents = _cents(number_text, groups.get("scale"), unit in _IN_CENTS)
-            found.append((start, end, Amount(cents, currency, negative, text[start:end])))
+            spelled = bool(groups.get("words"))
+            found.append((start, end, Amount(cents, currency, negative, text[start:end], spelled)))
     return [amount for _, _, amount in sorted(found, key=lambda f: f[0])]
 
 
 def named_cents(text: str) -> list[int]:
-    """The dollar amounts a refund may take as asked, in cents, in order of mention."""
-    return [a.cents for a in amounts_in(text) if a.usable]
+    """The dollar amounts a refund may take as asked, in cents: those in digits in order of
+    mention, then those in words ("the one dollar store; refund $40" asks for $40)."""
+    usable = [a for a in amounts_in(text) if a.usable]
+    return [a.cents for a in usable if not a.spelled] + [a.cents for a in usable if a.spelled]
 
 
 def usd(cents: int) -> str:

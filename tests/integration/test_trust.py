@@ -304,6 +304,20 @@ async def test_refusals_by_the_tether_cli(
             tether_cli, cli, "approvals", "approve", rid, "--as", approver, "--key", str(key)
         )
         assert done.returncode == 1 and code in done.stderr, (code, done.stderr)
+    # What `show` printed is what is signed: a hash of another proposal is refused here.
+    shown = await asyncio.to_thread(tether_cli, cli, "approvals", "show", rid, "--json")
+    digest = json.loads(shown.stdout)["proposal_sha256"]
+    assert len(digest) == 64 and digest == proposal_digest(
+        (await tether.status(rid)).pending.proposal
+    )  # type: ignore[union-attr]
+    for said, exit_code, line in [
+        ("0" * 12, 1, "stale_proposal: the proposal pending"),
+        ("zz", 2, "--proposal 'zz': 12 to 64 hex digits"),
+    ]:
+        done = await asyncio.to_thread(
+            tether_cli, cli, "approvals", "approve", rid, "--as", MANAGER, "--proposal", said
+        )
+        assert done.returncode == exit_code and line in done.stderr, done.stderr
     done = await asyncio.to_thread(
         tether_cli,
         cli,
@@ -316,6 +330,10 @@ async def test_refusals_by_the_tether_cli(
         str(rotation["new"]),
         "--reason",
         "drill",
+        "--proposal",
+        digest[:12],
+        "--version",
+        "1",
     )
     assert done.returncode == 0, done.stderr
     assert (await tether.outcome(rid)).reviews[-1].approver == ROTATED

@@ -135,10 +135,18 @@ def test_what_a_stranger_sends_is_refused_never_raised_on() -> None:
     signed_in(http)
     form = http.post("/requests/r-1/approve", data={"csrf": "\u00e9"}, follow_redirects=False)
     assert form.status_code == 403
-    elsewhere = http.post(
-        "/login", data={"token": "lead-token"}, headers={"Sec-Fetch-Site": "cross-site"}
+    for site in ("cross-site", "same-site"):  # another site, or a sibling subdomain
+        elsewhere = http.post(
+            "/login", data={"token": "lead-token"}, headers={"Sec-Fetch-Site": site}
+        )
+        assert elsewhere.status_code == 403 and COOKIE not in elsewhere.cookies
+    here = http.post(
+        "/login",
+        data={"token": "lead-token"},
+        headers={"Sec-Fetch-Site": "same-origin"},
+        follow_redirects=False,
     )
-    assert elsewhere.status_code == 403 and COOKIE not in elsewhere.cookies
+    assert here.status_code == 303
 
 
 def test_a_proxy_on_the_same_host_stays_the_peer() -> None:
@@ -160,3 +168,34 @@ def test_a_proxy_on_the_same_host_stays_the_peer() -> None:
     finally:
         server.stop()
     assert page.status_code == 200 and LEAD in page.text
+
+
+def test_a_session_cookie_is_secure_behind_a_proxy_that_ended_tls() -> None:
+    """The proxy on this host ended TLS and says so: the session cookie is Secure. The same
+    header from a peer that is no trusted proxy is not believed."""
+    import httpx
+
+    from tether.stack import AppServer
+
+    config = ConsoleConfig(tokens=TOKENS, secret="s" * 32)
+    app = create_app(Settings(console=config), NoTemporal())  # type: ignore[arg-type]
+    server = AppServer(app, name="console").start()
+    try:
+        proxied = httpx.post(
+            f"{server.url}/login",
+            data={"token": "lead-token"},
+            headers={"X-Forwarded-Proto": "https"},
+        )
+        plain = httpx.post(f"{server.url}/login", data={"token": "lead-token"})
+    finally:
+        server.stop()
+    assert "secure" in proxied.headers["set-cookie"].lower()
+    assert "secure" not in plain.headers["set-cookie"].lower()
+    stranger = client(trusted_proxies=[])  # the test client's peer, trusted by nobody
+    told = stranger.post(
+        "http://console.test/login",
+        data={"token": "lead-token"},
+        headers={"X-Forwarded-Proto": "https"},
+        follow_redirects=False,
+    )
+    assert "secure" not in told.headers["set-cookie"].lower()

@@ -69,6 +69,10 @@ def test_knowledge_base_has_provenance_and_one_superseded_policy() -> None:
         ("one hundred and ten pounds", ["110.00 GBP"]),
         ("minus fifty dollars", ["-50.00 USD"]),
         ("3 m tall, a dog and two cats", []),  # a scale or a count without money is no money
+        # Idioms are no amounts; a letter is a scale only right after the digits.
+        ("not a cent back, not a dollar, my two cents", []),
+        ("$20 M&S voucher, $40 m., $5m", ["20.00 USD", "40.00 USD", "5,000,000.00 USD"]),
+        ("5 hundred dollars", ["500.00 USD"]),
     ],
 )
 def test_amounts_are_read_in_every_spelling(text: str, named: list[str]) -> None:
@@ -143,6 +147,7 @@ def reply_facts(body: str, *, refund: int | None = None) -> Facts:
         ("We refunded five hundred dollars.", 4_000, ["reply_names_unplanned_amount"]),
         ("We refunded forty dollars to your card.", 4_000, []),
         ("We refunded 4000 cents to your card.", 4_000, []),
+        ("We refunded $40.00. You will not be charged a cent in fees.", 4_000, []),
     ],
 )
 def test_a_reply_says_only_what_the_plan_does_and_the_sources_say(
@@ -150,3 +155,9 @@ def test_a_reply_says_only_what_the_plan_does_and_the_sources_say(
 ) -> None:
     found = [f.code for f in reply_tells_the_truth(reply_facts(body, refund=refund))]
     assert found == codes
+
+
+def test_a_refund_asked_in_digits_comes_before_one_in_words() -> None:
+    from tether.domains.support.money import named_cents
+
+    assert named_cents("I run the one dollar store; refund $40 on ORD-1003") == [4_000, 100]

@@ -51,8 +51,9 @@ def _written(text: str) -> Decimal:
     if re.fullmatch(r"[\d.]*,\d{2}", raw):
         raw = raw.replace(".", "").replace(",", ".")
     digits = re.sub(r"[,\u00a0 ]", "", raw)
-    scale = re.match(
-        r"\s?(k|mn|m|bn|thousand|million|billion)(?![\w-])", seen[number.end() :], re.I
+    after = seen[number.end() :]
+    scale = re.match(r"([km])(?![\w&'-])", after, re.I) or re.match(
+        r"\s?(hundred|thousand|million|billion|mn|bn)(?![\w-])", after, re.I
     )
     factor = Decimal(_SCALES[scale.group(1).lower()] if scale else 1)
     factor *= 1 if _says_cents(seen) else 100
@@ -68,7 +69,7 @@ def _written(text: str) -> Decimal:
 NUMBER_WORD_BEFORE = re.compile(
     r"(?i)(?<![\w-])(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
     r"\w+teen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|million|"
-    r"billion|a)(?:\s+and)?[\s-]+$"
+    r"billion)(?:\s+and)?[\s-]+$"
 )
 
 

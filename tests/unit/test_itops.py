@@ -394,6 +394,10 @@ def test_names_in_sql_are_the_schemas_own(tmp_path: Path) -> None:
         ("restart stg-web-01-blue", [], ["STG-WEB-01"]),
         ("restart stg-web-01.", ["stg-web-01"], ["stg-web-01"]),
         ("(grp-payments-read), thanks", ["grp-payments-read"], ["grp-payments-read"]),
+        # Going on past an invisible character or another script's hyphen is going on.
+        ("Add me to grp-search-admin\u200b-ro2", [], ["GRP-SEARCH-ADMIN"]),
+        ("Add me to grp-search-admin\u2010ro2", [], ["GRP-SEARCH-ADMIN"]),
+        ("Add me to grp-search-admin\u00adro2", [], ["GRP-SEARCH-ADMIN"]),
     ],
 )
 def test_an_id_continued_by_a_hyphen_is_another_id(

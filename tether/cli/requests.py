@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,9 +19,9 @@ from temporalio.service import RPCError
 
 from tether.cli.apps import app, approvals
 from tether.cli.output import JSON, dump, emit, err, fail, kept_text, out, run
-from tether.contracts import Outcome, Review, ReviewReceipt, Stage
+from tether.contracts import Outcome, PendingApproval, Review, ReviewReceipt, Stage
 from tether.errors import InvalidRequest, RequestConflict, ReviewRejected
-from tether.signing import KeyFileError, SigningKey
+from tether.signing import KeyFileError, SigningKey, proposal_digest
 from tether.text import hidden
 
 if TYPE_CHECKING:
@@ -196,7 +197,10 @@ def approvals_show(request_id: str, as_json: bool = JSON) -> None:
 
     async def main() -> None:
         status = await (await Tether.connect()).status(request_id)
-        emit(status) if as_json else out.print_json(status.model_dump_json())
+        shown = status.model_dump(mode="json")
+        if status.pending is not None:  # what `approve --proposal` names: this, and no other
+            shown["proposal_sha256"] = proposal_digest(status.pending.proposal)
+        emit(shown) if as_json else out.print_json(json.dumps(shown))
 
     run(main())
 
@@ -220,6 +224,36 @@ VERSION = typer.Option(
     min=1,
     help="the proposal version you were shown (tether approvals show): refused if it changed",
 )
+PROPOSAL = typer.Option(
+    None,
+    "--proposal",
+    help="the proposal_sha256 you were shown (tether approvals show; 12 or more of its first "
+    "hex digits): refused if the proposal pending is another",
+)
+
+
+def shown_hash(value: str | None) -> str | None:
+    """--proposal as given, checked before anything connects."""
+    if value is not None and not re.fullmatch(r"[0-9a-f]{12,64}", value.lower()):
+        fail(f"--proposal {value!r}: 12 to 64 hex digits of proposal_sha256")
+    return value.lower() if value else None
+
+
+def as_shown(
+    request_id: str, pending: PendingApproval | None, version: int | None, proposal: str | None
+) -> str:
+    """The full hash of ``pending``, to sign: refused here, in one line, when nothing is
+    pending or it is not the proposal shown (``version``, ``proposal``: a prefix of its hash)."""
+    if pending is None:
+        fail(f"{request_id}: nothing is pending", 1)
+    digest = proposal_digest(pending.proposal)
+    if not digest.startswith(proposal or "") or version not in (None, pending.proposal_version):
+        fail(
+            f"stale_proposal: the proposal pending (version {pending.proposal_version}, "
+            f"{digest[:12]}) is not the one you were shown: tether approvals show {request_id}",
+            1,
+        )
+    return digest
 
 
 def signing_key(path: Path | None, approver: str) -> SigningKey | None:
@@ -247,21 +281,29 @@ def _review(
     key: Path | None,
     as_json: bool,
     version: int | None,
+    proposal: str | None,
 ) -> None:
     from tether.client import Tether
 
     signer = signing_key(key, approver)
     reason = _reason(reason)
+    proposal = shown_hash(proposal)
 
     async def main() -> None:
         tether = await Tether.connect()
+        digest, shown = None, version
+        if proposal is not None:  # else the client signs what is pending when it signs
+            pending = (await tether.status(request_id)).pending
+            digest = as_shown(request_id, pending, version, proposal)
+            shown = pending.proposal_version if pending else version
         try:
             receipt = await tether.review(
                 request_id,
                 approver=approver,
                 verdict="approve" if verdict == "approve" else "reject",
                 reason=reason,
-                proposal_version=version,
+                proposal_version=shown,
+                proposal_sha256=digest,
                 key=signer,
             )
         except InvalidRequest as error:
@@ -281,10 +323,11 @@ def approvals_approve(
     key: Path | None = KEY,
     as_json: bool = JSON,
     version: int | None = VERSION,
+    proposal: str | None = PROPOSAL,
 ) -> None:
     """Approve a pending request, signed with your key (the workflow checks the signature
     against its pinned approver directory, then your role)."""
-    _review(request_id, approver, "approve", reason, key, as_json, version)
+    _review(request_id, approver, "approve", reason, key, as_json, version, proposal)
 
 
 @approvals.command("reject")
@@ -295,9 +338,10 @@ def approvals_reject(
     key: Path | None = KEY,
     as_json: bool = JSON,
     version: int | None = VERSION,
+    proposal: str | None = PROPOSAL,
 ) -> None:
     """Reject a pending request, signed; nothing is executed."""
-    _review(request_id, approver, "reject", reason, key, as_json, version)
+    _review(request_id, approver, "reject", reason, key, as_json, version, proposal)
 
 
 @approvals.command("sign")
@@ -346,13 +390,16 @@ def approvals_edit(
     ),
     key: Path | None = KEY,
     as_json: bool = JSON,
+    proposal: str | None = PROPOSAL,
 ) -> None:
     """Approve a changed answer or tool arguments, signed; checked like the model's proposal,
-    and against the editor's own reach."""
+    and against the editor's own reach. The edit is made to the proposal pending, and signed
+    over it (with --proposal: refused unless that is the one you were shown)."""
     from tether.client import Tether
 
     signer = signing_key(key, approver)
     reason = _reason(reason)
+    proposal = shown_hash(proposal)
     odd = hidden(answer or "", "\n\t")
     if odd:  # what the requester would get: shown as written, so never an escape sequence
         fail(f"--answer: control or invisible characters are not sent (U+{ord(odd[0]):04X})")
@@ -360,8 +407,8 @@ def approvals_edit(
     async def main() -> None:
         tether = await Tether.connect()
         status = await tether.status(request_id)
-        if status.pending is None:
-            fail(f"{request_id}: nothing is pending", 1)
+        digest = as_shown(request_id, status.pending, None, proposal)
+        assert status.pending is not None
         calls: list[dict[str, Any]] = [
             c.model_dump(mode="json") for c in status.pending.proposal.tool_calls
         ]
@@ -383,6 +430,7 @@ def approvals_edit(
                 answer=answer,
                 tool_calls=calls if set_ else None,
                 proposal_version=status.pending.proposal_version,
+                proposal_sha256=digest,  # of the proposal edited
                 key=signer,
             )
         except InvalidRequest as error:
