@@ -21,7 +21,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 from pydantic import ValidationError
 from temporalio.client import (
@@ -78,6 +78,15 @@ from tether.names import workflow_id_for
 from tether.shadow import Candidate, DatasetRef, ShadowInput, ShadowReport
 from tether.signing import SigningKey, keyring, proposal_digest
 from tether.tracing import interceptors
+
+
+class Shown(TypedDict, total=False):
+    """What an approver was shown, and the key they sign with (``Tether.review``)."""
+
+    proposal_version: int | None
+    proposal_sha256: str | None
+    key: SigningKey | None
+
 
 PENDING_QUERIES = 16  # workflow queries in flight while a page of approvals is read
 DECIDE_WITHIN = timedelta(seconds=30)  # Tether.decide_within
@@ -484,43 +493,17 @@ class Tether:
             raise
 
     async def approve(
-        self,
-        request_id: str,
-        *,
-        approver: str,
-        reason: str = "",
-        proposal_version: int | None = None,
-        proposal_sha256: str | None = None,
-        key: SigningKey | None = None,
+        self, request_id: str, *, approver: str, reason: str = "", **shown: Unpack[Shown]
     ) -> ReviewReceipt:
         return await self.review(
-            request_id,
-            approver=approver,
-            verdict="approve",
-            reason=reason,
-            proposal_version=proposal_version,
-            proposal_sha256=proposal_sha256,
-            key=key,
+            request_id, approver=approver, verdict="approve", reason=reason, **shown
         )
 
     async def reject(
-        self,
-        request_id: str,
-        *,
-        approver: str,
-        reason: str,
-        proposal_version: int | None = None,
-        proposal_sha256: str | None = None,
-        key: SigningKey | None = None,
+        self, request_id: str, *, approver: str, reason: str, **shown: Unpack[Shown]
     ) -> ReviewReceipt:
         return await self.review(
-            request_id,
-            approver=approver,
-            verdict="reject",
-            reason=reason,
-            proposal_version=proposal_version,
-            proposal_sha256=proposal_sha256,
-            key=key,
+            request_id, approver=approver, verdict="reject", reason=reason, **shown
         )
 
     async def ingest(

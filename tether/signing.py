@@ -3,9 +3,9 @@
 Each approver holds an Ed25519 key pair (``tether keys new``); the approver directory in the
 pinned policy holds the public keys. A review or an edit carries a signature over a
 *statement*: the approver, the workflow, the proposal version they saw and a hash of that
-proposal, the verdict, the reason, a hash of the edit (if any) and the time of signing. The workflow's Update validator
-and signal handler verify it with the pinned directory: a pure, deterministic check, so it
-runs inside the workflow like any other validator.
+proposal, the verdict, the reason, a hash of the edit (if any) and the time of signing. The
+workflow's Update validator and signal handler verify it with the pinned directory: a pure,
+deterministic check, so it runs inside the workflow like any other validator.
 
 A key file holds the private key: whoever reads it can approve as its approver. Keep it
 like a password (mode 0600, one per person); the console's keyring is such a set of files.
