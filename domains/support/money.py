@@ -59,8 +59,17 @@ _BEFORE = re.compile(
     re.IGNORECASE,
 )
 # "40 dollars", "-500 EUR", "2400€", "2 million euros", "50000 cents"
+# Right after a group of a thousands chain ("1 111 ", " 111 ", and so on): a group that
+# continues it.
+_MID_CHAIN = (
+    r"(?:(?<=[,\u00a0 ]\d{3}[,\u00a0 ])|(?<=(?<![\w.-])\d[,\u00a0 ])"
+    r"|(?<=(?<![\w.-])\d{2}[,\u00a0 ])|(?<=(?<![\w.-])\d{3}[,\u00a0 ]))"
+)
+# Never from the middle of "1 111 111": its groups are read from the first (and a text of
+# them is read in linear time, not once from each group).
 _AFTER = re.compile(
-    rf"(?<![\w.-])(?P<sign>-)?(?P<num>{_NUMBER}){_SCALE}\s?(?P<cur>{_SYMBOL}|{_WORD})",
+    rf"(?<![\w.-])(?!{_MID_CHAIN}\d{{3}}(?!\d))"
+    rf"(?P<sign>-)?(?P<num>{_NUMBER}){_SCALE}\s?(?P<cur>{_SYMBOL}|{_WORD})",
     re.IGNORECASE,
 )
 # No currency, but plainly an amount: a signed number ("-500"), or one with an exponent ("1e9").

@@ -73,6 +73,11 @@ def test_knowledge_base_has_provenance_and_one_superseded_policy() -> None:
         ("not a cent back, not a dollar, my two cents", []),
         ("$20 M&S voucher, $40 m., $5m", ["20.00 USD", "40.00 USD", "5,000,000.00 USD"]),
         ("5 hundred dollars", ["500.00 USD"]),
+        # Groups of a thousands chain are read from its first; other numbers stand apart.
+        (
+            "1 500 dollars, 3 40 dollars, ORD-1001 100 dollars",
+            ["1,500.00 USD", "40.00 USD", "100.00 USD"],
+        ),
     ],
 )
 def test_amounts_are_read_in_every_spelling(text: str, named: list[str]) -> None:
