@@ -295,7 +295,8 @@ def _review(
         if proposal is not None:  # else the client signs what is pending when it signs
             pending = (await tether.status(request_id)).pending
             digest = as_shown(request_id, pending, version, proposal)
-            shown = pending.proposal_version if pending else version
+            assert pending is not None  # as_shown left otherwise
+            shown = pending.proposal_version
         try:
             receipt = await tether.review(
                 request_id,
@@ -408,7 +409,7 @@ def approvals_edit(
         tether = await Tether.connect()
         status = await tether.status(request_id)
         digest = as_shown(request_id, status.pending, None, proposal)
-        assert status.pending is not None
+        assert status.pending is not None  # as_shown left otherwise
         calls: list[dict[str, Any]] = [
             c.model_dump(mode="json") for c in status.pending.proposal.tool_calls
         ]
