@@ -223,11 +223,22 @@ class ToolActivities:
         assert spec.postcondition is not None  # ToolSpec guarantees it for writes
         try:
             evidence = await spec.postcondition(target, args, output, key)
+            after = await spec.state(target, args) if spec.state else None
         except ConditionFailed as failed:
             raise ApplicationError(
                 f"{call.tool}: {failed}", body, type=errors.POSTCONDITION_FAILED, non_retryable=True
             ) from None
-        after = await spec.state(target, args) if spec.state else None
+        except ApplicationError as err:
+            if not err.non_retryable:
+                raise  # tried again: the POST replays under its key, the reads run again
+            # A read that says "not found" or "refused" after the POST did not undo it: the
+            # effect may stand, so the saga must reconcile and undo it, never take it as none.
+            raise ApplicationError(
+                f"{call.tool}: acted, then could not read it back ({err.type}: {err.message})",
+                body,
+                type=errors.POSTCONDITION_FAILED,
+                non_retryable=True,
+            ) from None
         return self._result(
             call,
             spec,

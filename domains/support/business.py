@@ -303,9 +303,21 @@ class BusinessDB:
             )
 
     def key_record(self, key: str) -> dict[str, Any] | None:
-        row = self._conn.execute(
-            "SELECT key, state, status, response FROM idempotency_keys WHERE key = ?", (key,)
-        ).fetchone()
+        """What ``key`` holds, or None. A ``processing`` row whose lease ran out has no effect
+        behind it (its holder died): it is removed, which also fences the holder off should it
+        wake (its completion finds the key gone and applies nothing), so the answer "none"
+        stays true and a caller reconciling the key is not told "in progress" for ever."""
+        with self._write() as conn:
+            row = conn.execute("SELECT * FROM idempotency_keys WHERE key = ?", (key,)).fetchone()
+            if (
+                row is not None
+                and row["state"] == "processing"
+                and datetime.fromisoformat(row["locked_until"]) <= _now()
+            ):
+                conn.execute(
+                    "DELETE FROM idempotency_keys WHERE key = ? AND owner = ?", (key, row["owner"])
+                )
+                row = None
         if row is None:
             return None
         response = json.loads(row["response"]) if row["response"] is not None else None

@@ -144,6 +144,29 @@ async def test_an_expired_reservation_is_taken_over(tmp_path: Path) -> None:
     db.close()
 
 
+async def test_a_key_whose_holder_died_reads_as_no_effect(tmp_path: Path) -> None:
+    """Asked by key (reconciliation) after the holder's lease ran out: nothing stands behind
+    it, and the answer stays true: the holder, should it wake, applies nothing."""
+    body = {"customer_id": "C-100", "body": "hi"}
+    crashed = BusinessDB(tmp_path / "biz.db", lease=timedelta(0))
+    late = crashed.reserve("k-dead", body)
+    assert isinstance(late, Reservation)
+    db = BusinessDB(tmp_path / "biz.db")
+    live = db.reserve("k-live", body)
+    assert isinstance(live, Reservation)
+    assert db.key_record("k-live") == {
+        "key": "k-live",
+        "state": "processing",
+        "status": None,
+        "response": None,
+    }  # a live lease is still in progress
+    assert db.key_record("k-dead") is None
+    woke = crashed.complete(late, _note)
+    assert woke.status == 409 and db.rows("messages") == []
+    crashed.close()
+    db.close()
+
+
 def test_a_fault_of_zero_lets_the_request_through(server: BusinessServer) -> None:
     server.db.faults["/messages"] = [0, 0, 422]
     with httpx.Client(base_url=server.url) as http:

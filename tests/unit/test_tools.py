@@ -183,6 +183,7 @@ class _Lying(BaseModel):
 
     receipt: dict[str, Any]
     record: dict[str, Any]
+    record_status: int = 200  # how the target answers the read of its own record
 
 
 def lying_target(lie: _Lying) -> httpx.AsyncClient:
@@ -191,7 +192,7 @@ def lying_target(lie: _Lying) -> httpx.AsyncClient:
         if request.method == "POST":
             return httpx.Response(201, json=lie.receipt)
         if path.startswith("/refunds/"):
-            return httpx.Response(200, json=lie.record)
+            return httpx.Response(lie.record_status, json=lie.record)
         return httpx.Response(
             200,
             json={
@@ -229,8 +230,18 @@ RECEIPT = {
             errors.POSTCONDITION_FAILED,
         ),
         (_Lying(receipt={"ok": True}, record={}), errors.UPSTREAM_MALFORMED),
+        # Acted, then its record reads as missing or refused (a lagging replica, a gateway):
+        # the effect may stand, so it is no "no effect" the saga would leave in place.
+        (
+            _Lying(receipt=RECEIPT, record={"error": "refund_id_not_found"}, record_status=404),
+            errors.POSTCONDITION_FAILED,
+        ),
+        (
+            _Lying(receipt=RECEIPT, record={"error": "forbidden"}, record_status=403),
+            errors.POSTCONDITION_FAILED,
+        ),
     ],
-    ids=["other amount", "other key", "receipt breaks its model"],
+    ids=["other amount", "other key", "receipt breaks its model", "record not found", "refused"],
 )
 async def test_the_tools_answer_is_not_taken_for_the_effect(lie: _Lying, kind: str) -> None:
     async with lying_target(lie) as http:
