@@ -94,7 +94,9 @@ class Ledger:
             pass  # the key exists: decide from its row
         with self.engine.begin() as conn:
             row = conn.execute(select(ledger).where(ledger.c.key == key)).one()
-            if row.args_hash != digest:
+            # Another request's (or tool's) key is no replay of ours: a run started under a
+            # finished request's workflow id must not take that request's effects as its own.
+            if (row.args_hash, row.tool, row.request_id) != (digest, tool, request_id):
                 return Claim("conflict")
             if row.status == "settled":
                 return Claim("settled", result=row.result, claims=row.claims)

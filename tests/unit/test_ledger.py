@@ -44,6 +44,10 @@ def test_claim_settle_replay_conflict(ledger: Ledger) -> None:
         == "conflict"
     )
     assert [e["status"] for e in ledger.entries("r1")] == ["settled"]
+    # The same key from another request, or for another tool, is not a replay of this one:
+    # a run started under a finished request's workflow id must not take its effects.
+    for tool, request in (("issue_refund", "r-other"), ("send_reply", "r1")):
+        assert ledger.claim("k1", tool, request, args, lease=LEASE).outcome == "conflict"
 
 
 def test_a_dead_claim_is_taken_over_after_its_lease(ledger: Ledger) -> None:
