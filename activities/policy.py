@@ -5,7 +5,7 @@ for anyone reading it, and a replay uses exactly what was pinned."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
@@ -37,9 +37,13 @@ class PolicyActivities:
         compute_queue: str | None = None,
         shadow_queue: str | None = None,
         overlays: Callable[[str], list[Overlay]] | None = None,
+        model_queue: str | None = None,
+        model_queues: Sequence[str] = (),
     ) -> None:
         self._store = store
         self._compute_queue = compute_queue
+        self._model_queue = model_queue
+        self._model_queues = list(model_queues)
         self._shadow_queue = shadow_queue
         self._overlays = overlays  # a domain's overlays on now (Store.overlays)
 
@@ -75,6 +79,8 @@ class PolicyActivities:
         return pinned.model_copy(
             update={
                 "compute_queue": self._compute_queue,
+                "model_queue": self._model_queue,
+                "model_queues": self._model_queues,
                 "shadow": shadow,
                 "shadow_queue": self._shadow_queue if shadow else None,
                 "shadow_policy": in_run,

@@ -121,6 +121,9 @@ def settings(
         keyring=keys,
         task_queue=queue,
         model_queue=f"{queue}-model",
+        # The drills serve models of their own on queues named by new_id ("prefix-hex"): the
+        # workers let a caller name those, and no other (test_trust names "mine").
+        model_queues=["*-*"],
         # Roles as a deployment runs them: workflows in one worker, the CPU-heavy activities
         # (and the shards) in another.
         compute_queue=f"{queue}-compute",

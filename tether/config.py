@@ -493,6 +493,10 @@ class Settings(BaseSettings):
     temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
     task_queue: str = RESOLUTION_QUEUE
     model_queue: str = MODEL_QUEUE
+    # Model queues (fnmatch patterns) a caller may name for its requests besides the workers'
+    # own model_queue (a fault drill, a provider of its own); any other is not honoured: the
+    # workers' model_queue answers. Empty: only theirs.
+    model_queues: list[str] = []
     # CPU-heavy activities (retrieval, ingest, verification) on a task queue of their own,
     # served by `tether worker --role compute`, so that they never hold the GIL of a process
     # running workflow tasks. Unset: the workflow queue serves them (one process does all).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from fnmatch import fnmatchcase
 from typing import Any, Literal, TypeVar
 
 from pydantic import (
@@ -490,6 +491,11 @@ class PinnedPolicy(Frozen):
     # Where these workers run retrieval and verification (Settings.compute_queue), read with
     # the policy because it is theirs too; None: the workflow's own task queue.
     compute_queue: str | None = None
+    # Where these workers' model answers (Settings.model_queue), and the other queues a caller
+    # may name (Settings.model_queues, fnmatch patterns): whoever starts a request does not
+    # choose who answers it. None: a run pinned before 2026-12-07 (the input's queue).
+    model_queue: str | None = None
+    model_queues: list[str] = []
     # The domain's live candidate when the active version was pinned, if any: read with the
     # policy, so whether a request was shadowed is in its history.
     shadow: LiveCandidate | None = None
@@ -504,6 +510,12 @@ class PinnedPolicy(Frozen):
     # a named version, a store that could not be read, a history from before), and the
     # decision reads the overlay itself.
     overlays: list[Overlay] | None = None
+
+    def answering(self, asked: str) -> str:
+        """The model queue a request that asked for ``asked`` is answered on."""
+        if self.model_queue is None or asked == self.model_queue:
+            return asked
+        return asked if any(fnmatchcase(asked, p) for p in self.model_queues) else self.model_queue
 
 
 class ReuseQuery(Frozen):

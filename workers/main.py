@@ -242,7 +242,12 @@ def resolution_worker(
     # Where this worker's workflows send CPU-heavy work: here, or the compute queue.
     elsewhere = None if compute else res.settings.compute_queue
     policy = PolicyActivities(
-        res.policies, elsewhere, res.settings.shadow_queue, overlays=res.store.overlays
+        res.policies,
+        elsewhere,
+        res.settings.shadow_queue,
+        overlays=res.store.overlays,
+        model_queue=res.settings.model_queue,
+        model_queues=res.settings.model_queues,
     )
     queues = QueueActivities(elsewhere)
     return Worker(

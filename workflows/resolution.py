@@ -137,7 +137,7 @@ class ResolutionWorkflow:
             if not self._facts.withheld:  # else policy refuses it, having shown the model nothing
                 self._set_stage(Stage.PROPOSING)
                 self._facts = await steps.reuse(
-                    self._facts, pack, policy, inp.timeouts, inp.model_queue
+                    self._facts, pack, policy, inp.timeouts, self._model_queue
                 )
                 if self._facts.reused_from is None:
                     self._facts = await steps.propose(
@@ -145,7 +145,7 @@ class ResolutionWorkflow:
                         pack,
                         policy,
                         inp.timeouts,
-                        inp.model_queue,
+                        self._model_queue,
                         waiting=lambda: self._set_stage(Stage.WAITING_FOR_MODEL),
                     )
                 if self._facts.proposal is not None:
@@ -205,6 +205,14 @@ class ResolutionWorkflow:
         return outcome
 
     # --- the steps -------------------------------------------------------------------
+
+    @property
+    def _model_queue(self) -> str:
+        """Where the model is asked: the workers' queue, pinned with the policy, unless the
+        workers let a caller name the one it asked for (a caller names a domain and a request,
+        never who answers it); the input's in a run pinned before the workers said theirs."""
+        asked = self._inp.model_queue
+        return self._pinned.answering(asked) if self._pinned else asked
 
     @property
     def _policy(self) -> PolicyConfig:
@@ -359,7 +367,7 @@ class ResolutionWorkflow:
             domain=pack.name,
             candidate=candidate,
             facts=steps.unanswered(self._facts),
-            model_queue=inp.model_queue,
+            model_queue=self._model_queue,
             timeouts=inp.timeouts,
             decided_at=workflow.now(),
         )

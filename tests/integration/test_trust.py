@@ -159,6 +159,28 @@ async def test_a_client_cannot_choose_the_policy_or_the_approvers(
     assert outcome.decision.policy_version == (await asyncio.to_thread(_active_version, tether))
 
 
+async def test_a_client_cannot_choose_who_answers_for_the_model(
+    tether: Tether, business: BusinessServer
+) -> None:
+    """A caller whose settings name a model queue of its own (one it could serve itself):
+    the request is answered on the workers' model queue, pinned with their policy."""
+    sly = Tether(tether.client, tether.settings.model_copy(update={"model_queue": "mine"}))
+    rid = f"queue-{new_id()}"
+    ticket = "Where is my order ORD-1002? Has it shipped yet?"
+    handle = await sly.submit(
+        {"request_id": rid, "subject": "C-101", "requester": "C-101", "text": ticket}
+    )
+    outcome = await asyncio.wait_for(handle.result(), 120)
+    assert outcome.mode.value == "normal" and outcome.model is not None, outcome
+    history = [e async for e in handle.fetch_history_events()]
+    queues = {
+        e.activity_task_scheduled_event_attributes.task_queue.name
+        for e in history
+        if e.activity_task_scheduled_event_attributes.activity_type.name == names.PROPOSE
+    }
+    assert queues == {tether.settings.model_queue}, queues
+
+
 def _active_version(tether: Tether) -> str:
     from tether.policystore import PolicyStore
 

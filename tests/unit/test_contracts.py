@@ -127,3 +127,26 @@ def test_request_is_immutable() -> None:
     request = Request.model_validate(GOOD)
     with pytest.raises(ValidationError):
         request.text = "changed"  # type: ignore[misc]
+
+
+def test_a_caller_names_a_model_queue_only_where_the_workers_let_it() -> None:
+    """The workers pin their model queue with the policy: a request asking for another is
+    answered there, unless the workers list it (fnmatch); a run pinned before they said
+    theirs keeps the queue it asked for."""
+    from tether.contracts import PinnedPolicy
+    from tether.domains.support import PACK
+
+    policy = PACK.policy
+    theirs = PinnedPolicy(
+        domain="support",
+        version="v1",
+        sha256="0" * 64,
+        policy=policy,
+        model_queue="tether-model",
+        model_queues=["drill-*"],
+    )
+    assert theirs.answering("tether-model") == "tether-model"
+    assert theirs.answering("mine") == "tether-model"
+    assert theirs.answering("drill-7") == "drill-7"
+    before = theirs.model_copy(update={"model_queue": None, "model_queues": []})
+    assert before.answering("mine") == "mine"
