@@ -428,7 +428,9 @@ def create_app(db: BusinessDB) -> Starlette:
         return JSONResponse(order)
 
     def writer(
-        make_effect: Callable[[dict[str, Any], str], Effect], required: tuple[str, ...]
+        make_effect: Callable[[dict[str, Any], str], Effect],
+        required: dict[str, type],
+        optional: dict[str, type] | None = None,
     ) -> Callable[[Request], Awaitable[JSONResponse]]:
         async def handler(request: Request) -> JSONResponse:
             key = request.headers.get("Idempotency-Key")
@@ -438,14 +440,27 @@ def create_app(db: BusinessDB) -> Starlette:
                 body = await request.json()
             except ValueError:
                 return JSONResponse({"error": "invalid_json"}, status_code=400)
+            if not isinstance(body, dict):
+                return JSONResponse({"error": "invalid_json", "detail": "an object"}, 400)
             missing = [f for f in required if f not in body]
             if missing:
                 return JSONResponse({"error": "missing_fields", "detail": missing}, status_code=422)
+            # Each field as its type says, never coerced: "40", 40.99, true and "٤٠٠" are
+            # no amount in cents, and a list is no order id.
+            wrong = [
+                f
+                for f, kind in {**required, **(optional or {})}.items()
+                if f in body and body[f] is not None and type(body[f]) is not kind
+            ]
+            if wrong:
+                return JSONResponse({"error": "invalid_fields", "detail": wrong}, status_code=422)
             queued = db.faults.get(request.url.path)
             fault = queued.pop(0) if queued else 0
             if fault:
                 return JSONResponse({"error": "injected_fault"}, status_code=fault)
-            answer = await db.idempotent(key, body, make_effect(body, key), path=request.url.path)
+            # The key's fingerprint covers the route: one key cannot replay a refund as a message.
+            signed = {"route": request.url.path, "body": body}
+            answer = await db.idempotent(key, signed, make_effect(body, key), path=request.url.path)
             lost = db.lost_answers.get(request.url.path)
             if lost and lost.pop(0):  # acted (or replayed), but the caller never hears so
                 return JSONResponse({"error": "answer_lost"}, status_code=503)
@@ -480,11 +495,23 @@ def create_app(db: BusinessDB) -> Starlette:
         routes=[
             Route("/healthz", health),
             Route("/orders/{order_id}", get_order),
-            Route("/refunds", writer(_refund, ("order_id", "amount_cents")), methods=["POST"]),
-            Route("/messages", writer(_message, ("customer_id", "body")), methods=["POST"]),
+            Route(
+                "/refunds",
+                writer(_refund, {"order_id": str, "amount_cents": int}, {"reason": str}),
+                methods=["POST"],
+            ),
+            Route(
+                "/messages",
+                writer(_message, {"customer_id": str, "body": str}, {"order_id": str}),
+                methods=["POST"],
+            ),
             Route("/refunds/{refund_id}", reader("refunds", "refund_id")),
             Route("/messages/{message_id}", reader("messages", "message_id")),
-            Route("/reversals", writer(_reversal, ("refund_id",)), methods=["POST"]),
+            Route(
+                "/reversals",
+                writer(_reversal, {"refund_id": str}, {"reason": str}),
+                methods=["POST"],
+            ),
             Route("/reversals/{reversal_id}", reader("reversals", "reversal_id")),
             Route("/idempotency", key_record),
             Route("/audit/{table:str}", list_rows),

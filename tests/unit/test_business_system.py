@@ -286,3 +286,36 @@ def test_created_records_can_be_read_back(server: BusinessServer) -> None:
         missing = http.get("/refunds/RF-nope")
     assert record["idempotency_key"] == "k-9" and record["amount_cents"] == 500
     assert missing.status_code == 404 and missing.json()["error"] == "refund_id_not_found"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"order_id": "ORD-1003", "amount_cents": "40"},
+        {"order_id": "ORD-1003", "amount_cents": 40.99},
+        {"order_id": "ORD-1003", "amount_cents": True},
+        {"order_id": "ORD-1003", "amount_cents": "\u0664\u0660\u0660"},
+        {"order_id": ["ORD-1003"], "amount_cents": 40},
+        {"order_id": "ORD-1003", "amount_cents": 40, "reason": {"x": 1}},
+        None,
+        [1, 2],
+    ],
+)
+def test_a_field_of_the_wrong_type_is_refused_never_coerced(
+    server: BusinessServer, body: Any
+) -> None:
+    """The system's own API, for callers other than the tools (whose contracts are strict):
+    what is not an amount in cents or an id is a 4xx, and nothing moves."""
+    with httpx.Client(base_url=server.url) as http:
+        answer = http.post("/refunds", json=body, headers={"Idempotency-Key": "k-odd"})
+        assert 400 <= answer.status_code < 500, answer.text
+        assert http.get("/audit/refunds").json() == []
+
+
+def test_a_key_cannot_replay_one_route_as_another(server: BusinessServer) -> None:
+    body = {"order_id": "ORD-1003", "amount_cents": 500, "reason": "x"}
+    with httpx.Client(base_url=server.url) as http:
+        done = http.post("/refunds", json=body, headers={"Idempotency-Key": "k-both"})
+        other = http.post("/messages", json=body, headers={"Idempotency-Key": "k-both"})
+    assert done.status_code == 201
+    assert other.status_code in (409, 422) and "refund_id" not in other.text
