@@ -22,9 +22,9 @@ from tether.contracts import ToolCall, ToolResult
 from tether.tools import ConditionFailed, Target, ToolRegistry, ToolSpec
 
 CMDB, CHANGES = "cmdb", "changes"
-HOST_ID = r"(?:prod|stg|dev)-[a-z]+-\d{2}"
+HOST_ID = r"(?:prod|stg|dev)-[a-z]+-[0-9]{2}"  # ASCII digits only, as in the CMDB
 GROUP_ID = r"grp-[a-z]+(?:-[a-z]+)*"
-PERSON_ID = r"E-\d{3}"
+PERSON_ID = r"E-[0-9]{3}"
 ASSET_ID = rf"{HOST_ID}|{GROUP_ID}|{PERSON_ID}"
 SERVICE_ID = r"svc-[a-z]+"
 ASSET = "asset"  # the one reference kind: hosts, groups and people are all CMDB assets

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-ORDER_ID = r"ORD-\d{4,8}"
+ORDER_ID = r"ORD-[0-9]{4,8}"  # ASCII digits: full-width or Arabic-Indic ones are no order id
 
 
 class OrderSnapshot(BaseModel):

@@ -166,3 +166,18 @@ def test_a_refund_asked_in_digits_comes_before_one_in_words() -> None:
     from tether.domains.support.money import named_cents
 
     assert named_cents("I run the one dollar store; refund $40 on ORD-1003") == [4_000, 100]
+
+
+def test_an_order_id_is_written_in_ascii_digits() -> None:
+    """Full-width or Arabic-Indic digits look like an order id and are none: not found in the
+    text, refused by the tool's contract (a business system that folded them would read
+    another record)."""
+    from pydantic import ValidationError
+
+    from tether.domains.support import PACK
+    from tether.domains.support.tools import IssueRefundArgs
+
+    for odd in ("ORD-\uff11\uff10\uff10\uff13", "ORD-\u0661\u0660\u0660\u0663"):
+        assert PACK.reference("order").find(f"refund {odd} please") == []
+        with pytest.raises(ValidationError):
+            IssueRefundArgs(order_id=odd, amount_cents=4_000, reason="x")
