@@ -732,6 +732,9 @@ UNRESOLVED_FEEDBACK = UNDONE_FEEDBACK | {"complaint"}
 # - its proposal was wrong (never reused again; a candidate that acted alone on it was
 #   wrong): any of those, or a correction. The rest is a confirmation.
 WRONG_FEEDBACK = UNRESOLVED_FEEDBACK | {"correction"}
+# What a requester says of their request (a complaint, a confirmation): kept once per
+# request and source, whatever the words, so that saying it again counts once.
+VOICE_FEEDBACK = frozenset({"complaint", "confirmation"})
 
 
 class LaterFeedback(Frozen):

@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tether import reuse
 from tether.contracts import (
+    VOICE_FEEDBACK,
     WRONG_FEEDBACK,
     LaterFeedback,
     Outcome,
@@ -519,14 +520,19 @@ class Store:
 
     def attach_feedback(self, item: LaterFeedback, at: datetime) -> bool:
         """Attach to its outcome; False when no outcome has that request id. Idempotent: the
-        same feedback sent twice is kept once."""
-        digest = hashlib.sha256(item.model_dump_json(exclude={"at"}).encode()).hexdigest()
+        same feedback sent twice is kept once, and a requester's voice (a complaint, a
+        confirmation) once per request and source whatever its words, so that saying it fifty
+        times counts once. When it happened is the caller's, within reason: not before the
+        outcome, not after ``at`` (now)."""
+        said = {"detail"} if item.kind in VOICE_FEEDBACK else set()
+        digest = hashlib.sha256(item.model_dump_json(exclude={"at", *said}).encode()).hexdigest()
         with self.engine.begin() as conn:
             known = conn.execute(
-                select(outcomes.c.request_id).where(outcomes.c.request_id == item.request_id)
+                select(outcomes.c.finished_at).where(outcomes.c.request_id == item.request_id)
             ).first()
             if known is None:
                 return False
+            happened = min(max(utc(item.at or at), utc(known.finished_at)), at)
             seen = conn.execute(
                 select(later_feedback.c.id).where(later_feedback.c.digest == digest)
             ).first()
@@ -540,7 +546,7 @@ class Store:
                         detail=item.detail,
                         source=item.source,
                         digest=digest,
-                        at=item.at or at,
+                        at=happened,
                     )
                 )
         return True
