@@ -19,7 +19,10 @@ as automatic.
 The fit, per intent of the pack: on a grid of hundredths, the pair (confidence, grounding)
 that automates the most of the intent's traffic, while the labelled outcomes at or over both
 number at least ``min_labelled`` and the lower end of the Wilson interval on their precision
-(the good share) reaches the target; among equals, the higher pair. An intent with fewer
+(the good share) reaches the target, and, for a pair looser than today's, the outcomes it
+would newly automate reach it on their own (good outcomes above today's thresholds are easily
+had, and must not carry a worse band below them into automation); among equals, the higher
+pair. An intent with fewer
 labelled outcomes than the target could ever show (every one good) is ``too_few``; one no
 pair gets there is ``unreachable``: both keep their current thresholds. The automation rate
 (the share of the intent's traffic automatic at the thresholds) and the escalations (requests
@@ -197,8 +200,17 @@ def _step(value: float) -> int:
     return k
 
 
-def _search(points: Sequence[_Point], target: float, z: float, floor: int) -> Thresholds | None:
-    """The grid pair automating the most points whose labelled ones clear ``target``."""
+def _search(
+    points: Sequence[_Point],
+    target: float,
+    z: float,
+    floor: int,
+    current: Thresholds | None = None,
+) -> Thresholds | None:
+    """The grid pair automating the most points whose labelled ones clear ``target``; and,
+    looser than ``current``, whose newly automated band clears it on its own: else many good
+    outcomes above today's thresholds (easily had: automatic ones settle as good) would carry
+    a band of bad ones below them into automation."""
     size = GRID + 2  # one more row and column of zeros to sum from
     counts = [[[0, 0, 0] for _ in range(size)] for _ in range(size)]  # all, labelled, good
     for p in points:
@@ -212,11 +224,18 @@ def _search(points: Sequence[_Point], target: float, z: float, floor: int) -> Th
                 counts[k][j][i] += (
                     counts[k + 1][j][i] + counts[k][j + 1][i] - counts[k + 1][j + 1][i]
                 )
+    now_k, now_j = (_step(current.confidence), _step(current.grounding)) if current else (0, 0)
     best: tuple[int, int, int] | None = None
     for k in range(GRID + 1):
         for j in range(GRID + 1):
             every, labelled, good = counts[k][j]
             if labelled < floor or _wilson(good, labelled, z).low < target:
+                continue
+            kept = counts[max(k, now_k)][max(j, now_j)]  # automatic today as well
+            band_every, band_labelled, band_good = (
+                a - b for a, b in zip(counts[k][j], kept, strict=True)
+            )
+            if current and band_every and _wilson(band_good, band_labelled, z).low < target:
                 continue
             if best is None or (every, k, j) > best:
                 best = (every, k, j)
@@ -318,7 +337,7 @@ class _Fitting:
             status = "too_few"
             note = f"{labelled:,} labelled outcomes; {self.least:,} needed to show the target"
         else:
-            found = _search(points, self.target, self.z, self.floor)
+            found = _search(points, self.target, self.z, self.floor, current)
             if found is None:
                 status = "unreachable"
                 note = f"no thresholds reach precision {self.target} on {labelled:,} labelled"

@@ -380,3 +380,26 @@ def test_hostile_intent_names_are_shown_as_text_and_never_proposed(known: Any) -
     assert all(ch.isprintable() for line in lines for ch in line)
     assert "[bold red]x[/]\\x1b[2J\\u202eevil\\r\\n\\u200b\\x00" in text
     assert "not one of support's intents" in text
+
+
+def test_a_mass_of_good_outcomes_above_today_does_not_loosen_it() -> None:
+    """Good outcomes are easy to come by (an automatic one settles as good): 5,000 of them
+    above today's thresholds must not carry the band below, good three times in five, into
+    automation. Newly automated outcomes must clear the target on their own."""
+    honest, said = history(
+        "refund_request",
+        4_000,
+        seed=7,
+        cut=(POLICY.min_auto_confidence, POLICY.min_grounding),
+        good_above=0.995,
+        good_below=0.6,
+    )
+    flood = [
+        outcome(f"flood-{i}", "refund_request", 0.95, 0.95, DecisionAction.AUTO, finished=OLD)
+        for i in range(5_000)
+    ]
+    report = calibrate([*honest, *flood], heard(said), POLICY, domain="support",
+                       intents=INTENTS, target=0.98, now=NOW)  # fmt: skip
+    found = fit(report, "refund_request")
+    assert found.thresholds.confidence >= POLICY.min_auto_confidence, found
+    assert found.thresholds.grounding >= POLICY.min_grounding, found
