@@ -76,11 +76,13 @@ def ask(
         except RequestConflict as error:
             fail(error, 1)
         started = {"request_id": rid, "workflow_id": handle.id, "ui": tether.ui_link(rid)}
+        # The request id first: what `tether approvals` and `tether audit` take.
+        said = f"started request {rid} (workflow {handle.id}): {started['ui']}"
         if not wait:
-            emit(started) if as_json else out.print(f"started {handle.id}: {started['ui']}")
+            emit(started) if as_json else out.print(said)
             return
         if not as_json:
-            out.print(f"started {handle.id}: {started['ui']}")
+            out.print(said)
         outcome = await _awaited(tether, rid, handle)
         emit(outcome) if as_json else show_outcome(outcome)
 
