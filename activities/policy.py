@@ -23,6 +23,8 @@ REMOVED = datetime(1970, 1, 1, tzinfo=UTC)
 class PinRequest(BaseModel):
     domain: str = Field(pattern=DOMAIN)
     version: str | None = None  # None: the active version; a name: that stored version
+    # The request a live run governs: a request already resolved is not run again.
+    request_id: str | None = None
 
 
 class KeyCheck(BaseModel):
@@ -39,6 +41,7 @@ class PolicyActivities:
         overlays: Callable[[str], list[Overlay]] | None = None,
         model_queue: str | None = None,
         model_queues: Sequence[str] = (),
+        resolved: Callable[[str], datetime | None] | None = None,
     ) -> None:
         self._store = store
         self._compute_queue = compute_queue
@@ -46,6 +49,7 @@ class PolicyActivities:
         self._model_queues = list(model_queues)
         self._shadow_queue = shadow_queue
         self._overlays = overlays  # a domain's overlays on now (Store.overlays)
+        self._resolved = resolved  # when a request's outcome was recorded (Store.resolved_at)
 
     @activity.defn
     def pin_policy(self, inp: PinRequest) -> PinnedPolicy:
@@ -85,6 +89,7 @@ class PolicyActivities:
                 "shadow_queue": self._shadow_queue if shadow else None,
                 "shadow_policy": in_run,
                 "overlays": self._overlays_on(inp) if inp.version is None else None,
+                "resolved_at": self._resolved_at(inp),
             }
         )
 
@@ -99,6 +104,14 @@ class PolicyActivities:
         except Exception as err:
             activity.logger.warning("overlays not read with the pin: %r", err)
             return None
+
+    def _resolved_at(self, inp: PinRequest) -> datetime | None:
+        """When this request's outcome was recorded, by an earlier run under its workflow id
+        (this run records its own last). Unreadable fails the pin, which is retried: a run
+        must not act before it knows."""
+        if self._resolved is None or inp.request_id is None:
+            return None
+        return self._resolved(inp.request_id)
 
     @activity.defn
     def key_revoked_at(self, inp: KeyCheck) -> datetime | None:

@@ -358,6 +358,7 @@ class ReviewReceipt(Frozen):
     accepted: bool
     tier: int
     detail: str
+    tier_name: str | None = None  # the tier as the policy names it ("lead")
 
 
 # --- tools ---------------------------------------------------------------------------
@@ -510,6 +511,10 @@ class PinnedPolicy(Frozen):
     # a named version, a store that could not be read, a history from before), and the
     # decision reads the overlay itself.
     overlays: list[Overlay] | None = None
+    # When an earlier run under this request's workflow id recorded its outcome (a run
+    # started again with the id, by hand or to replace it): this run refuses to act. None:
+    # none recorded, or a pin from before 2026-12-07's third session.
+    resolved_at: datetime | None = None
 
     def answering(self, asked: str) -> str:
         """The model queue a request that asked for ``asked`` is answered on."""

@@ -17,6 +17,9 @@ Client side (Python exceptions)::
 Inside Temporal (``ApplicationError.type``; non-retryable unless noted)::
 
     UnknownDomain          an activity names a domain pack this worker does not serve
+    NoPolicy               no policy version is active (or the one named is not stored)
+    AlreadyResolved        a run started again under a request id whose outcome is recorded:
+                           it reads nothing more and acts on nothing; that outcome stands
     ReviewRefused          an Update validator refused a review (code in details[0])
     InvalidToolCall        unknown tool or arguments that break its input model
     PermissionDenied       the decision did not grant the permission the tool needs
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 UNKNOWN_DOMAIN = "UnknownDomain"
 NO_POLICY = "NoPolicy"
+ALREADY_RESOLVED = "AlreadyResolved"
 REVIEW_REFUSED = "ReviewRefused"
 INVALID_TOOL_CALL = "InvalidToolCall"
 PERMISSION_DENIED = "PermissionDenied"

@@ -430,6 +430,14 @@ class Store:
             ).scalar_one()
         return int(others)
 
+    def resolved_at(self, request_id: str) -> datetime | None:
+        """When the request's outcome was recorded (its finish), or None: none is."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(outcomes.c.finished_at).where(outcomes.c.request_id == request_id)
+            ).scalar_one_or_none()
+        return utc(found) if found is not None else None
+
     def outcome(self, request_id: str) -> Outcome | None:
         with self.engine.connect() as conn:
             body = conn.execute(

@@ -24,9 +24,10 @@ from rich.console import Console
 from rich.table import Table
 
 from tether import packs
+from tether.client import Tether
 from tether.codec import new_key
 from tether.config import EncryptionConfig, Settings, Timeouts
-from tether.contracts import Outcome, ToolCall
+from tether.contracts import Outcome, Stage, ToolCall
 from tether.domain import DemoTicket, DomainPack
 from tether.signing import directory_for
 from tether.stack import free_port, port_free
@@ -75,10 +76,12 @@ def _trusted(settings: Settings) -> Settings:
     """``settings`` with the demo's approver directory (keys made in its keyring) over each
     pack's policy, and history encryption on with a key of its own."""
     keys = settings.data_dir / "keys"
+    # The demo's operators sign with keys it makes now: a directory from TETHER_POLICIES
+    # would know none of them. Its other overrides stand.
     policies = {
         pack.name: {
-            "approvers": directory_for(pack.demo_approvers, keys),
             **settings.policies.get(pack.name, {}),
+            "approvers": directory_for(pack.demo_approvers, keys),
         }
         for pack in packs.load(settings.domains)
     }
@@ -166,9 +169,7 @@ async def run_demo() -> None:
                 )
         listed = False
         for pack, ticket, rid, handle in handles:
-            if ticket.approve_as:
-                while (await tether.status(rid)).pending is None:
-                    await asyncio.sleep(0.2)
+            if ticket.approve_as and await _waits_for_a_person(tether, rid):
                 if not listed:
                     console.print("\n[bold]$ tether approvals list[/bold]")
                     console.print(await _operator(settings, "approvals", "list"))
@@ -229,6 +230,18 @@ async def run_demo() -> None:
             console.print(await _operator(settings, "audit", approved))
         console.print("stopping the stack")
     console.print("done")
+
+
+async def _waits_for_a_person(tether: Tether, rid: str) -> bool:
+    """Until the request asks for a person (True) or ends without one (False: a policy
+    override of TETHER_POLICIES decided it another way)."""
+    while True:
+        status = await tether.status(rid)
+        if status.pending is not None:
+            return True
+        if status.stage is Stage.COMPLETED:
+            return False
+        await asyncio.sleep(0.2)
 
 
 def _request(ticket: DemoTicket, rid: str) -> dict[str, str]:

@@ -246,6 +246,7 @@ def resolution_worker(
         elsewhere,
         res.settings.shadow_queue,
         overlays=res.store.overlays,
+        resolved=res.store.resolved_at,
         model_queue=res.settings.model_queue,
         model_queues=res.settings.model_queues,
     )

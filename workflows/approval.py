@@ -224,7 +224,12 @@ class ApprovalGate:
                 key_id=review.signature.key_id if review.signature else None,
             )
         )
-        return ReviewReceipt(accepted=True, tier=self.tier, detail=f"{review.verdict} recorded")
+        return ReviewReceipt(
+            accepted=True,
+            tier=self.tier,
+            tier_name=self.pending.tier_name,
+            detail=f"{review.verdict} recorded",
+        )
 
     def record_refusal(self, approver: str, refused: ReviewRefused) -> None:
         if sum(1 for r in self.reviews if r.verdict == "refused") >= MAX_REFUSED_SIGNALS:
@@ -324,7 +329,7 @@ class ApprovalGate:
                 at=workflow.now(),
             )
         )
-        self.accept(
+        accepted = self.accept(
             Review(
                 approver=edit.approver,
                 verdict="approve",
@@ -337,7 +342,7 @@ class ApprovalGate:
         detail = "edit approved" + (
             f"; the new answer is sent as {', '.join(edited.carried)}" if edited.carried else ""
         )
-        return ReviewReceipt(accepted=True, tier=self.edits[-1].tier, detail=detail)
+        return accepted.model_copy(update={"tier": self.edits[-1].tier, "detail": detail})
 
 
 def _showable(review: Review | Edit) -> None:

@@ -100,7 +100,7 @@ class ResolutionWorkflow:
             raise RuntimeError(f"no domain pack {inp.domain!r} on this worker")
         effects = self._effects = Effects(pack.name, pack.tools, inp.timeouts, inp.request)
         readable = not pack.problems(inp.request)  # else policy rejects it (invalid_request)
-        pinning = steps.pin_policy(pack.name, inp.timeouts)
+        pinning = steps.pin_policy(pack.name, inp.timeouts, request_id=inp.request.request_id)
         if readable and steps.pin_beside_reads():
             # Two local activities at once: the policy does not say what to read. Retrieval
             # needs the pin (its queue is the workers'), and goes out once both are in.
@@ -111,6 +111,16 @@ class ResolutionWorkflow:
         else:
             pinned = await pinning
         self._pinned = pinned
+        if pinned.resolved_at is not None:
+            # Its tools' keys are that run's: this one would take their effects as its own,
+            # and a failure here would undo them. What was recorded stands.
+            raise ApplicationError(
+                f"request {inp.request.request_id} was resolved at "
+                f"{pinned.resolved_at.isoformat()} by an earlier run of {workflow.info().workflow_id}"
+                ": its outcome stands; a new request needs a new request id",
+                type=errors.ALREADY_RESOLVED,
+                non_retryable=True,
+            )
         self._gate.pin(self._policy)
         self._gate.reviewed_text = steps.reviewed_text()
         self._gate.signed_proposal = steps.signed_proposal()

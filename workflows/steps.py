@@ -159,15 +159,18 @@ def no_evidence(request: Request) -> Evidence:
     )
 
 
-async def pin_policy(domain: str, timeouts: Timeouts, version: str | None = None) -> PinnedPolicy:
+async def pin_policy(
+    domain: str, timeouts: Timeouts, version: str | None = None, *, request_id: str | None = None
+) -> PinnedPolicy:
     """The workers' policy for ``domain`` (the active version, or the one named), recorded in
-    this history with its hash. Without one nothing can be decided: the workflow fails, saying
-    why, before anything has run. A local activity: a store read is no reason for a round
-    trip through the Temporal server (histories from before keep their activity)."""
+    this history with its hash, and for a live ``request_id`` whether it is resolved already.
+    Without a policy nothing can be decided: the workflow fails, saying why, before anything
+    has run. A local activity: a store read is no reason for a round trip through the
+    Temporal server (histories from before keep their activity)."""
     if since(LEAN_HISTORY):
         return await workflow.execute_local_activity_method(
             PolicyActivities.pin_policy,
-            PinRequest(domain=domain, version=version),
+            PinRequest(domain=domain, version=version, request_id=request_id),
             start_to_close_timeout=timeouts.record,
             retry_policy=timeouts.default_retry.policy(non_retryable=[errors.NO_POLICY]),
         )

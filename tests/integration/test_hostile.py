@@ -12,6 +12,10 @@ from collections.abc import Callable
 
 import pytest
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowFailureError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -19,11 +23,20 @@ from temporalio.worker import Worker
 from tests.conftest import new_id, ticket
 from tests.integration.test_resolution import LEAD, MANAGER, effects, wait_pending
 from tests.processes import tether_cli
-from tether.client import Tether
+from tether import names
+from tether.client import Tether, parse_request
 from tether.config import Settings
-from tether.contracts import DecisionAction, ModelIdentity, ProposeInput, RawProposal
+from tether.contracts import (
+    DecisionAction,
+    ModelIdentity,
+    ProposeInput,
+    RawProposal,
+    ResolutionInput,
+)
 from tether.domains.support.business import BusinessServer
 from tether.errors import RequestConflict
+from tether.names import workflow_id_for
+from tether.workers.main import Resources
 
 pytestmark = pytest.mark.integration
 
@@ -86,16 +99,68 @@ async def test_a_reused_request_id_is_a_conflict_not_someone_elses_outcome(
     assert done.stdout == "" and "already names a different request" in done.stderr
 
 
-async def test_a_record_of_another_subject_is_never_read_into_the_request(
+async def test_a_run_started_again_under_a_resolved_request_id_refuses_to_act(
     tether: Tether,
+    settings: Settings,
+    temporal_env: WorkflowEnvironment,
+    resources: Resources,
+    business: BusinessServer,
+) -> None:
+    """Whoever can start workflows in the namespace starts a second run under a resolved
+    request's id (the Tether client never would). Its tools' keys are the first run's: it
+    would replay those effects as its own, then undo them if a later step failed (with other
+    words, at once). It refuses before acting; the first outcome and its refund stand."""
+    first = ticket("Please refund $3 for the headlamp strap on ORD-1005, it broke.", "C-100")
+    outcome = await tether.resolve(first)
+    assert outcome.decision.action is DecisionAction.AUTO, outcome.decision
+    rid = first["request_id"]
+    ledger = resources.ledger.entries(rid)
+    pack = tether.pack(None)
+    for again in (first, {**first, "text": first["text"].replace("$3", "$4")}):
+        handle = await temporal_env.client.start_workflow(
+            names.RESOLUTION,
+            ResolutionInput(
+                domain=pack.name, request=parse_request(again, pack), timeouts=settings.timeouts
+            ),
+            id=workflow_id_for(rid),
+            task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+        assert isinstance(failed.value.cause, ApplicationError)
+        assert failed.value.cause.type == "AlreadyResolved"
+        assert failed.value.cause.non_retryable
+        assert f"request {rid} was resolved at " in failed.value.cause.message
+        kinds = [e.event_type async for e in handle.fetch_history_events()]
+        assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in kinds  # nothing dispatched
+    [refund] = effects(business, "refunds", rid)
+    assert refund["amount_cents"] == 300 and effects(business, "reversals", rid) == []
+    assert resources.ledger.entries(rid) == ledger
+    assert resources.store.outcome(rid) == outcome
+
+
+async def test_a_record_of_another_subject_is_never_read_into_the_request(
+    tether: Tether, settings: Settings, temporal_env: WorkflowEnvironment
 ) -> None:
     """C-100 asks about C-101's order: nothing of it is read, shown to the model, or kept."""
-    outcome = await tether.resolve(ticket("Where is my order ORD-1002? Any news?", "C-100"))
+    req = ticket("Where is my order ORD-1002? Any news?", "C-100")
+    outcome = await tether.resolve(req)
     assert outcome.decision.action is DecisionAction.REJECT
     assert outcome.decision.codes() == ["not_subjects_record"]
     assert outcome.withheld == ["order:ORD-1002"] and outcome.context == []
     assert outcome.proposal is None  # the model was never asked
     assert "C-101" not in outcome.model_dump_json()
+    # The audit says why nothing was attempted, not an empty table.
+    cli = settings.model_copy(
+        update={"temporal_address": temporal_env.client.service_client.config.target_host}
+    )
+    audited = await asyncio.to_thread(tether_cli, cli, "audit", req["request_id"])
+    assert audited.returncode == 0, audited.stderr
+    assert audited.stdout.splitlines() == [
+        "withheld (another subject's): order:ORD-1002",
+        "no side effect attempted: decision reject (not_subjects_record), mode normal",
+    ]
 
 
 async def test_a_model_proposed_read_of_another_subjects_record_returns_nothing(

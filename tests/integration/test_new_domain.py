@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -70,6 +72,20 @@ def domains(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert f"created domains/{NAME}/" in done.stdout
     assert f"TETHER_DOMAINS='[\"{NAME}:PACK\"]'" in done.stdout  # what to run next
     assert f"approvals list --domain {NAME}" in done.stdout
+    # The lead's key and directory come before `tether up`: no approver is built in.
+    steps = [line.strip() for line in done.stdout.splitlines()]
+    made_key = next(i for i, line in enumerate(steps) if f"keys new lead@{NAME}.example" in line)
+    export = next(i for i, line in enumerate(steps) if line.startswith("export TETHER_POLICIES="))
+    up = next(i for i, line in enumerate(steps) if line.split("#")[0].strip().endswith(" up"))
+    assert made_key < export < up
+    [assignment] = shlex.split(steps[export].removeprefix("export "))
+    directory = json.loads(assignment.split("=", 1)[1])
+    assert directory[NAME]["approvers"][f"lead@{NAME}.example"]["roles"] == [f"{NAME}_lead"]
+    # Each part listed with its own count: together, the files the header counts.
+    header, *listed = done.stdout.split("\n\n")[0].splitlines()
+    counted = re.search(r"\((\d+) files\):$", header)
+    each = [re.match(r"\s+\S+/ \((\d+)\)", line) for line in listed]
+    assert counted and sum(int(m.group(1)) if m else 1 for m in each) == int(counted.group(1))
     return home / "domains"
 
 

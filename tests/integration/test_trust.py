@@ -329,6 +329,7 @@ async def test_refusals_by_the_tether_cli(
     # What `show` printed is what is signed: a hash of another proposal is refused here.
     shown = await asyncio.to_thread(tether_cli, cli, "approvals", "show", rid, "--json")
     digest = json.loads(shown.stdout)["proposal_sha256"]
+    tier = json.loads(shown.stdout)["pending"]["tier_name"]
     assert len(digest) == 64 and digest == proposal_digest(
         (await tether.status(rid)).pending.proposal
     )  # type: ignore[union-attr]
@@ -358,6 +359,7 @@ async def test_refusals_by_the_tether_cli(
         "1",
     )
     assert done.returncode == 0, done.stderr
+    assert f"reject accepted at tier {tier}: reject recorded" in done.stdout  # by its name
     assert (await tether.outcome(rid)).reviews[-1].approver == ROTATED
 
 

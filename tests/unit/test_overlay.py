@@ -380,6 +380,31 @@ def test_a_live_pin_carries_the_overlays_on_and_never_fails_for_them(
     policies.close()
 
 
+def test_a_live_pin_says_when_its_request_was_resolved_already(
+    store: Store, database_url: str
+) -> None:
+    """A run started again under a resolved request's id learns it from its pin (and refuses
+    to act, tests/integration/test_hostile.py); a pin of a named version, or one for a
+    request with no outcome, carries None."""
+    policies = PolicyStore(database_url)
+    version = policies.register(PACK, Settings(), by="test").version
+    done = outcome(1, grounding=0.9)
+    store.record_outcome(done)
+    env = ActivityEnvironment()
+    pin = PolicyActivities(policies, resolved=store.resolved_at).pin_policy
+    asked = PinRequest(domain="support", request_id=done.request_id)
+    assert env.run(pin, asked).resolved_at == NOW
+    for other in (
+        PinRequest(domain="support", request_id="r-new"),
+        PinRequest(domain="support"),
+        PinRequest(domain="support", version=version),
+    ):
+        assert env.run(pin, other).resolved_at is None
+    unasked = PolicyActivities(policies).pin_policy  # a shadow worker's: it reads none
+    assert env.run(unasked, asked).resolved_at is None
+    policies.close()
+
+
 def test_simultaneous_switches_of_one_scope_make_one_overlay(store: Store) -> None:
     """Two evaluation runs (a retry, a second schedule) or a run and a person at once: the
     unique index on the active scope lets one in, the others learn it is on already."""

@@ -211,7 +211,8 @@ def _accepted(receipt: ReviewReceipt, what: str, as_json: bool) -> None:
     if as_json:
         emit(receipt)
     else:
-        out.print(f"{what} accepted at tier {receipt.tier}: {receipt.detail}")
+        tier = receipt.tier_name or f"number {receipt.tier}"
+        out.print(f"{what} accepted at tier {tier}: {receipt.detail}")
 
 
 KEY = typer.Option(
@@ -471,6 +472,13 @@ def audit_command(request_id: str, as_json: bool = JSON) -> None:
             out.print(f"model answer {attempt} refused: {'; '.join(problems)}")
         if outcome.withheld:
             out.print(f"withheld (another subject's): {', '.join(outcome.withheld)}")
+        if not entries:  # no table of nothing: why nothing was attempted
+            codes = ", ".join(outcome.decision.codes()) or "no reason recorded"
+            out.print(
+                f"no side effect attempted: decision {outcome.decision.action.value} ({codes}),"
+                f" mode {outcome.mode.value}"
+            )
+            return
         table = Table(
             "step", "attempted", "allowed because", "changed (target system)", show_lines=True
         )

@@ -40,7 +40,9 @@ def new_domain(
         fail(error)
     out.print(f"created {into / name}/ ({len(files)} files):")
     for part, purpose in PURPOSE.items():
-        out.print(f"  {part:<14} {purpose}")
+        inside = sum(1 for f in files if f.relative_to(into / name).parts[0] == part)
+        shown = f"{part}/ ({inside})" if (into / name / part).is_dir() else part
+        out.print(f"  {shown:<16} {purpose}")
     out.print("\nnext:")
     for line in next_steps(name, into):
         out.print(f"  {line}")
@@ -49,15 +51,26 @@ def new_domain(
 def next_steps(name: str, into: Path) -> list[str]:
     python, tether = _beside_python("python"), _beside_python("tether")
     domains = shlex.quote(json.dumps([f"{name}:PACK"]))
+    lead = f"lead@{name}.example"
+    directory = {
+        name: {
+            "approvers": {
+                lead: {"roles": [f"{name}_lead"], "keys": [{"public_key": "<printed above>"}]}
+            }
+        }
+    }
     return [
         f"{python} -m pytest -q {shlex.quote(str(into / name / 'tests'))}",
         f"export PYTHONPATH={shlex.quote(str(into))} TETHER_DOMAINS={domains}",
+        f"{tether} keys new {lead} --out lead.key   # the lead's key; prints its public key",
+        f"export TETHER_POLICIES={shlex.quote(json.dumps(directory))}",
         f"{tether} up                          # in one terminal; the rest in another",
         f"{tether} ingest --domain {name}",
         f"{tether} ask 'Please reserve 3 units of REC-101.' --subject U-100 --domain {name}",
         f"{tether} ask 'I need 15 units of REC-102.' --subject U-101 --domain {name} --no-wait",
         f"{tether} approvals list --domain {name}",
-        "then make it your own: docs/your-own-domain.md",
+        f"{tether} approvals approve <request id> --as {lead} --key lead.key --reason ok",
+        "then make it your own: docs/your-own-domain.md in Tether's source repository",
     ]
 
 

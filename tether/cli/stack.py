@@ -58,7 +58,9 @@ def up(
             if stack.codec_url is not None:
                 out.print(f"Codec server {stack.codec_url}: the UI decodes encrypted history")
             for name, system in stack.systems.items():
-                out.print(f"Business system {name}: {getattr(system, 'url', '')}")
+                pack, _, own = name.partition(".")  # "acme.acme": the acme pack's own system
+                shown = pack if own == pack else f"{own} ({pack})"
+                out.print(f"Business system {shown}: {getattr(system, 'url', '')}")
             for pack, version in stack.without_approvers():
                 err.print(
                     f"{pack}: policy {version} has no approver directory, so requests that "
@@ -95,6 +97,8 @@ def worker(
         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per tool call
+    # A line per revision and database at every first start; tether.migrations says it once.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     async def main() -> None:
         stop = asyncio.Event()
