@@ -42,6 +42,7 @@ def argument_findings(pack: DomainPack, facts: Facts) -> list[Finding]:
         for text in stated
         for ident in ref.find(text)
     }
+    said: set[str] = set()  # outbound text checked already
     for call in facts.proposal.tool_calls if facts.proposal else []:
         if call.tool not in pack.tools:
             continue  # refused as an invalid call before this runs
@@ -69,23 +70,37 @@ def argument_findings(pack: DomainPack, facts: Facts) -> list[Finding]:
             )
         for argument in spec.outbound:
             text = str(call.arguments.get(argument) or "")
-            foreign = [
-                f"{ref.name} {ident}"
-                for ref in pack.references
-                for ident in ref.find(text, loose=True)
-                if ident not in mentioned.get(ref.name, []) and ident not in known
-            ]
-            if foreign:
-                findings.append(
-                    Finding(
-                        code="outbound_names_other_record",
-                        severity="block",
-                        detail=f"{call.tool}.{argument} tells the subject about "
-                        f"{', '.join(foreign)}, which the request never mentions",
-                        about="arguments",
-                    )
-                )
+            findings += _other_records(f"{call.tool}.{argument}", text, pack, mentioned, known)
+            said.add(text.strip())
+    # The answer is read by the requester too, whether or not a tool carries it.
+    answer = facts.proposal.answer if facts.proposal else ""
+    if answer.strip() not in said:
+        findings += _other_records("the answer", answer, pack, mentioned, known)
     return findings + pack.check_arguments(facts)
+
+
+def _other_records(
+    where: str, text: str, pack: DomainPack, mentioned: dict[str, list[str]], known: set[str]
+) -> list[Finding]:
+    """A record ``text`` tells the subject about that neither the request nor what was read
+    or cited for it names (read loosely: any id-shaped part counts)."""
+    foreign = [
+        f"{ref.name} {ident}"
+        for ref in pack.references
+        for ident in ref.find(text, loose=True)
+        if ident not in mentioned.get(ref.name, []) and ident not in known
+    ]
+    if not foreign:
+        return []
+    return [
+        Finding(
+            code="outbound_names_other_record",
+            severity="block",
+            detail=f"{where} tells the subject about {', '.join(foreign)}, which the request "
+            "never mentions",
+            about="arguments",
+        )
+    ]
 
 
 class VerificationActivities:

@@ -59,6 +59,8 @@ class FaultModelServer:
         self.name = name
         self.form = form  # "content" (JSON in the message), or "tool_calls" (a function call)
         self.script: list[str] = []  # forced faults, one per request, before the mix
+        # Answers sent as given (status, body, headers), one per request, before the script.
+        self.verbatim: list[tuple[int, bytes, dict[str, str]]] = []
         self.served: Counter[str] = Counter()
         self._deck: list[str] = []
         self._next_fault = 0
@@ -101,14 +103,16 @@ class FaultModelServer:
             body = json.loads(await reader.readexactly(length))
             self.bodies.append(body)
             self.arrivals.append(asyncio.get_running_loop().time())
-            fault = self._draw()
+            fault = "verbatim" if self.verbatim else self._draw()
             self.served[fault] += 1
             if fault == "cut":
                 writer.transport.abort()  # no status line, no body: a dead socket
                 return
             if fault == "latency":
                 await asyncio.sleep(self.latency)
-            status, payload, headers = await self._answer(fault, body)
+            status, payload, headers = (
+                self.verbatim.pop(0) if fault == "verbatim" else await self._answer(fault, body)
+            )
             raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             lines = [f"HTTP/1.1 {status} X", "Content-Type: application/json"]
             lines += [f"{k}: {v}" for k, v in headers.items()]

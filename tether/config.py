@@ -354,6 +354,9 @@ class LLMConfig(BaseModel):
     response_format: Literal["json_schema", "json_object", "tools", "none"] = "json_schema"
     temperature: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     max_tokens: int = Field(default=1_000, ge=1)
+    # An answer longer than this is refused unread (ModelUnavailable): at 1,000 tokens a
+    # completion is a few KB; a server that sends megabytes is broken or hostile.
+    max_response_bytes: int = Field(default=1_000_000, ge=1_000)
     # Per phase, in seconds: a slow first byte and a dead socket are different failures.
     connect_timeout: float = Field(default=5.0, gt=0, allow_inf_nan=False)
     read_timeout: float = Field(default=50.0, gt=0, allow_inf_nan=False)

@@ -8,8 +8,10 @@ the answer again and sends errors back for a bounded repair.
 
 Errors are classified here, for Temporal's retry policy:
 429                                    -> ModelRateLimited, retried after Retry-After
-5xx, timeouts, transport, unreadable   -> ModelUnavailable (retryable)
-other 4xx (bad request, auth, quota)   -> ModelRejected (non-retryable)
+5xx, timeouts, transport, unreadable,  -> ModelUnavailable (retryable)
+  an answer past max_response_bytes
+429 insufficient_quota, 3xx, other 4xx -> ModelRejected (non-retryable: a bad request, key,
+  (bad request, auth)                     quota or base_url will not pass on a retry)
 circuit open                           -> CircuitOpen (non-retryable: answer retrieval-only)
 Every answer records the model the server says it ran and its fingerprint, so a silent
 vendor update shows up in the histories and outcomes.
@@ -20,7 +22,8 @@ from __future__ import annotations
 import copy
 import json
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -121,11 +124,43 @@ def function_arguments(message: dict[str, Any]) -> str | None:
 
 
 def _retry_after(response: httpx.Response) -> timedelta | None:
-    value = response.headers.get("Retry-After", "")
+    """The server's Retry-After (seconds, or an HTTP date), at most a minute; None when it
+    gives none that can be read (the retry policy's own backoff then applies)."""
+    value = response.headers.get("Retry-After", "").strip()
     try:
-        return timedelta(seconds=min(max(float(value), 0.0), 60.0))
+        seconds = float(value)
     except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = max(seconds, 0.0)  # a date gone by: now
+    if not seconds >= 0:  # negative, or NaN
         return None
+    return timedelta(seconds=min(seconds, 60.0))
+
+
+def _no_quota(body: bytes) -> bool:
+    """A 429 that says the account has no quota left (OpenAI's insufficient_quota): waiting
+    does not bring it back."""
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(error, dict) and "insufficient_quota" in (
+        error.get("code"),
+        error.get("type"),
+    )
+
+
+def _text(content: object) -> str | None:
+    """A message's content: a string, or a list of parts whose text ones are joined."""
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text") for p in content if isinstance(p, dict)]
+        return "".join(p for p in parts if isinstance(p, str))
+    raise TypeError(f"content is a {type(content).__name__}")
 
 
 class OpenAICompatible:
@@ -191,7 +226,14 @@ class OpenAICompatible:
             raise ApplicationError(str(err), type=errors.CIRCUIT_OPEN, non_retryable=True) from None
         started = time.monotonic()
         try:
-            response = await self._http.post("/chat/completions", json=self.request_body(inp))
+            request = self._http.build_request(
+                "POST", "/chat/completions", json=self.request_body(inp)
+            )
+            response = await self._http.send(request, stream=True)
+            try:
+                whole = await self._body(response)
+            finally:
+                await response.aclose()
         except httpx.HTTPError as err:  # timeouts (per phase), refused or cut connections
             self.breaker.failure()
             raise ApplicationError(
@@ -200,12 +242,30 @@ class OpenAICompatible:
         except BaseException:
             self.breaker.release()  # cancelled: no verdict on the endpoint
             raise
-        return self._read(response, latency=time.monotonic() - started)
+        if whole is None:
+            self.breaker.failure()
+            raise ApplicationError(
+                f"{self._provider} -> {response.status_code}: an answer longer than "
+                f"{self._config.max_response_bytes} bytes (max_response_bytes)",
+                type=errors.MODEL_UNAVAILABLE,
+            )
+        return self._read(response, whole, latency=time.monotonic() - started)
 
-    def _read(self, response: httpx.Response, *, latency: float) -> RawProposal:
+    async def _body(self, response: httpx.Response) -> bytes | None:
+        """The answer's bytes (decompressed), or None past max_response_bytes: a runaway or
+        hostile server is not read into memory, nor into the workflow's history."""
+        limit, chunks, size = self._config.max_response_bytes, [], 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _read(self, response: httpx.Response, whole: bytes, *, latency: float) -> RawProposal:
         status = response.status_code
-        detail = f"{self._provider} -> {status}: {response.text[:300]!r}"
-        if status == 429:
+        detail = f"{self._provider} -> {status}: {whole[:300].decode('utf-8', 'replace')!r}"
+        if status == 429 and not _no_quota(whole):
             self.breaker.release()  # asked to slow down, not broken
             raise ApplicationError(
                 detail, type=errors.MODEL_RATE_LIMITED, next_retry_delay=_retry_after(response)
@@ -213,33 +273,49 @@ class OpenAICompatible:
         if status >= 500 or status == 408:
             self.breaker.failure()
             raise ApplicationError(detail, type=errors.MODEL_UNAVAILABLE)
-        if status >= 400:
-            self.breaker.release()  # our request (or key) is wrong: retrying will not help
-            raise ApplicationError(detail, type=errors.MODEL_REJECTED, non_retryable=True)
-        try:
-            body = response.json()
-            message = body["choices"][0]["message"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            self.breaker.failure()
+        if status >= 300:
+            # Our request, key, quota or base_url (a redirect: the endpoint is elsewhere) is
+            # wrong: retrying will not help.
+            self.breaker.release()
+            moved = response.headers.get("Location")
             raise ApplicationError(
-                f"unreadable completion: {detail}", type=errors.MODEL_UNAVAILABLE
+                detail + (f" (redirects to {moved[:200]}: set base_url to it)" if moved else ""),
+                type=errors.MODEL_REJECTED,
+                non_retryable=True,
+            )
+        try:
+            raw = self._proposal(json.loads(whole), latency)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
+            self.breaker.failure()  # an answer that cannot be read is no success
+            raise ApplicationError(
+                f"unreadable completion ({type(err).__name__}): {detail}",
+                type=errors.MODEL_UNAVAILABLE,
             ) from None
         self.breaker.success()
+        return raw
+
+    def _proposal(self, body: Any, latency: float) -> RawProposal:
+        """The completion read into a RawProposal; any shape it cannot be read from raises."""
+        message = body["choices"][0]["message"]
+        if not isinstance(message, dict):
+            raise TypeError(f"message is a {type(message).__name__}")
         usage = body.get("usage") or {}
+        if not isinstance(usage, dict):
+            raise TypeError(f"usage is a {type(usage).__name__}")
         return RawProposal(
             # JSON content, or the arguments of a function call (servers that answer with
             # tool_calls and no content); a refusal or an empty message is still an answer:
             # validation sends it back.
-            content=message.get("content")
+            content=_text(message.get("content"))
             or function_arguments(message)
-            or message.get("refusal")
+            or _text(message.get("refusal"))
             or "",
             model=ModelIdentity(
                 provider=self._provider,
                 model=str(body.get("model") or self._config.model),
                 fingerprint=str(body.get("system_fingerprint") or "unreported"),
             ),
-            response_id=body.get("id"),
+            response_id=None if body.get("id") is None else str(body["id"])[:200],
             usage={k: v for k, v in usage.items() if isinstance(v, int)},
             latency_ms=round(latency * 1000, 1),
         )

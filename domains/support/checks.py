@@ -1,29 +1,52 @@
 """The verifier's argument checks that only the support business knows: the amounts asked
-for, and what a reply may tell a customer."""
+for, and what the customer is told (a reply's body, and the answer itself)."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
 
 from tether.contracts import Facts, Finding
 
-from .money import amounts_in, usd
+from .money import Amount, amounts_in, usd
 
 # A sentence telling the customer that money moved for them (not how refunds work in
-# general): only true when the plan moves it.
-_DONE = r"(?:approved|issued|processed|sent|granted|paid|credited)"
+# general, nor what will happen): only true when the plan moves it.
+_DONE = (
+    r"(?:approved|issued|processed|sent|granted|paid|credited|completed?|done|through"
+    r"|on its way)"
+)
 _CLAIM = re.compile(
-    rf"\b(?:we|i)(?:'ve| have)?\s+(?:refunded|{_DONE})\b"
-    rf"|\brefund\b.*\b(?:has been|have been|was|is now|is being)\s+{_DONE}"
-    rf"|\brefund\b.*\bis on its way"
-    rf"|\b{_DONE}\s+(?:a|your|the)\s+refund\b",
+    # "we refunded", "we've just refunded", "you have been refunded", "it was refunded"
+    r"\b(?:we|i|was|were|been|has|have|had|'ve|'s)\s+(?:\w+\s+){0,2}?refunded\b"
+    # "your refund has been processed", "the refund's been issued", "refund went through"
+    rf"|\brefund\b.*?(?:\b(?:has|have|had|was|were|is now|is being|went|has gone)|'s)"
+    rf"\s+(?:been\s+)?(?:now\s+)?(?:fully\s+)?{_DONE}"
+    # "Refund complete.", "refund issued"
+    r"|\brefund\s+(?:complete|completed|done|issued|processed|approved)\b"
+    # "we issued your refund", "processed a full refund"
+    rf"|\b{_DONE}\s+(?:a|your|the)\s+(?:full\s+|partial\s+)?refund\b",
     re.IGNORECASE,
 )
+# A number with no currency in a sentence about a refund made: "we refunded 159.00", "5000 to
+# your card". Not an id's digits ("ORD-1003") nor a count of days.
+_BARE_AMOUNT = re.compile(
+    r"(?<![\w.,$€£-])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{2})?(?![\w,.-]|\.\d|\s*%"
+    r"|\s+(?:business\s+|working\s+)?(?:days?|weeks?|months?|years?|hours?|minutes?)\b)"
+)
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'"})
+
+
+def _said(text: str) -> str:
+    """Text as a reader takes it: compatibility forms folded (full-width, ligatures), one
+    apostrophe, and no invisible characters (a soft hyphen, a zero-width space)."""
+    folded = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES)
+    return "".join(c for c in folded if unicodedata.category(c) != "Cf")
 
 
 def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+|[;\n]+", text) if s.strip()]
 
 
 def amount_as_asked(facts: Facts) -> Iterator[Finding]:
@@ -45,39 +68,91 @@ def amount_as_asked(facts: Facts) -> Iterator[Finding]:
             )
 
 
+def _amounts(sentence: str, claim: bool) -> list[Amount]:
+    """The amounts a sentence names; in one that says a refund was made, bare numbers too."""
+    found = amounts_in(sentence)
+    if claim:
+        taken = [a.text for a in found]
+        for match in _BARE_AMOUNT.finditer(sentence):
+            if not any(match.group() in t for t in taken):
+                cents = round(float(match.group().replace(",", "")) * 100)
+                found.append(Amount(cents, "?", False, match.group()))
+    return found
+
+
 def reply_tells_the_truth(facts: Facts) -> Iterator[Finding]:
-    """A reply may only name amounts the plan pays or the cited sources state, and may only
-    say a refund happened when the plan makes one. Sentences copied from a cited source are
-    the source's word, not a claim about this request."""
+    """What the customer reads (each reply's body, and the answer) may only name amounts the
+    plan pays or the cited sources state, may only say a refund happened when the plan makes
+    one, and then only of the amounts it pays. Sentences copied from a cited source are the
+    source's word, not a claim about this request."""
     if facts.proposal is None:
         return
     cited = set(facts.proposal.citations)
-    sources = [p.text for p in facts.evidence.passages if p.passage_id in cited]
-    sources += [r.text for r in facts.context if r.citation_id in cited]
-    known = {a.cents for text in sources for a in amounts_in(text)}
+    sources = [_said(p.text) for p in facts.evidence.passages if p.passage_id in cited]
+    sources += [_said(r.text) for r in facts.context if r.citation_id in cited]
+    known = {(a.cents, a.currency) for text in sources for a in amounts_in(text)}
     calls = facts.proposal.tool_calls
     refunds = [int(c.arguments["amount_cents"]) for c in calls if c.tool == "issue_refund"]
-    for call in calls:
-        if call.tool != "send_reply":
-            continue
-        own = [
-            s
-            for s in _sentences(str(call.arguments.get("body", "")))
-            if not any(s in t for t in sources)
-        ]
+    paid = {*refunds, sum(refunds)} if refunds else set()
+    bodies = [str(c.arguments.get("body", "")) for c in calls if c.tool == "send_reply"]
+    answer = facts.proposal.answer
+    told = [("the reply", body) for body in bodies]
+    if answer.strip() not in {body.strip() for body in bodies}:
+        told.append(("the answer", answer))
+    for where, text in told:
+        own = [s for s in _sentences(_said(text)) if not any(s in t for t in sources)]
+        claims = [s for s in own if _CLAIM.search(s)]
+        # Where it says a refund was made, what the plan pays (beside which a cited amount
+        # may stand: "$40 of your $159 order"); elsewhere, what a cited source states too.
+        misstated = [a for s in claims for a in _misstated(_amounts(s, True), paid, known)]
         unplanned = [
-            a for s in own for a in amounts_in(s) if a.cents not in known and a.cents not in refunds
+            a
+            for s in own
+            if s not in claims
+            for a in _amounts(s, False)
+            if not _planned(a, paid) and not _known(a, known)
         ]
-        if unplanned:
+        if misstated or unplanned:
+            parts = []
+            if misstated:
+                plan = ", ".join(usd(c) for c in refunds) or "nothing"
+                parts.append(
+                    f"says {', '.join(map(str, misstated))} was refunded; the plan refunds {plan}"
+                )
+            if unplanned:
+                parts.append(
+                    f"names {', '.join(map(str, unplanned))}, which no planned refund and no "
+                    "cited source says"
+                )
             yield Finding(
                 code="reply_names_unplanned_amount",
                 severity="block",
-                detail=f"the reply names {', '.join(map(str, unplanned))}, which no planned "
-                "refund and no cited source says",
+                detail=f"{where} " + "; and ".join(parts),
             )
-        if not refunds and any(_CLAIM.search(s) for s in own):
+        if not refunds and claims:
             yield Finding(
                 code="reply_claims_unplanned_refund",
                 severity="block",
-                detail="the reply says a refund was made, and the plan makes none",
+                detail=f"{where} says a refund was made, and the plan makes none",
             )
+
+
+def _misstated(named: list[Amount], paid: set[int], known: set[tuple[int, str]]) -> list[Amount]:
+    """Of the amounts in a sentence saying a refund was made, those it has wrong: all it names
+    beside what the plan pays when it names none of that, or names one nobody stated."""
+    others = [a for a in named if not _planned(a, paid)]
+    if len(others) < len(named) and all(_known(a, known) for a in others):
+        return []
+    return others
+
+
+def _known(amount: Amount, known: set[tuple[int, str]]) -> bool:
+    """An amount a cited source states (a bare number: in any currency it states it)."""
+    if amount.currency == "?":
+        return any(cents == amount.cents for cents, _ in known)
+    return (amount.cents, amount.currency) in known
+
+
+def _planned(amount: Amount, paid: set[int]) -> bool:
+    """An amount the plan pays: in dollars (or with no currency said), not negative."""
+    return amount.currency in ("USD", "?") and not amount.negative and amount.cents in paid

@@ -153,6 +153,36 @@ def reply_facts(body: str, *, refund: int | None = None) -> Facts:
         ("We refunded forty dollars to your card.", 4_000, []),
         ("We refunded 4000 cents to your card.", 4_000, []),
         ("We refunded $40.00. You will not be charged a cent in fees.", 4_000, []),
+        # Said as a model writes it: a typographic apostrophe, a bare number, an invisible
+        # hyphen or space, a sentence glued on with no space or with a semicolon.
+        (
+            "We\u2019ve refunded 159.00 to your card.",
+            None,
+            ["reply_names_unplanned_amount", "reply_claims_unplanned_refund"],
+        ),
+        ("You have been refunded in full.", None, ["reply_claims_unplanned_refund"]),
+        ("Your refund went through today.", None, ["reply_claims_unplanned_refund"]),
+        ("Refund complete.", None, ["reply_claims_unplanned_refund"]),
+        ("The refund's been processed.", None, ["reply_claims_unplanned_refund"]),
+        ("We have re\u00adfunded your order.", None, ["reply_claims_unplanned_refund"]),
+        ("We refunded $5\u200b000 to your card.", 4_000, ["reply_names_unplanned_amount"]),
+        ("We refunded 5000 to your card.", 4_000, ["reply_names_unplanned_amount"]),
+        ("We refunded 40 EUR to your card.", 4_000, ["reply_names_unplanned_amount"]),
+        (
+            "Refunds of up to $50.00 are issued automatically once the request is confirmed."
+            "We refunded $500.00.",
+            4_000,
+            ["reply_names_unplanned_amount"],
+        ),
+        ("Thanks; we have refunded $500.00.", 4_000, ["reply_names_unplanned_amount"]),
+        # A cited amount said to be what was refunded: only the plan's amount was.
+        ("We refunded $50.00 to your card.", 4_000, ["reply_names_unplanned_amount"]),
+        # Beside the amount refunded, a cited one and a count of days may stand.
+        ("We refunded $40.00 of the $50.00; it reaches you in 5 to 10 business days.", 4_000, []),
+        ("We refunded 40.00 to your card.", 4_000, []),
+        # What will happen, or how refunds work, is no claim that one was made.
+        ("Your refund will be issued once a lead approves it.", None, []),
+        ("Refunds are processed within 5 business days.", None, []),
     ],
 )
 def test_a_reply_says_only_what_the_plan_does_and_the_sources_say(
@@ -160,6 +190,50 @@ def test_a_reply_says_only_what_the_plan_does_and_the_sources_say(
 ) -> None:
     found = [f.code for f in reply_tells_the_truth(reply_facts(body, refund=refund))]
     assert found == codes
+
+
+def test_the_answer_is_checked_like_a_reply() -> None:
+    """With no reply planned the answer is still what the requester reads: the same lie in it
+    is found, and said once when a reply carries the answer."""
+    facts = reply_facts("Your refund has been processed.")
+    assert facts.proposal is not None
+    alone = facts.proposal.model_copy(
+        update={"answer": "We have refunded $5,000.00 to your card.", "tool_calls": []}
+    )
+    found = list(reply_tells_the_truth(facts.model_copy(update={"proposal": alone})))
+    assert [(f.code, f.detail.split(" ")[:2]) for f in found] == [
+        ("reply_names_unplanned_amount", ["the", "answer"]),
+        ("reply_claims_unplanned_refund", ["the", "answer"]),
+    ]
+    same = facts.proposal.model_copy(update={"answer": "Your refund has been processed."})
+    found = list(reply_tells_the_truth(facts.model_copy(update={"proposal": same})))
+    assert [f.detail for f in found] == [
+        "the reply says a refund was made, and the plan makes none"
+    ]
+
+
+def test_the_answer_may_name_no_other_record() -> None:
+    """The core's check of outbound text reads the answer too (once, when a reply carries
+    it): another customer's order in it is refused like one in a reply's body."""
+    from tether.activities.verification import argument_findings
+
+    facts = reply_facts("Your order ORD-1234 is on its way.")
+    assert facts.proposal is not None
+    told = "ORD-1234 shipped; so did ORD-2001."
+
+    def other_records(**update: object) -> list[str]:
+        assert facts.proposal is not None
+        proposal = facts.proposal.model_copy(update=update)
+        found = argument_findings(PACK, facts.model_copy(update={"proposal": proposal}))
+        return [f.detail for f in found if f.code == "outbound_names_other_record"]
+
+    said = "tells the subject about order ORD-2001, which the request never mentions"
+    assert other_records(answer=told) == [f"the answer {said}"]
+    carried = [
+        c.model_copy(update={"arguments": {**c.arguments, "body": told}})
+        for c in facts.proposal.tool_calls
+    ]
+    assert other_records(answer=told, tool_calls=carried) == [f"send_reply.body {said}"]
 
 
 def test_a_refund_asked_in_digits_comes_before_one_in_words() -> None:

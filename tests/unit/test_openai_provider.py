@@ -183,3 +183,98 @@ async def test_the_circuit_opens_fails_fast_and_closes_after_a_good_trial(
         ("open", "half_open"),
         ("half_open", "closed"),
     ]
+
+
+def completion(message: object, **fields: object) -> bytes:
+    """A 200 completion around ``message``, with ``fields`` over the usual ones."""
+    body = {"id": "c-1", "model": "m", "choices": [{"message": message}], "usage": {}} | fields
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        completion("just a string"),
+        completion({"content": {"not": "text"}}),
+        completion({"content": "{}"}, usage=[1, 2]),
+        b'{"choices": "none"}',
+        b"[1, 2, 3]",
+    ],
+)
+async def test_an_answer_of_another_shape_is_unavailable_and_counts_against_the_circuit(
+    server: FaultModelServer, body: bytes
+) -> None:
+    """Read whole or not at all: an answer the provider cannot read is a failure of the
+    endpoint (retried, and counted by the breaker), never an unclassified error that left
+    the breaker thinking the call succeeded."""
+    model = provider(server, breaker_failures=2)
+    server.verbatim = [(200, body, {}), (200, body, {})]
+    for _ in range(2):
+        with pytest.raises(ApplicationError) as err:
+            await model.propose(INPUT)
+        assert err.value.type == errors.MODEL_UNAVAILABLE and not err.value.non_retryable
+    assert model.breaker.state == "open"
+
+
+async def test_content_in_parts_and_an_id_of_any_kind_are_read(server: FaultModelServer) -> None:
+    """Some servers send the content as a list of parts, and an id that is a number."""
+    parts = [{"type": "text", "text": '{"intent": '}, {"type": "text", "text": '"x"}'}]
+    server.verbatim = [(200, completion({"content": parts}, id=7), {})]
+    raw = await provider(server).propose(INPUT)
+    assert raw.content == '{"intent": "x"}' and raw.response_id == "7"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "kind", "delay"),
+    [
+        (429, b"{}", {"Retry-After": "-5"}, errors.MODEL_RATE_LIMITED, None),
+        (429, b"{}", {"Retry-After": "nan"}, errors.MODEL_RATE_LIMITED, None),
+        (429, b"{}", {"Retry-After": "1e400"}, errors.MODEL_RATE_LIMITED, timedelta(seconds=60)),
+        (
+            429,
+            b"{}",
+            {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},  # gone by: at once
+            errors.MODEL_RATE_LIMITED,
+            timedelta(0),
+        ),
+        (
+            429,
+            b'{"error": {"message": "quota", "type": "insufficient_quota"}}',
+            {},
+            errors.MODEL_REJECTED,
+            None,
+        ),
+        (
+            301,
+            b"",
+            {"Location": "https://api.example/v1/chat/completions"},
+            errors.MODEL_REJECTED,
+            None,
+        ),
+    ],
+)
+async def test_what_a_retry_cannot_fix_is_rejected_and_retry_after_is_read_safely(
+    server: FaultModelServer,
+    status: int,
+    body: bytes,
+    headers: dict[str, str],
+    kind: str,
+    delay: timedelta | None,
+) -> None:
+    server.verbatim = [(status, body, headers)]
+    with pytest.raises(ApplicationError) as err:
+        await provider(server).propose(INPUT)
+    assert err.value.type == kind and err.value.next_retry_delay == delay
+    assert err.value.non_retryable is (kind == errors.MODEL_REJECTED)
+    if status == 301:
+        assert "set base_url to it" in err.value.message
+
+
+async def test_an_answer_past_its_size_limit_is_not_read(server: FaultModelServer) -> None:
+    """Counted as it arrives (after decompression): refused before it is held whole."""
+    huge = completion({"content": "x" * 300_000})
+    server.verbatim = [(200, huge, {})]
+    with pytest.raises(ApplicationError) as err:
+        await provider(server, max_response_bytes=100_000).propose(INPUT)
+    assert err.value.type == errors.MODEL_UNAVAILABLE
+    assert "longer than 100000 bytes" in err.value.message
