@@ -20,7 +20,7 @@ from tether.contracts import Facts, Finding, Verification, VerifyInput
 from tether.domain import DomainPack
 from tether.embeddings import Embedder
 from tether.sentencevectors import SentenceVectors
-from tether.text import split_sentences
+from tether.text import split_claims, split_sentences
 
 
 def argument_findings(pack: DomainPack, facts: Facts) -> list[Finding]:
@@ -103,6 +103,12 @@ def _other_records(
     ]
 
 
+def _quoted(claim: str, sources: list[str]) -> bool:
+    """Whether ``claim`` is in one of ``sources`` word for word (spacing aside)."""
+    words = " ".join(claim.split())
+    return any(words in " ".join(text.split()) for text in sources)
+
+
 class VerificationActivities:
     def __init__(
         self,
@@ -149,17 +155,25 @@ class VerificationActivities:
             )
         cited = set(proposal.citations)
         self._known.ensure(inp.domain, [p for p in inp.evidence.passages if p.passage_id in cited])
-        pool = [s for c in proposal.citations if c in sources for s in split_sentences(sources[c])]
-        sentences = split_sentences(proposal.answer)
+        quoted = [sources[c] for c in proposal.citations if c in sources]
+        pool = [s for text in quoted for s in split_sentences(text)]
+        # Claim by claim: a sentence glued to another with no space, a semicolon or a line
+        # break is two claims, each grounded on its own (a part quoted word for word from a
+        # cited source is grounded in it).
+        sentences = split_claims(proposal.answer)
         # Text a tool carries to the subject, unless it is the answer itself: one more pass.
         outbound = [
-            (f"{call.tool}.{argument}", split_sentences(str(call.arguments.get(argument) or "")))
+            (f"{call.tool}.{argument}", split_claims(str(call.arguments.get(argument) or "")))
             for call in proposal.tool_calls
             if call.tool in pack.tools
             for argument in pack.tools.get(call.tool).outbound
             if str(call.arguments.get(argument) or "").strip() != proposal.answer.strip()
         ]
-        best = self._support(sentences + [s for _, ss in outbound for s in ss], pool)
+        said = sentences + [s for _, ss in outbound for s in ss]
+        best = [
+            1.0 if _quoted(s, quoted) else score
+            for s, score in zip(said, self._support(said, pool), strict=True)
+        ]
         answer_best, rest = best[: len(sentences)], best[len(sentences) :]
         grounded = sum(1 for score in answer_best if score >= self._threshold)
         for sentence, score in zip(sentences, answer_best, strict=True):

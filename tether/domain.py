@@ -33,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from tether.config import PolicyConfig
@@ -180,8 +181,11 @@ class DomainPack:
     # The people of the demo and the tests (approver id -> roles). Never in ``policy``: a
     # deployment configures its own directory, with keys (tether/policystore.py).
     demo_approvers: Mapping[str, list[str]] = field(default_factory=dict)
+    # Intent -> the tools its plan names (intents_file): what each intent is for, read once.
+    plans: Mapping[str, frozenset[str]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "plans", _plans(self.intents_file))
         problems = []
         if not re.fullmatch(DOMAIN[1:-1], self.name):
             problems.append(f"name {self.name!r} must be a lower-case word")
@@ -205,6 +209,10 @@ class DomainPack:
         problems += [f"default policy: {p}" for p in self.policy_problems(self.policy)]
         if problems:
             raise ValueError(f"domain pack {self.name}: " + "; ".join(problems))
+
+    def plans_for(self, intent: str | None, tools: Iterable[str]) -> bool:
+        """Whether ``intent``'s plan names every one of ``tools``."""
+        return intent is not None and set(tools) <= self.plans.get(intent, frozenset())
 
     # --- requests --------------------------------------------------------------------
 
@@ -307,3 +315,17 @@ class DomainPack:
     def describe(self, call: ToolCall) -> str:
         """A tool call in a few words, for tables and the console."""
         return self.describe_call(call) if self.describe_call else call.tool
+
+
+def _plans(path: Path) -> dict[str, frozenset[str]]:
+    """Each intent's planned tools, from the intents file (none when it has none)."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError:
+        return {}
+    intents = raw.get("intents") if isinstance(raw, dict) else None
+    return {
+        str(name): frozenset(body.get("plan") or ())
+        for name, body in (intents or {}).items()
+        if isinstance(body, dict)
+    }

@@ -214,10 +214,17 @@ def decide(facts: Facts, config: PolicyConfig, pack: DomainPack, now: datetime) 
             )
         )
     # The intent's own thresholds, if the policy names any (else the policy's): the intent
-    # is the model's word, like its confidence, so it moves only these two gates.
+    # is the model's word, like its confidence, so it moves only these two gates, and for
+    # writes only when its plan names them: a write labelled as another intent is judged by
+    # the stricter of that intent's thresholds and the policy's.
     min_confidence = config.min_confidence_for(proposal.intent)
     min_grounding = config.min_grounding_for(proposal.intent)
     whose = f" for {proposal.intent}" if proposal.intent in config.intent_thresholds else ""
+    if whose and writes and not pack.plans_for(proposal.intent, (c.tool for c in writes)):
+        min_confidence = max(min_confidence, config.min_auto_confidence)
+        min_grounding = max(min_grounding, config.min_grounding)
+        planned = pack.plans.get(proposal.intent or "", frozenset())
+        whose += ", whose plan names no " + ", ".join(sorted({c.tool for c in writes} - planned))
     if proposal.confidence < min_confidence:
         # The model is unsure: what it wrote goes to a person as a draft, not as a decision.
         if mode is Mode.NORMAL:

@@ -7,6 +7,12 @@ import re
 import unicodedata
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+# Where a claim ends in text that is checked claim by claim: a sentence end, with or without
+# a space after it ("...in 5 days.It was paid..."), a semicolon, a line break, or another
+# script's full stop. Two claims glued into one sentence would share one score.
+_CLAIM_END = re.compile(
+    r"(?<=[.!?])\s+|(?<=[a-z0-9)\]][.!?])(?=[A-Z])|[;\n\r\u2028\u2029\u3002\uff01\uff1f\uff1b]+\s*"
+)
 # Line and paragraph separators: shown as a space, like the controls that are whitespace
 # (tab, newline...), since a line or a column would break at them.
 _BREAKS = frozenset({"Zl", "Zp"})
@@ -35,6 +41,11 @@ def visible(text: str, kept: str = "\n\t") -> str:
 
 def split_sentences(text: str, *, min_length: int = 3) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if len(s.strip()) >= min_length]
+
+
+def split_claims(text: str, *, min_length: int = 3) -> list[str]:
+    """``text`` cut wherever one claim may end and another begin (see ``_CLAIM_END``)."""
+    return [s.strip() for s in _CLAIM_END.split(text) if len(s.strip()) >= min_length]
 
 
 def first_sentence(text: str) -> str:

@@ -472,6 +472,28 @@ def test_an_intents_own_thresholds_replace_the_policys(row: tuple[Any, ...]) -> 
     assert detail in [r.detail for r in decision.reasons]
 
 
+def test_a_write_labelled_as_another_intent_gets_no_lower_thresholds() -> None:
+    """The intent is the model's word: a refund it labels order_status (whose plan is a reply
+    alone) is judged by the stricter of order_status's thresholds and the policy's; the
+    same refund as refund_request takes that intent's own."""
+    lax = {"min_auto_confidence": 0.2, "min_grounding": 0.0}
+    config = CONFIG.merged({"intent_thresholds": {"order_status": lax, "refund_request": lax}})
+    refund_of = {
+        intent: dataclasses.replace(
+            named("small refund"), confidence=0.5, grounding=0.1, intent=intent
+        )
+        for intent in ("order_status", "refund_request")
+    }
+    mislabelled = run(refund_of["order_status"], config)
+    assert mislabelled.action is DecisionAction.APPROVAL
+    assert {"low_confidence", "weak_grounding"} <= set(mislabelled.codes())
+    assert "confidence 0.50 < 0.55 for order_status, whose plan names no issue_refund" in [
+        r.detail for r in mislabelled.reasons
+    ]
+    assert run(refund_of["refund_request"], config).action is DecisionAction.AUTO
+    assert PACK.plans["order_status"] == {"send_reply"}
+
+
 def test_an_intents_thresholds_move_only_the_two_gates() -> None:
     """An intent allowed at any confidence and grounding still meets every rule: a refund
     over the auto limit waits for a person, one over the balance is refused."""

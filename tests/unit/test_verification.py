@@ -1,0 +1,83 @@
+"""The verifier's grounding, claim by claim: what a model glues onto a grounded sentence is
+scored on its own, and a part quoted word for word from a cited source is grounded in it."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from tests.unit.builders import FRESH, NOW
+from tether.activities.verification import VerificationActivities
+from tether.contracts import Evidence, Passage, Proposal, Request, VerifyInput
+from tether.domains.support import PACK
+from tether.embeddings import Embedder
+from tether.text import split_claims
+
+SOURCE = (
+    "Refunds are returned to the original payment method within 5 to 10 business days after "
+    "the refund is issued. Weekends and public holidays do not count as business days; a "
+    "confirmation email is sent when a refund is issued."
+)
+PASSAGE = Passage(
+    passage_id="refund-processing-times#0",
+    doc_id="refund-processing-times",
+    title="Refund processing times",
+    source="kb",
+    version=2,
+    effective_date=date(2026, 3, 1),
+    updated_at=NOW,
+    fetched_at=NOW,
+    content_hash="h",
+    text=SOURCE,
+    score=0.8,
+)
+GROUNDED = SOURCE.split(". ")[0] + "."
+FALSE = "Your account has been upgraded to premium status for free"
+
+
+def grounding(embedder: Embedder, answer: str) -> float:
+    request = Request(request_id="r-1", subject="C-1", requester="C-1", text="How long?")
+    proposal = Proposal(
+        intent="refund_request",
+        answer=answer,
+        citations=[PASSAGE.passage_id],
+        tool_calls=[],
+        confidence=0.9,
+    )
+    verified = VerificationActivities(embedder, [PACK]).verify_proposal(
+        VerifyInput(
+            domain="support",
+            request=request,
+            evidence=Evidence(query="q", passages=[PASSAGE], freshness=FRESH),
+            proposal=proposal,
+        )
+    )
+    return verified.grounding
+
+
+@pytest.mark.parametrize(
+    "glue",
+    [" ", "", "\n", "; ", "\u3002", "! "],
+    ids=["space", "none", "newline", "semicolon", "cjk", "bang"],
+)
+def test_a_claim_glued_to_a_grounded_sentence_is_scored_on_its_own(
+    embedder: Embedder, glue: str
+) -> None:
+    assert grounding(embedder, GROUNDED) == 1.0
+    assert grounding(embedder, GROUNDED + glue + FALSE + ".") == 0.5
+
+
+def test_parts_quoted_from_a_cited_source_are_grounded(embedder: Embedder) -> None:
+    """The source's own semicolon makes two claims of one sentence: each is its words."""
+    second = SOURCE.split(". ", 1)[1]
+    assert split_claims(second) == [
+        "Weekends and public holidays do not count as business days",
+        "a confirmation email is sent when a refund is issued.",
+    ]
+    assert grounding(embedder, second) == 1.0
+
+
+def test_numbers_and_lower_case_after_a_stop_are_not_cut() -> None:
+    said = "Refunds of $1.50 on 2.5.2026 (see example.com/Refunds) arrive in U.S.A.-based banks."
+    assert split_claims(said) == [said]
