@@ -43,6 +43,17 @@ def split_sentences(text: str, *, min_length: int = 3) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if len(s.strip()) >= min_length]
 
 
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'"})
+
+
+def said(text: str) -> str:
+    """Text as a reader takes it, for checks of what it says: compatibility forms folded
+    (full-width, ligatures), one apostrophe, and no invisible characters (a soft hyphen, a
+    zero-width space) to hide a word from a pattern."""
+    folded = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES)
+    return "".join(c for c in folded if unicodedata.category(c) != "Cf")
+
+
 def split_claims(text: str, *, min_length: int = 3) -> list[str]:
     """``text`` cut wherever one claim may end and another begin (see ``_CLAIM_END``)."""
     return [s.strip() for s in _CLAIM_END.split(text) if len(s.strip()) >= min_length]

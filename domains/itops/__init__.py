@@ -20,6 +20,7 @@ from .rules import (
     check_policy,
     itops_rules,
     member_as_asked,
+    note_tells_the_truth,
     service_as_asked,
 )
 from .tools import CHANGES, CMDB, REGISTRY
@@ -81,7 +82,7 @@ PACK = DomainPack(
     rules=(itops_rules,),
     rule_settings=ItopsRules,
     check_policy=check_policy,
-    checks=(member_as_asked, service_as_asked),
+    checks=(member_as_asked, service_as_asked, note_tells_the_truth),
     fillers={
         "restart_service": service_change,
         "rotate_credential": service_change,

@@ -14,6 +14,7 @@ the rule settings and the decision's time; the core runs them beside its own gat
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -23,6 +24,7 @@ from tether.config import PolicyConfig
 from tether.contracts import Facts, Finding, ToolCall
 from tether.domain import ReferenceKind
 from tether.policy import Allow, Escalate, Reject, Verdict, writes_of
+from tether.text import said, split_claims
 
 from .planner import asked_member, asked_services, describe_asset
 from .tools import ASSET, ASSET_ID, GROUP_ID, HOST_ID, REGISTRY, Asset
@@ -245,4 +247,72 @@ def service_as_asked(facts: Facts) -> Iterator[Finding]:
                 severity="warn",
                 detail=f"{call.tool} names {service}; the request asks for "
                 + (", ".join(asked) if asked else "no service by name"),
+            )
+
+
+# What a note may say was done, and the tools that must be planned for it to be true; not
+# what will be ("you will be added once the owner approves").
+_DONE_BY = (
+    (
+        re.compile(
+            r"(?<!\bbe )\b(?:added|granted|given)\b\s+(?:\S+\s+){0,3}?(?:to|access)\b"
+            r"|\byou (?:now )?have access\b"
+            r"|\baccess\b.*\b(?:has been|was|is now)\s+(?:granted|given|added)",
+            re.IGNORECASE,
+        ),
+        ("add_to_group",),
+    ),
+    (
+        re.compile(
+            r"(?<!\bbe )\b(?:removed|revoked)\b\s+(?:\S+\s+){0,3}?(?:from|access)\b"
+            r"|\baccess\b.*\b(?:has been|was|is now)\s+(?:removed|revoked)",
+            re.IGNORECASE,
+        ),
+        ("remove_from_group",),
+    ),
+    (
+        re.compile(r"(?<!\bbe )\b(?:restarted|rebooted)\b|\bis back up\b", re.IGNORECASE),
+        ("restart_service",),
+    ),
+    (re.compile(r"(?<!\bbe )\brotated\b", re.IGNORECASE), ("rotate_credential",)),
+    (
+        re.compile(r"\bchange record\b.*\b(?:opened|created|raised|filed)\b", re.IGNORECASE),
+        ("open_change_record",),
+    ),
+)
+
+
+def note_tells_the_truth(facts: Facts) -> Iterator[Finding]:
+    """What the requester reads (a note's body, the answer) may say a grant, removal, restart,
+    rotation or change record was done only when the plan does it. Sentences copied from a
+    cited source are the source's word."""
+    if facts.proposal is None:
+        return
+    cited = set(facts.proposal.citations)
+    sources = [said(p.text) for p in facts.evidence.passages if p.passage_id in cited]
+    sources += [said(r.text) for r in facts.context if r.citation_id in cited]
+    planned = {c.tool for c in facts.proposal.tool_calls}
+    notes = [
+        str(c.arguments.get("body", ""))
+        for c in facts.proposal.tool_calls
+        if c.tool == "notify_requester"
+    ]
+    told = [("the note", body) for body in notes]
+    if facts.proposal.answer.strip() not in {b.strip() for b in notes}:
+        told.append(("the answer", facts.proposal.answer))
+    for where, text in told:
+        own = [s for s in split_claims(said(text)) if not any(s in t for t in sources)]
+        claimed = {
+            tool
+            for s in own
+            for pattern, tools in _DONE_BY
+            if pattern.search(s) and not planned & set(tools)
+            for tool in tools
+        }
+        if claimed:
+            yield Finding(
+                code="note_claims_unplanned_action",
+                severity="block",
+                detail=f"{where} says what only {', '.join(sorted(claimed))} would do, and the "
+                "plan does not",
             )

@@ -4,10 +4,10 @@ for, and what the customer is told (a reply's body, and the answer itself)."""
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterator
 
 from tether.contracts import Facts, Finding
+from tether.text import said, split_claims
 
 from .money import Amount, amounts_in, usd
 
@@ -35,18 +35,6 @@ _BARE_AMOUNT = re.compile(
     r"(?<![\w.,$€£-])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{2})?(?![\w,.-]|\.\d|\s*%"
     r"|\s+(?:business\s+|working\s+)?(?:days?|weeks?|months?|years?|hours?|minutes?)\b)"
 )
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'"})
-
-
-def _said(text: str) -> str:
-    """Text as a reader takes it: compatibility forms folded (full-width, ligatures), one
-    apostrophe, and no invisible characters (a soft hyphen, a zero-width space)."""
-    folded = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES)
-    return "".join(c for c in folded if unicodedata.category(c) != "Cf")
-
-
-def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in re.split(r"(?<=[.!?])\s+|[;\n]+", text) if s.strip()]
 
 
 def amount_as_asked(facts: Facts) -> Iterator[Finding]:
@@ -57,14 +45,14 @@ def amount_as_asked(facts: Facts) -> Iterator[Finding]:
     if not named or facts.proposal is None:
         return
     usable = [a.cents for a in named if a.usable]
-    said = ", ".join(str(a) for a in named)
+    asked = ", ".join(str(a) for a in named)
     for call in facts.proposal.tool_calls:
         amount = call.arguments.get("amount_cents")
         if amount is not None and int(amount) not in usable:
             yield Finding(
                 code="amount_not_requested",
                 severity="warn",
-                detail=f"{call.tool} pays {usd(int(amount))}; the request named {said}",
+                detail=f"{call.tool} pays {usd(int(amount))}; the request named {asked}",
             )
 
 
@@ -88,8 +76,8 @@ def reply_tells_the_truth(facts: Facts) -> Iterator[Finding]:
     if facts.proposal is None:
         return
     cited = set(facts.proposal.citations)
-    sources = [_said(p.text) for p in facts.evidence.passages if p.passage_id in cited]
-    sources += [_said(r.text) for r in facts.context if r.citation_id in cited]
+    sources = [said(p.text) for p in facts.evidence.passages if p.passage_id in cited]
+    sources += [said(r.text) for r in facts.context if r.citation_id in cited]
     known = {(a.cents, a.currency) for text in sources for a in amounts_in(text)}
     calls = facts.proposal.tool_calls
     refunds = [int(c.arguments["amount_cents"]) for c in calls if c.tool == "issue_refund"]
@@ -100,7 +88,9 @@ def reply_tells_the_truth(facts: Facts) -> Iterator[Finding]:
     if answer.strip() not in {body.strip() for body in bodies}:
         told.append(("the answer", answer))
     for where, text in told:
-        own = [s for s in _sentences(_said(text)) if not any(s in t for t in sources)]
+        own = [
+            s for s in split_claims(said(text), min_length=1) if not any(s in t for t in sources)
+        ]
         claims = [s for s in own if _CLAIM.search(s)]
         # Where it says a refund was made, what the plan pays (beside which a cited amount
         # may stand: "$40 of your $159 order"); elsewhere, what a cited source states too.

@@ -16,6 +16,7 @@ from tether.contracts import (
     DecisionAction,
     Evidence,
     Facts,
+    Passage,
     Proposal,
     Request,
     ToolCall,
@@ -493,3 +494,70 @@ def test_a_service_the_request_does_not_name_goes_to_a_person(
     findings = list(service_as_asked(facts))
     assert [f.code for f in findings] == (["service_not_asked"] if flagged else []), findings
     assert all(f.severity == "warn" for f in findings)
+
+
+NOTE = "Restarts of payments-api are done by the on-call SRE."  # a cited runbook's words
+
+
+@pytest.mark.parametrize(
+    ("body", "plan", "claimed"),
+    [
+        ("You have been added to grp-payments-read.", [], ["add_to_group"]),
+        ("Your access has been granted.", [], ["add_to_group"]),
+        ("payments-api was restarted at 10:00; it is back up.", [], ["restart_service"]),
+        ("The credential was rotated.", [], ["rotate_credential"]),
+        ("A change record was opened for it.", [], ["open_change_record"]),
+        ("You have been re\u00admoved from grp-payments-read.", [], ["remove_from_group"]),
+        ("You have been added to grp-payments-read.", ["grant"], []),
+        ("payments-api was restarted.", ["restart"], []),
+        (NOTE, [], []),  # copied from the cited source: its word
+        ("A person will look at your request.", [], []),
+        ("You will be added to grp-payments-read once its owner approves.", [], []),
+    ],
+)
+def test_a_note_says_only_what_the_plan_does(
+    body: str, plan: list[str], claimed: list[str]
+) -> None:
+    """A note (and the answer) may say a grant, removal, restart, rotation or change record
+    was done only when the plan does it."""
+    from tether.domains.itops.rules import note_tells_the_truth
+
+    request = Request(request_id="r-1", subject="E-201", requester="E-201", text="help")
+    passage = Passage(
+        passage_id="runbook#0",
+        doc_id="runbook",
+        title="Runbook",
+        source="kb",
+        version=1,
+        effective_date=NOW.date(),
+        updated_at=NOW,
+        fetched_at=NOW,
+        content_hash="h",
+        text=NOTE,
+        score=0.9,
+    )
+    calls = {
+        "grant": grant("grp-payments-read", "E-201", "E-201"),
+        "restart": restart("host-pay-01", "payments-api", "E-201"),
+    }
+    note = ToolCall(tool="notify_requester", arguments={"employee_id": "E-201", "body": body})
+    proposal = Proposal(
+        intent="grant_access",
+        answer=body,
+        citations=["runbook#0"],
+        tool_calls=[*(calls[p] for p in plan), note],
+        confidence=0.9,
+    )
+    facts = Facts(
+        domain="itops",
+        request=request,
+        evidence=Evidence(query="q", passages=[passage], freshness=FRESH),
+        proposal=proposal,
+    )
+    found = list(note_tells_the_truth(facts))
+    assert [f.code for f in found] == ["note_claims_unplanned_action"] * bool(claimed)
+    if claimed:
+        assert found[0].detail.startswith(f"the note says what only {claimed[0]} would do")
+    alone = proposal.model_copy(update={"tool_calls": [calls[p] for p in plan]})
+    answer = list(note_tells_the_truth(facts.model_copy(update={"proposal": alone})))
+    assert [f.detail.split(" ")[:2] for f in answer] == [["the", "answer"]] * bool(claimed)
