@@ -31,6 +31,9 @@ _SCALE = (
     r"(?P<scale>(?<=\d)[km](?![\w&'-])"
     r"|\s?(?:hundred|thousand|million|billion|mn|bn)(?![\w-]))?"
 )
+# Other currencies by code: named, so that an amount in one is never taken for dollars.
+_OTHER_CODES = ("CAD", "AUD", "NZD", "CHF", "JPY", "CNY", "INR", "SEK", "NOK", "DKK", "MXN")
+_OTHER_CODES += ("BRL", "ZAR", "SGD", "HKD", "PLN", "CZK")
 _CURRENCIES = {
     "$": "USD",
     "usd": "USD",
@@ -48,11 +51,23 @@ _CURRENCIES = {
     "cent": "USD",
     "cents": "USD",
     "¢": "USD",
+    "usdollar": "USD",
+    "usdollars": "USD",
+    "yen": "JPY",
+    "franc": "CHF",
+    "francs": "CHF",
+    "rupee": "INR",
+    "rupees": "INR",
+    **{code.lower(): code for code in _OTHER_CODES},
 }
 _IN_CENTS = {"cent", "cents", "¢"}
 _SYMBOL = r"[$€£]"
-_CODE = r"\b(?:USD|EUR|GBP)(?![a-z])"  # "USD40" too
-_WORD = r"(?:usd|eur|gbp|dollars?|bucks|euros?|pounds?|cents?)\b|¢"
+_CODES = "|".join(("USD", "EUR", "GBP", *_OTHER_CODES))
+_CODE = rf"\b(?:{_CODES})(?![a-z])"  # "USD40" too
+_WORD = (
+    rf"(?:{_CODES}|u\.?s\.?\s?dollars?|dollars?|bucks|euros?|pounds?|cents?|yen|francs?"
+    r"|rupees?)\b|¢"
+)
 # "$40", "-$40", "$ -40", "USD 40", "€12.50", "$1.5k"
 _BEFORE = re.compile(
     rf"(?P<sign>-)?\s?(?P<cur>{_SYMBOL}|{_CODE})\s?(?P<sign2>-)?\s?(?P<num>{_NUMBER}){_SCALE}",
@@ -166,7 +181,7 @@ def amounts_in(text: str) -> list[Amount]:
             if any(start < e and s < end for s, e, _ in found):
                 continue
             groups = match.groupdict()
-            unit = (groups.get("cur") or "").lower()
+            unit = re.sub(r"[\s.]", "", (groups.get("cur") or "").lower())  # "u.s. dollars"
             currency = _CURRENCIES.get(unit, "?")
             negative = bool(groups.get("sign") or groups.get("sign2"))
             if groups.get("words"):

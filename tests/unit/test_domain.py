@@ -73,6 +73,9 @@ def test_knowledge_base_has_provenance_and_one_superseded_policy() -> None:
         ("not a cent back, not a dollar, my two cents", []),
         ("$20 M&S voucher, $40 m., $5m", ["20.00 USD", "40.00 USD", "5,000,000.00 USD"]),
         ("5 hundred dollars", ["500.00 USD"]),
+        # Other currencies by code or name: never taken for dollars.
+        ("5000 CAD, CHF 5000, 5000 yen", ["5,000.00 CAD", "5,000.00 CHF", "5,000.00 JPY"]),
+        ("5000 U.S. dollars", ["5,000.00 USD"]),
         # Groups of a thousands chain are read from its first; other numbers stand apart.
         (
             "1 500 dollars, 3 40 dollars, ORD-1001 100 dollars",
