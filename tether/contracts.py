@@ -186,7 +186,8 @@ class Proposal(Frozen):
     answer: str = Field(min_length=1, max_length=4_000)
     citations: list[str] = Field(max_length=16)
     tool_calls: list[ToolCall] = Field(default=[], max_length=8)
-    confidence: float = Field(ge=0.0, le=1.0)
+    # A number, as the schema says: not true, nor "0.9" (what else would be read loosely?).
+    confidence: float = Field(ge=0.0, le=1.0, strict=True)
 
 
 class ModelIdentity(Frozen):

@@ -154,7 +154,8 @@ class ToolRegistry:
     def check_call(self, call: ToolCall) -> list[str]:
         """Errors for one call; empty when its tool exists and its arguments validate."""
         if call.tool not in self._specs:
-            return [f"tool_calls: unknown tool {call.tool!r}; known: {sorted(self._specs)}"]
+            offered = sorted(n for n, spec in self._specs.items() if spec.proposable)
+            return [f"tool_calls: unknown tool {call.tool!r}; known: {offered}"]
         try:
             self._specs[call.tool].input_model.model_validate(call.arguments)
         except ValidationError as err:

@@ -71,6 +71,8 @@ def test_money_is_never_coerced(amount: object) -> None:
     [
         ("{oops", "not valid JSON"),
         (proposal(confidence=1.5), "confidence: Input should be less than or equal to 1"),
+        (proposal(confidence=True), "confidence: Input should be a valid number"),
+        (proposal(confidence="0.9"), "confidence: Input should be a valid number"),
         (proposal(intent="hack_the_planet"), "intent: 'hack_the_planet' is not one of"),
         (
             proposal(tool_calls=[{"tool": "wire_money", "arguments": {}}]),
@@ -111,6 +113,14 @@ def test_compensations_are_never_offered_to_or_accepted_from_the_model() -> None
     with pytest.raises(ProposalInvalid) as invalid:
         REGISTRY.validate_proposal(proposal(tool_calls=[call]), intents=INTENTS)
     assert invalid.value.errors == ["tool_calls: 'reverse_refund' is not available to the model"]
+    # Nor named to it among the tools it may use, when it asks for one that does not exist.
+    other = {"tool": "wire_money", "arguments": {}}
+    with pytest.raises(ProposalInvalid) as invalid:
+        REGISTRY.validate_proposal(proposal(tool_calls=[other]), intents=INTENTS)
+    assert invalid.value.errors == [
+        "tool_calls: unknown tool 'wire_money'; known: ['issue_refund', 'lookup_order', "
+        "'send_reply']"
+    ]
 
 
 def test_catalogue_is_rendered_from_the_same_contracts() -> None:
