@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from tether import metrics, protection
+from tether import errors, metrics, names, protection
 from tether.contracts import (
     LaterFeedback,
     Outcome,
@@ -56,7 +56,32 @@ class RecordActivities:
 
     @activity.defn
     def record_shadow(self, decision: ShadowDecision) -> None:
-        self._store.record_shadow(decision)
+        """Kept only from the run that may decide it: the live run itself (a candidate on the
+        live model) or the candidate's own run beside it, by their ids, and never over what
+        another run of that id recorded. A run started by hand under any other id, or again
+        under that one, cannot write a candidate's agreement (tether candidate status)."""
+        info = activity.info()
+        allowed = {
+            names.workflow_id_for(decision.request_id),
+            names.live_shadow_id(decision.candidate, decision.request_id),
+        }
+        if info.workflow_id not in allowed:
+            raise ApplicationError(
+                f"{info.workflow_id} may not record {decision.candidate}'s decision on "
+                f"{decision.request_id}",
+                type=errors.SHADOW_REFUSED,
+                non_retryable=True,
+            )
+        written = decision.model_copy(
+            update={"recorded_by": f"{info.workflow_id}/{info.workflow_run_id}"}
+        )
+        if not self._store.record_shadow(written):
+            raise ApplicationError(
+                f"{decision.candidate}'s decision on {decision.request_id} was recorded by "
+                "another run",
+                type=errors.SHADOW_REFUSED,
+                non_retryable=True,
+            )
 
     @activity.defn
     def hold_tally(self, hold: TallyHold) -> int:

@@ -633,6 +633,8 @@ class ShadowDecision(Frozen):
     on_live_proposal: bool = False
 
 
+    # The run that recorded it ("workflow id/run id"), set where it is recorded.
+    recorded_by: str | None = None
 class Outcome(Frozen):
     """Every outcome answers: what was attempted, why it was allowed, what changed."""
 

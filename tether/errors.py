@@ -20,6 +20,8 @@ Inside Temporal (``ApplicationError.type``; non-retryable unless noted)::
     NoPolicy               no policy version is active (or the one named is not stored)
     AlreadyResolved        a run started again under a request id whose outcome is recorded:
                            it reads nothing more and acts on nothing; that outcome stands
+    ShadowRefused          a candidate's decision recorded from a run other than the one that
+                           may decide it (by id), or over another run's
     ReviewRefused          an Update validator refused a review (code in details[0])
     InvalidToolCall        unknown tool or arguments that break its input model
     PermissionDenied       the decision did not grant the permission the tool needs
@@ -44,6 +46,7 @@ from __future__ import annotations
 UNKNOWN_DOMAIN = "UnknownDomain"
 NO_POLICY = "NoPolicy"
 ALREADY_RESOLVED = "AlreadyResolved"
+SHADOW_REFUSED = "ShadowRefused"
 REVIEW_REFUSED = "ReviewRefused"
 INVALID_TOOL_CALL = "InvalidToolCall"
 PERMISSION_DENIED = "PermissionDenied"

@@ -42,6 +42,11 @@ def workflow_id_for(request_id: str) -> str:
     return f"resolution-{request_id}"
 
 
+def live_shadow_id(candidate: str, request_id: str) -> str:
+    """The one run a live candidate may decide a request in (started beside the live run)."""
+    return f"shadow-{candidate}-{workflow_id_for(request_id)}"
+
+
 def tool_activity(domain: str, tool: str) -> str:
     """Each pack's tools run as activities of their own, named ``<domain>.<tool>``: two packs
     may both have a tool called ``notify`` on one worker."""

@@ -332,12 +332,18 @@ class Store:
             why = changed
         return None, why
 
-    def record_shadow(self, decision: ShadowDecision) -> None:
-        """Idempotent by (request, candidate): a retried activity rewrites the same row."""
+    def record_shadow(self, decision: ShadowDecision) -> bool:
+        """Idempotent by (request, candidate): a retried activity rewrites the same row. False
+        (and nothing written) when another run recorded that row (``recorded_by``)."""
         mine = (shadow_decisions.c.request_id == decision.request_id) & (
             shadow_decisions.c.candidate == decision.candidate
         )
         with self.engine.begin() as conn:
+            found = conn.execute(select(shadow_decisions.c.body).where(mine)).scalar_one_or_none()
+            if found is not None:
+                before = ShadowDecision.model_validate_json(found).recorded_by
+                if before is not None and before != decision.recorded_by:
+                    return False
             conn.execute(shadow_decisions.delete().where(mine))
             conn.execute(
                 shadow_decisions.insert().values(
@@ -348,6 +354,7 @@ class Store:
                     at=decision.at,
                 )
             )
+        return True
 
     def shadow_decisions(self, domain: str, candidate: str) -> list[ShadowDecision]:
         query = (

@@ -384,7 +384,7 @@ class ResolutionWorkflow:
         here = workflow.info().workflow_id
         if steps.since_latest(steps.SHADOW_STARTED):
             self._shadow_start = ShadowStart(
-                workflow_id=f"shadow-{candidate.name}-{here}",
+                workflow_id=names.live_shadow_id(candidate.name, inp.request.request_id),
                 task_queue=pinned.shadow_queue or workflow.info().task_queue,
                 input=shadow,
                 priority=SHADOW_PRIORITY,

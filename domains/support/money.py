@@ -32,8 +32,10 @@ _SCALE = (
     r"|\s?(?:hundred|thousand|million|billion|mn|bn)(?![\w-]))?"
 )
 # Other currencies by code: named, so that an amount in one is never taken for dollars.
-_OTHER_CODES = ("CAD", "AUD", "NZD", "CHF", "JPY", "CNY", "INR", "SEK", "NOK", "DKK", "MXN")
-_OTHER_CODES += ("BRL", "ZAR", "SGD", "HKD", "PLN", "CZK")
+_OTHER_CODES = (
+    *("CAD", "AUD", "NZD", "CHF", "JPY", "CNY", "INR", "SEK", "NOK", "DKK", "MXN"),
+    *("BRL", "ZAR", "SGD", "HKD", "PLN", "CZK"),
+)
 _CURRENCIES = {
     "$": "USD",
     "usd": "USD",

@@ -16,6 +16,7 @@ import pytest
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -31,7 +32,9 @@ from tether.cli.apps import app
 from tether.config import Settings
 from tether.contracts import (
     DecisionAction,
+    Facts,
     LiveCandidate,
+    LiveShadowInput,
     Outcome,
     ShadowDecision,
     Stage,
@@ -114,6 +117,10 @@ async def test_a_candidate_decides_beside_live_traffic_and_never_acts(
     for outcome in live:
         assert found[outcome.request_id].candidate == "lenient"
 
+    # A run started by hand cannot write the candidate's decision: not under another id,
+    # nor again under the one beside the live run.
+    await forged_shadows_are_refused(deployed, live[0], found[live[0].request_id])
+
     # Its record against live and people: the two finished requests are compared.
     await tether.feedback(live[0].request_id, kind="confirmation", detail="it arrived")
     report = cli(deployed, "candidate", "status", "--domain", "support")
@@ -134,6 +141,49 @@ async def test_a_candidate_decides_beside_live_traffic_and_never_acts(
         s.request_id for s in res.store.shadow_decisions("support", "lenient")
     }
     await large.terminate("test over")
+
+
+async def forged_shadows_are_refused(
+    deployed: Deployment, outcome: Outcome, recorded: ShadowDecision
+) -> None:
+    candidate = deployed.resources.policies.candidate("support")
+    assert candidate is not None and outcome.request is not None and outcome.evidence
+    rid = outcome.request_id
+    forged = LiveShadowInput(
+        domain="support",
+        candidate=candidate,
+        facts=Facts(
+            domain="support",
+            request=outcome.request.model_copy(update={"text": "Where is ORD-1005?"}),
+            evidence=outcome.evidence,
+        ),
+        model_queue=deployed.settings.model_queue,
+        decided_at=outcome.finished_at,
+    )
+    for wid, said in [
+        (f"shadow-by-hand-{rid}", "may not record lenient's decision"),
+        (names.live_shadow_id("lenient", rid), "was recorded by another run"),
+    ]:
+        handle = await deployed.tether.client.start_workflow(
+            names.LIVE_SHADOW,
+            forged,
+            id=wid,
+            task_queue=deployed.settings.shadow_queue or deployed.settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+        refused = failed.value.cause
+        while refused is not None and not isinstance(refused, ApplicationError):
+            refused = refused.cause
+        assert isinstance(refused, ApplicationError) and refused.type == "ShadowRefused", failed
+        assert said in refused.message
+    [kept] = [
+        s
+        for s in deployed.resources.store.shadow_decisions("support", "lenient")
+        if s.request_id == rid
+    ]
+    assert kept == recorded
 
 
 @workflow.defn(name=names.LIVE_SHADOW)
