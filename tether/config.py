@@ -122,6 +122,18 @@ class Timeouts(BaseModel):
     record_retry: Retry = Retry(maximum_attempts=0, maximum_interval=timedelta(minutes=1))
     default_retry: Retry = Retry(maximum_attempts=8)
 
+    @model_validator(mode="after")
+    def _nothing_that_follows_an_effect_gives_up(self) -> Timeouts:
+        """Whoever starts a request sends these: none of them may let the outcome's record or
+        a compensation stop trying (an effect with no record, or not undone), nor give the
+        record less than a second a try."""
+        for name in ("record_retry", "compensation_retry"):
+            if getattr(self, name).maximum_attempts != 0:
+                raise ValueError(f"{name}.maximum_attempts must be 0 (no limit): it never gives up")
+        if self.record < timedelta(seconds=1):
+            raise ValueError(f"record ({self.record}) must be at least 1 second")
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _partial_retry_over_its_default(cls, data: Any) -> Any:

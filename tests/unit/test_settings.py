@@ -167,6 +167,31 @@ def test_one_field_of_a_retry_leaves_the_others_at_that_retrys_defaults(
     assert Timeouts(model_retry={"backoff": 4}).model_retry.maximum_attempts == 6
 
 
+def test_the_record_and_compensations_never_give_up_whoever_sends_the_timeouts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The timeouts travel in the request (ResolutionInput): a caller (or a setting) that
+    limits the record's or a compensation's attempts, or gives the record no time, is
+    refused before anything runs."""
+    from tether.contracts import ResolutionInput
+
+    for bad, said in [
+        ({"record_retry": {"maximum_attempts": 1}}, "record_retry.maximum_attempts must be 0"),
+        ({"compensation_retry": {"maximum_attempts": 3}}, "compensation_retry.maximum_attempts"),
+        ({"record": 0.001}, "must be at least 1 second"),
+    ]:
+        with pytest.raises(ValidationError, match=said):
+            Timeouts.model_validate(bad)
+        request = {"request_id": "r", "subject": "C-1", "requester": "C-1", "text": "hi"}
+        with pytest.raises(ValidationError, match=said):
+            ResolutionInput.model_validate(
+                {"domain": "support", "request": request, "timeouts": bad, "model_queue": "q"}
+            )
+    monkeypatch.setenv("TETHER_TIMEOUTS__RECORD_RETRY__MAXIMUM_ATTEMPTS", "3")
+    with pytest.raises(ValidationError, match="record_retry.maximum_attempts"):
+        Settings()
+
+
 seconds = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
 
 
@@ -199,11 +224,11 @@ def test_every_retry_accepted_is_one_temporal_accepts(
 @given(value=seconds)
 def test_every_timeout_accepted_is_a_limit(value: float) -> None:
     try:
-        timeouts = Timeouts.model_validate({"record": value})
+        timeouts = Timeouts.model_validate({"tool": value})
     except ValidationError:
         assert timedelta(seconds=value) <= timedelta(0)  # below a microsecond: 0
         return
-    assert timeouts.record > timedelta(0)
+    assert timeouts.tool > timedelta(0)
 
 
 def free_address() -> str:
