@@ -188,7 +188,7 @@ def test_the_record_and_compensations_never_give_up_whoever_sends_the_timeouts(
                 {"domain": "support", "request": request, "timeouts": bad, "model_queue": "q"}
             )
     monkeypatch.setenv("TETHER_TIMEOUTS__RECORD_RETRY__MAXIMUM_ATTEMPTS", "3")
-    with pytest.raises(ValidationError, match="record_retry.maximum_attempts"):
+    with pytest.raises(ValidationError, match=r"record_retry\.maximum_attempts"):
         Settings()
 
 
