@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,11 +31,14 @@ from tether.contracts import (
 )
 from tether.embeddings import Embedder
 from tether.knowledge import (
+    DOCUMENT_LIMIT,
     Chunk,
+    Document,
     DocumentError,
     DocumentMeta,
+    Folder,
     chunk_document,
-    load_directory,
+    read_directory,
     read_document,
 )
 from tether.store import Store
@@ -45,11 +49,51 @@ if TYPE_CHECKING:
 
 
 EMBED_BATCH = 256  # chunks per commit: encode sorts by length within a call, so bigger pads less
+# What a URL may answer with: text a person wrote (no content type: taken as text).
+TEXT_TYPES = ("text/", "application/xhtml+xml", "application/markdown", "application/x-markdown")
 
 
 def _utc(text: str) -> datetime:
     value = datetime.fromisoformat(text)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def last_modified(header: str | None, now: datetime) -> datetime | None:
+    """A ``Last-Modified`` header as an aware time no later than ``now``; None when it is no
+    date. A server's clock or a typo must neither fail the source nor make a page fresh for
+    decades: an HTTP date is GMT when it names no zone, and none is in the future."""
+    if not header:
+        return None
+    try:
+        value = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return min(value if value.tzinfo else value.replace(tzinfo=UTC), now)
+
+
+def _read_body(response: httpx.Response, limit: int, url: str) -> bytes:
+    """The body, decompressed, refused once it passes ``limit`` bytes: measured as it is
+    inflated, so a page compressed a thousand to one never exists whole in memory."""
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("identity", "gzip", "x-gzip", "deflate"):
+        raise DocumentError(f"{url}: content encoding {encoding!r} is not read here")
+    inflate = None if encoding == "identity" else zlib.decompressobj(zlib.MAX_WBITS | 32)
+    body = bytearray()
+    try:
+        for raw in response.iter_raw():
+            pending = raw
+            while pending:
+                if inflate is None:
+                    piece, pending = pending, b""
+                else:  # at most what still fits, plus one byte to know it did not
+                    piece = inflate.decompress(pending, limit + 1 - len(body))
+                    pending = inflate.unconsumed_tail
+                body += piece
+                if len(body) > limit:
+                    raise DocumentError(f"{url}: larger than {limit:,} bytes")
+    except zlib.error as err:
+        raise DocumentError(f"{url}: not {encoding} data: {err}") from None
+    return bytes(body)
 
 
 def allowed_source(url: httpx.URL, hosts: list[str]) -> bool:
@@ -119,17 +163,16 @@ class RetrievalActivities:
         dropped: list[DroppedPassage] = []
         chars = 0
         stale_kept: list[str] = []
-        hits = self._vectors(query.domain).search(vector, cfg.top_k)
-        # A document mid-update may show two versions; readers only ever use the newest.
-        newest: dict[str, int] = {}
+        vectors = self._vectors(query.domain)
+        hits = vectors.search(vector, cfg.top_k)
+        in_force = self._in_force(vectors, hits, now.date())
         for hit in hits:
-            doc = str(hit.payload["doc_id"])
-            newest[doc] = max(newest.get(doc, 0), int(hit.payload["version"]))
-        for hit in hits:
-            reason = self._drop_reason(hit, now, kept, kept_vectors, chars, newest)
+            reason = self._drop_reason(hit, now, now.date(), kept, kept_vectors, chars, in_force)
             if reason == "stale" and cfg.keep_stale:
                 stale_kept.append(hit.passage_id)
-                reason = self._drop_reason(hit, None, kept, kept_vectors, chars, newest)
+                reason = self._drop_reason(
+                    hit, None, now.date(), kept, kept_vectors, chars, in_force
+                )
             if reason is not None:
                 dropped.append(
                     DroppedPassage(passage_id=hit.passage_id, reason=reason, score=hit.score)
@@ -159,18 +202,41 @@ class RetrievalActivities:
             ),
         )
 
+    @staticmethod
+    def _in_force(
+        vectors: VectorStore, hits: list[Hit], today: date
+    ) -> dict[tuple[str | None, str], int]:
+        """(source, doc id) -> the newest version in effect today, of each document a hit
+        belongs to, from every version stored (not only those among the hits: an old
+        version's section the new one dropped must not pass for current). Keyed by source
+        too: no source's document outranks another's."""
+        doc_ids = sorted({str(hit.payload["doc_id"]) for hit in hits})
+        stored = vectors.fields(["doc_id", "origin", "version", "effective_date"], doc_ids=doc_ids)
+        in_force: dict[tuple[str | None, str], int] = {}
+        for fields in [hit.payload for hit in hits] + list(stored.values()):
+            if date.fromisoformat(str(fields["effective_date"])) > today:
+                continue
+            key = (fields.get("origin"), str(fields["doc_id"]))
+            in_force[key] = max(in_force.get(key, 0), int(fields["version"]))
+        return in_force
+
     def _drop_reason(
         self,
         hit: Hit,
         now: datetime | None,
+        today: date,
         kept: list[Passage],
         kept_vectors: list[np.ndarray],
         chars: int,
-        newest: dict[str, int],
+        in_force: dict[tuple[str | None, str], int],
     ) -> DropReason | None:
         cfg, payload = self._config, hit.payload
-        if payload.get("status") == "superseded" or int(payload["version"]) < newest.get(
-            str(payload["doc_id"]), 0
+        if payload.get("status") == "superseded":
+            return "superseded"
+        if date.fromisoformat(str(payload["effective_date"])) > today:
+            return "not_yet_effective"
+        if int(payload["version"]) < in_force.get(
+            (payload.get("origin"), str(payload["doc_id"])), 0
         ):
             return "superseded"
         if now is not None and _utc(str(payload["stale_at"])) < now:
@@ -210,10 +276,10 @@ class RetrievalActivities:
         written is found by its hash and not embedded again."""
         now = self._now()
         try:
-            documents, fetched = self._read_source(inp, now)
+            folder, fetched = self._read_source(inp, now)
         except DocumentError as err:
             raise ApplicationError(str(err), type="InvalidDocument", non_retryable=True) from err
-        if documents is None:  # 304: the source is as it was
+        if folder is None:  # 304: the source is as it was
             self._store.record_refresh(inp.domain, inp.source, now, 0, 0)
             return IngestReport(
                 domain=inp.domain,
@@ -226,12 +292,14 @@ class RetrievalActivities:
                 not_modified=True,
             )
         vectors = self._vectors(inp.domain)
+        documents = self._unclaimed(vectors, inp.source, folder)
         stored = vectors.hashes(inp.source)
-        chunks = [c for _, doc_chunks in documents for c in doc_chunks]
+        chunks = [c for d in documents for c in d.chunks]
         current = {c.passage_id for c in chunks}
+        kept = self._unread(vectors, inp.source, folder.skipped)
         work = [
-            (meta, [c for c in doc_chunks if stored.get(c.passage_id) != c.content_hash])
-            for meta, doc_chunks in documents
+            (d.meta, [c for c in d.chunks if stored.get(c.passage_id) != c.content_hash])
+            for d in documents
         ]
         total = sum(len(changed) for _, changed in work)
         embedded = 0
@@ -240,7 +308,7 @@ class RetrievalActivities:
             if sum(len(c) for _, c in groups[-1]) >= EMBED_BATCH:
                 groups.append([])
             groups[-1].append((meta, changed))
-        # One writer thread: a group is written while the next one is embedded, in order.
+        # One writer thread: a group is written while the next one is embedded, one after another.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer:
             writing: Future[None] | None = None
             for group in groups:
@@ -253,7 +321,7 @@ class RetrievalActivities:
                     embedded += len(batch[0])
             if writing is not None:
                 writing.result()
-        removed = [pid for pid in stored if pid not in current]
+        removed = [pid for pid in stored if pid not in current and pid not in kept]
         vectors.delete(removed)
         if embedded or removed:
             vectors.optimize()
@@ -273,7 +341,44 @@ class RetrievalActivities:
             removed=len(removed),
             refreshed_at=now,
             source=inp.source,
+            skipped=[f"{name}: {why}" for name, why in folder.skipped.items()],
         )
+
+    @staticmethod
+    def _unclaimed(vectors: VectorStore, origin: str, folder: Folder) -> list[Document]:
+        """The documents whose doc id no other source holds; the others are skipped.
+
+        A doc id is named by whoever wrote the front matter, and a passage id (what answers
+        cite) derives from it; so a doc id is held by the source that brought it first. A
+        later source claiming it would otherwise replace that source's chunks, outrank them
+        with a higher version, or delete them by removing its file. Refusing (rather than
+        keeping both under one id) means a citation always names one passage, and the
+        operator is told which source holds the id. Chunks from before sources were named
+        (no origin) belong to whoever refreshes them next, as in ``hashes``."""
+        doc_ids = sorted({d.meta.doc_id for d in folder.documents})
+        held = vectors.fields(["doc_id", "origin"], doc_ids=doc_ids)
+        owners = {
+            str(f["doc_id"]): str(f["origin"])
+            for f in held.values()
+            if f["origin"] is not None and f["origin"] != origin
+        }
+        for d in folder.documents:
+            if d.meta.doc_id in owners:
+                folder.skipped[d.name] = (
+                    f"doc_id {d.meta.doc_id} is held by source {owners[d.meta.doc_id]}; "
+                    "a source never replaces another's documents"
+                )
+        return [d for d in folder.documents if d.meta.doc_id not in owners]
+
+    @staticmethod
+    def _unread(vectors: VectorStore, origin: str, skipped: dict[str, str]) -> set[str]:
+        """The stored chunks of files skipped this time: they stay until their file reads
+        again. With any file skipped, chunks that name no file (written before chunks did)
+        stay too: which file they came from is not known."""
+        if not skipped:
+            return set()
+        files = vectors.fields(["file"], origin=origin)
+        return {pid for pid, f in files.items() if f["file"] is None or f["file"] in skipped}
 
     def _prepare(
         self,
@@ -316,10 +421,10 @@ class RetrievalActivities:
 
     def _read_source(
         self, inp: IngestInput, now: datetime
-    ) -> tuple[list[tuple[DocumentMeta, list[Chunk]]] | None, dict[str, Any] | None]:
+    ) -> tuple[Folder | None, dict[str, Any] | None]:
         """(documents or None when not modified, the fetch to record once they are indexed)."""
         if inp.path is not None:
-            documents = load_directory(
+            folder = read_directory(
                 Path(inp.path),
                 fetched_at=now,
                 source=inp.source,
@@ -327,17 +432,18 @@ class RetrievalActivities:
                 valid_until=inp.valid_until,
                 within=self._folders(inp.domain),
             )
-            return documents, None
+            return folder, None
         assert inp.url is not None
         return self._fetch(inp, inp.url, now)
 
     def _fetch(
         self, inp: IngestInput, url: str, now: datetime
-    ) -> tuple[list[tuple[DocumentMeta, list[Chunk]]] | None, dict[str, Any] | None]:
+    ) -> tuple[Folder | None, dict[str, Any] | None]:
         """A conditional GET: 304 -> None (nothing to do); 404/410 -> no documents (its chunks
-        are deleted); 2xx -> the document, a new version if its content changed."""
+        are deleted); 2xx -> the document, a new version if its content changed. Only text,
+        and at most DOCUMENT_LIMIT bytes of it once decompressed."""
         known = self._store.fetched(inp.domain, url)
-        headers = {}
+        headers = {"Accept-Encoding": "gzip, deflate"}  # what _read_body inflates
         if known and known["etag"]:
             headers["If-None-Match"] = known["etag"]
         if known and known["last_modified"]:
@@ -351,27 +457,40 @@ class RetrievalActivities:
                 )
 
         try:
-            with httpx.Client(
-                timeout=30.0, follow_redirects=True, event_hooks={"request": [allowed]}
-            ) as client:
-                response = client.get(url, headers=headers)
+            with (
+                httpx.Client(
+                    timeout=30.0, follow_redirects=True, event_hooks={"request": [allowed]}
+                ) as client,
+                client.stream("GET", url, headers=headers) as response,
+            ):
+                if response.status_code == 304 and known:
+                    return None, None
+                if response.status_code in (404, 410):
+                    return Folder(documents=[]), {"domain": inp.domain, "url": url, "gone": True}
+                if response.status_code >= 500 or response.status_code in (408, 429):
+                    raise ApplicationError(
+                        f"{url} -> {response.status_code}", type="SourceUnavailable"
+                    )
+                if not response.is_success:
+                    raise DocumentError(f"{url} -> {response.status_code}")
+                content_type = response.headers.get("Content-Type", "")
+                media = content_type.split(";", 1)[0].strip().lower()
+                if media and not media.startswith(TEXT_TYPES):
+                    raise DocumentError(f"{url}: {media} is not a text document")
+                content = _read_body(response, DOCUMENT_LIMIT, url)
+                charset = response.charset_encoding or "utf-8"
         except httpx.HTTPError as err:
             raise ApplicationError(f"{url}: {err!r}", type="SourceUnavailable") from err
-        if response.status_code == 304 and known:
-            return None, None
-        if response.status_code in (404, 410):
-            return [], {"domain": inp.domain, "url": url, "gone": True}
-        if response.status_code >= 500 or response.status_code in (408, 429):
-            raise ApplicationError(f"{url} -> {response.status_code}", type="SourceUnavailable")
-        if not response.is_success:
-            raise DocumentError(f"{url} -> {response.status_code}")
-        digest = hashlib.sha256(response.content).hexdigest()
+        try:
+            text = content.decode(charset, errors="replace")
+        except LookupError:  # a charset nobody knows
+            text = content.decode("utf-8", errors="replace")
+        digest = hashlib.sha256(content).hexdigest()
         version = (known["version"] if known else 0) + (
             0 if known and known["content_hash"] == digest else 1
         )
         modified = response.headers.get("Last-Modified")
-        updated = parsedate_to_datetime(modified) if modified else now
-        content_type = response.headers.get("Content-Type", "")
+        updated = last_modified(modified, now)
         kind = (
             "html"
             if "html" in content_type
@@ -382,10 +501,10 @@ class RetrievalActivities:
         name = httpx.URL(url).path.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] or inp.source
         meta, body = read_document(
             name,
-            response.text,
+            text,
             kind=kind,
             source=inp.source,
-            updated_at=updated,
+            updated_at=updated or now,
             max_age_days=inp.max_age_days,
             valid_until=inp.valid_until,
             version=version,
@@ -394,8 +513,9 @@ class RetrievalActivities:
             "domain": inp.domain,
             "url": url,
             "etag": response.headers.get("ETag"),
-            "last_modified": modified,
+            "last_modified": modified if updated is not None else None,  # only a date
             "content_hash": digest,
             "version": version,
         }
-        return [(meta, chunk_document(meta, body, fetched_at=now))], record
+        chunks = chunk_document(meta, body, fetched_at=now, name=url)
+        return Folder(documents=[Document(name=url, meta=meta, chunks=chunks)]), record

@@ -73,6 +73,7 @@ from tether.errors import (
     TemporalUnreachable,
 )
 from tether.evaluation import EvaluationInput, EvaluationReport
+from tether.knowledge import short_hash, source_name
 from tether.metrics import runtime_for
 from tether.names import workflow_id_for
 from tether.shadow import Candidate, DatasetRef, ShadowInput, ShadowReport
@@ -511,11 +512,13 @@ class Tether:
         location: str,
         *,
         domain: str | None = None,
-        source: str = "kb",
+        source: str | None = None,
         max_age_days: int = 30,
         valid_until: datetime | None = None,
     ) -> IngestReport:
-        """Index a directory or an HTTP(S) URL into a domain's knowledge now; the report."""
+        """Index a directory or an HTTP(S) URL into a domain's knowledge now; the report.
+        Without ``source``, the name is the pack's own for its own knowledge, else one unique
+        to the location (``knowledge.source_name``)."""
         handle = await self.start_ingest(
             location,
             domain=domain,
@@ -540,7 +543,7 @@ class Tether:
         location: str,
         *,
         domain: str | None = None,
-        source: str = "kb",
+        source: str | None = None,
         max_age_days: int = 30,
         valid_until: datetime | None = None,
     ) -> WorkflowHandle[Any, IngestReport]:
@@ -555,7 +558,7 @@ class Tether:
         return await self.client.start_workflow(
             names.KNOWLEDGE_INGEST,
             inp,
-            id=f"knowledge-ingest-{inp.domain}-{source}-{digest}",
+            id=f"knowledge-ingest-{inp.domain}-{inp.source}-{digest}",
             task_queue=self.settings.task_queue,
             result_type=IngestReport,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -576,10 +579,17 @@ class Tether:
         location: str,
         *,
         domain: str,
-        source: str = "kb",
+        source: str | None = None,
         max_age_days: int = 30,
         valid_until: datetime | None = None,
     ) -> IngestInput:
+        """One source of ``domain``'s knowledge; named as ``ingest`` says when unnamed."""
+        if source is None:
+            try:
+                own = [(k.location, k.source) for k in packs.get(domain).knowledge]
+            except packs.UnknownDomain:
+                own = []
+            source = source_name(location, own)
         where = (
             {"url": location}
             if location.startswith(("http://", "https://"))
@@ -599,15 +609,19 @@ class Tether:
             raise invalid(err, "source") from None
 
     async def schedule_refresh(self, sources: list[IngestInput], every: timedelta) -> str:
-        """Refresh these sources every ``every`` on a Temporal Schedule (created or updated);
-        overlapping runs are skipped. Returns the schedule id."""
+        """Refresh these sources every ``every`` on a Temporal Schedule of their own: one per
+        domain and set of source names, so scheduling one domain's (or one source's) refresh
+        leaves the others' schedules alone; the same set again updates its schedule in place.
+        Overlapping runs are skipped. Returns the schedule id."""
+        domains = "-".join(sorted({s.domain for s in sources}))
+        named = short_hash("\n".join(sorted({f"{s.domain}/{s.source}" for s in sources})))
         action = ScheduleActionStartWorkflow(
             names.KNOWLEDGE_REFRESH,
             RefreshInput(sources=sources),
-            id="knowledge-refresh",
+            id=f"knowledge-refresh-{domains}-{named}",
             task_queue=self.settings.task_queue,
         )
-        return await self._schedule(REFRESH_SCHEDULE, action, every)
+        return await self._schedule(f"{REFRESH_SCHEDULE}-{domains}-{named}", action, every)
 
     async def evaluate(self, inp: EvaluationInput | None = None) -> EvaluationReport:
         """Score the sampled share of recent outcomes now; returns the window's report."""

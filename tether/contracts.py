@@ -119,7 +119,9 @@ class Passage(Frozen):
     score: float
 
 
-DropReason = Literal["superseded", "stale", "duplicate", "low_score", "budget"]
+# not_yet_effective: a version announced ahead (its effective_date after today), which
+# neither serves nor supersedes the version in force until its day comes.
+DropReason = Literal["superseded", "stale", "duplicate", "low_score", "budget", "not_yet_effective"]
 
 
 class DroppedPassage(Frozen):
@@ -631,10 +633,10 @@ class ShadowDecision(Frozen):
     # True: decided on the live run's proposal and verification (a candidate on the live
     # model); False: it proposed and was verified on its own.
     on_live_proposal: bool = False
-
-
     # The run that recorded it ("workflow id/run id"), set where it is recorded.
     recorded_by: str | None = None
+
+
 class Outcome(Frozen):
     """Every outcome answers: what was attempted, why it was allowed, what changed."""
 
@@ -726,6 +728,10 @@ class IngestReport(Frozen):
     source: str = "kb"
     not_modified: bool = Field(default=False, description="the source answered 304")
     error: str | None = None
+    skipped: list[str] = Field(
+        default=[],
+        description="documents not read, 'name: why'; their chunks from before stay",
+    )
 
 
 # --- feedback that arrives later ------------------------------------------------------

@@ -36,6 +36,9 @@ class VectorStore(Protocol):
         delete: list[str],
     ) -> None: ...
     def hashes(self, origin: str | None = None) -> dict[str, str]: ...
+    def fields(
+        self, keys: list[str], *, origin: str | None = None, doc_ids: list[str] | None = None
+    ) -> dict[str, dict[str, Any]]: ...
     def payloads(self, passage_ids: list[str]) -> dict[str, dict[str, Any]]: ...
     def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[Hit]: ...
     def optimize(self) -> None: ...
@@ -132,6 +135,40 @@ class QdrantStore:
                     found[str(payload["passage_id"])] = _hash(payload)
                 elif owner is None:
                     found[str(payload["passage_id"])] = ""
+            if offset is None:
+                return found
+
+    def fields(
+        self, keys: list[str], *, origin: str | None = None, doc_ids: list[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """passage id -> these payload fields, of the chunks of ``origin`` and/or of these
+        documents (every source's): who holds a doc id, which versions are stored."""
+        conditions: list[models.Condition] = []
+        if origin is not None:
+            conditions.append(
+                models.FieldCondition(key="origin", match=models.MatchValue(value=origin))
+            )
+        if doc_ids is not None:
+            if not doc_ids:
+                return {}
+            conditions.append(
+                models.FieldCondition(key="doc_id", match=models.MatchAny(any=doc_ids))
+            )
+        found: dict[str, dict[str, Any]] = {}
+        offset = None
+        while True:
+            with self._lock:
+                points, offset = self._client.scroll(
+                    self._collection,
+                    scroll_filter=models.Filter(must=conditions) if conditions else None,
+                    limit=512,
+                    offset=offset,
+                    with_payload=["passage_id", *keys],
+                    with_vectors=False,
+                )
+            for point in points:
+                payload = point.payload or {}
+                found[str(payload["passage_id"])] = {k: payload.get(k) for k in keys}
             if offset is None:
                 return found
 
@@ -283,6 +320,37 @@ class EdgeStore:
             for record in records:
                 payload = record.payload or {}
                 found[str(payload["passage_id"])] = _hash(payload)
+            if offset is None:
+                return found
+
+    def fields(
+        self, keys: list[str], *, origin: str | None = None, doc_ids: list[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """As QdrantStore.fields, through the payload indexes on origin and doc_id."""
+        edge = self._edge
+        conditions: list[Any] = []
+        if origin is not None:
+            conditions.append(edge.FieldCondition(key="origin", match=edge.MatchValue(origin)))
+        if doc_ids is not None:
+            if not doc_ids:
+                return {}
+            conditions.append(edge.FieldCondition(key="doc_id", match=edge.MatchAny(doc_ids)))
+        found: dict[str, dict[str, Any]] = {}
+        offset = None
+        while True:
+            with self._lock:
+                records, offset = self._shard.scroll(
+                    edge.ScrollRequest(
+                        offset=offset,
+                        limit=512,
+                        filter=edge.Filter(must=conditions) if conditions else None,
+                        with_payload=["passage_id", *keys],
+                        with_vector=False,
+                    )
+                )
+            for record in records:
+                payload = record.payload or {}
+                found[str(payload["passage_id"])] = {k: payload.get(k) for k in keys}
             if offset is None:
                 return found
 

@@ -300,8 +300,8 @@ def test_with_a_folder_list_only_those_folders_are_read(
     assert read.documents == 1  # hours.md; not the link to the secret
     assert not any("hunter2" in t for t in ask(strict, "What is the admin password?"))
     os.mkfifo(allowed / "pipe.md")  # nobody writes to it: reading would wait forever
-    with pytest.raises(ApplicationError, match=r"pipe\.md: not a regular file"):
-        ingest(strict, source="allowed", path=str(allowed))
+    skipping = ingest(strict, source="allowed", path=str(allowed))  # returns: the rest is read
+    assert skipping.skipped == ["pipe.md: not a regular file"] and skipping.documents == 1
     (allowed / "pipe.md").unlink()
     packs.register(PACK)  # as a worker serving it has
     own = ingest(strict, source="kb", path=str(PACK.knowledge[0].location))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import typer
 from rich.markup import escape
@@ -21,7 +20,11 @@ def ingest(
         None, help="directories or http(s) URLs (default: the pack's own knowledge)"
     ),
     domain: str | None = typer.Option(None, help="whose knowledge (default: the only pack)"),
-    source: str | None = typer.Option(None, help="source name (default: kb, or the URL's host)"),
+    source: str | None = typer.Option(
+        None,
+        help="source name (default: the pack's own for its own knowledge, else the folder's "
+        "name or the URL's host and path, with a hash of where it is)",
+    ),
     max_age_days: int = typer.Option(30, help="freshness rule for documents without their own"),
     every: str | None = typer.Option(
         None, help="also refresh on a Temporal Schedule, e.g. 30m, 6h, 1d"
@@ -41,9 +44,11 @@ def ingest(
         tether = await Tether.connect()
         try:
             pack = tether.pack(domain)
-            wanted = [(str(k.location), k.source) for k in pack.knowledge]
-            if locations:
-                wanted = [(loc, source or source_name(loc)) for loc in locations]
+            wanted: list[tuple[str, str | None]] = [
+                (str(k.location), k.source) for k in pack.knowledge
+            ]
+            if locations:  # unnamed: named by tether.source, unique to each location
+                wanted = [(loc, source) for loc in locations]
             sources = [
                 tether.source(loc, domain=pack.name, source=name, max_age_days=max_age_days)
                 for loc, name in wanted
@@ -74,6 +79,8 @@ def ingest(
                     f"{report.chunks} chunks, {report.embedded} embedded, {report.removed} removed"
                     + (" (not modified)" if report.not_modified else "")
                 )
+                for skipped in report.skipped:  # read next time; what was indexed stays
+                    out.print(f"  skipped {escape(skipped)}")
         schedule = await tether.schedule_refresh(sources, interval) if interval else None
         if as_json:
             emit({"reports": dump(list(reports)), "schedule": schedule})
@@ -81,15 +88,3 @@ def ingest(
             out.print(f"refreshing every {interval} (schedule {schedule})")
 
     run(main())
-
-
-def source_name(location: str) -> str:
-    """A directory by its own name (domains/support/kb -> kb); a URL by host and path."""
-    from tether.knowledge import slug
-
-    if "://" in location:
-        import httpx
-
-        url = httpx.URL(location)
-        return slug(f"{url.host}{url.path}")[:64]
-    return slug(Path(location).resolve().name)[:64]
