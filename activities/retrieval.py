@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import zlib
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
@@ -18,6 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from tether import packs, sentencevectors
+from tether.bodies import ACCEPT_ENCODING, BodyTooLarge, BodyUnreadable, BoundedBody
 from tether.config import RetrievalConfig, host_and_port
 from tether.contracts import (
     DroppedPassage,
@@ -48,6 +50,8 @@ if TYPE_CHECKING:
     from tether.vectorstore import Hit, VectorStore
 
 
+# Seconds the stored versions of a document are taken as known (see _stored_versions).
+VERSIONS_KNOWN_FOR = 30.0
 EMBED_BATCH = 256  # chunks per commit: encode sorts by length within a call, so bigger pads less
 # What a URL may answer with: text a person wrote (no content type: taken as text).
 TEXT_TYPES = ("text/", "application/xhtml+xml", "application/markdown", "application/x-markdown")
@@ -72,28 +76,14 @@ def last_modified(header: str | None, now: datetime) -> datetime | None:
 
 
 def _read_body(response: httpx.Response, limit: int, url: str) -> bytes:
-    """The body, decompressed, refused once it passes ``limit`` bytes: measured as it is
-    inflated, so a page compressed a thousand to one never exists whole in memory."""
-    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("identity", "gzip", "x-gzip", "deflate"):
-        raise DocumentError(f"{url}: content encoding {encoding!r} is not read here")
-    inflate = None if encoding == "identity" else zlib.decompressobj(zlib.MAX_WBITS | 32)
-    body = bytearray()
+    """The body, decompressed, refused once it passes ``limit`` bytes (tether.bodies)."""
     try:
+        reader = BoundedBody(response.headers.get("Content-Encoding"), limit)
         for raw in response.iter_raw():
-            pending = raw
-            while pending:
-                if inflate is None:
-                    piece, pending = pending, b""
-                else:  # at most what still fits, plus one byte to know it did not
-                    piece = inflate.decompress(pending, limit + 1 - len(body))
-                    pending = inflate.unconsumed_tail
-                body += piece
-                if len(body) > limit:
-                    raise DocumentError(f"{url}: larger than {limit:,} bytes")
-    except zlib.error as err:
-        raise DocumentError(f"{url}: not {encoding} data: {err}") from None
-    return bytes(body)
+            reader.feed(raw)
+    except (BodyTooLarge, BodyUnreadable) as err:
+        raise DocumentError(f"{url}: {err}") from None
+    return reader.body()
 
 
 def allowed_source(url: httpx.URL, hosts: list[str]) -> bool:
@@ -131,6 +121,11 @@ class RetrievalActivities:
         self._vectors = vectors
         self._store = store
         self._config = config
+        # domain -> doc id -> (when read, its stored versions' fields); and per domain a
+        # generation, moved on by each ingest here, so a read from before one is not kept.
+        self._known: dict[str, dict[str, tuple[float, list[dict[str, Any]]]]] = {}
+        self._generation: dict[str, int] = {}
+        self._known_lock = threading.Lock()
 
     def _now(self) -> datetime:
         return self._config.freshness_as_of or datetime.now(UTC)
@@ -165,7 +160,7 @@ class RetrievalActivities:
         stale_kept: list[str] = []
         vectors = self._vectors(query.domain)
         hits = vectors.search(vector, cfg.top_k)
-        in_force = self._in_force(vectors, hits, now.date())
+        in_force = self._in_force(query.domain, vectors, hits, now.date())
         for hit in hits:
             reason = self._drop_reason(hit, now, now.date(), kept, kept_vectors, chars, in_force)
             if reason == "stale" and cfg.keep_stale:
@@ -202,23 +197,52 @@ class RetrievalActivities:
             ),
         )
 
-    @staticmethod
     def _in_force(
-        vectors: VectorStore, hits: list[Hit], today: date
+        self, domain: str, vectors: VectorStore, hits: list[Hit], today: date
     ) -> dict[tuple[str | None, str], int]:
         """(source, doc id) -> the newest version in effect today, of each document a hit
         belongs to, from every version stored (not only those among the hits: an old
         version's section the new one dropped must not pass for current). Keyed by source
         too: no source's document outranks another's."""
         doc_ids = sorted({str(hit.payload["doc_id"]) for hit in hits})
-        stored = vectors.fields(["doc_id", "origin", "version", "effective_date"], doc_ids=doc_ids)
         in_force: dict[tuple[str | None, str], int] = {}
-        for fields in [hit.payload for hit in hits] + list(stored.values()):
+        for fields in [hit.payload for hit in hits] + self._stored_versions(
+            domain, vectors, doc_ids
+        ):
             if date.fromisoformat(str(fields["effective_date"])) > today:
                 continue
             key = (fields.get("origin"), str(fields["doc_id"]))
             in_force[key] = max(in_force.get(key, 0), int(fields["version"]))
         return in_force
+
+    def _stored_versions(
+        self, domain: str, vectors: VectorStore, doc_ids: list[str]
+    ) -> list[dict[str, Any]]:
+        """The version fields of every chunk stored of these documents, read from the store
+        at most once per VERSIONS_KNOWN_FOR per document (a scan per retrieval costs more
+        than the search). An ingest in this process is seen at once; one in another
+        process within that time, and its new version's own hits count at once anyway."""
+        started = time.monotonic()
+        with self._known_lock:
+            known = self._known.setdefault(domain, {})
+            generation = self._generation.get(domain, 0)
+            missing = [
+                d for d in doc_ids if d not in known or started - known[d][0] > VERSIONS_KNOWN_FOR
+            ]
+        read: dict[str, list[dict[str, Any]]] = {d: [] for d in missing}
+        if missing:
+            keys = ["doc_id", "origin", "version", "effective_date"]
+            for fields in vectors.fields(keys, doc_ids=missing).values():
+                read[str(fields["doc_id"])].append(fields)
+        with self._known_lock:
+            if self._generation.get(domain, 0) == generation:
+                known.update({d: (started, rows) for d, rows in read.items()})
+            return [row for d in doc_ids for row in (read[d] if d in read else known[d][1])]
+
+    def _forget_versions(self, domain: str) -> None:
+        with self._known_lock:
+            self._known.pop(domain, None)
+            self._generation[domain] = self._generation.get(domain, 0) + 1
 
     def _drop_reason(
         self,
@@ -324,6 +348,7 @@ class RetrievalActivities:
         removed = [pid for pid in stored if pid not in current and pid not in kept]
         vectors.delete(removed)
         if embedded or removed:
+            self._forget_versions(inp.domain)
             vectors.optimize()
         if fetched is not None:  # only now: a crash before this re-fetches in full next time
             if fetched.pop("gone", False):
@@ -443,7 +468,7 @@ class RetrievalActivities:
         are deleted); 2xx -> the document, a new version if its content changed. Only text,
         and at most DOCUMENT_LIMIT bytes of it once decompressed."""
         known = self._store.fetched(inp.domain, url)
-        headers = {"Accept-Encoding": "gzip, deflate"}  # what _read_body inflates
+        headers = {"Accept-Encoding": ACCEPT_ENCODING}  # what _read_body inflates
         if known and known["etag"]:
             headers["If-None-Match"] = known["etag"]
         if known and known["last_modified"]:

@@ -122,17 +122,32 @@ class Timeouts(BaseModel):
     record_retry: Retry = Retry(maximum_attempts=0, maximum_interval=timedelta(minutes=1))
     default_retry: Retry = Retry(maximum_attempts=8)
 
-    @model_validator(mode="after")
-    def _nothing_that_follows_an_effect_gives_up(self) -> Timeouts:
-        """Whoever starts a request sends these: none of them may let the outcome's record or
-        a compensation stop trying (an effect with no record, or not undone), nor give the
-        record less than a second a try."""
-        for name in ("record_retry", "compensation_retry"):
-            if getattr(self, name).maximum_attempts != 0:
-                raise ValueError(f"{name}.maximum_attempts must be 0 (no limit): it never gives up")
+    def problems(self) -> list[str]:
+        """What lets the outcome's record or a compensation stop trying (an effect with no
+        record, or not undone), or gives the record less than a second a try."""
+        found = [
+            f"{name}.maximum_attempts must be 0 (no limit): it never gives up"
+            for name in ("record_retry", "compensation_retry")
+            if getattr(self, name).maximum_attempts != 0
+        ]
         if self.record < timedelta(seconds=1):
-            raise ValueError(f"record ({self.record}) must be at least 1 second")
-        return self
+            found.append(f"record ({self.record}) must be at least 1 second")
+        return found
+
+    def kept_going(self) -> Timeouts:
+        """These timeouts with none of ``problems()``: what a workflow runs by, whoever sent
+        them (a request decoded from before the rule decodes still, held to it)."""
+        if not self.problems():
+            return self
+        return self.model_copy(
+            update={
+                "record": max(self.record, timedelta(seconds=1)),
+                "record_retry": self.record_retry.model_copy(update={"maximum_attempts": 0}),
+                "compensation_retry": self.compensation_retry.model_copy(
+                    update={"maximum_attempts": 0}
+                ),
+            }
+        )
 
     @model_validator(mode="before")
     @classmethod
@@ -582,6 +597,13 @@ class Settings(BaseSettings):
         if value is not None and value < timedelta(0):
             raise ValueError("a schedule's interval is not negative (0: no schedule)")
         return value or None
+
+    @model_validator(mode="after")
+    def _record_and_compensations_never_give_up(self) -> Settings:
+        problems = self.timeouts.problems()
+        if problems:
+            raise ValueError("timeouts: " + "; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _model_calls_end_before_temporal_gives_up(self) -> Settings:

@@ -416,6 +416,12 @@ class ResolutionInput(Frozen):
     timeouts: Timeouts = Timeouts()
     model_queue: str = MODEL_QUEUE
 
+    @field_validator("timeouts")
+    @classmethod
+    def _kept_going(cls, timeouts: Timeouts) -> Timeouts:
+        """The caller's, but the outcome's record and compensations never give up."""
+        return timeouts.kept_going()
+
 
 class LiveCandidate(Frozen):
     """A candidate running beside live traffic (tether candidate start): a policy version

@@ -30,6 +30,7 @@ import httpx
 from temporalio.exceptions import ApplicationError
 
 from tether import errors
+from tether.bodies import ACCEPT_ENCODING, BodyTooLarge, BodyUnreadable, BoundedBody
 from tether.breaker import CircuitBreaker, CircuitOpen
 from tether.config import LLMConfig
 from tether.contracts import ModelIdentity, Proposal, ProposeInput, RawProposal
@@ -227,7 +228,10 @@ class OpenAICompatible:
         started = time.monotonic()
         try:
             request = self._http.build_request(
-                "POST", "/chat/completions", json=self.request_body(inp)
+                "POST",
+                "/chat/completions",
+                json=self.request_body(inp),
+                headers={"Accept-Encoding": ACCEPT_ENCODING},  # what _body inflates
             )
             response = await self._http.send(request, stream=True)
             try:
@@ -242,25 +246,28 @@ class OpenAICompatible:
         except BaseException:
             self.breaker.release()  # cancelled: no verdict on the endpoint
             raise
-        if whole is None:
+        if isinstance(whole, ValueError):  # too long, or not in an encoding read here
             self.breaker.failure()
             raise ApplicationError(
-                f"{self._provider} -> {response.status_code}: an answer longer than "
-                f"{self._config.max_response_bytes} bytes (max_response_bytes)",
+                f"{self._provider} -> {response.status_code}: the answer is {whole}",
                 type=errors.MODEL_UNAVAILABLE,
             )
         return self._read(response, whole, latency=time.monotonic() - started)
 
-    async def _body(self, response: httpx.Response) -> bytes | None:
-        """The answer's bytes (decompressed), or None past max_response_bytes: a runaway or
-        hostile server is not read into memory, nor into the workflow's history."""
-        limit, chunks, size = self._config.max_response_bytes, [], 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
+    async def _body(self, response: httpx.Response) -> bytes | ValueError:
+        """The answer's bytes (decompressed), or why not: past max_response_bytes once
+        inflated, a runaway or hostile server is neither read into memory nor into the
+        workflow's history."""
+        limit = self._config.max_response_bytes
+        try:
+            reader = BoundedBody(response.headers.get("Content-Encoding"), limit)
+            async for raw in response.aiter_raw():
+                reader.feed(raw)
+        except BodyTooLarge:
+            return BodyTooLarge(f"longer than {limit:,} bytes (max_response_bytes)")
+        except BodyUnreadable as err:
+            return err
+        return reader.body()
 
     def _read(self, response: httpx.Response, whole: bytes, *, latency: float) -> RawProposal:
         status = response.status_code

@@ -43,15 +43,30 @@ def split_sentences(text: str, *, min_length: int = 3) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if len(s.strip()) >= min_length]
 
 
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'"})
+# One apostrophe, and the Cyrillic and Greek letters that look like Latin ones ("paid" with
+# a Cyrillic a): what a pattern reads is what a reader sees.
+_LOOK_ALIKES = (
+    # Cyrillic a e o p c y x i j s d h q w, A B E K M H O P C T X
+    "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0458\u0455\u0501\u04bb"
+    "\u051b\u051d\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422"
+    "\u0425"
+    # Greek o i v, A B E Z H I K M N O P T Y X
+    "\u03bf\u03b9\u03bd\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d"
+    "\u039f\u03a1\u03a4\u03a5\u03a7"
+)
+_AS_SEEN = str.maketrans(
+    {"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'"}
+    | dict(zip(_LOOK_ALIKES, "aeopcyxijsdhqwABEKMHOPCTXoivABEZHIKMNOPTYX", strict=True))
+)
 
 
 def said(text: str) -> str:
     """Text as a reader takes it, for checks of what it says: compatibility forms folded
-    (full-width, ligatures), one apostrophe, and no invisible characters (a soft hyphen, a
-    zero-width space) to hide a word from a pattern."""
-    folded = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES)
-    return "".join(c for c in folded if unicodedata.category(c) != "Cf")
+    (full-width, ligatures), one apostrophe, Latin for its look-alikes, no invisible
+    characters (a soft hyphen, a zero-width space) to hide a word from a pattern, and on one
+    line (a line break does not cut a sentence in two)."""
+    folded = unicodedata.normalize("NFKC", text).translate(_AS_SEEN)
+    return " ".join("".join(c for c in folded if unicodedata.category(c) != "Cf").split())
 
 
 def split_claims(text: str, *, min_length: int = 3) -> list[str]:

@@ -24,7 +24,7 @@ from tether.config import PolicyConfig
 from tether.contracts import Facts, Finding, ToolCall
 from tether.domain import ReferenceKind
 from tether.policy import Allow, Escalate, Reject, Verdict, writes_of
-from tether.text import said, split_claims
+from tether.text import said, split_sentences
 
 from .planner import asked_member, asked_services, describe_asset
 from .tools import ASSET, ASSET_ID, GROUP_ID, HOST_ID, REGISTRY, Asset
@@ -250,36 +250,39 @@ def service_as_asked(facts: Facts) -> Iterator[Finding]:
             )
 
 
-# What a note may say was done, and the tools that must be planned for it to be true; not
-# what will be ("you will be added once the owner approves").
+# What a note may say was done for the requester, and the tools that must be planned for it
+# to be true. A claim: "we (have) restarted", "you have been added", "it was rotated"; not
+# what will be, must be or is usually done ("credentials are rotated every 90 days", "a change
+# record must be created"), not what was not done, and not a question.
+_DONE = r"(?:we|i|has|have|had|was|were|been|'ve)\s+(?:(?!not\b|never\b|yet\b)\w+\s+){0,2}?"
+
+
+def _done(verbs: str, after: str = "", *, before: str = "") -> re.Pattern[str]:
+    return re.compile(rf"{before}\b{_DONE}(?:{verbs})\b{after}", re.IGNORECASE)
+
+
 _DONE_BY = (
-    (
-        re.compile(
-            r"(?<!\bbe )\b(?:added|granted|given)\b\s+(?:\S+\s+){0,3}?(?:to|access)\b"
-            r"|\byou (?:now )?have access\b"
-            r"|\baccess\b.*\b(?:has been|was|is now)\s+(?:granted|given|added)",
-            re.IGNORECASE,
-        ),
-        ("add_to_group",),
-    ),
-    (
-        re.compile(
-            r"(?<!\bbe )\b(?:removed|revoked)\b\s+(?:\S+\s+){0,3}?(?:from|access)\b"
-            r"|\baccess\b.*\b(?:has been|was|is now)\s+(?:removed|revoked)",
-            re.IGNORECASE,
-        ),
-        ("remove_from_group",),
-    ),
-    (
-        re.compile(r"(?<!\bbe )\b(?:restarted|rebooted)\b|\bis back up\b", re.IGNORECASE),
-        ("restart_service",),
-    ),
-    (re.compile(r"(?<!\bbe )\brotated\b", re.IGNORECASE), ("rotate_credential",)),
-    (
-        re.compile(r"\bchange record\b.*\b(?:opened|created|raised|filed)\b", re.IGNORECASE),
-        ("open_change_record",),
-    ),
+    # Of a membership: added to, removed from, given access (not "a step was added").
+    (_done("added|granted|given", r".*\b(?:to grp-|access|member)"), ("add_to_group",)),
+    (re.compile(r"\byou (?:now )?have access\b", re.IGNORECASE), ("add_to_group",)),
+    (_done("added|granted|given", before=r"\b(?:access|membership)\b.*"), ("add_to_group",)),
+    (_done("removed|revoked", r".*\b(?:from grp-|access|member)"), ("remove_from_group",)),
+    (_done("removed|revoked", before=r"\b(?:access|membership)\b.*"), ("remove_from_group",)),
+    (_done("restarted|rebooted"), ("restart_service",)),
+    (_done("rotated"), ("rotate_credential",)),
+    (_done("opened|created|raised|filed", r".*\bchange record\b"), ("open_change_record",)),
+    (_done("opened|created|raised|filed", before=r"\bchange record\b.*"), ("open_change_record",)),
 )
+_NEGATED = re.compile(r"\b(?:not|never|no longer)\b|n't\b", re.IGNORECASE)
+
+
+def _claimed(pattern: re.Pattern[str], sentence: str) -> bool:
+    found = pattern.search(sentence)
+    return (
+        found is not None
+        and not sentence.rstrip().endswith("?")
+        and not _NEGATED.search(sentence[: found.end()])
+    )
 
 
 def note_tells_the_truth(facts: Facts) -> Iterator[Finding]:
@@ -301,12 +304,12 @@ def note_tells_the_truth(facts: Facts) -> Iterator[Finding]:
     if facts.proposal.answer.strip() not in {b.strip() for b in notes}:
         told.append(("the answer", facts.proposal.answer))
     for where, text in told:
-        own = [s for s in split_claims(said(text)) if not any(s in t for t in sources)]
+        own = [s for s in split_sentences(said(text)) if not any(s in t for t in sources)]
         claimed = {
             tool
             for s in own
             for pattern, tools in _DONE_BY
-            if pattern.search(s) and not planned & set(tools)
+            if _claimed(pattern, s) and not planned & set(tools)
             for tool in tools
         }
         if claimed:

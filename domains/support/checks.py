@@ -7,34 +7,57 @@ import re
 from collections.abc import Iterator
 
 from tether.contracts import Facts, Finding
-from tether.text import said, split_claims
+from tether.text import said, split_sentences
 
 from .money import Amount, amounts_in, usd
 
 # A sentence telling the customer that money moved for them (not how refunds work in
-# general, nor what will happen): only true when the plan moves it.
-_DONE = (
-    r"(?:approved|issued|processed|sent|granted|paid|credited|completed?|done|through"
-    r"|on its way)"
-)
+# general, what will happen, what has not, or a question): only true when the plan moves it.
+_DONE = r"(?:approved|issued|processed|sent|granted|paid|credited|completed?|done|through)"
+_GAP = r"(?:(?!not\b|never\b|yet\b)[\w$.,]+\s+){0,3}?"  # a few words, none a negation
 _CLAIM = re.compile(
-    # "we refunded", "we've just refunded", "you have been refunded", "it was refunded"
-    r"\b(?:we|i|was|were|been|has|have|had|'ve|'s)\s+(?:\w+\s+){0,2}?refunded\b"
-    # "your refund has been processed", "the refund's been issued", "refund went through"
-    rf"|\brefund\b.*?(?:\b(?:has|have|had|was|were|is now|is being|went|has gone)|'s)"
+    # "we refunded", "we've just refunded", "you have been refunded", "$40 was refunded"
+    rf"\b(?:we|i|was|were|been|has|have|had|'ve)\s+{_GAP}refunded\b"
+    # "your refund has been processed", "the refund of $40 was issued", "refund went through";
+    # not a refund *request* that was sent on to someone
+    rf"|\brefund\b(?!\s+request)\s+{_GAP}(?:has|have|had|was|were|is now|is being|went|has gone)"
     rf"\s+(?:been\s+)?(?:now\s+)?(?:fully\s+)?{_DONE}"
+    rf"|\brefund(?:'s| is)\s+(?:been\s+|now\s+)?(?:on its way|complete|completed|done|{_DONE})"
     # "Refund complete.", "refund issued"
-    r"|\brefund\s+(?:complete|completed|done|issued|processed|approved)\b"
+    r"|^\W*refund\s+(?:complete|completed|done|issued|processed|approved)\b"
     # "we issued your refund", "processed a full refund"
-    rf"|\b{_DONE}\s+(?:a|your|the)\s+(?:full\s+|partial\s+)?refund\b",
+    rf"|\b(?:we|i|have|has|'ve)\s+{_GAP}{_DONE}\s+(?:a|your|the)\s+(?:full\s+|partial\s+)?refund\b",
     re.IGNORECASE,
 )
-# A number with no currency in a sentence about a refund made: "we refunded 159.00", "5000 to
-# your card". Not an id's digits ("ORD-1003") nor a count of days.
-_BARE_AMOUNT = re.compile(
-    r"(?<![\w.,$€£-])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{2})?(?![\w,.-]|\.\d|\s*%"
-    r"|\s+(?:business\s+|working\s+)?(?:days?|weeks?|months?|years?|hours?|minutes?)\b)"
+# Or any sentence about a refund (not a request for one) that says something was done:
+# "You will see the refund on your card: it has been processed."
+_ABOUT = re.compile(r"\brefund\b(?!\s+request)", re.IGNORECASE)
+_WAS_DONE = re.compile(
+    rf"\b(?:has|have|had|was|were|is now)\s+(?:been\s+)?(?:now\s+)?(?:fully\s+)?{_DONE}\b",
+    re.IGNORECASE,
 )
+_NEGATED = re.compile(r"\b(?:not|never|no longer)\b|n't\b", re.IGNORECASE)
+# A number with no currency where it can only be the sum refunded: "we refunded 159.00",
+# "a refund of 5000", "5000 back to your card". Elsewhere in the sentence a bare number is a
+# count, a date, a range of days or an order's number.
+_SUM = r"((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{2})?)(?![\w,-]|\.\d)"
+_BARE_AMOUNT = re.compile(
+    rf"\b(?:refunded|credited|paid)\s+(?:you\s+|back\s+)?{_SUM}"
+    rf"|\brefund\s+of\s+{_SUM}"
+    rf"|(?<![\w.,#-]){_SUM}\s+(?:(?:was|were|has been|have been)\s+refunded|(?:back\s+)?to your)"
+    rf"|:\s*{_SUM}\W*$",  # "...has been issued: 159."
+    re.IGNORECASE,
+)
+
+
+def _claims(sentence: str) -> bool:
+    """Whether ``sentence`` says a refund was made: a claim, not negated, not a question."""
+    found = _CLAIM.search(sentence) or (_ABOUT.search(sentence) and _WAS_DONE.search(sentence))
+    return (
+        found is not None
+        and not sentence.rstrip().endswith("?")
+        and not _NEGATED.search(sentence[: found.end()])
+    )
 
 
 def amount_as_asked(facts: Facts) -> Iterator[Finding]:
@@ -62,9 +85,10 @@ def _amounts(sentence: str, claim: bool) -> list[Amount]:
     if claim:
         taken = [a.text for a in found]
         for match in _BARE_AMOUNT.finditer(sentence):
-            if not any(match.group() in t for t in taken):
-                cents = round(float(match.group().replace(",", "")) * 100)
-                found.append(Amount(cents, "?", False, match.group()))
+            number = next(n for n in match.groups() if n is not None)
+            if not any(number in t for t in taken):
+                cents = round(float(number.replace(",", "")) * 100)
+                found.append(Amount(cents, "?", False, number))
     return found
 
 
@@ -88,10 +112,12 @@ def reply_tells_the_truth(facts: Facts) -> Iterator[Finding]:
     if answer.strip() not in {body.strip() for body in bodies}:
         told.append(("the answer", answer))
     for where, text in told:
+        # Whole sentences (a line break or a semicolon does not cut a claim in two), each
+        # with the words around its numbers.
         own = [
-            s for s in split_claims(said(text), min_length=1) if not any(s in t for t in sources)
+            s for s in split_sentences(said(text), min_length=1) if not any(s in t for t in sources)
         ]
-        claims = [s for s in own if _CLAIM.search(s)]
+        claims = [s for s in own if _claims(s)]
         # Where it says a refund was made, what the plan pays (beside which a cited amount
         # may stand: "$40 of your $159 order"); elsewhere, what a cited source states too.
         misstated = [a for s in claims for a in _misstated(_amounts(s, True), paid, known)]

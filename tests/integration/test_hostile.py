@@ -110,7 +110,8 @@ async def test_a_run_started_again_under_a_resolved_request_id_refuses_to_act(
     request's id (the Tether client never would). Its tools' keys are the first run's: it
     would replay those effects as its own, then undo them if a later step failed (with other
     words, at once). It refuses before acting; the first outcome and its refund stand."""
-    first = ticket("Please refund $3 for the headlamp strap on ORD-1005, it broke.", "C-100")
+    # ORD-1002, which no other test refunds: the session's business system outlives tests.
+    first = ticket("Please refund $3 for the bottle's lid on ORD-1002, it cracked.", "C-101")
     outcome = await tether.resolve(first)
     assert outcome.decision.action is DecisionAction.AUTO, outcome.decision
     rid = first["request_id"]

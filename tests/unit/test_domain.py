@@ -186,6 +186,27 @@ def reply_facts(body: str, *, refund: int | None = None) -> Facts:
         # What will happen, or how refunds work, is no claim that one was made.
         ("Your refund will be issued once a lead approves it.", None, []),
         ("Refunds are processed within 5 business days.", None, []),
+        # Nor what was not done, a question, or a request sent on.
+        ("Your order has not been refunded yet: it is outside the window.", None, []),
+        ("I'm sorry, but we have not refunded this order.", None, []),
+        ("Have you been refunded for the earlier return?", None, []),
+        ("Your refund request was sent to a support lead for review.", None, []),
+        ("Please send a photo, and once that's done we will review it.", None, []),
+        # Beside a refund made, counts, dates, order numbers and ranges are no amounts.
+        ("Your refund of $40 has been issued and arrives in 5 to 10 business days.", 4_000, []),
+        ("We have refunded $40 for 1 of the 2 headlamps on your order.", 4_000, []),
+        ("Your refund of $40 for order #1234 was issued on November 25.", 4_000, []),
+        # A claim however it is put, and a bare sum wherever it can only be the sum refunded.
+        ("Your refund is on its way to your card.", None, ["reply_claims_unplanned_refund"]),
+        ("Your refund\nhas been processed.", None, ["reply_claims_unplanned_refund"]),
+        (
+            "You will see the refund: it has been processed.",
+            None,
+            ["reply_claims_unplanned_refund"],
+        ),
+        ("Your r\u0435fund has been issued.", None, ["reply_claims_unplanned_refund"]),
+        ("We have refunded 5000.", 4_000, ["reply_names_unplanned_amount"]),
+        ("Your refund has been issued: 159.", 4_000, ["reply_names_unplanned_amount"]),
     ],
 )
 def test_a_reply_says_only_what_the_plan_does_and_the_sources_say(

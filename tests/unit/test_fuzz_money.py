@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from tests.unit.hostile import texts
 from tether.domains.support.money import (
     _NUMBER,
+    _OTHER_CODES,
     _SCALES,
     _WIDE,
     _spelled,
@@ -83,7 +84,7 @@ def test_any_text_reads_as_whole_cents_where_it_says_them(text: str) -> None:
     at = 0
     for amount in amounts:
         assert type(amount.cents) is int and amount.cents >= 0
-        assert amount.currency in {"USD", "EUR", "GBP", "?"}
+        assert amount.currency in {"USD", "EUR", "GBP", "?", *_OTHER_CODES}
         found = text.index(amount.text, at)
         at = found + len(amount.text)  # in the text, in order, apart
         cents = _written(amount.text)

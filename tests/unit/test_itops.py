@@ -513,6 +513,13 @@ NOTE = "Restarts of payments-api are done by the on-call SRE."  # a cited runboo
         (NOTE, [], []),  # copied from the cited source: its word
         ("A person will look at your request.", [], []),
         ("You will be added to grp-payments-read once its owner approves.", [], []),
+        # How things are done, what must be, what was not: no claim about this request.
+        ("Production credentials are rotated every 90 days by the on-call SRE.", [], []),
+        ("If security does not answer in time, the credential is not rotated.", [], []),
+        ("A change record must be created before any production change.", [], []),
+        ("Members are added to grp-data-read by its owner, the data team.", [], []),
+        ("A rotation cannot be undone once the old secret has been revoked.", [], []),
+        ("Has payments-api been restarted today?", [], []),
     ],
 )
 def test_a_note_says_only_what_the_plan_does(

@@ -383,6 +383,48 @@ def test_an_old_version_is_superseded_when_the_new_one_is_not_among_the_hits(
     assert dropped(evidence).get("restocking@v1#0") == "superseded"
 
 
+def test_stored_versions_are_read_once_and_again_after_an_ingest(
+    acts: RetrievalActivities, kb: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which versions are stored is read from the store once per document (not on every
+    retrieval: a scan costs more than the search), and read again once an ingest wrote."""
+    (kb / "restocking-2025.md").write_text(
+        RESTOCKING.format(
+            version=1,
+            effective="2025-01-01",
+            body="## Restocking fee\n\nA restocking fee of 20% is deducted from every refund "
+            "of an opened item.",
+        )
+    )
+    ingest(acts, path=str(kb), source="kb")
+    vectors = acts._vectors("support")
+    reads: list[list[str] | None] = []
+    read = vectors.fields
+
+    def counted(keys: list[str], **where: Any) -> dict[str, dict[str, Any]]:
+        reads.append(where.get("doc_ids"))
+        return read(keys, **where)
+
+    monkeypatch.setattr(vectors, "fields", counted)
+    question = "Is a restocking fee deducted from my refund for an opened item?"
+    first = ask(acts, question)
+    assert any(p.doc_id == "restocking" for p in first.passages) and len(reads) == 1
+    assert ask(acts, question) == first and len(reads) == 1  # known: not read again
+    (kb / "restocking-2026.md").write_text(
+        RESTOCKING.format(
+            version=2,
+            effective="2026-02-01",
+            body="## Store locations\n\nOur flagship store is in Utrecht and opens at nine.",
+        )
+    )
+    ingest(acts, path=str(kb), source="kb")
+    reads.clear()
+    after = ask(acts, question)
+    assert reads and "restocking" in (reads[0] or [])
+    assert dropped(after).get("restocking@v1#0") == "superseded"
+    assert not any(p.doc_id == "restocking" for p in after.passages)
+
+
 # 7. A bad file.
 
 

@@ -4,7 +4,9 @@ sends, what it records, and how each failure is classified for Temporal's retry 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import zlib
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
@@ -277,4 +279,30 @@ async def test_an_answer_past_its_size_limit_is_not_read(server: FaultModelServe
     with pytest.raises(ApplicationError) as err:
         await provider(server, max_response_bytes=100_000).propose(INPUT)
     assert err.value.type == errors.MODEL_UNAVAILABLE
-    assert "longer than 100000 bytes" in err.value.message
+    assert "longer than 100,000 bytes" in err.value.message
+
+
+async def test_a_compressed_answer_is_measured_as_it_is_inflated(server: FaultModelServer) -> None:
+    """A gzip bomb (50 MB of answer in ~50 kB) is refused having inflated at most the limit
+    and a byte; an honest compressed answer reads as the same answer sent plain; an encoding
+    this client did not ask for is refused, not guessed at."""
+    bomb = gzip.compress(b" " * 50_000_000)
+    honest = completion({"content": '{"intent": "x"}'})
+    server.verbatim = [
+        (200, bomb, {"Content-Encoding": "gzip"}),
+        (200, gzip.compress(honest), {"Content-Encoding": "gzip"}),
+        (200, zlib.compress(honest), {"Content-Encoding": "deflate"}),
+        (200, honest, {"Content-Encoding": "br"}),
+        (200, b"not gzip at all", {"Content-Encoding": "gzip"}),
+    ]
+    model = provider(server, max_response_bytes=100_000, breaker_failures=10)
+    with pytest.raises(ApplicationError) as err:
+        await model.propose(INPUT)
+    assert err.value.type == errors.MODEL_UNAVAILABLE
+    assert "longer than 100,000 bytes (max_response_bytes)" in err.value.message
+    for _ in range(2):
+        assert (await model.propose(INPUT)).content == '{"intent": "x"}'
+    for said in ("content encoding 'br' is not read here", "not gzip data"):
+        with pytest.raises(ApplicationError) as err:
+            await model.propose(INPUT)
+        assert err.value.type == errors.MODEL_UNAVAILABLE and said in err.value.message
