@@ -18,7 +18,7 @@ import numpy.typing as npt
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from tether import packs, sentencevectors
+from tether import errors, packs, sentencevectors
 from tether.bodies import ACCEPT_ENCODING, BodyTooLarge, BodyUnreadable, BoundedBody
 from tether.config import RetrievalConfig, host_and_port
 from tether.contracts import (
@@ -302,7 +302,9 @@ class RetrievalActivities:
         try:
             folder, fetched = self._read_source(inp, now)
         except DocumentError as err:
-            raise ApplicationError(str(err), type="InvalidDocument", non_retryable=True) from err
+            raise ApplicationError(
+                str(err), type=errors.INVALID_DOCUMENT, non_retryable=True
+            ) from err
         if folder is None:  # 304: the source is as it was
             self._store.record_refresh(inp.domain, inp.source, now, 0, 0)
             return IngestReport(

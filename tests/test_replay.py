@@ -64,6 +64,9 @@ def test_every_path_has_a_recorded_history() -> None:
         "signed_approval_approved",  # a verdict signed over the proposal's hash
         "signed_approval_by_signal",
         "signed_approval_edited",
+        "planned_auto_small_refund",  # an intent's thresholds only for writes its plan names
+        "planned_approval_approved",
+        "planned_approval_edited",
     } <= names
 
 

@@ -54,6 +54,7 @@ from tether.contracts import (
     IngestInput,
     IngestReport,
     LaterFeedback,
+    Mode,
     Outcome,
     RefreshInput,
     Request,
@@ -219,7 +220,12 @@ class Tether:
         if name is None and len(served) == 1:
             return next(iter(served.values()))
         if name is None:
-            raise InvalidRequest([f"domain: name one of {sorted(served)}"])
+            raise InvalidRequest(
+                [
+                    f"domain: this client serves {', '.join(sorted(served))}: name one "
+                    "(--domain, or TETHER_DEFAULT_DOMAIN for every command)"
+                ]
+            )
         if name not in served:
             raise InvalidRequest([f"domain: {name!r} is not one of {sorted(served)}"])
         return served[name]
@@ -338,6 +344,8 @@ class Tether:
         (``queue`` is the approval tier's name; ``intent``, ``mode`` and ``domain`` as
         recorded), and the token of the next page (None after the last). Each one's state
         is queried from its workflow, a bounded number at a time."""
+        if mode is not None and mode not in set(Mode):  # the core's, fixed: a typo finds none
+            raise InvalidRequest([f"mode: {mode!r} is not one of {', '.join(Mode)}"])
         clauses = [
             f"TetherStage = '{Stage.AWAITING_APPROVAL.value}'",
             "ExecutionStatus = 'Running'",

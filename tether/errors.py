@@ -23,6 +23,8 @@ Inside Temporal (``ApplicationError.type``; non-retryable unless noted)::
     ShadowRefused          a candidate's decision recorded from a run other than the one that
                            may decide it (by id), or over another run's
     ReviewRefused          an Update validator refused a review (code in details[0])
+    InvalidDocument        a knowledge source cannot be read (no such folder, not allowed,
+                           too large, not text): nothing of it was indexed
     InvalidToolCall        unknown tool or arguments that break its input model
     PermissionDenied       the decision did not grant the permission the tool needs
     NotSubjectsRecord      a read found a record of another subject: its data is not returned
@@ -48,6 +50,7 @@ NO_POLICY = "NoPolicy"
 ALREADY_RESOLVED = "AlreadyResolved"
 SHADOW_REFUSED = "ShadowRefused"
 REVIEW_REFUSED = "ReviewRefused"
+INVALID_DOCUMENT = "InvalidDocument"
 INVALID_TOOL_CALL = "InvalidToolCall"
 PERMISSION_DENIED = "PermissionDenied"
 NOT_SUBJECTS_RECORD = "NotSubjectsRecord"

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from tether.audit import settled_by
 from tether.contracts import Outcome
 from tether.evaluation import EvaluationInput, EvaluationReport
 from tether.text import clean
@@ -68,11 +69,13 @@ class Event(BaseModel):
 def outcome_event(o: Outcome) -> Event:
     codes = o.decision.codes()
     why = f": {', '.join(codes)}" if codes else ""
+    settled = settled_by(o)
+    then = f"; {settled}" if settled else ""
     return Event(
         at=o.finished_at,
         kind="outcome",
         domain=o.domain,
-        summary=f"{o.request_id} {o.decision.action.value} ({o.mode.value}){why}, "
+        summary=f"{o.request_id} {o.decision.action.value} ({o.mode.value}){why}{then}, "
         f"{o.latency_ms:.0f} ms",
         detail={
             "request_id": o.request_id,

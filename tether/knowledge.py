@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from tether.handed import Unreadable, load_yaml, read_small
 
@@ -88,6 +88,11 @@ def parse_front_matter(name: str, raw: str) -> tuple[DocumentMeta, str]:
         raise DocumentError(f"{name}: missing YAML front matter between '---' lines")
     try:
         meta = DocumentMeta.model_validate(load_yaml(parts[1]))  # fetched from anywhere
+    except ValidationError as err:  # one line: each field and what is wrong with it
+        said = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'front matter'}: {e['msg']}" for e in err.errors()
+        )
+        raise DocumentError(f"{name}: bad front matter: {said}") from None
     except Exception as err:
         raise DocumentError(f"{name}: bad front matter: {err}") from err
     return meta, parts[2].strip()

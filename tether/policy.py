@@ -119,7 +119,12 @@ def _reference_gates(facts: Facts, registry: ToolRegistry) -> list[Reason]:
     return rejects
 
 
-def decide(facts: Facts, config: PolicyConfig, pack: DomainPack, now: datetime) -> Decision:
+def decide(
+    facts: Facts, config: PolicyConfig, pack: DomainPack, now: datetime, *, plans: bool = True
+) -> Decision:
+    """The decision on ``facts`` under ``config``. ``plans``: an intent's own thresholds apply
+    to a write only when its plan names it (False: as runs recorded before that rule, which
+    replay as they ran)."""
     registry = pack.tools
     permissions: list[str] = []
 
@@ -220,7 +225,7 @@ def decide(facts: Facts, config: PolicyConfig, pack: DomainPack, now: datetime) 
     min_confidence = config.min_confidence_for(proposal.intent)
     min_grounding = config.min_grounding_for(proposal.intent)
     whose = f" for {proposal.intent}" if proposal.intent in config.intent_thresholds else ""
-    if whose and writes and not pack.plans_for(proposal.intent, (c.tool for c in writes)):
+    if plans and whose and writes and not pack.plans_for(proposal.intent, (c.tool for c in writes)):
         min_confidence = max(min_confidence, config.min_auto_confidence)
         min_grounding = max(min_grounding, config.min_grounding)
         planned = pack.plans.get(proposal.intent or "", frozenset())

@@ -200,11 +200,15 @@ def diff(old: PolicyConfig, new: PolicyConfig) -> list[str]:
 
     before = dict(flat(old.model_dump(mode="json", exclude={"version"})))
     after = dict(flat(new.model_dump(mode="json", exclude={"version"})))
-    return [
-        f"{path}: {json.dumps(before.get(path))} -> {json.dumps(after.get(path))}"
-        for path in sorted(before.keys() | after.keys())
-        if before.get(path) != after.get(path)
-    ]
+    gone = object()  # a path on one side only (not a setting of null)
+    lines = []
+    for path in sorted(before.keys() | after.keys()):
+        was, now = before.get(path, gone), after.get(path, gone)
+        if was == now or ((was is gone or now is gone) and {} in (was, now)):
+            continue  # an empty table filled (or emptied): its entries' lines say what changed
+        shown = [json.dumps(v) if v is not gone else "(none)" for v in (was, now)]
+        lines.append(f"{path}: {shown[0]} -> {shown[1]}")
+    return lines
 
 
 class PolicyStore:

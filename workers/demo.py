@@ -18,16 +18,18 @@ import shutil
 import sys
 import time
 from datetime import timedelta
+from typing import Any
 
 from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
 from tether import packs
 from tether.client import Tether
 from tether.codec import new_key
 from tether.config import EncryptionConfig, Settings, Timeouts
-from tether.contracts import Outcome, Stage, ToolCall
+from tether.contracts import Outcome, ToolCall
 from tether.domain import DemoTicket, DomainPack
 from tether.signing import directory_for
 from tether.stack import free_port, port_free
@@ -169,7 +171,7 @@ async def run_demo() -> None:
                 )
         listed = False
         for pack, ticket, rid, handle in handles:
-            if ticket.approve_as and await _waits_for_a_person(tether, rid):
+            if ticket.approve_as and await _waits_for_a_person(tether, rid, handle):
                 if not listed:
                     console.print("\n[bold]$ tether approvals list[/bold]")
                     console.print(await _operator(settings, "approvals", "list"))
@@ -232,16 +234,17 @@ async def run_demo() -> None:
     console.print("done")
 
 
-async def _waits_for_a_person(tether: Tether, rid: str) -> bool:
+async def _waits_for_a_person(
+    tether: Tether, rid: str, handle: WorkflowHandle[Any, Outcome]
+) -> bool:
     """Until the request asks for a person (True) or ends without one (False: a policy
-    override of TETHER_POLICIES decided it another way)."""
-    while True:
-        status = await tether.status(rid)
-        if status.pending is not None:
+    override of TETHER_POLICIES decided it another way, or the run failed, which its
+    result then says)."""
+    while (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
+        if (await tether.status(rid)).pending is not None:
             return True
-        if status.stage is Stage.COMPLETED:
-            return False
         await asyncio.sleep(0.2)
+    return False
 
 
 def _request(ticket: DemoTicket, rid: str) -> dict[str, str]:

@@ -87,6 +87,7 @@ class ResolutionWorkflow:
         self._gate = ApprovalGate(inp.request, self._pack)
         self._effects: Effects | None = None
         self._published: tuple[str, ...] | None = None  # the search attributes last written
+        self._plans = True  # steps.PLANNED_WRITES: set from the history once the run pins
 
     # --- run -------------------------------------------------------------------------
 
@@ -124,6 +125,7 @@ class ResolutionWorkflow:
         self._gate.pin(self._policy)
         self._gate.reviewed_text = steps.reviewed_text()
         self._gate.signed_proposal = steps.signed_proposal()
+        self._plans = steps.planned_writes()  # read once: the edit validator decides too
         policy = self._policy
 
         if readable:
@@ -280,7 +282,7 @@ class ResolutionWorkflow:
         that approval is what an overlay asks for."""
         assert self._pack is not None
         decision = overlay.apply(
-            decide(self._facts, self._policy, self._pack, workflow.now()),
+            decide(self._facts, self._policy, self._pack, workflow.now(), plans=self._plans),
             self._overlay,
             writes=bool(writes_of(self._facts, self._pack.tools)),
             approvable=self._policy.can_decide(0),
@@ -333,7 +335,7 @@ class ResolutionWorkflow:
             }
         )
         facts = facts.model_copy(update={"verification": checked})
-        return facts, decide(facts, self._policy, self._pack, workflow.now())
+        return facts, decide(facts, self._policy, self._pack, workflow.now(), plans=self._plans)
 
     # --- a live candidate beside this request ------------------------------------------
 
@@ -358,7 +360,9 @@ class ResolutionWorkflow:
             # returns is acted on), kept beside the outcome. A candidate policy that cannot
             # decide is logged; the live request goes on.
             try:
-                decided = decide(self._facts, pinned.shadow_policy, pack, workflow.now())
+                decided = decide(
+                    self._facts, pinned.shadow_policy, pack, workflow.now(), plans=self._plans
+                )
             except Exception as err:
                 workflow.logger.warning(
                     "live candidate %s could not decide: %r", candidate.name, err

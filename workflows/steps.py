@@ -106,6 +106,10 @@ REVIEWED_TEXT = "governed-2026-12-07"
 # id approves nothing), and the approval queue's memo follows a request put to people again.
 # Replaces REVIEWED_TEXT's marker.
 SIGNED_PROPOSAL = "governed-2026-12-07-signed"
+# What a run started since takes: all SIGNED_PROPOSAL takes, and an intent's own (lower)
+# thresholds apply to a write only when that intent's plan names it (tether.policy.decide,
+# ``plans``). Replaces SIGNED_PROPOSAL's marker.
+PLANNED_WRITES = "governed-2026-12-07-plans"
 
 
 def current() -> bool:
@@ -131,8 +135,14 @@ def reviewed_text() -> bool:
 
 def signed_proposal() -> bool:
     """Whether this run takes only verdicts signed over the proposal pending: every run
-    started today does."""
-    return workflow.patched(SIGNED_PROPOSAL)
+    started since does."""
+    return planned_writes() or workflow.patched(SIGNED_PROPOSAL)
+
+
+def planned_writes() -> bool:
+    """Whether an intent's own thresholds reach only the writes its plan names in this run:
+    every run started today does."""
+    return workflow.patched(PLANNED_WRITES)
 
 
 def since(patch: str) -> bool:

@@ -100,6 +100,7 @@ SEED: list[tuple[str, str, str, int, int, int | None]] = [
     ("ORD-1022", "C-119", "delivered", 30_000, 6, 3),
     ("ORD-1023", "C-120", "delivered", 30_000, 6, 3),
     ("ORD-1024", "C-121", "delivered", 30_000, 6, 3),
+    ("ORD-1025", "C-122", "delivered", 30_000, 6, 3),
 ]
 
 

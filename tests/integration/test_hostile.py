@@ -110,8 +110,8 @@ async def test_a_run_started_again_under_a_resolved_request_id_refuses_to_act(
     request's id (the Tether client never would). Its tools' keys are the first run's: it
     would replay those effects as its own, then undo them if a later step failed (with other
     words, at once). It refuses before acting; the first outcome and its refund stand."""
-    # ORD-1002, which no other test refunds: the session's business system outlives tests.
-    first = ticket("Please refund $3 for the bottle's lid on ORD-1002, it cracked.", "C-101")
+    # An order of its own: the session's business system outlives each test.
+    first = ticket("Please refund $3 for the headlamp strap on ORD-1025, it broke.", "C-122")
     outcome = await tether.resolve(first)
     assert outcome.decision.action is DecisionAction.AUTO, outcome.decision
     rid = first["request_id"]
@@ -333,3 +333,11 @@ async def test_ticket_text_that_looks_like_markup_is_printed_as_written(
     )
     link = json.loads(started.stdout)  # at once: the id and where to follow it
     assert link["workflow_id"].startswith("resolution-") and link["ui"].startswith("http")
+    assert link["started"] is True
+    # The same request again: attached to, and said so (it is not started twice).
+    again = await asyncio.to_thread(
+        tether_cli, cli, "ask", "Where is ORD-1001?", "--subject", "C-100",
+        "--request-id", link["request_id"], "--no-wait",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(f"attached to request {link['request_id']} (workflow ")

@@ -187,6 +187,10 @@ def test_tether_ask_is_answered_by_the_generated_pack(
     assert ingested.returncode == 0, ingested.stderr
     [report] = json.loads(ingested.stdout)["reports"]
     assert report["domain"] == NAME and report["documents"] >= 2
+    # A folder the worker cannot read: its own words, as bad input (not "Activity task failed").
+    missing = tether("ingest", "nowhere", "--domain", NAME, cwd=tmp_path, env=served)
+    assert missing.returncode == 2, missing.stderr
+    assert "nowhere: not a" in missing.stderr and "task failed" not in missing.stderr
 
     text = "Please reserve 2 units of REC-103 for the support team."
     asked = tether(

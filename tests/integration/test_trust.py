@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -308,6 +309,32 @@ async def test_refusals_by_the_tether_cli(
         update={"temporal_address": temporal_env.client.service_client.config.target_host}
     )
     rid = await pending(tether, "C-119", "ORD-1022")
+    other = await pending(tether, "C-120", "ORD-1023")
+    # A page of one, and the next: the hint printed is a command that runs, filters kept.
+    deadline = time.monotonic() + 60  # the list is read through visibility, a moment behind
+    while True:
+        page = await asyncio.to_thread(
+            tether_cli, cli, "approvals", "list", "--domain", "support", "--limit", "1", "--json"
+        )
+        assert page.returncode == 0, page.stderr
+        if json.loads(page.stdout)["next_page"] or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    listed = await asyncio.to_thread(
+        tether_cli, cli, "approvals", "list", "--domain", "support", "--limit", "1"
+    )
+    [hint] = [line for line in listed.stdout.splitlines() if line.startswith("more: ")]
+    assert hint.startswith("more: tether approvals list --domain support --limit 1 --after ")
+    following = await asyncio.to_thread(tether_cli, cli, *shlex.split(hint)[2:])
+    assert following.returncode == 0, following.stderr
+    first_page = {w["request_id"] for w in json.loads(page.stdout)["approvals"]}
+    assert not any(rid_ in following.stdout for rid_ in first_page)
+    await tether.reject(other, approver=MANAGER, reason="test over")
+    # A filter that finds nothing says what it looked for; a mode that is none is refused.
+    none = await asyncio.to_thread(tether_cli, cli, "approvals", "list", "--intent", "no_such")
+    assert none.returncode == 0 and none.stdout == "nothing waiting for --intent no_such\n"
+    typo = await asyncio.to_thread(tether_cli, cli, "approvals", "list", "--mode", "humandraft")
+    assert typo.returncode == 2 and "mode: 'humandraft' is not one of normal" in typo.stderr
     # What is not there yet, or not at all: one line, never a wait or a traceback.
     waiting = await asyncio.to_thread(tether_cli, cli, "audit", rid)
     assert waiting.returncode == 1, waiting.stderr
@@ -361,6 +388,14 @@ async def test_refusals_by_the_tether_cli(
     assert done.returncode == 0, done.stderr
     assert f"reject accepted at tier {tier}: reject recorded" in done.stdout  # by its name
     assert (await tether.outcome(rid)).reviews[-1].approver == ROTATED
+    # The audit says who stopped it and why, not only that nothing was attempted.
+    audited = await asyncio.to_thread(tether_cli, cli, "audit", rid)
+    assert audited.returncode == 0, audited.stderr
+    key_id = SigningKey.load(rotation["new"]).id
+    assert f"review: reject by {ROTATED} (tier " in audited.stdout
+    assert f", key {key_id}) at " in audited.stdout and ": drill\n" in audited.stdout
+    assert "no side effect attempted: decision approval (" in audited.stdout
+    assert audited.stdout.rstrip().endswith(f"; rejected by {ROTATED}: drill")
 
 
 async def test_refusals_by_the_official_temporal_cli(

@@ -323,6 +323,10 @@ def test_an_approval_is_checked_before_anything_connects(tmp_path: Path) -> None
         )
     )
     assert line.startswith("--answer: control or invisible characters are not sent")
+    # No key given and none in a keyring: said here, with where a key comes from.
+    line = one_line(tether(tmp_path, *base, "--reason", "fine"))
+    assert line.startswith("no key signs for lead@northwind.example: pass --key FILE")
+    assert "TETHER_KEYRING" in line
 
 
 @pytest.mark.parametrize(

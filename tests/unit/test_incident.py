@@ -437,3 +437,30 @@ def test_the_command_prints_a_line_per_event_or_json_and_refuses_a_bad_since(
         assert refused.returncode == 2 and refused.stdout == ""
         assert refused.stderr.splitlines() == [refused.stderr.strip()], refused.stderr
         assert refused.stderr.startswith(says)
+
+
+def test_a_request_a_person_rejected_reads_as_rejected_not_as_waiting() -> None:
+    """The decision stays the one that asked (approval); the person's word is told beside it,
+    and an approval (or no review at all) adds nothing."""
+    from tests.unit.test_store import outcome
+    from tether.audit import settled_by
+    from tether.contracts import ReviewRecord
+    from tether.incident import outcome_event
+
+    base = outcome("r-9", followup=False)
+    at = base.finished_at
+
+    def reviewed(*verdicts: tuple[str, str]) -> Outcome:
+        reviews = [
+            ReviewRecord(approver="lead@x", verdict=v, reason=why, tier=1, at=at)  # type: ignore[arg-type]
+            for v, why in verdicts
+        ]
+        return base.model_copy(update={"reviews": reviews})
+
+    assert settled_by(base) is None
+    assert settled_by(reviewed(("approve", "fine"))) is None
+    refused_then_rejected = reviewed(("refused", "unsigned: x"), ("reject", "not eligible"))
+    assert settled_by(refused_then_rejected) == "rejected by lead@x: not eligible"
+    assert settled_by(reviewed(("expired", ""))) == "no one decided in time"
+    summary = outcome_event(refused_then_rejected).summary
+    assert "; rejected by lead@x: not eligible, 250 ms" in summary

@@ -32,9 +32,11 @@ from tether.domains.support import PACK
 from tether.embeddings import DIMENSIONS, Embedder
 from tether.knowledge import (
     CHUNK_CHARS,
+    DocumentError,
     DocumentMeta,
     chunk_document,
     load_directory,
+    parse_front_matter,
     read_document,
     source_name,
 )
@@ -337,6 +339,20 @@ max_age_days: 730
 """
 
 
+def restocking(kb: Path, version: int) -> None:
+    """Version 1 says a restocking fee is deducted; version 2 (in force from February 2026)
+    dropped that section and is about something else."""
+    body = {
+        1: "## Restocking fee\n\nA restocking fee of 20% is deducted from every refund "
+        "of an opened item.",
+        2: "## Store locations\n\nOur flagship store is in Utrecht and opens at nine.",
+    }[version]
+    effective = {1: "2025-01-01", 2: "2026-02-01"}[version]
+    (kb / f"restocking-{effective[:4]}.md").write_text(
+        RESTOCKING.format(version=version, effective=effective, body=body)
+    )
+
+
 def test_a_version_announced_ahead_neither_serves_nor_supersedes(
     acts: RetrievalActivities, kb: Path
 ) -> None:
@@ -360,21 +376,8 @@ def test_a_version_announced_ahead_neither_serves_nor_supersedes(
 def test_an_old_version_is_superseded_when_the_new_one_is_not_among_the_hits(
     acts: RetrievalActivities, kb: Path
 ) -> None:
-    (kb / "restocking-2025.md").write_text(
-        RESTOCKING.format(
-            version=1,
-            effective="2025-01-01",
-            body="## Restocking fee\n\nA restocking fee of 20% is deducted from every refund "
-            "of an opened item.",
-        )
-    )
-    (kb / "restocking-2026.md").write_text(
-        RESTOCKING.format(
-            version=2,
-            effective="2026-02-01",
-            body="## Store locations\n\nOur flagship store is in Utrecht and opens at nine.",
-        )
-    )
+    restocking(kb, 1)
+    restocking(kb, 2)
     ingest(acts, path=str(kb), source="kb")
     evidence = ask(acts, "Is a restocking fee deducted from my refund for an opened item?")
     seen = {p.passage_id for p in evidence.passages} | set(dropped(evidence))
@@ -388,14 +391,7 @@ def test_stored_versions_are_read_once_and_again_after_an_ingest(
 ) -> None:
     """Which versions are stored is read from the store once per document (not on every
     retrieval: a scan costs more than the search), and read again once an ingest wrote."""
-    (kb / "restocking-2025.md").write_text(
-        RESTOCKING.format(
-            version=1,
-            effective="2025-01-01",
-            body="## Restocking fee\n\nA restocking fee of 20% is deducted from every refund "
-            "of an opened item.",
-        )
-    )
+    restocking(kb, 1)
     ingest(acts, path=str(kb), source="kb")
     vectors = acts._vectors("support")
     reads: list[list[str] | None] = []
@@ -410,13 +406,7 @@ def test_stored_versions_are_read_once_and_again_after_an_ingest(
     first = ask(acts, question)
     assert any(p.doc_id == "restocking" for p in first.passages) and len(reads) == 1
     assert ask(acts, question) == first and len(reads) == 1  # known: not read again
-    (kb / "restocking-2026.md").write_text(
-        RESTOCKING.format(
-            version=2,
-            effective="2026-02-01",
-            body="## Store locations\n\nOur flagship store is in Utrecht and opens at nine.",
-        )
-    )
+    restocking(kb, 2)
     ingest(acts, path=str(kb), source="kb")
     reads.clear()
     after = ask(acts, question)
@@ -541,3 +531,12 @@ async def test_each_domain_and_set_of_sources_has_its_own_refresh_schedule() -> 
     assert refreshed[ids["itops"]] == [("itops", "itops-handbook")]
     assert refreshed[ids["support"]] == [("support", "kb")]
     assert client.made[ids["support"]].spec.intervals[0].every == timedelta(hours=1)
+
+
+def test_front_matter_with_fields_missing_is_said_in_one_line() -> None:
+    """Each field and what is wrong with it, not a validation error's report."""
+    with pytest.raises(DocumentError) as err:
+        parse_front_matter("faq.md", "---\ntitle: FAQ\nversion: two\n---\nBody.")
+    said = str(err.value)
+    assert "\n" not in said and said.startswith("faq.md: bad front matter: doc_id: Field required")
+    assert "version: Input should be a valid integer" in said and "pydantic" not in said

@@ -291,7 +291,9 @@ CASES = [
 ]
 
 
-def run(case: Case, config: PolicyConfig = CONFIG, pack: DomainPack = PACK) -> Any:
+def run(
+    case: Case, config: PolicyConfig = CONFIG, pack: DomainPack = PACK, *, plans: bool = True
+) -> Any:
     proposal = (
         Proposal(
             intent=case.intent,
@@ -319,7 +321,7 @@ def run(case: Case, config: PolicyConfig = CONFIG, pack: DomainPack = PACK) -> A
         proposal=proposal,
         verification=verification,
     )
-    return decide(facts, config, pack, NOW)
+    return decide(facts, config, pack, NOW, plans=plans)
 
 
 def named(name: str) -> Case:
@@ -492,6 +494,8 @@ def test_a_write_labelled_as_another_intent_gets_no_lower_thresholds() -> None:
     ]
     assert run(refund_of["refund_request"], config).action is DecisionAction.AUTO
     assert PACK.plans["order_status"] == {"send_reply"}
+    # A run recorded before the rule (no steps.PLANNED_WRITES marker) replays as it decided.
+    assert run(refund_of["order_status"], config, plans=False).action is DecisionAction.AUTO
 
 
 def test_an_intents_thresholds_move_only_the_two_gates() -> None:

@@ -18,8 +18,10 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.segment import Segment
 from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.service import RPCError, RPCStatusCode
 
+from tether import errors
 from tether.config import Settings
 from tether.errors import ConfigurationError, TemporalUnreachable
 from tether.text import hidden, visible
@@ -151,8 +153,20 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
             fail(f"Temporal went away: {error.message}", code=UNREACHABLE)  # worth a retry
         fail(f"Temporal refused: {error.message}", 1)
     except WorkflowFailureError as error:  # what the run said, not the client's traceback
-        cause = error.cause
-        fail(f"failed: {getattr(cause, 'message', None) or cause}", 1)
+        cause = innermost(error)
+        bad_input = isinstance(cause, ApplicationError) and cause.type == errors.INVALID_DOCUMENT
+        fail(f"failed: {getattr(cause, 'message', None) or cause}", 2 if bad_input else 1)
+
+
+def innermost(error: BaseException) -> BaseException:
+    """The reason of a run's failure: an activity's or a child's own, not "Activity task
+    failed" around it."""
+    cause = error
+    while isinstance(cause, (WorkflowFailureError, ActivityError, ChildWorkflowError)) and (
+        cause.cause is not None
+    ):
+        cause = cause.cause
+    return cause
 
 
 async def until_interrupted() -> None:

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import re
+import shlex
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,11 +18,13 @@ from rich.table import Table
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
+from tether.audit import settled_by
 from tether.cli.apps import app, approvals
 from tether.cli.output import JSON, dump, emit, err, fail, kept_text, out, run
+from tether.config import Settings
 from tether.contracts import Outcome, PendingApproval, Review, ReviewReceipt, Stage
 from tether.errors import InvalidRequest, RequestConflict, ReviewRejected
-from tether.signing import KeyFileError, SigningKey, proposal_digest
+from tether.signing import KeyFileError, SigningKey, keyring, proposal_digest
 from tether.text import hidden
 
 if TYPE_CHECKING:
@@ -46,7 +49,7 @@ def ask(
     as_json: bool = JSON,
 ) -> None:
     """Start a request and print its outcome (or, with --no-wait, where to follow it)."""
-    from tether.client import Tether
+    from tether.client import Tether, started_now
 
     if request_id is not None and not request_id.strip():
         fail("--request-id: empty (leave it out for a new id)")
@@ -75,9 +78,16 @@ def ask(
             fail(error)
         except RequestConflict as error:
             fail(error, 1)
-        started = {"request_id": rid, "workflow_id": handle.id, "ui": tether.ui_link(rid)}
+        new = started_now(handle)
+        started = {
+            "request_id": rid,
+            "workflow_id": handle.id,
+            "ui": tether.ui_link(rid),
+            "started": new,  # false: this request was already there (same id, same request)
+        }
         # The request id first: what `tether approvals` and `tether audit` take.
-        said = f"started request {rid} (workflow {handle.id}): {started['ui']}"
+        verb = "started request" if new else "attached to request"
+        said = f"{verb} {rid} (workflow {handle.id}): {started['ui']}"
         if not wait:
             emit(started) if as_json else out.print(said)
             return
@@ -118,6 +128,9 @@ def show_outcome(outcome: Outcome) -> None:
     decision = outcome.decision
     grid = Table.grid(padding=(0, 2))
     grid.add_row("decision", f"{decision.action.value} ({', '.join(decision.codes())})")
+    settled = settled_by(outcome)
+    if settled:
+        grid.add_row("then", settled)
     grid.add_row("mode", outcome.mode.value)
     grid.add_row("intent", outcome.intent or "")
     grid.add_row("answer", outcome.answer)
@@ -173,6 +186,10 @@ def approvals_list(
             else:
                 emit({"approvals": dump(list(waiting)), "next_page": following})
             return
+        same = "".join(f" --{name} {shlex.quote(v)}" for name, v in filters.items() if v)
+        if not waiting and not following:  # not an empty table: say what was looked for
+            out.print(f"nothing waiting{' for' + same if same else ''}")
+            return
         table = Table("request", "domain", "tier", "role", "deadline", "intent", "reasons")
         for status in waiting:
             assert status.pending is not None
@@ -186,8 +203,11 @@ def approvals_list(
                 ", ".join(r.code for r in status.pending.reasons),
             )
         out.print(table)
-        if following:
-            out.print(f"more: tether approvals list --limit {limit or 100} --after {following}")
+        if following:  # the same filters: a page token is only good for the query it came from
+            out.print(
+                f"more: tether approvals list{same} --limit {limit or 100} --after {following}",
+                soft_wrap=True,  # one line to copy, whatever the terminal's width
+            )
 
     run(main())
 
@@ -259,13 +279,20 @@ def as_shown(
     return digest
 
 
-def signing_key(path: Path | None, approver: str) -> SigningKey | None:
-    """The key in ``path``, which must sign for ``approver`` (refused here, in one line)."""
+def signing_key(path: Path | None, approver: str) -> SigningKey:
+    """The key in ``path``, else ``approver``'s in TETHER_KEYRING; it must sign for
+    ``approver``. Refused here, in one line, before anything connects: the workflow refuses
+    an unsigned verdict anyway."""
     try:
-        key = SigningKey.load(path) if path else None
+        key = SigningKey.load(path) if path else keyring(Settings().keyring).get(approver)
     except KeyFileError as error:
         fail(error)
-    if key is not None and key.approver != approver:
+    if key is None:
+        fail(
+            f"no key signs for {approver}: pass --key FILE (made by tether keys new), or set "
+            "TETHER_APPROVER_KEY to it, or TETHER_KEYRING to a folder holding it"
+        )
+    if key.approver != approver:
         fail(f"{path} signs for {key.approver}, not {approver}")
     return key
 
@@ -288,9 +315,9 @@ def _review(
 ) -> None:
     from tether.client import Tether
 
-    signer = signing_key(key, approver)
     reason = _reason(reason)
     proposal = shown_hash(proposal)
+    signer = signing_key(key, approver)  # last: what was typed is checked first
 
     async def main() -> None:
         tether = await Tether.connect()
@@ -361,10 +388,10 @@ def approvals_sign(
     It counts for the pending proposal version, for signature_ttl (default 15 minutes)."""
     from tether.client import Tether
 
-    signer = signing_key(key, approver)
     reason = _reason(reason)
     if verdict not in ("approve", "reject"):
         fail(f"--verdict: {verdict!r} is not approve or reject")
+    signer = signing_key(key, approver)
 
     try:
         review = Review(approver=approver, verdict=verdict, reason=reason)
@@ -401,12 +428,12 @@ def approvals_edit(
     over it (with --proposal: refused unless that is the one you were shown)."""
     from tether.client import Tether
 
-    signer = signing_key(key, approver)
     reason = _reason(reason)
     proposal = shown_hash(proposal)
     odd = hidden(answer or "", "\n\t")
     if odd:  # what the requester would get: shown as written, so never an escape sequence
         fail(f"--answer: control or invisible characters are not sent (U+{ord(odd[0]):04X})")
+    signer = signing_key(key, approver)
 
     async def main() -> None:
         tether = await Tether.connect()
@@ -465,18 +492,32 @@ def audit_command(request_id: str, as_json: bool = JSON) -> None:
                     "steps": dump(list(entries)),
                     "refused_model_answers": outcome.repairs,
                     "withheld": outcome.withheld,
+                    "reviews": dump(list(outcome.reviews)),
+                    "edits": dump(list(outcome.edits)),
                 }
             )
             return
+        for review in outcome.reviews:  # who let it act, or stopped it, and why
+            key = f", key {review.key_id}" if review.key_id else ""
+            out.print(
+                f"review: {review.verdict} by {review.approver} (tier {review.tier}{key}) at "
+                f"{review.at.isoformat(timespec='seconds')}: {review.reason}"
+            )
+        for edit in outcome.edits:
+            out.print(
+                f"edited by {edit.approver} (tier {edit.tier}) at "
+                f"{edit.at.isoformat(timespec='seconds')}: {edit.reason}"
+            )
         for attempt, problems in enumerate(outcome.repairs, start=1):
             out.print(f"model answer {attempt} refused: {'; '.join(problems)}")
         if outcome.withheld:
             out.print(f"withheld (another subject's): {', '.join(outcome.withheld)}")
         if not entries:  # no table of nothing: why nothing was attempted
             codes = ", ".join(outcome.decision.codes()) or "no reason recorded"
+            settled = settled_by(outcome)
             out.print(
                 f"no side effect attempted: decision {outcome.decision.action.value} ({codes}),"
-                f" mode {outcome.mode.value}"
+                f" mode {outcome.mode.value}" + (f"; {settled}" if settled else "")
             )
             return
         table = Table(
