@@ -391,9 +391,11 @@ class RetrievalActivities:
         }
         for d in folder.documents:
             if d.meta.doc_id in owners:
+                holder = owners[d.meta.doc_id]
                 folder.skipped[d.name] = (
-                    f"doc_id {d.meta.doc_id} is held by source {owners[d.meta.doc_id]}; "
-                    "a source never replaces another's documents"
+                    f"doc_id {d.meta.doc_id} is held by source {holder}; a source never "
+                    f"replaces another's documents (the same source under its old name? "
+                    f"ingest it with --source {holder})"
                 )
         return [d for d in folder.documents if d.meta.doc_id not in owners]
 

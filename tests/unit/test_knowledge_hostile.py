@@ -116,7 +116,7 @@ def test_another_source_cannot_replace_outrank_or_delete_a_sources_documents(
     claimed = ingest(acts, path=str(community), source="community")
     assert claimed.documents == 0 and claimed.embedded == 0
     assert len(claimed.skipped) == 2
-    assert all("held by source kb" in s for s in claimed.skipped)
+    assert all("held by source kb" in s and "--source kb)" in s for s in claimed.skipped)
 
     vectors = acts._vectors("support")
     [own] = vectors.payloads(["refund-policy@v3#0"]).values()
