@@ -61,17 +61,24 @@ class RecordActivities:
         another run of that id recorded. A run started by hand under any other id, or again
         under that one, cannot write a candidate's agreement (tether candidate status)."""
         info = activity.info()
-        allowed = {
-            names.workflow_id_for(decision.request_id),
-            names.live_shadow_id(decision.candidate, decision.request_id),
-        }
-        if info.workflow_id not in allowed:
+        own_run = names.live_shadow_id(decision.candidate, decision.request_id)
+        if info.workflow_id not in {names.workflow_id_for(decision.request_id), own_run}:
             raise ApplicationError(
                 f"{info.workflow_id} may not record {decision.candidate}'s decision on "
                 f"{decision.request_id}",
                 type=errors.SHADOW_REFUSED,
                 non_retryable=True,
             )
+        if info.workflow_id == own_run:  # on the input its live run gave it, and no other
+            given = self._store.expected_shadow(decision.request_id, decision.candidate)
+            if given is None or given != decision.input_sha256:
+                raise ApplicationError(
+                    f"{info.workflow_id} did not run on the input the live run of "
+                    f"{decision.request_id} gave {decision.candidate}"
+                    + (" (the live run started none)" if given is None else ""),
+                    type=errors.SHADOW_REFUSED,
+                    non_retryable=True,
+                )
         written = decision.model_copy(
             update={"recorded_by": f"{info.workflow_id}/{info.workflow_run_id}"}
         )

@@ -29,6 +29,7 @@ from tether.contracts import (
     DecisionAction,
     Facts,
     LiveCandidate,
+    LiveShadowInput,
     Outcome,
     ShadowDecision,
 )
@@ -40,6 +41,13 @@ SHOWN = 20  # disagreements listed by status
 def selected(request_id: str, candidate: LiveCandidate) -> bool:
     digest = hashlib.sha256(f"{candidate.name}\x00{request_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < candidate.share
+
+
+def input_digest(inp: LiveShadowInput) -> str:
+    """What a candidate's own run was given, as the live run gave it (sha256 of its JSON): the
+    run records its decision only on that (activities/shadowstart.py). Pure: the workflow
+    computes it on replay as it did live."""
+    return hashlib.sha256(inp.model_dump_json().encode()).hexdigest()
 
 
 def shadow_decision(

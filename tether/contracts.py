@@ -641,6 +641,9 @@ class ShadowDecision(Frozen):
     on_live_proposal: bool = False
     # The run that recorded it ("workflow id/run id"), set where it is recorded.
     recorded_by: str | None = None
+    # A candidate's own run: the digest of the input it ran on (candidates.input_digest),
+    # which must be the one its live run wrote down when it started it.
+    input_sha256: str | None = None
 
 
 class Outcome(Frozen):

@@ -196,6 +196,16 @@ shadow_decisions = Table(
     Column("body", Text, nullable=False),  # the ShadowDecision
     Column("at", DateTime(timezone=True), nullable=False),
 )
+# What a live run gave a candidate's own run when it started it (activities/shadowstart.py):
+# that run's decision is kept only on this input. Revision 0008.
+shadow_starts = Table(
+    "tether_shadow_starts",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("candidate", String(64), primary_key=True),
+    Column("input_sha256", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
 # What the incident timeline needs and nothing else keeps (tether/incident.py RECORDED): a
 # worker's circuit moves, an evaluation run's alarms. Revision 0005.
 events = Table(
@@ -355,6 +365,34 @@ class Store:
                 )
             )
         return True
+
+    def expect_shadow(self, request_id: str, candidate: str, digest: str, at: datetime) -> None:
+        """Write down the input a live run gives the candidate's own run; the first one
+        written stands (a retried start writes the same; the live run gives one input)."""
+        mine = (shadow_starts.c.request_id == request_id) & (shadow_starts.c.candidate == candidate)
+        with self.engine.begin() as conn:
+            if conn.execute(select(shadow_starts.c.input_sha256).where(mine)).first() is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            shadow_starts.insert().values(
+                                request_id=request_id,
+                                candidate=candidate,
+                                input_sha256=digest,
+                                at=at,
+                            )
+                        )
+                except IntegrityError:
+                    pass  # written meanwhile by another attempt: that one stands
+
+    def expected_shadow(self, request_id: str, candidate: str) -> str | None:
+        """The digest of the input the live run gave the candidate's own run, if it started it."""
+        query = select(shadow_starts.c.input_sha256).where(
+            (shadow_starts.c.request_id == request_id) & (shadow_starts.c.candidate == candidate)
+        )
+        with self.engine.connect() as conn:
+            found: str | None = conn.execute(query).scalar_one_or_none()
+            return found
 
     def shadow_decisions(self, domain: str, candidate: str) -> list[ShadowDecision]:
         query = (

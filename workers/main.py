@@ -28,7 +28,7 @@ from tether.activities.model import ModelActivities, QueueActivities
 from tether.activities.policy import PolicyActivities
 from tether.activities.records import RecordActivities
 from tether.activities.retrieval import RetrievalActivities
-from tether.activities.shadowstart import start_shadow
+from tether.activities.shadowstart import ShadowStarts
 from tether.activities.tools import ToolActivities
 from tether.activities.verification import VerificationActivities
 from tether.config import LLMConfig, Settings
@@ -266,7 +266,7 @@ def resolution_worker(
             records.reusable_proposal,
             records.active_overlay,
             records.record_shadow,
-            start_shadow,
+            ShadowStarts(res.store).start_shadow,
             records.attach_feedback,
             records.evaluate_recent,
             records.carve_datasets,

@@ -20,7 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from tether import candidates, errors, names, overlay, packs, search
     from tether.activities.records import RecordActivities
-    from tether.activities.shadowstart import start_shadow
+    from tether.activities.shadowstart import ShadowStarts
     from tether.activities.verification import argument_findings
     from tether.approvals import ReviewRefused
     from tether.config import PolicyConfig
@@ -430,8 +430,8 @@ class ResolutionWorkflow:
                     retry_policy=inp.timeouts.record_retry.policy(),
                 )
             if start is not None:
-                await workflow.execute_local_activity(
-                    start_shadow,
+                await workflow.execute_local_activity_method(
+                    ShadowStarts.start_shadow,
                     start,
                     start_to_close_timeout=inp.timeouts.record,
                     retry_policy=inp.timeouts.record_retry.policy(),

@@ -138,7 +138,7 @@ class LiveShadowWorkflow:
             policy_version=pinned.version,
             at=workflow.now(),
             on_live_proposal=False,
-        )
+        ).model_copy(update={"input_sha256": candidates.input_digest(inp)})
         await workflow.execute_local_activity_method(
             RecordActivities.record_shadow,
             shadow,

@@ -160,13 +160,23 @@ async def forged_shadows_are_refused(
         model_queue=deployed.settings.model_queue,
         decided_at=outcome.finished_at,
     )
-    for wid, said in [
-        (f"shadow-by-hand-{rid}", "may not record lenient's decision"),
-        (names.live_shadow_id("lenient", rid), "was recorded by another run"),
+    # Started by hand before any live run of its request: no live run gave it its input.
+    ahead = new_id("ahead")
+    early = forged.model_copy(
+        update={
+            "facts": forged.facts.model_copy(
+                update={"request": forged.facts.request.model_copy(update={"request_id": ahead})}
+            )
+        }
+    )
+    for wid, given, said in [
+        (f"shadow-by-hand-{rid}", forged, "may not record lenient's decision"),
+        (names.live_shadow_id("lenient", rid), forged, "did not run on the input the live run"),
+        (names.live_shadow_id("lenient", ahead), early, "(the live run started none)"),
     ]:
         handle = await deployed.tether.client.start_workflow(
             names.LIVE_SHADOW,
-            forged,
+            given,
             id=wid,
             task_queue=deployed.settings.shadow_queue or deployed.settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
@@ -184,6 +194,10 @@ async def forged_shadows_are_refused(
         if s.request_id == rid
     ]
     assert kept == recorded
+    assert not any(
+        s.request_id == ahead
+        for s in deployed.resources.store.shadow_decisions("support", "lenient")
+    )
 
 
 @workflow.defn(name=names.LIVE_SHADOW)
@@ -300,6 +314,9 @@ async def test_a_candidate_on_the_live_model_decides_in_the_run_another_in_the_s
     status = await tether.resolve(ticket(STATUS[1], STATUS[0]))
     [proposed] = await shadows(res.store, "own", 1)
     assert not proposed.on_live_proposal and proposed.request_id == status.request_id
+    # Kept on the input the live run wrote down when it started the run, and no other.
+    given = res.store.expected_shadow(status.request_id, "own")
+    assert given is not None and proposed.input_sha256 == given
     live_run = client.get_workflow_handle(f"resolution-{status.request_id}")
     assert "local:start_shadow" in await activities_of(live_run)  # not a child: no task
     await replay_and_keep(live_run, "shadow_started_beside")

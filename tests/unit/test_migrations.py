@@ -185,6 +185,7 @@ LATER = [
     ("add_index", "ix_tether_overlays_domain"),
     ("add_index", "ix_tether_overlays_active_scope"),
     ("add_index", "uq_tether_candidates_running"),  # 0007
+    ("add_table", "tether_shadow_starts"),  # 0008
 ]
 
 
