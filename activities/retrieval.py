@@ -81,9 +81,9 @@ def _read_body(response: httpx.Response, limit: int, url: str) -> bytes:
         reader = BoundedBody(response.headers.get("Content-Encoding"), limit)
         for raw in response.iter_raw():
             reader.feed(raw)
+        return reader.body()
     except (BodyTooLarge, BodyUnreadable) as err:
         raise DocumentError(f"{url}: {err}") from None
-    return reader.body()
 
 
 def allowed_source(url: httpx.URL, hosts: list[str]) -> bool:
@@ -334,23 +334,26 @@ class RetrievalActivities:
             if sum(len(c) for _, c in groups[-1]) >= EMBED_BATCH:
                 groups.append([])
             groups[-1].append((meta, changed))
-        # One writer thread: a group is written while the next one is embedded, one after another.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer:
-            writing: Future[None] | None = None
-            for group in groups:
-                batch = self._prepare(group, stored, current, inp.source)
+        removed = [pid for pid in stored if pid not in current and pid not in kept]
+        try:
+            # One writer thread: a group is written while the next one is embedded, in turn.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer:
+                writing: Future[None] | None = None
+                for group in groups:
+                    batch = self._prepare(group, stored, current, inp.source)
+                    if writing is not None:
+                        writing.result()
+                        activity.heartbeat(embedded, total)  # progress, shown by `tether ingest`
+                    if batch is not None:
+                        writing = writer.submit(vectors.replace, *batch)
+                        embedded += len(batch[0])
                 if writing is not None:
                     writing.result()
-                    activity.heartbeat(embedded, total)  # progress, shown by `tether ingest`
-                if batch is not None:
-                    writing = writer.submit(vectors.replace, *batch)
-                    embedded += len(batch[0])
-            if writing is not None:
-                writing.result()
-        removed = [pid for pid in stored if pid not in current and pid not in kept]
-        vectors.delete(removed)
+            vectors.delete(removed)
+        finally:  # what was written counts at once, even if the rest failed
+            if embedded or removed:
+                self._forget_versions(inp.domain)
         if embedded or removed:
-            self._forget_versions(inp.domain)
             vectors.optimize()
         if fetched is not None:  # only now: a crash before this re-fetches in full next time
             if fetched.pop("gone", False):

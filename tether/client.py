@@ -186,12 +186,15 @@ def parse_request(data: Request | Mapping[str, Any], pack: DomainPack) -> Reques
     return request
 
 
-def started_now(handle: WorkflowHandle[Any, Any]) -> bool:
+def started_now(handle: WorkflowHandle[Any, Any]) -> bool | None:
     """Whether start_workflow started this run (the server says so in its response) rather
-    than attaching to one already running. The SDK keeps the response on the handle but
-    offers no accessor; without it, this says no, and the caller asks the server."""
+    than attaching to one already running; None when not known. The SDK keeps the response
+    on the handle but offers no accessor; without it, the caller asks the server."""
+    if handle.result_run_id is None:
+        return False  # a handle to a workflow by id (submit found it already there)
     response = getattr(handle, "_start_workflow_response", None)
-    return bool(getattr(response, "started", False))
+    started = getattr(response, "started", None)
+    return started if isinstance(started, bool) else None
 
 
 class Tether:

@@ -246,6 +246,8 @@ class OpenAICompatible:
         except BaseException:
             self.breaker.release()  # cancelled: no verdict on the endpoint
             raise
+        if isinstance(whole, ValueError) and not 200 <= response.status_code < 300:
+            whole = b""  # its status says what it is (a 401, a 429): the body cannot add to it
         if isinstance(whole, ValueError):  # too long, or not in an encoding read here
             self.breaker.failure()
             raise ApplicationError(
@@ -263,11 +265,11 @@ class OpenAICompatible:
             reader = BoundedBody(response.headers.get("Content-Encoding"), limit)
             async for raw in response.aiter_raw():
                 reader.feed(raw)
+            return reader.body()
         except BodyTooLarge:
             return BodyTooLarge(f"longer than {limit:,} bytes (max_response_bytes)")
         except BodyUnreadable as err:
             return err
-        return reader.body()
 
     def _read(self, response: httpx.Response, whole: bytes, *, latency: float) -> RawProposal:
         status = response.status_code

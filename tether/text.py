@@ -60,13 +60,51 @@ _AS_SEEN = str.maketrans(
 )
 
 
+# Every way to break a line, and the blanks around it: one line break.
+_LINE_BREAK = re.compile(r"\s*[\n\r\x0b\x0c\x85\u2028\u2029]\s*")
+_BLANKS = re.compile(r"[^\S\n]+")
+
+
 def said(text: str) -> str:
     """Text as a reader takes it, for checks of what it says: compatibility forms folded
     (full-width, ligatures), one apostrophe, Latin for its look-alikes, no invisible
-    characters (a soft hyphen, a zero-width space) to hide a word from a pattern, and on one
-    line (a line break does not cut a sentence in two)."""
+    characters (a soft hyphen, a zero-width space) to hide a word from a pattern, one space
+    for any run of blanks and one line break for any run of breaks (a pattern's ``\\s`` reads
+    across it: a line break does not cut a claim in two; ``asserted`` ends a clause there)."""
     folded = unicodedata.normalize("NFKC", text).translate(_AS_SEEN)
-    return " ".join("".join(c for c in folded if unicodedata.category(c) != "Cf").split())
+    shown = "".join(c for c in folded if unicodedata.category(c) != "Cf")
+    return _BLANKS.sub(" ", _LINE_BREAK.sub("\n", shown)).strip()
+
+
+# Where a clause begins: a negation or a question is its own clause's, not a neighbour's
+# ("Sorry it didn't arrive, so we have sent it" says it was sent). A colon does not end
+# one ("your parcel: it has been sent").
+_CLAUSE_BREAK = re.compile(
+    r"[,;\n\u2014]|\b(?:but|so|and|however|although|though|while|whereas|once|when|after"
+    r"|because|since|if|unless)\b",
+    re.IGNORECASE,
+)
+_NEGATION = re.compile(r"\b(?:not|never|no|none|nothing|cannot|no longer)\b|n't\b", re.I)
+_STOP = re.compile(r"[.!?\n]")
+
+
+def clause(text: str, start: int, end: int) -> tuple[int, int]:
+    """Where the clause holding ``text[start:end]`` begins and ends."""
+    begin = max((m.end() for m in _CLAUSE_BREAK.finditer(text, 0, start)), default=0)
+    after = _CLAUSE_BREAK.search(text, end)
+    stop = _STOP.search(text, end)
+    ends = [m.start() for m in (after, stop) if m is not None]
+    return begin, min(ends, default=len(text))
+
+
+def asserted(text: str, start: int, end: int) -> bool:
+    """Whether what ``text[start:end]`` says is asserted: no negation in its clause up to its
+    end, and the sentence it is in, up to its stop or line break, is not a question."""
+    begin, _ = clause(text, start, end)
+    if _NEGATION.search(text, begin, end):
+        return False
+    stop = _STOP.search(text, end)
+    return stop is None or stop.group() != "?"
 
 
 def split_claims(text: str, *, min_length: int = 3) -> list[str]:

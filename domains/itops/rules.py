@@ -24,7 +24,7 @@ from tether.config import PolicyConfig
 from tether.contracts import Facts, Finding, ToolCall
 from tether.domain import ReferenceKind
 from tether.policy import Allow, Escalate, Reject, Verdict, writes_of
-from tether.text import said, split_sentences
+from tether.text import asserted, said, split_sentences
 
 from .planner import asked_member, asked_services, describe_asset
 from .tools import ASSET, ASSET_ID, GROUP_ID, HOST_ID, REGISTRY, Asset
@@ -258,7 +258,8 @@ _DONE = r"(?:we|i|has|have|had|was|were|been|'ve)\s+(?:(?!not\b|never\b|yet\b)\w
 
 
 def _done(verbs: str, after: str = "", *, before: str = "") -> re.Pattern[str]:
-    return re.compile(rf"{before}\b{_DONE}(?:{verbs})\b{after}", re.IGNORECASE)
+    # DOTALL: what a note says over two lines it says all the same.
+    return re.compile(rf"{before}\b{_DONE}(?:{verbs})\b{after}", re.IGNORECASE | re.DOTALL)
 
 
 _DONE_BY = (
@@ -273,16 +274,11 @@ _DONE_BY = (
     (_done("opened|created|raised|filed", r".*\bchange record\b"), ("open_change_record",)),
     (_done("opened|created|raised|filed", before=r"\bchange record\b.*"), ("open_change_record",)),
 )
-_NEGATED = re.compile(r"\b(?:not|never|no longer)\b|n't\b", re.IGNORECASE)
 
 
 def _claimed(pattern: re.Pattern[str], sentence: str) -> bool:
-    found = pattern.search(sentence)
-    return (
-        found is not None
-        and not sentence.rstrip().endswith("?")
-        and not _NEGATED.search(sentence[: found.end()])
-    )
+    """Whether ``sentence`` asserts what ``pattern`` finds, in its own clause."""
+    return any(asserted(sentence, m.start(), m.end()) for m in pattern.finditer(sentence))
 
 
 def note_tells_the_truth(facts: Facts) -> Iterator[Finding]:
@@ -294,6 +290,7 @@ def note_tells_the_truth(facts: Facts) -> Iterator[Finding]:
     cited = set(facts.proposal.citations)
     sources = [said(p.text) for p in facts.evidence.passages if p.passage_id in cited]
     sources += [said(r.text) for r in facts.context if r.citation_id in cited]
+    flat = [" ".join(text.split()) for text in sources]  # a copy wraps lines as it likes
     planned = {c.tool for c in facts.proposal.tool_calls}
     notes = [
         str(c.arguments.get("body", ""))
@@ -304,7 +301,11 @@ def note_tells_the_truth(facts: Facts) -> Iterator[Finding]:
     if facts.proposal.answer.strip() not in {b.strip() for b in notes}:
         told.append(("the answer", facts.proposal.answer))
     for where, text in told:
-        own = [s for s in split_sentences(said(text)) if not any(s in t for t in sources)]
+        own = [
+            s
+            for s in split_sentences(said(text))
+            if not any(" ".join(s.split()) in t for t in flat)
+        ]
         claimed = {
             tool
             for s in own

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 
 from tether.contracts import Facts, Finding
-from tether.text import said, split_sentences
+from tether.text import asserted, clause, said, split_sentences
 
 from .money import Amount, amounts_in, usd
 
@@ -27,7 +27,7 @@ _CLAIM = re.compile(
     r"|^\W*refund\s+(?:complete|completed|done|issued|processed|approved)\b"
     # "we issued your refund", "processed a full refund"
     rf"|\b(?:we|i|have|has|'ve)\s+{_GAP}{_DONE}\s+(?:a|your|the)\s+(?:full\s+|partial\s+)?refund\b",
-    re.IGNORECASE,
+    re.IGNORECASE | re.MULTILINE,  # a line of its own starts a claim too ("Refund issued")
 )
 # Or any sentence about a refund (not a request for one) that says something was done:
 # "You will see the refund on your card: it has been processed."
@@ -36,7 +36,6 @@ _WAS_DONE = re.compile(
     rf"\b(?:has|have|had|was|were|is now)\s+(?:been\s+)?(?:now\s+)?(?:fully\s+)?{_DONE}\b",
     re.IGNORECASE,
 )
-_NEGATED = re.compile(r"\b(?:not|never|no longer)\b|n't\b", re.IGNORECASE)
 # A number with no currency where it can only be the sum refunded: "we refunded 159.00",
 # "a refund of 5000", "5000 back to your card". Elsewhere in the sentence a bare number is a
 # count, a date, a range of days or an order's number.
@@ -51,13 +50,19 @@ _BARE_AMOUNT = re.compile(
 
 
 def _claims(sentence: str) -> bool:
-    """Whether ``sentence`` says a refund was made: a claim, not negated, not a question."""
-    found = _CLAIM.search(sentence) or (_ABOUT.search(sentence) and _WAS_DONE.search(sentence))
-    return (
-        found is not None
-        and not sentence.rstrip().endswith("?")
-        and not _NEGATED.search(sentence[: found.end()])
-    )
+    """Whether ``sentence`` says a refund was made: a claim asserted in its own clause (not
+    negated there, not a question; tether.text.asserted), or a refund (not a request for
+    one) whose own clause says it was done."""
+    if any(asserted(sentence, m.start(), m.end()) for m in _CLAIM.finditer(sentence)):
+        return True
+    for about in _ABOUT.finditer(sentence):
+        begin, end = clause(sentence, about.start(), about.end())
+        done = _WAS_DONE.search(sentence, begin, end)
+        if done is not None and asserted(
+            sentence, min(about.start(), done.start()), max(about.end(), done.end())
+        ):
+            return True
+    return False
 
 
 def amount_as_asked(facts: Facts) -> Iterator[Finding]:
@@ -103,6 +108,7 @@ def reply_tells_the_truth(facts: Facts) -> Iterator[Finding]:
     sources = [said(p.text) for p in facts.evidence.passages if p.passage_id in cited]
     sources += [said(r.text) for r in facts.context if r.citation_id in cited]
     known = {(a.cents, a.currency) for text in sources for a in amounts_in(text)}
+    flat = [" ".join(text.split()) for text in sources]  # a copy wraps lines as it likes
     calls = facts.proposal.tool_calls
     refunds = [int(c.arguments["amount_cents"]) for c in calls if c.tool == "issue_refund"]
     paid = {*refunds, sum(refunds)} if refunds else set()
@@ -112,10 +118,12 @@ def reply_tells_the_truth(facts: Facts) -> Iterator[Finding]:
     if answer.strip() not in {body.strip() for body in bodies}:
         told.append(("the answer", answer))
     for where, text in told:
-        # Whole sentences (a line break or a semicolon does not cut a claim in two), each
-        # with the words around its numbers.
+        # Whole sentences (a line break or a semicolon does not cut a claim in two, but
+        # ends its clause), each with the words around its numbers.
         own = [
-            s for s in split_sentences(said(text), min_length=1) if not any(s in t for t in sources)
+            s
+            for s in split_sentences(said(text), min_length=1)
+            if not any(" ".join(s.split()) in t for t in flat)
         ]
         claims = [s for s in own if _claims(s)]
         # Where it says a refund was made, what the plan pays (beside which a cited amount

@@ -207,6 +207,26 @@ def reply_facts(body: str, *, refund: int | None = None) -> Facts:
         ("Your r\u0435fund has been issued.", None, ["reply_claims_unplanned_refund"]),
         ("We have refunded 5000.", 4_000, ["reply_names_unplanned_amount"]),
         ("Your refund has been issued: 159.", 4_000, ["reply_names_unplanned_amount"]),
+        # A negation or a question in another clause or line hides no claim.
+        (
+            "Sorry it didn't arrive, so we have refunded your order in full.",
+            None,
+            ["reply_claims_unplanned_refund"],
+        ),
+        (
+            "We have refunded your order in full\nAnything else I can help with?",
+            None,
+            ["reply_claims_unplanned_refund"],
+        ),
+        ("Thanks for waiting\nRefund issued", None, ["reply_claims_unplanned_refund"]),
+        # And no claim where its own clause says otherwise.
+        ("No refund has been issued.", None, []),
+        ("Once your return has been processed, a refund will follow.", None, []),
+        (
+            "The refund you asked about cannot be made, but your replacement has been sent.",
+            None,
+            [],
+        ),
     ],
 )
 def test_a_reply_says_only_what_the_plan_does_and_the_sources_say(

@@ -520,6 +520,16 @@ NOTE = "Restarts of payments-api are done by the on-call SRE."  # a cited runboo
         ("Members are added to grp-data-read by its owner, the data team.", [], []),
         ("A rotation cannot be undone once the old secret has been revoked.", [], []),
         ("Has payments-api been restarted today?", [], []),
+        # A negation or a question in another clause or line hides no claim; a line break
+        # does not cut one in two.
+        ("Sorry you couldn't log in; we have restarted payments-api.", [], ["restart_service"]),
+        (
+            "You were not added to grp-payments-read, but we restarted payments-api.",
+            [],
+            ["restart_service"],
+        ),
+        ("payments-api was restarted\nAnything else?", [], ["restart_service"]),
+        ("You have been added\nto grp-payments-read.", [], ["add_to_group"]),
     ],
 )
 def test_a_note_says_only_what_the_plan_does(

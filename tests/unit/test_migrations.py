@@ -386,3 +386,22 @@ def test_bad_database_urls_are_one_line(url: str, says: str, tmp_path: Path) -> 
         assert (done.returncode, done.stdout) == (2, ""), done.stderr
         assert done.stderr.count("\n") == 1 and says in done.stderr, done.stderr
         assert "secret" not in done.stderr
+
+
+def test_a_file_locked_past_busy_timeout_waits_for_the_migration_lock(tmp_path: Path) -> None:
+    """A process that finds the SQLite file locked longer than busy_timeout (another one
+    migrating it on a busy machine) waits for the migration lock rather than failing."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")  # as a migration's write transaction holds it
+    released = threading.Timer(6.0, holder.execute, args=("COMMIT",))  # past busy_timeout (5 s)
+    released.start()
+    try:
+        migrations.upgrade(f"sqlite:///{path}")
+    finally:
+        released.join()
+        holder.close()
+    assert migrations.status(f"sqlite:///{path}").at_head

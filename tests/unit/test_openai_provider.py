@@ -306,3 +306,30 @@ async def test_a_compressed_answer_is_measured_as_it_is_inflated(server: FaultMo
         with pytest.raises(ApplicationError) as err:
             await model.propose(INPUT)
         assert err.value.type == errors.MODEL_UNAVAILABLE and said in err.value.message
+
+
+async def test_a_compressed_answer_is_read_whole_or_not_at_all(server: FaultModelServer) -> None:
+    """Cut short, it is refused (a part of an answer is no answer); in two gzip members, or
+    labelled "gzip, identity", it is read; an error status is classified by its status even
+    when its body is in an encoding not read here."""
+    honest = completion({"content": '{"intent": "x"}'})
+    packed = gzip.compress(honest)
+    server.verbatim = [
+        (200, packed[: len(packed) // 2], {"Content-Encoding": "gzip"}),
+        (
+            200,
+            gzip.compress(honest[:20]) + gzip.compress(honest[20:]),
+            {"Content-Encoding": "gzip"},
+        ),
+        (200, packed, {"Content-Encoding": "gzip, identity"}),
+        (401, b"\x00\x01", {"Content-Encoding": "br"}),
+    ]
+    model = provider(server, breaker_failures=10)
+    with pytest.raises(ApplicationError) as err:
+        await model.propose(INPUT)
+    assert err.value.type == errors.MODEL_UNAVAILABLE and "gzip data cut short" in err.value.message
+    for _ in range(2):
+        assert (await model.propose(INPUT)).content == '{"intent": "x"}'
+    with pytest.raises(ApplicationError) as err:
+        await model.propose(INPUT)
+    assert err.value.type == errors.MODEL_REJECTED and err.value.non_retryable

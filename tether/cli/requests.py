@@ -83,10 +83,11 @@ def ask(
             "request_id": rid,
             "workflow_id": handle.id,
             "ui": tether.ui_link(rid),
-            "started": new,  # false: this request was already there (same id, same request)
+            # false: this request was already there (same id, same request); null: unknown
+            "started": new,
         }
         # The request id first: what `tether approvals` and `tether audit` take.
-        verb = "started request" if new else "attached to request"
+        verb = "attached to request" if new is False else "started request"
         said = f"{verb} {rid} (workflow {handle.id}): {started['ui']}"
         if not wait:
             emit(started) if as_json else out.print(said)

@@ -29,7 +29,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, MetaData, inspect, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tether.db import hidden, make_engine
 from tether.errors import MigrationError
@@ -105,9 +105,15 @@ def target_metadata() -> MetaData:
 def upgrade(url: str | Engine) -> None:
     """Bring the database to head; safe to call from many processes at once."""
     with _opened(url) as engine, _clear(engine):
-        with engine.connect() as conn:
-            if _revision(conn) == head():
-                return
+        try:
+            with engine.connect() as conn:
+                if _revision(conn) == head():
+                    return
+        except OperationalError:
+            if engine.dialect.name != "sqlite":
+                raise
+            # Locked by a process migrating it longer than busy_timeout (a slow or busy
+            # machine): wait for that process's migration lock below instead.
         with _locked(engine) as conn:
             found = _revision(conn)
             if found == head():
