@@ -78,14 +78,14 @@ def said(text: str) -> str:
 
 # Where a clause begins: a negation or a question is its own clause's, not a neighbour's
 # ("Sorry it didn't arrive, so we have sent it" says it was sent). A colon does not end
-# one ("your parcel: it has been sent").
+# one ("your parcel: it has been sent"), nor a comma inside a number ("$5,000.00").
 _CLAUSE_BREAK = re.compile(
-    r"[,;\n\u2014]|\b(?:but|so|and|however|although|though|while|whereas|once|when|after"
+    r"[,;](?=\s|$)|[\n\u2014]|\b(?:but|so|and|however|although|though|while|whereas|once|when|after"
     r"|because|since|if|unless)\b",
     re.IGNORECASE,
 )
 _NEGATION = re.compile(r"\b(?:not|never|no|none|nothing|cannot|no longer)\b|n't\b", re.I)
-_STOP = re.compile(r"[.!?\n]")
+_STOP = re.compile(r"[.!?](?=\s|$)|\n")  # not the point in "$5,000.00"
 
 
 def clause(text: str, start: int, end: int) -> tuple[int, int]:

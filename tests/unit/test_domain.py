@@ -219,6 +219,11 @@ def reply_facts(body: str, *, refund: int | None = None) -> Facts:
             ["reply_claims_unplanned_refund"],
         ),
         ("Thanks for waiting\nRefund issued", None, ["reply_claims_unplanned_refund"]),
+        (
+            "Good news: a refund of $5,000.00 for ORD-1002 has been approved and sent.",
+            None,
+            ["reply_names_unplanned_amount", "reply_claims_unplanned_refund"],
+        ),
         # And no claim where its own clause says otherwise.
         ("No refund has been issued.", None, []),
         ("Once your return has been processed, a refund will follow.", None, []),
