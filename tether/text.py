@@ -84,7 +84,9 @@ _CLAUSE_BREAK = re.compile(
     r"|because|since|if|unless)\b",
     re.IGNORECASE,
 )
-_NEGATION = re.compile(r"\b(?:not|never|no|none|nothing|cannot|no longer)\b|n't\b", re.I)
+# Not a bare "no": "No worries we have sent it" says it was sent (a pack's own patterns
+# refuse "no <thing>").
+_NEGATION = re.compile(r"\b(?:not|never|none|cannot|no longer)\b|n't\b", re.I)
 _STOP = re.compile(r"[.!?](?=\s|$)|\n")  # not the point in "$5,000.00"
 
 

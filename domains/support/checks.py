@@ -20,9 +20,9 @@ _CLAIM = re.compile(
     rf"\b(?:we|i|was|were|been|has|have|had|'ve)\s+{_GAP}refunded\b"
     # "your refund has been processed", "the refund of $40 was issued", "refund went through";
     # not a refund *request* that was sent on to someone
-    rf"|\brefund\b(?!\s+request)\s+{_GAP}(?:has|have|had|was|were|is now|is being|went|has gone)"
+    rf"|(?<!\bno\s)\brefund\b(?!\s+request)\s+{_GAP}(?:has|have|had|was|were|is now|is being|went|has gone)"
     rf"\s+(?:been\s+)?(?:now\s+)?(?:fully\s+)?{_DONE}"
-    rf"|\brefund(?:'s| is)\s+(?:been\s+|now\s+)?(?:on its way|complete|completed|done|{_DONE})"
+    rf"|(?<!\bno\s)\brefund(?:'s| is)\s+(?:been\s+|now\s+)?(?:on its way|complete|completed|done|{_DONE})"
     # "Refund complete.", "refund issued"
     r"|^\W*refund\s+(?:complete|completed|done|issued|processed|approved)\b"
     # "we issued your refund", "processed a full refund"
@@ -31,7 +31,7 @@ _CLAIM = re.compile(
 )
 # Or any sentence about a refund (not a request for one) that says something was done:
 # "You will see the refund on your card: it has been processed."
-_ABOUT = re.compile(r"\brefund\b(?!\s+request)", re.IGNORECASE)
+_ABOUT = re.compile(r"(?<!\bno\s)\brefund\b(?!\s+request)", re.IGNORECASE)  # not "no refund"
 _WAS_DONE = re.compile(
     rf"\b(?:has|have|had|was|were|is now)\s+(?:been\s+)?(?:now\s+)?(?:fully\s+)?{_DONE}\b",
     re.IGNORECASE,

@@ -224,6 +224,7 @@ def reply_facts(body: str, *, refund: int | None = None) -> Facts:
             None,
             ["reply_names_unplanned_amount", "reply_claims_unplanned_refund"],
         ),
+        ("No worries we have refunded your order.", None, ["reply_claims_unplanned_refund"]),
         # And no claim where its own clause says otherwise.
         ("No refund has been issued.", None, []),
         ("Once your return has been processed, a refund will follow.", None, []),
