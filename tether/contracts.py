@@ -608,6 +608,9 @@ class LiveShadowInput(Frozen):
     model_queue: str = Field(description="the live run's, for a candidate that names none")
     timeouts: Timeouts = Timeouts()
     decided_at: datetime
+    # The live run's rule for an intent's thresholds (tether.policy.decide ``plans``): the
+    # candidate is judged as the live request was.
+    plans: bool = True
 
 
 class ShadowStart(Frozen):

@@ -50,13 +50,15 @@ _LOOK_ALIKES = (
     "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0458\u0455\u0501\u04bb"
     "\u051b\u051d\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422"
     "\u0425"
-    # Greek o i v, A B E Z H I K M N O P T Y X
+    # Greek o i v, A B E Z H I K M N O P T Y X, and p
     "\u03bf\u03b9\u03bd\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d"
-    "\u039f\u03a1\u03a4\u03a5\u03a7"
+    "\u039f\u03a1\u03a4\u03a5\u03a7\u03c1"
+    # Cyrillic I l S J; Armenian n u o h; Latin alpha and script g
+    "\u0406\u04cf\u0405\u0408\u0578\u057d\u0585\u0570\u0251\u0261"
 )
 _AS_SEEN = str.maketrans(
     {"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'"}
-    | dict(zip(_LOOK_ALIKES, "aeopcyxijsdhqwABEKMHOPCTXoivABEZHIKMNOPTYX", strict=True))
+    | dict(zip(_LOOK_ALIKES, "aeopcyxijsdhqwABEKMHOPCTXoivABEZHIKMNOPTYXpIlSJnuohag", strict=True))
 )
 
 

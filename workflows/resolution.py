@@ -384,6 +384,7 @@ class ResolutionWorkflow:
             model_queue=self._model_queue,
             timeouts=inp.timeouts,
             decided_at=workflow.now(),
+            plans=self._plans,
         )
         here = workflow.info().workflow_id
         if steps.since_latest(steps.SHADOW_STARTED):

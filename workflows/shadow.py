@@ -130,7 +130,7 @@ class LiveShadowWorkflow:
             inp.facts, pack, pinned.policy, timeouts, candidate.model_queue or inp.model_queue
         )
         facts = await steps.verify(facts, timeouts, pinned.compute_queue)
-        decision = decide(facts, pinned.policy, pack, inp.decided_at)
+        decision = decide(facts, pinned.policy, pack, inp.decided_at, plans=inp.plans)
         shadow = candidates.shadow_decision(
             facts,
             decision,

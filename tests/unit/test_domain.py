@@ -205,6 +205,8 @@ def reply_facts(body: str, *, refund: int | None = None) -> Facts:
             ["reply_claims_unplanned_refund"],
         ),
         ("Your r\u0435fund has been issued.", None, ["reply_claims_unplanned_refund"]),
+        ("We have ref\u057dnded your order.", None, ["reply_claims_unplanned_refund"]),
+        ("We have refu\u0578ded your order.", None, ["reply_claims_unplanned_refund"]),
         ("We have refunded 5000.", 4_000, ["reply_names_unplanned_amount"]),
         ("Your refund has been issued: 159.", 4_000, ["reply_names_unplanned_amount"]),
         # A negation or a question in another clause or line hides no claim.
