@@ -32,20 +32,16 @@ class AuditEntry(Frozen):
     compensates: int | None = Field(default=None, description="the step this entry undid (saga)")
 
 
-# How a person's last word reads beside a decision that asked for it.
-_SETTLED = {"reject": "rejected", "expired": "no one decided in time"}
-
-
 def settled_by(outcome: Outcome) -> str | None:
     """What ended a request that asked for a person without acting ("rejected by lead@x:
     reason"), or None: the decision stays the one that asked (approval), and read alone it
     would pass for one still waiting."""
-    last = next((r for r in reversed(outcome.reviews) if r.verdict in ("approve", *_SETTLED)), None)
+    verdicts = ("approve", "reject", "expired")
+    last = next((r for r in reversed(outcome.reviews) if r.verdict in verdicts), None)
     if last is None or last.verdict == "approve":
         return None
-    if last.verdict == "expired":
-        return f"{_SETTLED['expired']}: {last.reason}" if last.reason else _SETTLED["expired"]
-    return f"rejected by {last.approver}" + (f": {last.reason}" if last.reason else "")
+    said = f"rejected by {last.approver}" if last.verdict == "reject" else "no one decided in time"
+    return f"{said}: {last.reason}" if last.reason else said
 
 
 def audit(outcome: Outcome) -> list[AuditEntry]:

@@ -369,21 +369,12 @@ class Store:
     def expect_shadow(self, request_id: str, candidate: str, digest: str, at: datetime) -> None:
         """Write down the input a live run gives the candidate's own run; the first one
         written stands (a retried start writes the same; the live run gives one input)."""
-        mine = (shadow_starts.c.request_id == request_id) & (shadow_starts.c.candidate == candidate)
-        with self.engine.begin() as conn:
-            if conn.execute(select(shadow_starts.c.input_sha256).where(mine)).first() is None:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(
-                            shadow_starts.insert().values(
-                                request_id=request_id,
-                                candidate=candidate,
-                                input_sha256=digest,
-                                at=at,
-                            )
-                        )
-                except IntegrityError:
-                    pass  # written meanwhile by another attempt: that one stands
+        row = {"request_id": request_id, "candidate": candidate, "input_sha256": digest, "at": at}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(shadow_starts.insert().values(**row))
+        except IntegrityError:
+            pass  # written by an earlier attempt: that one stands
 
     def expected_shadow(self, request_id: str, candidate: str) -> str | None:
         """The digest of the input the live run gave the candidate's own run, if it started it."""

@@ -111,6 +111,18 @@ def asserted(text: str, start: int, end: int) -> bool:
     return stop is None or stop.group() != "?"
 
 
+def own_sentences(text: str, sources: list[str], *, min_length: int = 3) -> list[str]:
+    """The sentences of ``text`` (read by ``said``) that are not copied from one of
+    ``sources`` (texts read by ``said`` too): a copy is the source's word, however it wraps
+    its lines."""
+    flat = [" ".join(source.split()) for source in sources]
+    return [
+        s
+        for s in split_sentences(said(text), min_length=min_length)
+        if not any(" ".join(s.split()) in source for source in flat)
+    ]
+
+
 def split_claims(text: str, *, min_length: int = 3) -> list[str]:
     """``text`` cut wherever one claim may end and another begin (see ``_CLAIM_END``)."""
     return [s.strip() for s in _CLAIM_END.split(text) if len(s.strip()) >= min_length]

@@ -24,7 +24,7 @@ from tether.config import PolicyConfig
 from tether.contracts import Facts, Finding, ToolCall
 from tether.domain import ReferenceKind
 from tether.policy import Allow, Escalate, Reject, Verdict, writes_of
-from tether.text import asserted, said, split_sentences
+from tether.text import asserted, own_sentences, said
 
 from .planner import asked_member, asked_services, describe_asset
 from .tools import ASSET, ASSET_ID, GROUP_ID, HOST_ID, REGISTRY, Asset
@@ -290,7 +290,6 @@ def note_tells_the_truth(facts: Facts) -> Iterator[Finding]:
     cited = set(facts.proposal.citations)
     sources = [said(p.text) for p in facts.evidence.passages if p.passage_id in cited]
     sources += [said(r.text) for r in facts.context if r.citation_id in cited]
-    flat = [" ".join(text.split()) for text in sources]  # a copy wraps lines as it likes
     planned = {c.tool for c in facts.proposal.tool_calls}
     notes = [
         str(c.arguments.get("body", ""))
@@ -301,11 +300,7 @@ def note_tells_the_truth(facts: Facts) -> Iterator[Finding]:
     if facts.proposal.answer.strip() not in {b.strip() for b in notes}:
         told.append(("the answer", facts.proposal.answer))
     for where, text in told:
-        own = [
-            s
-            for s in split_sentences(said(text))
-            if not any(" ".join(s.split()) in t for t in flat)
-        ]
+        own = own_sentences(text, sources)
         claimed = {
             tool
             for s in own

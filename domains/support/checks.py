@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 
 from tether.contracts import Facts, Finding
-from tether.text import asserted, clause, said, split_sentences
+from tether.text import asserted, clause, own_sentences, said
 
 from .money import Amount, amounts_in, usd
 
@@ -108,7 +108,6 @@ def reply_tells_the_truth(facts: Facts) -> Iterator[Finding]:
     sources = [said(p.text) for p in facts.evidence.passages if p.passage_id in cited]
     sources += [said(r.text) for r in facts.context if r.citation_id in cited]
     known = {(a.cents, a.currency) for text in sources for a in amounts_in(text)}
-    flat = [" ".join(text.split()) for text in sources]  # a copy wraps lines as it likes
     calls = facts.proposal.tool_calls
     refunds = [int(c.arguments["amount_cents"]) for c in calls if c.tool == "issue_refund"]
     paid = {*refunds, sum(refunds)} if refunds else set()
@@ -120,11 +119,7 @@ def reply_tells_the_truth(facts: Facts) -> Iterator[Finding]:
     for where, text in told:
         # Whole sentences (a line break or a semicolon does not cut a claim in two, but
         # ends its clause), each with the words around its numbers.
-        own = [
-            s
-            for s in split_sentences(said(text), min_length=1)
-            if not any(" ".join(s.split()) in t for t in flat)
-        ]
+        own = own_sentences(text, sources, min_length=1)
         claims = [s for s in own if _claims(s)]
         # Where it says a refund was made, what the plan pays (beside which a cited amount
         # may stand: "$40 of your $159 order"); elsewhere, what a cited source states too.
