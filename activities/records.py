@@ -21,13 +21,16 @@ from tether.drift import alert, detect, post
 from tether.evaluation import EvaluationInput, EvaluationReport, evaluate
 from tether.incident import evaluation_events
 from tether.overlay import TETHER, Overlay, OverlayQuery, OverlaySwitch
+from tether.policystore import PolicyStore
 from tether.shadow import DatasetCases, DatasetRef
+from tether.signing import SignatureRefused, verify_feedback
 from tether.store import Store
 
 
 class RecordActivities:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, policies: PolicyStore | None = None) -> None:
         self._store = store
+        self._policies = policies  # the directories signed feedback is verified by
 
     @activity.defn
     def record_outcome(self, outcome: Outcome) -> None:
@@ -101,7 +104,7 @@ class RecordActivities:
         now = datetime.now(UTC)
         start = inp.start(now)
         window = self._store.outcomes_between(start, now, domain=inp.domain)
-        scores, report = evaluate(window, self._store.later, inp.config, now=now)
+        scores, report = evaluate(window, self._store.heard, inp.config, now=now)
         self._store.record_scores(scores, now)
         baseline = self._store.outcomes_between(
             start - timedelta(days=inp.baseline_days), start, domain=inp.domain
@@ -199,7 +202,7 @@ class RecordActivities:
         now = datetime.now(UTC)
         start = inp.start(now)
         window = self._store.outcomes_between(start, now, domain=inp.domain)
-        sets = carve(window, self._store.later, slo_ms=inp.config.latency_slo_ms)
+        sets = carve(window, self._store.heard, slo_ms=inp.config.latency_slo_ms)
         return {name: self._store.save_dataset(name, cases, now) for name, cases in sets.items()}
 
     @activity.defn
@@ -211,10 +214,38 @@ class RecordActivities:
         return DatasetCases(name=ref.name, version=version, cases=cases)
 
     @activity.defn
-    def attach_feedback(self, item: LaterFeedback) -> None:
-        if not self._store.attach_feedback(item, datetime.now(UTC)):
-            raise ApplicationError(
-                f"no outcome for request {item.request_id}",
-                type="UnknownRequest",
-                non_retryable=True,
-            )
+    def attach_feedback(self, item: LaterFeedback) -> str | None:
+        """Attach ``item`` to its outcome; who vouched for it (None: unverified, kept and
+        counted by nothing that learns). A signed item is verified against the active
+        directory of its outcome's domain, as of when the feedback arrived (a retry after an
+        outage does not expire it): a bad signature, or a key not there, revoked or signed
+        long ago, is refused and nothing is kept."""
+        vouched_by = self._vouched(item) if item.signature is not None else None
+        if not self._store.attach_feedback(item, datetime.now(UTC), vouched_by=vouched_by):
+            raise self._unknown(item)
+        return vouched_by
+
+    def _vouched(self, item: LaterFeedback) -> str:
+        outcome = self._store.outcome(item.request_id)
+        if outcome is None:
+            raise self._unknown(item)
+        active = self._policies.active(outcome.domain) if self._policies else None
+        if active is None:
+            raise _refused("no_directory", f"no {outcome.domain} policy is active to vouch by")
+        arrived = activity.info().scheduled_time
+        try:
+            return verify_feedback(item, active.policy, arrived)
+        except SignatureRefused as refused:
+            raise _refused(refused.code, refused.detail) from None
+
+    @staticmethod
+    def _unknown(item: LaterFeedback) -> ApplicationError:
+        return ApplicationError(
+            f"no outcome for request {item.request_id}", type="UnknownRequest", non_retryable=True
+        )
+
+
+def _refused(code: str, detail: str) -> ApplicationError:
+    return ApplicationError(
+        f"{code}: {detail}", code, type=errors.FEEDBACK_REFUSED, non_retryable=True
+    )

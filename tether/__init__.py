@@ -9,12 +9,13 @@ from typing import Any
 
 from tether.config import Settings
 from tether.contracts import Decision, DecisionAction, Mode, Outcome, Request
-from tether.errors import InvalidRequest, ReviewRejected, TetherError
+from tether.errors import FeedbackRefused, InvalidRequest, ReviewRejected, TetherError
 
 __version__ = "0.1.0"
 __all__ = [
     "Decision",
     "DecisionAction",
+    "FeedbackRefused",
     "InvalidRequest",
     "Mode",
     "Outcome",

@@ -45,7 +45,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from tether import names, packs, search
+from tether import errors, names, packs, search
 from tether.audit import AuditEntry, audit
 from tether.codec import data_converter
 from tether.config import Settings
@@ -68,6 +68,7 @@ from tether.contracts import (
 from tether.domain import DomainPack
 from tether.errors import (
     ConfigurationError,
+    FeedbackRefused,
     InvalidRequest,
     RequestConflict,
     ReviewRejected,
@@ -716,9 +717,16 @@ class Tether:
         detail: str,
         source: str = "api",
         at: datetime | None = None,
-    ) -> None:
+        reporter: str | None = None,
+        key: SigningKey | None = None,
+    ) -> str | None:
         """Attach what happened later (a complaint, a reversal, a correction) to the outcome of
-        ``request_id``; sending the same feedback again is harmless."""
+        ``request_id``; sending the same feedback again is harmless. Returns who vouched for
+        it: ``reporter``, whose entry in the domain's approver directory signs it (with
+        ``key``, else their key from ``Settings.keyring``), or None when no reporter is
+        named: then it is kept on the record, unverified, and nothing that learns (live
+        evaluation, datasets, calibration, candidates) counts it. Raises FeedbackRefused when
+        the worker cannot verify the signature; nothing is kept then."""
         try:
             item = LaterFeedback.model_validate(
                 {
@@ -731,20 +739,36 @@ class Tether:
             )
         except ValidationError as err:
             raise invalid(err, "feedback") from None
+        if reporter is not None:
+            key = key or self.keys().get(reporter)
+            if key is None or key.approver != reporter:
+                raise InvalidRequest(
+                    [
+                        f"reporter: no key of {reporter}'s held (Settings.keyring, or "
+                        "key=): `tether keys new` makes one for the directory"
+                    ]
+                )
+            now = await self._clock() if self._clock else datetime.now(UTC)
+            item = key.vouch(item, now)
         digest = hashlib.sha256(item.model_dump_json().encode()).hexdigest()[:16]
         try:
-            await self.client.execute_workflow(
+            vouched_by: str | None = await self.client.execute_workflow(
                 names.FEEDBACK,
                 item,
                 id=f"feedback-{request_id}-{digest}",
                 task_queue=self.settings.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                result_type=str | None,  # type: ignore[arg-type]
             )
         except WorkflowFailureError as err:
             cause = err.cause.cause if isinstance(err.cause, ActivityError) else err.cause
             if isinstance(cause, ApplicationError) and cause.type == "UnknownRequest":
                 raise InvalidRequest([f"request_id: {cause.message}"]) from None
+            if isinstance(cause, ApplicationError) and cause.type == errors.FEEDBACK_REFUSED:
+                code = str(cause.details[0]) if cause.details else "refused"
+                raise FeedbackRefused(code, cause.message.removeprefix(f"{code}: ")) from None
             raise
+        return vouched_by
 
     def ui_link(self, request_id: str) -> str:
         return (

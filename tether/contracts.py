@@ -771,3 +771,17 @@ class LaterFeedback(Frozen):
     detail: str = Field(min_length=1, max_length=2_000)
     source: str = Field(default="api", max_length=64)
     at: datetime | None = None  # when it happened; default: when it is recorded
+    # Who vouches for it: an entry of the domain's approver directory (a person, or a
+    # service such as the helpdesk with a role no tier names), proven by ``signature``
+    # (tether/signing.py). What the learning loop counts is vouched for; the rest is kept
+    # on the record, unverified.
+    reporter: str | None = Field(default=None, min_length=1, max_length=200)
+    signature: Signature | None = None
+
+    @model_validator(mode="after")
+    def _signed_by_its_reporter(self) -> LaterFeedback:
+        if (self.reporter is None) != (self.signature is None):
+            raise ValueError(
+                "a reporter and a signature come together (tether feedback --reporter)"
+            )
+        return self

@@ -8,6 +8,7 @@ Client side (Python exceptions)::
     ├── RequestConflict    a request id already names another request (other subject, text
     │                      or domain): nothing was started, nothing of the other is shown
     ├── ReviewRejected     an approval Update was refused; ``.code`` says why
+    ├── FeedbackRefused    signed feedback was refused (``.code``: bad_signature, unknown_key…)
     ├── ConfigurationError this deployment's settings break a pack's contract (a policy
     │   │                  override): found when a client or worker starts
     │   └── MigrationError the store's database cannot be opened (bad URL, no driver, down)
@@ -23,6 +24,8 @@ Inside Temporal (``ApplicationError.type``; non-retryable unless noted)::
     ShadowRefused          a candidate's decision recorded from a run other than the one that
                            may decide it (by id), or over another run's
     ReviewRefused          an Update validator refused a review (code in details[0])
+    FeedbackRefused        signed feedback its reporter cannot vouch for (code in details[0]):
+                           nothing of it was kept
     InvalidDocument        a knowledge source cannot be read (no such folder, not allowed,
                            too large, not text): nothing of it was indexed
     InvalidToolCall        unknown tool or arguments that break its input model
@@ -50,6 +53,7 @@ NO_POLICY = "NoPolicy"
 ALREADY_RESOLVED = "AlreadyResolved"
 SHADOW_REFUSED = "ShadowRefused"
 REVIEW_REFUSED = "ReviewRefused"
+FEEDBACK_REFUSED = "FeedbackRefused"
 INVALID_DOCUMENT = "InvalidDocument"
 INVALID_TOOL_CALL = "InvalidToolCall"
 PERMISSION_DENIED = "PermissionDenied"
@@ -122,5 +126,14 @@ class MigrationError(ConfigurationError):
 class ReviewRejected(TetherError):
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(f"review refused ({code}): {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class FeedbackRefused(TetherError):
+    """Signed feedback its reporter cannot vouch for; nothing of it was kept."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"feedback refused ({code}): {detail}")
         self.code = code
         self.detail = detail

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tether.config import PolicyConfig, key_id
-from tether.contracts import Edit, Proposal, Review, Signature
+from tether.contracts import Edit, LaterFeedback, Proposal, Review, Signature
 from tether.handed import read_small
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,14 @@ def statement(message: Review | Edit, workflow_id: str, signed_at: datetime, kid
     return _canonical(signed)
 
 
+def feedback_statement(item: LaterFeedback, signed_at: datetime, kid: str) -> bytes:
+    """The bytes a reporter signs for feedback: every field of it but the signature. Its own
+    tag: an approval's signature is never feedback's, nor the other way round."""
+    signed = item.model_dump(mode="json", exclude={"signature"})
+    return _canonical({**signed, "tether": "feedback/1", "key_id": kid,
+                       "signed_at": signed_at.isoformat()})  # fmt: skip
+
+
 def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
@@ -109,6 +117,13 @@ class SigningKey:
             raise ValueError(f"this key signs for {self.approver}, not {message.approver}")
         value = self.private.sign(statement(message, workflow_id, now, self.id))
         return Signature(key_id=self.id, signed_at=now, value=base64.b64encode(value).decode())
+
+    def vouch(self, item: LaterFeedback, now: datetime) -> LaterFeedback:
+        """``item`` reported by this key's holder, signed at ``now`` (timezone-aware)."""
+        item = item.model_copy(update={"reporter": self.approver, "signature": None})
+        value = self.private.sign(feedback_statement(item, now, self.id))
+        signature = Signature(key_id=self.id, signed_at=now, value=base64.b64encode(value).decode())
+        return item.model_copy(update={"signature": signature})
 
     def save(self, path: Path) -> None:
         """Write the key file, readable by its owner only, never over an existing one."""
@@ -167,23 +182,37 @@ def verify(message: Review | Edit, policy: PolicyConfig, workflow_id: str, now: 
     sig = message.signature
     if sig is None:
         raise SignatureRefused("unsigned", "a review must be signed with the approver's key")
+    signed = statement(message, workflow_id, sig.signed_at, sig.key_id)
+    _verified(message.approver, sig, signed, policy, now, "this review of this request")
+
+
+def verify_feedback(item: LaterFeedback, policy: PolicyConfig, now: datetime) -> str:
+    """The reporter who vouches for ``item``, or SignatureRefused as ``verify`` raises it:
+    signed, lately, by a live key its reporter holds in ``policy``'s directory."""
+    sig = item.signature
+    if sig is None or item.reporter is None:
+        raise SignatureRefused("unsigned", "feedback is vouched for by its reporter's signature")
+    signed = feedback_statement(item, sig.signed_at, sig.key_id)
+    _verified(item.reporter, sig, signed, policy, now, "this feedback")
+    return item.reporter
+
+
+def _verified(
+    signer: str, sig: Signature, signed: bytes, policy: PolicyConfig, now: datetime, what: str
+) -> None:
     found = policy.key(sig.key_id)
-    if found is None or found[0] != message.approver:
+    if found is None or found[0] != signer:
         raise SignatureRefused(
-            "unknown_key", f"key {sig.key_id} is not one of {message.approver}'s in the directory"
+            "unknown_key", f"key {sig.key_id} is not one of {signer}'s in the directory"
         )
     _, key = found
     if key.revoked_at is not None and now >= key.revoked_at:  # the workflow's clock, not theirs
         raise SignatureRefused("revoked_key", f"key {sig.key_id} was revoked at {key.revoked_at}")
     try:  # a key the directory holds that is no curve point is as good as a wrong signature
         public = Ed25519PublicKey.from_public_bytes(base64.b64decode(key.public_key))
-        public.verify(
-            base64.b64decode(sig.value), statement(message, workflow_id, sig.signed_at, sig.key_id)
-        )
+        public.verify(base64.b64decode(sig.value), signed)
     except (InvalidSignature, ValueError):
-        raise SignatureRefused(
-            "bad_signature", "the signature does not match this review of this request"
-        ) from None
+        raise SignatureRefused("bad_signature", f"the signature does not match {what}") from None
     if sig.signed_at > now + CLOCK_SKEW:
         raise SignatureRefused(
             "expired",

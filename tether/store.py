@@ -109,6 +109,9 @@ later_feedback = Table(
     Column("source", String(64), nullable=False),
     Column("digest", String(64), nullable=False, unique=True),
     Column("at", DateTime(timezone=True), nullable=False),
+    # The reporter whose signature the worker verified (revision 0009); NULL: unverified,
+    # kept on the record and counted by nothing that learns.
+    Column("vouched_by", String(200)),
 )
 
 # Live evaluation: the scores of each sampled outcome.
@@ -562,14 +565,20 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    def attach_feedback(self, item: LaterFeedback, at: datetime) -> bool:
+    def attach_feedback(
+        self, item: LaterFeedback, at: datetime, *, vouched_by: str | None = None
+    ) -> bool:
         """Attach to its outcome; False when no outcome has that request id. Idempotent: the
         same feedback sent twice is kept once, and a requester's voice (a complaint, a
-        confirmation) once per request and source whatever its words, so that saying it fifty
-        times counts once. When it happened is the caller's, within reason: not before the
-        outcome, not after ``at`` (now)."""
+        confirmation) once per request, source and reporter whatever its words, so that
+        saying it fifty times counts once. When it happened is the caller's, within reason:
+        not before the outcome, not after ``at`` (now). ``vouched_by``: the reporter whose
+        signature was verified (the caller's to check); None, it is kept unverified."""
         said = {"detail"} if item.kind in VOICE_FEEDBACK else set()
-        digest = hashlib.sha256(item.model_dump_json(exclude={"at", *said}).encode()).hexdigest()
+        kept = item.model_copy(update={"reporter": vouched_by})  # signed again, the same
+        digest = hashlib.sha256(
+            kept.model_dump_json(exclude={"at", "signature", *said}).encode()
+        ).hexdigest()
         with self.engine.begin() as conn:
             known = conn.execute(
                 select(outcomes.c.finished_at).where(outcomes.c.request_id == item.request_id)
@@ -591,18 +600,29 @@ class Store:
                         source=item.source,
                         digest=digest,
                         at=happened,
+                        vouched_by=vouched_by,
                     )
                 )
         return True
 
-    def later(self, request_id: str) -> list[dict[str, Any]]:
+    def later(self, request_id: str, *, vouched: bool = False) -> list[dict[str, Any]]:
+        """The feedback attached to a request's outcome, oldest first; ``vouched``: only
+        what a reporter vouched for (what evaluation, datasets, calibration and candidates
+        count: ``heard``)."""
         query = (
             select(later_feedback)
             .where(later_feedback.c.request_id == request_id)
             .order_by(later_feedback.c.at, later_feedback.c.id)
         )
+        if vouched:
+            query = query.where(later_feedback.c.vouched_by.is_not(None))
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    def heard(self, request_id: str) -> list[dict[str, Any]]:
+        """What the learning loop counts of a request's later feedback: what a reporter in
+        its domain's directory vouched for. Unverified feedback is anyone's word."""
+        return self.later(request_id, vouched=True)
 
     def record_scores(self, scores: dict[str, dict[str, float]], at: datetime) -> None:
         """Idempotent by request id: a re-evaluation replaces the earlier scores."""

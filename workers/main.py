@@ -238,7 +238,7 @@ def resolution_worker(
     """Workflows plus the activities that wait on I/O (tools, records, policy) and, with
     ``compute`` (one process serves everything), the CPU-heavy ones as well."""
     tools = ToolActivities(res.packs, res.systems, res.ledger)
-    records = RecordActivities(res.store)
+    records = RecordActivities(res.store, res.policies)
     # Where this worker's workflows send CPU-heavy work: here, or the compute queue.
     elsewhere = None if compute else res.settings.compute_queue
     policy = PolicyActivities(

@@ -8,7 +8,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from tether import names
+    from tether import errors, names
     from tether.activities.records import RecordActivities
     from tether.contracts import LaterFeedback
 
@@ -16,12 +16,14 @@ with workflow.unsafe.imports_passed_through():
 @workflow.defn(name=names.FEEDBACK)
 class FeedbackWorkflow:
     @workflow.run
-    async def run(self, item: LaterFeedback) -> None:
-        await workflow.execute_activity_method(
+    async def run(self, item: LaterFeedback) -> str | None:
+        """Who vouched for it (None: kept unverified)."""
+        return await workflow.execute_activity_method(
             RecordActivities.attach_feedback,
             item,
             start_to_close_timeout=timedelta(seconds=15),
             retry_policy=RetryPolicy(
-                maximum_attempts=0, non_retryable_error_types=["UnknownRequest"]
+                maximum_attempts=0,
+                non_retryable_error_types=["UnknownRequest", errors.FEEDBACK_REFUSED],
             ),
         )

@@ -122,7 +122,12 @@ async def test_a_candidate_decides_beside_live_traffic_and_never_acts(
     await forged_shadows_are_refused(deployed, live[0], found[live[0].request_id])
 
     # Its record against live and people: the two finished requests are compared.
-    await tether.feedback(live[0].request_id, kind="confirmation", detail="it arrived")
+    await tether.feedback(
+        live[0].request_id,
+        kind="confirmation",
+        detail="it arrived",
+        reporter="agent@northwind.example",
+    )
     report = cli(deployed, "candidate", "status", "--domain", "support")
     print(report)  # docs/learning-loop.md shows it
     assert "shadowed 3, with a live outcome 2" in report

@@ -37,6 +37,7 @@ SHIPPING = ("How long does standard shipping take to Ohio?", "C-101")
 SMALL = ("Please refund $40 for the headlamp on ORD-1005, it is too dim.", "C-100")
 RECOVERY = timedelta(seconds=45)
 CONFIG = EvaluationConfig(sample_rate=1.0, overlay_recovery=RECOVERY)
+REPORTER = "agent@northwind.example"  # in the tests' support directory: vouches for feedback
 
 
 async def evaluate(tether: Tether, since: datetime) -> EvaluationReport:
@@ -81,8 +82,17 @@ async def test_a_fast_burn_holds_every_write_for_a_person_until_it_recovers(
     for text, subject in [STATUS, SHIPPING] * 3:
         bad.append(await tether.resolve(ticket(text, subject)))
     assert all(o.decision.action is DecisionAction.AUTO for o in bad), [o.decision for o in bad]
+    # Anyone's word first: unsigned complaints, five each, switch nothing.
+    first = min(o.started_at for o in bad)
     for o in bad:
-        await tether.feedback(o.request_id, kind="complaint", detail="the answer was wrong")
+        for n in range(5):
+            await tether.feedback(o.request_id, kind="complaint", detail=f"wrong ({n})")
+    assert (await evaluate(tether, first)).overlays == []
+    assert store.overlay_for("support", "order_status") is None
+    for o in bad:  # vouched for by a reporter in the directory
+        await tether.feedback(
+            o.request_id, kind="complaint", detail="the answer was wrong", reporter=REPORTER
+        )
     assert store.overlay_for("support", "order_status") is None
     server = tether.client.service_client.config.target_host
     operator = deployed.settings.model_copy(update={"temporal_address": server})
@@ -153,7 +163,9 @@ async def test_a_fast_burn_holds_every_write_for_a_person_until_it_recovers(
 
     # 4. A new burn switches it on again; a person clears it from the command line.
     for o in good:
-        await tether.feedback(o.request_id, kind="complaint", detail="wrong again")
+        await tether.feedback(
+            o.request_id, kind="complaint", detail="wrong again", reporter=REPORTER
+        )
     [on_again] = (await evaluate(tether, calm_since)).overlays
     assert on_again.on and on_again.overlay.id != overlay.id
     shown = tether_cli(deployed.settings, "overlay", "status", "--json")

@@ -112,7 +112,7 @@ def calibrate_command(
     try:
         report = calibration.calibrate(
             outcomes,
-            store.later,
+            store.heard,
             active.policy,
             domain=pack.name,
             intents=pack.intents,

@@ -84,7 +84,7 @@ def candidate_status(
     store = Store(settings.resolved_store_url())
     shadows = store.shadow_decisions(pack.name, run["name"])
     outcomes = {s.request_id: o for s in shadows if (o := store.outcome(s.request_id))}
-    later = {rid: store.later(rid) for rid in outcomes}
+    later = {rid: store.heard(rid) for rid in outcomes}
     report = status(pack.name, run["candidate"], shadows, outcomes, later)
     store.close()
     if as_json:

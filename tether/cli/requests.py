@@ -23,7 +23,7 @@ from tether.cli.apps import app, approvals
 from tether.cli.output import JSON, dump, emit, err, fail, kept_text, out, run
 from tether.config import Settings
 from tether.contracts import Outcome, PendingApproval, Review, ReviewReceipt, Stage
-from tether.errors import InvalidRequest, RequestConflict, ReviewRejected
+from tether.errors import FeedbackRefused, InvalidRequest, RequestConflict, ReviewRejected
 from tether.signing import KeyFileError, SigningKey, keyring, proposal_digest
 from tether.text import hidden
 
@@ -559,16 +559,36 @@ def feedback_command(
     kind: str = typer.Option(..., help="complaint, reversal, clawback, confirmation or correction"),
     detail: str = typer.Option(..., help="what happened"),
     source: str = typer.Option("cli", help="where it came from"),
+    reporter: str | None = typer.Option(
+        None,
+        "--reporter",
+        help="who vouches for it: an entry of the domain's approver directory, signing with "
+        "--key; without one it is kept unverified and nothing that learns counts it",
+    ),
+    key: Path | None = KEY,
 ) -> None:
-    """Attach what happened later to a request's outcome (used by evaluation)."""
+    """Attach what happened later to a request's outcome (counted by evaluation, datasets,
+    calibration and candidates when a reporter vouches for it)."""
     from tether.client import Tether
+
+    signer = signing_key(key, reporter) if reporter is not None else None
 
     async def main() -> None:
         tether = await Tether.connect()
         try:
-            await tether.feedback(request_id, kind=kind, detail=detail, source=source)
+            vouched_by = await tether.feedback(
+                request_id, kind=kind, detail=detail, source=source, reporter=reporter, key=signer
+            )
         except InvalidRequest as error:
             fail(error)
-        out.print(f"{kind} attached to {request_id}")
+        except FeedbackRefused as error:
+            fail(error, 1)
+        if vouched_by is None:
+            out.print(
+                f"{kind} attached to {request_id}, unverified: kept on the record, counted by "
+                "nothing that learns (--reporter NAME --key FILE vouches for it)"
+            )
+        else:
+            out.print(f"{kind} attached to {request_id}, vouched for by {vouched_by}")
 
     run(main())
