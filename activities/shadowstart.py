@@ -6,19 +6,19 @@ own work). The run started is independent: the live run never waits for it or he
 Before it starts the run, it writes down a digest of the input it gives it (the store's
 shadow starts): the candidate's run records its decision only on that input
 (RecordActivities.record_shadow), so a run started by hand under the candidate's id, before
-or after, with facts of its own, records nothing."""
+or after, with facts of its own, records nothing; one started before is replaced."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from temporalio import activity
-from temporalio.common import Priority, WorkflowIDReusePolicy
+from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from tether import names
 from tether.candidates import input_digest
-from tether.contracts import ShadowStart
+from tether.contracts import LiveShadowInput, ShadowStart
 from tether.store import Store
 
 
@@ -28,26 +28,59 @@ class ShadowStarts:
 
     @activity.defn
     async def start_shadow(self, inp: ShadowStart) -> bool:
-        """Start the candidate's run; False when it was started already (an earlier attempt,
-        or someone else: then its decision is not kept, the digest being another's)."""
+        """Start the candidate's run; False when an earlier attempt started it. A run of
+        someone else's that holds the id (started by hand, before the live run, on an input
+        of its own) can record nothing: it is put aside and the candidate's run started in
+        its place, so that no one can keep a request from being shadowed by taking its id."""
         shadow = inp.input
+        digest = input_digest(shadow)
         self._store.expect_shadow(
-            shadow.facts.request.request_id,
-            shadow.candidate.name,
-            input_digest(shadow),
-            datetime.now(UTC),
+            shadow.facts.request.request_id, shadow.candidate.name, digest, datetime.now(UTC)
         )
         try:
-            await activity.client().start_workflow(
-                names.LIVE_SHADOW,
-                shadow,
-                id=inp.workflow_id,
-                task_queue=inp.task_queue,
-                # One run per (candidate, request), ever: a retried start finds it.
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                priority=Priority(priority_key=inp.priority),
-                static_summary=inp.summary,
-            )
+            # One run per (candidate, request): a retried start finds it.
+            await self._start(inp, WorkflowIDReusePolicy.REJECT_DUPLICATE)
         except WorkflowAlreadyStartedError:
-            return False
+            if await self._given(inp) == digest:
+                return False
+            activity.logger.warning(
+                "%s was held by a run on another input: replaced by the candidate's own run",
+                inp.workflow_id,
+            )
+            await self._start(
+                inp,
+                WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                WorkflowIDConflictPolicy.TERMINATE_EXISTING,
+            )
         return True
+
+    async def _start(
+        self,
+        inp: ShadowStart,
+        reuse: WorkflowIDReusePolicy,
+        conflict: WorkflowIDConflictPolicy = WorkflowIDConflictPolicy.UNSPECIFIED,
+    ) -> None:
+        await activity.client().start_workflow(
+            names.LIVE_SHADOW,
+            inp.input,
+            id=inp.workflow_id,
+            task_queue=inp.task_queue,
+            id_reuse_policy=reuse,
+            id_conflict_policy=conflict,
+            priority=Priority(priority_key=inp.priority),
+            static_summary=inp.summary,
+        )
+
+    @staticmethod
+    async def _given(inp: ShadowStart) -> str | None:
+        """The digest of the input the run now holding the id was started with; None when it
+        cannot be read as a candidate's input."""
+        client = activity.client()
+        async for event in client.get_workflow_handle(inp.workflow_id).fetch_history_events():
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            try:
+                [given] = await client.data_converter.decode(payloads, [LiveShadowInput])
+            except Exception:  # not a candidate's input at all: not ours either
+                return None
+            return input_digest(given)
+        return None

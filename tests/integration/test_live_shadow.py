@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
@@ -308,7 +308,8 @@ async def test_a_candidate_on_the_live_model_decides_in_the_run_another_in_the_s
         await client.get_workflow_handle(f"shadow-lenient-{large.id}").describe()
     await large.terminate("test over")
     small = await tether.submit(ticket(SMALL[1], SMALL[0]))  # live acts on its own
-    assert (await small.result()).decision.action is DecisionAction.AUTO
+    refunded = await small.result()
+    assert refunded.decision.action is DecisionAction.AUTO
     await replay_and_keep(small, "shadow_in_run_auto")
 
     res.policies.stop_candidate("support", by="carol")
@@ -316,8 +317,33 @@ async def test_a_candidate_on_the_live_model_decides_in_the_run_another_in_the_s
         name="own", policy_version=version, model_queue=settings.model_queue, share=1.0
     )
     res.policies.start_candidate("support", own, by="carol")
-    status = await tether.resolve(ticket(STATUS[1], STATUS[0]))
+    # Someone takes the id the next request's candidate run will have, on facts of their
+    # own, before its live run starts: their run is put aside, the request still shadowed.
+    rid = new_id("preempted")
+    assert refunded.request is not None and refunded.evidence is not None
+    taken = await client.start_workflow(
+        names.LIVE_SHADOW,
+        LiveShadowInput(
+            domain="support",
+            candidate=own,
+            facts=Facts(
+                domain="support",
+                request=refunded.request.model_copy(update={"request_id": rid}),
+                evidence=refunded.evidence,
+            ),
+            model_queue=settings.model_queue,
+            decided_at=refunded.finished_at,
+        ),
+        id=names.live_shadow_id("own", rid),
+        task_queue=settings.shadow_queue or settings.task_queue,
+    )
+    status = await tether.resolve(ticket(STATUS[1], STATUS[0], rid=rid))
     [proposed] = await shadows(res.store, "own", 1)
+    first = client.get_workflow_handle(taken.id, run_id=taken.result_run_id)
+    assert (await first.describe()).status in (
+        WorkflowExecutionStatus.FAILED,  # it ended first, refused: the live run started none
+        WorkflowExecutionStatus.TERMINATED,  # replaced while it ran
+    )
     assert not proposed.on_live_proposal and proposed.request_id == status.request_id
     # Kept on the input the live run wrote down when it started the run, and no other.
     given = res.store.expected_shadow(status.request_id, "own")
