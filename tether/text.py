@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from tether.lookalikes import LOOK_ALIKES, PROTOTYPES
+
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 # Where a claim ends in text that is checked claim by claim: a sentence end, with or without
 # a space after it ("...in 5 days.It was paid..."), a semicolon, a line break, or another
@@ -43,22 +45,14 @@ def split_sentences(text: str, *, min_length: int = 3) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if len(s.strip()) >= min_length]
 
 
-# One apostrophe, and the Cyrillic and Greek letters that look like Latin ones ("paid" with
-# a Cyrillic a): what a pattern reads is what a reader sees.
-_LOOK_ALIKES = (
-    # Cyrillic a e o p c y x i j s d h q w, A B E K M H O P C T X
-    "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0458\u0455\u0501\u04bb"
-    "\u051b\u051d\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422"
-    "\u0425"
-    # Greek o i v, A B E Z H I K M N O P T Y X, and p
-    "\u03bf\u03b9\u03bd\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d"
-    "\u039f\u03a1\u03a4\u03a5\u03a7\u03c1"
-    # Cyrillic I l S J; Armenian n u o h; Latin alpha and script g
-    "\u0406\u04cf\u0405\u0408\u0578\u057d\u0585\u0570\u0251\u0261"
-)
+# One apostrophe, and Latin for what a reader takes for it ("paid" with a Cyrillic a): what a
+# pattern reads is what a reader sees. Unicode's confusables (tether/lookalikes.py) map the
+# letters that look like a capital I to "l", as a skeleton does; these three are read as I.
+_READ_AS_I = {"\u0399": "I", "\u0406": "I", "\u04cf": "l"}
 _AS_SEEN = str.maketrans(
     {"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'"}
-    | dict(zip(_LOOK_ALIKES, "aeopcyxijsdhqwABEKMHOPCTXoivABEZHIKMNOPTYXpIlSJnuohag", strict=True))
+    | dict(zip(LOOK_ALIKES, PROTOTYPES, strict=True))
+    | _READ_AS_I
 )
 
 

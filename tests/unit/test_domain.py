@@ -207,6 +207,11 @@ def reply_facts(body: str, *, refund: int | None = None) -> Facts:
         ("Your r\u0435fund has been issued.", None, ["reply_claims_unplanned_refund"]),
         ("We have ref\u057dnded your order.", None, ["reply_claims_unplanned_refund"]),
         ("We have refu\u0578ded your order.", None, ["reply_claims_unplanned_refund"]),
+        # Look-alikes from any script Unicode's confusables name: Cherokee, Lisu, Latin small
+        # capitals, a Coptic gamma, a dotless i.
+        ("We have \u13a1efun\ua4d2ed your order.", None, ["reply_claims_unplanned_refund"]),
+        ("Your \u2c85efund has been \u0131ssued.", None, ["reply_claims_unplanned_refund"]),
+        ("We have ref\u1d1cnded your order.", None, ["reply_claims_unplanned_refund"]),
         ("We have refunded 5000.", 4_000, ["reply_names_unplanned_amount"]),
         ("Your refund has been issued: 159.", 4_000, ["reply_names_unplanned_amount"]),
         # A negation or a question in another clause or line hides no claim.
