@@ -212,6 +212,10 @@ def reply_facts(body: str, *, refund: int | None = None) -> Facts:
         ("We have \u13a1efun\ua4d2ed your order.", None, ["reply_claims_unplanned_refund"]),
         ("Your \u2c85efund has been \u0131ssued.", None, ["reply_claims_unplanned_refund"]),
         ("We have ref\u1d1cnded your order.", None, ["reply_claims_unplanned_refund"]),
+        # Another script's digits are the number they say, not look-alike letters.
+        ("We have refunded $\u0967\u0966\u0966.", 100, ["reply_names_unplanned_amount"]),
+        ("We have refunded $\u0967\u0966\u0966.", 10_000, []),
+        ("We have refunded $\u09ea\u09e6.", 800, ["reply_names_unplanned_amount"]),
         ("We have refunded 5000.", 4_000, ["reply_names_unplanned_amount"]),
         ("Your refund has been issued: 159.", 4_000, ["reply_names_unplanned_amount"]),
         # A negation or a question in another clause or line hides no claim.

@@ -12,8 +12,8 @@ from tether.text import said
 
 
 def derived() -> dict[str, str]:
-    """Every single character whose one ASCII letter or digit look-alike the data names, and
-    that NFKC leaves alone (the full-width and mathematical forms are NFKC's)."""
+    """Every single character, not a number, whose one ASCII letter look-alike the data
+    names, and that NFKC leaves alone (the full-width and mathematical forms are NFKC's)."""
     data = json.loads(
         (files("confusable_homoglyphs") / "confusables.json").read_text(encoding="utf-8")
     )
@@ -21,8 +21,10 @@ def derived() -> dict[str, str]:
     for char, glyphs in data.items():
         if len(char) != 1 or char.isascii() or unicodedata.normalize("NFKC", char) != char:
             continue
+        if unicodedata.category(char) in ("Nd", "Nl", "No"):  # a number reads as one
+            continue
         latin = {g["c"] for g in glyphs if len(g["c"]) == 1 and g["c"].isascii()}
-        latin = {c for c in latin if c.isalnum()}
+        latin = {c for c in latin if c.isalpha()}
         if len(latin) == 1:
             table[char] = latin.pop()
     return dict(sorted(table.items()))
@@ -41,3 +43,9 @@ def test_what_a_reader_sees_is_what_is_read() -> None:
     assert said("\u0399ssued, \u0406ssued, pa\u0131d") == "Issued, Issued, paid"
     # What the data does not name stays as it is: a reply in Russian is not rewritten whole.
     assert said("\u0434\u0430") == "\u0434a"
+    # Digits stay the numbers they are (Devanagari 100, Bengali 40, Persian 150), and a
+    # letter is never read as a digit (a Cyrillic Ze, be).
+    assert said("\u0967\u0966\u0966 \u09ea\u09e6 \u06f1\u06f5\u06f0") == (
+        "\u0967\u0966\u0966 \u09ea\u09e6 \u06f1\u06f5\u06f0"
+    )
+    assert said("\u0417\u0431") == "\u0417\u0431"
