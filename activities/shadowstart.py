@@ -10,9 +10,11 @@ or after, with facts of its own, records nothing; one started before is replaced
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from temporalio import activity
+from temporalio.api.common.v1 import Payload
 from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -33,15 +35,17 @@ class ShadowStarts:
         of its own) can record nothing: it is put aside and the candidate's run started in
         its place, so that no one can keep a request from being shadowed by taking its id."""
         shadow = inp.input
+        request_id, candidate = shadow.facts.request.request_id, shadow.candidate.name
         digest = input_digest(shadow)
-        self._store.expect_shadow(
-            shadow.facts.request.request_id, shadow.candidate.name, digest, datetime.now(UTC)
-        )
+        self._store.expect_shadow(request_id, candidate, digest, datetime.now(UTC))
         try:
             # One run per (candidate, request): a retried start finds it.
             await self._start(inp, WorkflowIDReusePolicy.REJECT_DUPLICATE)
         except WorkflowAlreadyStartedError:
-            if await self._given(inp) == digest:
+            # Only the input first written down is ever recorded: an attempt that would give
+            # another (the live run reset, its facts gathered again) replaces nothing.
+            expected = self._store.expected_shadow(request_id, candidate)
+            if expected != digest or await self._holds(inp) == expected:
                 return False
             activity.logger.warning(
                 "%s was held by a run on another input: replaced by the candidate's own run",
@@ -72,15 +76,30 @@ class ShadowStarts:
         )
 
     @staticmethod
-    async def _given(inp: ShadowStart) -> str | None:
-        """The digest of the input the run now holding the id was started with; None when it
-        cannot be read as a candidate's input."""
+    async def _holds(inp: ShadowStart) -> str | None:
+        """The digest of the input of the run now holding the id, if it is a candidate's run
+        as this worker starts one (its type, on its queue); None for anything else. A payload
+        the codec cannot decrypt (a key this worker lacks) fails the attempt, to be retried:
+        it may be the live run's own."""
         client = activity.client()
         async for event in client.get_workflow_handle(inp.workflow_id).fetch_history_events():
-            payloads = event.workflow_execution_started_event_attributes.input.payloads
-            try:
-                [given] = await client.data_converter.decode(payloads, [LiveShadowInput])
-            except Exception:  # not a candidate's input at all: not ours either
+            started = event.workflow_execution_started_event_attributes
+            if (started.workflow_type.name, started.task_queue.name) != (
+                names.LIVE_SHADOW,
+                inp.task_queue,
+            ):
                 return None
-            return input_digest(given)
+            payloads: Sequence[Payload] = started.input.payloads
+            if len(payloads) != 1:
+                return None
+            codec = client.data_converter.payload_codec
+            if codec is not None:
+                payloads = await codec.decode(payloads)
+            try:
+                [given] = client.data_converter.payload_converter.from_payloads(
+                    payloads, [LiveShadowInput]
+                )
+            except (ValueError, TypeError, KeyError, RuntimeError):  # conversion's own errors
+                return None
+            return input_digest(given) if isinstance(given, LiveShadowInput) else None
         return None

@@ -363,6 +363,20 @@ async def test_a_candidate_on_the_live_model_decides_in_the_run_another_in_the_s
     ]
     assert len(rows(deployed, "refunds")) == 1  # the live small refund, nothing else
 
+    # Taken by a run no worker takes (another type, on a queue nobody polls): still running
+    # when the live run comes, so it is terminated, and the request shadowed all the same.
+    again = new_id("preempted")
+    squatter = await client.start_workflow(
+        "NotAShadow",
+        "anything",
+        id=names.live_shadow_id("own", again),
+        task_queue=new_id("nobody-polls"),
+    )
+    await tether.resolve(ticket(STATUS[1], STATUS[0], rid=again))
+    assert again in {s.request_id for s in await shadows(res.store, "own", 2)}
+    held = client.get_workflow_handle(squatter.id, run_id=squatter.result_run_id)
+    assert (await held.describe()).status is WorkflowExecutionStatus.TERMINATED
+
 
 async def test_a_candidate_policy_that_cannot_decide_leaves_the_live_request_alone(
     deployed: Deployment,
