@@ -214,25 +214,26 @@ class RecordActivities:
         return DatasetCases(name=ref.name, version=version, cases=cases)
 
     @activity.defn
-    def attach_feedback(self, item: LaterFeedback) -> str | None:
+    def attach_feedback(self, item: LaterFeedback, arrived: datetime | None = None) -> str | None:
         """Attach ``item`` to its outcome; who vouched for it (None: unverified, kept and
         counted by nothing that learns). A signed item is verified against the active
-        directory of its outcome's domain, as of when the feedback arrived (a retry after an
-        outage does not expire it): a bad signature, or a key not there, revoked or signed
-        long ago, is refused and nothing is kept."""
-        vouched_by = self._vouched(item) if item.signature is not None else None
+        directory of its outcome's domain as of ``arrived`` (when its workflow started: an
+        outage of the workers, or a retry, does not expire it): a bad signature, or a key
+        not there, revoked or signed long before, is refused and nothing is kept."""
+        vouched_by = None
+        if item.signature is not None:
+            vouched_by = self._vouched(item, arrived or activity.info().scheduled_time)
         if not self._store.attach_feedback(item, datetime.now(UTC), vouched_by=vouched_by):
             raise self._unknown(item)
         return vouched_by
 
-    def _vouched(self, item: LaterFeedback) -> str:
+    def _vouched(self, item: LaterFeedback, arrived: datetime) -> str:
         outcome = self._store.outcome(item.request_id)
         if outcome is None:
             raise self._unknown(item)
         active = self._policies.active(outcome.domain) if self._policies else None
         if active is None:
             raise _refused("no_directory", f"no {outcome.domain} policy is active to vouch by")
-        arrived = activity.info().scheduled_time
         try:
             return verify_feedback(item, active.policy, arrived)
         except SignatureRefused as refused:

@@ -723,8 +723,8 @@ class Tether:
         """Attach what happened later (a complaint, a reversal, a correction) to the outcome of
         ``request_id``; sending the same feedback again is harmless. Returns who vouched for
         it: ``reporter``, whose entry in the domain's approver directory signs it (with
-        ``key``, else their key from ``Settings.keyring``), or None when no reporter is
-        named: then it is kept on the record, unverified, and nothing that learns (live
+        ``key``, else their key from ``Settings.keyring``; ``key`` alone names its holder),
+        or None when no reporter is named: then it is kept on the record, unverified, and nothing that learns (live
         evaluation, datasets, calibration, candidates) counts it. Raises FeedbackRefused when
         the worker cannot verify the signature; nothing is kept then."""
         try:
@@ -739,6 +739,7 @@ class Tether:
             )
         except ValidationError as err:
             raise invalid(err, "feedback") from None
+        reporter = reporter or (key.approver if key else None)  # a key says whose it is
         if reporter is not None:
             key = key or self.keys().get(reporter)
             if key is None or key.approver != reporter:

@@ -112,6 +112,8 @@ later_feedback = Table(
     # The reporter whose signature the worker verified (revision 0009); NULL: unverified,
     # kept on the record and counted by nothing that learns.
     Column("vouched_by", String(200)),
+    # The key its signature was made with: after a key is compromised, what it vouched for.
+    Column("vouched_key", String(16)),
 )
 
 # Live evaluation: the scores of each sampled outcome.
@@ -601,6 +603,9 @@ class Store:
                         digest=digest,
                         at=happened,
                         vouched_by=vouched_by,
+                        vouched_key=item.signature.key_id
+                        if vouched_by and item.signature
+                        else None,
                     )
                 )
         return True

@@ -18,9 +18,10 @@ class FeedbackWorkflow:
     @workflow.run
     async def run(self, item: LaterFeedback) -> str | None:
         """Who vouched for it (None: kept unverified)."""
+        # When it arrived: a signature is judged as of then, not after a worker outage.
         return await workflow.execute_activity_method(
             RecordActivities.attach_feedback,
-            item,
+            args=[item, workflow.info().start_time],
             start_to_close_timeout=timedelta(seconds=15),
             retry_policy=RetryPolicy(
                 maximum_attempts=0,

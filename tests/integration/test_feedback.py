@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
-from tests.conftest import new_id
+from tests.conftest import new_id, replay_and_keep
 from tests.processes import tether_cli
 from tether import errors, names
 from tether.client import Tether
@@ -32,6 +32,18 @@ async def resolved(tether: Tether) -> str:
         {"request_id": rid, "subject": "C-100", "requester": "C-100", "text": "Where is ORD-1001?"}
     )
     return rid
+
+
+async def feedback_run(tether: Tether, rid: str) -> WorkflowHandle[object, object]:
+    """The one feedback run of ``rid``, once visibility lists it."""
+    query = f"WorkflowType = '{names.FEEDBACK}' AND WorkflowId STARTS_WITH 'feedback-{rid}-'"
+    for _ in range(100):
+        found = [w.id async for w in tether.client.list_workflows(query)]
+        if found:
+            [wid] = found
+            return tether.client.get_workflow_handle(wid)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no feedback run of {rid} listed")
 
 
 async def test_later_feedback_is_attached_to_its_outcome(
@@ -61,6 +73,7 @@ async def test_signed_feedback_is_heard_and_forged_feedback_kept_out(
     rid = await resolved(tether)
     vouched = await tether.feedback(rid, kind="complaint", detail="late", reporter=AGENT)
     assert vouched == AGENT
+    await replay_and_keep(await feedback_run(tether, rid), "feedback_vouched")
     [heard] = resources.store.heard(rid)
     assert (heard["kind"], heard["vouched_by"]) == ("complaint", AGENT)
 

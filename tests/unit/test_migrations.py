@@ -187,6 +187,7 @@ LATER = [
     ("add_index", "uq_tether_candidates_running"),  # 0007
     ("add_table", "tether_shadow_starts"),  # 0008
     ("add_column", "tether_later_feedback.vouched_by"),  # 0009
+    ("add_column", "tether_later_feedback.vouched_key"),
 ]
 
 

@@ -4,14 +4,20 @@ approver directory holds, over every word of it and the request it names."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
 from tests.unit.builders import KEYS, staffed
 from tests.unit.test_store import outcome
+from tether import errors
+from tether.activities.records import RecordActivities
 from tether.contracts import LaterFeedback, Review
 from tether.domains.support import PACK
+from tether.policystore import PolicyStore
 from tether.signing import SignatureRefused, SigningKey, verify_feedback
 from tether.store import Store
 
@@ -35,19 +41,19 @@ def test_a_reporter_in_the_directory_vouches_and_decides_nothing() -> None:
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("change", "code"),
     [
-        {"request_id": "r-2"},  # moved to another customer's request
-        {"kind": "confirmation"},
-        {"detail": "all fine"},
-        {"source": "ledger"},
-        {"at": NOW - timedelta(days=1)},
-        {"reporter": "manager@northwind.example"},  # claimed for someone else
+        ({"request_id": "r-2"}, "bad_signature"),  # moved to another customer's request
+        ({"kind": "confirmation"}, "bad_signature"),
+        ({"detail": "all fine"}, "bad_signature"),
+        ({"source": "ledger"}, "bad_signature"),
+        ({"at": NOW - timedelta(days=1)}, "bad_signature"),
+        ({"reporter": "manager@northwind.example"}, "unknown_key"),  # claimed for another
     ],
 )
-def test_every_word_is_signed(change: dict[str, object]) -> None:
+def test_every_word_is_signed(change: dict[str, object], code: str) -> None:
     signed = KEYS[HELPDESK].vouch(ITEM, NOW)
-    assert refused(signed.model_copy(update=change)) in {"bad_signature", "unknown_key"}
+    assert refused(signed.model_copy(update=change)) == code
 
 
 def test_a_key_the_directory_does_not_hold_is_unknown() -> None:
@@ -111,3 +117,42 @@ def test_the_loop_hears_what_was_vouched_for_and_once(tmp_path: object) -> None:
         assert len(store.later("r-1")) == 2
     finally:
         store.close()
+
+
+def test_the_worker_vouches_by_the_directory_as_of_arrival(tmp_path: Path) -> None:
+    """RecordActivities.attach_feedback as a worker runs it: the domain's active directory,
+    the time the feedback arrived (its workflow's start), and nothing kept when refused."""
+    url = f"sqlite:///{tmp_path}/store.db"
+    store, policies = Store(url), PolicyStore(url)
+    try:
+        policies.add("support", CONFIG, by="test")
+        policies.activate("support", CONFIG.version, by="test", reason="directory")
+        done = outcome("r-1", followup=False)
+        store.record_outcome(done)
+        worker = ActivityEnvironment()
+        records = RecordActivities(store, policies)
+        signed = KEYS[HELPDESK].vouch(ITEM, NOW)
+        # Judged as of its arrival (its workflow's start), not when the activity runs (later).
+        late = worker.run(records.attach_feedback, signed, NOW + timedelta(minutes=1))
+        assert late == HELPDESK
+        [kept] = store.heard("r-1")
+        assert (kept["vouched_by"], kept["vouched_key"]) == (HELPDESK, KEYS[HELPDESK].id)
+        assert worker.run(records.attach_feedback, ITEM, NOW) is None  # kept, unverified
+        assert len(store.later("r-1")) == 2
+
+        old = KEYS[HELPDESK].vouch(ITEM.model_copy(update={"kind": "confirmation"}), NOW)
+        for refusal, code in [
+            (lambda: worker.run(records.attach_feedback, old, NOW + timedelta(hours=1)), "expired"),
+            (lambda: worker.run(RecordActivities(store).attach_feedback, old, NOW), "no_directory"),
+        ]:
+            with pytest.raises(ApplicationError) as refused_here:
+                refusal()
+            assert refused_here.value.type == errors.FEEDBACK_REFUSED
+            assert refused_here.value.details == (code,)
+        assert len(store.later("r-1")) == 2  # nothing of the refused kept
+        stranger = KEYS[HELPDESK].vouch(ITEM.model_copy(update={"request_id": "nobody"}), NOW)
+        with pytest.raises(ApplicationError, match="no outcome for request nobody"):
+            worker.run(records.attach_feedback, stranger, NOW)
+    finally:
+        store.close()
+        policies.close()

@@ -1,5 +1,6 @@
-"""Who vouched for later feedback (a reporter in the domain's directory, by signature): the
-learning loop counts only feedback someone vouched for; the rest stays on the record.
+"""Who vouched for later feedback (a reporter in the domain's directory, by signature) and
+with which key: the learning loop counts only feedback someone vouched for; the rest stays
+on the record (feedback kept before this revision: vouched for by nobody).
 
 Revision ID: 0009
 Revises: 0008
@@ -19,8 +20,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("tether_later_feedback") as table:
         table.add_column(sa.Column("vouched_by", sa.String(200), nullable=True))
+        table.add_column(sa.Column("vouched_key", sa.String(16), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("tether_later_feedback") as table:
+        table.drop_column("vouched_key")
         table.drop_column("vouched_by")
