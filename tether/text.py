@@ -47,8 +47,9 @@ def split_sentences(text: str, *, min_length: int = 3) -> list[str]:
 
 # One apostrophe, and Latin for what a reader takes for it ("paid" with a Cyrillic a): what a
 # pattern reads is what a reader sees. Unicode's confusables (tether/lookalikes.py) map the
-# letters that look like a capital I to "l", as a skeleton does; these three are read as I.
-_READ_AS_I = {"\u0399": "I", "\u0406": "I", "\u04cf": "l"}
+# letters that look like a capital I to "l", as a skeleton does; Greek and Cyrillic capital I
+# are read as the I they are written for.
+_READ_AS_I = {"\u0399": "I", "\u0406": "I"}
 _AS_SEEN = str.maketrans(
     {"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'"}
     | dict(zip(LOOK_ALIKES, PROTOTYPES, strict=True))
