@@ -18,7 +18,7 @@ from tether import errors, names
 from tether.client import Tether
 from tether.contracts import LaterFeedback
 from tether.errors import FeedbackRefused, InvalidRequest
-from tether.signing import SigningKey
+from tether.signing import SigningKey, key_file
 from tether.workers.main import Resources
 
 pytestmark = pytest.mark.integration
@@ -136,4 +136,16 @@ async def test_the_command_says_whether_it_was_vouched_for(
     )
     assert stranger.returncode == 1, stranger.stderr
     assert "feedback refused (unknown_key)" in stranger.stderr
-    assert [f["vouched_by"] for f in resources.store.later(rid)] == [None, AGENT]
+    # A key alone (as TETHER_APPROVER_KEY gives an approver's) vouches as its holder.
+    assert tether.settings.keyring is not None
+    theirs = key_file(tether.settings.keyring, "lead@northwind.example")
+    held = await asyncio.to_thread(
+        feedback, "--detail", "late, said by the lead", "--key", str(theirs)
+    )
+    assert held.returncode == 0, held.stderr
+    assert "vouched for by lead@northwind.example" in held.stdout
+    assert [f["vouched_by"] for f in resources.store.later(rid)] == [
+        None,
+        AGENT,
+        "lead@northwind.example",
+    ]

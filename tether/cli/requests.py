@@ -563,7 +563,8 @@ def feedback_command(
         None,
         "--reporter",
         help="who vouches for it: an entry of the domain's approver directory, signing with "
-        "--key; without one it is kept unverified and nothing that learns counts it",
+        "--key (a key alone vouches as its holder); with neither it is kept unverified and "
+        "nothing that learns counts it",
     ),
     key: Path | None = KEY,
 ) -> None:
@@ -571,13 +572,20 @@ def feedback_command(
     calibration and candidates when a reporter vouches for it)."""
     from tether.client import Tether
 
-    signer = signing_key(key, reporter) if reporter is not None else None
+    signer = None
+    if reporter is not None:
+        signer = signing_key(key, reporter)
+    elif key is not None:  # a key alone (--key, TETHER_APPROVER_KEY) names its holder
+        try:
+            signer = SigningKey.load(key)
+        except KeyFileError as error:
+            fail(error)
 
     async def main() -> None:
         tether = await Tether.connect()
         try:
             vouched_by = await tether.feedback(
-                request_id, kind=kind, detail=detail, source=source, reporter=reporter, key=signer
+                request_id, kind=kind, detail=detail, source=source, key=signer
             )
         except InvalidRequest as error:
             fail(error)
