@@ -473,9 +473,13 @@ class Tether:
         if key is None:
             return message
         if now is None:
-            now = await self._clock() if self._clock else datetime.now(UTC)
+            now = await self._now()
         signature = key.sign(message, workflow_id_for(request_id), now)
         return message.model_copy(update={"signature": signature})
+
+    async def _now(self) -> datetime:
+        """The time a signature claims (the workflows' clock: see ``clock``)."""
+        return await self._clock() if self._clock else datetime.now(UTC)
 
     async def _decide(
         self, request_id: str, update: str, message: Review | Edit, key: SigningKey | None
@@ -749,8 +753,7 @@ class Tether:
                         "key=): `tether keys new` makes one for the directory"
                     ]
                 )
-            now = await self._clock() if self._clock else datetime.now(UTC)
-            item = key.vouch(item, now)
+            item = key.vouch(item, await self._now())
         digest = hashlib.sha256(item.model_dump_json().encode()).hexdigest()[:16]
         try:
             vouched_by: str | None = await self.client.execute_workflow(

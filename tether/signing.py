@@ -115,15 +115,17 @@ class SigningKey:
         """``message`` signed for ``workflow_id`` at ``now`` (timezone-aware)."""
         if message.approver != self.approver:
             raise ValueError(f"this key signs for {self.approver}, not {message.approver}")
-        value = self.private.sign(statement(message, workflow_id, now, self.id))
-        return Signature(key_id=self.id, signed_at=now, value=base64.b64encode(value).decode())
+        return self._signature(statement(message, workflow_id, now, self.id), now)
 
     def vouch(self, item: LaterFeedback, now: datetime) -> LaterFeedback:
         """``item`` reported by this key's holder, signed at ``now`` (timezone-aware)."""
         item = item.model_copy(update={"reporter": self.approver, "signature": None})
-        value = self.private.sign(feedback_statement(item, now, self.id))
-        signature = Signature(key_id=self.id, signed_at=now, value=base64.b64encode(value).decode())
+        signature = self._signature(feedback_statement(item, now, self.id), now)
         return item.model_copy(update={"signature": signature})
+
+    def _signature(self, signed: bytes, now: datetime) -> Signature:
+        value = base64.b64encode(self.private.sign(signed)).decode()
+        return Signature(key_id=self.id, signed_at=now, value=value)
 
     def save(self, path: Path) -> None:
         """Write the key file, readable by its owner only, never over an existing one."""

@@ -280,12 +280,12 @@ def as_shown(
     return digest
 
 
-def signing_key(path: Path | None, approver: str) -> SigningKey:
+def signing_key(path: Path | None, approver: str | None) -> SigningKey:
     """The key in ``path``, else ``approver``'s in TETHER_KEYRING; it must sign for
-    ``approver``. Refused here, in one line, before anything connects: the workflow refuses
-    an unsigned verdict anyway."""
+    ``approver`` (None: whoever holds the key in ``path``). Refused here, in one line, before
+    anything connects: the workflow refuses an unsigned verdict anyway."""
     try:
-        key = SigningKey.load(path) if path else keyring(Settings().keyring).get(approver)
+        key = SigningKey.load(path) if path else keyring(Settings().keyring).get(approver or "")
     except KeyFileError as error:
         fail(error)
     if key is None:
@@ -293,7 +293,7 @@ def signing_key(path: Path | None, approver: str) -> SigningKey:
             f"no key signs for {approver}: pass --key FILE (made by tether keys new), or set "
             "TETHER_APPROVER_KEY to it, or TETHER_KEYRING to a folder holding it"
         )
-    if key.approver != approver:
+    if approver is not None and key.approver != approver:
         fail(f"{path} signs for {key.approver}, not {approver}")
     return key
 
@@ -572,14 +572,8 @@ def feedback_command(
     calibration and candidates when a reporter vouches for it)."""
     from tether.client import Tether
 
-    signer = None
-    if reporter is not None:
-        signer = signing_key(key, reporter)
-    elif key is not None:  # a key alone (--key, TETHER_APPROVER_KEY) names its holder
-        try:
-            signer = SigningKey.load(key)
-        except KeyFileError as error:
-            fail(error)
+    # A key alone (--key, TETHER_APPROVER_KEY) vouches as its holder.
+    signer = signing_key(key, reporter) if reporter is not None or key is not None else None
 
     async def main() -> None:
         tether = await Tether.connect()
