@@ -6,7 +6,7 @@ cents, never as a small one); an amount spelled the usual ways reads back as wri
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, Overflow
 
 import pytest
 from hypothesis import given
@@ -60,7 +60,10 @@ def _written(text: str) -> Decimal:
     factor *= 1 if _says_cents(seen) else 100
     try:
         return Decimal(digits) * factor
-    except InvalidOperation:  # an exponent past what Decimal holds: nothing, or past any cap
+    except (
+        InvalidOperation,
+        Overflow,
+    ):  # an exponent past what Decimal holds: nothing, or past any cap
         mantissa, _, exponent = digits.lower().partition("e")
         nothing = Decimal(mantissa) == 0 or exponent.startswith("-")
         return Decimal(0) if nothing else Decimal("Infinity")
