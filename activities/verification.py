@@ -5,7 +5,9 @@ sentence by sentence, in the passages or context records the proposal cites; cit
 point at what was retrieved or read; tool arguments must agree with the request (the records
 they name mentioned in it, the subject the request's, no other record named in outbound text
 than those the request, the knowledge or the records read for it state)
-and with the pack's own argument checks; the context read must belong to the subject.
+and with the pack's own argument checks; the context read must belong to the subject. The
+request's intent is read again from the request alone (tether.intents), so that the intent
+the proposal names moves no threshold unless the verifier reads it too.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from tether import errors
 from tether.contracts import Facts, Finding, Verification, VerifyInput
 from tether.domain import DomainPack
 from tether.embeddings import Embedder
+from tether.intents import IntentReader
 from tether.sentencevectors import SentenceVectors
 from tether.text import split_claims, split_sentences
 
@@ -117,8 +120,10 @@ class VerificationActivities:
         *,
         grounding_similarity: float = 0.7,
         sentence_vectors: SentenceVectors | None = None,
+        intents: IntentReader | None = None,
     ) -> None:
         self._embedder = embedder
+        self._intents = intents or IntentReader(embedder, packs)
         # Cited passages' sentences were embedded at ingest: read, not embedded again.
         self._known = sentence_vectors or SentenceVectors(embedder)
         self._packs = {pack.name: pack for pack in packs}
@@ -218,8 +223,20 @@ class VerificationActivities:
             for r in inp.context
             if r.owner is not None and r.owner != inp.request.subject
         ]
+        # The request's intent, read from the request alone: the proposal's is the model's word.
+        read = self._intents.read(inp.request.text, inp.domain)
+        intent = read.intent if read is not None else None
+        if intent is not None and intent != proposal.intent:
+            findings.append(
+                Finding(
+                    code="intent_disagrees",
+                    severity="info",
+                    detail=f"the request reads as {intent}; the proposal names {proposal.intent}",
+                )
+            )
         return Verification(
             grounding=grounded / len(sentences) if sentences else 0.0,
             sentences=len(sentences),
             findings=findings,
+            intent=intent,
         )

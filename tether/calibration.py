@@ -11,6 +11,10 @@ Labels (an outcome without one is not used):
 The verdicts, edits and feedback are read as ``tether candidate status`` reads them
 (``candidates.judgement``), the undone effects as the reversals dataset does.
 
+An outcome counts for the intent its proposal named, unless the verifier read the request as
+another (``Verification.intent``): such an outcome was decided by neither intent's thresholds
+(tether.policy.decide) and is fitted under none (``Calibration.disputed``).
+
 The thresholds decide an outcome that had a proposal and was automatic, or went to a person
 for low confidence or weak grounding and for nothing else. One that a rule sent to a person
 (or refused) would be sent (or refused) at any thresholds: it counts in the traffic, never
@@ -119,6 +123,15 @@ class Calibration(BaseModel):
     labelled: int
     needed: int  # labelled outcomes of one intent the target needs at the least
     intents: list[IntentFit]
+    # Outcomes whose request the verifier read as another intent than the proposal named:
+    # no intent's thresholds decided them, so they are fitted under none.
+    disputed: int = 0
+
+
+def _read_as(outcome: Outcome) -> str | None:
+    """The intent the verifier read in the request (None: not read; an outcome recorded
+    before the verifier read intents was decided by the intent the proposal named)."""
+    return outcome.verification.intent if outcome.verification is not None else None
 
 
 def _z(level: float) -> float:
@@ -266,8 +279,11 @@ def calibrate(
     since = min((o.finished_at for o in outcomes), default=None)
     days = max((now - since) / DAY if since else 0.0, 1.0)
     by_intent: dict[str, list[Outcome]] = {}
+    disputed = 0
     for o in sorted(outcomes, key=lambda o: o.request_id):
-        if o.intent is not None:
+        if o.intent is not None and _read_as(o) not in (None, o.intent):
+            disputed += 1
+        elif o.intent is not None:
             by_intent.setdefault(o.intent, []).append(o)
     fitting = _Fitting(later, policy, target, z, least, min_labelled, days, now, settle)
     fits = [
@@ -298,6 +314,7 @@ def calibrate(
         labelled=labelled,
         needed=least,
         intents=fits,
+        disputed=disputed,
     )
 
 

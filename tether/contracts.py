@@ -244,6 +244,10 @@ class Verification(Frozen):
     grounding: float = Field(ge=0.0, le=1.0, description="share of answer sentences grounded")
     sentences: int
     findings: list[Finding] = []
+    # The intent the verifier reads in the request (tether.intents), whoever proposed: an
+    # intent's own thresholds apply only where it agrees with the proposal's. None: not read
+    # (a pack that labels no examples, or a verification recorded before it read one).
+    intent: str | None = None
 
     @property
     def blocking(self) -> list[Finding]:
@@ -608,9 +612,11 @@ class LiveShadowInput(Frozen):
     model_queue: str = Field(description="the live run's, for a candidate that names none")
     timeouts: Timeouts = Timeouts()
     decided_at: datetime
-    # The live run's rule for an intent's thresholds (tether.policy.decide ``plans``): the
-    # candidate is judged as the live request was.
+    # The live run's rules for an intent's thresholds (tether.policy.decide ``plans`` and
+    # ``read``): the candidate is judged as the live request was. A live run recorded before
+    # the verifier read intents sends no ``read``.
     plans: bool = True
+    read: bool = False
 
 
 class ShadowStart(Frozen):

@@ -14,43 +14,24 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
-import yaml
-from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
 from tether import errors
 from tether.contracts import ContextRecord, ModelIdentity, ProposeInput, RawProposal, Request
 from tether.domain import DomainPack
 from tether.embeddings import Embedder
+from tether.intents import Intent, IntentReader
 from tether.sentencevectors import SentenceVectors
 from tether.text import first_sentence, split_sentences
-
-
-class Intent(BaseModel):
-    name: str
-    description: str
-    plan: list[str]
-    examples: list[str]
-    # Answers for this intent open with what the first context record says (its status).
-    context: bool = False
-
-
-def load_intents(path: Path) -> list[Intent]:
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return [Intent(name=name, **body) for name, body in raw["intents"].items()]
 
 
 @dataclass(frozen=True)
 class _Domain:
     pack: DomainPack
     intents: dict[str, Intent]
-    labels: list[str]
-    examples: npt.NDArray[np.float32]
     identity: ModelIdentity
 
 
@@ -71,21 +52,19 @@ class LocalModel:
         self._embedder = embedder
         # The evidence's sentences were embedded at ingest: read, not embedded per request.
         self._known = sentence_vectors or SentenceVectors(embedder)
-        self._k = neighbours
+        self._reader = IntentReader(embedder, packs, neighbours=neighbours)
         self._margin_scale = margin_scale
         self._sentences = sentences
         self._domains = {pack.name: self._learn(pack) for pack in packs}
 
     def _learn(self, pack: DomainPack) -> _Domain:
-        intents = load_intents(pack.intents_file)
+        intents = self._reader.intents(pack.name)
         digest = hashlib.sha256(self._embedder.name.encode())
-        for intent in intents:
+        for intent in intents.values():
             digest.update(intent.model_dump_json().encode())
         return _Domain(
             pack=pack,
-            intents={i.name: i for i in intents},
-            labels=[i.name for i in intents for _ in i.examples],
-            examples=self._embedder.encode([e for i in intents for e in i.examples]),
+            intents=intents,
             identity=ModelIdentity(
                 provider="local",
                 model=f"nearest-examples/{self._embedder.name}",
@@ -111,22 +90,18 @@ class LocalModel:
         content = await asyncio.to_thread(self.propose_sync, inp)
         return RawProposal(content=content, model=self._domain(inp.domain).identity)
 
-    def classify(self, text: str, domain: str) -> tuple[str, float, float]:
-        """(intent, best score, second-best score) by mean similarity of the k nearest examples."""
-        known = self._domain(domain)
-        similarity = known.examples @ self._embedder.encode([text])[0]
-        scores: dict[str, float] = {}
-        for name in known.intents:
-            mine = np.sort(similarity[[i for i, label in enumerate(known.labels) if label == name]])
-            scores[name] = float(mine[-self._k :].mean())
-        ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
-        runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
-        return ranked[0][0], ranked[0][1], runner_up
-
     def propose_sync(self, inp: ProposeInput) -> str:
         known = self._domain(inp.domain)
-        name, best, second = self.classify(inp.request.text, inp.domain)
+        read = self._reader.read(inp.request.text, inp.domain)
+        if read is None:
+            raise ApplicationError(
+                f"the local model has no labelled examples for domain {inp.domain!r}",
+                type=errors.UNKNOWN_DOMAIN,
+                non_retryable=True,
+            )
+        name = read.intent
         intent = known.intents[name]
+        best, second = read.best, read.second
         confidence = max(0.0, min(1.0, best)) * min(1.0, (best - second) / self._margin_scale)
         answer, citations = self._answer(inp, inp.context if intent.context else [])
         calls = self._plan(known.pack, intent, inp.request, inp.context, answer)

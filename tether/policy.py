@@ -120,11 +120,18 @@ def _reference_gates(facts: Facts, registry: ToolRegistry) -> list[Reason]:
 
 
 def decide(
-    facts: Facts, config: PolicyConfig, pack: DomainPack, now: datetime, *, plans: bool = True
+    facts: Facts,
+    config: PolicyConfig,
+    pack: DomainPack,
+    now: datetime,
+    *,
+    plans: bool = True,
+    read: bool = True,
 ) -> Decision:
     """The decision on ``facts`` under ``config``. ``plans``: an intent's own thresholds apply
-    to a write only when its plan names it (False: as runs recorded before that rule, which
-    replay as they ran)."""
+    to a write only when its plan names it; ``read``: only when the verifier reads the
+    request as that intent too (False: as runs recorded before each rule, which replay as
+    they ran)."""
     registry = pack.tools
     permissions: list[str] = []
 
@@ -219,12 +226,21 @@ def decide(
             )
         )
     # The intent's own thresholds, if the policy names any (else the policy's): the intent
-    # is the model's word, like its confidence, so it moves only these two gates, and for
-    # writes only when its plan names them: a write labelled as another intent is judged by
-    # the stricter of that intent's thresholds and the policy's.
+    # is the model's word, like its confidence, so it moves only these two gates; only when
+    # the verifier reads the request as that intent too (where they differ, the strictest of
+    # both intents' thresholds and the policy's); and for writes only when its plan names
+    # them: a write labelled as another intent is judged by the stricter of that intent's
+    # thresholds and the policy's.
     min_confidence = config.min_confidence_for(proposal.intent)
     min_grounding = config.min_grounding_for(proposal.intent)
     whose = f" for {proposal.intent}" if proposal.intent in config.intent_thresholds else ""
+    other = verification.intent
+    if read and other != proposal.intent and (whose or other in config.intent_thresholds):
+        min_confidence = max(
+            min_confidence, config.min_confidence_for(other), config.min_auto_confidence
+        )
+        min_grounding = max(min_grounding, config.min_grounding_for(other), config.min_grounding)
+        whose = f" for {proposal.intent}, read by the verifier as {other or 'no intent'}"
     if plans and whose and writes and not pack.plans_for(proposal.intent, (c.tool for c in writes)):
         min_confidence = max(min_confidence, config.min_auto_confidence)
         min_grounding = max(min_grounding, config.min_grounding)

@@ -88,6 +88,7 @@ class ResolutionWorkflow:
         self._effects: Effects | None = None
         self._published: tuple[str, ...] | None = None  # the search attributes last written
         self._plans = True  # steps.PLANNED_WRITES: set from the history once the run pins
+        self._read = True  # steps.READ_INTENT: the same
 
     # --- run -------------------------------------------------------------------------
 
@@ -125,7 +126,8 @@ class ResolutionWorkflow:
         self._gate.pin(self._policy)
         self._gate.reviewed_text = steps.reviewed_text()
         self._gate.signed_proposal = steps.signed_proposal()
-        self._plans = steps.planned_writes()  # read once: the edit validator decides too
+        self._read = steps.read_intent()  # read once: the edit validator decides too
+        self._plans = steps.planned_writes()
         policy = self._policy
 
         if readable:
@@ -282,7 +284,14 @@ class ResolutionWorkflow:
         that approval is what an overlay asks for."""
         assert self._pack is not None
         decision = overlay.apply(
-            decide(self._facts, self._policy, self._pack, workflow.now(), plans=self._plans),
+            decide(
+                self._facts,
+                self._policy,
+                self._pack,
+                workflow.now(),
+                plans=self._plans,
+                read=self._read,
+            ),
             self._overlay,
             writes=bool(writes_of(self._facts, self._pack.tools)),
             approvable=self._policy.can_decide(0),
@@ -335,7 +344,9 @@ class ResolutionWorkflow:
             }
         )
         facts = facts.model_copy(update={"verification": checked})
-        return facts, decide(facts, self._policy, self._pack, workflow.now(), plans=self._plans)
+        return facts, decide(
+            facts, self._policy, self._pack, workflow.now(), plans=self._plans, read=self._read
+        )
 
     # --- a live candidate beside this request ------------------------------------------
 
@@ -361,7 +372,12 @@ class ResolutionWorkflow:
             # decide is logged; the live request goes on.
             try:
                 decided = decide(
-                    self._facts, pinned.shadow_policy, pack, workflow.now(), plans=self._plans
+                    self._facts,
+                    pinned.shadow_policy,
+                    pack,
+                    workflow.now(),
+                    plans=self._plans,
+                    read=self._read,
                 )
             except Exception as err:
                 workflow.logger.warning(
@@ -385,6 +401,7 @@ class ResolutionWorkflow:
             timeouts=inp.timeouts,
             decided_at=workflow.now(),
             plans=self._plans,
+            read=self._read,
         )
         here = workflow.info().workflow_id
         if steps.since_latest(steps.SHADOW_STARTED):

@@ -130,7 +130,9 @@ class LiveShadowWorkflow:
             inp.facts, pack, pinned.policy, timeouts, candidate.model_queue or inp.model_queue
         )
         facts = await steps.verify(facts, timeouts, pinned.compute_queue)
-        decision = decide(facts, pinned.policy, pack, inp.decided_at, plans=inp.plans)
+        decision = decide(
+            facts, pinned.policy, pack, inp.decided_at, plans=inp.plans, read=inp.read
+        )
         shadow = candidates.shadow_decision(
             facts,
             decision,

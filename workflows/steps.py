@@ -110,6 +110,10 @@ SIGNED_PROPOSAL = "governed-2026-12-07-signed"
 # thresholds apply to a write only when that intent's plan names it (tether.policy.decide,
 # ``plans``). Replaces SIGNED_PROPOSAL's marker.
 PLANNED_WRITES = "governed-2026-12-07-plans"
+# What a run started since takes: all PLANNED_WRITES takes, and an intent's own thresholds
+# apply only where the verifier reads the request as that intent too (tether.policy.decide,
+# ``read``). Replaces PLANNED_WRITES's marker.
+READ_INTENT = "governed-2026-12-07-intent"
 
 
 def current() -> bool:
@@ -141,8 +145,14 @@ def signed_proposal() -> bool:
 
 def planned_writes() -> bool:
     """Whether an intent's own thresholds reach only the writes its plan names in this run:
-    every run started today does."""
-    return workflow.patched(PLANNED_WRITES)
+    every run started since does."""
+    return read_intent() or workflow.patched(PLANNED_WRITES)
+
+
+def read_intent() -> bool:
+    """Whether an intent's own thresholds need the verifier's reading of the request to
+    agree in this run: every run started today does."""
+    return workflow.patched(READ_INTENT)
 
 
 def since(patch: str) -> bool:

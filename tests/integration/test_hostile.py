@@ -341,3 +341,71 @@ async def test_ticket_text_that_looks_like_markup_is_printed_as_written(
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert again.stdout.startswith(f"attached to request {link['request_id']} (workflow ")
+
+
+# --- an intent named to borrow thresholds -----------------------------------------------
+
+
+async def test_an_intent_the_model_names_moves_no_threshold_the_verifier_does_not_read(
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    workers: None,
+    business: BusinessServer,
+    resources: Resources,
+) -> None:
+    """The policy lets warranty questions through at any confidence. A model unsure of an
+    order-status answer labels it warranty_question: the verifier reads the request as
+    order_status, so the policy's own threshold holds the reply for a person. Named
+    order_status, with thresholds of its own as lax, the same reply goes out alone."""
+    lax = {"min_auto_confidence": 0.1, "min_grounding": 0.0}
+    store = resources.policies
+    active = store.active("support")
+    assert active is not None
+    borrowed = active.policy.merged(
+        {
+            "version": f"support-lax-warranty-{new_id()}",
+            "intent_thresholds": {"warranty_question": lax, "order_status": lax},
+        }
+    )
+    store.add("support", borrowed, by="test")
+    store.activate("support", borrowed.version, by="test", reason="intent drill")
+
+    def unsure(intent: str) -> Callable[[ProposeInput], dict[str, object]]:
+        def plan(inp: ProposeInput) -> dict[str, object]:
+            answer, cited = grounded(inp)
+            reply = {"customer_id": inp.request.subject, "body": answer}
+            return {
+                "intent": intent,
+                "answer": answer,
+                "citations": cited,
+                "tool_calls": [{"tool": "send_reply", "arguments": reply}],
+                "confidence": 0.2,
+            }
+
+        return plan
+
+    queue = new_id("hostile")
+    tether = Tether(temporal_env.client, settings.model_copy(update={"model_queue": queue}))
+    text = "Where is my order ORD-1001? It has not arrived yet."
+    try:
+        async with Worker(temporal_env.client, task_queue=queue, activities=[scripted(unsure("warranty_question"))]):  # type: ignore[list-item]  # fmt: skip
+            req = ticket(text, "C-100")
+            handle = await tether.submit(req)
+            await wait_pending(tether, req["request_id"])
+            pending = (await tether.status(req["request_id"])).pending
+            assert pending is not None
+            why = (
+                "confidence 0.20 < 0.55 for warranty_question, read by the verifier as order_status"
+            )
+            assert why in [r.detail for r in pending.reasons]
+            assert effects(business, "messages", req["request_id"]) == []
+            await tether.reject(req["request_id"], approver=LEAD, reason="not a warranty claim")
+            held = await handle.result()
+        assert held.verification is not None and held.verification.intent == "order_status"
+        assert "intent_disagrees" in [f.code for f in held.verification.findings]
+        async with Worker(temporal_env.client, task_queue=queue, activities=[scripted(unsure("order_status"))]):  # type: ignore[list-item]  # fmt: skip
+            named = await tether.resolve(ticket(text, "C-100"))
+        assert named.decision.action is DecisionAction.AUTO, named.decision
+        assert named.decision.policy_version == borrowed.version
+    finally:
+        store.activate("support", active.version, by="test", reason="drill over")

@@ -291,6 +291,37 @@ def test_the_numbers_are_counts_of_the_history(known: Any) -> None:
     assert found.escalations_now < found.escalations.estimate
 
 
+def test_outcomes_the_verifier_read_as_another_intent_are_fitted_under_none(
+    known: Any,
+) -> None:
+    """2,000 bad proposals named refund_request whose requests the verifier read as
+    order_status: the gate gave them neither intent's thresholds, so they move neither fit;
+    read as refund_request, the same outcomes pull its thresholds up."""
+    outcomes, said, report = known
+
+    def rejected(i: int, read_as: str) -> Outcome:
+        return outcome(
+            f"d-{i:04}", "refund_request", 0.95, 0.95, DecisionAction.APPROVAL,
+            ["low_confidence"], reviews=[review("reject")],
+            verification=Verification(grounding=0.95, sentences=1, intent=read_as),
+        )  # fmt: skip
+
+    def again(extra: list[Outcome]) -> Calibration:
+        return calibrate([*outcomes, *extra], heard(said), POLICY, domain="support",
+                         intents=INTENTS, target=0.98, now=NOW)  # fmt: skip
+
+    disputed = again([rejected(i, "order_status") for i in range(2_000)])
+    assert disputed.disputed == 2_000 and report.disputed == 0
+    assert disputed.intents == report.intents
+    assert disputed.outcomes == report.outcomes + 2_000
+    assert "  2,000 outcomes fitted under no intent: the verifier read their request as " in (
+        "\n".join(describe(disputed))
+    )
+    agreed = again([rejected(i, "refund_request") for i in range(2_000)])
+    assert agreed.disputed == 0
+    assert fit(agreed, "refund_request") != fit(report, "refund_request")
+
+
 def test_an_intent_no_thresholds_can_make_precise_keeps_its_own(known: Any) -> None:
     _, _, report = known
     flat = fit(report, "order_status")

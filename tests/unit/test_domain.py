@@ -20,8 +20,8 @@ from tether.domains.support import INTENTS, PACK
 from tether.domains.support.checks import reply_tells_the_truth
 from tether.domains.support.money import amounts_in
 from tether.domains.support.tools import REGISTRY
+from tether.intents import load_intents
 from tether.knowledge import load_directory
-from tether.localmodel import load_intents
 
 
 def test_intent_names_match_the_examples_file() -> None:

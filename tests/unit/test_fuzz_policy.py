@@ -78,14 +78,15 @@ def _later(hours: int) -> datetime:
 TIMES = st.integers(-48, 24 * 60).map(_later)
 
 
-# Now and then the proposals' intent ("i") has thresholds of its own, one or both.
-INTENT_THRESHOLDS: st.SearchStrategy[dict[str, IntentThresholds]] = st.one_of(
-    st.just({}),
-    st.builds(
-        lambda c, g: {"i": IntentThresholds(min_auto_confidence=c, min_grounding=g)},
-        st.none() | st.floats(0, 1),
-        st.none() | st.floats(0, 1),
-    ),
+# Now and then the proposals' intent ("i") has thresholds of its own, one or both, and so
+# has the intent the verifier may read instead ("j").
+OWN_THRESHOLDS = st.builds(
+    IntentThresholds,
+    min_auto_confidence=st.none() | st.floats(0, 1),
+    min_grounding=st.none() | st.floats(0, 1),
+)
+INTENT_THRESHOLDS: st.SearchStrategy[dict[str, IntentThresholds]] = st.dictionaries(
+    st.sampled_from(["i", "j"]), OWN_THRESHOLDS, max_size=2
 )
 
 
@@ -129,7 +130,11 @@ FINDINGS = st.lists(
     max_size=2,
 )
 VERIFICATIONS = st.builds(
-    Verification, grounding=st.floats(0, 1), sentences=st.just(1), findings=FINDINGS
+    Verification,
+    grounding=st.floats(0, 1),
+    sentences=st.just(1),
+    findings=FINDINGS,
+    intent=st.sampled_from(["i", "i", "j", None]),  # as the proposal's, another, not read
 )
 # Mostly a proposal to decide on; now and then none (the model down, or no valid answer).
 MODES = st.sampled_from([Mode.NORMAL] * 8 + [Mode.RETRIEVAL_ONLY, Mode.HUMAN_DRAFT])
@@ -221,6 +226,10 @@ def _core_guarantees(facts: Facts, config: PolicyConfig, pack: DomainPack) -> No
     assert not pack.problems(facts.request)
     assert proposal.confidence >= config.min_confidence_for(proposal.intent)
     assert verification.grounding >= config.min_grounding_for(proposal.intent)
+    if verification.intent != proposal.intent:  # the model's word alone lowers nothing
+        for read in (None, verification.intent):
+            assert proposal.confidence >= config.min_confidence_for(read)
+            assert verification.grounding >= config.min_grounding_for(read)
     assert all(f.severity == "info" for f in verification.findings)
     for call in proposal.tool_calls:
         assert pack.tools.get(call.tool).permission in config.autonomous_permissions

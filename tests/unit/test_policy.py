@@ -35,6 +35,9 @@ STALE = FreshnessReport(
 )
 
 
+AGREES = "(the proposal's intent)"
+
+
 @dataclass
 class Case:
     name: str
@@ -48,6 +51,8 @@ class Case:
     proposal: bool = True
     text: str = "Please refund my order ORD-1234"
     intent: str = "refund_request"
+    # The intent the verifier reads in the request (None: not read); by default the proposal's.
+    read_as: str | None = AGREES
     # The customer's other refunds over the window (None: nobody could count them).
     tallies: dict[str, int] | None = field(default_factory=lambda: {"refunds": 0})
     # expectations
@@ -292,7 +297,12 @@ CASES = [
 
 
 def run(
-    case: Case, config: PolicyConfig = CONFIG, pack: DomainPack = PACK, *, plans: bool = True
+    case: Case,
+    config: PolicyConfig = CONFIG,
+    pack: DomainPack = PACK,
+    *,
+    plans: bool = True,
+    read: bool = True,
 ) -> Any:
     proposal = (
         Proposal(
@@ -306,7 +316,12 @@ def run(
         else None
     )
     verification = (
-        Verification(grounding=case.grounding, sentences=1, findings=case.findings)
+        Verification(
+            grounding=case.grounding,
+            sentences=1,
+            findings=case.findings,
+            intent=case.intent if case.read_as == AGREES else case.read_as,
+        )
         if case.proposal
         else None
     )
@@ -321,7 +336,7 @@ def run(
         proposal=proposal,
         verification=verification,
     )
-    return decide(facts, config, pack, NOW, plans=plans)
+    return decide(facts, config, pack, NOW, plans=plans, read=read)
 
 
 def named(name: str) -> Case:
@@ -496,6 +511,45 @@ def test_a_write_labelled_as_another_intent_gets_no_lower_thresholds() -> None:
     assert PACK.plans["order_status"] == {"send_reply"}
     # A run recorded before the rule (no steps.PLANNED_WRITES marker) replays as it decided.
     assert run(refund_of["order_status"], config, plans=False).action is DecisionAction.AUTO
+
+
+def test_an_intent_the_verifier_reads_otherwise_gets_no_thresholds_of_its_own() -> None:
+    """The intent is the model's word for an answer too: one it names refund_request (lax)
+    whose request the verifier reads as order_status is judged by the strictest of both
+    intents' thresholds and the policy's; so is one the verifier could not read, and one
+    that names a lax intent to escape a strict one the verifier reads."""
+    lax = {"min_auto_confidence": 0.2, "min_grounding": 0.0}
+    config = CONFIG.merged({"intent_thresholds": {"refund_request": lax}})
+    answer = Case("answer", confidence=0.5, grounding=0.5, intent="refund_request")
+    assert run(answer, config).action is DecisionAction.AUTO
+    disputed = run(dataclasses.replace(answer, read_as="order_status"), config)
+    assert disputed.action is DecisionAction.APPROVAL
+    assert {"low_confidence", "weak_grounding"} <= set(disputed.codes())
+    assert "confidence 0.50 < 0.55 for refund_request, read by the verifier as order_status" in [
+        r.detail for r in disputed.reasons
+    ]
+    unread = run(dataclasses.replace(answer, read_as=None), config)
+    assert unread.action is DecisionAction.APPROVAL
+    assert "grounding 0.50 < 0.75 for refund_request, read by the verifier as no intent" in [
+        r.detail for r in unread.reasons
+    ]
+    # A run recorded before the rule (no steps.READ_INTENT marker) replays as it decided.
+    assert run(dataclasses.replace(answer, read_as=None), config, read=False).action is (
+        DecisionAction.AUTO
+    )
+    # Naming an intent without thresholds of its own does not escape a stricter one read.
+    strict = CONFIG.merged({"intent_thresholds": {"refund_request": {"min_auto_confidence": 0.95}}})
+    sure = Case("sure", confidence=0.9, intent="order_status", read_as="refund_request")
+    escaped = run(sure, strict)
+    assert escaped.action is DecisionAction.APPROVAL
+    assert "confidence 0.90 < 0.95 for order_status, read by the verifier as refund_request" in [
+        r.detail for r in escaped.reasons
+    ]
+    assert run(dataclasses.replace(sure, read_as="order_status"), strict).action is (
+        DecisionAction.AUTO
+    )
+    # Without thresholds of any intent, a reading that differs changes nothing.
+    assert run(dataclasses.replace(answer, read_as="order_status")).action is (run(answer).action)
 
 
 def test_an_intents_thresholds_move_only_the_two_gates() -> None:

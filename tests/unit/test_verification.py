@@ -1,5 +1,6 @@
 """The verifier's grounding, claim by claim: what a model glues onto a grounded sentence is
-scored on its own, and a part quoted word for word from a cited source is grounded in it."""
+scored on its own, and a part quoted word for word from a cited source is grounded in it; the
+request's intent read again from the request alone."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from tests.unit.builders import FRESH, NOW
 from tether.activities.verification import VerificationActivities
-from tether.contracts import Evidence, Passage, Proposal, Request, VerifyInput
+from tether.contracts import Evidence, Passage, Proposal, Request, Verification, VerifyInput
 from tether.domains.support import PACK
 from tether.embeddings import Embedder
 from tether.text import split_claims
@@ -36,10 +37,16 @@ GROUNDED = SOURCE.split(". ")[0] + "."
 FALSE = "Your account has been upgraded to premium status for free"
 
 
-def grounding(embedder: Embedder, answer: str) -> float:
-    request = Request(request_id="r-1", subject="C-1", requester="C-1", text="How long?")
+def verify(
+    embedder: Embedder,
+    answer: str,
+    *,
+    text: str = "How long?",
+    intent: str = "refund_request",
+) -> Verification:
+    request = Request(request_id="r-1", subject="C-1", requester="C-1", text=text)
     proposal = Proposal(
-        intent="refund_request",
+        intent=intent,
         answer=answer,
         citations=[PASSAGE.passage_id],
         tool_calls=[],
@@ -53,7 +60,11 @@ def grounding(embedder: Embedder, answer: str) -> float:
             proposal=proposal,
         )
     )
-    return verified.grounding
+    return verified
+
+
+def grounding(embedder: Embedder, answer: str) -> float:
+    return verify(embedder, answer).grounding
 
 
 @pytest.mark.parametrize(
@@ -81,3 +92,20 @@ def test_parts_quoted_from_a_cited_source_are_grounded(embedder: Embedder) -> No
 def test_numbers_and_lower_case_after_a_stop_are_not_cut() -> None:
     said = "Refunds of $1.50 on 2.5.2026 (see example.com/Refunds) arrive in U.S.A.-based banks."
     assert split_claims(said) == [said]
+
+
+def test_the_verifier_reads_the_requests_intent_whatever_the_proposal_names(
+    embedder: Embedder,
+) -> None:
+    """Read from the request alone, as the local model reads it: a proposal naming another
+    intent is noted (info: the gate, not the verifier, decides what that changes)."""
+    text = "Where is my parcel? It has not arrived yet."
+    named = verify(embedder, GROUNDED, text=text, intent="order_status")
+    assert named.intent == "order_status"
+    assert "intent_disagrees" not in [f.code for f in named.findings]
+    other = verify(embedder, GROUNDED, text=text, intent="refund_request")
+    assert other.intent == "order_status"
+    [note] = [f for f in other.findings if f.code == "intent_disagrees"]
+    assert note.severity == "info"
+    assert note.detail == "the request reads as order_status; the proposal names refund_request"
+    assert not other.blocking

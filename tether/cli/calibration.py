@@ -66,6 +66,11 @@ def describe(report: Calibration) -> list[str]:
         f"labelled; policy {report.policy_version}; target precision {report.target} "
         f"(lower end of its {report.level:.0%} interval)"
     ]
+    if report.disputed:
+        lines.append(
+            f"  {report.disputed:,} outcomes fitted under no intent: the verifier read their "
+            "request as another intent than the proposal named"
+        )
     for fit in report.intents:
         lines += _intent(fit, report.domain)
     return lines
