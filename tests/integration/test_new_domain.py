@@ -234,6 +234,19 @@ def test_tether_ask_is_answered_by_the_generated_pack(
     # A start finds it there (or an operator's own) and leaves it as it is.
     kept = asyncio.run(evaluation_schedule(timedelta(hours=1)))
     assert [i.every for i in kept.schedule.spec.intervals] == [timedelta(minutes=5)]
+    # As the compose bundle makes it (--keep: the one there stays), then as an operator
+    # changes it.
+    for args, seconds in ((["--keep", "--every", "1h"], 300.0), (["--every", "1h"], 3600.0)):
+        scheduled = tether("eval", "schedule", *args, "--json", cwd=tmp_path, env=served)
+        assert scheduled.returncode == 0, scheduled.stderr
+        assert json.loads(scheduled.stdout) == {
+            "schedule": EVALUATION_SCHEDULE,
+            "every_seconds": [seconds],
+        }
+    changed = asyncio.run(evaluation_schedule())
+    assert [i.every for i in changed.schedule.spec.intervals] == [timedelta(hours=1)]
+    off = tether("eval", "schedule", cwd=tmp_path, env={**served, "TETHER_EVALUATION_EVERY": "0"})
+    assert off.returncode == 2 and "pass --every" in off.stderr, off.stderr
 
 
 def test_capacity_is_read_from_the_workers_own_metrics(

@@ -165,7 +165,7 @@ def test_each_tether_service_gets_valid_settings(
     resolved: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     services = tether_services(resolved)
-    assert set(services) == {*SCRAPED, "console", "codec-server"}
+    assert set(services) == {*SCRAPED, "console", "codec-server", "evaluation-schedule"}
     for name, service in services.items():
         for variable in list(os.environ):
             if variable.startswith("TETHER_"):
@@ -184,6 +184,10 @@ def test_each_tether_service_gets_valid_settings(
             assert settings.console.secret is not None
             assert settings.console.host == "0.0.0.0"
             assert f"127.0.0.1:{settings.console.port}:{settings.console.port}" in _ports(service)
+        if name == "evaluation-schedule":  # made once, and an operator's own kept
+            assert service["command"] == ["eval", "schedule", "--keep"]
+            assert service["restart"] == "on-failure"  # until Temporal answers, then done
+            assert settings.evaluation_every is not None
         if name == "codec-server":
             CodecServer(settings, settings.codec_server)  # it would start: keys, who may call
             ui = resolved["services"]["temporal-ui"]

@@ -93,6 +93,41 @@ def eval_run(
     run(main())
 
 
+@evaluation.command("schedule")
+def eval_schedule(
+    every: str | None = typer.Option(
+        None, help="how often, e.g. 5m (default: TETHER_EVALUATION_EVERY, 5m)"
+    ),
+    keep: bool = typer.Option(
+        False, "--keep", help="leave a schedule that exists as it is (what `tether up` does)"
+    ),
+    as_json: bool = JSON,
+) -> None:
+    """Evaluate live traffic on a Temporal Schedule, every domain's, without running it now:
+    what switches self-protection on and off by itself. `tether up` makes it at each start;
+    a deployment without it (the compose bundle) runs this once."""
+    from tether.client import Tether
+    from tether.evaluation import EvaluationInput
+
+    settings = Settings()
+    interval = parse_interval(every) if every else settings.evaluation_every
+    if interval is None:
+        fail("TETHER_EVALUATION_EVERY is 0 (no schedule): pass --every to make one anyway")
+    inp = EvaluationInput(webhook=settings.alert_webhook)
+
+    async def main() -> None:
+        tether = await Tether.connect()
+        schedule = await tether.schedule_evaluation(inp, interval, replace=not keep)
+        described = await tether.client.get_schedule_handle(schedule).describe()
+        now = [i.every for i in described.schedule.spec.intervals]
+        if as_json:
+            emit({"schedule": schedule, "every_seconds": [i.total_seconds() for i in now]})
+        else:
+            out.print(f"evaluating every {', '.join(map(str, now))} (schedule {schedule})")
+
+    run(main())
+
+
 @evaluation.command("datasets")
 def eval_datasets(as_json: bool = JSON) -> None:
     """The datasets carved from failure history (each `eval run` refreshes them)."""
