@@ -67,6 +67,11 @@ def test_every_path_has_a_recorded_history() -> None:
         "planned_auto_small_refund",  # an intent's thresholds only for writes its plan names
         "planned_approval_approved",
         "planned_approval_edited",
+        "intent_auto_order_status",  # an intent's thresholds only where the verifier reads it
+        "intent_auto_small_refund",
+        "intent_approval_approved",
+        "intent_approval_by_signal",
+        "intent_approval_edited",
     } <= names
 
 

@@ -24,6 +24,7 @@ from tether.contracts import ContextRecord, ModelIdentity, ProposeInput, RawProp
 from tether.domain import DomainPack
 from tether.embeddings import Embedder
 from tether.intents import Intent, IntentReader
+from tether.intents import load_intents as load_intents  # where packs made before import it
 from tether.sentencevectors import SentenceVectors
 from tether.text import first_sentence, split_sentences
 
