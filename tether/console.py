@@ -35,10 +35,11 @@ from starlette.routing import Route
 from temporalio.client import WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
-from tether.client import Tether
+from tether.client import Tether, connect
 from tether.config import Settings
 from tether.contracts import WorkflowStatus
 from tether.errors import InvalidRequest, ReviewRejected
+from tether.metrics import ConsoleCounters, runtime_for
 from tether.signing import keyring, proposal_digest
 
 COOKIE = "tether_session"
@@ -100,6 +101,8 @@ class Console:
         self._tether = tether
         secret = self.config.secret.get_secret_value() if self.config.secret else None
         self._secret = (secret or secrets.token_hex(32)).encode()
+        runtime = runtime_for(settings.metrics_address)
+        self.counted = ConsoleCounters(runtime.metric_meter if runtime else None)
 
     @property
     def tether(self) -> Tether:
@@ -184,13 +187,16 @@ class Console:
         if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
             # Another site's form would sign this browser in as whoever's token it holds,
             # and its operator would then review and sign as them.
+            self.counted.sign_in("refused")
             return _page(
                 "login.html", None, title="Sign in", error="Sign in from this page.", code=403
             )
         token = str((await request.form()).get("token", ""))
         identity = self._token_identity(token) if token else None
         if identity is None:
+            self.counted.sign_in("refused")
             return _page("login.html", None, title="Sign in", error="Unknown token.", code=401)
+        self.counted.sign_in("ok")
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
             COOKIE,
@@ -277,6 +283,12 @@ class Console:
         }
 
     async def decide(self, request: Request, identity: str) -> Response:
+        response = await self._decide(request, identity)
+        result = {303: "sent", 503: "unavailable"}.get(response.status_code, "refused")
+        self.counted.verdict(str(request.path_params["verdict"]), result)
+        return response
+
+    async def _decide(self, request: Request, identity: str) -> Response:
         rid, verdict = request.path_params["request_id"], request.path_params["verdict"]
         form = await request.form()
         if not self._form_ok(identity, form):
@@ -345,8 +357,8 @@ def create_app(settings: Settings, tether: Tether | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        if console._tether is None:
-            console._tether = await Tether.connect(settings)
+        if console._tether is None:  # its client's metrics beside the console's own
+            console._tether = Tether(await connect(settings, serve_metrics=True), settings)
         yield
 
     return Starlette(

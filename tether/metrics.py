@@ -3,8 +3,9 @@
 failures, follow-ups, quality scores and request latency, recorded once per outcome. Beside
 them, from where each is known: latency by stage (tether/stages.py, and the approval gate's
 wait), approval SLA breaches (the gate), the approval queue's depth (tether/queuedepth.py),
-the model circuit's state (``watch_breaker``), and the evaluation job's burn rates and drift
-(activities/records.py).
+the model circuit's state (``watch_breaker``), the evaluation job's burn rates and drift
+(activities/records.py), and the console's sign-ins and the verdicts it sends
+(``ConsoleCounters``).
 
 The exporter adds no ``_total`` to counters and no unit to names (PrometheusConfig's
 defaults, which the Temporal SDK's own metrics are named by too): a name says its unit where
@@ -27,6 +28,10 @@ CIRCUIT_OPENINGS = "tether_circuit_openings"  # counter: breaker
 PROPOSAL_REUSE = "tether_proposal_reuse"  # counter: domain, result (hit, miss, stale)
 OVERLAY_ACTIVE = "tether_overlay_active"  # gauge: domain, intent ("*": the whole domain)
 OVERLAY_SWITCHES = "tether_overlay_switches"  # counter: domain, intent, to (on, off)
+CONSOLE_SIGN_INS = "tether_console_sign_ins"  # counter: result (ok, refused)
+CONSOLE_VERDICTS = (
+    "tether_console_verdicts"  # counter: verdict, result (sent, refused, unavailable)
+)
 CIRCUIT_CODES: dict[State, int] = {"closed": 0, "half_open": 1, "open": 2}
 
 _SHARES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0]
@@ -101,3 +106,36 @@ def record(outcome: Outcome, meter: MetricMeter) -> None:
         meter.create_histogram_float("tether_confidence", "The model's stated confidence").record(
             outcome.proposal.confidence, labels
         )
+
+
+class ConsoleCounters:
+    """The console's sign-ins and verdicts, on its own endpoint (``TETHER_METRICS_ADDRESS``)
+    beside its Temporal client's: refused sign-ins are someone guessing tokens, refused
+    verdicts an operator the workflow would not take (a role, a version, a key). Every
+    series is present from the start (zero is an answer)."""
+
+    VERDICTS = ("approve", "reject", "edit")
+    RESULTS = ("sent", "refused", "unavailable")
+
+    def __init__(self, meter: MetricMeter | None) -> None:
+        self._sign_ins = (
+            meter.create_counter(CONSOLE_SIGN_INS, "Console sign-ins") if meter else None
+        )
+        self._verdicts = (
+            meter.create_counter(CONSOLE_VERDICTS, "Verdicts posted to the console")
+            if meter
+            else None
+        )
+        for result in ("ok", "refused"):
+            self.sign_in(result, 0)
+        for verdict in self.VERDICTS:
+            for done in self.RESULTS:
+                self.verdict(verdict, done, 0)
+
+    def sign_in(self, result: str, count: int = 1) -> None:
+        if self._sign_ins is not None:
+            self._sign_ins.add(count, {"result": result})
+
+    def verdict(self, verdict: str, result: str, count: int = 1) -> None:
+        if self._verdicts is not None and verdict in self.VERDICTS:
+            self._verdicts.add(count, {"verdict": verdict, "result": result})

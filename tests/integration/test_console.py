@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import threading
 import time
@@ -59,12 +60,19 @@ def serve_console(settings: Settings) -> Iterator[str]:
 
 
 @pytest.fixture
+def console_metrics() -> str:
+    """Where the console serves its metrics (a port of its own for each test's console)."""
+    return f"127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
 def console_url(
-    temporal_env: WorkflowEnvironment, settings: Settings, workers: None
+    temporal_env: WorkflowEnvironment, settings: Settings, workers: None, console_metrics: str
 ) -> Iterator[str]:
     configured = settings.model_copy(
         update={
             "temporal_address": temporal_env.client.service_client.config.target_host,
+            "metrics_address": console_metrics,
             # The console holds the operators' keys and signs for whom it authenticated.
             "console": ConsoleConfig(
                 tokens=TOKENS, identity_header="X-Test-User", keyring=settings.keyring
@@ -93,7 +101,22 @@ async def submit_large_refund(tether: Tether) -> str:
     raise AssertionError("never pending")
 
 
-async def test_identity_and_forms_are_checked(console_url: str, tether: Tether) -> None:
+def counted(metrics: str, name: str) -> dict[str, float]:
+    """``name``'s series on a Prometheus page: "label=value,..." (sorted, the SDK's own
+    service_name left out) -> value."""
+    found = {}
+    for line in metrics.splitlines():
+        if line.startswith(name + "{"):
+            labels, _, value = line[len(name) + 1 :].rpartition(" ")
+            pairs = re.findall(r'(\w+)="([^"]*)"', labels)
+            key = ",".join(f"{k}={v}" for k, v in sorted(pairs) if k != "service_name")
+            found[key] = float(value)
+    return found
+
+
+async def test_identity_and_forms_are_checked(
+    console_url: str, tether: Tether, console_metrics: str
+) -> None:
     rid = await submit_large_refund(tether)
     async with httpx.AsyncClient(base_url=console_url) as http:
         assert (await http.get("/")).status_code == 401  # nobody
@@ -120,6 +143,16 @@ async def test_identity_and_forms_are_checked(console_url: str, tether: Tether) 
             f"/requests/{rid}/approve", data={"csrf": csrf, "version": "1"}, headers=stranger
         )
         assert keyless.status_code == 409 and "holds no signing key" in keyless.text
+        # Each counted where Prometheus scrapes the console, beside its Temporal client's.
+        signed = await http.post("/login", data={"token": "lead-token"}, follow_redirects=False)
+        assert signed.status_code == 303
+        page = (await http.get(f"http://{console_metrics}/metrics")).text
+    assert counted(page, "tether_console_sign_ins") == {"result=ok": 1, "result=refused": 1}
+    verdicts = counted(page, "tether_console_verdicts")
+    assert verdicts["result=refused,verdict=approve"] == 3, verdicts
+    assert sum(verdicts.values()) == 3  # every other series there, at zero
+    assert len(verdicts) == 9
+    assert "temporal_request" in page  # the console's client's calls to Temporal
     assert (await tether.status(rid)).pending is not None  # still waiting
     await tether.reject(rid, approver=LEAD, reason="test over")
 

@@ -33,7 +33,8 @@ EXAMPLE = ROOT / "deploy" / "tether.env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 IMAGE = "tether:local"  # the image docker-compose.yml builds from the Dockerfile
 # Prometheus scrapes these on TETHER_METRICS_ADDRESS (deploy/prometheus/prometheus.yml).
-SCRAPED = {"worker-workflow", "worker-compute", "worker-model", "worker-shadow"}
+SCRAPED = {"worker-workflow", "worker-compute", "worker-model", "worker-shadow", "console"}
+WORKERS = SCRAPED - {"console"}
 METRICS_PORT = 9464
 DOCKER_COMPOSE = shutil.which("docker-compose") or "/usr/bin/docker-compose"
 
@@ -176,11 +177,11 @@ def test_each_tether_service_gets_valid_settings(
         assert settings.encryption.keys, name  # history is encrypted everywhere
         if name in SCRAPED:
             assert settings.metrics_address == f"0.0.0.0:{METRICS_PORT}", name
+        if name in WORKERS:
             assert settings.store_url and settings.store_url.startswith("postgresql+psycopg://")
             assert settings.qdrant_url == "http://qdrant:6333"
             assert settings.compute_queue, name  # worker-workflow runs nothing CPU-heavy
         if name == "console":
-            assert settings.metrics_address is None  # it would serve nothing there
             assert settings.console.secret is not None
             assert settings.console.host == "0.0.0.0"
             assert f"127.0.0.1:{settings.console.port}:{settings.console.port}" in _ports(service)
