@@ -29,9 +29,8 @@ PROPOSAL_REUSE = "tether_proposal_reuse"  # counter: domain, result (hit, miss, 
 OVERLAY_ACTIVE = "tether_overlay_active"  # gauge: domain, intent ("*": the whole domain)
 OVERLAY_SWITCHES = "tether_overlay_switches"  # counter: domain, intent, to (on, off)
 CONSOLE_SIGN_INS = "tether_console_sign_ins"  # counter: result (ok, refused)
-CONSOLE_VERDICTS = (
-    "tether_console_verdicts"  # counter: verdict, result (sent, refused, unavailable)
-)
+# counter: verdict, result (sent, refused, unavailable)
+CONSOLE_VERDICTS = "tether_console_verdicts"
 CIRCUIT_CODES: dict[State, int] = {"closed": 0, "half_open": 1, "open": 2}
 
 _SHARES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0]
