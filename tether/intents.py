@@ -2,11 +2,12 @@
 
 The local model proposes the intent it reads this way; the verifier reads it again from the
 request alone, whoever proposed, so that an intent's own thresholds are not the model's word
-only (tether.policy.decide). The examples are embedded once per pack, when a reader is made.
+only (tether.policy.decide). The examples are embedded once per pack, on its first reading.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,12 +50,14 @@ class Reading:
 @dataclass(frozen=True)
 class _Examples:
     intents: dict[str, Intent]
-    rows: dict[str, list[int]]  # intent -> its examples' rows in ``vectors``
-    vectors: npt.NDArray[np.float32]
+    rows: dict[str, list[int]]  # intent -> its examples' rows in the vectors
+    texts: list[str]
 
 
 class IntentReader:
-    """Nearest labelled examples, for every pack it is given."""
+    """Nearest labelled examples, for every pack it is given. The examples are embedded on
+    the first reading, not when the reader is made: a worker starting up polls before the
+    embedding model has loaded (issue 15, recovery)."""
 
     def __init__(
         self, embedder: Embedder, packs: Sequence[DomainPack], *, neighbours: int = 3
@@ -62,20 +65,19 @@ class IntentReader:
         self._embedder = embedder
         self._k = neighbours
         self._packs = {pack.name: self._learn(pack) for pack in packs}
+        self._vectors: dict[str, npt.NDArray[np.float32]] = {}
+        self._lock = threading.Lock()
 
-    def _learn(self, pack: DomainPack) -> _Examples:
+    @staticmethod
+    def _learn(pack: DomainPack) -> _Examples:
         intents = load_intents(pack.intents_file)
-        examples: list[str] = []
+        texts: list[str] = []
         rows: dict[str, list[int]] = {}
         for intent in intents:
             if intent.examples:  # an intent without examples is never read
-                rows[intent.name] = list(range(len(examples), len(examples) + len(intent.examples)))
-                examples += intent.examples
-        return _Examples(
-            intents={i.name: i for i in intents},
-            rows=rows,
-            vectors=self._embedder.encode(examples),
-        )
+                rows[intent.name] = list(range(len(texts), len(texts) + len(intent.examples)))
+                texts += intent.examples
+        return _Examples(intents={i.name: i for i in intents}, rows=rows, texts=texts)
 
     def intents(self, domain: str) -> dict[str, Intent]:
         return self._domain(domain).intents
@@ -90,12 +92,23 @@ class IntentReader:
                 non_retryable=True,
             ) from None
 
+    def _examples(self, domain: str, known: _Examples) -> npt.NDArray[np.float32]:
+        with self._lock:  # activities read from threads: the examples are embedded once
+            if domain not in self._vectors:
+                self._vectors[domain] = self._embedder.encode(known.texts)
+            return self._vectors[domain]
+
+    def warm(self) -> None:
+        """Every pack's examples embedded now, before the first request waits for them."""
+        for domain, known in self._packs.items():
+            self._examples(domain, known)
+
     def read(self, text: str, domain: str) -> Reading | None:
         """The intent ``text`` reads as; None when the pack labels no examples."""
         known = self._domain(domain)
         if not known.rows:
             return None
-        similarity = known.vectors @ self._embedder.encode([text])[0]
+        similarity = self._examples(domain, known) @ self._embedder.encode([text])[0]
         scores = {
             name: float(np.sort(similarity[rows])[-self._k :].mean())
             for name, rows in known.rows.items()

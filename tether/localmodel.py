@@ -49,11 +49,14 @@ class LocalModel:
         margin_scale: float = 0.08,
         sentences: int = 2,
         sentence_vectors: SentenceVectors | None = None,
+        intents: IntentReader | None = None,
     ) -> None:
         self._embedder = embedder
         # The evidence's sentences were embedded at ingest: read, not embedded per request.
         self._known = sentence_vectors or SentenceVectors(embedder)
-        self._reader = IntentReader(embedder, packs, neighbours=neighbours)
+        # The verifier's too, where they share a process (``neighbours``: for one of its own).
+        self._reader = intents or IntentReader(embedder, packs, neighbours=neighbours)
+        self._reader.warm()  # its labelled examples embedded once, at start
         self._margin_scale = margin_scale
         self._sentences = sentences
         self._domains = {pack.name: self._learn(pack) for pack in packs}

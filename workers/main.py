@@ -36,6 +36,7 @@ from tether.contracts import ModelIdentity, ProposeInput, RawProposal
 from tether.domain import DomainPack
 from tether.embeddings import DIMENSIONS, Embedder
 from tether.eventlog import EventWriter, watch_circuit
+from tether.intents import IntentReader
 from tether.ledger import Ledger
 from tether.localmodel import LocalModel
 from tether.metrics import runtime_for, watch_breaker
@@ -132,6 +133,8 @@ class Resources:
     _model: ModelProvider | None = field(default=None, repr=False)
     _model_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _events: EventWriter | None = field(default=None, repr=False)
+    _intents: IntentReader | None = field(default=None, repr=False)
+    _intents_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, *, embedder: Embedder | None = None) -> Resources:
@@ -194,8 +197,19 @@ class Resources:
                 watch_circuit(remote.breaker, self._events, endpoint=endpoint)
                 self._model = remote
             else:
-                self._model = LocalModel(self.embedder, self.packs, sentence_vectors=self.sentences)
+                self._model = LocalModel(
+                    self.embedder, self.packs, sentence_vectors=self.sentences, intents=self.intents
+                )
         return self._model
+
+    @property
+    def intents(self) -> IntentReader:
+        """The packs' labelled examples, read by the local model and again by the verifier
+        (one reader per process: the examples are embedded once)."""
+        with self._intents_lock:
+            if self._intents is None:
+                self._intents = IntentReader(self.embedder, self.packs)
+            return self._intents
 
     @property
     def sentences(self) -> SentenceVectors:
@@ -207,6 +221,7 @@ class Resources:
             self.model()
         if role in ("all", "compute"):
             self.embedder.encode_uncached(["warm up"])
+            self.intents.warm()  # the verifier's reading of each request's intent
 
     async def close_model(self) -> None:
         """The remote model's connections, and its circuit's events written."""
@@ -322,6 +337,7 @@ def compute_activities(res: Resources) -> list[Callable[..., Any]]:
         res.packs,
         grounding_similarity=res.settings.grounding_similarity,
         sentence_vectors=res.sentences,
+        intents=res.intents,
     )
     return [retrieval.retrieve_evidence, retrieval.ingest_documents, verification.verify_proposal]
 
