@@ -239,4 +239,5 @@ class VerificationActivities:
             sentences=len(sentences),
             findings=findings,
             intent=intent,
+            intent_read=True,
         )

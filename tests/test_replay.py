@@ -72,6 +72,7 @@ def test_every_path_has_a_recorded_history() -> None:
         "intent_approval_approved",
         "intent_approval_by_signal",
         "intent_approval_edited",
+        "intent_overlay_on_the_intent_read",  # an overlay on the intent the verifier reads
     } <= names
 
 

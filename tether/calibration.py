@@ -12,8 +12,9 @@ The verdicts, edits and feedback are read as ``tether candidate status`` reads t
 (``candidates.judgement``), the undone effects as the reversals dataset does.
 
 An outcome counts for the intent its proposal named, unless the verifier read the request as
-another (``Verification.intent``): such an outcome was decided by neither intent's thresholds
-(tether.policy.decide) and is fitted under none (``Calibration.disputed``).
+another, or could not read it (``Verification.intent``): such an outcome was decided by
+neither intent's thresholds (tether.policy.decide) and is fitted under none
+(``Calibration.disputed``). One verified before the verifier read intents counts as named.
 
 The thresholds decide an outcome that had a proposal and was automatic, or went to a person
 for low confidence or weak grounding and for nothing else. One that a rule sent to a person
@@ -123,15 +124,17 @@ class Calibration(BaseModel):
     labelled: int
     needed: int  # labelled outcomes of one intent the target needs at the least
     intents: list[IntentFit]
-    # Outcomes whose request the verifier read as another intent than the proposal named:
-    # no intent's thresholds decided them, so they are fitted under none.
+    # Outcomes whose request the verifier read as another intent than the proposal named, or
+    # could not read: no intent's thresholds decided them, so they are fitted under none.
     disputed: int = 0
 
 
-def _read_as(outcome: Outcome) -> str | None:
-    """The intent the verifier read in the request (None: not read; an outcome recorded
-    before the verifier read intents was decided by the intent the proposal named)."""
-    return outcome.verification.intent if outcome.verification is not None else None
+def _disputed(outcome: Outcome) -> bool:
+    """Whether the verifier read the request as another intent than the proposal named, or
+    could not read it (an outcome verified before it read intents was decided by the one
+    the proposal named)."""
+    read = outcome.verification
+    return read is not None and read.intent_read and read.intent != outcome.intent
 
 
 def _z(level: float) -> float:
@@ -281,7 +284,7 @@ def calibrate(
     by_intent: dict[str, list[Outcome]] = {}
     disputed = 0
     for o in sorted(outcomes, key=lambda o: o.request_id):
-        if o.intent is not None and _read_as(o) not in (None, o.intent):
+        if o.intent is not None and _disputed(o):
             disputed += 1
         elif o.intent is not None:
             by_intent.setdefault(o.intent, []).append(o)

@@ -46,8 +46,10 @@ def selected(request_id: str, candidate: LiveCandidate) -> bool:
 def input_digest(inp: LiveShadowInput) -> str:
     """What a candidate's own run was given, as the live run gave it (sha256 of its JSON): the
     run records its decision only on that (activities/shadowstart.py). Pure: the workflow
-    computes it on replay as it did live."""
-    return hashlib.sha256(inp.model_dump_json().encode()).hexdigest()
+    computes it on replay as it did live. A field added since is left out at the value its
+    absence means, so that an input an earlier worker wrote down keeps its digest."""
+    added = {"read"} if not inp.read else None
+    return hashlib.sha256(inp.model_dump_json(exclude=added).encode()).hexdigest()
 
 
 def shadow_decision(

@@ -34,6 +34,7 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleSpec,
     ScheduleUpdate,
+    ScheduleUpdateInput,
     TLSConfig,
     WorkflowExecution,
     WorkflowFailureError,
@@ -118,7 +119,8 @@ def tls_config(settings: Settings) -> TLSConfig | bool | None:
 
 
 async def connect(settings: Settings, *, serve_metrics: bool = False) -> Client:
-    """``serve_metrics``: workers only; one process serves TETHER_METRICS_ADDRESS. TLS, mTLS
+    """``serve_metrics``: workers and the console, each serving TETHER_METRICS_ADDRESS
+    (never a command's client, which would take the address from its own process). TLS, mTLS
     and an API key come from Settings (temporal_tls, temporal_api_key) for every process."""
     api_key = settings.temporal_api_key
     try:
@@ -677,17 +679,26 @@ class Tether:
         return report
 
     async def schedule_evaluation(
-        self, inp: EvaluationInput, every: timedelta, *, replace: bool = True
+        self,
+        inp: EvaluationInput,
+        every: timedelta,
+        *,
+        replace: bool = True,
+        interval_only: bool = False,
     ) -> str:
         """The live evaluation on a schedule; ``replace`` False keeps one that exists (what
-        `tether up` asks at each start: an operator's own schedule stays as they made it)."""
+        `tether up` asks at each start: an operator's own schedule stays as they made it);
+        ``interval_only`` changes how often one that exists runs, and keeps what it runs (its
+        domain, window, sample and webhook)."""
         action = ScheduleActionStartWorkflow(
             names.LIVE_EVALUATION,
             inp,
             id="live-evaluation",
             task_queue=self.settings.task_queue,
         )
-        return await self._schedule(EVALUATION_SCHEDULE, action, every, replace=replace)
+        return await self._schedule(
+            EVALUATION_SCHEDULE, action, every, replace=replace, interval_only=interval_only
+        )
 
     async def _schedule(
         self,
@@ -696,21 +707,27 @@ class Tether:
         every: timedelta,
         *,
         replace: bool = True,
+        interval_only: bool = False,
     ) -> str:
-        """Create the schedule, or update it in place (unless not ``replace``); overlapping
-        runs are skipped."""
+        """Create the schedule, or update it in place (unless not ``replace``; only its
+        interval with ``interval_only``); overlapping runs are skipped."""
+        spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)])
         schedule = Schedule(
-            action=action,
-            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            action=action, spec=spec, policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP)
         )
+
+        def updated(existing: ScheduleUpdateInput) -> ScheduleUpdate:
+            if not interval_only:
+                return ScheduleUpdate(schedule=schedule)
+            kept = existing.description.schedule  # its action's input stays as it was sent
+            kept.spec = spec
+            return ScheduleUpdate(schedule=kept)
+
         try:
             await self.client.create_schedule(schedule_id, schedule)
         except ScheduleAlreadyRunningError:
             if replace:
-                await self.client.get_schedule_handle(schedule_id).update(
-                    lambda _: ScheduleUpdate(schedule=schedule)
-                )
+                await self.client.get_schedule_handle(schedule_id).update(updated)
         return schedule_id
 
     async def feedback(

@@ -283,16 +283,21 @@ class Console:
         }
 
     async def decide(self, request: Request, identity: str) -> Response:
-        response = await self._decide(request, identity)
-        result = {303: "sent", 503: "unavailable"}.get(response.status_code, "refused")
-        self.counted.verdict(str(request.path_params["verdict"]), result)
+        verdict = str(request.path_params["verdict"])
+        try:
+            result, response = await self._decide(request, identity)
+        except BaseException:
+            self.counted.verdict(verdict, "error")
+            raise
+        self.counted.verdict(verdict, result)
         return response
 
-    async def _decide(self, request: Request, identity: str) -> Response:
+    async def _decide(self, request: Request, identity: str) -> tuple[str, Response]:
+        """(sent, refused or unavailable; the page to show)."""
         rid, verdict = request.path_params["request_id"], request.path_params["verdict"]
         form = await request.form()
         if not self._form_ok(identity, form):
-            return _page(
+            return "refused", _page(
                 "base.html", identity, title="Refused", error="The form is not yours.", code=403
             )
         reason = str(form.get("reason", "")).strip()
@@ -302,7 +307,7 @@ class Console:
         # The console signs for the operator it authenticated, with the key it holds for them.
         key = keyring(self.config.keyring).get(identity)
         if key is None:
-            return await self.detail(
+            return "refused", await self.detail(
                 request, identity, f"Refused: this console holds no signing key for {identity}"
             )
         try:
@@ -328,16 +333,17 @@ class Console:
                     key=key,
                 )
             else:
-                return _page(
+                return "refused", _page(
                     "base.html", identity, title="Not found", error="No such action.", code=404
                 )
         except ReviewRejected as err:
-            return await self.detail(request, identity, f"Refused ({err.code}): {err.detail}")
+            error = f"Refused ({err.code}): {err.detail}"
+            return "refused", await self.detail(request, identity, error)
         except (InvalidRequest, ValueError, RecursionError) as err:
-            return await self.detail(request, identity, f"Not accepted: {err}"[:500])
+            return "refused", await self.detail(request, identity, f"Not accepted: {err}"[:500])
         except UNAVAILABLE as err:
-            return _unavailable(identity, rid, "decided", err)
-        return RedirectResponse(f"/requests/{quote(rid, safe=':@')}", status_code=303)
+            return "unavailable", _unavailable(identity, rid, "decided", err)
+        return "sent", RedirectResponse(f"/requests/{quote(rid, safe=':@')}", status_code=303)
 
 
 def create_app(settings: Settings, tether: Tether | None = None) -> Starlette:

@@ -246,8 +246,10 @@ class Verification(Frozen):
     findings: list[Finding] = []
     # The intent the verifier reads in the request (tether.intents), whoever proposed: an
     # intent's own thresholds apply only where it agrees with the proposal's. None: not read
-    # (a pack that labels no examples, or a verification recorded before it read one).
+    # (a pack that labels no examples, or a verification recorded before it read one, which
+    # ``intent_read`` tells apart).
     intent: str | None = None
+    intent_read: bool = False
 
     @property
     def blocking(self) -> list[Finding]:

@@ -183,9 +183,12 @@ class DomainPack:
     demo_approvers: Mapping[str, list[str]] = field(default_factory=dict)
     # Intent -> the tools its plan names (intents_file): what each intent is for, read once.
     plans: Mapping[str, frozenset[str]] = field(init=False, default_factory=dict)
+    # The intents with labelled examples: the ones the verifier can read in a request.
+    readable: frozenset[str] = field(init=False, default=frozenset())
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plans", _plans(self.intents_file))
+        object.__setattr__(self, "readable", _readable(self.intents_file))
         problems = []
         if not re.fullmatch(DOMAIN[1:-1], self.name):
             problems.append(f"name {self.name!r} must be a lower-case word")
@@ -290,6 +293,14 @@ class DomainPack:
         unknown = [i for i in policy.intent_thresholds if i not in self.intents]
         if unknown:  # a misspelt intent would silently keep the policy's thresholds
             problems.append(f"intent_thresholds names {unknown}; the intents are {self.intents}")
+        unread = [
+            i for i in policy.intent_thresholds if i in self.intents and i not in self.readable
+        ]
+        if unread:  # the verifier never reads them: their thresholds would never apply
+            problems.append(
+                f"intent_thresholds names {unread}, which have no labelled examples in "
+                f"{self.intents_file.name}: the verifier cannot read them in a request"
+            )
         try:
             settings = self.settings(policy)
         except ValueError as err:
@@ -317,15 +328,21 @@ class DomainPack:
         return self.describe_call(call) if self.describe_call else call.tool
 
 
-def _plans(path: Path) -> dict[str, frozenset[str]]:
-    """Each intent's planned tools, from the intents file (none when it has none)."""
+def _intents(path: Path) -> dict[str, dict[str, Any]]:
+    """The intents file's entries (none when it cannot be read)."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError:
         return {}
     intents = raw.get("intents") if isinstance(raw, dict) else None
-    return {
-        str(name): frozenset(body.get("plan") or ())
-        for name, body in (intents or {}).items()
-        if isinstance(body, dict)
-    }
+    return {str(k): v for k, v in (intents or {}).items() if isinstance(v, dict)}
+
+
+def _plans(path: Path) -> dict[str, frozenset[str]]:
+    """Each intent's planned tools, from the intents file (none when it has none)."""
+    return {name: frozenset(body.get("plan") or ()) for name, body in _intents(path).items()}
+
+
+def _readable(path: Path) -> frozenset[str]:
+    """The intents the file gives labelled examples."""
+    return frozenset(name for name, body in _intents(path).items() if body.get("examples"))

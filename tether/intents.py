@@ -2,7 +2,8 @@
 
 The local model proposes the intent it reads this way; the verifier reads it again from the
 request alone, whoever proposed, so that an intent's own thresholds are not the model's word
-only (tether.policy.decide). The examples are embedded once per pack, on its first reading.
+only (tether.policy.decide). The examples are embedded once per pack: on its first reading,
+or when ``warm`` asks (the local model at its start, a worker while it polls).
 """
 
 from __future__ import annotations

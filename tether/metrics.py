@@ -29,7 +29,7 @@ PROPOSAL_REUSE = "tether_proposal_reuse"  # counter: domain, result (hit, miss, 
 OVERLAY_ACTIVE = "tether_overlay_active"  # gauge: domain, intent ("*": the whole domain)
 OVERLAY_SWITCHES = "tether_overlay_switches"  # counter: domain, intent, to (on, off)
 CONSOLE_SIGN_INS = "tether_console_sign_ins"  # counter: result (ok, refused)
-# counter: verdict, result (sent, refused, unavailable)
+# counter: verdict, result (sent, refused, unavailable, error)
 CONSOLE_VERDICTS = "tether_console_verdicts"
 CIRCUIT_CODES: dict[State, int] = {"closed": 0, "half_open": 1, "open": 2}
 
@@ -109,12 +109,14 @@ def record(outcome: Outcome, meter: MetricMeter) -> None:
 
 class ConsoleCounters:
     """The console's sign-ins and verdicts, on its own endpoint (``TETHER_METRICS_ADDRESS``)
-    beside its Temporal client's: refused sign-ins are someone guessing tokens, refused
-    verdicts an operator the workflow would not take (a role, a version, a key). Every
-    series is present from the start (zero is an answer)."""
+    beside its Temporal client's. A refused sign-in is an unknown token or another site's
+    form (many: someone guessing tokens); a refused verdict one the workflow would not take
+    (a role, a version, a signature) or the console would not send (another's form, no key
+    for its operator, unreadable arguments); unavailable: Temporal did not answer; error:
+    anything else. Every series is present from the start (zero is an answer)."""
 
     VERDICTS = ("approve", "reject", "edit")
-    RESULTS = ("sent", "refused", "unavailable")
+    RESULTS = ("sent", "refused", "unavailable", "error")
 
     def __init__(self, meter: MetricMeter | None) -> None:
         self._sign_ins = (

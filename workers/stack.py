@@ -180,7 +180,9 @@ class EmbeddedStack:
                 await self.start_model_worker()
             if self.settings.evaluation_every is not None:  # unless one exists already
                 await self.tether.schedule_evaluation(
-                    EvaluationInput(), self.settings.evaluation_every, replace=False
+                    EvaluationInput(webhook=self.settings.alert_webhook),
+                    self.settings.evaluation_every,
+                    replace=False,
                 )
         except BaseException:
             await self.__aexit__(None, None, None)

@@ -182,6 +182,11 @@ class ResolutionWorkflow:
             assert self._facts.proposal is not None
             intent = self._facts.proposal.intent
             self._overlay = await steps.overlay_at_decision(pinned, intent, started, inp.timeouts)
+            verification = self._facts.verification
+            read = verification.intent if verification is not None else None
+            if self._read and self._overlay is None and read is not None and read != intent:
+                # Naming another intent does not escape the overlay on the one read.
+                self._overlay = await steps.overlay_at_decision(pinned, read, started, inp.timeouts)
             decision = self._decide()
         approved = decision.action is DecisionAction.AUTO
         if decision.action is DecisionAction.APPROVAL:

@@ -151,7 +151,7 @@ async def test_identity_and_forms_are_checked(
     verdicts = counted(page, "tether_console_verdicts")
     assert verdicts["result=refused,verdict=approve"] == 3, verdicts
     assert sum(verdicts.values()) == 3  # every other series there, at zero
-    assert len(verdicts) == 9
+    assert len(verdicts) == 12
     assert "temporal_request" in page  # the console's client's calls to Temporal
     assert (await tether.status(rid)).pending is not None  # still waiting
     await tether.reject(rid, approver=LEAD, reason="test over")

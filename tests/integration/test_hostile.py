@@ -9,6 +9,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 from temporalio import activity
@@ -20,7 +21,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from tests.conftest import new_id, ticket
+from tests.conftest import new_id, replay_and_keep, ticket
 from tests.integration.test_resolution import LEAD, MANAGER, effects, wait_pending
 from tests.processes import tether_cli
 from tether import names
@@ -36,6 +37,7 @@ from tether.contracts import (
 from tether.domains.support.business import BusinessServer
 from tether.errors import RequestConflict
 from tether.names import workflow_id_for
+from tether.overlay import CODE
 from tether.workers.main import Resources
 
 pytestmark = pytest.mark.integration
@@ -409,3 +411,50 @@ async def test_an_intent_the_model_names_moves_no_threshold_the_verifier_does_no
         assert named.decision.policy_version == borrowed.version
     finally:
         store.activate("support", active.version, by="test", reason="drill over")
+
+
+async def test_an_intent_the_model_names_escapes_no_overlay_on_the_one_the_verifier_reads(
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    workers: None,
+    business: BusinessServer,
+    resources: Resources,
+) -> None:
+    """A person switched the conservative overlay on for order_status. A model names an
+    order-status reply warranty_question, sure of it: the verifier reads order_status, so the
+    overlay holds the reply for a person all the same."""
+
+    def elsewhere(inp: ProposeInput) -> dict[str, object]:
+        answer, cited = grounded(inp)
+        reply = {"customer_id": inp.request.subject, "body": answer}
+        return {
+            "intent": "warranty_question",
+            "answer": answer,
+            "citations": cited,
+            "tool_calls": [{"tool": "send_reply", "arguments": reply}],
+            "confidence": 0.95,
+        }
+
+    store = resources.store
+    overlay = store.set_overlay(
+        "support", "order_status", by="ops@example", reason="drill 7", at=datetime.now(UTC)
+    )
+    assert overlay is not None
+    queue = new_id("hostile")
+    tether = Tether(temporal_env.client, settings.model_copy(update={"model_queue": queue}))
+    req = ticket("Where is my order ORD-1001? It has not arrived yet.", "C-100")
+    try:
+        async with Worker(temporal_env.client, task_queue=queue, activities=[scripted(elsewhere)]):  # type: ignore[list-item]  # fmt: skip
+            handle = await tether.submit(req)
+            await wait_pending(tether, req["request_id"])
+            pending = (await tether.status(req["request_id"])).pending
+            assert pending is not None
+            assert pending.reasons[0].code == CODE, pending.reasons
+            assert "drill 7" in pending.reasons[0].detail
+            await tether.reject(req["request_id"], approver=LEAD, reason="overlay on")
+            held = await handle.result()
+        await replay_and_keep(handle, "intent_overlay_on_the_intent_read")
+    finally:
+        store.clear_overlay(overlay.id, by="ops@example", reason="drill over", at=datetime.now(UTC))
+    assert held.verification is not None and held.verification.intent == "order_status"
+    assert effects(business, "messages", req["request_id"]) == []

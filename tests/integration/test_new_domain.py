@@ -236,8 +236,9 @@ def test_tether_ask_is_answered_by_the_generated_pack(
     assert [i.every for i in kept.schedule.spec.intervals] == [timedelta(minutes=5)]
     # As the compose bundle makes it (--keep: the one there stays), then as an operator
     # changes it.
+    elsewhere = {**served, "TETHER_ALERT_WEBHOOK": "https://alerts.invalid/other"}
     for args, seconds in ((["--keep", "--every", "1h"], 300.0), (["--every", "1h"], 3600.0)):
-        scheduled = tether("eval", "schedule", *args, "--json", cwd=tmp_path, env=served)
+        scheduled = tether("eval", "schedule", *args, "--json", cwd=tmp_path, env=elsewhere)
         assert scheduled.returncode == 0, scheduled.stderr
         assert json.loads(scheduled.stdout) == {
             "schedule": EVALUATION_SCHEDULE,
@@ -245,8 +246,15 @@ def test_tether_ask_is_answered_by_the_generated_pack(
         }
     changed = asyncio.run(evaluation_schedule())
     assert [i.every for i in changed.schedule.spec.intervals] == [timedelta(hours=1)]
-    off = tether("eval", "schedule", cwd=tmp_path, env={**served, "TETHER_EVALUATION_EVERY": "0"})
-    assert off.returncode == 2 and "pass --every" in off.stderr, off.stderr
+    # What it runs (its input, the webhook in it) is the one `tether up` made, not this
+    # shell's (which names another webhook).
+    assert isinstance(changed.schedule.action, ScheduleActionStartWorkflow)
+    assert changed.schedule.action.args == action.args
+    off = {**served, "TETHER_EVALUATION_EVERY": "0"}
+    refused = tether("eval", "schedule", cwd=tmp_path, env=off)
+    assert refused.returncode == 2 and "pass --every" in refused.stderr, refused.stderr
+    kept_off = tether("eval", "schedule", "--keep", cwd=tmp_path, env=off)  # the bundle's
+    assert kept_off.returncode == 0 and "no schedule made" in kept_off.stdout, kept_off.stderr
 
 
 def test_capacity_is_read_from_the_workers_own_metrics(

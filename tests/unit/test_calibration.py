@@ -299,11 +299,13 @@ def test_outcomes_the_verifier_read_as_another_intent_are_fitted_under_none(
     read as refund_request, the same outcomes pull its thresholds up."""
     outcomes, said, report = known
 
-    def rejected(i: int, read_as: str) -> Outcome:
+    def rejected(i: int, read_as: str | None) -> Outcome:
         return outcome(
             f"d-{i:04}", "refund_request", 0.95, 0.95, DecisionAction.APPROVAL,
             ["low_confidence"], reviews=[review("reject")],
-            verification=Verification(grounding=0.95, sentences=1, intent=read_as),
+            verification=Verification(
+                grounding=0.95, sentences=1, intent=read_as, intent_read=True
+            ),
         )  # fmt: skip
 
     def again(extra: list[Outcome]) -> Calibration:
@@ -320,6 +322,11 @@ def test_outcomes_the_verifier_read_as_another_intent_are_fitted_under_none(
     agreed = again([rejected(i, "refund_request") for i in range(2_000)])
     assert agreed.disputed == 0
     assert fit(agreed, "refund_request") != fit(report, "refund_request")
+    # Not read (a pack without examples): the gate gave them no intent's thresholds either.
+    unread = again([rejected(i, None) for i in range(2_000)])
+    assert unread.disputed == 2_000 and unread.intents == report.intents
+    # Verified before the verifier read intents (the rest of this history): as named.
+    assert all(not o.verification.intent_read for o in outcomes)
 
 
 def test_an_intent_no_thresholds_can_make_precise_keeps_its_own(known: Any) -> None:

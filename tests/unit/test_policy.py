@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.unit.builders import FRESH, NOW, REPLY, order, record, refund, staffed
 from tether.config import PolicyConfig
@@ -564,6 +566,24 @@ def test_an_intents_thresholds_move_only_the_two_gates() -> None:
     assert not {"low_confidence", "weak_grounding"} & set(over.codes())
     balance = run(dataclasses.replace(named("more than the balance"), grounding=0.0), anything)
     assert balance.action is DecisionAction.REJECT
+
+
+def test_the_pack_refuses_thresholds_the_verifier_could_never_read(tmp_path: Path) -> None:
+    """An intent without labelled examples is never read in a request, so thresholds of its
+    own would never apply: refused, saying so, as a misspelt one is."""
+    raw = yaml.safe_load(PACK.intents_file.read_text())
+    raw["intents"]["complaint"]["examples"] = []
+    unlabelled = tmp_path / "intents.yaml"
+    unlabelled.write_text(yaml.safe_dump(raw))
+    pack = dataclasses.replace(PACK, intents_file=unlabelled)
+    assert "complaint" not in pack.readable and "refund_request" in pack.readable
+    config = CONFIG.merged({"intent_thresholds": {"complaint": {"min_grounding": 0.9}}})
+    [problem] = pack.policy_problems(config)
+    assert problem == (
+        "intent_thresholds names ['complaint'], which have no labelled examples in "
+        "intents.yaml: the verifier cannot read them in a request"
+    )
+    assert PACK.policy_problems(config) == []
 
 
 def test_the_pack_refuses_thresholds_for_an_intent_it_does_not_have() -> None:

@@ -5,6 +5,7 @@ The client is a stand-in that records what the activity asks of Temporal."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,3 +164,15 @@ async def test_a_holder_it_cannot_decrypt_is_not_taken_for_someone_elses(store: 
     with pytest.raises(ValueError, match="unknown key"):
         await started(store, temporal, inp)
     assert len(temporal.starts) == 1  # nothing terminated: the attempt fails, to be retried
+
+
+def test_an_input_written_down_before_a_field_was_added_keeps_its_digest() -> None:
+    """An earlier worker wrote the digest of an input without ``read`` (a live run recorded
+    before the verifier read intents): read back by today's code, its digest is the same, so
+    the candidate's run still records its decision."""
+    earlier = start().input.model_dump_json(exclude={"read"})
+    assert '"read"' not in earlier
+    again = LiveShadowInput.model_validate_json(earlier)
+    assert again.read is False
+    assert input_digest(again) == hashlib.sha256(earlier.encode()).hexdigest()
+    assert input_digest(again.model_copy(update={"read": True})) != input_digest(again)

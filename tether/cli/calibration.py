@@ -69,7 +69,7 @@ def describe(report: Calibration) -> list[str]:
     if report.disputed:
         lines.append(
             f"  {report.disputed:,} outcomes fitted under no intent: the verifier read their "
-            "request as another intent than the proposal named"
+            "request as another intent than the proposal named, or could not read it"
         )
     for fit in report.intents:
         lines += _intent(fit, report.domain)

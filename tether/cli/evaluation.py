@@ -105,19 +105,29 @@ def eval_schedule(
 ) -> None:
     """Evaluate live traffic on a Temporal Schedule, every domain's, without running it now:
     what switches self-protection on and off by itself. `tether up` makes it at each start;
-    a deployment without it (the compose bundle) runs this once."""
+    a deployment without it (the compose bundle) runs this once. On a schedule that exists
+    it changes the interval alone (unless --keep): what it runs, its webhook among them,
+    stays; `tether eval run --every` replaces both."""
     from tether.client import Tether
     from tether.evaluation import EvaluationInput
 
     settings = Settings()
     interval = parse_interval(every) if every else settings.evaluation_every
+    if interval is None and keep:  # evaluation turned off where the bundle runs this
+        out.print("TETHER_EVALUATION_EVERY is 0: no schedule made")
+        return
     if interval is None:
         fail("TETHER_EVALUATION_EVERY is 0 (no schedule): pass --every to make one anyway")
     inp = EvaluationInput(webhook=settings.alert_webhook)
 
     async def main() -> None:
+        assert interval is not None
         tether = await Tether.connect()
-        schedule = await tether.schedule_evaluation(inp, interval, replace=not keep)
+        # One that exists keeps what it runs (its webhook among them): only its interval
+        # changes here (`tether eval run --every` replaces both).
+        schedule = await tether.schedule_evaluation(
+            inp, interval, replace=not keep, interval_only=True
+        )
         described = await tether.client.get_schedule_handle(schedule).describe()
         now = [i.every for i in described.schedule.spec.intervals]
         if as_json:
