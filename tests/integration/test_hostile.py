@@ -348,6 +348,30 @@ async def test_ticket_text_that_looks_like_markup_is_printed_as_written(
 # --- an intent named to borrow thresholds -----------------------------------------------
 
 
+def replying(intent: str, confidence: float) -> Callable[[ProposeInput], dict[str, object]]:
+    """A grounded reply to the subject, under ``intent``, as sure as ``confidence``."""
+
+    def plan(inp: ProposeInput) -> dict[str, object]:
+        answer, cited = grounded(inp)
+        reply = {"customer_id": inp.request.subject, "body": answer}
+        return {
+            "intent": intent,
+            "answer": answer,
+            "citations": cited,
+            "tool_calls": [{"tool": "send_reply", "arguments": reply}],
+            "confidence": confidence,
+        }
+
+    return plan
+
+
+def serving(
+    temporal_env: WorkflowEnvironment, queue: str, plan: Callable[[ProposeInput], dict[str, object]]
+) -> Worker:
+    """A stand-in model's worker on ``queue``, answering ``plan(input)``."""
+    return Worker(temporal_env.client, task_queue=queue, activities=[scripted(plan)])  # type: ignore[list-item]
+
+
 async def test_an_intent_the_model_names_moves_no_threshold_the_verifier_does_not_read(
     temporal_env: WorkflowEnvironment,
     settings: Settings,
@@ -372,25 +396,11 @@ async def test_an_intent_the_model_names_moves_no_threshold_the_verifier_does_no
     store.add("support", borrowed, by="test")
     store.activate("support", borrowed.version, by="test", reason="intent drill")
 
-    def unsure(intent: str) -> Callable[[ProposeInput], dict[str, object]]:
-        def plan(inp: ProposeInput) -> dict[str, object]:
-            answer, cited = grounded(inp)
-            reply = {"customer_id": inp.request.subject, "body": answer}
-            return {
-                "intent": intent,
-                "answer": answer,
-                "citations": cited,
-                "tool_calls": [{"tool": "send_reply", "arguments": reply}],
-                "confidence": 0.2,
-            }
-
-        return plan
-
     queue = new_id("hostile")
     tether = Tether(temporal_env.client, settings.model_copy(update={"model_queue": queue}))
     text = "Where is my order ORD-1001? It has not arrived yet."
     try:
-        async with Worker(temporal_env.client, task_queue=queue, activities=[scripted(unsure("warranty_question"))]):  # type: ignore[list-item]  # fmt: skip
+        async with serving(temporal_env, queue, replying("warranty_question", 0.2)):
             req = ticket(text, "C-100")
             handle = await tether.submit(req)
             await wait_pending(tether, req["request_id"])
@@ -405,7 +415,7 @@ async def test_an_intent_the_model_names_moves_no_threshold_the_verifier_does_no
             held = await handle.result()
         assert held.verification is not None and held.verification.intent == "order_status"
         assert "intent_disagrees" in [f.code for f in held.verification.findings]
-        async with Worker(temporal_env.client, task_queue=queue, activities=[scripted(unsure("order_status"))]):  # type: ignore[list-item]  # fmt: skip
+        async with serving(temporal_env, queue, replying("order_status", 0.2)):
             named = await tether.resolve(ticket(text, "C-100"))
         assert named.decision.action is DecisionAction.AUTO, named.decision
         assert named.decision.policy_version == borrowed.version
@@ -423,18 +433,6 @@ async def test_an_intent_the_model_names_escapes_no_overlay_on_the_one_the_verif
     """A person switched the conservative overlay on for order_status. A model names an
     order-status reply warranty_question, sure of it: the verifier reads order_status, so the
     overlay holds the reply for a person all the same."""
-
-    def elsewhere(inp: ProposeInput) -> dict[str, object]:
-        answer, cited = grounded(inp)
-        reply = {"customer_id": inp.request.subject, "body": answer}
-        return {
-            "intent": "warranty_question",
-            "answer": answer,
-            "citations": cited,
-            "tool_calls": [{"tool": "send_reply", "arguments": reply}],
-            "confidence": 0.95,
-        }
-
     store = resources.store
     overlay = store.set_overlay(
         "support", "order_status", by="ops@example", reason="drill 7", at=datetime.now(UTC)
@@ -444,7 +442,7 @@ async def test_an_intent_the_model_names_escapes_no_overlay_on_the_one_the_verif
     tether = Tether(temporal_env.client, settings.model_copy(update={"model_queue": queue}))
     req = ticket("Where is my order ORD-1001? It has not arrived yet.", "C-100")
     try:
-        async with Worker(temporal_env.client, task_queue=queue, activities=[scripted(elsewhere)]):  # type: ignore[list-item]  # fmt: skip
+        async with serving(temporal_env, queue, replying("warranty_question", 0.95)):
             handle = await tether.submit(req)
             await wait_pending(tether, req["request_id"])
             pending = (await tether.status(req["request_id"])).pending
