@@ -19,6 +19,7 @@ import uvicorn
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import new_id
+from tests.integration.test_deploy_metrics import CONSOLE, queried
 from tether.client import Tether
 from tether.config import ConsoleConfig, Settings
 from tether.console import create_app
@@ -153,6 +154,9 @@ async def test_identity_and_forms_are_checked(
     assert sum(verdicts.values()) == 3  # every other series there, at zero
     assert len(verdicts) == 12
     assert "temporal_request" in page  # the console's client's calls to Temporal
+    # What the rules and the dashboard query of the console's, it serves.
+    theirs = {n for n in queried() if n.startswith(CONSOLE)}
+    assert theirs and all(f"\n{name}{{" in page for name in theirs), theirs
     assert (await tether.status(rid)).pending is not None  # still waiting
     await tether.reject(rid, approver=LEAD, reason="test over")
 
