@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -37,12 +37,14 @@ from temporalio.service import RPCError
 
 from tether.client import Tether, connect
 from tether.config import Settings
-from tether.contracts import WorkflowStatus
-from tether.errors import InvalidRequest, ReviewRejected
+from tether.contracts import LaterFeedback, WorkflowStatus
+from tether.errors import FeedbackRefused, InvalidRequest, ReviewRejected
 from tether.metrics import ConsoleCounters, runtime_for
 from tether.signing import keyring, proposal_digest
 
 COOKIE = "tether_session"
+# What an operator may report of a finished request (LaterFeedback.kind), in the form's order.
+FEEDBACK_KINDS = get_args(LaterFeedback.model_fields["kind"].annotation)
 TEMPLATES = Path(__file__).with_name("console_templates")
 # Direction controls (embeddings, overrides, isolates) make text read other than it is
 # ("invoice\u202egnp.exe" reads as "invoiceexe.png"): a decider sees them as a visible mark.
@@ -245,7 +247,16 @@ class Console:
         try:
             if described.status is WorkflowExecutionStatus.COMPLETED:
                 outcome = await self.tether.outcome(rid)
-                return _page("finished.html", identity, title=rid, error=error, outcome=outcome)
+                return _page(
+                    "finished.html",
+                    identity,
+                    title=rid,
+                    error=error,
+                    code=409 if error else 200,
+                    outcome=outcome,
+                    csrf=self.csrf(identity),
+                    kinds=FEEDBACK_KINDS,
+                )
             status = await self.tether.status(rid)
         except UNAVAILABLE as err:
             return _unavailable(identity, rid, "read", err)
@@ -281,6 +292,35 @@ class Console:
             "shown": proposal_digest(proposal),
             "csrf": self.csrf(identity),
         }
+
+    async def report(self, request: Request, identity: str) -> Response:
+        """What happened after a finished request (a complaint, a correction...), signed by
+        the console for the operator it authenticated: feedback the learning loop counts."""
+        rid = request.path_params["request_id"]
+        form = await request.form()
+        if not self._form_ok(identity, form):
+            return _page(
+                "base.html", identity, title="Refused", error="The form is not yours.", code=403
+            )
+        key = keyring(self.config.keyring).get(identity)
+        if key is None:
+            error = f"Refused: this console holds no signing key for {identity}"
+            return await self.detail(request, identity, error)
+        try:
+            await self.tether.feedback(
+                rid,
+                kind=str(form.get("kind", "")),
+                detail=str(form.get("detail", "")).strip(),
+                source="console",
+                key=key,
+            )
+        except FeedbackRefused as err:
+            return await self.detail(request, identity, f"Refused ({err.code}): {err.detail}")
+        except InvalidRequest as err:
+            return await self.detail(request, identity, f"Not accepted: {err}"[:500])
+        except UNAVAILABLE as err:
+            return _unavailable(identity, rid, "reported on", err)
+        return RedirectResponse(f"/requests/{quote(rid, safe=':@')}", status_code=303)
 
     async def decide(self, request: Request, identity: str) -> Response:
         verdict = str(request.path_params["verdict"])
@@ -373,6 +413,7 @@ def create_app(settings: Settings, tether: Tether | None = None) -> Starlette:
             Route("/login", console.login, methods=["GET", "POST"]),
             Route("/logout", console.logout, methods=["POST"]),
             Route("/requests/{request_id}", signed_in(console.detail)),
+            Route("/requests/{request_id}/feedback", signed_in(console.report), methods=["POST"]),
             Route("/requests/{request_id}/{verdict}", signed_in(console.decide), methods=["POST"]),
         ],
         lifespan=lifespan,

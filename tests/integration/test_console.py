@@ -18,12 +18,13 @@ import pytest
 import uvicorn
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import new_id
+from tests.conftest import new_id, ticket
 from tests.integration.test_deploy_metrics import CONSOLE, queried
 from tether.client import Tether
 from tether.config import ConsoleConfig, Settings
 from tether.console import create_app
 from tether.stack import free_port
+from tether.workers.main import Resources
 
 pytestmark = pytest.mark.integration
 
@@ -234,3 +235,57 @@ async def test_the_queue_filters_by_domain(console_url: str, tether: Tether) -> 
     assert "<option value='itops' selected>" in itops
     await tether.reject(refund, approver="manager@northwind.example", reason="test over")
     await tether.reject(restart, approver="oncall@itops.example", reason="test over")
+
+
+async def test_an_operator_reports_what_happened_later_signed_as_them(
+    console_url: str, tether: Tether, resources: Resources
+) -> None:
+    """On a finished request's page an operator reports a complaint: the console signs it
+    with the key it holds for them, so the learning loop counts it as vouched for by them.
+    Another site's form, an operator it holds no key for and a kind there is none of are
+    refused, and nothing of them is kept."""
+    done = await tether.resolve(
+        ticket("Where is my order ORD-1001? It has not arrived yet.", "C-100")
+    )
+    rid = done.request_id
+    store = resources.store
+
+    async def form(http: httpx.AsyncClient, who: str) -> str:
+        page = await http.get(f"/requests/{rid}", headers={"X-Test-User": who})
+        assert page.status_code == 200 and "Report what happened later" in page.text
+        return page.text.split("name='csrf' value='")[1].split("'")[0]
+
+    async with httpx.AsyncClient(base_url=console_url) as http:
+        lead, stranger = {"X-Test-User": LEAD}, {"X-Test-User": "stranger@northwind.example"}
+        complaint = {"kind": "complaint", "detail": "the parcel never came"}
+        forged = await http.post(
+            f"/requests/{rid}/feedback", data={**complaint, "csrf": "x"}, headers=lead
+        )
+        assert forged.status_code == 403
+        csrf = await form(http, "stranger@northwind.example")
+        keyless = await http.post(
+            f"/requests/{rid}/feedback", data={**complaint, "csrf": csrf}, headers=stranger
+        )
+        assert keyless.status_code == 409 and "holds no signing key" in keyless.text
+        csrf = await form(http, LEAD)
+        praise = await http.post(
+            f"/requests/{rid}/feedback",
+            data={"kind": "praise", "detail": "x", "csrf": csrf},
+            headers=lead,
+        )
+        assert praise.status_code == 409 and "Not accepted" in praise.text
+        assert store.later(rid) == []
+        sent = await http.post(
+            f"/requests/{rid}/feedback",
+            data={**complaint, "csrf": csrf},
+            headers=lead,
+            follow_redirects=False,
+        )
+        assert sent.status_code == 303, sent.text
+    [heard] = store.heard(rid)
+    assert (heard["kind"], heard["detail"], heard["source"]) == (
+        "complaint",
+        "the parcel never came",
+        "console",
+    )
+    assert heard["vouched_by"] == LEAD and heard["vouched_key"] == tether.keys()[LEAD].id
