@@ -43,7 +43,7 @@ from tether.metrics import ConsoleCounters, runtime_for
 from tether.signing import keyring, proposal_digest
 
 COOKIE = "tether_session"
-# What an operator may report of a finished request (LaterFeedback.kind), in the form's order.
+# What an operator may report of a finished request (LaterFeedback.kind), as listed there.
 FEEDBACK_KINDS = get_args(LaterFeedback.model_fields["kind"].annotation)
 TEMPLATES = Path(__file__).with_name("console_templates")
 # Direction controls (embeddings, overrides, isolates) make text read other than it is
