@@ -296,16 +296,26 @@ class Console:
     async def report(self, request: Request, identity: str) -> Response:
         """What happened after a finished request (a complaint, a correction...), signed by
         the console for the operator it authenticated: feedback the learning loop counts."""
+        try:
+            result, response = await self._report(request, identity)
+        except BaseException:
+            self.counted.report("error")
+            raise
+        self.counted.report(result)
+        return response
+
+    async def _report(self, request: Request, identity: str) -> tuple[str, Response]:
+        """(sent, refused or unavailable; the page to show)."""
         rid = request.path_params["request_id"]
         form = await request.form()
         if not self._form_ok(identity, form):
-            return _page(
+            return "refused", _page(
                 "base.html", identity, title="Refused", error="The form is not yours.", code=403
             )
         key = keyring(self.config.keyring).get(identity)
         if key is None:
             error = f"Refused: this console holds no signing key for {identity}"
-            return await self.detail(request, identity, error)
+            return "refused", await self.detail(request, identity, error)
         try:
             await self.tether.feedback(
                 rid,
@@ -315,12 +325,13 @@ class Console:
                 key=key,
             )
         except FeedbackRefused as err:
-            return await self.detail(request, identity, f"Refused ({err.code}): {err.detail}")
+            error = f"Refused ({err.code}): {err.detail}"
+            return "refused", await self.detail(request, identity, error)
         except InvalidRequest as err:
-            return await self.detail(request, identity, f"Not accepted: {err}"[:500])
+            return "refused", await self.detail(request, identity, f"Not accepted: {err}"[:500])
         except UNAVAILABLE as err:
-            return _unavailable(identity, rid, "reported on", err)
-        return RedirectResponse(f"/requests/{quote(rid, safe=':@')}", status_code=303)
+            return "unavailable", _unavailable(identity, rid, "reported on", err)
+        return "sent", RedirectResponse(f"/requests/{quote(rid, safe=':@')}", status_code=303)
 
     async def decide(self, request: Request, identity: str) -> Response:
         verdict = str(request.path_params["verdict"])

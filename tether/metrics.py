@@ -4,8 +4,8 @@ failures, follow-ups, quality scores and request latency, recorded once per outc
 them, from where each is known: latency by stage (tether/stages.py, and the approval gate's
 wait), approval SLA breaches (the gate), the approval queue's depth (tether/queuedepth.py),
 the model circuit's state (``watch_breaker``), the evaluation job's burn rates and drift
-(activities/records.py), and the console's sign-ins and the verdicts it sends
-(``ConsoleCounters``).
+(activities/records.py), and the console's sign-ins, the verdicts it sends and the feedback
+its operators report (``ConsoleCounters``).
 
 The exporter adds no ``_total`` to counters and no unit to names (PrometheusConfig's
 defaults, which the Temporal SDK's own metrics are named by too): a name says its unit where
@@ -31,6 +31,8 @@ OVERLAY_SWITCHES = "tether_overlay_switches"  # counter: domain, intent, to (on,
 CONSOLE_SIGN_INS = "tether_console_sign_ins"  # counter: result (ok, refused)
 # counter: verdict, result (sent, refused, unavailable, error)
 CONSOLE_VERDICTS = "tether_console_verdicts"
+# counter: result (sent, refused, unavailable, error): what operators reported later
+CONSOLE_REPORTS = "tether_console_reports"
 CIRCUIT_CODES: dict[State, int] = {"closed": 0, "half_open": 1, "open": 2}
 
 _SHARES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0]
@@ -108,7 +110,7 @@ def record(outcome: Outcome, meter: MetricMeter) -> None:
 
 
 class ConsoleCounters:
-    """The console's sign-ins and verdicts, on its own endpoint (``TETHER_METRICS_ADDRESS``)
+    """The console's sign-ins, verdicts and reports, on its own endpoint (``TETHER_METRICS_ADDRESS``)
     beside its Temporal client's. A refused sign-in is an unknown token or another site's
     form (many: someone guessing tokens); a refused verdict one the workflow would not take
     (a role, a version, a signature) or the console would not send (another's form, no key
@@ -127,15 +129,25 @@ class ConsoleCounters:
             if meter
             else None
         )
+        self._reports = (
+            meter.create_counter(CONSOLE_REPORTS, "Feedback reported at the console")
+            if meter
+            else None
+        )
         for result in ("ok", "refused"):
             self.sign_in(result, 0)
-        for verdict in self.VERDICTS:
-            for done in self.RESULTS:
+        for done in self.RESULTS:
+            self.report(done, 0)
+            for verdict in self.VERDICTS:
                 self.verdict(verdict, done, 0)
 
     def sign_in(self, result: str, count: int = 1) -> None:
         if self._sign_ins is not None:
             self._sign_ins.add(count, {"result": result})
+
+    def report(self, result: str, count: int = 1) -> None:
+        if self._reports is not None:
+            self._reports.add(count, {"result": result})
 
     def verdict(self, verdict: str, result: str, count: int = 1) -> None:
         if self._verdicts is not None and verdict in self.VERDICTS:

@@ -238,7 +238,7 @@ async def test_the_queue_filters_by_domain(console_url: str, tether: Tether) -> 
 
 
 async def test_an_operator_reports_what_happened_later_signed_as_them(
-    console_url: str, tether: Tether, resources: Resources
+    console_url: str, tether: Tether, resources: Resources, console_metrics: str
 ) -> None:
     """On a finished request's page an operator reports a complaint: the console signs it
     with the key it holds for them, so the learning loop counts it as vouched for by them.
@@ -282,6 +282,14 @@ async def test_an_operator_reports_what_happened_later_signed_as_them(
             follow_redirects=False,
         )
         assert sent.status_code == 303, sent.text
+        page = (await http.get(f"http://{console_metrics}/metrics")).text
+    reports = counted(page, "tether_console_reports")
+    assert reports == {
+        "result=sent": 1,
+        "result=refused": 3,
+        "result=unavailable": 0,
+        "result=error": 0,
+    }
     [heard] = store.heard(rid)
     assert (heard["kind"], heard["detail"], heard["source"]) == (
         "complaint",
