@@ -15,6 +15,7 @@ carry an HMAC of the identity, so another site cannot post in its name.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -40,7 +41,7 @@ from tether.config import Settings
 from tether.contracts import LaterFeedback, WorkflowStatus
 from tether.errors import FeedbackRefused, InvalidRequest, ReviewRejected
 from tether.metrics import ConsoleCounters, runtime_for
-from tether.signing import keyring, proposal_digest
+from tether.signing import SigningKey, keyring, proposal_digest
 
 COOKIE = "tether_session"
 # What an operator may report of a finished request (LaterFeedback.kind), as listed there.
@@ -293,29 +294,33 @@ class Console:
             "csrf": self.csrf(identity),
         }
 
-    async def report(self, request: Request, identity: str) -> Response:
-        """What happened after a finished request (a complaint, a correction...), signed by
-        the console for the operator it authenticated: feedback the learning loop counts."""
-        try:
-            result, response = await self._report(request, identity)
-        except BaseException:
-            self.counted.report("error")
-            raise
-        self.counted.report(result)
-        return response
-
-    async def _report(self, request: Request, identity: str) -> tuple[str, Response]:
-        """(sent, refused or unavailable; the page to show)."""
-        rid = request.path_params["request_id"]
-        form = await request.form()
+    async def _signing_key(
+        self, request: Request, identity: str, form: Any
+    ) -> SigningKey | Response:
+        """The key the console signs with for the operator it authenticated, or the page
+        refusing the form: another's, or an operator it holds no key for."""
         if not self._form_ok(identity, form):
-            return "refused", _page(
+            return _page(
                 "base.html", identity, title="Refused", error="The form is not yours.", code=403
             )
         key = keyring(self.config.keyring).get(identity)
         if key is None:
             error = f"Refused: this console holds no signing key for {identity}"
-            return "refused", await self.detail(request, identity, error)
+            return await self.detail(request, identity, error)
+        return key
+
+    async def report(self, request: Request, identity: str) -> Response:
+        """What happened after a finished request (a complaint, a correction...), signed by
+        the console for the operator it authenticated: feedback the learning loop counts."""
+        return await _counting(self.counted.report, self._report(request, identity))
+
+    async def _report(self, request: Request, identity: str) -> tuple[str, Response]:
+        """(sent, refused or unavailable; the page to show)."""
+        rid = request.path_params["request_id"]
+        form = await request.form()
+        key = await self._signing_key(request, identity, form)
+        if isinstance(key, Response):
+            return "refused", key
         try:
             await self.tether.feedback(
                 rid,
@@ -335,32 +340,20 @@ class Console:
 
     async def decide(self, request: Request, identity: str) -> Response:
         verdict = str(request.path_params["verdict"])
-        try:
-            result, response = await self._decide(request, identity)
-        except BaseException:
-            self.counted.verdict(verdict, "error")
-            raise
-        self.counted.verdict(verdict, result)
-        return response
+        counted = functools.partial(self.counted.verdict, verdict)
+        return await _counting(counted, self._decide(request, identity))
 
     async def _decide(self, request: Request, identity: str) -> tuple[str, Response]:
         """(sent, refused or unavailable; the page to show)."""
         rid, verdict = request.path_params["request_id"], request.path_params["verdict"]
         form = await request.form()
-        if not self._form_ok(identity, form):
-            return "refused", _page(
-                "base.html", identity, title="Refused", error="The form is not yours.", code=403
-            )
+        key = await self._signing_key(request, identity, form)
+        if isinstance(key, Response):
+            return "refused", key
         reason = str(form.get("reason", "")).strip()
         said = str(form.get("version") or "")
         version = int(said) if said.isascii() and said.isdigit() and len(said) < 10 else None
         shown = str(form.get("proposal") or "") or None  # the hash of the proposal shown
-        # The console signs for the operator it authenticated, with the key it holds for them.
-        key = keyring(self.config.keyring).get(identity)
-        if key is None:
-            return "refused", await self.detail(
-                request, identity, f"Refused: this console holds no signing key for {identity}"
-            )
         try:
             if verdict == "edit":
                 await self.tether.edit(
@@ -433,6 +426,19 @@ def create_app(settings: Settings, tether: Tether | None = None) -> Starlette:
 
 # What a request that exists cannot do now: no worker answers its queries, its run fails.
 UNAVAILABLE = (RPCError, WorkflowQueryFailedError)
+
+
+async def _counting(
+    count: Callable[[str], None], work: Awaitable[tuple[str, Response]]
+) -> Response:
+    """``work``'s page, counted by its result ("error" when it raises)."""
+    try:
+        result, response = await work
+    except BaseException:
+        count("error")
+        raise
+    count(result)
+    return response
 
 
 def _unavailable(identity: str, rid: str, done: str, err: Exception) -> Response:
