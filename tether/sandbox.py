@@ -16,9 +16,14 @@ import compileall
 import functools
 import importlib
 import pkgutil
+from dataclasses import dataclass
 from pathlib import Path
+from types import CodeType
+from typing import Any
 
+from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker.workflow_sandbox._runner import _Instance
 
 import tether
 
@@ -51,7 +56,47 @@ def workflow_runner(*sandboxed: str) -> SandboxedWorkflowRunner:
     for package in (f"tether.{SANDBOXED}", *sandboxed):
         precompile(package)
     restrictions = SandboxRestrictions.default.with_passthrough_modules(*passthrough(), *NATIVE)
-    return SandboxedWorkflowRunner(restrictions=restrictions)
+    return LeanSandboxRunner(restrictions=restrictions)
+
+
+@dataclass(frozen=True)
+class LeanSandboxRunner(SandboxedWorkflowRunner):
+    """Temporal's sandbox, less two costs it pays on every payload and every activation.
+
+    The SDK asks the sandboxed instance for a payload's serialization context once per payload
+    per codec pass (six passes an activation and its completion), each time by compiling and
+    running a snippet of source inside the sandbox; and it compiles its activation snippet
+    anew for every activation. Together a seventh of a workflow process's CPU under load, more
+    for a governed request, which carries more payloads (py-spy, bench, 2026-12-07). Here the
+    snippets are compiled once, and the context is read from the sandboxed instance directly:
+    a pure lookup of the pending command, no import and nothing that would not replay
+    (tests/integration/test_sandbox_contexts.py holds it to the stock sandbox's answer).
+    Workflow code itself still runs with the sandbox's importer and restrictions applied. It
+    subclasses the SDK's private ``_Instance``: an SDK that changes it fails that test."""
+
+    def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
+        return _LeanInstance(det, self.runner_class, self.restrictions)
+
+
+class _LeanInstance(_Instance):
+    def _run_code(self, code: str | CodeType, **extra_globals: Any) -> None:
+        super()._run_code(_compiled(code) if isinstance(code, str) else code, **extra_globals)  # type: ignore[arg-type]
+
+    def get_serialization_context(self, command_info: Any) -> Any:
+        return self.globals_and_locals["__temporal_in_sandbox"].get_serialization_context(  # type: ignore[attr-defined]
+            command_info
+        )
+
+    def get_external_store_context(self, command_info: Any) -> Any:
+        return self.globals_and_locals["__temporal_in_sandbox"].get_external_store_context(  # type: ignore[attr-defined]
+            command_info
+        )
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str) -> CodeType:
+    """The sandbox's snippets: a few fixed strings, and one per workflow class it loads."""
+    return compile(source, "workflow_sandbox.py", "exec")
 
 
 @functools.cache
