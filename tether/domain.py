@@ -20,8 +20,9 @@ Everything a workflow calls on a pack (rules, checks, validation, describing) ru
 workflow, passed through Temporal's sandbox (so not guarded by it), and must be pure: no I/O,
 no clock but the ``now`` given, no randomness, so that it decides the same way on replay. A
 pack that raises allows nothing (``pack_error``) rather than hanging the workflow. A change
-to a pack that alters decisions on recorded facts is a change to workflow code: run `tether
-replay` against the live histories before deploying it, as for any workflow change.
+to a pack that alters decisions on recorded facts is a change to workflow code: gate it with
+``changed("<pack>/<change>")`` (below), so that runs recorded before it replay the path they
+took, and run `tether replay` against the live histories before deploying it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any, Protocol
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from temporalio import workflow
 
 from tether.config import PolicyConfig
 from tether.contracts import DOMAIN, ContextRecord, Facts, Finding, Request, ToolCall
@@ -326,6 +328,38 @@ class DomainPack:
     def describe(self, call: ToolCall) -> str:
         """A tool call in a few words, for tables and the console."""
         return self.describe_call(call) if self.describe_call else call.tool
+
+
+CHANGE = re.compile(r"[a-z][a-z0-9_]*/[A-Za-z0-9][A-Za-z0-9._-]{0,80}")
+CHANGE_MARKER = "pack:"  # before a change's name in the run's patch marker
+
+
+def changed(change: str) -> bool:
+    """Whether this run takes the pack's change ``change`` ("<pack>/<what changed>"): the
+    pack's own ``workflow.patched``. A run that meets the change first takes it, and its
+    history says so (a patch marker ``pack:<change>``); a run recorded before the change was
+    deployed replays without it, on the old path, and keeps that path to its end. Outside a
+    workflow (an evaluation, a test) the change is simply taken.
+
+        if changed("rooms/board-needs-director"):
+            yield Escalate(...)  # the new rule
+        else:
+            ...  # the rule as it was, for runs that started before
+
+    Call it where the workflow decides (rules, checks, validation), not in a query or an
+    update's validator, which may not write history: there it raises. Once no run in flight,
+    and none of the histories CI replays, predates the change, its old branch can go.
+    """
+    if not CHANGE.fullmatch(change):
+        raise ValueError(f"a pack's change is named '<pack>/<what changed>', not {change!r}")
+    if not workflow.in_workflow():
+        return True
+    if workflow.unsafe.is_read_only():
+        raise RuntimeError(
+            f"changed({change!r}) in a query or an update's validator: a pack decides whether "
+            "a run takes a change where the workflow decides, which writes the run's marker"
+        )
+    return workflow.patched(CHANGE_MARKER + change)
 
 
 def _intents(path: Path) -> dict[str, dict[str, Any]]:

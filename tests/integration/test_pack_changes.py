@@ -1,0 +1,124 @@
+"""A pack's rule runs inside the workflow, so changing it is changing workflow code: a run
+recorded before the change must replay the path it took. tether.domain.changed gates a pack's
+change the way workflow.patched gates the core's: old histories replay on the old rule, new
+runs take the new one and say so in their history. Without the gate the same change breaks
+replay of what was recorded before it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+from temporalio.worker import Replayer
+
+from tests.conftest import ticket
+from tests.packs.rooms import PACK, RoomRules, room_rules
+from tether import packs
+from tether.client import Tether
+from tether.contracts import DecisionAction, Facts
+from tether.domain import CHANGE_MARKER, changed
+from tether.policy import Allow, Escalate, Verdict
+from tether.sandbox import workflow_runner
+from tether.workers.main import WORKFLOWS
+
+pytestmark = pytest.mark.integration
+
+CHANGE = "rooms/four-is-large"
+
+
+def four_is_large(facts: Facts, rules: RoomRules, now: datetime) -> Iterator[Verdict]:
+    """The pack's rule, changed: a booking for more than three needs the manager."""
+    for verdict in room_rules(facts, rules, now):
+        if isinstance(verdict, Allow) and verdict.code == "small_booking":
+            people = int(verdict.detail.split()[0])
+            if people > 3:
+                yield Escalate("large_booking", verdict.detail, tier="facilities")
+                continue
+        yield verdict
+
+
+def gated(facts: Facts, rules: RoomRules, now: datetime) -> Iterator[Verdict]:
+    """The same change as a pack should ship it."""
+    if changed(CHANGE):
+        yield from four_is_large(facts, rules, now)
+    else:
+        yield from room_rules(facts, rules, now)
+
+
+def with_rule(monkeypatch: pytest.MonkeyPatch, rule: object) -> None:
+    pack = packs.get("rooms")
+    assert pack is PACK  # the registry's pack is the one the workers and the replayer use
+    monkeypatch.setitem(pack.__dict__, "rules", (rule,))  # a frozen dataclass, deployed anew
+
+
+async def replays(history: WorkflowHistory) -> bool:
+    converter: DataConverter = pydantic_data_converter
+    result = await Replayer(
+        workflows=WORKFLOWS, data_converter=converter, workflow_runner=workflow_runner()
+    ).replay_workflow(history, raise_on_replay_failure=False)
+    return result.replay_failure is None
+
+
+def markers(history: WorkflowHistory) -> list[str]:
+    """The patches a run took, by id (the SDK writes them as plain JSON)."""
+    return [
+        json.loads(event.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)[
+            "id"
+        ]
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and "patch-data" in event.marker_recorded_event_attributes.details
+    ]
+
+
+async def test_a_packs_gated_change_replays_old_runs_and_steers_new_ones(
+    tether: Tether, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = ticket("Please book RM-101 for 4 people for our design review.", "E-104")
+    handle = await tether.submit(before, domain="rooms")
+    outcome = await handle.result()
+    assert outcome.decision.action is DecisionAction.AUTO, outcome.decision
+    recorded = await handle.fetch_history()
+    assert await replays(recorded)
+    assert not any(m.startswith(CHANGE_MARKER) for m in markers(recorded))
+
+    # Shipped bare, the change decides the recorded request differently: its history no
+    # longer replays (a worker would fail the run's next task the same way).
+    with_rule(monkeypatch, four_is_large)
+    assert not await replays(recorded)
+
+    # Gated, the recorded run replays the rule it met ...
+    with_rule(monkeypatch, gated)
+    assert await replays(recorded)
+
+    # ... and a new run takes the change, and its history says so.
+    after = ticket("Please book RM-101 for 4 people for our design review.", "E-105")
+    rid = after["request_id"]
+    handle = await tether.submit(after, domain="rooms")
+    for _ in range(200):
+        status = await tether.status(rid)
+        if status.pending is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert status.pending is not None and status.pending.tier_name == "facilities"
+    assert "large_booking" in [r.code for r in status.pending.reasons]
+    await tether.reject(rid, approver="fm@rooms.example", reason="the change under test")
+    outcome = await handle.result()
+    assert outcome.decision.action is DecisionAction.APPROVAL
+    taken = await handle.fetch_history()
+    assert CHANGE_MARKER + CHANGE in markers(taken)
+    assert await replays(taken) and await replays(recorded)
+
+
+def test_outside_a_workflow_a_change_is_taken_and_its_name_is_checked() -> None:
+    assert changed(CHANGE)
+    for bad in ["", "four-is-large", "rooms/", "Rooms/x", "rooms/with space", "rooms/x\n"]:
+        with pytest.raises(ValueError, match="<pack>/<what changed>"):
+            changed(bad)
