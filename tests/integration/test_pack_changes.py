@@ -6,7 +6,6 @@ replay of what was recorded before it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from datetime import datetime
@@ -19,6 +18,7 @@ from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 
 from tests.conftest import ticket
+from tests.integration.test_domain_pack import MANAGER, pending_at
 from tests.packs.rooms import PACK, RoomRules, room_rules
 from tether import packs
 from tether.client import Tether
@@ -102,14 +102,11 @@ async def test_a_packs_gated_change_replays_old_runs_and_steers_new_ones(
     after = ticket("Please book RM-101 for 4 people for our design review.", "E-105")
     rid = after["request_id"]
     handle = await tether.submit(after, domain="rooms")
-    for _ in range(200):
-        status = await tether.status(rid)
-        if status.pending is not None:
-            break
-        await asyncio.sleep(0.05)
-    assert status.pending is not None and status.pending.tier_name == "facilities"
+    await pending_at(tether, rid, "facilities")
+    status = await tether.status(rid)
+    assert status.pending is not None
     assert "large_booking" in [r.code for r in status.pending.reasons]
-    await tether.reject(rid, approver="fm@rooms.example", reason="the change under test")
+    await tether.reject(rid, approver=MANAGER, reason="the change under test")
     outcome = await handle.result()
     assert outcome.decision.action is DecisionAction.APPROVAL
     taken = await handle.fetch_history()
