@@ -7,17 +7,20 @@ replay of what was recorded before it."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHistory
+from temporalio.client import WorkflowHistory, WorkflowQueryFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
-from temporalio.worker import Replayer
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer, Worker
 
 from tests.conftest import ticket
+from tests.integration.probes import ChangeProbe
 from tests.integration.test_domain_pack import MANAGER, pending_at
 from tests.packs.rooms import PACK, RoomRules, room_rules
 from tether import packs
@@ -119,3 +122,17 @@ def test_outside_a_workflow_a_change_is_taken_and_its_name_is_checked() -> None:
     for bad in ["", "four-is-large", "rooms/", "Rooms/x", "rooms/with space", "rooms/x\n"]:
         with pytest.raises(ValueError, match="<pack>/<what changed>"):
             changed(bad)
+
+
+async def test_a_query_cannot_decide_a_change(temporal_env: WorkflowEnvironment) -> None:
+    queue = f"change-probe-{uuid.uuid4().hex[:8]}"
+    client = temporal_env.client
+    async with Worker(
+        client, task_queue=queue, workflows=[ChangeProbe], workflow_runner=workflow_runner()
+    ):
+        handle = await client.start_workflow(ChangeProbe.run, id=queue, task_queue=queue)
+        with pytest.raises(WorkflowQueryFailedError, match="in a query or an update's validator"):
+            await handle.query(ChangeProbe.taken)
+        await handle.signal(ChangeProbe.finish)
+        assert await handle.result() is True
+        assert CHANGE_MARKER + "probe/first" in markers(await handle.fetch_history())

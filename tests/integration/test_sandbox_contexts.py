@@ -23,7 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from tests.integration.contexts_probe import Probe, ProbeChild, echo
+from tests.integration.probes import Probe, ProbeChild, echo
 from tether.sandbox import LeanSandboxRunner, workflow_runner
 
 

@@ -1,0 +1,58 @@
+"""Small workflows the integration tests run on workers of their own: Probe's payloads cross
+an activity, a local activity and a child workflow (test_sandbox_contexts.py runs it under
+both sandboxes); ChangeProbe asks tether.domain.changed where it may and where it may not
+(test_pack_changes.py)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import activity, workflow
+
+with workflow.unsafe.imports_passed_through():
+    from tether.domain import changed
+
+TIMEOUT = timedelta(seconds=30)
+
+
+@activity.defn
+async def echo(text: str) -> str:
+    return text
+
+
+@workflow.defn
+class ProbeChild:
+    @workflow.run
+    async def run(self, text: str) -> str:
+        return text + "?"
+
+
+@workflow.defn
+class Probe:
+    @workflow.run
+    async def run(self, text: str) -> str:
+        remote = await workflow.execute_activity(echo, text, start_to_close_timeout=TIMEOUT)
+        local = await workflow.execute_local_activity(echo, remote, start_to_close_timeout=TIMEOUT)
+        return await workflow.execute_child_workflow(
+            ProbeChild.run, local, id=f"{workflow.info().workflow_id}-child"
+        )
+
+
+@workflow.defn
+class ChangeProbe:
+    def __init__(self) -> None:
+        self.done = False
+
+    @workflow.run
+    async def run(self) -> bool:
+        taken = changed("probe/first")
+        await workflow.wait_condition(lambda: self.done)
+        return taken
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.done = True
+
+    @workflow.query
+    def taken(self) -> bool:
+        return changed("probe/first")  # a query writes no history: refused
