@@ -346,20 +346,22 @@ def changed(change: str) -> bool:
         else:
             ...  # the rule as it was, for runs that started before
 
-    Call it where the workflow decides (rules, checks, validation), not in a query or an
-    update's validator, which may not write history: there it raises. Once no run in flight,
-    and none of the histories CI replays, predates the change, its old branch can go.
+    In a query or an update's validator, which write no history, it answers what the run
+    decided before, and for a change the run has not met yet, True: neither runs during
+    replay, so the run takes the change when it meets it. (An edit's validator runs the
+    pack's rules, and must judge as the update's handler will.) Once no run in flight, and
+    none of the histories CI replays, predates the change, its old branch can go.
     """
     if not CHANGE.fullmatch(change):
         raise ValueError(f"a pack's change is named '<pack>/<what changed>', not {change!r}")
     if not workflow.in_workflow():
         return True
+    # The run's answers so far, on its own workflow object: they live and go with the run.
+    decided: dict[str, bool] = vars(workflow.instance()).setdefault("_tether_pack_changes", {})
     if workflow.unsafe.is_read_only():
-        raise RuntimeError(
-            f"changed({change!r}) in a query or an update's validator: a pack decides whether "
-            "a run takes a change where the workflow decides, which writes the run's marker"
-        )
-    return workflow.patched(CHANGE_MARKER + change)
+        return decided.get(change, True)
+    decided[change] = workflow.patched(CHANGE_MARKER + change)
+    return decided[change]
 
 
 def _intents(path: Path) -> dict[str, dict[str, Any]]:

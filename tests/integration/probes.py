@@ -10,6 +10,7 @@ from datetime import timedelta
 from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
+    from tests.integration.probe_switch import SWITCH
     from tether.domain import changed
 
 TIMEOUT = timedelta(seconds=30)
@@ -40,19 +41,22 @@ class Probe:
 
 @workflow.defn
 class ChangeProbe:
+    """Meets the change "probe/first" at its start (when the switch says the code does), then
+    waits; its query asks changed() about any change."""
+
     def __init__(self) -> None:
         self.done = False
 
     @workflow.run
-    async def run(self) -> bool:
-        taken = changed("probe/first")
+    async def run(self) -> list[bool]:
+        met = [changed("probe/first")] if SWITCH.meets_change else []
         await workflow.wait_condition(lambda: self.done)
-        return taken
+        return met
 
     @workflow.signal
     def finish(self) -> None:
         self.done = True
 
     @workflow.query
-    def taken(self) -> bool:
-        return changed("probe/first")  # a query writes no history: refused
+    def asks(self, change: str) -> bool:
+        return changed(change)

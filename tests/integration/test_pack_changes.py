@@ -13,13 +13,14 @@ from datetime import datetime
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHistory, WorkflowQueryFailedError
+from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from tests.conftest import ticket
+from tests.integration.probe_switch import SWITCH
 from tests.integration.probes import ChangeProbe
 from tests.integration.test_domain_pack import MANAGER, pending_at
 from tests.packs.rooms import PACK, RoomRules, room_rules
@@ -124,15 +125,38 @@ def test_outside_a_workflow_a_change_is_taken_and_its_name_is_checked() -> None:
             changed(bad)
 
 
-async def test_a_query_cannot_decide_a_change(temporal_env: WorkflowEnvironment) -> None:
+async def test_a_query_answers_as_the_run_decided(temporal_env: WorkflowEnvironment) -> None:
+    """A query (or an edit's validator, which runs the pack's rules) writes no history, so it
+    cannot ask Temporal; it answers what the run decided. Here a run recorded before the
+    change replays on a worker whose code meets it: the run keeps the old path, and the
+    query says so. A change the run has not met is one it will take."""
     queue = f"change-probe-{uuid.uuid4().hex[:8]}"
     client = temporal_env.client
+    # No cache: every task replays the run from its history, as after a deploy.
     async with Worker(
-        client, task_queue=queue, workflows=[ChangeProbe], workflow_runner=workflow_runner()
+        client,
+        task_queue=queue,
+        workflows=[ChangeProbe],
+        workflow_runner=workflow_runner(),
+        max_cached_workflows=0,
     ):
-        handle = await client.start_workflow(ChangeProbe.run, id=queue, task_queue=queue)
-        with pytest.raises(WorkflowQueryFailedError, match="in a query or an update's validator"):
-            await handle.query(ChangeProbe.taken)
-        await handle.signal(ChangeProbe.finish)
-        assert await handle.result() is True
-        assert CHANGE_MARKER + "probe/first" in markers(await handle.fetch_history())
+        try:
+            SWITCH.meets_change = False  # the code the run starts on
+            before = await client.start_workflow(ChangeProbe.run, id=f"{queue}-a", task_queue=queue)
+            assert await before.query(ChangeProbe.asks, "probe/first") is True  # not met yet
+            SWITCH.meets_change = True  # the code deployed under it
+            assert await before.query(ChangeProbe.asks, "probe/first") is False
+            assert await before.query(ChangeProbe.asks, "probe/other") is True
+            await before.signal(ChangeProbe.finish)
+            assert await before.result() == [False]
+            assert not any(
+                m.startswith(CHANGE_MARKER) for m in markers(await before.fetch_history())
+            )
+
+            after = await client.start_workflow(ChangeProbe.run, id=f"{queue}-b", task_queue=queue)
+            assert await after.query(ChangeProbe.asks, "probe/first") is True
+            await after.signal(ChangeProbe.finish)
+            assert await after.result() == [True]
+            assert CHANGE_MARKER + "probe/first" in markers(await after.fetch_history())
+        finally:
+            SWITCH.meets_change = True
