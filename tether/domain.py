@@ -332,14 +332,15 @@ class DomainPack:
 
 CHANGE = re.compile(r"[a-z][a-z0-9_]*/[A-Za-z0-9][A-Za-z0-9._-]{0,80}")
 CHANGE_MARKER = "pack:"  # before a change's name in the run's patch marker
+_DECIDED = "_tether_pack_changes"  # the run's answers, an attribute of its workflow object
 
 
 def changed(change: str) -> bool:
     """Whether this run takes the pack's change ``change`` ("<pack>/<what changed>"): the
     pack's own ``workflow.patched``. A run that meets the change first takes it, and its
     history says so (a patch marker ``pack:<change>``); a run recorded before the change was
-    deployed replays without it, on the old path, and keeps that path to its end. Outside a
-    workflow (an evaluation, a test) the change is simply taken.
+    deployed replays without it, on the old path. Outside a workflow (an evaluation, a test)
+    the change is simply taken.
 
         if changed("rooms/board-needs-director"):
             yield Escalate(...)  # the new rule
@@ -356,8 +357,11 @@ def changed(change: str) -> bool:
         raise ValueError(f"a pack's change is named '<pack>/<what changed>', not {change!r}")
     if not workflow.in_workflow():
         return True
-    # The run's answers so far, on its own workflow object: they live and go with the run.
-    decided: dict[str, bool] = vars(workflow.instance()).setdefault("_tether_pack_changes", {})
+    # The run's answers so far, on its own workflow object: they live and go with the run
+    # (none before the object exists, in the workflow's __init__). "Not met yet" is True as
+    # long as no worker sets a patch_activation_callback, which Tether's workers do not.
+    run = workflow.instance()
+    decided: dict[str, bool] = {} if run is None else vars(run).setdefault(_DECIDED, {})
     if workflow.unsafe.is_read_only():
         return decided.get(change, True)
     decided[change] = workflow.patched(CHANGE_MARKER + change)

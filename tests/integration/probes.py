@@ -32,10 +32,15 @@ class ProbeChild:
 class Probe:
     @workflow.run
     async def run(self, text: str) -> str:
-        remote = await workflow.execute_activity(echo, text, start_to_close_timeout=TIMEOUT)
-        local = await workflow.execute_local_activity(echo, remote, start_to_close_timeout=TIMEOUT)
+        # Each hop's payload its own, so a codec can tell which context each was given.
+        remote = await workflow.execute_activity(
+            echo, f"{text} remote", start_to_close_timeout=TIMEOUT
+        )
+        local = await workflow.execute_local_activity(
+            echo, f"{remote} local", start_to_close_timeout=TIMEOUT
+        )
         return await workflow.execute_child_workflow(
-            ProbeChild.run, local, id=f"{workflow.info().workflow_id}-child"
+            ProbeChild.run, f"{local} child", id=f"{workflow.info().workflow_id}-child"
         )
 
 
