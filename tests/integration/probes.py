@@ -1,6 +1,6 @@
 """Small workflows the integration tests run on workers of their own: Probe's payloads cross
 an activity, a local activity and a child workflow (test_sandbox_contexts.py runs it under
-both sandboxes); ChangeProbe asks tether.domain.changed where it may and where it may not
+both sandboxes); ChangeProbe asks tether.domain.changed from its run and from a query
 (test_pack_changes.py)."""
 
 from __future__ import annotations

@@ -6,14 +6,16 @@ replay of what was recorded before it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHistory
+from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
@@ -82,6 +84,18 @@ def markers(history: WorkflowHistory) -> list[str]:
     ]
 
 
+async def first_task_done(handle: WorkflowHandle[Any, Any]) -> None:
+    """Once the run's first task is in its history (a query before it is not answered)."""
+    for _ in range(300):
+        history = await handle.fetch_history()
+        if any(
+            e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED for e in history.events
+        ):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{handle.id}: no workflow task completed")
+
+
 async def test_a_packs_gated_change_replays_old_runs_and_steers_new_ones(
     tether: Tether, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -143,6 +157,7 @@ async def test_a_query_answers_as_the_run_decided(temporal_env: WorkflowEnvironm
         try:
             SWITCH.meets_change = False  # the code the run starts on
             before = await client.start_workflow(ChangeProbe.run, id=f"{queue}-a", task_queue=queue)
+            await first_task_done(before)
             assert await before.query(ChangeProbe.asks, "probe/first") is True  # not met yet
             SWITCH.meets_change = True  # the code deployed under it
             assert await before.query(ChangeProbe.asks, "probe/first") is False
@@ -154,6 +169,7 @@ async def test_a_query_answers_as_the_run_decided(temporal_env: WorkflowEnvironm
             )
 
             after = await client.start_workflow(ChangeProbe.run, id=f"{queue}-b", task_queue=queue)
+            await first_task_done(after)
             assert await after.query(ChangeProbe.asks, "probe/first") is True
             await after.signal(ChangeProbe.finish)
             assert await after.result() == [True]
