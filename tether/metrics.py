@@ -110,12 +110,13 @@ def record(outcome: Outcome, meter: MetricMeter) -> None:
 
 
 class ConsoleCounters:
-    """The console's sign-ins, verdicts and reports, on its own endpoint (``TETHER_METRICS_ADDRESS``)
-    beside its Temporal client's. A refused sign-in is an unknown token or another site's
-    form (many: someone guessing tokens); a refused verdict one the workflow would not take
-    (a role, a version, a signature) or the console would not send (another's form, no key
-    for its operator, unreadable arguments); unavailable: Temporal did not answer; error:
-    anything else. Every series is present from the start (zero is an answer)."""
+    """The console's sign-ins, verdicts and reports, on its own endpoint
+    (``TETHER_METRICS_ADDRESS``) beside its Temporal client's. A refused sign-in is an
+    unknown token or another site's form (many: someone guessing tokens); a refused verdict
+    one the workflow would not take (a role, a version, a signature) or the console would not
+    send (another's form, no key for its operator, unreadable arguments); unavailable:
+    Temporal did not answer; error: anything else. Every series is present from the start
+    (zero is an answer)."""
 
     VERDICTS = ("approve", "reject", "edit")
     RESULTS = ("sent", "refused", "unavailable", "error")

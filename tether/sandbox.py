@@ -79,18 +79,19 @@ class LeanSandboxRunner(SandboxedWorkflowRunner):
 
 
 class _LeanInstance(_Instance):
-    def _run_code(self, code: str | CodeType, **extra_globals: Any) -> None:
-        super()._run_code(_compiled(code) if isinstance(code, str) else code, **extra_globals)  # type: ignore[arg-type]
+    def _run_code(self, code: str, **extra_globals: Any) -> None:
+        # exec runs the compiled snippet as it would its source.
+        super()._run_code(_compiled(code), **extra_globals)  # type: ignore[arg-type]
+
+    def _inside(self) -> Any:
+        """The sandbox's own view of the run (temporalio's InSandbox)."""
+        return self.globals_and_locals["__temporal_in_sandbox"]
 
     def get_serialization_context(self, command_info: Any) -> Any:
-        return self.globals_and_locals["__temporal_in_sandbox"].get_serialization_context(  # type: ignore[attr-defined]
-            command_info
-        )
+        return self._inside().get_serialization_context(command_info)
 
     def get_external_store_context(self, command_info: Any) -> Any:
-        return self.globals_and_locals["__temporal_in_sandbox"].get_external_store_context(  # type: ignore[attr-defined]
-            command_info
-        )
+        return self._inside().get_external_store_context(command_info)
 
 
 @functools.lru_cache(maxsize=256)

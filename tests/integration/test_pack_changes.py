@@ -17,7 +17,6 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
@@ -65,9 +64,10 @@ def with_rule(monkeypatch: pytest.MonkeyPatch, rule: object) -> None:
 
 
 async def replays(history: WorkflowHistory) -> bool:
-    converter: DataConverter = pydantic_data_converter
     result = await Replayer(
-        workflows=WORKFLOWS, data_converter=converter, workflow_runner=workflow_runner()
+        workflows=WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
     ).replay_workflow(history, raise_on_replay_failure=False)
     return result.replay_failure is None
 
