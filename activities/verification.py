@@ -12,6 +12,7 @@ the proposal names moves no threshold unless the verifier reads it too.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from temporalio import activity
@@ -80,6 +81,31 @@ def argument_findings(pack: DomainPack, facts: Facts) -> list[Finding]:
     if answer.strip() not in said:
         findings += _other_records("the answer", answer, pack, mentioned, known)
     return findings + pack.check_arguments(facts)
+
+
+def repeated_writes(pack: DomainPack, facts: Facts) -> list[Finding]:
+    """A write proposed twice with the same arguments: each step has its own idempotency key,
+    so both would run. No plan needs that; nothing runs. Checked on the model's proposal only:
+    an approver's edit is theirs (``argument_findings`` is what the workflow checks again, and
+    this finding, about the arguments, goes with the edit)."""
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for call in facts.proposal.tool_calls if facts.proposal else []:
+        if call.tool not in pack.tools or not pack.tools.get(call.tool).writes:
+            continue
+        key = call.tool + json.dumps(call.arguments, sort_keys=True, default=str)
+        if key in seen and call.tool not in repeated:
+            repeated.append(call.tool)
+        seen.add(key)
+    return [
+        Finding(
+            code="repeated_write",
+            severity="block",
+            detail=f"{tool} is proposed more than once with the same arguments",
+            about="arguments",
+        )
+        for tool in repeated
+    ]
 
 
 def _other_records(
@@ -212,7 +238,7 @@ class VerificationActivities:
             context=inp.context,
             proposal=proposal,
         )
-        findings += argument_findings(pack, facts)
+        findings += argument_findings(pack, facts) + repeated_writes(pack, facts)
         findings += [
             Finding(
                 code="not_subjects_record",

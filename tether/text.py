@@ -96,14 +96,24 @@ def clause(text: str, start: int, end: int) -> tuple[int, int]:
     return begin, min(ends, default=len(text))
 
 
+def negated(text: str, start: int, end: int) -> bool:
+    """Whether a negation in its clause comes before ``text[start:end]`` ends ("do not
+    restart it", "it wasn't sent"; not "it is slow, restart it")."""
+    begin, _ = clause(text, start, end)
+    return _NEGATION.search(text, begin, end) is not None
+
+
 def asserted(text: str, start: int, end: int) -> bool:
     """Whether what ``text[start:end]`` says is asserted: no negation in its clause up to its
     end, and the sentence it is in, up to its stop or line break, is not a question."""
-    begin, _ = clause(text, start, end)
-    if _NEGATION.search(text, begin, end):
-        return False
+    return not negated(text, start, end) and not questioned(text, end)
+
+
+def questioned(text: str, end: int) -> bool:
+    """Whether the sentence holding ``text[:end]``'s end, up to its stop or line break, is a
+    question."""
     stop = _STOP.search(text, end)
-    return stop is None or stop.group() != "?"
+    return stop is not None and stop.group() == "?"
 
 
 def own_sentences(text: str, sources: list[str], *, min_length: int = 3) -> list[str]:

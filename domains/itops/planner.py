@@ -8,13 +8,35 @@ from typing import Any
 
 from tether.contracts import ContextRecord, Request, ToolCall
 from tether.domain import ID_GOES_ON
+from tether.text import negated, said
 
 from .tools import ASSET, PERSON_ID, Asset
 
 # Every service the text names, whole: svc-search-ro is named, and is not svc-search.
 _SERVICE = re.compile(rf"(?<!{ID_GOES_ON})(svc-{ID_GOES_ON}*\w)")
 _PERSON = re.compile(rf"(?<!{ID_GOES_ON})({PERSON_ID})(?!{ID_GOES_ON})")
-_SELF = re.compile(r"\b(?:me|myself|my own)\b", re.IGNORECASE)
+_ME = re.compile(r"\b(?:me|myself|my own)\b", re.IGNORECASE)
+# What a reader takes for a person's id (read through ``said``: full-width folded): any case,
+# any dash or none, digits of any script. Only the exact spelling is looked up.
+_PERSON_LOOSELY = re.compile(
+    r"(?<!\w)e\s?[-\u2010-\u2015\u2212\u2043\ufe58]?\s?(\d{3})(?!\d)", re.IGNORECASE
+)
+# The requester speaking of themselves, and anyone else a request can mean without an id: a
+# pronoun, a relation ("my report", "a new hire"), a name ("Eli Park", "Eli's"). A word
+# inside an id (grp-reports-read) is none of them.
+_SELF = re.compile(
+    rf"(?<!{ID_GOES_ON})(?:i|i'm|i've|i'd|me|my|mine|myself)(?!{ID_GOES_ON})", re.IGNORECASE
+)
+_ANOTHER = re.compile(
+    rf"(?<!{ID_GOES_ON})(?:he|she|him|her|his|hers|they|them|their|theirs|someone|somebody"
+    r"|everyone|everybody|anyone|colleagues?|co-?workers?|team-?mates?|reports?|manager|boss"
+    r"|new (?:hire|starter|joiner)s?|interns?|contractors?|friends?)"
+    rf"(?!{ID_GOES_ON})",
+    re.IGNORECASE,
+)
+_NAMED = re.compile(
+    r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+\b|\b(?!(?:It|That|What|Here|There|Let|Who)')[A-Z][a-z]+'s\b"
+)
 
 
 def describe_asset(data: dict[str, Any]) -> str:
@@ -56,6 +78,8 @@ def service_change(
         if len(pairs) != 1:
             return None
         host_id, service = pairs[0]
+    elif refused_services(request):
+        return None  # "do not restart svc-cart": the host's one service is no guess to make
     elif len(hosts) == 1 and len(hosts[0].services) == 1:
         host_id, service = hosts[0].asset_id, hosts[0].services[0].name
     else:
@@ -63,17 +87,34 @@ def service_change(
     return {"host": host_id, "service": service, "requested_by": request.subject}
 
 
-def asked_services(request: Request) -> list[str]:
-    """The services the request's text names, first mention first: any word that starts
-    ``svc-``, known or not (one that is no service is still not another one)."""
-    return list(dict.fromkeys(_SERVICE.findall(request.text)))
+def asked_services(request: Request, *, strict: bool = True) -> list[str]:
+    """The services the request's text asks about, first mention first: any word that starts
+    ``svc-``, known or not (one that is no service is still not another one), but not one it
+    mentions only to say not to (``refused_services``). ``strict=False``: every one it names,
+    as read before itops/strict-reading (tether.domain.changed)."""
+    if not strict:
+        return list(dict.fromkeys(_SERVICE.findall(request.text)))
+    refused = refused_services(request)
+    return list(dict.fromkeys(s for s, no in _mentions(request) if not (no or s in refused)))
+
+
+def refused_services(request: Request) -> list[str]:
+    """The services the request mentions in a negated clause ("do not restart svc-cart",
+    "never touch svc-etl"): never asked for, even where it names them again."""
+    return list(dict.fromkeys(s for s, no in _mentions(request) if no))
+
+
+def _mentions(request: Request) -> list[tuple[str, bool]]:
+    """Each service the text names, and whether in a negated clause, as a reader takes it."""
+    text = said(request.text)
+    return [(m.group(1), negated(text, m.start(), m.end())) for m in _SERVICE.finditer(text)]
 
 
 def membership(
     request: Request, context: list[ContextRecord], answer: str, intent: str
 ) -> dict[str, Any] | None:
     """The first group read, for the first person the request names, read or not (policy
-    refuses one nobody could read); the requester only when it names nobody else."""
+    refuses one nobody could read), or the requester (``asked_member``): else no plan."""
     groups = _assets(context, "group")
     if not groups:
         return None
@@ -83,15 +124,32 @@ def membership(
     return {"group": groups[0].asset_id, "member": member, "requested_by": request.subject}
 
 
-def asked_member(request: Request) -> str | None:
-    """Whom the request asks access for: the requester when they say "me" or name nobody
-    else, the one other person it names, else None (two people, or "me" and another)."""
-    others = list(dict.fromkeys(p for p in _PERSON.findall(request.text) if p != request.subject))
-    if _SELF.search(request.text):
-        return None if others else request.subject
-    if len(others) > 1:
-        return None
-    return others[0] if others else request.subject
+def asked_member(request: Request, *, strict: bool = True) -> str | None:
+    """Whom the request asks access for: the one other person it names by id, or the
+    requester when it speaks of them ("me", "my", "I") and of nobody else; else None, a
+    question for a person: two people, "me" and another, or someone it names in a way the
+    runtime cannot read (by name, pronoun or relation, or an id spelt otherwise than the
+    lookups read it). A guess here would grant, or revoke, the wrong person's access.
+    ``strict=False``: as read before itops/strict-reading, when naming nobody else by id
+    meant the requester."""
+    named = list(dict.fromkeys(_PERSON.findall(request.text)))
+    others = [p for p in named if p != request.subject]
+    if not strict:
+        if _ME.search(request.text):
+            return None if others else request.subject
+        if len(others) > 1:
+            return None
+        return others[0] if others else request.subject
+    text = said(request.text)
+    loosely = {f"E-{int(digits):03d}" for digits in _PERSON_LOOSELY.findall(text)}
+    if loosely - set(named):
+        return None  # an id the lookups did not read: whose, a person says
+    if others:  # one other, and not the requester as well
+        alone = len(named) == 1 and not _ME.search(text)
+        return others[0] if alone else None
+    if named or (_SELF.search(text) and not (_ANOTHER.search(text) or _NAMED.search(text))):
+        return request.subject  # by their own id, or as "me" with nobody else in sight
+    return None
 
 
 def change_record(

@@ -22,11 +22,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from tether.config import PolicyConfig
 from tether.contracts import Facts, Finding, ToolCall
-from tether.domain import ReferenceKind
+from tether.domain import ReferenceKind, changed
 from tether.policy import Allow, Escalate, Reject, Verdict, writes_of
-from tether.text import asserted, own_sentences, said
+from tether.text import asserted, own_sentences, questioned, said
 
-from .planner import asked_member, asked_services, describe_asset
+from .planner import asked_member, asked_services, describe_asset, refused_services
 from .tools import ASSET, ASSET_ID, GROUP_ID, HOST_ID, REGISTRY, Asset
 
 MAX_LOOKUPS = 4  # assets read per request; more hosts than a request may change anyway
@@ -37,6 +37,12 @@ SERVICE_TOOLS = ("restart_service", "rotate_credential")
 # What may change without the on-call SRE; any other environment (a typo, a new one) needs them.
 NON_PRODUCTION = frozenset({"staging", "development"})
 MEMBERSHIP_TOOLS = ("add_to_group", "remove_from_group")
+# The checks below also judge an approver's edit inside the workflow, so a change to what
+# they find is a change to workflow code (tether.domain.changed). This one, after a hostile
+# review (2026-12-08): a person the request names otherwise than by an exact id, or by no id
+# at all and not as "me", is nobody to guess; a service it says not to touch is not asked
+# for; a note's claim is read in more shapes, and past a preface ("Never fear: ...").
+STRICT_READING = "itops/strict-reading"
 
 
 class FreezeWindow(BaseModel):
@@ -217,7 +223,7 @@ def _access_change(facts: Facts, rules: ItopsRules, call: ToolCall) -> Iterator[
 def member_as_asked(facts: Facts) -> Iterator[Finding]:
     """A grant or revocation for someone other than whom the request names (the verifier's
     check of the model's arguments against the text): a person looks."""
-    asked = asked_member(facts.request)
+    asked = asked_member(facts.request, strict=changed(STRICT_READING))
     for call in facts.proposal.tool_calls if facts.proposal else []:
         if call.tool in MEMBERSHIP_TOOLS and call.arguments.get("member") != asked:
             yield Finding(
@@ -231,8 +237,11 @@ def member_as_asked(facts: Facts) -> Iterator[Finding]:
 def service_as_asked(facts: Facts) -> Iterator[Finding]:
     """A restart or rotation of a service the request does not name (the verifier's check of
     the model's arguments against the text): a person looks. With no service named, the one
-    service of the one host named may be meant; any other is a guess."""
-    asked = asked_services(facts.request)
+    service of the one host named may be meant; any other is a guess. One it says not to
+    touch ("do not restart svc-cart") is never meant."""
+    strict = changed(STRICT_READING)
+    asked = asked_services(facts.request, strict=strict)
+    refused = refused_services(facts.request) if strict else []
     for call in facts.proposal.tool_calls if facts.proposal else []:
         if call.tool not in SERVICE_TOOLS:
             continue
@@ -240,7 +249,18 @@ def service_as_asked(facts: Facts) -> Iterator[Finding]:
             call.arguments.get("service"),
             _asset(facts, str(call.arguments.get("host"))),
         )
-        only = not asked and host is not None and [s.name for s in host.services] == [service]
+        if service in refused:
+            yield Finding(
+                code="service_refused",
+                severity="warn",
+                detail=f"{call.tool} names {service}; the request says not to",
+            )
+            continue
+        only = (
+            not (asked or refused)
+            and host is not None
+            and [s.name for s in host.services] == [service]
+        )
         if service not in asked and not only:
             yield Finding(
                 code="service_not_asked",
@@ -276,9 +296,102 @@ _DONE_BY = (
 )
 
 
-def _claimed(pattern: re.Pattern[str], sentence: str) -> bool:
-    """Whether ``sentence`` asserts what ``pattern`` finds, in its own clause."""
-    return any(asserted(sentence, m.start(), m.end()) for m in pattern.finditer(sentence))
+# Under STRICT_READING, also: three words between ("we've gone ahead and added you"); a
+# participle that opens the sentence ("Restarted svc-x for you") or closes a clause about a
+# service ("Done - svc-x on prod-db-01 restarted."); a state ("you are now a member", "your
+# access is now active", "the credential is now rotated"); a noun and its participle
+# ("Access granted:"). Not where a hedge comes first ("once approved you are now a member").
+_FURTHER = r"(?:we|i|has|have|had|was|were|been|'ve)\s+(?:(?!not\b|never\b|yet\b|to\b)\w+\s+){0,3}?"
+_OPENING = r"^(?:(?:ok(?:ay)?|done|sure|all set|good news)\W+)*"
+_CLAIM = re.IGNORECASE | re.DOTALL
+_MEMBERSHIP = r".*\b(?:grp-|access|member)"
+_ALSO_DONE_BY = (
+    (re.compile(rf"\b{_FURTHER}(?:added|granted|given)\b{_MEMBERSHIP}", _CLAIM), ("add_to_group",)),
+    (
+        re.compile(rf"\b{_FURTHER}(?:removed|revoked)\b{_MEMBERSHIP}", _CLAIM),
+        ("remove_from_group",),
+    ),
+    (re.compile(rf"\b{_FURTHER}(?:restarted|rebooted)\b", _CLAIM), ("restart_service",)),
+    (re.compile(rf"\b{_FURTHER}rotated\b", _CLAIM), ("rotate_credential",)),
+    (re.compile(rf"{_OPENING}(?:added|granted)\b{_MEMBERSHIP}", _CLAIM), ("add_to_group",)),
+    (re.compile(rf"{_OPENING}(?:removed|revoked)\b{_MEMBERSHIP}", _CLAIM), ("remove_from_group",)),
+    (re.compile(rf"{_OPENING}(?:restarted|rebooted)\b", _CLAIM), ("restart_service",)),
+    (re.compile(rf"{_OPENING}rotated\b", _CLAIM), ("rotate_credential",)),
+    (re.compile(r"\bsvc-.*\b(?:restarted|rebooted)\s*(?:[.!]|$)", _CLAIM), ("restart_service",)),
+    (re.compile(r"\bsvc-.*\brotated\s*(?:[.!]|$)", _CLAIM), ("rotate_credential",)),
+    (
+        re.compile(
+            r"\bnow (?:an? )?(?:member|admin)s?\b|\bnow (?:have|has|got) access\b"
+            r"|\b(?:access|membership)\b.*\b(?:is|are)\s+now\s+(?:active|enabled|live|on|granted)\b"
+            r"|\b(?:access|membership)\s+(?:granted|given|added|approved)\b",
+            _CLAIM,
+        ),
+        ("add_to_group",),
+    ),
+    (
+        re.compile(r"\b(?:access|membership)\s+(?:removed|revoked)\b", _CLAIM),
+        ("remove_from_group",),
+    ),
+    (
+        re.compile(r"\b(?:is|are|'s|'re)\s+now\s+(?:restarted|rebooted)\b", _CLAIM),
+        ("restart_service",),
+    ),
+    (re.compile(r"\b(?:is|are|'s|'re)\s+now\s+rotated\b", _CLAIM), ("rotate_credential",)),
+)
+# A removal said as a negation, a claim all the same: "E-205 is no longer in grp-x".
+_GONE = re.compile(
+    r"\bno longer\s+(?:in|on|part of|an? members?|members?|(?:has|have) (?:any )?access)\b",
+    _CLAIM,
+)
+_HEDGE = re.compile(
+    r"\b(?:if|once|when|after|unless|until|will|would|could|should|can|may|might|must|needs?)\b",
+    re.IGNORECASE,
+)
+# "Never fear: ...", "Not to worry - ...": what a preface negates is its own.
+_PREFACE = re.compile(r":\s|\s[-\u2013]\s")
+
+
+def _claims(sentence: str, *, strict: bool) -> set[str]:
+    """The tools whose work ``sentence`` says was done (``strict``: STRICT_READING)."""
+    found = {
+        tool
+        for pattern, tools in _DONE_BY
+        if _claimed(pattern, sentence, strict=strict)
+        for tool in tools
+    }
+    if strict:
+        found |= {
+            tool
+            for pattern, tools in _ALSO_DONE_BY
+            if _claimed(pattern, sentence, strict=True, hedged=True)
+            for tool in tools
+        }
+        if _claimed(_GONE, sentence, strict=True, hedged=True, negative=True):
+            found.add("remove_from_group")
+    return found
+
+
+def _claimed(
+    pattern: re.Pattern[str],
+    sentence: str,
+    *,
+    strict: bool,
+    hedged: bool = False,
+    negative: bool = False,
+) -> bool:
+    """Whether ``sentence`` asserts what ``pattern`` finds, in its own clause (``strict``:
+    after any preface; ``hedged``: with no hedge before it; ``negative``: a negation is the
+    claim's own)."""
+    for m in pattern.finditer(sentence):
+        start = 0
+        if strict:
+            start = max((p.end() for p in _PREFACE.finditer(sentence, 0, m.start())), default=0)
+        tail, begin, end = sentence[start:], m.start() - start, m.end() - start
+        if hedged and _HEDGE.search(tail, 0, begin):
+            continue
+        if (not questioned(tail, end)) if negative else asserted(tail, begin, end):
+            return True
+    return False
 
 
 def note_tells_the_truth(facts: Facts) -> Iterator[Finding]:
@@ -287,6 +400,7 @@ def note_tells_the_truth(facts: Facts) -> Iterator[Finding]:
     cited source are the source's word."""
     if facts.proposal is None:
         return
+    strict = changed(STRICT_READING)
     cited = set(facts.proposal.citations)
     sources = [said(p.text) for p in facts.evidence.passages if p.passage_id in cited]
     sources += [said(r.text) for r in facts.context if r.citation_id in cited]
@@ -301,13 +415,7 @@ def note_tells_the_truth(facts: Facts) -> Iterator[Finding]:
         told.append(("the answer", facts.proposal.answer))
     for where, text in told:
         own = own_sentences(text, sources)
-        claimed = {
-            tool
-            for s in own
-            for pattern, tools in _DONE_BY
-            if _claimed(pattern, s) and not planned & set(tools)
-            for tool in tools
-        }
+        claimed = {tool for s in own for tool in _claims(s, strict=strict)} - planned
         if claimed:
             yield Finding(
                 code="note_claims_unplanned_action",

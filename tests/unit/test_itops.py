@@ -301,6 +301,20 @@ def _member_facts(text: str, subject: str, member: str) -> Facts:
         ("Add me to grp-payments-read, same access as E-202 has.", None),
         ("Add E-202 and E-203 to grp-payments-read", None),
         ("Add grp-payments-read access for my laptop", "E-201"),
+        ("I no longer need grp-payments-read, please remove it", "E-201"),
+        ("Add me to grp-reports-read", "E-201"),  # a word inside an id is no relation
+        ("Add E-201 to grp-payments-read, Grace said it is fine.", "E-201"),  # their own id
+        ("I am E-230's deputy this week; add E-201 to grp-data-read.", None),  # which of two?
+        # Someone the lookups did not read, or that only a person can tell: never the
+        # requester by default (a revocation of their own access cannot be undone).
+        ("Remove e-205 from grp-payments-read", None),
+        ("Remove E\u2011205 from grp-payments-read", None),  # a non-breaking hyphen
+        ("Remove E-\uff12\uff10\uff15 from grp-payments-read", None),  # full-width digits
+        ("Remove Eli Park from grp-payments-read, he moved teams", None),
+        ("Remove Eli Park from grp-payments-read", None),
+        ("Add my report Ben Cole to grp-payments-read", None),
+        ("Add our new hire to grp-payments-read", None),
+        ("Please remove access to grp-payments-read", None),  # whose?
     ],
 )
 def test_whom_a_grant_is_for_is_read_from_the_text_or_left_to_a_person(
@@ -314,6 +328,28 @@ def test_whom_a_grant_is_for_is_read_from_the_text_or_left_to_a_person(
     for member in ("E-201", "E-202", "E-204"):
         findings = list(member_as_asked(_member_facts(text, "E-201", member)))
         assert bool(findings) == (member != asked), (member, findings)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Remove e-205 from grp-payments-read",
+        "Remove Eli Park from grp-payments-read, he moved teams",
+        "Please remove access to grp-payments-read",
+    ],
+)
+def test_a_run_that_met_the_old_reading_replays_it(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """The checks judge an approver's edit inside the workflow: a run recorded before
+    itops/strict-reading keeps the reading it met (tether.domain.changed answers False for
+    it), where naming nobody else by id meant the requester."""
+    from tether.domains.itops import rules
+
+    facts = _member_facts(text, "E-201", "E-201")
+    assert [f.code for f in rules.member_as_asked(facts)] == ["member_not_asked"]
+    monkeypatch.setattr(rules, "changed", lambda change: change != rules.STRICT_READING)
+    assert list(rules.member_as_asked(facts)) == []
 
 
 def test_what_the_cmdb_says_that_nobody_recognised_is_treated_strictly(cmdb: ItopsDB) -> None:
@@ -450,6 +486,22 @@ def _hosts(cmdb: ItopsDB, *idents: str) -> list[Any]:
         # No service named, one host with one service: that one.
         ("stg-search-01 is stuck, restart it", ["stg-search-01"], ("stg-search-01", "svc-search")),
         ("Restart svc-search-ro on stg-search-01", ["stg-search-01"], None),
+        # Told not to: neither the service named nor the host's one service.
+        (
+            "Do not restart svc-search on stg-search-01, we are mid-load-test. Why is it slow?",
+            ["stg-search-01"],
+            None,
+        ),
+        (
+            "Please don\u2019t restart stg-search-01's svc-search, who owns it?",
+            ["stg-search-01"],
+            None,
+        ),
+        (
+            "Never restart svc-checkout; restart svc-cart on stg-web-01",
+            ["stg-web-01"],
+            ("stg-web-01", "svc-cart"),
+        ),
     ],
 )
 def test_the_local_model_plans_the_service_asked_or_none(
@@ -470,6 +522,7 @@ def test_the_local_model_plans_the_service_asked_or_none(
         ("Is svc-cart on stg-web-01 healthy?", "svc-checkout", True),
         ("stg-web-01 is slow", "svc-checkout", True),  # two services there: a guess
         ("Restart svc-search-ro on stg-web-01", "svc-checkout", True),
+        ("svc-checkout on stg-web-01 isn't responding, restart it", "svc-checkout", False),
     ],
 )
 def test_a_service_the_request_does_not_name_goes_to_a_person(
@@ -477,8 +530,14 @@ def test_a_service_the_request_does_not_name_goes_to_a_person(
 ) -> None:
     from tether.domains.itops.rules import service_as_asked
 
+    findings = list(service_as_asked(_restart_facts(cmdb, text, service)))
+    assert [f.code for f in findings] == (["service_not_asked"] if flagged else []), findings
+    assert all(f.severity == "warn" for f in findings)
+
+
+def _restart_facts(cmdb: ItopsDB, text: str, service: str) -> Facts:
     request = Request(request_id="r", subject="E-201", requester="E-201", text=text)
-    facts = Facts(
+    return Facts(
         domain="itops",
         request=request,
         evidence=Evidence(query=text, passages=[], freshness=FRESH),
@@ -491,9 +550,35 @@ def test_a_service_the_request_does_not_name_goes_to_a_person(
             confidence=0.9,
         ),
     )
-    findings = list(service_as_asked(facts))
-    assert [f.code for f in findings] == (["service_not_asked"] if flagged else []), findings
-    assert all(f.severity == "warn" for f in findings)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Do not restart svc-checkout on stg-web-01, we are mid-load-test. Why is it slow?",
+        "Please don\u2019t restart svc-checkout on stg-web-01 - just tell me who owns it.",
+        "Never restart svc-checkout on stg-web-01 without asking me first; is it healthy?",
+        "Restart svc-checkout on stg-web-01. Actually, do not restart svc-checkout.",
+    ],
+)
+def test_a_service_the_request_says_not_to_touch_goes_to_a_person(
+    cmdb: ItopsDB, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """A hostile review found "Do not restart svc-checkout ..." restarted on its own: the
+    intent reads as a restart, and every mention counted as asking. A run recorded before
+    itops/strict-reading keeps the reading it met (an approver's edit is judged in the run)."""
+    from tether.domains.itops import rules
+
+    facts = _restart_facts(cmdb, text, "svc-checkout")
+    [found] = rules.service_as_asked(facts)
+    assert (found.code, found.severity) == ("service_refused", "warn")
+    assert found.detail == "restart_service names svc-checkout; the request says not to"
+    verified = Verification(grounding=1.0, sentences=1, findings=[found])
+    decision = decide(facts.model_copy(update={"verification": verified}), NO_FREEZE, PACK, NOW)
+    assert decision.action is DecisionAction.APPROVAL
+    assert "verifier:service_refused" in decision.codes()
+    monkeypatch.setattr(rules, "changed", lambda change: change != rules.STRICT_READING)
+    assert list(rules.service_as_asked(facts)) == []
 
 
 NOTE = "Restarts of payments-api are done by the on-call SRE."  # a cited runbook's words
@@ -530,6 +615,22 @@ NOTE = "Restarts of payments-api are done by the on-call SRE."  # a cited runboo
         ),
         ("payments-api was restarted\nAnything else?", [], ["restart_service"]),
         ("You have been added\nto grp-payments-read.", [], ["add_to_group"]),
+        # Claims in other shapes, and past a preface (a hostile review, 2026-12-08).
+        ("Access granted: you are now a member of grp-payments-read.", [], ["add_to_group"]),
+        ("Done - svc-ledger on prod-db-01 restarted.", [], ["restart_service"]),
+        ("Restarted svc-ledger on prod-db-01 for you.", [], ["restart_service"]),
+        ("The credential for svc-ledger is now rotated.", [], ["rotate_credential"]),
+        ("Your access to grp-payments-read is now active.", [], ["add_to_group"]),
+        ("E-205 is no longer in grp-payments-read.", [], ["remove_from_group"]),
+        ("We've gone ahead and added you to grp-payments-read.", [], ["add_to_group"]),
+        ("Never fear: we have added you to grp-payments-read.", [], ["add_to_group"]),
+        ("Not to worry - we have restarted svc-ledger on prod-db-01.", [], ["restart_service"]),
+        # ... and what is still no claim in those shapes.
+        ("If you leave the team you are no longer a member of grp-payments-read.", [], []),
+        ("Is E-205 no longer in grp-payments-read?", [], []),
+        ("Once its owner approves, you will now have access.", [], []),
+        ("Credentials for production are rotated.", [], []),
+        ("No: we have not restarted svc-ledger.", [], []),
     ],
 )
 def test_a_note_says_only_what_the_plan_does(

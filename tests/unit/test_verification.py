@@ -8,9 +8,17 @@ from datetime import date
 
 import pytest
 
-from tests.unit.builders import FRESH, NOW
+from tests.unit.builders import FRESH, NOW, REPLY, refund
 from tether.activities.verification import VerificationActivities
-from tether.contracts import Evidence, Passage, Proposal, Request, Verification, VerifyInput
+from tether.contracts import (
+    Evidence,
+    Passage,
+    Proposal,
+    Request,
+    ToolCall,
+    Verification,
+    VerifyInput,
+)
 from tether.domains.support import PACK
 from tether.embeddings import Embedder
 from tether.text import split_claims
@@ -43,13 +51,14 @@ def verify(
     *,
     text: str = "How long?",
     intent: str = "refund_request",
+    calls: list[ToolCall] | None = None,
 ) -> Verification:
     request = Request(request_id="r-1", subject="C-1", requester="C-1", text=text)
     proposal = Proposal(
         intent=intent,
         answer=answer,
         citations=[PASSAGE.passage_id],
-        tool_calls=[],
+        tool_calls=calls or [],
         confidence=0.9,
     )
     verified = VerificationActivities(embedder, [PACK]).verify_proposal(
@@ -109,3 +118,22 @@ def test_the_verifier_reads_the_requests_intent_whatever_the_proposal_names(
     assert note.severity == "info"
     assert note.detail == "the request reads as order_status; the proposal names refund_request"
     assert not other.blocking
+
+
+def test_a_write_proposed_twice_alike_is_refused(embedder: Embedder) -> None:
+    """Each step has its own idempotency key, so the same write twice would run twice (a
+    prompt-injected model asked for eight restarts, all allowed). No plan needs it."""
+    text = "Please refund my order ORD-1234, it arrived broken."
+    twice = verify(embedder, GROUNDED, text=text, calls=[refund(4000), REPLY, refund(4000)])
+    [found] = [f for f in twice.findings if f.code == "repeated_write"]
+    assert found.severity == "block" and found.about == "arguments"
+    assert found.detail == "issue_refund is proposed more than once with the same arguments"
+    # The same arguments in another order are the same write.
+    spelt = ToolCall(tool="issue_refund", arguments=dict(reversed(refund(4000).arguments.items())))
+    again = verify(embedder, GROUNDED, text=text, calls=[refund(4000), spelt])
+    assert "repeated_write" in [f.code for f in again.findings]
+    # Two different writes, or one, are a plan.
+    for calls in ([refund(4000), refund(2000)], [refund(4000), REPLY]):
+        assert "repeated_write" not in [
+            f.code for f in verify(embedder, GROUNDED, text=text, calls=calls).findings
+        ]
