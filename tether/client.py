@@ -123,6 +123,7 @@ async def connect(settings: Settings, *, serve_metrics: bool = False) -> Client:
     (never a command's client, which would take the address from its own process). TLS, mTLS
     and an API key come from Settings (temporal_tls, temporal_api_key) for every process."""
     api_key = settings.temporal_api_key
+    runtime = runtime_for(settings.metrics_address) if serve_metrics else None
     try:
         return await Client.connect(
             settings.temporal_address,
@@ -130,7 +131,7 @@ async def connect(settings: Settings, *, serve_metrics: bool = False) -> Client:
             tls=tls_config(settings),
             api_key=api_key.get_secret_value() if api_key else None,
             data_converter=data_converter(settings),
-            runtime=runtime_for(settings.metrics_address) if serve_metrics else None,
+            runtime=runtime,
             interceptors=interceptors(settings.tracing),
         )
     except RuntimeError as err:  # the SDK's own type for it, with the transport's words inside
@@ -352,6 +353,8 @@ class Tether:
         is queried from its workflow, a bounded number at a time."""
         if mode is not None and mode not in set(Mode):  # the core's, fixed: a typo finds none
             raise InvalidRequest([f"mode: {mode!r} is not one of {', '.join(Mode)}"])
+        if domain is not None:
+            self.pack(domain)  # one this client serves: a typo finds none, and says so
         clauses = [
             f"TetherStage = '{Stage.AWAITING_APPROVAL.value}'",
             "ExecutionStatus = 'Running'",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -583,6 +584,24 @@ class Settings(BaseSettings):
     def _a_folder(cls, value: Path) -> Path:
         if value.exists() and not value.is_dir():
             raise ValueError("not a folder (a file is there)")
+        return value
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _socket_address(cls, value: str | None) -> str | None:
+        """What the metrics server can bind: an IP address and a port, never a host name."""
+        if value is None:
+            return None
+        host, _, port = value.rpartition(":")
+        bracketed = host.startswith("[") and host.endswith("]")
+        try:
+            address = ipaddress.ip_address(host[1:-1] if bracketed else host)
+        except ValueError:
+            address = None
+        if address is None or bracketed != (address.version == 6) or not port.isdigit():
+            raise ValueError("an IP address and a port: 127.0.0.1:9464, 0.0.0.0:9464, [::1]:9464")
+        if int(port) > 65535:
+            raise ValueError(f"port {port} is past 65535")
         return value
 
     @field_validator("domains")

@@ -330,11 +330,16 @@ async def test_refusals_by_the_tether_cli(
     first_page = {w["request_id"] for w in json.loads(page.stdout)["approvals"]}
     assert not any(rid_ in following.stdout for rid_ in first_page)
     await tether.reject(other, approver=MANAGER, reason="test over")
-    # A filter that finds nothing says what it looked for; a mode that is none is refused.
+    # A filter that finds nothing says what it looked for, TETHER_DEFAULT_DOMAIN's domain
+    # too (the one every command means when it names none); a mode or a domain that is none
+    # is refused.
     none = await asyncio.to_thread(tether_cli, cli, "approvals", "list", "--intent", "no_such")
-    assert none.returncode == 0 and none.stdout == "nothing waiting for --intent no_such\n"
+    assert none.returncode == 0
+    assert none.stdout == "nothing waiting for --intent no_such --domain support\n"
     typo = await asyncio.to_thread(tether_cli, cli, "approvals", "list", "--mode", "humandraft")
     assert typo.returncode == 2 and "mode: 'humandraft' is not one of normal" in typo.stderr
+    typo = await asyncio.to_thread(tether_cli, cli, "approvals", "list", "--domain", "nosuch")
+    assert typo.returncode == 2 and "domain: 'nosuch' is not one of" in typo.stderr
     # What is not there yet, or not at all: one line, never a wait or a traceback.
     waiting = await asyncio.to_thread(tether_cli, cli, "audit", rid)
     assert waiting.returncode == 1, waiting.stderr

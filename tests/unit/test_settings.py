@@ -78,6 +78,13 @@ def test_a_bad_setting_is_one_line_per_variable_and_no_traceback() -> None:
         ("TETHER_TIMEOUTS__TOOL_RETRY__INITIAL", "PT2M", "maximum_interval (0:00:10) is less"),
         ("TETHER_RETRIEVAL__MAX_INDEX_AGE", "-1", "not negative"),
         ("TETHER_STICKY_QUEUE_TIMEOUT", "-PT1S", "not negative"),
+        # The metrics server binds an IP and a port: before, a worker said the Temporal
+        # address was wrong, and a command that serves no metrics took it.
+        ("TETHER_METRICS_ADDRESS", "abc", "an IP address and a port"),
+        ("TETHER_METRICS_ADDRESS", "localhost:9464", "an IP address and a port"),
+        ("TETHER_METRICS_ADDRESS", "127.0.0.1", "an IP address and a port"),
+        ("TETHER_METRICS_ADDRESS", "::1:9464", "an IP address and a port"),
+        ("TETHER_METRICS_ADDRESS", "127.0.0.1:99999", "past 65535"),
     ],
 )
 def test_a_setting_temporal_would_refuse_is_refused_when_read(
@@ -118,6 +125,14 @@ def test_a_number_out_of_its_range_is_refused_when_read(
         Settings()
     lines = settings_problems(caught.value)
     assert len(lines) == 1 and lines[0].startswith(f"{variable}: "), lines
+
+
+@pytest.mark.parametrize("given", ["127.0.0.1:9464", "0.0.0.0:0", "[::1]:9464"])
+def test_a_metrics_address_the_server_can_bind_is_taken(
+    monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    monkeypatch.setenv("TETHER_METRICS_ADDRESS", given)
+    assert Settings().metrics_address == given
 
 
 def test_zero_is_allowed_where_it_means_something(monkeypatch: pytest.MonkeyPatch) -> None:

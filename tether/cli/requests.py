@@ -149,7 +149,9 @@ def approvals_list(
     queue: str | None = typer.Option(None, help="approval tier, by name"),
     intent: str | None = typer.Option(None, help="an intent of the pack"),
     mode: str | None = typer.Option(None, help="e.g. human_draft, read_only"),
-    domain: str | None = typer.Option(None, help="one pack's requests only"),
+    domain: str | None = typer.Option(
+        None, help="one pack's requests only (default: TETHER_DEFAULT_DOMAIN, else every pack's)"
+    ),
     limit: int | None = typer.Option(
         None, min=1, max=1000, help="one page of this many (the next page: --after)"
     ),
@@ -167,7 +169,8 @@ def approvals_list(
 
     async def main() -> None:
         tether = await Tether.connect()
-        filters = {"queue": queue, "intent": intent, "mode": mode, "domain": domain}
+        named = domain or tether.settings.default_domain
+        filters = {"queue": queue, "intent": intent, "mode": mode, "domain": named}
         token: bytes | None = None
         try:
             if limit is None and after is None:
