@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import tempfile
 import threading
+import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -80,7 +84,8 @@ class Embedder:
                         str(self._onnx_cache), device="cpu", backend="onnx"
                     )
                 else:  # the first time: export, then keep the export for every later load
-                    self._model = SentenceTransformer(source, device="cpu", backend="onnx")
+                    with _quiet_export():
+                        self._model = SentenceTransformer(source, device="cpu", backend="onnx")
                     self._keep_export(self._model)
             return self._model
 
@@ -141,3 +146,20 @@ class Embedder:
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """The export's tracer warnings, and its advice to save the export (``_keep_export`` does),
+    printed on an operator's first start: noise, not news. Once per process, under the lock."""
+    loggers = [logging.getLogger(name) for name in ("sentence_transformers", "transformers")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

@@ -176,7 +176,10 @@ def policy_for(
                 policy = policy.merged(dict(overrides))
             except ValidationError as err:
                 raise ConfigurationError(
-                    [f"policy of {pack.name}: {e['loc']}: {e['msg']}" for e in err.errors()]
+                    [
+                        f"policy of {pack.name}: {'.'.join(map(str, e['loc']))}: {e['msg']}"
+                        for e in err.errors()
+                    ]
                 ) from None
     return checked(pack, policy)
 

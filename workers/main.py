@@ -100,14 +100,21 @@ def register_policy(store: PolicyStore, pack: DomainPack, settings: Settings) ->
     active = store.active(pack.name)
     assert active is not None  # register activates when none is
     if active.sha256 != stored.sha256:
+        # Not an instruction to activate it: the configured policy is often the pack's own,
+        # older than what operators activated since (their approver directory, say).
+        loses = active.policy.approvers and not stored.policy.approvers
         log.warning(
-            "%s: the configured policy is stored as %s; %s stays active until "
-            "`tether policy activate %s --domain %s`",
+            "%s: %s stays active; this worker's configured policy differs from it (stored as "
+            "%s: `tether policy diff %s --domain %s` shows how)%s",
             pack.name,
-            stored.version,
             active.version,
             stored.version,
+            stored.version,
             pack.name,
+            "; it has no approver directory: activated, it would refuse every request that "
+            "needs a person"
+            if loses
+            else "",
         )
     if not active.policy.approvers:
         log.warning(

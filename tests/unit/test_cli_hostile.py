@@ -17,8 +17,10 @@ import pytest
 from rich.table import Table
 
 from tether.cli.output import _Shown, emit
-from tether.config import PolicyConfig
+from tether.config import PolicyConfig, Settings
 from tether.domains.support import PACK
+from tether.errors import ConfigurationError
+from tether.policystore import policy_for
 from tether.text import visible
 
 
@@ -121,6 +123,12 @@ def test_a_policy_setting_misspelt_is_refused_not_dropped(tmp_path: Path) -> Non
     """Dropped, `min_groundig: 0.99` would leave the threshold where it was, silently."""
     with pytest.raises(ValueError, match="min_groundig"):
         PACK.policy.merged({"min_groundig": 0.99})
+    # Through TETHER_POLICIES: the setting's name, not a tuple of it.
+    with pytest.raises(ConfigurationError) as caught:
+        policy_for(PACK, Settings(policies={"support": {"min_groundig": 0.99}}))
+    assert caught.value.problems == [
+        "policy of support: min_groundig: Extra inputs are not permitted"
+    ]
     typo = tmp_path / "typo.yaml"
     typo.write_text("version: typo1\nmin_groundig: 0.99\n")
     refused = tether(tmp_path, "policy", "add", str(typo), "--domain", "support")
@@ -137,6 +145,17 @@ def test_a_key_file_is_named_after_an_approver_never_a_path(tmp_path: Path, name
     line = one_line(tether(tmp_path, "keys", "new", name, "--keyring", str(keyring)))
     assert "is not an approver id" in line and "\x1b" not in line
     assert [p for p in tmp_path.rglob("*.key")] == []
+
+
+def test_a_key_file_goes_in_a_folder_that_is_there(tmp_path: Path) -> None:
+    """A mistyped --out folder is refused, not made (a keyring folder is made, and named so)."""
+    meant = tmp_path / "nonexistent" / "dir" / "bob.key"
+    line = one_line(tether(tmp_path, "keys", "new", "bob", "--out", str(meant)))
+    assert line == f"--out {meant}: there is no folder {meant.parent}"
+    assert not (tmp_path / "nonexistent").exists()
+    ring = tmp_path / "ring"
+    assert tether(tmp_path, "keys", "new", "bob", "--keyring", str(ring)).returncode == 0
+    assert [p.name for p in ring.iterdir()] != []
 
 
 def test_json_output_stays_json_and_text_stays_text(capsys: pytest.CaptureFixture[str]) -> None:

@@ -50,6 +50,8 @@ def keys_new(
     path = out_file or (key_file(keyring, approver) if keyring else None)
     if path is None:
         fail("name the key file: --out FILE, or --keyring DIR (TETHER_KEYRING)")
+    if out_file is not None and not out_file.parent.is_dir():  # a keyring is made; a typo not
+        fail(f"--out {out_file}: there is no folder {out_file.parent}")
     key = SigningKey.new(approver)
     try:
         key.save(path)
