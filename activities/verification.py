@@ -19,7 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from tether import errors
-from tether.contracts import Facts, Finding, Verification, VerifyInput
+from tether.contracts import Facts, Finding, ToolCall, Verification, VerifyInput
 from tether.domain import DomainPack
 from tether.embeddings import Embedder
 from tether.intents import IntentReader
@@ -90,9 +90,7 @@ def repeated_writes(pack: DomainPack, facts: Facts) -> list[Finding]:
     this finding, about the arguments, goes with the edit)."""
     seen: set[str] = set()
     repeated: list[str] = []
-    for call in facts.proposal.tool_calls if facts.proposal else []:
-        if call.tool not in pack.tools or not pack.tools.get(call.tool).writes:
-            continue
+    for call in _writes(pack, facts):
         key = call.tool + json.dumps(call.arguments, sort_keys=True, default=str)
         if key in seen and call.tool not in repeated:
             repeated.append(call.tool)
@@ -105,6 +103,32 @@ def repeated_writes(pack: DomainPack, facts: Facts) -> list[Finding]:
             about="arguments",
         )
         for tool in repeated
+    ]
+
+
+def _writes(pack: DomainPack, facts: Facts) -> list[ToolCall]:
+    """The proposal's calls of the pack's tools that write (one it lacks is refused before)."""
+    calls = facts.proposal.tool_calls if facts.proposal else []
+    return [c for c in calls if c.tool in pack.tools and pack.tools.get(c.tool).writes]
+
+
+def unplanned_writes(pack: DomainPack, facts: Facts, intent: str | None) -> list[Finding]:
+    """Writes the intent the request reads as (from the request alone) has no plan for: a
+    question answered with a restart, "do not restart X" with a restart of X, whatever the
+    proposal calls its intent. A person looks. The model's proposal only, as for
+    ``repeated_writes``; nothing where the pack gives that intent no plan."""
+    if intent is None or intent not in pack.plans:
+        return []
+    unplanned = sorted({call.tool for call in _writes(pack, facts)} - pack.plans[intent])
+    if not unplanned:
+        return []
+    return [
+        Finding(
+            code="write_not_planned",
+            severity="warn",
+            detail=f"the request reads as {intent}, whose plan names no {', '.join(unplanned)}",
+            about="arguments",
+        )
     ]
 
 
@@ -260,6 +284,7 @@ class VerificationActivities:
                     detail=f"the request reads as {intent}; the proposal names {proposal.intent}",
                 )
             )
+        findings += unplanned_writes(pack, facts, intent)
         return Verification(
             grounding=grounded / len(sentences) if sentences else 0.0,
             sentences=len(sentences),

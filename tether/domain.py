@@ -379,8 +379,13 @@ def _intents(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _plans(path: Path) -> dict[str, frozenset[str]]:
-    """Each intent's planned tools, from the intents file (none when it has none)."""
-    return {name: frozenset(body.get("plan") or ()) for name, body in _intents(path).items()}
+    """Each intent's planned tools, from the intents file: the intents that say (``plan: []``
+    is a plan of no tool; an intent that names no plan has none, and is left out)."""
+    return {
+        name: frozenset(body.get("plan") or ())
+        for name, body in _intents(path).items()
+        if "plan" in body
+    }
 
 
 def _readable(path: Path) -> frozenset[str]:

@@ -224,6 +224,9 @@ async def run_demo() -> None:
                 f"{outcome.latency_ms:,.0f} ms",
             )
         console.print(table)
+        console.print(
+            "In the Temporal UI while the stack runs (it stops below; `tether up` keeps one):"
+        )
         for _, ticket, rid, _ in results:
             console.print(f"{ticket.label:>13}: {tether.ui_link(rid)}")
         approved = next((rid for _, ticket, rid, _ in results if ticket.approve_as), None)

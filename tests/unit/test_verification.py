@@ -137,3 +137,22 @@ def test_a_write_proposed_twice_alike_is_refused(embedder: Embedder) -> None:
         assert "repeated_write" not in [
             f.code for f in verify(embedder, GROUNDED, text=text, calls=calls).findings
         ]
+
+
+def test_a_write_the_requests_intent_has_no_plan_for_goes_to_a_person(embedder: Embedder) -> None:
+    """The verifier reads the request's intent from the request alone: a write that intent's
+    plan does not name (a refund for "where is my parcel?") is a person's to look at,
+    whatever intent the proposal names. The local model plans from the intent it reads, so
+    this bites on another model (a hostile review found a question answered with restarts)."""
+    parcel = "Where is my parcel? It has not arrived yet."
+    for named in ("order_status", "refund_request"):
+        refunds = verify(embedder, GROUNDED, text=parcel, intent=named, calls=[refund(4000)])
+        [found] = [f for f in refunds.findings if f.code == "write_not_planned"]
+        assert (found.severity, found.about) == ("warn", "arguments")
+        assert found.detail == "the request reads as order_status, whose plan names no issue_refund"
+    replies = verify(embedder, GROUNDED, text=parcel, intent="order_status", calls=[REPLY])
+    assert "write_not_planned" not in [f.code for f in replies.findings]
+    asked = "Please refund my order ORD-1234, it arrived broken."
+    planned = verify(embedder, GROUNDED, text=asked, calls=[refund(4000), REPLY])
+    assert planned.intent == "refund_request"
+    assert "write_not_planned" not in [f.code for f in planned.findings]

@@ -164,7 +164,9 @@ def console_command(
             style="yellow",
         )
     run(connect(settings))  # a server that does not answer: one line now, not a traceback later
-    serve(create_app(settings), settings.console.host, port or settings.console.port)
+    host, port = settings.console.host, port or settings.console.port
+    out.print(f"console on http://{host}:{port} (sign in at /login; Ctrl-C stops it)")
+    serve(create_app(settings), host, port)
 
 
 @app.command("replay")
