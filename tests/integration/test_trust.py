@@ -365,6 +365,18 @@ async def test_refusals_by_the_tether_cli(
     assert len(digest) == 64 and digest == proposal_digest(
         (await tether.status(rid)).pending.proposal
     )  # type: ignore[union-attr]
+    # For a person: the same in a few lines, and the command that approves this proposal.
+    read = await asyncio.to_thread(tether_cli, cli, "approvals", "show", rid)
+    assert read.returncode == 0, read.stderr
+    lines = read.stdout.splitlines()
+    version = json.loads(shown.stdout)["pending"]["proposal_version"]
+    assert any(line.startswith("waiting for") and f"tier {tier}" in line for line in lines)
+    assert f"version {version}, sha256 {digest}" in read.stdout
+    assert any(line.startswith("ticket") and "ORD-1022" in line for line in lines), lines
+    assert lines[-1] == (
+        f"tether approvals approve {rid} --as YOU --reason '…' --version {version} "
+        f"--proposal {digest[:16]}"
+    )
     for said, exit_code, line in [
         ("0" * 12, 1, "stale_proposal: the proposal pending"),
         ("zz", 2, "--proposal 'zz': 12 to 64 hex digits"),

@@ -22,7 +22,14 @@ from tether.audit import settled_by
 from tether.cli.apps import app, approvals
 from tether.cli.output import JSON, dump, emit, err, fail, kept_text, out, run
 from tether.config import Settings
-from tether.contracts import Outcome, PendingApproval, Review, ReviewReceipt, Stage
+from tether.contracts import (
+    Outcome,
+    PendingApproval,
+    Review,
+    ReviewReceipt,
+    Stage,
+    WorkflowStatus,
+)
 from tether.errors import FeedbackRefused, InvalidRequest, RequestConflict, ReviewRejected
 from tether.signing import KeyFileError, SigningKey, keyring, proposal_digest
 from tether.text import hidden
@@ -226,9 +233,58 @@ def approvals_show(request_id: str, as_json: bool = JSON) -> None:
         shown = status.model_dump(mode="json")
         if status.pending is not None:  # what `approve --proposal` names: this, and no other
             shown["proposal_sha256"] = proposal_digest(status.pending.proposal)
-        emit(shown) if as_json else out.print_json(json.dumps(shown))
+        emit(shown) if as_json else show_status(status, shown.get("proposal_sha256"))
 
     run(main())
+
+
+def show_status(status: WorkflowStatus, digest: str | None) -> None:
+    """A request as an approver reads it: the ticket, why it waits and for whom, the proposal
+    and what the verifier found in it, the sources it cites, the verdicts so far; then the
+    command that approves this proposal and no other (--json: every field)."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_row("request", f"{status.request_id} ({status.domain}): {status.stage.value}")
+    if status.request is not None:
+        grid.add_row("from", f"{status.request.requester}, about {status.request.subject}")
+        grid.add_row("ticket", status.request.text)
+    pending = status.pending
+    if pending is None:
+        decision = status.decision
+        grid.add_row("pending", "nothing: no person is asked now")
+        if decision is not None:
+            grid.add_row("decision", f"{decision.action.value} ({', '.join(decision.codes())})")
+    else:
+        proposal = pending.proposal
+        grid.add_row(
+            "waiting for",
+            f"tier {pending.tier_name} ({pending.role}), by "
+            f"{pending.deadline.isoformat(timespec='seconds')}",
+        )
+        grid.add_row("because", "\n".join(f"{r.code}: {r.detail}" for r in pending.reasons))
+        grid.add_row("proposal", f"version {pending.proposal_version}, sha256 {digest}")
+        grid.add_row("intent", f"{proposal.intent} (confidence {proposal.confidence:.2f})")
+        grid.add_row("answer", proposal.answer)
+        calls = [
+            f"{c.tool} {json.dumps(c.arguments, ensure_ascii=False)}" for c in proposal.tool_calls
+        ]
+        grid.add_row("tool calls", "\n".join(calls) or "none")
+        found = [f"{f.severity} {f.code}: {f.detail}" for f in pending.findings]
+        grid.add_row("findings", "\n".join(found) or "none")
+        grid.add_row(
+            "cites", "\n".join(f"{c.passage_id}: {c.title}" for c in pending.citations) or "nothing"
+        )
+    for review in status.reviews:
+        grid.add_row(
+            "review",
+            f"{review.verdict} by {review.approver} at tier {review.tier}: {review.reason}",
+        )
+    out.print(grid)
+    if pending is not None and digest is not None:
+        out.print(
+            f"tether approvals approve {status.request_id} --as YOU --reason '…' "
+            f"--version {pending.proposal_version} --proposal {digest[:16]}",
+            soft_wrap=True,
+        )
 
 
 def _accepted(receipt: ReviewReceipt, what: str, as_json: bool) -> None:
