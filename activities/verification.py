@@ -22,7 +22,7 @@ from tether import errors
 from tether.contracts import Facts, Finding, ToolCall, Verification, VerifyInput
 from tether.domain import DomainPack
 from tether.embeddings import Embedder
-from tether.intents import IntentReader
+from tether.intents import IntentReader, Reading
 from tether.sentencevectors import SentenceVectors
 from tether.text import split_claims, split_sentences
 
@@ -112,21 +112,30 @@ def _writes(pack: DomainPack, facts: Facts) -> list[ToolCall]:
     return [c for c in calls if c.tool in pack.tools and pack.tools.get(c.tool).writes]
 
 
-def unplanned_writes(pack: DomainPack, facts: Facts, intent: str | None) -> list[Finding]:
+# Two intents read this close (mean similarity) are both what the request may be: a write
+# either one plans is planned. The local model's confidence is full at a margin of 0.08.
+NEAR_TIE = 0.04
+
+
+def unplanned_writes(pack: DomainPack, facts: Facts, read: Reading | None) -> list[Finding]:
     """Writes the intent the request reads as (from the request alone) has no plan for: a
-    question answered with a restart, "do not restart X" with a restart of X, whatever the
-    proposal calls its intent. A person looks. The model's proposal only, as for
-    ``repeated_writes``; nothing where the pack gives that intent no plan."""
-    if intent is None or intent not in pack.plans:
+    question answered with a restart, whatever the proposal calls its intent. A person looks.
+    Where the runner-up reads nearly as well, its plan counts too. The model's proposal only,
+    as for ``repeated_writes``; nothing where the pack gives that intent no plan."""
+    if read is None or read.intent not in pack.plans:
         return []
-    unplanned = sorted({call.tool for call in _writes(pack, facts)} - pack.plans[intent])
+    planned = set(pack.plans[read.intent])
+    if read.runner_up is not None and read.best - read.second < NEAR_TIE:
+        planned |= pack.plans.get(read.runner_up, frozenset())
+    unplanned = sorted({call.tool for call in _writes(pack, facts)} - planned)
     if not unplanned:
         return []
     return [
         Finding(
             code="write_not_planned",
             severity="warn",
-            detail=f"the request reads as {intent}, whose plan names no {', '.join(unplanned)}",
+            detail=f"the request reads as {read.intent}, whose plan names no "
+            + ", ".join(unplanned),
             about="arguments",
         )
     ]
@@ -284,7 +293,7 @@ class VerificationActivities:
                     detail=f"the request reads as {intent}; the proposal names {proposal.intent}",
                 )
             )
-        findings += unplanned_writes(pack, facts, intent)
+        findings += unplanned_writes(pack, facts, read)
         return Verification(
             grounding=grounded / len(sentences) if sentences else 0.0,
             sentences=len(sentences),

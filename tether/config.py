@@ -598,7 +598,8 @@ class Settings(BaseSettings):
             address = ipaddress.ip_address(host[1:-1] if bracketed else host)
         except ValueError:
             address = None
-        if address is None or bracketed != (address.version == 6) or not port.isdigit():
+        shaped = address is not None and bracketed == (address.version == 6)
+        if not (shaped and port.isascii() and port.isdigit()):
             raise ValueError("an IP address and a port: 127.0.0.1:9464, 0.0.0.0:9464, [::1]:9464")
         if int(port) > 65535:
             raise ValueError(f"port {port} is past 65535")

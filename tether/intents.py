@@ -46,6 +46,7 @@ class Reading:
     intent: str
     best: float
     second: float
+    runner_up: str | None = None  # the intent scored ``second``
 
 
 @dataclass(frozen=True)
@@ -119,4 +120,5 @@ class IntentReader:
             intent=ranked[0][0],
             best=ranked[0][1],
             second=ranked[1][1] if len(ranked) > 1 else 0.0,
+            runner_up=ranked[1][0] if len(ranked) > 1 else None,
         )

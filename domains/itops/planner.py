@@ -8,7 +8,7 @@ from typing import Any
 
 from tether.contracts import ContextRecord, Request, ToolCall
 from tether.domain import ID_GOES_ON
-from tether.text import negated, said
+from tether.text import said
 
 from .tools import ASSET, PERSON_ID, Asset
 
@@ -21,22 +21,43 @@ _ME = re.compile(r"\b(?:me|myself|my own)\b", re.IGNORECASE)
 _PERSON_LOOSELY = re.compile(
     r"(?<!\w)e\s?[-\u2010-\u2015\u2212\u2043\ufe58]?\s?(\d{3})(?!\d)", re.IGNORECASE
 )
-# The requester speaking of themselves, and anyone else a request can mean without an id: a
-# pronoun, a relation ("my report", "a new hire"), a name ("Eli Park", "Eli's"). A word
-# inside an id (grp-reports-read) is none of them.
+# The requester speaking of themselves, and who else a request can mean: a pronoun, a
+# relation ("my report", "a new hire", "E-204's manager"), a name ("Eli Park", "Eli's"). A
+# word inside an id (grp-reports-read) is none of them.
 _SELF = re.compile(
     rf"(?<!{ID_GOES_ON})(?:i|i'm|i've|i'd|me|my|mine|myself)(?!{ID_GOES_ON})", re.IGNORECASE
 )
-_ANOTHER = re.compile(
-    rf"(?<!{ID_GOES_ON})(?:he|she|him|her|his|hers|they|them|their|theirs|someone|somebody"
-    r"|everyone|everybody|anyone|colleagues?|co-?workers?|team-?mates?|reports?|manager|boss"
-    r"|new (?:hire|starter|joiner)s?|interns?|contractors?|friends?)"
-    rf"(?!{ID_GOES_ON})",
+_PRONOUN = re.compile(
+    rf"(?<!{ID_GOES_ON})(?:he|she|him|her|his|hers|they|them|their|theirs)(?!{ID_GOES_ON})",
     re.IGNORECASE,
 )
-_NAMED = re.compile(
-    r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+\b|\b(?!(?:It|That|What|Here|There|Let|Who)')[A-Z][a-z]+'s\b"
+_RELATION = re.compile(
+    rf"(?<!{ID_GOES_ON})(?:someone|somebody|everyone|everybody|anyone|colleagues?|co-?workers?"
+    r"|team-?mates?|(?:my|our|a|direct) reports?|managers?|boss|new (?:hire|starter|joiner)s?"
+    r"|interns?|contractors?|friends?|replacements?|successors?|deputy|backup)"
+    rf"(?!{ID_GOES_ON})|{PERSON_ID}'s\b",
+    re.IGNORECASE,
 )
+_PAIR = re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+\b")
+_POSSESSIVE = re.compile(r"\b([A-Z][a-z]+)'s\b")
+# Capitalised, and no name: greetings, sign-offs, days, a subject line's words.
+_NOT_NAMES = frozenset(
+    re.findall(
+        r"\w+",
+        "Hi Hello Hey Dear Good Morning Afternoon Evening Team All Thanks Thank You Regards Best "
+        "Cheers Kind Access Request Please Urgent Today Tomorrow Yesterday Monday Tuesday "
+        "Wednesday Thursday Friday Saturday Sunday It That What Here There Let Who",
+    )
+)
+
+
+def _names_someone(text: str) -> bool:
+    """Whether ``text`` names a person the way people do (two capitalised words that are no
+    greeting, or one with "'s"): nobody the lookups can read."""
+    pairs = ([w for w in m.group(0).split() if w not in _NOT_NAMES] for m in _PAIR.finditer(text))
+    return any(len(words) >= 2 for words in pairs) or any(
+        m.group(1) not in _NOT_NAMES for m in _POSSESSIVE.finditer(text)
+    )
 
 
 def describe_asset(data: dict[str, Any]) -> str:
@@ -89,25 +110,50 @@ def service_change(
 
 def asked_services(request: Request, *, strict: bool = True) -> list[str]:
     """The services the request's text asks about, first mention first: any word that starts
-    ``svc-``, known or not (one that is no service is still not another one), but not one it
-    mentions only to say not to (``refused_services``). ``strict=False``: every one it names,
-    as read before itops/strict-reading (tether.domain.changed)."""
+    ``svc-``, known or not (one that is no service is still not another one), and none it
+    tells us not to touch (``refused_services``), wherever else it names it.
+    ``strict=False``: every one it names, as read before itops/strict-reading
+    (tether.domain.changed)."""
+    named = list(dict.fromkeys(_SERVICE.findall(said(request.text) if strict else request.text)))
     if not strict:
-        return list(dict.fromkeys(_SERVICE.findall(request.text)))
+        return named
     refused = refused_services(request)
-    return list(dict.fromkeys(s for s, no in _mentions(request) if not (no or s in refused)))
+    return [s for s in named if s not in refused]
+
+
+# Telling us not to: an instruction ("do not", "never", "avoid", "hold off on", "leave ...
+# alone", at a clause's start, "please" aside), to the end of its sentence, a "but",
+# "instead" or "rather", or the next restart asked ("..., restart svc-cart"); or an exception
+# ("except svc-cart", "but not svc-cart"). Not a negation that reports ("users can't reach
+# svc-cart, restart it", "I can't restart it myself").
+_DO_NOT = re.compile(
+    r"(?:^|[.!?;:,\n]\s*|\s[-\u2013\u2014]\s*|\b(?:and|but|so|then)\s+)"
+    r"(?:(?:please|pls|kindly|just)\s+)*"
+    r"(?:do not|don't|dont|never|avoid|hold off(?: on)?|no need to|leave)\b",
+    re.IGNORECASE,
+)
+_EXCEPT = re.compile(r"\b(?:except(?: for)?|other than|apart from|but not|besides)\b", re.I)
+_UNTIL = re.compile(r"[.!?;\n]|\b(?:but|instead|rather)\b", re.IGNORECASE)
+_ASKED_NEXT = re.compile(
+    r"(?:,|\band\b)\s*(?:(?:please|then|just)\s+)*(?:restart|reboot|rotate|bounce)", re.I
+)
 
 
 def refused_services(request: Request) -> list[str]:
-    """The services the request mentions in a negated clause ("do not restart svc-cart",
-    "never touch svc-etl"): never asked for, even where it names them again."""
-    return list(dict.fromkeys(s for s, no in _mentions(request) if no))
-
-
-def _mentions(request: Request) -> list[tuple[str, bool]]:
-    """Each service the text names, and whether in a negated clause, as a reader takes it."""
+    """The services the request tells us not to touch ("Do not restart svc-cart and
+    svc-checkout", "never restart svc-etl", "restart everything except svc-cart"): never
+    asked for, even where it names them again."""
     text = said(request.text)
-    return [(m.group(1), negated(text, m.start(), m.end())) for m in _SERVICE.finditer(text)]
+    refused: list[str] = []
+    for start in [m.end() for m in _DO_NOT.finditer(text)] + [
+        m.end() for m in _EXCEPT.finditer(text)
+    ]:
+        until = _UNTIL.search(text, start)
+        scope = text[start : until.start() if until else len(text)]
+        first = _SERVICE.search(scope)
+        then = _ASKED_NEXT.search(scope, first.end()) if first else None
+        refused += _SERVICE.findall(scope[: then.start() if then else len(scope)])
+    return list(dict.fromkeys(refused))
 
 
 def membership(
@@ -126,10 +172,11 @@ def membership(
 
 def asked_member(request: Request, *, strict: bool = True) -> str | None:
     """Whom the request asks access for: the one other person it names by id, or the
-    requester when it speaks of them ("me", "my", "I") and of nobody else; else None, a
-    question for a person: two people, "me" and another, or someone it names in a way the
-    runtime cannot read (by name, pronoun or relation, or an id spelt otherwise than the
-    lookups read it). A guess here would grant, or revoke, the wrong person's access.
+    requester when it names them by id or speaks of itself ("me", "my", "I") and of nobody
+    else; else None, a question for a person: two people, "me" and another, someone it names
+    in a way the runtime cannot read (by name, relation or, with no id, pronoun; an id spelt
+    otherwise than the lookups read it), or a request that says not to. A guess here would
+    grant, or revoke, the wrong person's access.
     ``strict=False``: as read before itops/strict-reading, when naming nobody else by id
     meant the requester."""
     named = list(dict.fromkeys(_PERSON.findall(request.text)))
@@ -144,10 +191,13 @@ def asked_member(request: Request, *, strict: bool = True) -> str | None:
     loosely = {f"E-{int(digits):03d}" for digits in _PERSON_LOOSELY.findall(text)}
     if loosely - set(named):
         return None  # an id the lookups did not read: whose, a person says
-    if others:  # one other, and not the requester as well
+    # Someone else in sight (a relation, a name, "E-204's"), or told not to: a person reads it.
+    if _RELATION.search(text) or _names_someone(text) or _DO_NOT.search(text):
+        return None
+    if others:  # one other (a pronoun is theirs), and not the requester as well
         alone = len(named) == 1 and not _ME.search(text)
         return others[0] if alone else None
-    if named or (_SELF.search(text) and not (_ANOTHER.search(text) or _NAMED.search(text))):
+    if named or (_SELF.search(text) and not _PRONOUN.search(text)):
         return request.subject  # by their own id, or as "me" with nobody else in sight
     return None
 

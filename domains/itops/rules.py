@@ -24,7 +24,7 @@ from tether.config import PolicyConfig
 from tether.contracts import Facts, Finding, ToolCall
 from tether.domain import ReferenceKind, changed
 from tether.policy import Allow, Escalate, Reject, Verdict, writes_of
-from tether.text import asserted, own_sentences, questioned, said
+from tether.text import asserted, clause, own_sentences, questioned, said
 
 from .planner import asked_member, asked_services, describe_asset, refused_services
 from .tools import ASSET, ASSET_ID, GROUP_ID, HOST_ID, REGISTRY, Asset
@@ -299,54 +299,70 @@ _DONE_BY = (
 # Under STRICT_READING, also: three words between ("we've gone ahead and added you"); a
 # participle that opens the sentence ("Restarted svc-x for you") or closes a clause about a
 # service ("Done - svc-x on prod-db-01 restarted."); a state ("you are now a member", "your
-# access is now active", "the credential is now rotated"); a noun and its participle
-# ("Access granted:"). Not where a hedge comes first ("once approved you are now a member").
+# access is now active", "the credential is now rotated"); a heading ("Access granted:");
+# a removal said as a negation ("E-205 is no longer in grp-x"). Not in a clause with a
+# hedge ("you will be a member", "svc-x should be restarted"; "we can confirm ..." is
+# none) or a sentence that opens with a condition ("If you leave, you are no longer a
+# member"), nor after "nothing" or "nobody" in the clause.
 _FURTHER = r"(?:we|i|has|have|had|was|were|been|'ve)\s+(?:(?!not\b|never\b|yet\b|to\b)\w+\s+){0,3}?"
 _OPENING = r"^(?:(?:ok(?:ay)?|done|sure|all set|good news)\W+)*"
 _CLAIM = re.IGNORECASE | re.DOTALL
 _MEMBERSHIP = r".*\b(?:grp-|access|member)"
+_ADD, _REMOVE = ("add_to_group",), ("remove_from_group",)
+_RESTART, _ROTATE = ("restart_service",), ("rotate_credential",)
 _ALSO_DONE_BY = (
-    (re.compile(rf"\b{_FURTHER}(?:added|granted|given)\b{_MEMBERSHIP}", _CLAIM), ("add_to_group",)),
+    (re.compile(rf"\b{_FURTHER}(?:added|granted|given)\b{_MEMBERSHIP}", _CLAIM), _ADD),
+    (re.compile(rf"\b{_FURTHER}(?:removed|revoked)\b{_MEMBERSHIP}", _CLAIM), _REMOVE),
+    (re.compile(rf"\b{_FURTHER}(?:restarted|rebooted)\b", _CLAIM), _RESTART),
+    (re.compile(rf"\b{_FURTHER}rotated\b", _CLAIM), _ROTATE),
+    (re.compile(rf"{_OPENING}(?:added|granted)\b{_MEMBERSHIP}", _CLAIM), _ADD),
+    (re.compile(rf"{_OPENING}(?:removed|revoked)\b{_MEMBERSHIP}", _CLAIM), _REMOVE),
+    (re.compile(rf"{_OPENING}(?:restarted|rebooted)\b", _CLAIM), _RESTART),
+    (re.compile(rf"{_OPENING}rotated\b", _CLAIM), _ROTATE),
+    (re.compile(r"\bsvc-.*\b(?:restarted|rebooted)\s*(?:[.!]|$)", _CLAIM), _RESTART),
+    (re.compile(r"\bsvc-.*\brotated\s*(?:[.!]|$)", _CLAIM), _ROTATE),
     (
-        re.compile(rf"\b{_FURTHER}(?:removed|revoked)\b{_MEMBERSHIP}", _CLAIM),
-        ("remove_from_group",),
+        re.compile(r"\bnow (?:an? )?(?:member|admin)s?\b|\bnow (?:have|has|got) access\b", _CLAIM),
+        _ADD,
     ),
-    (re.compile(rf"\b{_FURTHER}(?:restarted|rebooted)\b", _CLAIM), ("restart_service",)),
-    (re.compile(rf"\b{_FURTHER}rotated\b", _CLAIM), ("rotate_credential",)),
-    (re.compile(rf"{_OPENING}(?:added|granted)\b{_MEMBERSHIP}", _CLAIM), ("add_to_group",)),
-    (re.compile(rf"{_OPENING}(?:removed|revoked)\b{_MEMBERSHIP}", _CLAIM), ("remove_from_group",)),
-    (re.compile(rf"{_OPENING}(?:restarted|rebooted)\b", _CLAIM), ("restart_service",)),
-    (re.compile(rf"{_OPENING}rotated\b", _CLAIM), ("rotate_credential",)),
-    (re.compile(r"\bsvc-.*\b(?:restarted|rebooted)\s*(?:[.!]|$)", _CLAIM), ("restart_service",)),
-    (re.compile(r"\bsvc-.*\brotated\s*(?:[.!]|$)", _CLAIM), ("rotate_credential",)),
     (
         re.compile(
-            r"\bnow (?:an? )?(?:member|admin)s?\b|\bnow (?:have|has|got) access\b"
-            r"|\b(?:access|membership)\b.*\b(?:is|are)\s+now\s+(?:active|enabled|live|on|granted)\b"
-            r"|\b(?:access|membership)\s+(?:granted|given|added|approved)\b",
+            r"\b(?:access|membership)\b(?!\s+requests?\b).*\b(?:is|are)\s+now\s+"
+            r"(?:active|enabled|live|granted)\b",
             _CLAIM,
         ),
-        ("add_to_group",),
+        _ADD,
     ),
     (
-        re.compile(r"\b(?:access|membership)\s+(?:removed|revoked)\b", _CLAIM),
-        ("remove_from_group",),
+        re.compile(
+            rf"{_OPENING}(?:access|membership)\s+(?:granted|given|added|approved)\s*(?:[:.!\-\u2013\u2014]|$)",
+            _CLAIM,
+        ),
+        _ADD,
     ),
     (
-        re.compile(r"\b(?:is|are|'s|'re)\s+now\s+(?:restarted|rebooted)\b", _CLAIM),
-        ("restart_service",),
+        re.compile(
+            rf"{_OPENING}(?:access|membership)\s+(?:removed|revoked)\s*(?:[:.!\-\u2013\u2014]|$)",
+            _CLAIM,
+        ),
+        _REMOVE,
     ),
-    (re.compile(r"\b(?:is|are|'s|'re)\s+now\s+rotated\b", _CLAIM), ("rotate_credential",)),
+    (re.compile(r"\b(?:is|are|'s|'re)\s+now\s+(?:restarted|rebooted)\b", _CLAIM), _RESTART),
+    (re.compile(r"\b(?:is|are|'s|'re)\s+now\s+rotated\b", _CLAIM), _ROTATE),
 )
-# A removal said as a negation, a claim all the same: "E-205 is no longer in grp-x".
+# A removal said as a negation: of a group, or of membership and access themselves.
 _GONE = re.compile(
-    r"\bno longer\s+(?:in|on|part of|an? members?|members?|(?:has|have) (?:any )?access)\b",
+    r"\bno longer\s+(?:(?:in|on|part of|a member of|a member in)\s+grp-|an? members?\b"
+    r"|members?\b|(?:has|have) (?:any )?access\b)",
     _CLAIM,
 )
 _HEDGE = re.compile(
-    r"\b(?:if|once|when|after|unless|until|will|would|could|should|can|may|might|must|needs?)\b",
+    r"\b(?:if|once|when|after|unless|until|will|would|could|should|may|might|must|needs?"
+    r"|can(?!\s+(?:confirm|tell|let|see|say|report)))\b",
     re.IGNORECASE,
 )
+_CONDITION = re.compile(r"\W*(?:if|once|when|after|unless|until|as soon as)\b", re.IGNORECASE)
+_NOBODY = re.compile(r"\b(?:nothing|nobody|no one|none)\b", re.IGNORECASE)
 # "Never fear: ...", "Not to worry - ...": what a preface negates is its own.
 _PREFACE = re.compile(r":\s|\s[-\u2013]\s")
 
@@ -379,15 +395,18 @@ def _claimed(
     hedged: bool = False,
     negative: bool = False,
 ) -> bool:
-    """Whether ``sentence`` asserts what ``pattern`` finds, in its own clause (``strict``:
-    after any preface; ``hedged``: with no hedge before it; ``negative``: a negation is the
-    claim's own)."""
+    """Whether ``sentence`` asserts what ``pattern`` finds, in its own clause. ``strict``:
+    read after any preface, and not after "nothing" or "nobody" in that clause; ``hedged``:
+    not with a hedge in that clause; ``negative``: a negation is the claim's own."""
     for m in pattern.finditer(sentence):
         start = 0
         if strict:
             start = max((p.end() for p in _PREFACE.finditer(sentence, 0, m.start())), default=0)
         tail, begin, end = sentence[start:], m.start() - start, m.end() - start
-        if hedged and _HEDGE.search(tail, 0, begin):
+        first, last = clause(tail, begin, end)
+        if strict and _NOBODY.search(tail, first, begin):
+            continue
+        if hedged and (_CONDITION.match(tail) or _HEDGE.search(tail, first, max(last, end))):
             continue
         if (not questioned(tail, end)) if negative else asserted(tail, begin, end):
             return True

@@ -315,6 +315,19 @@ def _member_facts(text: str, subject: str, member: str) -> Facts:
         ("Add my report Ben Cole to grp-payments-read", None),
         ("Add our new hire to grp-payments-read", None),
         ("Please remove access to grp-payments-read", None),  # whose?
+        # Found in review: another person in sight beside an id, theirs or the requester's.
+        ("This is E-201: please remove my contractor from grp-payments-read.", None),
+        ("I'm E-201; please add my new hire to grp-payments-read.", None),
+        ("Add E-204's manager to grp-payments-read", None),
+        ("E-204 has left the team; please add her replacement to grp-payments-read", None),
+        ("Please add E-204 and Eli Park to grp-payments-read", None),
+        ("Please don't remove E-204 from grp-payments-read.", None),
+        ("Add me to grp-payments-read.\nThanks,\nMaria Garcia", None),  # whose name?
+        # ... and what names nobody else: a greeting, a heading, a pronoun for the one id.
+        ("Hi Team, please add me to grp-payments-read", "E-201"),
+        ("Good Morning! Can you add me to grp-payments-read?", "E-201"),
+        ("Access Request: add me to grp-payments-read to run the weekly reports", "E-201"),
+        ("Add E-204 to grp-payments-read, she joins the payments on-call.", "E-204"),
     ],
 )
 def test_whom_a_grant_is_for_is_read_from_the_text_or_left_to_a_person(
@@ -502,6 +515,24 @@ def _hosts(cmdb: ItopsDB, *idents: str) -> list[Any]:
             ["stg-web-01"],
             ("stg-web-01", "svc-cart"),
         ),
+        # Found in review: a list after "do not", an aside before the verb.
+        (
+            "Please do not restart svc-checkout and svc-cart on stg-web-01, we are load testing.",
+            ["stg-web-01"],
+            None,
+        ),
+        (
+            "Do not, under any circumstances, restart svc-search on stg-search-01.",
+            ["stg-search-01"],
+            None,
+        ),
+        ("Restart everything on stg-web-01 except svc-cart", ["stg-web-01"], None),
+        # A negation that reports is no instruction.
+        (
+            "Users can't reach svc-search on stg-search-01, please restart it.",
+            ["stg-search-01"],
+            ("stg-search-01", "svc-search"),
+        ),
     ],
 )
 def test_the_local_model_plans_the_service_asked_or_none(
@@ -559,6 +590,10 @@ def _restart_facts(cmdb: ItopsDB, text: str, service: str) -> Facts:
         "Please don\u2019t restart svc-checkout on stg-web-01 - just tell me who owns it.",
         "Never restart svc-checkout on stg-web-01 without asking me first; is it healthy?",
         "Restart svc-checkout on stg-web-01. Actually, do not restart svc-checkout.",
+        "Please do not restart svc-cart and svc-checkout on stg-web-01, we are load testing.",
+        "Do not, under any circumstances, restart svc-checkout on stg-web-01.",
+        "Hold off on restarting svc-checkout on stg-web-01 until Friday.",
+        "Leave svc-checkout alone and restart svc-cart on stg-web-01.",
     ],
 )
 def test_a_service_the_request_says_not_to_touch_goes_to_a_person(
@@ -631,6 +666,16 @@ NOTE = "Restarts of payments-api are done by the on-call SRE."  # a cited runboo
         ("Once its owner approves, you will now have access.", [], []),
         ("Credentials for production are rotated.", [], []),
         ("No: we have not restarted svc-ledger.", [], []),
+        # Found in review: what a hedge, a condition or "nothing" makes no claim.
+        ("Change record opened: svc-ledger on prod-db-01 will be restarted.", [], []),
+        ("To fix it, svc-search should be restarted.", [], []),
+        ("It is no longer in a crash loop.", [], []),
+        ("Your access request is now on its way to the group owner.", [], []),
+        ("Access approved by the group owner lasts 90 days.", [], []),
+        ("Don't worry - nothing was restarted.", [], []),
+        ("If you leave the team, you are no longer a member of grp-payments-read.", [], []),
+        ("We can confirm your access is now active.", [], ["add_to_group"]),
+        ("We restarted svc-ledger; you can log in again.", [], ["restart_service"]),
     ],
 )
 def test_a_note_says_only_what_the_plan_does(

@@ -85,6 +85,8 @@ def test_a_bad_setting_is_one_line_per_variable_and_no_traceback() -> None:
         ("TETHER_METRICS_ADDRESS", "127.0.0.1", "an IP address and a port"),
         ("TETHER_METRICS_ADDRESS", "::1:9464", "an IP address and a port"),
         ("TETHER_METRICS_ADDRESS", "127.0.0.1:99999", "past 65535"),
+        ("TETHER_METRICS_ADDRESS", "127.0.0.1:\u0669\u0664\u0666\u0664", "an IP address"),
+        ("TETHER_METRICS_ADDRESS", "127.0.0.1:9464\u00b2", "an IP address"),
     ],
 )
 def test_a_setting_temporal_would_refuse_is_refused_when_read(

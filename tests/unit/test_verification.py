@@ -9,9 +9,10 @@ from datetime import date
 import pytest
 
 from tests.unit.builders import FRESH, NOW, REPLY, refund
-from tether.activities.verification import VerificationActivities
+from tether.activities.verification import VerificationActivities, unplanned_writes
 from tether.contracts import (
     Evidence,
+    Facts,
     Passage,
     Proposal,
     Request,
@@ -21,6 +22,7 @@ from tether.contracts import (
 )
 from tether.domains.support import PACK
 from tether.embeddings import Embedder
+from tether.intents import Reading
 from tether.text import split_claims
 
 SOURCE = (
@@ -156,3 +158,22 @@ def test_a_write_the_requests_intent_has_no_plan_for_goes_to_a_person(embedder: 
     planned = verify(embedder, GROUNDED, text=asked, calls=[refund(4000), REPLY])
     assert planned.intent == "refund_request"
     assert "write_not_planned" not in [f.code for f in planned.findings]
+
+
+def test_a_write_the_runner_up_intent_plans_counts_when_the_reading_is_a_near_tie() -> None:
+    """Two intents read nearly as well are both what the request may be."""
+    request = Request(request_id="r-1", subject="C-1", requester="C-1", text="Refund it")
+    proposal = Proposal(
+        intent="order_status", answer="a", citations=[], tool_calls=[refund(4000)], confidence=0.9
+    )
+    facts = Facts(
+        domain="support",
+        request=request,
+        evidence=Evidence(query="q", passages=[], freshness=FRESH),
+        proposal=proposal,
+    )
+    near = Reading(intent="order_status", best=0.62, second=0.60, runner_up="refund_request")
+    far = Reading(intent="order_status", best=0.62, second=0.50, runner_up="refund_request")
+    assert unplanned_writes(PACK, facts, near) == []
+    assert [f.code for f in unplanned_writes(PACK, facts, far)] == ["write_not_planned"]
+    assert unplanned_writes(PACK, facts, None) == []
