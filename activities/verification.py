@@ -113,33 +113,36 @@ def _writes(pack: DomainPack, facts: Facts) -> list[ToolCall]:
 
 
 # Two intents read this close (mean similarity) are both what the request may be: a write
-# either one plans is planned. The local model's confidence is full at a margin of 0.08.
+# is planned only if both plan it (the local model's confidence, full at a margin of 0.08,
+# sends such a request to a person too). "Which team owns svc-checkout?" reads nearly as
+# well as a restart as a question.
 NEAR_TIE = 0.04
 
 
 def unplanned_writes(pack: DomainPack, facts: Facts, read: Reading | None) -> list[Finding]:
     """Writes the intent the request reads as (from the request alone) has no plan for: a
     question answered with a restart, whatever the proposal calls its intent. A person looks.
-    Where the runner-up reads nearly as well, its plan counts too. The model's proposal only,
-    as for ``repeated_writes``; nothing where the pack gives that intent no plan."""
-    if read is None or read.intent not in pack.plans:
+    Where the runner-up reads nearly as well, its plan must name the write too. The model's
+    proposal only, as for ``repeated_writes``; nothing where the pack gives that intent no
+    plan."""
+    if read is None:
         return []
-    planned = set(pack.plans[read.intent])
-    if read.runner_up is not None and read.best - read.second < NEAR_TIE:
-        planned |= pack.plans.get(read.runner_up, frozenset())
-    unplanned = sorted({call.tool for call in _writes(pack, facts)} - planned)
-    if not unplanned:
-        return []
-    return [
-        Finding(
-            code="write_not_planned",
-            severity="warn",
-            detail=f"the request reads as {read.intent}, whose plan names no "
-            + ", ".join(unplanned),
-            about="arguments",
-        )
-    ]
-
+    near = read.runner_up if read.best - read.second < NEAR_TIE else None
+    writes = {call.tool for call in _writes(pack, facts)}
+    for intent, how in ((read.intent, ""), (near, " nearly as well")):
+        if intent is not None and intent in pack.plans:
+            unplanned = sorted(writes - pack.plans[intent])
+            if unplanned:
+                return [
+                    Finding(
+                        code="write_not_planned",
+                        severity="warn",
+                        detail=f"the request reads{how} as {intent}, whose plan names no "
+                        + ", ".join(unplanned),
+                        about="arguments",
+                    )
+                ]
+    return []
 
 def _other_records(
     where: str, text: str, pack: DomainPack, mentioned: dict[str, list[str]], known: set[str]

@@ -160,20 +160,28 @@ def test_a_write_the_requests_intent_has_no_plan_for_goes_to_a_person(embedder: 
     assert "write_not_planned" not in [f.code for f in planned.findings]
 
 
-def test_a_write_the_runner_up_intent_plans_counts_when_the_reading_is_a_near_tie() -> None:
-    """Two intents read nearly as well are both what the request may be."""
+def test_on_a_near_tie_a_write_both_readings_plan_is_planned() -> None:
+    """Two intents read nearly as well are both what the request may be: a write needs both
+    plans (a question that reads nearly as well as a restart is not a restart)."""
     request = Request(request_id="r-1", subject="C-1", requester="C-1", text="Refund it")
-    proposal = Proposal(
-        intent="order_status", answer="a", citations=[], tool_calls=[refund(4000)], confidence=0.9
-    )
-    facts = Facts(
-        domain="support",
-        request=request,
-        evidence=Evidence(query="q", passages=[], freshness=FRESH),
-        proposal=proposal,
-    )
-    near = Reading(intent="order_status", best=0.62, second=0.60, runner_up="refund_request")
-    far = Reading(intent="order_status", best=0.62, second=0.50, runner_up="refund_request")
-    assert unplanned_writes(PACK, facts, near) == []
-    assert [f.code for f in unplanned_writes(PACK, facts, far)] == ["write_not_planned"]
-    assert unplanned_writes(PACK, facts, None) == []
+
+    def findings(read: Reading | None, intent: str = "refund_request") -> list[str]:
+        proposal = Proposal(
+            intent=intent, answer="a", citations=[], tool_calls=[refund(4000)], confidence=0.9
+        )
+        facts = Facts(
+            domain="support",
+            request=request,
+            evidence=Evidence(query="q", passages=[], freshness=FRESH),
+            proposal=proposal,
+        )
+        return [f.code for f in unplanned_writes(PACK, facts, read)]
+
+    def reading(best: str, runner_up: str, margin: float) -> Reading:
+        return Reading(intent=best, best=0.62, second=0.62 - margin, runner_up=runner_up)
+
+    assert findings(reading("refund_request", "order_status", 0.10)) == []
+    assert findings(reading("refund_request", "order_status", 0.02)) == ["write_not_planned"]
+    assert findings(reading("order_status", "refund_request", 0.02)) == ["write_not_planned"]
+    assert findings(reading("order_status", "refund_request", 0.10)) == ["write_not_planned"]
+    assert findings(None) == []
