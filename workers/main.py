@@ -93,12 +93,16 @@ def system_urls(settings: Settings, served: Sequence[DomainPack]) -> dict[tuple[
     return urls
 
 
-def register_policy(store: PolicyStore, pack: DomainPack, settings: Settings) -> None:
+def register_policy(
+    store: PolicyStore, pack: DomainPack, settings: Settings, *, warn: bool = True
+) -> None:
     """The configured policy as a version (active if none is); what an operator must know
-    about the one that governs is logged."""
+    about the one that governs is logged (``warn``: by a process that decides, once)."""
     stored = store.register(pack, settings, by="worker")
     active = store.active(pack.name)
     assert active is not None  # register activates when none is
+    if not warn:
+        return
     if active.sha256 != stored.sha256:
         # Not an instruction to activate it: the configured policy is often the pack's own,
         # older than what operators activated since (their approver directory, say).
@@ -144,7 +148,9 @@ class Resources:
     _intents_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def build(cls, settings: Settings, *, embedder: Embedder | None = None) -> Resources:
+    def build(
+        cls, settings: Settings, *, embedder: Embedder | None = None, warn: bool = True
+    ) -> Resources:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         # Before any store opens: a clear error if a database cannot be used, and the schema
         # at head (once, under a lock, however many workers start together).
@@ -153,7 +159,7 @@ class Resources:
         served = packs.load(settings.domains)
         policies = PolicyStore(settings.resolved_store_url())
         for pack in served:
-            register_policy(policies, pack, settings)
+            register_policy(policies, pack, settings, warn=warn)
         return cls(
             settings=settings,
             packs=served,
@@ -472,7 +478,8 @@ async def run(settings: Settings, stop: asyncio.Event, role: Role = "all") -> No
     from tether.client import connect
 
     client = await connect(settings, serve_metrics=True)
-    res = Resources.build(settings)
+    # Only a process that decides says what governs it: not each of `tether up`'s others.
+    res = Resources.build(settings, warn=role in ("all", "workflow"))
     try:
         async with contextlib.AsyncExitStack() as stack:
             workers = workers_for(client, res, role)

@@ -172,7 +172,8 @@ class EmbeddedStack:
             for system in self.systems.values():
                 system.start()
             self._client = await connect(self.settings)
-            self._resources = Resources.build(self.settings)
+            # With worker processes, `tether up` says itself what they would log again.
+            self._resources = Resources.build(self.settings, warn=not self.processes)
             if self.processes:
                 await self._start_processes()
             else:
