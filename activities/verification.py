@@ -91,7 +91,9 @@ def repeated_writes(pack: DomainPack, facts: Facts) -> list[Finding]:
     seen: set[str] = set()
     repeated: list[str] = []
     for call in _writes(pack, facts):
-        key = call.tool + json.dumps(call.arguments, sort_keys=True, default=str)
+        # The same to a reader: case, blanks and a closing stop aside ("Fix it." twice).
+        alike = {k: _plain(v) if isinstance(v, str) else v for k, v in call.arguments.items()}
+        key = call.tool + json.dumps(alike, sort_keys=True, default=str)
         if key in seen and call.tool not in repeated:
             repeated.append(call.tool)
         seen.add(key)
@@ -104,6 +106,10 @@ def repeated_writes(pack: DomainPack, facts: Facts) -> list[Finding]:
         )
         for tool in repeated
     ]
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.split()).rstrip(".!").casefold()
 
 
 def _writes(pack: DomainPack, facts: Facts) -> list[ToolCall]:
@@ -143,6 +149,7 @@ def unplanned_writes(pack: DomainPack, facts: Facts, read: Reading | None) -> li
                     )
                 ]
     return []
+
 
 def _other_records(
     where: str, text: str, pack: DomainPack, mentioned: dict[str, list[str]], known: set[str]

@@ -22,12 +22,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from tether.config import PolicyConfig
 from tether.contracts import Facts, Finding, ToolCall
-from tether.domain import ReferenceKind, changed
+from tether.domain import ID_GOES_ON, ReferenceKind, changed
 from tether.policy import Allow, Escalate, Reject, Verdict, writes_of
-from tether.text import asserted, clause, own_sentences, questioned, said
+from tether.text import asserted, clause, negated, own_sentences, questioned, said
 
 from .planner import asked_member, asked_services, describe_asset, refused_services
-from .tools import ASSET, ASSET_ID, GROUP_ID, HOST_ID, REGISTRY, Asset
+from .tools import ASSET, ASSET_ID, GROUP_ID, HOST_ID, REGISTRY, SERVICE_ID, Asset
 
 MAX_LOOKUPS = 4  # assets read per request; more hosts than a request may change anyway
 ASSETS = ReferenceKind(
@@ -296,18 +296,20 @@ _DONE_BY = (
 )
 
 
-# Under STRICT_READING, also: three words between ("we've gone ahead and added you"); a
+# Under STRICT_READING, also: four words between ("we've gone ahead and also added you"); a
 # participle that opens the sentence ("Restarted svc-x for you") or closes a clause about a
-# service ("Done - svc-x on prod-db-01 restarted."); a state ("you are now a member", "your
+# service ("Done - svc-x on prod-db-01 restarted cleanly."), or anyone's doing of one
+# ("Ops bounced svc-x", "taken out of grp-x"); a state ("you are now a member", "your
 # access is now active", "the credential is now rotated"); a heading ("Access granted:");
 # a removal said as a negation ("E-205 is no longer in grp-x"). Not in a clause with a
 # hedge ("you will be a member", "svc-x should be restarted"; "we can confirm ..." is
 # none) or a sentence that opens with a condition ("If you leave, you are no longer a
 # member"), nor after "nothing" or "nobody" in the clause.
-_FURTHER = r"(?:we|i|has|have|had|was|were|been|'ve)\s+(?:(?!not\b|never\b|yet\b|to\b)\w+\s+){0,3}?"
+_FURTHER = r"(?:we|i|has|have|had|was|were|been|'ve)\s+(?:(?!not\b|never\b|yet\b|to\b)\w+\s+){0,4}?"
 _OPENING = r"^(?:(?:ok(?:ay)?|done|sure|all set|good news)\W+)*"
 _CLAIM = re.IGNORECASE | re.DOTALL
 _MEMBERSHIP = r".*\b(?:grp-|access|member)"
+_AFTER = r"(?:\s+(?:\w+ly|fine|ok|okay|again))?\s*(?:[.!]|$)"  # "restarted cleanly."
 _ADD, _REMOVE = ("add_to_group",), ("remove_from_group",)
 _RESTART, _ROTATE = ("restart_service",), ("rotate_credential",)
 _ALSO_DONE_BY = (
@@ -319,8 +321,18 @@ _ALSO_DONE_BY = (
     (re.compile(rf"{_OPENING}(?:removed|revoked)\b{_MEMBERSHIP}", _CLAIM), _REMOVE),
     (re.compile(rf"{_OPENING}(?:restarted|rebooted)\b", _CLAIM), _RESTART),
     (re.compile(rf"{_OPENING}rotated\b", _CLAIM), _ROTATE),
-    (re.compile(r"\bsvc-.*\b(?:restarted|rebooted)\s*(?:[.!]|$)", _CLAIM), _RESTART),
-    (re.compile(r"\bsvc-.*\brotated\s*(?:[.!]|$)", _CLAIM), _ROTATE),
+    (re.compile(rf"\bsvc-.*\b(?:restarted|rebooted|bounced){_AFTER}", _CLAIM), _RESTART),
+    (re.compile(rf"\bsvc-.*\brotated{_AFTER}", _CLAIM), _ROTATE),
+    # Anyone's doing, of a service or a group: "Ops bounced svc-x", "taken out of grp-x".
+    (re.compile(r"\b(?:restarted|rebooted|bounced)\s+(?:the\s+)?svc-", _CLAIM), _RESTART),
+    (
+        re.compile(r"\b(?:taken|removed|dropped|kicked)\s+(?:out\s+)?(?:of|from)\s+grp-", _CLAIM),
+        _REMOVE,
+    ),
+    (
+        re.compile(r"\b(?:you're|you are|you're now|you are now)\s+(?:now\s+)?in\s+grp-", _CLAIM),
+        _ADD,
+    ),
     (
         re.compile(r"\bnow (?:an? )?(?:member|admin)s?\b|\bnow (?:have|has|got) access\b", _CLAIM),
         _ADD,
@@ -367,23 +379,21 @@ _NOBODY = re.compile(r"\b(?:nothing|nobody|no one|none)\b", re.IGNORECASE)
 _PREFACE = re.compile(r":\s|\s[-\u2013]\s")
 
 
-def _claims(sentence: str, *, strict: bool) -> set[str]:
-    """The tools whose work ``sentence`` says was done (``strict``: STRICT_READING)."""
-    found = {
-        tool
-        for pattern, tools in _DONE_BY
-        if _claimed(pattern, sentence, strict=strict)
-        for tool in tools
-    }
+def _claims(sentence: str, *, strict: bool) -> dict[str, int]:
+    """The tools whose work ``sentence`` says was done, each with where its claim starts
+    (``strict``: STRICT_READING)."""
+    found: dict[str, int] = {}
+    checks: list[tuple[re.Pattern[str], tuple[str, ...], dict[str, bool]]] = [
+        (pattern, tools, {}) for pattern, tools in _DONE_BY
+    ]
     if strict:
-        found |= {
-            tool
-            for pattern, tools in _ALSO_DONE_BY
-            if _claimed(pattern, sentence, strict=True, hedged=True)
-            for tool in tools
-        }
-        if _claimed(_GONE, sentence, strict=True, hedged=True, negative=True):
-            found.add("remove_from_group")
+        checks += [(pattern, tools, {"hedged": True}) for pattern, tools in _ALSO_DONE_BY]
+        checks.append((_GONE, _REMOVE, {"hedged": True, "negative": True}))
+    for pattern, tools, how in checks:
+        at = _claimed(pattern, sentence, strict=strict, **how)
+        if at is not None:
+            for tool in tools:
+                found.setdefault(tool, at)
     return found
 
 
@@ -394,8 +404,8 @@ def _claimed(
     strict: bool,
     hedged: bool = False,
     negative: bool = False,
-) -> bool:
-    """Whether ``sentence`` asserts what ``pattern`` finds, in its own clause. ``strict``:
+) -> int | None:
+    """Where ``sentence`` asserts what ``pattern`` finds, in its own clause (None: nowhere). ``strict``:
     read after any preface, and not after "nothing" or "nobody" in that clause; ``hedged``:
     not with a hedge in that clause; ``negative``: a negation is the claim's own."""
     for m in pattern.finditer(sentence):
@@ -409,8 +419,8 @@ def _claimed(
         if hedged and (_CONDITION.match(tail) or _HEDGE.search(tail, first, max(last, end))):
             continue
         if (not questioned(tail, end)) if negative else asserted(tail, begin, end):
-            return True
-    return False
+            return m.start()
+    return None
 
 
 def note_tells_the_truth(facts: Facts) -> Iterator[Finding]:
@@ -433,8 +443,12 @@ def note_tells_the_truth(facts: Facts) -> Iterator[Finding]:
     if facts.proposal.answer.strip() not in {b.strip() for b in notes}:
         told.append(("the answer", facts.proposal.answer))
     for where, text in told:
-        own = own_sentences(text, sources)
-        claimed = {tool for s in own for tool in _claims(s, strict=strict)} - planned
+        claims = [
+            (s, tool, at)
+            for s in own_sentences(text, sources)
+            for tool, at in _claims(s, strict=strict).items()
+        ]
+        claimed = {tool for _, tool, _ in claims} - planned
         if claimed:
             yield Finding(
                 code="note_claims_unplanned_action",
@@ -442,3 +456,46 @@ def note_tells_the_truth(facts: Facts) -> Iterator[Finding]:
                 detail=f"{where} says what only {', '.join(sorted(claimed))} would do, and the "
                 "plan does not",
             )
+        elif strict:  # a planned tool, said of more than the plan does it to
+            untouched = sorted(
+                {
+                    ident
+                    for s, tool, at in claims
+                    for ident in _untouched(s, at, tool, facts.proposal.tool_calls)
+                }
+            )
+            if untouched:
+                yield Finding(
+                    code="note_claims_unplanned_action",
+                    severity="block",
+                    detail=f"{where} says it was done to {', '.join(untouched)}, and the plan "
+                    "does not touch it",
+                )
+
+
+# What a claim names that its tool acts on: services for a restart or rotation, groups for
+# a membership. The claim reaches to its sentence's stop, a semicolon or a "but".
+_ACTED_ON = {
+    "restart_service": re.compile(rf"(?<!{ID_GOES_ON}){SERVICE_ID}(?!{ID_GOES_ON})"),
+    "rotate_credential": re.compile(rf"(?<!{ID_GOES_ON}){SERVICE_ID}(?!{ID_GOES_ON})"),
+    "add_to_group": re.compile(rf"(?<!{ID_GOES_ON}){GROUP_ID}(?!{ID_GOES_ON})"),
+    "remove_from_group": re.compile(rf"(?<!{ID_GOES_ON}){GROUP_ID}(?!{ID_GOES_ON})"),
+}
+_CLAIM_ENDS = re.compile(r"[.;!?\n](?=\s|$)|\bbut\b", re.IGNORECASE)
+
+
+def _untouched(sentence: str, at: int, tool: str, calls: list[ToolCall]) -> list[str]:
+    """The services or groups a claim of ``tool`` names that no planned call of it acts on
+    ("we restarted svc-cart and svc-checkout", only svc-cart planned); not one it says was
+    not ("..., not svc-checkout")."""
+    ids = _ACTED_ON.get(tool)
+    if ids is None:
+        return []
+    stop = _CLAIM_ENDS.search(sentence, at)
+    claim = sentence[at : stop.start() if stop else len(sentence)]
+    acted_on = {str(v) for c in calls if c.tool == tool for v in c.arguments.values()}
+    return [
+        m.group()
+        for m in ids.finditer(claim)
+        if m.group() not in acted_on and not negated(claim, m.start(), m.end())
+    ]

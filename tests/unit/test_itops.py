@@ -675,6 +675,14 @@ NOTE = "Restarts of payments-api are done by the on-call SRE."  # a cited runboo
         ("Don't worry - nothing was restarted.", [], []),
         ("If you leave the team, you are no longer a member of grp-payments-read.", [], []),
         ("We can confirm your access is now active.", [], ["add_to_group"]),
+        # Found in a second review: more shapes of the same claims.
+        ("svc-checkout on stg-web-01 restarted cleanly.", [], ["restart_service"]),
+        ("We have gone ahead and also restarted svc-checkout.", [], ["restart_service"]),
+        ("E-201 has been taken out of grp-payments-read.", [], ["remove_from_group"]),
+        ("You're in grp-payments-read now.", [], ["add_to_group"]),
+        ("Ops bounced svc-checkout on stg-web-01.", [], ["restart_service"]),
+        ("Has anyone restarted svc-checkout today?", [], []),
+        ("Nobody restarted svc-checkout.", [], []),
         ("We restarted svc-ledger; you can log in again.", [], ["restart_service"]),
     ],
 )
@@ -724,3 +732,46 @@ def test_a_note_says_only_what_the_plan_does(
     alone = proposal.model_copy(update={"tool_calls": [calls[p] for p in plan]})
     answer = list(note_tells_the_truth(facts.model_copy(update={"proposal": alone})))
     assert [f.detail.split(" ")[:2] for f in answer] == [["the", "answer"]] * bool(claimed)
+
+
+@pytest.mark.parametrize(
+    ("body", "untouched"),
+    [
+        ("We have restarted svc-cart and svc-checkout on stg-web-01.", "svc-checkout"),
+        ("E-240 has been removed from grp-data-read and grp-prod-admin.", "grp-prod-admin"),
+        ("We restarted svc-cart on stg-web-01.", None),
+        ("We restarted svc-cart on stg-web-01, not svc-checkout.", None),
+        ("We restarted svc-cart on stg-web-01; svc-checkout was left alone.", None),
+        ("E-240 has been removed from grp-data-read.", None),
+    ],
+)
+def test_a_note_says_a_planned_action_only_of_what_the_plan_does_it_to(
+    body: str, untouched: str | None
+) -> None:
+    """A second review found a removal from one group told as one from a production-admin
+    group as well: a planned tool, said of a service or group the plan does not touch."""
+    from tether.domains.itops.rules import note_tells_the_truth
+
+    calls = [
+        restart("stg-web-01", "svc-cart", "E-201"),
+        grant("grp-data-read", "E-240", "E-201", tool="remove_from_group"),
+    ]
+    note = ToolCall(tool="notify_requester", arguments={"employee_id": "E-201", "body": body})
+    facts = Facts(
+        domain="itops",
+        request=Request(request_id="r-1", subject="E-201", requester="E-201", text="help"),
+        evidence=Evidence(query="q", passages=[], freshness=FRESH),
+        proposal=Proposal(
+            intent="restart_service",
+            answer=body,
+            citations=[],
+            tool_calls=[*calls, note],
+            confidence=0.9,
+        ),
+    )
+    found = [f.detail for f in note_tells_the_truth(facts)]
+    assert found == (
+        [f"the note says it was done to {untouched}, and the plan does not touch it"]
+        if untouched
+        else []
+    )

@@ -130,10 +130,14 @@ def test_a_write_proposed_twice_alike_is_refused(embedder: Embedder) -> None:
     [found] = [f for f in twice.findings if f.code == "repeated_write"]
     assert found.severity == "block" and found.about == "arguments"
     assert found.detail == "issue_refund is proposed more than once with the same arguments"
-    # The same arguments in another order are the same write.
+    # The same arguments in another order, or text that differs only in case, blanks or a
+    # closing stop, are the same write.
     spelt = ToolCall(tool="issue_refund", arguments=dict(reversed(refund(4000).arguments.items())))
     again = verify(embedder, GROUNDED, text=text, calls=[refund(4000), spelt])
     assert "repeated_write" in [f.code for f in again.findings]
+    loud = REPLY.model_copy(update={"arguments": {**REPLY.arguments, "body": " HELLO. "}})
+    twice = verify(embedder, GROUNDED, text=text, calls=[REPLY, loud])
+    assert "repeated_write" in [f.code for f in twice.findings]
     # Two different writes, or one, are a plan.
     for calls in ([refund(4000), refund(2000)], [refund(4000), REPLY]):
         assert "repeated_write" not in [
