@@ -34,10 +34,17 @@ _PRONOUN = re.compile(
 _RELATION = re.compile(
     rf"(?<!{ID_GOES_ON})(?:someone|somebody|everyone|everybody|anyone|colleagues?|co-?workers?"
     r"|team-?mates?|(?:my|our|a|direct) reports?|managers?|boss|new (?:hire|starter|joiner)s?"
-    r"|interns?|contractors?|friends?|replacements?|successors?|deputy|backup)"
-    rf"(?!{ID_GOES_ON})|{PERSON_ID}'s\b",
+    r"|interns?|contractors?|friends?|replacements?|successors?|deputy|backup|others?|whoever"
+    r"|guy|person|people|engineers?|analysts?|auditors?|admins?|the one)"
+    rf"(?!{ID_GOES_ON})|{PERSON_ID}'s\b"
+    # One named to be left out or kept: "all but E-201", "keep E-201", "E-201 is staying".
+    rf"|\b(?:but|except|not|other than|apart from|besides|keep)\s+{PERSON_ID}\b"
+    r"|\b(?:stays|staying|is staying|remains)\b",
     re.IGNORECASE,
 )
+# A name in the middle of a sentence ("I need Dana in grp-x"): a capitalised word after a
+# lower-case one.
+_MID_NAME = re.compile(r"(?<=[a-z,] )([A-Z][a-z]+)\b")
 _PAIR = re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+\b")
 _POSSESSIVE = re.compile(r"\b([A-Z][a-z]+)'s\b")
 # Capitalised, and no name: greetings, sign-offs, days, a subject line's words.
@@ -127,13 +134,26 @@ def asked_services(request: Request, *, strict: bool = True) -> list[str]:
 # ("except svc-cart", "but not svc-cart"). Not a negation that reports ("users can't reach
 # svc-cart, restart it", "I can't restart it myself").
 _DO_NOT = re.compile(
-    r"(?:^|[.!?;:,\n]\s*|\s[-\u2013\u2014]\s*|\b(?:and|but|so|then)\s+)"
-    r"(?:(?:please|pls|kindly|just)\s+)*"
+    r"(?:^|[.!?;:,(\n]\s*|\s?(?:-{1,2}|[\u2013\u2014])\s*|\b(?:and|but|so|then)\s+)"
+    r"(?:(?:please|pls|kindly|just|but)\s+)*"
     r"(?:do not|don't|dont|never|avoid|hold off(?: on)?|no need to|leave)\b",
     re.IGNORECASE,
 )
-_EXCEPT = re.compile(r"\b(?:except(?: for)?|other than|apart from|but not|besides)\b", re.I)
-_UNTIL = re.compile(r"[.!?;\n]|\b(?:but|instead|rather)\b", re.IGNORECASE)
+_EXCEPT = re.compile(
+    r"\b(?:except(?: for)?|other than|apart from|but not|besides|not)\b(?=\s+svc-)"
+    r"|\bwithout\s+(?:restarting|rebooting|bouncing|touching|rotating)\b"
+    r"|\bunder no circumstances\b",
+    re.IGNORECASE,
+)
+# Said of a service after it: "svc-checkout must not be restarted", "... must stay up".
+_STAYS = re.compile(
+    r"[^.;!?\n]*?\b(?:(?:must|should|can)(?:not|'t| not| never)\s+be\s+(?:restarted|rebooted|"
+    r"bounced|touched|rotated)|(?:must|should|has to|needs? to)\s+(?:stay|keep)\s+(?:up|running))",
+    re.IGNORECASE,
+)
+_UNTIL = re.compile(  # a stop before a capital ends a sentence; "e.g. restart" does not
+    r"[.!?](?=\s+[A-Z0-9]|\s*$)|[;\n]|\b(?i:but|instead|rather)\b"
+)
 _ASKED_NEXT = re.compile(
     r"(?:,|\band\b)\s*(?:(?:please|then|just)\s+)*(?:restart|reboot|rotate|bounce)", re.I
 )
@@ -153,6 +173,7 @@ def refused_services(request: Request) -> list[str]:
         first = _SERVICE.search(scope)
         then = _ASKED_NEXT.search(scope, first.end()) if first else None
         refused += _SERVICE.findall(scope[: then.start() if then else len(scope)])
+    refused += [m.group(1) for m in _SERVICE.finditer(text) if _STAYS.match(text, m.end())]
     return list(dict.fromkeys(refused))
 
 
@@ -197,8 +218,13 @@ def asked_member(request: Request, *, strict: bool = True) -> str | None:
     if others:  # one other (a pronoun is theirs), and not the requester as well
         alone = len(named) == 1 and not _ME.search(text)
         return others[0] if alone else None
-    if named or (_SELF.search(text) and not _PRONOUN.search(text)):
-        return request.subject  # by their own id, or as "me" with nobody else in sight
+    if named:
+        return request.subject  # by their own id
+    in_sight = _PRONOUN.search(text) or any(
+        m.group(1) not in _NOT_NAMES for m in _MID_NAME.finditer(text)
+    )
+    if _SELF.search(text) and not in_sight:
+        return request.subject  # as "me", with nobody else in sight
     return None
 
 

@@ -323,7 +323,14 @@ def _member_facts(text: str, subject: str, member: str) -> Facts:
         ("Please add E-204 and Eli Park to grp-payments-read", None),
         ("Please don't remove E-204 from grp-payments-read.", None),
         ("Add me to grp-payments-read.\nThanks,\nMaria Garcia", None),  # whose name?
+        # A second review: one named to stay, a person named by role, a name mid-sentence.
+        ("E-202 is staying; remove the other payments engineer from grp-payments-read.", None),
+        ("Remove all members of grp-payments-read but E-202.", None),
+        ("Grant grp-payments-read access to the guy who took over from E-202.", None),
+        ("Please add the auditor E-202 invited to grp-payments-read.", None),
+        ("I need Dana in grp-payments-read for the reindex.", None),
         # ... and what names nobody else: a greeting, a heading, a pronoun for the one id.
+        ("Please add me to grp-payments-read, I start on Monday", "E-201"),
         ("Hi Team, please add me to grp-payments-read", "E-201"),
         ("Good Morning! Can you add me to grp-payments-read?", "E-201"),
         ("Access Request: add me to grp-payments-read to run the weekly reports", "E-201"),
@@ -594,6 +601,15 @@ def _restart_facts(cmdb: ItopsDB, text: str, service: str) -> Facts:
         "Do not, under any circumstances, restart svc-checkout on stg-web-01.",
         "Hold off on restarting svc-checkout on stg-web-01 until Friday.",
         "Leave svc-checkout alone and restart svc-cart on stg-web-01.",
+        # A second review: asides, the service before what is said of it, an "e.g.".
+        "Restart svc-cart on stg-web-01 (do not restart svc-checkout, we are load testing).",
+        "Restart svc-cart on stg-web-01 -- do not restart svc-checkout.",
+        "Restart svc-cart on stg-web-01, not svc-checkout: that one is load testing.",
+        "Restart svc-cart on stg-web-01; svc-checkout must not be restarted.",
+        "Restart svc-cart on stg-web-01 without restarting svc-checkout.",
+        "Restart only svc-cart on stg-web-01; svc-checkout must stay up.",
+        "Under no circumstances restart svc-checkout on stg-web-01.",
+        "Do not e.g. restart svc-checkout on stg-web-01.",
     ],
 )
 def test_a_service_the_request_says_not_to_touch_goes_to_a_person(
