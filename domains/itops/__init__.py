@@ -17,6 +17,7 @@ from .planner import change_record, describe_call, membership, notify, service_c
 from .rules import (
     ASSETS,
     ItopsRules,
+    change_asked_now,
     check_policy,
     itops_rules,
     member_as_asked,
@@ -82,7 +83,7 @@ PACK = DomainPack(
     rules=(itops_rules,),
     rule_settings=ItopsRules,
     check_policy=check_policy,
-    checks=(member_as_asked, service_as_asked, note_tells_the_truth),
+    checks=(member_as_asked, service_as_asked, note_tells_the_truth, change_asked_now),
     fillers={
         "restart_service": service_change,
         "rotate_credential": service_change,

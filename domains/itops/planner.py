@@ -8,7 +8,7 @@ from typing import Any
 
 from tether.contracts import ContextRecord, Request, ToolCall
 from tether.domain import ID_GOES_ON
-from tether.text import said
+from tether.text import said, split_sentences
 
 from .tools import ASSET, PERSON_ID, Asset
 
@@ -67,6 +67,43 @@ def _names_someone(text: str) -> bool:
     )
 
 
+# A request that asks for no change now: called off ("cancel my request", "never mind", "I
+# already restarted it"), for later or on a condition ("next Friday, not now", "only if E-240
+# approves"), or a question about one ("Who restarted svc-x?", "Should I restart it?"; not
+# "Can you restart it?").
+_CALLED_OFF = re.compile(
+    r"\b(?:cancel|never ?mind|scratch that|disregard|ignore my|nothing else (?:is )?needed"
+    r"|no longer needed|it recovered|(?:i|we)(?:'ve| have)? already (?:restarted|rebooted|rotated"
+    r"|fixed|done|handled|sorted)|already (?:restarted|rebooted|rotated|fixed))\b",
+    re.IGNORECASE,
+)
+_WEEKDAY = r"(?:mon|tues|wednes|thurs|fri|satur|sun)day"
+_LATER = re.compile(
+    rf"\b(?:not now|not yet|not before|only if|provided that|as long as)\b"
+    rf"|\b(?:restart|reboot|bounce|rotate|add|remove|grant|give|revoke)\w*\b[^.;,!?]*"
+    rf"\b(?:tomorrow|tonight|on {_WEEKDAY}|next (?:week|month|year|{_WEEKDAY})|before {_WEEKDAY}"
+    rf"|after {_WEEKDAY}|at \d{{1,2}}(?::\d\d)?\s*(?:am|pm)?)\b",
+    re.IGNORECASE,
+)
+_ASKED_OF_US = re.compile(
+    r"\b(?:can|could|would|will)\s+(?:you|someone|somebody)\b|\bplease\b", re.I
+)
+
+
+def not_asked_now(request: Request) -> str | None:
+    """Why the request asks for no change now (None: it may): called off, for later or on a
+    condition, or only questions, none of them asking us to act."""
+    text = said(request.text)
+    if _CALLED_OFF.search(text):
+        return "it calls the change off"
+    if _LATER.search(text):
+        return "it asks for later, or on a condition"
+    sentences = split_sentences(text, min_length=1)
+    if sentences and all(s.endswith("?") for s in sentences) and not _ASKED_OF_US.search(text):
+        return "it only asks questions"
+    return None
+
+
 def describe_asset(data: dict[str, Any]) -> str:
     asset = Asset.model_validate(data)
     if asset.kind == "host":
@@ -99,6 +136,8 @@ def service_change(
     """The one host read that runs a service the text names; with no service named, the one
     host read if it runs one service. Anything else (a service on two hosts read, a service
     that runs on none of them) is a question for a person, not a guess."""
+    if not_asked_now(request):
+        return None  # nothing to change now: a person reads it, or the answer is enough
     hosts = _assets(context, "host")
     named = asked_services(request)
     if named:
@@ -183,7 +222,7 @@ def membership(
     """The first group read, for the first person the request names, read or not (policy
     refuses one nobody could read), or the requester (``asked_member``): else no plan."""
     groups = _assets(context, "group")
-    if not groups:
+    if not groups or not_asked_now(request):
         return None
     member = asked_member(request)
     if member is None:

@@ -26,7 +26,13 @@ from tether.domain import ID_GOES_ON, ReferenceKind, changed
 from tether.policy import Allow, Escalate, Reject, Verdict, writes_of
 from tether.text import asserted, clause, negated, own_sentences, questioned, said
 
-from .planner import asked_member, asked_services, describe_asset, refused_services
+from .planner import (
+    asked_member,
+    asked_services,
+    describe_asset,
+    not_asked_now,
+    refused_services,
+)
 from .tools import ASSET, ASSET_ID, GROUP_ID, HOST_ID, REGISTRY, SERVICE_ID, Asset
 
 MAX_LOOKUPS = 4  # assets read per request; more hosts than a request may change anyway
@@ -232,6 +238,25 @@ def member_as_asked(facts: Facts) -> Iterator[Finding]:
                 detail=f"{call.tool} names {call.arguments.get('member')}; the request asks "
                 f"for {asked or 'nobody clearly'}",
             )
+
+
+def change_asked_now(facts: Facts) -> Iterator[Finding]:
+    """A write for a request that asks for no change now (called off, for later, or only
+    questions: ``not_asked_now``): a person looks. A note, and a change record (the way to
+    ask for later), are no change. Under STRICT_READING only."""
+    why = not_asked_now(facts.request) if changed(STRICT_READING) else None
+    writes = [
+        c.tool
+        for c in writes_of(facts, REGISTRY)
+        if c.tool not in ("notify_requester", "open_change_record")
+    ]
+    if why and writes:
+        yield Finding(
+            code="change_not_asked_now",
+            severity="warn",
+            detail=f"{', '.join(dict.fromkeys(writes))} for a request that asks for no change "
+            f"now: {why}",
+        )
 
 
 def service_as_asked(facts: Facts) -> Iterator[Finding]:

@@ -791,3 +791,46 @@ def test_a_note_says_a_planned_action_only_of_what_the_plan_does_it_to(
         if untouched
         else []
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("Who restarted svc-checkout on stg-web-01?", "it only asks questions"),
+        (
+            "svc-checkout on stg-web-01 is slow, would a restart even help?",
+            "it only asks questions",
+        ),
+        ("Restart svc-checkout on stg-web-01 next Friday, not now.", "it asks for later"),
+        ("Restart svc-checkout on stg-web-01 only if E-240 approves first.", "it asks for later"),
+        ("Cancel my earlier request to restart svc-checkout on stg-web-01.", "it calls"),
+        ("I already restarted svc-checkout on stg-web-01 myself.", "it calls"),
+        ("Why was E-201 removed from grp-payments-read last week?", "it only asks questions"),
+        ("Open a change record for restarting svc-checkout on stg-web-01 next week.", "later"),
+        ("Can you restart svc-checkout on stg-web-01?", None),
+        ("Restart svc-checkout on stg-web-01 now, we deploy tomorrow.", None),
+        ("svc-checkout on stg-web-01 hangs. Please restart it.", None),
+    ],
+)
+def test_a_write_for_a_request_that_asks_for_no_change_now_goes_to_a_person(
+    cmdb: ItopsDB, monkeypatch: pytest.MonkeyPatch, text: str, why: str | None
+) -> None:
+    """A second review found restarts on questions ("Who restarted svc-x?"), calls that were
+    called off and ones asked for later, all automatic: the intent reads as a restart, and
+    the service is named. The local model plans none; a write another model proposes waits
+    for a person. A run recorded before itops/strict-reading keeps the reading it met."""
+    from tether.domains.itops import rules
+    from tether.domains.itops.planner import service_change
+
+    facts = _restart_facts(cmdb, text, "svc-checkout")
+    found = list(rules.change_asked_now(facts))
+    if why is None:
+        assert found == []
+        return
+    [finding] = found
+    assert (finding.code, finding.severity) == ("change_not_asked_now", "warn")
+    assert finding.detail.startswith("restart_service for a request that asks for no change now")
+    assert why in finding.detail
+    assert service_change(facts.request, facts.context, "ok", "restart_service") is None
+    monkeypatch.setattr(rules, "changed", lambda change: change != rules.STRICT_READING)
+    assert list(rules.change_asked_now(facts)) == []
