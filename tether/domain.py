@@ -330,7 +330,8 @@ class DomainPack:
         return self.describe_call(call) if self.describe_call else call.tool
 
 
-CHANGE = re.compile(r"[a-z][a-z0-9_]*/[A-Za-z0-9][A-Za-z0-9._-]{0,80}")
+# "<pack>/<what changed>": the pack's name as a domain is named (an it-desk pack has changes too).
+CHANGE = re.compile(rf"{DOMAIN.strip('^$')}/[A-Za-z0-9][A-Za-z0-9._-]{{0,80}}")
 CHANGE_MARKER = "pack:"  # before a change's name in the run's patch marker
 _DECIDED = "_tether_pack_changes"  # the run's answers, an attribute of its workflow object
 

@@ -134,6 +134,7 @@ async def test_a_packs_gated_change_replays_old_runs_and_steers_new_ones(
 
 def test_outside_a_workflow_a_change_is_taken_and_its_name_is_checked() -> None:
     assert changed(CHANGE)
+    assert changed("it-desk/two-approvers")  # any name a domain may have
     for bad in ["", "four-is-large", "rooms/", "Rooms/x", "rooms/with space", "rooms/x\n"]:
         with pytest.raises(ValueError, match="<pack>/<what changed>"):
             changed(bad)
