@@ -157,7 +157,9 @@ async def profile(client: Client, workflow_ids: list[str]) -> dict[str, Any]:
     }
 
 
-async def main(scale: float, workflow_processes: int = 1) -> dict[str, Any]:
+async def main(
+    scale: float, workflow_processes: int = 1, local_act: bool = False
+) -> dict[str, Any]:
     roles = ["compute", *["workflow"] * workflow_processes, "instant"]
     async with deployment(roles) as deployed:
         watched = {
@@ -168,11 +170,18 @@ async def main(scale: float, workflow_processes: int = 1) -> dict[str, Any]:
         server = dev_server_pid()
         if server is not None:
             watched["temporal server"] = server
-        return await measure(deployed.client, deployed.tether, deployed.settings, scale, watched)
+        return await measure(
+            deployed.client, deployed.tether, deployed.settings, scale, watched, local_act
+        )
 
 
 async def measure(
-    client: Client, tether: Tether, settings: Settings, scale: float, roles: dict[str, int]
+    client: Client,
+    tether: Tether,
+    settings: Settings,
+    scale: float,
+    roles: dict[str, int],
+    local_act: bool = False,
 ) -> dict[str, Any]:
     async def governed(_: int, model_queue: str = settings.model_queue) -> None:
         r = request()
@@ -195,6 +204,7 @@ async def measure(
                 ),
                 tool_queue=settings.task_queue,
                 compute_queue=settings.compute_queue,
+                local_act=local_act,
             ),
             id=f"ungoverned-{r.request_id}",
             task_queue=f"{settings.task_queue}-baseline",
@@ -323,9 +333,16 @@ if __name__ == "__main__":
     parser.add_argument(
         "--workflow-processes", type=int, default=1, help="as `tether up --workers N`"
     )
+    parser.add_argument(
+        "--local-act",
+        action="store_true",
+        help="the baseline calls its tools as local activities, as governed runs do",
+    )
     args = parser.parse_args()
-    report = asyncio.run(main(args.scale, args.workflow_processes))
+    report = asyncio.run(main(args.scale, args.workflow_processes, args.local_act))
     report["workflow_processes"] = args.workflow_processes
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=1) + "\n")
+    report["baseline_local_act"] = args.local_act
+    written = RESULTS.with_stem(f"{RESULTS.stem}_local_act") if args.local_act else RESULTS
+    written.parent.mkdir(parents=True, exist_ok=True)
+    written.write_text(json.dumps(report, indent=1) + "\n")
     print(summary(report))

@@ -28,6 +28,9 @@ class BaselineInput(BaseModel):
     resolution: ResolutionInput
     tool_queue: str  # where the pack's tools run (the workflow role's queue)
     compute_queue: str | None = None  # where retrieval runs
+    # Tools as local activities, as governed runs call them since steps.LOCAL_TOOLS: the
+    # same mechanism on both sides, for a comparison of governance alone (--local-act).
+    local_act: bool = False
 
 
 @workflow.defn
@@ -60,22 +63,31 @@ class UngovernedWorkflow:
         proposal = Proposal.model_validate_json(raw.content)
         results = []
         for step, call in enumerate(proposal.tool_calls, start=1):
-            results.append(
-                await workflow.execute_activity(
-                    names.tool_activity(domain, call.tool),
-                    ToolInvocation(
-                        domain=domain,
-                        tool=call.tool,
-                        arguments=call.arguments,
-                        idempotency_key=f"{workflow.info().workflow_id}/{step}",
-                        request_id=request.request_id,
-                        granted=[pack.tools.get(call.tool).permission],  # no gate: all granted
-                    ),
+            invocation = ToolInvocation(
+                domain=domain,
+                tool=call.tool,
+                arguments=call.arguments,
+                idempotency_key=f"{workflow.info().workflow_id}/{step}",
+                request_id=request.request_id,
+                granted=[pack.tools.get(call.tool).permission],  # no gate: all granted
+            )
+            activity_name = names.tool_activity(domain, call.tool)
+            if inp.local_act:  # the worker that runs this workflow serves the tools
+                act = workflow.execute_local_activity(
+                    activity_name,
+                    invocation,
+                    result_type=ToolResult,
+                    start_to_close_timeout=TIMEOUT,
+                )
+            else:
+                act = workflow.execute_activity(
+                    activity_name,
+                    invocation,
                     result_type=ToolResult,
                     task_queue=inp.tool_queue,
                     start_to_close_timeout=TIMEOUT,
                 )
-            )
+            results.append(await act)
         return results
 
 

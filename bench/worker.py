@@ -17,6 +17,7 @@ import sys
 from temporalio.worker import Worker
 
 from bench.ungoverned import BareWorkflow, UngovernedWorkflow, noop
+from tether.activities.tools import ToolActivities
 from tether.client import connect
 from tether.config import LLMConfig, Settings
 from tether.contracts import ModelIdentity, ProposeInput, RawProposal
@@ -66,7 +67,8 @@ async def main(role: str) -> None:
                 task_queue=f"{settings.task_queue}-baseline",
                 workflows=[UngovernedWorkflow, BareWorkflow],
                 workflow_runner=workflow_runner("bench.ungoverned"),
-                activities=[noop],
+                # The tools too, for a baseline that calls them as local activities.
+                activities=[noop, *ToolActivities(res.packs, res.systems, res.ledger).activities()],
             )
         )
     elif role == "shadow":

@@ -73,6 +73,15 @@ def test_every_path_has_a_recorded_history() -> None:
         "intent_approval_by_signal",
         "intent_approval_edited",
         "intent_overlay_on_the_intent_read",  # an overlay on the intent the verifier reads
+        "tools_auto_order_status",  # the plan's tool calls as local activities
+        "tools_auto_small_refund",
+        "tools_approval_approved",
+        "tools_approval_by_signal",
+        "tools_approval_edited",
+        "tools_approval_then_recheck_rejects",
+        "tools_saga_compensated",  # undone by scheduled compensations, as before
+        "tools_saga_four_steps_reply_refused",
+        "tools_saga_answer_lost_reconciled",  # the budget kept by the tool, then reconciled
     } <= names
 
 

@@ -1,6 +1,7 @@
-"""The effects runner of one workflow: tool calls as activities, each with a deterministic
-idempotency key, bounded in time, reconciled by key when their fate is unknown, and undone
-newest first (saga) when a later step fails for good.
+"""The effects runner of one workflow: tool calls as activities (local ones since
+``steps.LOCAL_TOOLS``), each with a deterministic idempotency key, bounded in time, reconciled
+by key when their fate is unknown, and undone newest first (saga) when a later step fails for
+good.
 
 Keys: ``<workflow id>/<step>/<tool>`` for the plan, ``<workflow id>/read/<what>`` for the
 runtime's reads, ``<workflow id>/compensate/<step>/<tool>`` for the undo of step ``step``.
@@ -9,7 +10,7 @@ runtime's reads, ``<workflow id>/compensate/<step>/<tool>`` for the undo of step
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from tether import errors, names
@@ -77,7 +78,9 @@ class Effects:
         results: list[ToolResult] = []
         for step, call in enumerate(calls, start=1):
             key = self._key(step, call.tool)
-            result = await self._try(call, key=key, granted=decision.permissions, why=why)
+            result = await self._try(
+                call, key=key, granted=decision.permissions, why=why, local=steps.local_tools()
+            )
             results.append(result)
             if not result.ok:
                 await self._compensate(results)
@@ -118,14 +121,22 @@ class Effects:
             )
 
     async def _try(
-        self, call: ToolCall, *, key: str, granted: list[str], why: str, undo: bool = False
+        self,
+        call: ToolCall,
+        *,
+        key: str,
+        granted: list[str],
+        why: str,
+        undo: bool = False,
+        local: bool = False,
     ) -> ToolResult:
         """The tool's result, or a failed result that says why (after retries). When the
         failure leaves the effect unknown, the target is asked by key (reconciliation)."""
         try:
-            return await self._run(call, key=key, granted=granted, why=why, undo=undo)
-        except ActivityError as err:
-            kind, detail = failure(err.cause)
+            return await self._run(call, key=key, granted=granted, why=why, undo=undo, local=local)
+        except FailureError as err:
+            # An activity's failure comes wrapped; a local activity's comes as itself.
+            kind, detail = failure(err.cause if isinstance(err, ActivityError) else err)
             failed = ToolResult(
                 tool=call.tool,
                 idempotency_key=key,

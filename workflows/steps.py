@@ -114,6 +114,13 @@ PLANNED_WRITES = "governed-2026-12-07-plans"
 # apply only where the verifier reads the request as that intent too (tether.policy.decide,
 # ``read``). Replaces PLANNED_WRITES's marker.
 READ_INTENT = "governed-2026-12-07-intent"
+# What a run started since takes: all READ_INTENT takes, and the plan's tool calls run as
+# local activities (in the workflow's worker, which serves the tools; each call's result a
+# marker in history), so a decision, its effects and the outcome's record complete in one
+# workflow task. A call's key, timeouts and retries are as before; a worker lost mid-call
+# calls again with the same key, as a lost activity's retry does. Compensations and
+# reconciliation stay activities: they may retry for hours. Replaces READ_INTENT's marker.
+LOCAL_TOOLS = "governed-2026-12-08-tools"
 
 
 def current() -> bool:
@@ -151,8 +158,14 @@ def planned_writes() -> bool:
 
 def read_intent() -> bool:
     """Whether an intent's own thresholds need the verifier's reading of the request to
-    agree in this run: every run started today does."""
-    return workflow.patched(READ_INTENT)
+    agree in this run: every run started since does."""
+    return local_tools() or workflow.patched(READ_INTENT)
+
+
+def local_tools() -> bool:
+    """Whether this run calls its plan's tools as local activities: every run started today
+    does."""
+    return workflow.patched(LOCAL_TOOLS)
 
 
 def since(patch: str) -> bool:

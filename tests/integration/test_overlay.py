@@ -139,7 +139,8 @@ async def test_a_fast_burn_holds_every_write_for_a_person_until_it_recovers(
     # the decision, a second ago. The order is read again after the approval.
     markers = await local_activities(tether, reply["request_id"])
     assert sorted(markers[:2]) == ["pin_policy", "support.lookup_order"]  # at once: either first
-    assert markers[2:] == ["support.lookup_order", "record_outcome"]
+    # The reply itself is a local activity too (steps.LOCAL_TOOLS), in the same task.
+    assert markers[2:] == ["support.lookup_order", "support.send_reply", "record_outcome"]
     await replay_and_keep(replied, "overlay_approval_approved")
 
     # 3. Calm since a boundary: still on within the recovery window, off after it.
