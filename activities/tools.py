@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -58,53 +58,6 @@ def classify(response: httpx.Response) -> dict[str, Any]:
 
 def _refuse(message: str, kind: str) -> ApplicationError:
     return ApplicationError(message, type=kind, non_retryable=True)
-
-
-async def within_budget(attempt: Callable[[], Awaitable[ToolResult]]) -> ToolResult:
-    """One attempt of a tool call, held to the step's budget (its schedule-to-close) when it
-    runs as a local activity. The server times out an activity past it; a local activity's
-    retries are the worker's, and Temporal's core retried one past it for as long as it
-    kept failing (tests/integration/test_saga.py, the lost answer: a 3 s budget, retries
-    still running a minute on). So a failure whose retry would start past the budget is
-    final, as it is (the workflow then reconciles by key), and past it no attempt starts."""
-    info = activity.info()
-    if not info.is_local or info.schedule_to_close_timeout is None:
-        return await attempt()
-    budget = info.schedule_to_close_timeout
-    deadline = info.scheduled_time + budget
-    if info.retry_policy is not None:  # the wait before the next attempt counts too
-        policy = info.retry_policy
-        wait = policy.initial_interval * policy.backoff_coefficient ** (info.attempt - 1)
-        deadline -= min(wait, policy.maximum_interval or wait)
-    if _now() >= info.scheduled_time + budget:
-        raise ApplicationError(
-            f"the step's budget ({budget}) was spent before attempt {info.attempt}",
-            type=errors.BUDGET_SPENT,
-            non_retryable=True,
-        )
-    try:
-        return await attempt()
-    except ApplicationError as err:
-        if err.non_retryable or _now() < deadline:
-            raise
-        raise ApplicationError(
-            f"{err.message}; the step's budget ({budget}) is spent (attempt {info.attempt})",
-            *err.details,
-            type=err.type,
-            non_retryable=True,
-        ) from err
-    except Exception as err:
-        if _now() < deadline:
-            raise
-        raise ApplicationError(
-            f"{err!r}; the step's budget ({budget}) is spent (attempt {info.attempt})",
-            type=type(err).__name__,
-            non_retryable=True,
-        ) from err
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class HttpTarget:
@@ -153,7 +106,7 @@ class ToolActivities:
                         f"{names.tool_activity(call.domain, call.tool)}",
                         errors.INVALID_TOOL_CALL,
                     )
-                return await within_budget(lambda: self.execute(call))
+                return await self.execute(call)
 
             return activity.defn(name=names.tool_activity(domain, tool))(run)
 

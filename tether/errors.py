@@ -66,7 +66,6 @@ UPSTREAM_MALFORMED = "UpstreamMalformed"
 POSTCONDITION_FAILED = "PostconditionFailed"
 UPSTREAM_UNAVAILABLE = "UpstreamUnavailable"
 IN_PROGRESS = "InProgress"
-BUDGET_SPENT = "BudgetSpent"  # a local activity's schedule-to-close, kept by the tool itself
 MODEL_REJECTED = "ModelRejected"
 CIRCUIT_OPEN = "CircuitOpen"
 MODEL_UNAVAILABLE = "ModelUnavailable"

@@ -9,6 +9,9 @@ runtime's reads, ``<workflow id>/compensate/<step>/<tool>`` for the undo of step
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import timedelta
+
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
@@ -33,6 +36,15 @@ NO_EFFECT = frozenset(
         errors.NOT_SUBJECTS_RECORD,
     }
 )
+
+
+# Failures no retry changes: no effect, or an answer that broke its contract.
+FINAL = NO_EFFECT | {errors.UPSTREAM_MALFORMED, errors.POSTCONDITION_FAILED}
+
+
+def unwrapped(err: FailureError) -> BaseException | None:
+    """An activity's failure comes wrapped; a local activity's comes as itself."""
+    return err.cause if isinstance(err, ActivityError) else err
 
 
 def failure(cause: BaseException | None) -> tuple[str, str]:
@@ -79,7 +91,7 @@ class Effects:
         for step, call in enumerate(calls, start=1):
             key = self._key(step, call.tool)
             result = await self._try(
-                call, key=key, granted=decision.permissions, why=why, local=steps.local_tools()
+                call, key=key, granted=decision.permissions, why=why, first=steps.local_tools()
             )
             results.append(result)
             if not result.ok:
@@ -128,15 +140,17 @@ class Effects:
         granted: list[str],
         why: str,
         undo: bool = False,
-        local: bool = False,
+        first: bool = False,
     ) -> ToolResult:
         """The tool's result, or a failed result that says why (after retries). When the
-        failure leaves the effect unknown, the target is asked by key (reconciliation)."""
+        failure leaves the effect unknown, the target is asked by key (reconciliation). With
+        ``first``, the first attempt runs beside the workflow (``_first_beside``)."""
         try:
-            return await self._run(call, key=key, granted=granted, why=why, undo=undo, local=local)
+            if first:
+                return await self._first_beside(call, key=key, granted=granted, why=why)
+            return await self._run(call, key=key, granted=granted, why=why, undo=undo)
         except FailureError as err:
-            # An activity's failure comes wrapped; a local activity's comes as itself.
-            kind, detail = failure(err.cause if isinstance(err, ActivityError) else err)
+            kind, detail = failure(unwrapped(err))
             failed = ToolResult(
                 tool=call.tool,
                 idempotency_key=key,
@@ -176,6 +190,29 @@ class Effects:
             subject=self._request.subject,
         )
 
+    async def _first_beside(
+        self, call: ToolCall, *, key: str, granted: list[str], why: str
+    ) -> ToolResult:
+        """A plan's call (steps.LOCAL_TOOLS): its first attempt a local activity, in the
+        worker that runs the workflow, so a call that answers completes in the same workflow
+        task as the decision and the outcome's record. A failure worth trying again gets the
+        rest of the step's budget as a dispatched activity, with the same key: a slow or
+        failing target holds this workflow's task (and its worker's slot) for one attempt at
+        most, and the server keeps the budget (Temporal's core retried a local activity past
+        its schedule-to-close)."""
+        started = workflow.now()
+        try:
+            return await self._run(
+                call, key=key, granted=granted, why=why, local=True, once=True
+            )
+        except FailureError as err:
+            cause = unwrapped(err)
+            left = self._timeouts.tool_budget - (workflow.now() - started)
+            final = isinstance(cause, ApplicationError) and cause.non_retryable
+            if final or failure(cause)[0] in FINAL or left <= timedelta(0):
+                raise
+        return await self._run(call, key=key, granted=granted, why=why, budget=left)
+
     async def _run(
         self,
         call: ToolCall,
@@ -185,8 +222,15 @@ class Effects:
         why: str,
         undo: bool = False,
         local: bool = False,
+        once: bool = False,
+        budget: timedelta | None = None,
     ) -> ToolResult:
         timeouts = self._timeouts
+        retry = (timeouts.compensation_retry if undo else timeouts.tool_retry).policy(
+            non_retryable=sorted(FINAL)
+        )
+        if once:
+            retry = dataclasses.replace(retry, maximum_attempts=1)
         execute = workflow.execute_local_activity if local else workflow.execute_activity
         result: ToolResult = await execute(
             names.tool_activity(self._domain, call.tool),
@@ -194,12 +238,8 @@ class Effects:
             result_type=ToolResult,
             start_to_close_timeout=timeouts.tool,
             # A compensation must not give up: the business system has to end as it began.
-            schedule_to_close_timeout=None if undo else timeouts.tool_budget,
-            retry_policy=(timeouts.compensation_retry if undo else timeouts.tool_retry).policy(
-                non_retryable=sorted(
-                    NO_EFFECT | {errors.UPSTREAM_MALFORMED, errors.POSTCONDITION_FAILED}
-                )
-            ),
+            schedule_to_close_timeout=None if undo else (budget or timeouts.tool_budget),
+            retry_policy=retry,
             # The audit's story, readable in the Temporal UI's event list.
             summary=f"{call.tool} {call.arguments} · key {key} · {why}"[:400],
         )

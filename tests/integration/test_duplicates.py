@@ -1,11 +1,8 @@
-"""Duplicate deliveries with two worker processes on one task queue, sharing the PostgreSQL
-ledger: a slow payment system makes the first attempt of every refund time out and be tried
-again while the first is still acting. Each intended effect must still happen exactly once.
-
-A plan's tool calls are local activities (steps.LOCAL_TOOLS): the worker that runs the
-workflow tries a call again, not whichever worker polls next, so the second attempt comes from
-the same process as the first, racing it through the shared ledger all the same. A call taken
-over by another process (its worker gone mid-call) is tests/integration/test_crash.py's."""
+"""Duplicate deliveries across two worker processes on one task queue, sharing the
+PostgreSQL ledger: a slow payment system makes Temporal time out the first attempt of every
+refund and deliver it again, to either worker, while the first is still acting. Each
+intended effect must still happen exactly once. (The first attempt runs beside the workflow, a
+local activity; the attempts after it are dispatched: steps.LOCAL_TOOLS.)"""
 
 from __future__ import annotations
 
@@ -116,8 +113,8 @@ async def test_two_workers_duplicate_deliveries_act_once(
     assert Counter(str(r["idempotency_key"]) for r in rows) == expected
     assert business.db.order(ORDER)["refunded_cents"] == CENTS * REQUESTS  # type: ignore[index]
 
-    # The duplicates were real: every refund was claimed again after its first attempt timed
-    # out, by an attempt the first was still running beside.
+    # The duplicates were real: every refund was claimed again after its first delivery timed
+    # out, and the two processes both acted on at least one of the same keys.
     ledger = Ledger(postgres_url)
     claims = {
         e["key"]: e["claims"]
@@ -128,13 +125,13 @@ async def test_two_workers_duplicate_deliveries_act_once(
     ledger.close()
     assert len(claims) == REQUESTS and all(n > 1 for n in claims.values()), claims
     logs = [w.log.read_text() for w in workers]
-    acted = Counter(k for log in logs for k in re.findall(r"ledger (\S+/issue_refund): act", log))
-    assert sorted(acted) == sorted(claims) and all(n > 1 for n in acted.values()), acted
+    seen = [set(re.findall(r"ledger (\S+/issue_refund): act", log)) for log in logs]
+    assert seen[0] & seen[1], "no refund key was acted on by both workers"
     # ...and the payment system itself saw duplicates while the first was still in flight.
     answered = business.db.answered
     assert answered["processed"] == 2 * REQUESTS and answered["idempotency_in_progress"] > 0
     print(
         f"{REQUESTS} requests, {sum(expected.values())} effects expected and found; "
-        f"claims per refund {sorted(claims.values())}; attempts that acted per refund "
-        f"{sorted(acted.values())}; the payment system answered {dict(answered)}"
+        f"claims per refund {sorted(claims.values())}; keys seen by both workers "
+        f"{len(seen[0] & seen[1])}; the payment system answered {dict(answered)}"
     )
