@@ -77,7 +77,11 @@ class Effects:
         grant = [self._registry.get(call.tool).permission]
         key = f"{workflow.info().workflow_id}/read/{key}"
         # A read changes nothing: it runs beside the workflow (a local activity, its result a
-        # marker in history), not as a task the server schedules and dispatches.
+        # marker in history), not as a task the server schedules and dispatches. Since
+        # LOCAL_TOOLS only its first attempt does, as a plan's call: a target that keeps
+        # failing holds no workflow task past one attempt.
+        if steps.local_tools():
+            return await self._first_beside(call, key=key, granted=grant, why=why)
         local = steps.current()
         return await self._run(call, key=key, granted=grant, why=why, local=local)
 
@@ -193,7 +197,7 @@ class Effects:
     async def _first_beside(
         self, call: ToolCall, *, key: str, granted: list[str], why: str
     ) -> ToolResult:
-        """A plan's call (steps.LOCAL_TOOLS): its first attempt a local activity, in the
+        """A call (steps.LOCAL_TOOLS): its first attempt a local activity, in the
         worker that runs the workflow, so a call that answers completes in the same workflow
         task as the decision and the outcome's record. A failure worth trying again gets the
         rest of the step's budget as a dispatched activity, with the same key: a slow or
@@ -202,9 +206,7 @@ class Effects:
         its schedule-to-close)."""
         started = workflow.now()
         try:
-            return await self._run(
-                call, key=key, granted=granted, why=why, local=True, once=True
-            )
+            return await self._run(call, key=key, granted=granted, why=why, local=True, once=True)
         except FailureError as err:
             cause = unwrapped(err)
             left = self._timeouts.tool_budget - (workflow.now() - started)

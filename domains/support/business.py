@@ -422,7 +422,15 @@ def _reversal(body: dict[str, Any], key: str) -> Effect:
 
 
 def create_app(db: BusinessDB) -> Starlette:
+    def injected(request: Request) -> JSONResponse | None:
+        """The next fault queued for this path (``db.faults``), if any."""
+        queued = db.faults.get(request.url.path)
+        fault = queued.pop(0) if queued else 0
+        return JSONResponse({"error": "injected_fault"}, status_code=fault) if fault else None
+
     async def get_order(request: Request) -> JSONResponse:
+        if fault := injected(request):
+            return fault
         order = db.order(request.path_params["order_id"])
         if order is None:
             return JSONResponse({"error": "order_not_found"}, status_code=404)
@@ -455,10 +463,8 @@ def create_app(db: BusinessDB) -> Starlette:
             ]
             if wrong:
                 return JSONResponse({"error": "invalid_fields", "detail": wrong}, status_code=422)
-            queued = db.faults.get(request.url.path)
-            fault = queued.pop(0) if queued else 0
-            if fault:
-                return JSONResponse({"error": "injected_fault"}, status_code=fault)
+            if fault := injected(request):
+                return fault
             # The key's fingerprint covers the route: one key cannot replay a refund as a message.
             signed = {"route": request.url.path, "body": body}
             answer = await db.idempotent(key, signed, make_effect(body, key), path=request.url.path)
@@ -471,6 +477,8 @@ def create_app(db: BusinessDB) -> Starlette:
 
     def reader(table: str, key: str) -> Any:
         async def handler(request: Request) -> JSONResponse:
+            if fault := injected(request):
+                return fault
             found = db.record(table, key, request.path_params[key])
             if found is None:
                 return JSONResponse({"error": f"{key}_not_found"}, status_code=404)

@@ -3,11 +3,13 @@ before the plan, the completed steps are undone in reverse, and the audit says s
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
 import pytest
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -172,3 +174,50 @@ async def test_an_effect_whose_answer_was_lost_is_found_and_undone(
         (4, True, False, 1),
     ]
     await replay_and_keep(handle, "saga_answer_lost_reconciled")
+
+
+@pytest.mark.parametrize("failures", [1, 1000], ids=["a blip", "for good"])
+async def test_a_read_that_fails_is_tried_again_off_the_workflow_task(
+    failures: int,
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    workers: None,
+    business: BusinessServer,
+) -> None:
+    """The runtime's read of the order meets 503s. Its first attempt runs beside the
+    workflow; the rest of the step's budget is a dispatched activity, so a target that keeps
+    failing holds no workflow task (Temporal's core retried a local activity past its
+    schedule-to-close). A blip: the order is read on the retry and the plan acts. For good:
+    the read is given up when the budget is spent, and nothing names an unread order."""
+    db = business.db
+    db.faults[f"/orders/{ORDER}"] = [503] * failures
+    queue = new_id("planner")
+    client = temporal_env.client
+    tight = Timeouts(tool_budget=timedelta(seconds=3))
+    tether = Tether(client, settings.model_copy(update={"model_queue": queue, "timeouts": tight}))
+    request = {
+        "request_id": new_id("read"),
+        "subject": CUSTOMER,
+        "requester": CUSTOMER,
+        "text": TEXT,
+    }
+    try:
+        async with Worker(client, task_queue=queue, activities=[plan_of_four]):
+            handle = await tether.submit(request)
+            outcome = await asyncio.wait_for(handle.result(), 120)
+    finally:
+        db.faults.clear()
+
+    dispatched = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert "support.lookup_order" in dispatched  # the retry, after the local attempt
+    if failures == 1:
+        assert [c.kind for c in outcome.context] == ["order"]
+        assert outcome.decision.action is DecisionAction.AUTO, outcome.decision.reasons
+        assert all(a.ok for a in outcome.actions) and len(outcome.actions) == STEPS
+    else:
+        assert outcome.context == [] and outcome.actions == []
+        assert "reference_unknown" in outcome.decision.codes()
