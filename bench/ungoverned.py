@@ -28,7 +28,7 @@ class BaselineInput(BaseModel):
     resolution: ResolutionInput
     tool_queue: str  # where the pack's tools run (the workflow role's queue)
     compute_queue: str | None = None  # where retrieval runs
-    # Tools as local activities, as governed runs call them since steps.LOCAL_TOOLS: the
+    # Tools as local activities, as governed runs first try them since steps.LOCAL_TOOLS: the
     # same mechanism on both sides, for a comparison of governance alone (--local-act).
     local_act: bool = False
 

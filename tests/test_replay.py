@@ -81,7 +81,8 @@ def test_every_path_has_a_recorded_history() -> None:
         "tools_approval_then_recheck_rejects",
         "tools_saga_compensated",  # undone by scheduled compensations, as before
         "tools_saga_four_steps_reply_refused",
-        "tools_saga_answer_lost_reconciled",  # the budget kept by the tool, then reconciled
+        "tools_saga_answer_lost_reconciled",  # the retry dispatched, then reconciled
+        "tools_read_retried",  # a read's first attempt failed beside the workflow, retried
     } <= names
 
 

@@ -13,7 +13,7 @@ import dataclasses
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from tether import errors, names
@@ -209,9 +209,14 @@ class Effects:
             return await self._run(call, key=key, granted=granted, why=why, local=True, once=True)
         except FailureError as err:
             cause = unwrapped(err)
-            left = self._timeouts.tool_budget - (workflow.now() - started)
-            final = isinstance(cause, ApplicationError) and cause.non_retryable
-            if final or failure(cause)[0] in FINAL or left <= timedelta(0):
+            budget = self._timeouts.tool_budget  # 0: no limit
+            left = budget - (workflow.now() - started) if budget else None
+            final = (
+                isinstance(cause, CancelledError)  # the run is being cancelled: nothing more
+                or (isinstance(cause, ApplicationError) and cause.non_retryable)
+                or failure(cause)[0] in FINAL
+            )
+            if final or (left is not None and left <= timedelta(0)):
                 raise
         return await self._run(call, key=key, granted=granted, why=why, budget=left)
 

@@ -114,12 +114,13 @@ PLANNED_WRITES = "governed-2026-12-07-plans"
 # apply only where the verifier reads the request as that intent too (tether.policy.decide,
 # ``read``). Replaces PLANNED_WRITES's marker.
 READ_INTENT = "governed-2026-12-07-intent"
-# What a run started since takes: all READ_INTENT takes, and the plan's tool calls run as
-# local activities (in the workflow's worker, which serves the tools; each call's result a
-# marker in history), so a decision, its effects and the outcome's record complete in one
-# workflow task. A call's key, timeouts and retries are as before; a worker lost mid-call
-# calls again with the same key, as a lost activity's retry does. Compensations and
-# reconciliation stay activities: they may retry for hours. Replaces READ_INTENT's marker.
+# What a run started since takes: all READ_INTENT takes, and the first attempt of each of the
+# plan's tool calls (and of the runtime's reads) runs as a local activity (in the workflow's
+# worker, which serves the tools; its result a marker in history), so a decision, calls that
+# answer and the outcome's record complete in one workflow task. A failure worth trying again
+# gets the rest of the step's budget as a dispatched activity with the same key (effects.py,
+# ``_first_beside``): a failing target holds a workflow task for one attempt at most.
+# Compensations and reconciliation stay dispatched. Replaces READ_INTENT's marker.
 LOCAL_TOOLS = "governed-2026-12-08-tools"
 
 
@@ -163,8 +164,8 @@ def read_intent() -> bool:
 
 
 def local_tools() -> bool:
-    """Whether this run calls its plan's tools as local activities: every run started today
-    does."""
+    """Whether this run makes each tool call's first attempt a local activity: every run
+    started today does."""
     return workflow.patched(LOCAL_TOOLS)
 
 

@@ -176,9 +176,14 @@ async def test_an_effect_whose_answer_was_lost_is_found_and_undone(
     await replay_and_keep(handle, "saga_answer_lost_reconciled")
 
 
-@pytest.mark.parametrize("failures", [1, 1000], ids=["a blip", "for good"])
+@pytest.mark.parametrize(
+    ("failures", "budget"),
+    [(1, 3), (1000, 3), (1, 0)],
+    ids=["a blip", "for good", "a blip with no budget (0: no limit)"],
+)
 async def test_a_read_that_fails_is_tried_again_off_the_workflow_task(
     failures: int,
+    budget: int,
     temporal_env: WorkflowEnvironment,
     settings: Settings,
     workers: None,
@@ -193,7 +198,7 @@ async def test_a_read_that_fails_is_tried_again_off_the_workflow_task(
     db.faults[f"/orders/{ORDER}"] = [503] * failures
     queue = new_id("planner")
     client = temporal_env.client
-    tight = Timeouts(tool_budget=timedelta(seconds=3))
+    tight = Timeouts(tool_budget=timedelta(seconds=budget))
     tether = Tether(client, settings.model_copy(update={"model_queue": queue, "timeouts": tight}))
     request = {
         "request_id": new_id("read"),
@@ -215,6 +220,8 @@ async def test_a_read_that_fails_is_tried_again_off_the_workflow_task(
     ]
     assert "support.lookup_order" in dispatched  # the retry, after the local attempt
     if failures == 1:
+        if budget:
+            await replay_and_keep(handle, "tools_read_retried")
         assert [c.kind for c in outcome.context] == ["order"]
         assert outcome.decision.action is DecisionAction.AUTO, outcome.decision.reasons
         assert all(a.ok for a in outcome.actions) and len(outcome.actions) == STEPS
