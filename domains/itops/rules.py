@@ -430,8 +430,8 @@ def _claimed(
     hedged: bool = False,
     negative: bool = False,
 ) -> int | None:
-    """Where ``sentence`` asserts what ``pattern`` finds, in its own clause (None: nowhere). ``strict``:
-    read after any preface, and not after "nothing" or "nobody" in that clause; ``hedged``:
+    """Where ``sentence`` asserts what ``pattern`` finds, in its own clause (None: nowhere).
+    ``strict``: read after any preface, and not after "nothing" or "nobody" in that clause; ``hedged``:
     not with a hedge in that clause; ``negative``: a negation is the claim's own."""
     for m in pattern.finditer(sentence):
         start = 0
@@ -500,11 +500,13 @@ def note_tells_the_truth(facts: Facts) -> Iterator[Finding]:
 
 # What a claim names that its tool acts on: services for a restart or rotation, groups for
 # a membership. The claim reaches to its sentence's stop, a semicolon or a "but".
+_SERVICES = re.compile(rf"(?<!{ID_GOES_ON}){SERVICE_ID}(?!{ID_GOES_ON})")
+_GROUPS = re.compile(rf"(?<!{ID_GOES_ON}){GROUP_ID}(?!{ID_GOES_ON})")
 _ACTED_ON = {
-    "restart_service": re.compile(rf"(?<!{ID_GOES_ON}){SERVICE_ID}(?!{ID_GOES_ON})"),
-    "rotate_credential": re.compile(rf"(?<!{ID_GOES_ON}){SERVICE_ID}(?!{ID_GOES_ON})"),
-    "add_to_group": re.compile(rf"(?<!{ID_GOES_ON}){GROUP_ID}(?!{ID_GOES_ON})"),
-    "remove_from_group": re.compile(rf"(?<!{ID_GOES_ON}){GROUP_ID}(?!{ID_GOES_ON})"),
+    "restart_service": _SERVICES,
+    "rotate_credential": _SERVICES,
+    "add_to_group": _GROUPS,
+    "remove_from_group": _GROUPS,
 }
 _CLAIM_ENDS = re.compile(r"[.;!?\n](?=\s|$)|\bbut\b", re.IGNORECASE)
 

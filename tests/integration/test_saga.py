@@ -6,17 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from tests.conftest import new_id, replay_and_keep
 from tether.client import Tether
 from tether.config import Settings, Timeouts
-from tether.contracts import DecisionAction, ModelIdentity, ProposeInput, RawProposal
+from tether.contracts import DecisionAction, ModelIdentity, Outcome, ProposeInput, RawProposal
 from tether.domains.support.business import BusinessServer
 
 pytestmark = pytest.mark.integration
@@ -62,6 +64,26 @@ async def plan_of_four(inp: ProposeInput) -> RawProposal:
     )
 
 
+async def resolve_planned(
+    client: Client, settings: Settings, prefix: str, timeouts: Timeouts | None = None
+) -> tuple[Tether, WorkflowHandle[Any, Outcome], Outcome]:
+    """TEXT resolved with ``plan_of_four`` as the model (and ``timeouts``, if given)."""
+    queue = new_id("planner")
+    update: dict[str, Any] = {"model_queue": queue}
+    if timeouts is not None:
+        update["timeouts"] = timeouts
+    tether = Tether(client, settings.model_copy(update=update))
+    request = {
+        "request_id": new_id(prefix),
+        "subject": CUSTOMER,
+        "requester": CUSTOMER,
+        "text": TEXT,
+    }
+    async with Worker(client, task_queue=queue, activities=[plan_of_four]):
+        handle = await tether.submit(request)
+        return tether, handle, await asyncio.wait_for(handle.result(), 120)
+
+
 @pytest.mark.parametrize("k", range(1, STEPS + 1))
 async def test_failure_at_step_k_restores_the_business_system(
     k: int,
@@ -78,19 +100,8 @@ async def test_failure_at_step_k_restores_the_business_system(
     else:
         db.faults["/messages"] = [422]
     db.faults["/reversals"] = [503]  # and one compensation meets a transient outage: retried
-    queue = new_id("planner")
-    client = temporal_env.client
-    tether = Tether(client, settings.model_copy(update={"model_queue": queue}))
-    request = {
-        "request_id": new_id("saga"),
-        "subject": CUSTOMER,
-        "requester": CUSTOMER,
-        "text": TEXT,
-    }
     try:
-        async with Worker(client, task_queue=queue, activities=[plan_of_four]):
-            handle = await tether.submit(request)
-            outcome = await handle.result()
+        tether, handle, outcome = await resolve_planned(temporal_env.client, settings, "saga")
     finally:
         faults_left = {path: q for path, q in db.faults.items() if q}
         db.faults.clear()
@@ -111,7 +122,7 @@ async def test_failure_at_step_k_restores_the_business_system(
     assert after[1] == before[1] + k - 1  # refund rows stay, each with its reversal
     assert faults_left == ({"/reversals": [503]} if k == 1 else {})
 
-    entries = await tether.audit(request["request_id"])
+    entries = await tether.audit(outcome.request_id)
     assert [(e.step, e.ok, e.compensates) for e in entries] == [
         *((step, step < k, None) for step in range(1, k + 1)),
         *((k + i, True, step) for i, step in enumerate(range(k - 1, 0, -1), start=1)),
@@ -140,20 +151,11 @@ async def test_an_effect_whose_answer_was_lost_is_found_and_undone(
     db = business.db
     before = db.order(ORDER)
     db.lost_answers["/refunds"] = [0] + [1] * 100
-    queue = new_id("planner")
-    client = temporal_env.client
     tight = Timeouts(tool_budget=timedelta(seconds=3))
-    tether = Tether(client, settings.model_copy(update={"model_queue": queue, "timeouts": tight}))
-    request = {
-        "request_id": new_id("lost"),
-        "subject": CUSTOMER,
-        "requester": CUSTOMER,
-        "text": TEXT,
-    }
     try:
-        async with Worker(client, task_queue=queue, activities=[plan_of_four]):
-            handle = await tether.submit(request)
-            outcome = await handle.result()
+        tether, handle, outcome = await resolve_planned(
+            temporal_env.client, settings, "lost", tight
+        )
     finally:
         db.lost_answers.clear()
 
@@ -166,7 +168,7 @@ async def test_an_effect_whose_answer_was_lost_is_found_and_undone(
     ]
     assert all(c.ok for c in outcome.compensations)
     assert db.order(ORDER) == before and outcome.followup_required
-    entries = await tether.audit(request["request_id"])
+    entries = await tether.audit(outcome.request_id)
     assert [(e.step, e.ok, e.unconfirmed_effect, e.compensates) for e in entries] == [
         (1, True, False, None),
         (2, False, True, None),
@@ -196,20 +198,9 @@ async def test_a_read_that_fails_is_tried_again_off_the_workflow_task(
     the read is given up when the budget is spent, and nothing names an unread order."""
     db = business.db
     db.faults[f"/orders/{ORDER}"] = [503] * failures
-    queue = new_id("planner")
-    client = temporal_env.client
     tight = Timeouts(tool_budget=timedelta(seconds=budget))
-    tether = Tether(client, settings.model_copy(update={"model_queue": queue, "timeouts": tight}))
-    request = {
-        "request_id": new_id("read"),
-        "subject": CUSTOMER,
-        "requester": CUSTOMER,
-        "text": TEXT,
-    }
     try:
-        async with Worker(client, task_queue=queue, activities=[plan_of_four]):
-            handle = await tether.submit(request)
-            outcome = await asyncio.wait_for(handle.result(), 120)
+        _, handle, outcome = await resolve_planned(temporal_env.client, settings, "read", tight)
     finally:
         db.faults.clear()
 
